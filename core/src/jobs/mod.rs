@@ -1,0 +1,1 @@
+//! jobs (work in progress)

@@ -1,0 +1,24 @@
+//! # lethe-core
+//!
+//! The core library of Lethe, a GDPR compliance and data-governance service for Parquet data
+//! lakes. Both binaries (`lethe-service` and `lethe-worker`) depend on this crate; neither depends
+//! on the other.
+//!
+//! | module | idea it owns |
+//! |---|---|
+//! | [`domain`] | validated newtypes and the privacy-request model (GDPR Art. 12, 15, 17) |
+//! | [`store`] | the database behind one [`store::Store`] trait (SQLite embedded; PostgreSQL next) |
+//! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
+//! | [`audit`] | the hash-chained, pseudonymous audit log |
+//! | [`jobs`] | the job queue runner that executes approved privacy requests |
+//! | [`demo`] | a generator for the running-app demo lake |
+//! | [`config`] | layered configuration: defaults, `lethe.toml`, `LETHE__…` environment |
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod jobs;
+pub mod lake;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Lethe service library.

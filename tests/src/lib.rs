@@ -1,0 +1,1 @@
+//! End-to-end test crate for Lethe; the tests live in `tests/tests/`.

@@ -1,0 +1,1 @@
+//! Lethe worker library.
