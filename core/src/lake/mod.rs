@@ -1,1 +1,50 @@
-//! lake (work in progress)
+//! The lake engine: list, locate, rewrite (erase) and export the rows of data subjects in a
+//! Hive-partitioned folder of Parquet files (`date=2025-01-07/region=EU/part-0001.parquet`) on an
+//! [`object_store`].
+//!
+//! | module | idea it owns |
+//! |---|---|
+//! | [`error`] | [`LakeError`], the one error type, naming the file and column |
+//! | [`root`] | [`LakeRoot`]: the store + prefix, listing data files ([`DataFile`]) |
+//! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
+//! | [`rewrite`] | [`Erase`]: copy-on-write rewrite dropping subjects' rows, verified and atomic |
+//! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV (GDPR Art. 15, 20) |
+//!
+//! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused:
+//! rewriting their files one by one would corrupt them.
+
+pub mod error;
+pub mod export;
+pub mod locate;
+mod open;
+mod prune;
+pub mod rewrite;
+pub mod root;
+
+pub use error::LakeError;
+pub use export::{SubjectRows, collect_subject_rows, write_csv, write_json_lines};
+pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport};
+pub use rewrite::{
+    Erase, EraseMetrics, EraseOutcome, EraseProgress, EraseSubjects, FileOutcome, FileStatus,
+    RowFilter,
+};
+pub use root::{DataFile, LakeRoot, object_store_for_url};
+
+/// Runs CPU-heavy work (Parquet decoding / encoding) on tokio's blocking pool, keeping the
+/// caller's tracing span, so the async workers stay free for I/O, HTTP and job heartbeats.
+///
+/// # Errors
+/// [`LakeError::Io`] when the closure panicked or the runtime is shutting down.
+pub(crate) async fn run_blocking<T, F>(f: F) -> Result<T, LakeError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| LakeError::Io(std::io::Error::other(format!("blocking task failed: {e}"))))
+}
+
+#[cfg(test)]
+pub(crate) mod testlake;

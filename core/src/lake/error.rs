@@ -1,0 +1,145 @@
+//! The one error type of the lake engine.
+//!
+//! Every variant names the lake root or the file (path relative to the root) it is about, so an
+//! operator reading a log line or a failed file in a report knows where to look. Variants never
+//! carry a cell value: subject ids and PII stay out of errors.
+
+use arrow_schema::ArrowError;
+use parquet::errors::ParquetError;
+
+/// An error of the lake engine (listing, locating, rewriting or exporting Parquet files).
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The lake root URL or path cannot be used (unknown scheme, folder missing, not a folder).
+    #[error("invalid lake root {url:?}: {reason}")]
+    InvalidRoot {
+        /// The URL or path as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The root is a table of a table format that keeps its own log of files; rewriting its
+    /// files one by one would corrupt the table, so the lake engine refuses it.
+    #[error(
+        "lake root {root:?} is a {format} table; its files must be rewritten through {format}, not file by file"
+    )]
+    TableFormat {
+        /// The lake root URL.
+        root: String,
+        /// `"Delta Lake"` or `"Apache Iceberg"`.
+        format: &'static str,
+    },
+
+    /// The file has no top-level column of that name.
+    #[error("file {file:?} has no top-level column {column:?}")]
+    MissingColumn {
+        /// The file, relative to the lake root.
+        file: String,
+        /// The column that was looked for.
+        column: String,
+    },
+
+    /// The file is not a Parquet file: too short or no `PAR1` magic at its start and end.
+    #[error("file {file:?} is not a Parquet file ({reason})")]
+    NotParquet {
+        /// The file, relative to the lake root.
+        file: String,
+        /// What was wrong (size in bytes or the magic found).
+        reason: String,
+    },
+
+    /// The file looks like Parquet but its footer or data cannot be decoded.
+    #[error("Parquet file {file:?} is corrupt or unreadable: {reason}")]
+    Corrupt {
+        /// The file, relative to the lake root.
+        file: String,
+        /// What failed (footer, row group n, column c…).
+        reason: String,
+        /// The Parquet decoder error, when there is one.
+        #[source]
+        source: Option<ParquetError>,
+    },
+
+    /// The file is readable but cannot be rewritten without changing its schema or values
+    /// (INT96 timestamps, INTERVAL, legacy layouts…), so the engine refuses it before writing.
+    #[error("Parquet file {file:?} cannot be rewritten faithfully: {reason}")]
+    Unsupported {
+        /// The file, relative to the lake root.
+        file: String,
+        /// Which column and what about it.
+        reason: String,
+    },
+
+    /// An object store call failed.
+    #[error("object store error on {path:?}: {source}")]
+    ObjectStore {
+        /// The object key.
+        path: String,
+        /// The object store error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// The rewritten file does not hold the expected number of rows; it was not swapped in.
+    #[error(
+        "verification of the rewrite of {file:?} failed: expected {expected_rows} rows, found {actual_rows}"
+    )]
+    Verify {
+        /// The file, relative to the lake root.
+        file: String,
+        /// Rows expected in the new file (rows before − rows removed).
+        expected_rows: u64,
+        /// Rows found in the new file's footer.
+        actual_rows: u64,
+    },
+
+    /// The file changed in the store while it was being rewritten (another writer); the
+    /// rewrite was abandoned so that write is not lost. Retry the file.
+    #[error("file {file:?} changed while it was being rewritten; rewrite abandoned, retry it")]
+    Changed {
+        /// The file, relative to the lake root.
+        file: String,
+    },
+
+    /// An Arrow compute or encoding step failed (cast, filter, JSON/CSV writing…).
+    #[error("Arrow error on {file:?}: {source}")]
+    Arrow {
+        /// The file (relative to the lake root) or output being processed.
+        file: String,
+        /// The Arrow error.
+        #[source]
+        source: ArrowError,
+    },
+
+    /// A local I/O error (writing an export, joining a blocking task…).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl LakeError {
+    /// Wraps an object store error with the object key it happened on.
+    pub(crate) fn store(path: impl std::fmt::Display, source: object_store::Error) -> Self {
+        Self::ObjectStore {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Wraps a Parquet error about `file`, with what was being done.
+    pub(crate) fn corrupt(file: &str, reason: impl Into<String>, source: ParquetError) -> Self {
+        Self::Corrupt {
+            file: file.to_string(),
+            reason: reason.into(),
+            source: Some(source),
+        }
+    }
+
+    /// Wraps an Arrow error about `file`.
+    pub(crate) fn arrow(file: &str, source: ArrowError) -> Self {
+        Self::Arrow {
+            file: file.to_string(),
+            source,
+        }
+    }
+}

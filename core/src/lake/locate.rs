@@ -1,0 +1,438 @@
+//! Locate: which files, row groups and how many rows hold given data subjects.
+//!
+//! Per file: read the footer, prune row groups with statistics and bloom filters on the subject
+//! column, then read only the subject column of the surviving row groups and count matches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::DataType;
+use futures::StreamExt;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use serde::Serialize;
+
+use super::error::LakeError;
+use super::open::{OpenFile, open};
+use super::prune::{Pruning, prune};
+use super::root::{DataFile, LakeRoot};
+use super::run_blocking;
+
+/// Rows decoded per batch when reading the subject column.
+const BATCH_ROWS: usize = 8192;
+
+/// Builder of a locate operation over a lake root.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), lethe_core::lake::LakeError> {
+/// use lethe_core::lake::{LakeRoot, Locate};
+/// let report = Locate::new(LakeRoot::parse("/data/events")?, "user_id")
+///     .subjects(["u-1", "u-2"])
+///     .execute()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Locate {
+    root: LakeRoot,
+    subject_column: String,
+    subjects: BTreeSet<String>,
+    concurrency: usize,
+}
+
+/// One file that holds at least one row of the subjects.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMatch {
+    /// The file as listed.
+    pub file: DataFile,
+    /// Rows of any of the subjects in the file.
+    pub rows: u64,
+    /// Rows per subject id (only subjects with at least one row).
+    pub rows_by_subject: BTreeMap<String, u64>,
+    /// Indexes of the row groups holding at least one of those rows, ascending.
+    pub row_groups: Vec<usize>,
+}
+
+/// A file that could not be searched, and why (the file stays in the lake untouched).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileFailure {
+    /// The file, relative to the lake root.
+    pub relative: String,
+    /// The error, as an operator-readable sentence.
+    pub error: String,
+}
+
+/// Counters of a locate operation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocateMetrics {
+    /// Files listed and opened.
+    pub files_scanned: u64,
+    /// Row groups in the files opened.
+    pub row_groups_total: u64,
+    /// Row groups skipped thanks to min/max statistics (or all-null columns).
+    pub row_groups_pruned_by_statistics: u64,
+    /// Row groups skipped thanks to bloom filters.
+    pub row_groups_pruned_by_bloom_filter: u64,
+    /// Row groups whose subject column was read.
+    pub row_groups_read: u64,
+    /// Bytes fetched from the store (footers, bloom filters, column chunks).
+    pub bytes_read: u64,
+    /// Wall-clock duration in seconds.
+    pub elapsed_s: f64,
+}
+
+/// The result of [`Locate::execute`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocateReport {
+    /// Files with at least one matching row, sorted by path.
+    pub files: Vec<FileMatch>,
+    /// Files that could not be searched (not Parquet, corrupt, missing column…).
+    pub failures: Vec<FileFailure>,
+    /// Counters.
+    pub metrics: LocateMetrics,
+}
+
+impl Locate {
+    /// A locate of no subjects yet, over `root`, matching on top-level column `subject_column`.
+    pub fn new(root: LakeRoot, subject_column: impl Into<String>) -> Self {
+        Self {
+            root,
+            subject_column: subject_column.into(),
+            subjects: BTreeSet::new(),
+            concurrency: 4,
+        }
+    }
+
+    /// Adds subject ids to look for (compared with the subject column cast to a string).
+    pub fn subjects(mut self, subjects: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.subjects.extend(subjects.into_iter().map(Into::into));
+        self
+    }
+
+    /// Files searched at the same time (default 4, at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Runs the search.
+    ///
+    /// # Errors
+    /// Only root-level problems ([`LakeError::TableFormat`], listing failures); problems with
+    /// single files are reported in [`LocateReport::failures`].
+    #[tracing::instrument(skip_all, fields(root = %self.root.url(), subjects = self.subjects.len()))]
+    pub async fn execute(self) -> Result<LocateReport, LakeError> {
+        let started = Instant::now();
+        let files = self.root.list_files().await?;
+        let mut report = LocateReport::default();
+        let this = &self;
+        let mut results = futures::stream::iter(files)
+            .map(|file| async move {
+                let result =
+                    locate_file(&this.root, &file, &this.subject_column, &this.subjects).await;
+                (file, result)
+            })
+            .buffer_unordered(self.concurrency);
+        while let Some((file, result)) = results.next().await {
+            report.metrics.files_scanned += 1;
+            match result {
+                Ok(found) => {
+                    let m = &mut report.metrics;
+                    m.row_groups_total += found.row_groups_total;
+                    m.row_groups_pruned_by_statistics += found.pruning.by_statistics as u64;
+                    m.row_groups_pruned_by_bloom_filter += found.pruning.by_bloom_filter as u64;
+                    m.row_groups_read += found.pruning.candidates.len() as u64;
+                    m.bytes_read += found.bytes_read;
+                    if found.rows > 0 {
+                        report.files.push(FileMatch {
+                            file,
+                            rows: found.rows,
+                            rows_by_subject: found.rows_by_subject,
+                            row_groups: found.row_groups,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.relative, error = %e, "file could not be searched");
+                    report.failures.push(FileFailure {
+                        relative: file.relative,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        report
+            .files
+            .sort_by(|a, b| a.file.relative.cmp(&b.file.relative));
+        report.failures.sort_by(|a, b| a.relative.cmp(&b.relative));
+        report.metrics.elapsed_s = started.elapsed().as_secs_f64();
+        tracing::info!(
+            files = report.files.len(),
+            failures = report.failures.len(),
+            "locate finished"
+        );
+        Ok(report)
+    }
+}
+
+/// What locating subjects in one file found.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub row_groups_total: u64,
+    pub pruning: Pruning,
+    pub rows: u64,
+    pub rows_by_subject: BTreeMap<String, u64>,
+    pub row_groups: Vec<usize>,
+    pub bytes_read: u64,
+}
+
+/// Locates `subjects` in one file (footer, pruning, subject column of candidate row groups).
+pub(crate) async fn locate_file(
+    root: &LakeRoot,
+    file: &DataFile,
+    subject_column: &str,
+    subjects: &BTreeSet<String>,
+) -> Result<Found, LakeError> {
+    let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
+    let found = locate_open(&opened, subject_column, subjects).await;
+    tracing::debug!(file = %file.relative, bytes_read = opened.reader.bytes_read(), "file searched");
+    found.map(|mut f| {
+        f.bytes_read = opened.reader.bytes_read();
+        f
+    })
+}
+
+/// [`locate_file`] on an already opened file (`bytes_read` is left to the caller).
+pub(crate) async fn locate_open(
+    opened: &OpenFile,
+    subject_column: &str,
+    subjects: &BTreeSet<String>,
+) -> Result<Found, LakeError> {
+    let leaf = opened.subject_leaf(subject_column)?;
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        opened.reader.clone(),
+        opened.metadata.clone(),
+    );
+    let mut found = Found {
+        row_groups_total: builder.metadata().num_row_groups() as u64,
+        pruning: prune(&mut builder, leaf, subjects).await,
+        ..Found::default()
+    };
+    if found.pruning.candidates.is_empty() {
+        return Ok(found);
+    }
+    let mask = ProjectionMask::leaves(opened.parquet_schema(), [leaf]);
+    let mut stream = builder
+        .with_projection(mask)
+        .with_row_groups(found.pruning.candidates.clone())
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| LakeError::corrupt(&opened.relative, "planning the read", e))?;
+    for &rg in &found.pruning.candidates {
+        let reader = stream
+            .next_row_group()
+            .await
+            .map_err(|e| {
+                LakeError::corrupt(&opened.relative, format!("reading row group {rg}"), e)
+            })?
+            .ok_or_else(|| LakeError::Corrupt {
+                file: opened.relative.clone(),
+                reason: format!("row group {rg} missing from the stream"),
+                source: None,
+            })?;
+        let relative = opened.relative.clone();
+        let wanted = subjects.clone();
+        let counts = run_blocking(move || {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for batch in reader {
+                let batch = batch.map_err(|e| LakeError::arrow(&relative, e))?;
+                count_subjects(&relative, &batch, 0, &wanted, &mut counts)?;
+            }
+            Ok::<_, LakeError>(counts)
+        })
+        .await??;
+        if !counts.is_empty() {
+            found.row_groups.push(rg);
+            for (subject, n) in counts {
+                found.rows += n;
+                *found.rows_by_subject.entry(subject).or_default() += n;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Column `index` of `batch` cast to Utf8 (how subject ids are compared).
+pub(crate) fn subject_strings(
+    file: &str,
+    batch: &RecordBatch,
+    index: usize,
+) -> Result<StringArray, LakeError> {
+    let cast = arrow_cast::cast(batch.column(index), &DataType::Utf8)
+        .map_err(|e| LakeError::arrow(file, e))?;
+    cast.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| LakeError::Arrow {
+            file: file.to_string(),
+            source: arrow_schema::ArrowError::CastError(
+                "subject column did not cast to Utf8".into(),
+            ),
+        })
+}
+
+fn count_subjects(
+    file: &str,
+    batch: &RecordBatch,
+    index: usize,
+    subjects: &BTreeSet<String>,
+    counts: &mut BTreeMap<String, u64>,
+) -> Result<(), LakeError> {
+    let values = subject_strings(file, batch, index)?;
+    for value in values.iter().flatten() {
+        if let Some(subject) = subjects.get(value) {
+            *counts.entry(subject.clone()).or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::testlake::*;
+
+    fn root_of(dir: &tempfile::TempDir) -> LakeRoot {
+        LakeRoot::parse(&dir.path().display().to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn locate_finds_exactly_the_files_rows_and_row_groups_of_the_subjects() {
+        let dir = tempfile::tempdir().unwrap();
+        three_file_lake(dir.path());
+        let report = Locate::new(root_of(&dir), "user_id")
+            .subjects(["u1", "u6", "nobody"])
+            .execute()
+            .await
+            .unwrap();
+        let found: Vec<_> = report
+            .files
+            .iter()
+            .map(|f| (f.file.relative.as_str(), f.rows, f.row_groups.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("date=2025-01-07/region=EU/part-0.parquet", 10, vec![0]),
+                ("date=2025-01-07/region=US/part-0.parquet", 10, vec![1]),
+                ("date=2025-01-08/region=APAC/part-0.parquet", 10, vec![0]),
+            ]
+        );
+        assert_eq!(
+            report.files[0].rows_by_subject,
+            BTreeMap::from([("u1".into(), 10)])
+        );
+        assert_eq!(
+            report.files[1].rows_by_subject,
+            BTreeMap::from([("u6".into(), 10)])
+        );
+        assert!(report.failures.is_empty());
+        let m = &report.metrics;
+        assert_eq!(m.files_scanned, 3);
+        assert_eq!(m.row_groups_total, 9);
+        // EU: u1 only in row group 0; US: u6 only in row group 1; APAC's one row group spans
+        // u1..u9 so it is read.
+        assert_eq!(m.row_groups_pruned_by_statistics, 6);
+        assert_eq!(m.row_groups_read, 3);
+        assert!(m.bytes_read > 0);
+    }
+
+    #[tokio::test]
+    async fn bloom_filters_prune_row_groups_that_statistics_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every row group spans "a".."z", so min/max cannot exclude "m-absent".
+        let rows: Vec<(&str, i64)> = (0..40)
+            .map(|i| match i % 4 {
+                0 => ("a", i),
+                1 => ("z", i),
+                2 => ("m-present", i),
+                _ => ("k", i),
+            })
+            .collect();
+        let props = props(8)
+            .set_column_bloom_filter_enabled("user_id".into(), true)
+            .build();
+        write_file(dir.path(), "p.parquet", &[events(&rows)], props);
+        let report = Locate::new(root_of(&dir), "user_id")
+            .subjects(["m-absent"])
+            .execute()
+            .await
+            .unwrap();
+        assert!(report.files.is_empty());
+        assert_eq!(report.metrics.row_groups_total, 5);
+        assert_eq!(report.metrics.row_groups_pruned_by_statistics, 0);
+        assert_eq!(report.metrics.row_groups_pruned_by_bloom_filter, 5);
+        assert_eq!(report.metrics.row_groups_read, 0);
+
+        let report = Locate::new(root_of(&dir), "user_id")
+            .subjects(["m-present"])
+            .execute()
+            .await
+            .unwrap();
+        assert_eq!(report.files[0].rows, 10);
+        assert_eq!(report.metrics.row_groups_read, 5);
+    }
+
+    #[tokio::test]
+    async fn integer_subject_columns_match_subject_ids_as_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        three_file_lake(dir.path());
+        let report = Locate::new(root_of(&dir), "id")
+            .subjects(["105", "0105"])
+            .execute()
+            .await
+            .unwrap();
+        assert_eq!(report.files.len(), 1);
+        assert_eq!(
+            report.files[0].file.relative,
+            "date=2025-01-07/region=US/part-0.parquet"
+        );
+        assert_eq!(
+            report.files[0].rows_by_subject,
+            BTreeMap::from([("105".into(), 1)])
+        );
+        // Statistics pruned every row group but the one holding 105.
+        assert_eq!(report.metrics.row_groups_read, 1);
+    }
+
+    #[tokio::test]
+    async fn unreadable_files_and_missing_columns_are_failures_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        three_file_lake(dir.path());
+        std::fs::write(dir.path().join("readme.txt"), "not parquet").unwrap();
+        let report = Locate::new(root_of(&dir), "email")
+            .subjects(["x"])
+            .execute()
+            .await
+            .unwrap();
+        assert_eq!(report.failures.len(), 4);
+        let readme = report
+            .failures
+            .iter()
+            .find(|f| f.relative == "readme.txt")
+            .unwrap();
+        assert!(
+            readme.error.contains("not a Parquet file"),
+            "{}",
+            readme.error
+        );
+        assert!(
+            report.failures[0]
+                .error
+                .contains("no top-level column \"email\""),
+            "{}",
+            report.failures[0].error
+        );
+    }
+}

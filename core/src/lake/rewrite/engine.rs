@@ -1,0 +1,459 @@
+//! The copy-on-write engine: rewrite one Parquet file through a [`RowFilter`].
+//!
+//! Steps: open the footer → locate the filter's subjects (statistics, bloom filters, subject
+//! column) → nothing found: return `Unchanged` without writing → check the file can be written
+//! back faithfully → stream row group by row group (one row group in flight; each input row
+//! group becomes at most one output row group) into a hidden temporary object beside the file
+//! → verify the new footer → check the original did not change meanwhile → rename over the
+//! original (atomic on a local file system) → rewrite the Hadoop `.crc` sidecar if there is one.
+//! Any error leaves the original untouched and deletes the temporary objects.
+//!
+//! Concurrency: I/O (fetching a row group's column chunks, uploading output) stays on the async
+//! runtime; decoding, filtering and encoding a row group is CPU-bound and runs on the blocking
+//! pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
+//! memory bound to one row group per file and keeps the runtime's workers responsive.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_select::filter::filter_record_batch;
+use bytes::Bytes;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::file::properties::WriterProperties;
+use tokio::io::AsyncWriteExt;
+
+use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
+use super::{FileOutcome, FileStatus, RowFilter, faithful};
+use crate::lake::error::LakeError;
+use crate::lake::locate::locate_open;
+use crate::lake::open::{OpenFile, open};
+use crate::lake::root::{DataFile, LakeRoot};
+use crate::lake::run_blocking;
+
+/// Rows decoded per batch.
+const BATCH_ROWS: usize = 8192;
+
+/// Marker in the names of Lethe's temporary objects (always hidden: they start with `.`).
+pub(crate) const TEMP_MARKER: &str = ".lethe-tmp-";
+
+/// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
+fn temp_beside(location: &Path) -> Path {
+    let name = location.filename().unwrap_or("file");
+    let tmp = format!(".{name}{TEMP_MARKER}{}", uuid::Uuid::new_v4());
+    match location.parent() {
+        Some(dir) => dir.join(tmp.as_str()),
+        None => Path::from(tmp),
+    }
+}
+
+/// The location of the Hadoop sidecar of `location`.
+fn sidecar_of(location: &Path) -> Path {
+    let name = sidecar_name(location.filename().unwrap_or("file"));
+    match location.parent() {
+        Some(dir) => dir.join(name.as_str()),
+        None => Path::from(name),
+    }
+}
+
+/// Rewrites `file` without the rows `filter` drops. See the module documentation.
+///
+/// # Errors
+/// Any [`LakeError`] about this file; the original is then untouched and no temporary object
+/// remains.
+pub(crate) async fn rewrite_file(
+    root: &LakeRoot,
+    file: &DataFile,
+    subject_column: &str,
+    filter: &Arc<dyn RowFilter>,
+) -> Result<FileOutcome, LakeError> {
+    let store = root.store();
+    let opened = open(store, &file.location, &file.relative, file.size).await?;
+    let rows_before = opened.num_rows();
+    let found = locate_open(&opened, subject_column, filter.subjects()).await?;
+    if found.rows == 0 {
+        tracing::debug!(file = %file.relative, "no subject rows; file left as is");
+        return Ok(FileOutcome {
+            relative: file.relative.clone(),
+            status: FileStatus::Unchanged,
+            rows_before,
+            rows_removed: 0,
+            bytes_read: opened.reader.bytes_read(),
+            bytes_written: 0,
+        });
+    }
+    faithful::check(
+        &file.relative,
+        opened.parquet_schema(),
+        opened.metadata.schema(),
+    )?;
+
+    let tmp = temp_beside(&file.location);
+    let sidecar = sidecar_of(&file.location);
+    let sidecar_tmp = temp_beside(&sidecar);
+    let affected: BTreeSet<usize> = found.row_groups.iter().copied().collect();
+    let result = write_verify_swap(
+        root,
+        file,
+        &opened,
+        subject_column,
+        filter,
+        &affected,
+        Temps {
+            data: &tmp,
+            sidecar: &sidecar,
+            sidecar_tmp: &sidecar_tmp,
+        },
+    )
+    .await;
+    if result.is_err() {
+        for leftover in [&tmp, &sidecar_tmp] {
+            match store.delete(leftover).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::error!(object = %leftover, error = %e, "temporary object not removed")
+                }
+            }
+        }
+    }
+    let (rows_removed, bytes_written) = result?;
+    tracing::info!(file = %file.relative, rows_removed, bytes_written, "file rewritten");
+    Ok(FileOutcome {
+        relative: file.relative.clone(),
+        status: FileStatus::Rewritten,
+        rows_before,
+        rows_removed,
+        bytes_read: opened.reader.bytes_read(),
+        bytes_written,
+    })
+}
+
+struct Temps<'a> {
+    data: &'a Path,
+    sidecar: &'a Path,
+    sidecar_tmp: &'a Path,
+}
+
+/// Writes the filtered copy to `temps.data`, verifies it and swaps it in. Returns
+/// `(rows removed, bytes written)`.
+async fn write_verify_swap(
+    root: &LakeRoot,
+    file: &DataFile,
+    opened: &OpenFile,
+    subject_column: &str,
+    filter: &Arc<dyn RowFilter>,
+    affected: &BTreeSet<usize>,
+    temps: Temps<'_>,
+) -> Result<(u64, u64), LakeError> {
+    let store = root.store();
+    let relative = file.relative.as_str();
+    let crc = match store.head(temps.sidecar).await {
+        Ok(_) => {
+            let header = store
+                .get_range(temps.sidecar, 0..8)
+                .await
+                .map_err(|e| LakeError::store(temps.sidecar, e))?;
+            Some(ChecksumWriter::new(bytes_per_checksum(&header)))
+        }
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(LakeError::store(temps.sidecar, e)),
+    };
+
+    let stream_builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        opened.reader.clone(),
+        opened.metadata.clone(),
+    )
+    .with_batch_size(BATCH_ROWS);
+    let num_row_groups = stream_builder.metadata().num_row_groups();
+    let mut stream = stream_builder
+        .build()
+        .map_err(|e| LakeError::corrupt(relative, "planning the read", e))?;
+    let schema = stream.schema().clone();
+    let subject_index = schema
+        .index_of(subject_column)
+        .map_err(|_| LakeError::MissingColumn {
+            file: relative.to_string(),
+            column: subject_column.to_string(),
+        })?;
+    let options = ArrowWriterOptions::new()
+        .with_properties(writer_properties(opened, subject_column))
+        .with_skip_arrow_metadata(true)
+        .with_parquet_schema(opened.parquet_schema().clone());
+    let mut writer =
+        ArrowWriter::try_new_with_options(Vec::new(), schema, options).map_err(|e| {
+            LakeError::Unsupported {
+                file: relative.to_string(),
+                reason: format!("the Parquet writer refused its schema: {e}"),
+            }
+        })?;
+
+    let mut sink = Sink {
+        upload: BufWriter::new(Arc::clone(store), temps.data.clone()),
+        crc,
+        written: 0,
+    };
+    let mut removed = 0u64;
+    for rg in 0..num_row_groups {
+        let step = async {
+            let reader = stream
+                .next_row_group()
+                .await
+                .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?
+                .ok_or_else(|| LakeError::Corrupt {
+                    file: relative.to_string(),
+                    reason: format!("row group {rg} missing from the stream"),
+                    source: None,
+                })?;
+            let job = RowGroupJob {
+                relative: relative.to_string(),
+                row_group: rg,
+                filter: affected.contains(&rg).then(|| Arc::clone(filter)),
+                subject_index,
+            };
+            run_blocking(move || job.run(writer, reader)).await?
+        };
+        let (w, n, bytes) = match step.await {
+            Ok(done) => done,
+            Err(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        };
+        writer = w;
+        removed += n;
+        if let Err(e) = sink.put(bytes).await {
+            sink.abort().await;
+            return Err(LakeError::store(temps.data, e));
+        }
+    }
+    let tail = run_blocking(move || {
+        writer.finish()?;
+        Ok::<_, parquet::errors::ParquetError>(std::mem::take(writer.inner_mut()))
+    })
+    .await?;
+    let tail = match tail {
+        Ok(tail) => tail,
+        Err(e) => {
+            sink.abort().await;
+            return Err(LakeError::corrupt(relative, "writing the footer", e));
+        }
+    };
+    if let Err(e) = sink.put(tail).await {
+        sink.abort().await;
+        return Err(LakeError::store(temps.data, e));
+    }
+    let (written, sidecar_bytes) = sink.finish().await.map_err(|e| {
+        LakeError::store(
+            temps.data,
+            object_store::Error::Generic {
+                store: "upload",
+                source: Box::new(e),
+            },
+        )
+    })?;
+
+    verify(store, opened, temps.data, written, removed).await?;
+    ensure_unchanged(store, file).await?;
+    if let Some(sidecar_bytes) = &sidecar_bytes {
+        store
+            .put(temps.sidecar_tmp, PutPayload::from(sidecar_bytes.clone()))
+            .await
+            .map_err(|e| LakeError::store(temps.sidecar_tmp, e))?;
+    }
+    store
+        .rename(temps.data, &file.location)
+        .await
+        .map_err(|e| LakeError::store(&file.location, e))?;
+    if sidecar_bytes.is_some() {
+        store
+            .rename(temps.sidecar_tmp, temps.sidecar)
+            .await
+            .map_err(|e| LakeError::store(temps.sidecar, e))?;
+    }
+    Ok((removed, written))
+}
+
+/// Writer settings that keep the input's layout: same key-value metadata, same codec per
+/// column, a bloom filter on the subject column if the input had one, row groups never split.
+fn writer_properties(opened: &OpenFile, subject_column: &str) -> WriterProperties {
+    let md = opened.metadata.metadata();
+    let mut b = WriterProperties::builder()
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_key_value_metadata(md.file_metadata().key_value_metadata().cloned());
+    if let Some(first) = md.row_groups().first() {
+        for col in first.columns() {
+            b = b.set_column_compression(col.column_path().clone(), col.compression());
+        }
+        if let Some(sorting) = first.sorting_columns() {
+            b = b.set_sorting_columns(Some(sorting.clone()));
+        }
+    }
+    if let Ok(leaf) = opened.subject_leaf(subject_column) {
+        let has_bloom = md
+            .row_groups()
+            .iter()
+            .any(|rg| rg.column(leaf).bloom_filter_offset().is_some());
+        if has_bloom {
+            let path = opened.parquet_schema().column(leaf).path().clone();
+            let ndv = md
+                .row_groups()
+                .iter()
+                .map(|rg| rg.num_rows())
+                .max()
+                .unwrap_or(0);
+            b = b
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_max_ndv(path, u64::try_from(ndv).unwrap_or(0).max(1));
+        }
+    }
+    b.build()
+}
+
+/// Decoding, filtering and encoding of one row group (runs on the blocking pool).
+struct RowGroupJob {
+    relative: String,
+    row_group: usize,
+    /// `Some` when the row group holds subject rows.
+    filter: Option<Arc<dyn RowFilter>>,
+    subject_index: usize,
+}
+
+type JobOutput = (ArrowWriter<Vec<u8>>, u64, Vec<u8>);
+
+impl RowGroupJob {
+    fn run(
+        self,
+        mut writer: ArrowWriter<Vec<u8>>,
+        reader: ParquetRecordBatchReader,
+    ) -> Result<JobOutput, LakeError> {
+        let mut removed = 0u64;
+        for batch in reader {
+            let batch: RecordBatch = batch.map_err(|e| LakeError::Corrupt {
+                file: self.relative.clone(),
+                reason: format!("decoding row group {}: {e}", self.row_group),
+                source: None,
+            })?;
+            let kept = match &self.filter {
+                Some(filter) => {
+                    let mask = filter.keep_mask(&self.relative, &batch, self.subject_index)?;
+                    let kept = filter_record_batch(&batch, &mask)
+                        .map_err(|e| LakeError::arrow(&self.relative, e))?;
+                    removed += (batch.num_rows() - kept.num_rows()) as u64;
+                    kept
+                }
+                None => batch,
+            };
+            writer.write(&kept).map_err(|e| {
+                LakeError::corrupt(
+                    &self.relative,
+                    format!("encoding row group {}", self.row_group),
+                    e,
+                )
+            })?;
+        }
+        writer.flush().map_err(|e| {
+            LakeError::corrupt(
+                &self.relative,
+                format!("encoding row group {}", self.row_group),
+                e,
+            )
+        })?;
+        let bytes = std::mem::take(writer.inner_mut());
+        Ok((writer, removed, bytes))
+    }
+}
+
+/// The upload of the new file, with its byte count and (optional) Hadoop checksum.
+struct Sink {
+    upload: BufWriter,
+    crc: Option<ChecksumWriter>,
+    written: u64,
+}
+
+impl Sink {
+    async fn put(&mut self, bytes: Vec<u8>) -> Result<(), object_store::Error> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(crc) = &mut self.crc {
+            crc.update(&bytes);
+        }
+        self.written += bytes.len() as u64;
+        self.upload.put(Bytes::from(bytes)).await
+    }
+
+    async fn abort(&mut self) {
+        if let Err(e) = self.upload.abort().await {
+            tracing::warn!(error = %e, "aborting an upload failed");
+        }
+    }
+
+    /// Completes the upload; returns the bytes written and the sidecar bytes.
+    async fn finish(mut self) -> Result<(u64, Option<Vec<u8>>), std::io::Error> {
+        self.upload.shutdown().await?;
+        Ok((self.written, self.crc.map(ChecksumWriter::finish)))
+    }
+}
+
+/// Reads the new file's footer back: it must decode, hold `old − removed` rows and have the
+/// original Parquet schema and key-value metadata.
+async fn verify(
+    store: &Arc<dyn ObjectStore>,
+    original: &OpenFile,
+    tmp: &Path,
+    size: u64,
+    removed: u64,
+) -> Result<(), LakeError> {
+    let relative = &original.relative;
+    let new = open(store, tmp, relative, size).await?;
+    let expected_rows = original.num_rows().saturating_sub(removed);
+    if new.num_rows() != expected_rows {
+        return Err(LakeError::Verify {
+            file: relative.clone(),
+            expected_rows,
+            actual_rows: new.num_rows(),
+        });
+    }
+    if new.parquet_schema().root_schema() != original.parquet_schema().root_schema() {
+        return Err(LakeError::Unsupported {
+            file: relative.clone(),
+            reason: "the rewritten file's Parquet schema differs from the original".into(),
+        });
+    }
+    let kv = |f: &OpenFile| {
+        f.metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+    };
+    if kv(&new) != kv(original) {
+        return Err(LakeError::Unsupported {
+            file: relative.clone(),
+            reason: "the rewritten file's key-value metadata differs from the original".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Fails when the original changed (size, ETag or mtime) since it was listed: someone else
+/// wrote it, and swapping in our copy would lose their write.
+async fn ensure_unchanged(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<(), LakeError> {
+    let now = store
+        .head(&file.location)
+        .await
+        .map_err(|e| LakeError::store(&file.location, e))?;
+    if now.size != file.size || now.e_tag != file.e_tag || now.last_modified != file.last_modified {
+        return Err(LakeError::Changed {
+            file: file.relative.clone(),
+        });
+    }
+    Ok(())
+}
