@@ -89,7 +89,7 @@ fn profile(rng: &mut StdRng, opts: &DemoLakeOptions) -> Profile {
     let last = *pick(rng, last_list);
     let cities: &[City] = match names::lists_for(&region) {
         Some((_, _, cities)) => cities,
-        None => *pick(rng, names::ALL_CITIES),
+        None => names::ALL_CITIES[rng.gen_range(0..names::ALL_CITIES.len())],
     };
     let (_, lat, lon) = *pick(rng, cities);
     let home = (
