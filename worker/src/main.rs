@@ -1,1 +1,11 @@
-fn main() {}
+//! `lethe-worker`: parses the command line and hands it to [`lethe_worker::cli::run`].
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = lethe_worker::cli::Cli::parse();
+    lethe_worker::cli::init_tracing();
+    ExitCode::from(lethe_worker::cli::run(cli).code())
+}

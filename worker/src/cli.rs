@@ -1,0 +1,241 @@
+//! The `lethe-worker` command line: arguments, dispatch and exit codes.
+//!
+//! ```text
+//! lethe-worker generate --out <dir> [--subjects N] [--days N] [--regions EU,US,APAC]
+//!                       [--events-per-day F] [--seed N] [--subjects-out <file>]
+//! lethe-worker locate   --root <path|url> [--subject-column user_id] --subject <id>... [--json]
+//! lethe-worker erase    --root <path|url> [--subject-column user_id] --subjects <file> [--jobs N]
+//! ```
+//!
+//! Every command prints its machine-readable result as the last line of stdout (JSON) where it
+//! has one, and diagnostics and progress on stderr. Exit codes: see [`Exit`].
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{self, CommandError};
+use crate::progress::ProgressMode;
+
+/// `lethe-worker`: runs Lethe jobs, and locates or erases data subjects in a Parquet lake offline.
+#[derive(Debug, Parser)]
+#[command(name = "lethe-worker", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a deterministic demo lake in the running-app schema (no service, no database).
+    Generate(GenerateArgs),
+    /// List the files (and row counts) holding a subject's rows.
+    Locate(LocateArgs),
+    /// Remove every row of the listed subjects from the lake, rewriting each affected file once.
+    Erase(EraseArgs),
+    // `run` (claim and execute jobs from the database queue) is added here by the jobs work.
+}
+
+/// Arguments of `lethe-worker generate`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the lake into; created if missing, must be empty otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of data subjects.
+    #[arg(long, default_value_t = 2000)]
+    pub subjects: usize,
+    /// Number of days (one `date=` partition each), starting at `--start-date`.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// First day, YYYY-MM-DD.
+    #[arg(long, default_value = "2025-01-01")]
+    pub start_date: chrono::NaiveDate,
+    /// Regions (one `region=` partition each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "EU,US,APAC")]
+    pub regions: Vec<String>,
+    /// Mean number of events (rows) per subject per day.
+    #[arg(long, default_value_t = 1.0)]
+    pub events_per_day: f64,
+    /// Seed: the same seed and options give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Maximum rows per Parquet row group.
+    #[arg(long, default_value_t = 16_384)]
+    pub row_group_rows: usize,
+    /// Files per partition, each holding a contiguous `user_id` range.
+    #[arg(long, default_value_t = 1)]
+    pub files_per_partition: usize,
+    /// Also write every subject id, one per line, to this file.
+    #[arg(long, value_name = "FILE")]
+    pub subjects_out: Option<PathBuf>,
+}
+
+/// Arguments of `lethe-worker locate`.
+#[derive(Debug, Clone, Args)]
+pub struct LocateArgs {
+    /// Lake root: a local directory, or a `file://` URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub root: String,
+    /// Top-level column holding the subject id.
+    #[arg(long, value_name = "COL", default_value = "user_id")]
+    pub subject_column: String,
+    /// Subject id to look for; repeat to look for several at once.
+    #[arg(long = "subject", value_name = "ID", required = true)]
+    pub subjects: Vec<String>,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Files read at the same time; default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+/// Arguments of `lethe-worker erase`.
+#[derive(Debug, Clone, Args)]
+pub struct EraseArgs {
+    /// Lake root: a local directory, or a `file://` URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub root: String,
+    /// Top-level column holding the subject id.
+    #[arg(long, value_name = "COL", default_value = "user_id")]
+    pub subject_column: String,
+    /// File of subject ids to erase: one per line; blank lines and `#` comments are ignored.
+    #[arg(long, value_name = "FILE")]
+    pub subjects: PathBuf,
+    /// Files processed at the same time (each holds about one row group in memory);
+    /// default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+/// How a command ended, and the process exit code that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exit code 0: done (for `locate`, also when the subject was not found).
+    Success,
+    /// Exit code 1: the command ran but some files failed (each is reported on stderr and left
+    /// untouched; the others were processed), or an unexpected error stopped it.
+    Failure,
+    /// Exit code 2: bad usage or input, found before anything was changed: unreadable or empty
+    /// subjects file, missing lake root, a Delta Lake / Iceberg table, invalid options.
+    Usage,
+}
+
+impl Exit {
+    /// The process exit code: 0, 1 or 2.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+        }
+    }
+}
+
+/// Where a command writes: its result (`out`, stdout), its diagnostics (`err`, stderr), and how it
+/// shows progress.
+pub struct Output<'a> {
+    /// Results; the last line is the JSON summary where the command has one.
+    pub out: &'a mut dyn Write,
+    /// Progress, per-file failures, errors.
+    pub err: &'a mut dyn Write,
+    /// How long-running commands show progress on `err`.
+    pub progress: ProgressMode,
+}
+
+/// Runs `cli` on the process's stdout and stderr: a progress bar when stderr is a terminal,
+/// a plain progress line every 5 seconds otherwise. Blocking (builds its own tokio runtime);
+/// do not call it from inside an async runtime.
+pub fn run(cli: Cli) -> Exit {
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines {
+            every: Duration::from_secs(5),
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    run_with(
+        cli,
+        &mut Output {
+            out: &mut out,
+            err: &mut err,
+            progress,
+        },
+    )
+}
+
+/// Runs `cli`, writing to `output`: what [`run`] does, with the streams chosen by the caller
+/// (tests capture them in buffers). Blocking, like [`run`].
+pub fn run_with(cli: Cli, output: &mut Output<'_>) -> Exit {
+    let result = match &cli.command {
+        Command::Generate(args) => commands::generate::run(args, output),
+        Command::Locate(args) => commands::locate::run(args, output),
+        Command::Erase(args) => commands::erase::run(args, output),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            let _ = writeln!(output.err, "error: {e}");
+            let _ = output.err.flush();
+            match e {
+                CommandError::Usage(_) => Exit::Usage,
+                CommandError::Failed(_) => Exit::Failure,
+            }
+        }
+    }
+}
+
+/// Sends tracing output to stderr, filtered by `RUST_LOG` (default: errors only, because the
+/// commands report per-file problems themselves).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn regions_are_comma_separated_and_defaults_apply() {
+        let cli = Cli::try_parse_from([
+            "lethe-worker",
+            "generate",
+            "--out",
+            "/tmp/x",
+            "--regions",
+            "EU,US",
+        ])
+        .unwrap();
+        let Command::Generate(args) = cli.command else {
+            panic!("not generate")
+        };
+        assert_eq!(args.regions, ["EU", "US"]);
+        assert_eq!(args.subjects, 2000);
+        assert_eq!(args.seed, 42);
+    }
+
+    #[test]
+    fn exit_codes_are_0_1_2() {
+        assert_eq!(
+            [Exit::Success, Exit::Failure, Exit::Usage].map(Exit::code),
+            [0, 1, 2]
+        );
+    }
+}

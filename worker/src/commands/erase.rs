@@ -1,0 +1,146 @@
+//! `lethe-worker erase`: removes every row of the listed subjects from a lake, in one pass per
+//! file (GDPR Art. 17), with the lake engine's verified copy-on-write rewrite.
+//!
+//! Progress goes to stderr, each failed file gets one `failed: <file>: <error>` line on stderr,
+//! and the last line of stdout is an [`EraseSummary`] in JSON. Exit codes: 0 all files done,
+//! 1 some files failed (left untouched; the others were still processed), 2 bad input found
+//! before anything changed (unreadable or empty subjects file, missing root, Delta / Iceberg).
+
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lethe_core::lake::{Erase, EraseOutcome, EraseProgress, FileStatus, LakeRoot};
+use serde::{Deserialize, Serialize};
+
+use super::generate::print_json;
+use super::{CommandError, default_jobs, runtime};
+use crate::cli::{EraseArgs, Exit, Output};
+use crate::progress::{ProgressMode, Reporter, human_bytes};
+use crate::subject_list;
+
+/// The JSON summary printed as the last line of stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EraseSummary {
+    /// Distinct subject ids erased.
+    pub subjects: usize,
+    /// Files listed and examined.
+    pub files_scanned: u64,
+    /// Files replaced by a copy without the subjects' rows.
+    pub files_rewritten: u64,
+    /// Files that failed and were left untouched.
+    pub files_failed: u64,
+    /// Rows in the files examined (footer counts; 0 for files that could not be read).
+    pub rows_scanned: u64,
+    /// Rows removed.
+    pub rows_removed: u64,
+    /// Bytes fetched from the store (footers, bloom filters, column chunks read).
+    pub bytes_read: u64,
+    /// Bytes of new files written.
+    pub bytes_written: u64,
+    /// Wall-clock seconds of the erase (listing included).
+    pub elapsed_s: f64,
+    /// `rows_scanned / elapsed_s`.
+    pub rows_per_s: f64,
+    /// Peak resident memory of the process in bytes (Linux `VmHWM`); `null` where unknown.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl EraseSummary {
+    /// The summary of `outcome` for `subjects` distinct ids, with the current peak RSS.
+    pub fn from_outcome(outcome: &EraseOutcome, subjects: usize) -> Self {
+        let m = &outcome.metrics;
+        let rows_scanned: u64 = outcome.files.iter().map(|f| f.rows_before).sum();
+        Self {
+            subjects,
+            files_scanned: m.files_scanned,
+            files_rewritten: m.files_rewritten,
+            files_failed: m.files_failed,
+            rows_scanned,
+            rows_removed: m.rows_removed,
+            bytes_read: m.bytes_read,
+            bytes_written: m.bytes_written,
+            elapsed_s: m.elapsed_s,
+            rows_per_s: if m.elapsed_s > 0.0 {
+                rows_scanned as f64 / m.elapsed_s
+            } else {
+                0.0
+            },
+            peak_rss_bytes: crate::rss::peak_rss_bytes(),
+        }
+    }
+}
+
+/// Runs `erase`.
+///
+/// # Errors
+/// [`CommandError::Usage`] for a bad subjects file, a missing root or a table-format table
+/// (nothing is changed); [`CommandError::Failed`] when listing the lake fails.
+pub fn run(args: &EraseArgs, output: &mut Output<'_>) -> Result<Exit, CommandError> {
+    let subjects = subject_list::read(&args.subjects).map_err(|e| CommandError::Usage(e.into()))?;
+    let root = LakeRoot::parse(&args.root).map_err(CommandError::from_lake)?;
+    let count = subjects.len();
+
+    let latest: Arc<Mutex<Option<EraseProgress>>> = Arc::default();
+    let sink = Arc::clone(&latest);
+    let erase = Erase::new(root, &args.subject_column)
+        .subjects(subjects)
+        .concurrency(args.jobs.unwrap_or_else(default_jobs))
+        .on_progress(Arc::new(move |p: &EraseProgress| {
+            if let Ok(mut slot) = sink.lock() {
+                *slot = Some(p.clone());
+            }
+        }));
+
+    let mut reporter = Reporter::new(output.progress);
+    let tick = match output.progress {
+        ProgressMode::Bar => Duration::from_millis(100),
+        _ => Duration::from_millis(250),
+    };
+    let result = runtime()?.block_on(async {
+        let mut execute = pin!(erase.execute());
+        let mut ticker = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                result = &mut execute => break result,
+                _ = ticker.tick() => {
+                    let current = latest.lock().ok().and_then(|p| p.clone());
+                    if let Some(p) = current {
+                        reporter.update(&p, output.err);
+                    }
+                }
+            }
+        }
+    });
+    if let Some(p) = latest.lock().ok().and_then(|p| p.clone()) {
+        reporter.update(&p, output.err);
+    }
+    reporter.finish(output.err);
+    let outcome = result.map_err(CommandError::from_lake)?;
+
+    for f in &outcome.files {
+        if let FileStatus::Failed { error } = &f.status {
+            let _ = writeln!(output.err, "failed: {}: {error}", f.relative);
+        }
+    }
+    let summary = EraseSummary::from_outcome(&outcome, count);
+    let _ = writeln!(
+        output.err,
+        "erased {} rows of {} subjects: {} of {} files rewritten, {} failed; {} read, {} written in {:.1} s",
+        summary.rows_removed,
+        count,
+        summary.files_rewritten,
+        summary.files_scanned,
+        summary.files_failed,
+        human_bytes(summary.bytes_read),
+        human_bytes(summary.bytes_written),
+        summary.elapsed_s
+    );
+    let _ = output.err.flush();
+    print_json(output, &summary)?;
+    Ok(if outcome.has_failures() {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}

@@ -1,0 +1,150 @@
+//! `lethe-worker locate`: which files hold a subject's rows, and how many.
+//!
+//! Exit codes: 0 when the search covered every file, whether or not the subject was found
+//! (not found prints `not found: …` on stdout, or `"found": false` with `--json`); 1 when some
+//! files could not be searched (each is listed on stderr: the subject may be in them); 2 for a
+//! missing root or a Delta Lake / Iceberg table.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use lethe_core::lake::{FileFailure, LakeRoot, Locate, LocateMetrics, LocateReport};
+use serde::Serialize;
+
+use super::generate::print_json;
+use super::{CommandError, default_jobs, runtime};
+use crate::cli::{Exit, LocateArgs, Output};
+use crate::progress::human_bytes;
+
+/// One file in the `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocatedFile {
+    /// The file, relative to the lake root.
+    pub file: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Rows of the subjects in the file.
+    pub rows: u64,
+    /// Rows per subject id.
+    pub rows_by_subject: BTreeMap<String, u64>,
+    /// Indexes of the row groups holding those rows.
+    pub row_groups: Vec<usize>,
+}
+
+/// The `--json` output: one JSON document on one line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocateSummary {
+    /// Whether at least one row of the subjects was found.
+    pub found: bool,
+    /// Total rows of the subjects.
+    pub rows: u64,
+    /// Files holding them, sorted by path.
+    pub files: Vec<LocatedFile>,
+    /// Files that could not be searched.
+    pub failures: Vec<FileFailure>,
+    /// Counters (files scanned, row groups pruned, bytes read, seconds).
+    pub metrics: LocateMetrics,
+}
+
+impl From<LocateReport> for LocateSummary {
+    fn from(report: LocateReport) -> Self {
+        let files: Vec<LocatedFile> = report
+            .files
+            .into_iter()
+            .map(|m| LocatedFile {
+                file: m.file.relative,
+                size: m.file.size,
+                rows: m.rows,
+                rows_by_subject: m.rows_by_subject,
+                row_groups: m.row_groups,
+            })
+            .collect();
+        Self {
+            found: !files.is_empty(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            files,
+            failures: report.failures,
+            metrics: report.metrics,
+        }
+    }
+}
+
+/// Runs `locate`.
+///
+/// # Errors
+/// [`CommandError::Usage`] for a missing root or a table-format table,
+/// [`CommandError::Failed`] for listing failures.
+pub fn run(args: &LocateArgs, output: &mut Output<'_>) -> Result<Exit, CommandError> {
+    let root = LakeRoot::parse(&args.root).map_err(CommandError::from_lake)?;
+    let locate = Locate::new(root, &args.subject_column)
+        .subjects(args.subjects.iter().cloned())
+        .concurrency(args.jobs.unwrap_or_else(default_jobs));
+    let report = runtime()?
+        .block_on(locate.execute())
+        .map_err(CommandError::from_lake)?;
+    let summary = LocateSummary::from(report);
+
+    for f in &summary.failures {
+        let _ = writeln!(output.err, "failed: {}: {}", f.relative, f.error);
+    }
+    if args.json {
+        print_json(output, &summary)?;
+    } else {
+        print_table(output.out, &summary, args.subjects.len()).map_err(|e| {
+            CommandError::Failed(anyhow::Error::new(e).context("writing to stdout"))
+        })?;
+    }
+    Ok(if summary.failures.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+fn print_table(out: &mut dyn Write, s: &LocateSummary, subjects: usize) -> std::io::Result<()> {
+    let who = if subjects == 1 { "subject" } else { "subjects" };
+    let m = &s.metrics;
+    if s.found {
+        let width = s
+            .files
+            .iter()
+            .map(|f| f.file.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        writeln!(out, "{:<width$}  {:>8}  {:>10}", "FILE", "ROWS", "SIZE")?;
+        for f in &s.files {
+            writeln!(
+                out,
+                "{:<width$}  {:>8}  {:>10}",
+                f.file,
+                f.rows,
+                human_bytes(f.size)
+            )?;
+        }
+        writeln!(
+            out,
+            "{} rows of the {who} in {} of {} files",
+            s.rows,
+            s.files.len(),
+            m.files_scanned
+        )?;
+    } else {
+        writeln!(
+            out,
+            "not found: no row of the {who} in {} files",
+            m.files_scanned
+        )?;
+    }
+    writeln!(
+        out,
+        "row groups: {} total, {} pruned by statistics, {} by bloom filter, {} read; {} read in {:.2} s",
+        m.row_groups_total,
+        m.row_groups_pruned_by_statistics,
+        m.row_groups_pruned_by_bloom_filter,
+        m.row_groups_read,
+        human_bytes(m.bytes_read),
+        m.elapsed_s
+    )?;
+    out.flush()
+}
