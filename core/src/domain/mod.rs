@@ -1,1 +1,12 @@
-//! domain (work in progress)
+//! Domain types: validated newtypes at the edge and the privacy-request model.
+//!
+//! Values are parsed once where they enter the system (HTTP body, CLI argument, database row)
+//! and carry their proof afterwards.
+
+mod ids;
+mod request;
+mod time;
+
+pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
+pub use request::{RequestStatus, RequestType};
+pub use time::{Timestamp, due_date, from_db, to_db};

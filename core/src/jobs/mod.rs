@@ -1,1 +1,12 @@
-//! jobs (work in progress)
+//! The job runner: claims jobs from the store's queue and executes them.
+//!
+//! A worker loops: claim (with a lease) → heartbeat while running → finish, fenced by the lease
+//! token so a worker that lost its lease cannot commit. Each job runs in its own task, so a
+//! panic fails the job, not the worker. Errors are sorted into retry (transient: storage
+//! unreachable) and abort (permanent: missing column, corrupt file, bad root).
+
+mod execute;
+mod runner;
+
+pub use execute::{ExecuteContext, JobError, execute_job};
+pub use runner::{Worker, WorkerConfig};

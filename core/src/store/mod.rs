@@ -1,1 +1,167 @@
-//! store (work in progress)
+//! The database behind one trait.
+//!
+//! [`Store`] is what the service and the worker use; [`SqlStore`] implements it on SQLite (the
+//! embedded default, WAL mode) and PostgreSQL, chosen by the URL scheme. Every state change that
+//! must be audited takes its [`NewAuditEntry`] and appends it in the same transaction, so the
+//! audit log and the state it describes cannot disagree.
+
+mod model;
+mod sql;
+
+pub use model::*;
+pub use sql::{Backend, SqlStore};
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEntry, NewAuditEntry};
+use crate::domain::{Email, RequestStatus, SubjectId};
+
+/// Errors of the store. Callers map them to HTTP statuses: `NotFound` → 404, `Conflict` → 409,
+/// `InvalidTransition` → 409, the rest → 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No row with that id.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// `user`, `dataset`, `request`, `job`.
+        entity: &'static str,
+        /// The id looked up.
+        id: String,
+    },
+    /// A unique constraint refused the write (e.g. an e-mail or dataset name already taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request is not in a status from which it may move to `to`.
+    #[error("request is {from}, it cannot become {to}")]
+    InvalidTransition {
+        /// Current status.
+        from: RequestStatus,
+        /// Requested status.
+        to: RequestStatus,
+    },
+    /// A stored value could not be decoded (a bug or a manual edit of the database).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What could not be decoded.
+        detail: String,
+    },
+    /// The database failed; `context` names the operation.
+    #[error("database error while {context}: {source}")]
+    Database {
+        /// The operation, e.g. `claiming a job`.
+        context: &'static str,
+        /// The driver error.
+        source: sqlx::Error,
+    },
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Persistence for accounts, datasets, privacy requests, jobs and the audit chain.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Runs a trivial query; for readiness probes.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- accounts ----------------------------------------------------------------------
+
+    /// Creates an account. `Conflict` when the e-mail is taken.
+    async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User>;
+    /// The account with that e-mail, if any.
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
+    /// The account with that id; `NotFound` otherwise.
+    async fn user(&self, id: &str) -> StoreResult<User>;
+    /// Every account, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Links an account to a data subject id (admin only; never the user's own claim).
+    async fn link_subject(
+        &self,
+        user_id: &str,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User>;
+
+    // ---- datasets ----------------------------------------------------------------------
+
+    /// Registers a dataset. `Conflict` when the name is taken.
+    async fn create_dataset(
+        &self,
+        dataset: NewDataset,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Dataset>;
+    /// Every dataset, by name.
+    async fn list_datasets(&self) -> StoreResult<Vec<Dataset>>;
+    /// The dataset with that id; `NotFound` otherwise.
+    async fn dataset(&self, id: &str) -> StoreResult<Dataset>;
+
+    // ---- privacy requests --------------------------------------------------------------
+
+    /// Files a request in status `received` with its first history event. When
+    /// `idempotency_key` repeats a key the same filer used before, returns the earlier request
+    /// and `false` instead of creating another.
+    async fn create_request(
+        &self,
+        request: NewRequest,
+        audit: NewAuditEntry,
+    ) -> StoreResult<(PrivacyRequest, bool)>;
+    /// The request with that id; `NotFound` otherwise.
+    async fn request(&self, id: &str) -> StoreResult<PrivacyRequest>;
+    /// Requests matching the filter, newest first.
+    async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>>;
+    /// The status history of a request, oldest first.
+    async fn request_history(&self, id: &str) -> StoreResult<Vec<RequestEvent>>;
+    /// Moves a request to `transition.to` if its current status allows it
+    /// ([`RequestStatus::can_become`]), records the history event, optionally enqueues a job,
+    /// and appends the audit entry — all in one transaction.
+    async fn transition_request(
+        &self,
+        id: &str,
+        transition: Transition,
+    ) -> StoreResult<PrivacyRequest>;
+
+    // ---- jobs ----------------------------------------------------------------------------
+
+    /// Claims the oldest runnable job — queued and due, or running with an expired lease
+    /// (its worker died) — setting a fresh lease token. `None` when nothing is runnable.
+    async fn claim_job(&self, worker: &str, lease: Duration) -> StoreResult<Option<Job>>;
+    /// Extends the lease if `lease_token` still holds it; `false` means the lease was lost and
+    /// the worker must stop without committing anything.
+    async fn heartbeat_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lease: Duration,
+    ) -> StoreResult<bool>;
+    /// Ends a job (fenced by `lease_token`) and applies the request transition, if any, in the
+    /// same transaction. `false` when the lease was lost: nothing was written.
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        outcome: JobOutcome,
+        request: Option<(String, Transition)>,
+    ) -> StoreResult<bool>;
+    /// Jobs, newest first (at most `limit`).
+    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>>;
+
+    // ---- audit ---------------------------------------------------------------------------
+
+    /// Appends one entry to the chain.
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Entries matching the filter, in chain order.
+    async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// The recorded head of the chain: `(seq, hash)` of the last append (`(0, GENESIS)` when
+    /// empty).
+    async fn audit_head(&self) -> StoreResult<(i64, String)>;
+}

@@ -1,0 +1,154 @@
+//! The privacy request (data subject request, DSR) model: types and statuses.
+
+use serde::{Deserialize, Serialize};
+
+use super::ParseError;
+
+/// The right a data subject exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestType {
+    /// Right of access (GDPR Art. 15): a copy of every row that holds the subject.
+    Access,
+    /// Right to erasure (GDPR Art. 17): every row of the subject removed from the lake.
+    Erasure,
+}
+
+impl RequestType {
+    /// The stable lower-case name used in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Access => "access",
+            RequestType::Erasure => "erasure",
+        }
+    }
+
+    /// Parses `access` or `erasure`.
+    ///
+    /// # Errors
+    /// [`ParseError`] for any other value.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        match value {
+            "access" => Ok(RequestType::Access),
+            "erasure" => Ok(RequestType::Erasure),
+            other => Err(ParseError {
+                field: "type",
+                reason: format!("unknown request type '{other}' (expected access or erasure)"),
+            }),
+        }
+    }
+}
+
+/// Where a privacy request stands.
+///
+/// `received → approved → running → completed | failed`, or `received → rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Filed, waiting for an admin's decision.
+    Received,
+    /// Approved by an admin; a job is queued.
+    Approved,
+    /// A worker is executing the job.
+    Running,
+    /// Done; the result holds per-dataset counts (and the export for access).
+    Completed,
+    /// Refused by an admin with a reason the subject sees (GDPR Art. 12(4)).
+    Rejected,
+    /// The job failed after its retries; the last error is recorded.
+    Failed,
+}
+
+impl RequestStatus {
+    /// The stable lower-case name used in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Received => "received",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Running => "running",
+            RequestStatus::Completed => "completed",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a status name.
+    ///
+    /// # Errors
+    /// [`ParseError`] for an unknown name.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        Ok(match value {
+            "received" => RequestStatus::Received,
+            "approved" => RequestStatus::Approved,
+            "running" => RequestStatus::Running,
+            "completed" => RequestStatus::Completed,
+            "rejected" => RequestStatus::Rejected,
+            "failed" => RequestStatus::Failed,
+            other => {
+                return Err(ParseError {
+                    field: "status",
+                    reason: format!("unknown status '{other}'"),
+                });
+            }
+        })
+    }
+
+    /// Whether a request may move from `self` to `next`.
+    pub fn can_become(self, next: RequestStatus) -> bool {
+        use RequestStatus::*;
+        matches!(
+            (self, next),
+            (Received, Approved)
+                | (Received, Rejected)
+                | (Approved, Running)
+                | (Running, Completed)
+                | (Running, Failed)
+                // a worker that died mid-job hands the request back to the queue
+                | (Running, Running)
+        )
+    }
+
+    /// Whether the request is finished and will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Completed | RequestStatus::Rejected | RequestStatus::Failed
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_lifecycle_transitions_are_allowed() {
+        use RequestStatus::*;
+        assert!(Received.can_become(Approved));
+        assert!(Received.can_become(Rejected));
+        assert!(Approved.can_become(Running));
+        assert!(Running.can_become(Completed));
+        assert!(!Received.can_become(Running));
+        assert!(!Completed.can_become(Running));
+        assert!(!Rejected.can_become(Approved));
+        assert!(!Approved.can_become(Rejected));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        use RequestStatus::*;
+        for s in [Received, Approved, Running, Completed, Rejected, Failed] {
+            assert_eq!(RequestStatus::parse(s.as_str()).unwrap(), s);
+        }
+        for t in [RequestType::Access, RequestType::Erasure] {
+            assert_eq!(RequestType::parse(t.as_str()).unwrap(), t);
+        }
+        assert!(RequestType::parse("deletion").is_err());
+    }
+}
+
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

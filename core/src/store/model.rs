@@ -1,0 +1,326 @@
+//! Rows of the store and the commands that change them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::NewAuditEntry;
+use crate::domain::{Email, RequestStatus, RequestType, Role, SubjectId, Timestamp};
+
+/// An account of a data subject, admin or auditor.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// UUID.
+    pub id: String,
+    /// Login, lower-cased.
+    pub email: String,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+    /// What the account may do.
+    pub role: Role,
+    /// The data subject this account speaks for; set by an admin only.
+    pub subject_id: Option<SubjectId>,
+    /// When the account was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login.
+    pub email: Email,
+    /// PHC string of the argon2id hash (never the password).
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// A registered dataset (one entry of the data map).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dataset {
+    /// UUID.
+    pub id: String,
+    /// Unique name, e.g. `running_events`.
+    pub name: String,
+    /// Root of the Hive-partitioned lake (`file:///…`, a path, later `s3://…`).
+    pub root_url: String,
+    /// Column holding the subject id, e.g. `user_id`.
+    pub subject_column: String,
+    /// Partition keys in path order, e.g. `["date", "region"]`.
+    pub partition_columns: Vec<String>,
+    /// Who registered it (`user:<uuid>`).
+    pub created_by: String,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A dataset to register.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    /// Unique name.
+    pub name: String,
+    /// Root URL or path.
+    pub root_url: String,
+    /// Subject column.
+    pub subject_column: String,
+    /// Partition keys.
+    pub partition_columns: Vec<String>,
+    /// Who registers it.
+    pub created_by: String,
+}
+
+/// A privacy request (data subject request, DSR).
+#[derive(Debug, Clone)]
+pub struct PrivacyRequest {
+    /// UUID.
+    pub id: String,
+    /// The right exercised.
+    pub request_type: RequestType,
+    /// The data subject (personal data: never log it).
+    pub subject_id: SubjectId,
+    /// Keyed pseudonym of the subject, as used in the audit log.
+    pub subject_pseudonym: String,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// Who filed it (`user:<uuid>`).
+    pub filed_by: String,
+    /// For requests an admin files on a subject's behalf: how identity was verified.
+    pub verification_note: Option<String>,
+    /// The client's `Idempotency-Key`, if given.
+    pub idempotency_key: Option<String>,
+    /// When it was received.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// When it must be answered: received + one calendar month (GDPR Art. 12(3)).
+    pub due_at: chrono::DateTime<chrono::Utc>,
+    /// Admin who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Reason given on rejection (shown to the subject, GDPR Art. 12(4)).
+    pub decision_reason: Option<String>,
+    /// When it reached `completed` or `failed`.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Outcome: per-dataset counts; for access, the export's manifest.
+    pub result: Option<Value>,
+    /// Last error when `failed`.
+    pub error: Option<String>,
+    /// Path of the export archive (access requests).
+    pub export_path: Option<String>,
+}
+
+/// A request to file.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The right exercised.
+    pub request_type: RequestType,
+    /// The data subject.
+    pub subject_id: SubjectId,
+    /// Its pseudonym.
+    pub subject_pseudonym: String,
+    /// Who files it.
+    pub filed_by: String,
+    /// How identity was verified (admin filings).
+    pub verification_note: Option<String>,
+    /// Client idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Receipt time; the due date follows from it.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only this subject's requests.
+    pub subject_id: Option<SubjectId>,
+    /// Only requests in this status.
+    pub status: Option<RequestStatus>,
+    /// At most this many (default 100, max 1000).
+    pub limit: Option<i64>,
+    /// Skip this many.
+    pub offset: Option<i64>,
+}
+
+/// One step of a request's history.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestEvent {
+    /// Status entered.
+    pub status: RequestStatus,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who moved it (`user:<uuid>`, `worker:<id>`).
+    pub actor: String,
+    /// Why, if said.
+    pub note: Option<String>,
+}
+
+/// A change of a request's status and what comes with it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Status to enter.
+    pub to: RequestStatus,
+    /// Who moves it.
+    pub actor: String,
+    /// Note for the history (e.g. the rejection reason).
+    pub note: Option<String>,
+    /// Record `actor` and now as the decision (approve / reject).
+    pub decision: bool,
+    /// Decision reason (rejection).
+    pub decision_reason: Option<String>,
+    /// Result to store.
+    pub result: Option<Value>,
+    /// Error to store.
+    pub error: Option<String>,
+    /// Export archive path to store.
+    pub export_path: Option<String>,
+    /// A job to enqueue in the same transaction.
+    pub enqueue: Option<NewJob>,
+    /// The audit entry for this change.
+    pub audit: NewAuditEntry,
+}
+
+impl Transition {
+    /// A bare transition to `to` by `actor`, audited by `audit`.
+    pub fn new(to: RequestStatus, actor: impl Into<String>, audit: NewAuditEntry) -> Self {
+        Self {
+            to,
+            actor: actor.into(),
+            note: None,
+            decision: false,
+            decision_reason: None,
+            result: None,
+            error: None,
+            export_path: None,
+            enqueue: None,
+            audit,
+        }
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Export a subject's rows from every dataset (GDPR Art. 15).
+    Access,
+    /// Remove a subject's rows from every dataset (GDPR Art. 17).
+    Erasure,
+}
+
+impl JobKind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Access => "access",
+            JobKind::Erasure => "erasure",
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker (possibly until `run_at`, after a retry backoff).
+    Queued,
+    /// Held by a worker's lease.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Gave up after `max_attempts`, or aborted on a permanent error.
+    Failed,
+}
+
+impl JobStatus {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// The request it serves.
+    pub request_id: Option<String>,
+    /// Kind-specific parameters.
+    pub payload: Value,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+}
+
+/// A row of the jobs table (the queue).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    /// UUID.
+    pub id: String,
+    /// What it does.
+    pub kind: JobKind,
+    /// The request it serves.
+    pub request_id: Option<String>,
+    /// Parameters.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Claims so far (a takeover counts).
+    pub attempts: i64,
+    /// Claims allowed.
+    pub max_attempts: i64,
+    /// Not before.
+    pub run_at: chrono::DateTime<chrono::Utc>,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// Fencing token of the current lease.
+    #[serde(skip)]
+    pub lease_token: Option<String>,
+    /// Lease end.
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last change.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    /// Done.
+    Succeeded,
+    /// A transient error: run again at `at`.
+    Retry {
+        /// When to run again.
+        at: Timestamp,
+        /// The error.
+        error: String,
+    },
+    /// A permanent error or attempts exhausted.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries with `seq > after_seq` (keyset pagination).
+    pub after_seq: Option<i64>,
+    /// Only entries at or after this time.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only entries before this time.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this action (e.g. `request.approved`).
+    pub action: Option<String>,
+    /// Only this request.
+    pub request_id: Option<String>,
+    /// At most this many.
+    pub limit: Option<i64>,
+}

@@ -1,0 +1,943 @@
+//! [`Store`] on SQLite or PostgreSQL through sqlx's `Any` driver.
+//!
+//! One implementation serves both databases: the SQL is portable (`$n` placeholders,
+//! `RETURNING`, partial unique indexes, text timestamps) and the few dialect differences
+//! (claiming a job with `FOR UPDATE SKIP LOCKED`, connection pragmas) branch on [`Backend`].
+//! Each backend runs its own embedded migrations from `migrations/<backend>/` at connect.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
+use uuid::Uuid;
+
+use super::*;
+use crate::audit::{AuditEntry, NewAuditEntry, entry_hash};
+use crate::domain::{
+    RequestStatus, RequestType, Role, SubjectId, Timestamp, due_date, from_db, to_db,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded default), WAL mode.
+    Sqlite,
+    /// PostgreSQL (production).
+    Postgres,
+}
+
+/// The SQL store.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| match &source {
+        sqlx::Error::Database(e) if e.is_unique_violation() => {
+            StoreError::Conflict(format!("{context}: already exists"))
+        }
+        _ => StoreError::Database { context, source },
+    }
+}
+
+fn now() -> Timestamp {
+    chrono::Utc::now()
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file and its
+    /// folder when missing, and runs the backend's migrations.
+    ///
+    /// # Errors
+    /// `Database` when the connection fails, `Migrate` when migrations fail, `Conflict`… never.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let backend = if raw.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Database {
+                context: "parsing the database URL",
+                source: sqlx::Error::Configuration(
+                    "database URL must start with sqlite: or postgres:".into(),
+                ),
+            });
+        };
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(raw)?,
+            Backend::Postgres => raw.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(db("parsing the database URL"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 15000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(db("connecting to the database"))?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The pool, for tests and maintenance commands.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Adds `mode=rwc` so SQLite creates the file, and creates its folder.
+fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
+    let rest = raw.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
+                    context: "creating the SQLite folder",
+                    source: sqlx::Error::Io(e),
+                })?;
+            }
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+// ---- row decoding -------------------------------------------------------------------------
+
+fn corrupt(table: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        detail: detail.to_string(),
+    }
+}
+
+fn get_s(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<String> {
+    row.try_get::<String, _>(col)
+        .map_err(|e| corrupt(table, format!("{col}: {e}")))
+}
+
+fn get_os(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<String>> {
+    row.try_get::<Option<String>, _>(col)
+        .map_err(|e| corrupt(table, format!("{col}: {e}")))
+}
+
+fn get_ts(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Timestamp> {
+    from_db(&get_s(row, table, col)?).map_err(|e| corrupt(table, format!("{col}: {e}")))
+}
+
+fn get_ots(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<Timestamp>> {
+    get_os(row, table, col)?
+        .map(|t| from_db(&t).map_err(|e| corrupt(table, format!("{col}: {e}"))))
+        .transpose()
+}
+
+fn get_json(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<Value>> {
+    get_os(row, table, col)?
+        .map(|t| serde_json::from_str(&t).map_err(|e| corrupt(table, format!("{col}: {e}"))))
+        .transpose()
+}
+
+const USER_COLS: &str = "id, email, password_hash, role, subject_id, created_at";
+
+fn user_from(row: &AnyRow) -> StoreResult<User> {
+    let t = "users";
+    Ok(User {
+        id: get_s(row, t, "id")?,
+        email: get_s(row, t, "email")?,
+        password_hash: get_s(row, t, "password_hash")?,
+        role: Role::parse(&get_s(row, t, "role")?).map_err(|e| corrupt(t, e))?,
+        subject_id: get_os(row, t, "subject_id")?
+            .map(SubjectId::parse)
+            .transpose()
+            .map_err(|e| corrupt(t, e))?,
+        created_at: get_ts(row, t, "created_at")?,
+    })
+}
+
+const DATASET_COLS: &str =
+    "id, name, root_url, subject_column, partition_columns, created_by, created_at";
+
+fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
+    let t = "datasets";
+    Ok(Dataset {
+        id: get_s(row, t, "id")?,
+        name: get_s(row, t, "name")?,
+        root_url: get_s(row, t, "root_url")?,
+        subject_column: get_s(row, t, "subject_column")?,
+        partition_columns: serde_json::from_str(&get_s(row, t, "partition_columns")?)
+            .map_err(|e| corrupt(t, e))?,
+        created_by: get_s(row, t, "created_by")?,
+        created_at: get_ts(row, t, "created_at")?,
+    })
+}
+
+const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pseudonym, status, filed_by, \
+    verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
+    decision_reason, completed_at, result, error, export_path";
+
+fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
+    let t = "requests";
+    Ok(PrivacyRequest {
+        id: get_s(row, t, "id")?,
+        request_type: RequestType::parse(&get_s(row, t, "request_type")?)
+            .map_err(|e| corrupt(t, e))?,
+        subject_id: SubjectId::parse(get_s(row, t, "subject_id")?).map_err(|e| corrupt(t, e))?,
+        subject_pseudonym: get_s(row, t, "subject_pseudonym")?,
+        status: RequestStatus::parse(&get_s(row, t, "status")?).map_err(|e| corrupt(t, e))?,
+        filed_by: get_s(row, t, "filed_by")?,
+        verification_note: get_os(row, t, "verification_note")?,
+        idempotency_key: get_os(row, t, "idempotency_key")?,
+        received_at: get_ts(row, t, "received_at")?,
+        due_at: get_ts(row, t, "due_at")?,
+        decided_by: get_os(row, t, "decided_by")?,
+        decided_at: get_ots(row, t, "decided_at")?,
+        decision_reason: get_os(row, t, "decision_reason")?,
+        completed_at: get_ots(row, t, "completed_at")?,
+        result: get_json(row, t, "result")?,
+        error: get_os(row, t, "error")?,
+        export_path: get_os(row, t, "export_path")?,
+    })
+}
+
+const JOB_COLS: &str = "id, kind, request_id, payload, status, attempts, max_attempts, run_at, \
+    lease_owner, lease_token, lease_expires_at, last_error, created_at, updated_at";
+
+fn job_from(row: &AnyRow) -> StoreResult<Job> {
+    let t = "jobs";
+    let kind = match get_s(row, t, "kind")?.as_str() {
+        "access" => JobKind::Access,
+        "erasure" => JobKind::Erasure,
+        other => return Err(corrupt(t, format!("unknown job kind {other}"))),
+    };
+    let status = match get_s(row, t, "status")?.as_str() {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "succeeded" => JobStatus::Succeeded,
+        "failed" => JobStatus::Failed,
+        other => return Err(corrupt(t, format!("unknown job status {other}"))),
+    };
+    Ok(Job {
+        id: get_s(row, t, "id")?,
+        kind,
+        request_id: get_os(row, t, "request_id")?,
+        payload: get_json(row, t, "payload")?.unwrap_or(Value::Null),
+        status,
+        attempts: row.try_get("attempts").map_err(|e| corrupt(t, e))?,
+        max_attempts: row.try_get("max_attempts").map_err(|e| corrupt(t, e))?,
+        run_at: get_ts(row, t, "run_at")?,
+        lease_owner: get_os(row, t, "lease_owner")?,
+        lease_token: get_os(row, t, "lease_token")?,
+        lease_expires_at: get_ots(row, t, "lease_expires_at")?,
+        last_error: get_os(row, t, "last_error")?,
+        created_at: get_ts(row, t, "created_at")?,
+        updated_at: get_ts(row, t, "updated_at")?,
+    })
+}
+
+const AUDIT_COLS: &str = "seq, at, actor, action, request_id, subject, details, prev_hash, hash";
+
+fn audit_from(row: &AnyRow) -> StoreResult<AuditEntry> {
+    let t = "audit_log";
+    Ok(AuditEntry {
+        seq: row.try_get("seq").map_err(|e| corrupt(t, e))?,
+        at: get_ts(row, t, "at")?,
+        actor: get_s(row, t, "actor")?,
+        action: get_s(row, t, "action")?,
+        request_id: get_os(row, t, "request_id")?,
+        subject: get_os(row, t, "subject")?,
+        details: get_json(row, t, "details")?.unwrap_or(Value::Null),
+        prev_hash: get_s(row, t, "prev_hash")?,
+        hash: get_s(row, t, "hash")?,
+    })
+}
+
+// ---- statements shared by several operations ---------------------------------------------------
+
+/// Appends an audit entry inside the caller's transaction. The first statement takes the
+/// write lock on `audit_head` (a row lock on PostgreSQL, the database write lock on SQLite), so
+/// concurrent appends serialise and the chain never forks.
+async fn append_audit_in(
+    conn: &mut AnyConnection,
+    entry: NewAuditEntry,
+) -> StoreResult<AuditEntry> {
+    let row = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("locking the audit head"))?;
+    let seq: i64 = row.try_get("seq").map_err(|e| corrupt("audit_head", e))?;
+    let prev_hash = get_s(&row, "audit_head", "hash")?;
+    // Truncate to microseconds so the hash is computed on exactly what is stored.
+    let at = from_db(&to_db(now())).expect("own format parses");
+    let hash = entry_hash(
+        &prev_hash,
+        seq,
+        at,
+        &entry.actor,
+        &entry.action,
+        entry.request_id.as_deref(),
+        entry.subject.as_deref(),
+        &entry.details,
+    );
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("moving the audit head"))?;
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, request_id, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seq)
+    .bind(to_db(at))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.request_id)
+    .bind(&entry.subject)
+    .bind(entry.details.to_string())
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("appending an audit entry"))?;
+    Ok(AuditEntry {
+        seq,
+        at,
+        actor: entry.actor,
+        action: entry.action,
+        request_id: entry.request_id,
+        subject: entry.subject,
+        details: entry.details,
+        prev_hash,
+        hash,
+    })
+}
+
+async fn insert_job_in(conn: &mut AnyConnection, job: &NewJob) -> StoreResult<String> {
+    let id = Uuid::new_v4().to_string();
+    let t = to_db(now());
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, request_id, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6, $6)",
+    )
+    .bind(&id)
+    .bind(job.kind.as_str())
+    .bind(&job.request_id)
+    .bind(job.payload.to_string())
+    .bind(i64::from(job.max_attempts))
+    .bind(&t)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("enqueueing a job"))?;
+    Ok(id)
+}
+
+async fn insert_event_in(
+    conn: &mut AnyConnection,
+    request_id: &str,
+    status: RequestStatus,
+    actor: &str,
+    note: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO request_events (request_id, status, at, actor, note) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(request_id)
+    .bind(status.as_str())
+    .bind(to_db(now()))
+    .bind(actor)
+    .bind(note)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("recording request history"))?;
+    Ok(())
+}
+
+async fn transition_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    t: Transition,
+) -> StoreResult<PrivacyRequest> {
+    let allowed: Vec<&str> = [
+        RequestStatus::Received,
+        RequestStatus::Approved,
+        RequestStatus::Running,
+        RequestStatus::Completed,
+        RequestStatus::Rejected,
+        RequestStatus::Failed,
+    ]
+    .into_iter()
+    .filter(|from| from.can_become(t.to))
+    .map(RequestStatus::as_str)
+    .collect();
+    let in_list = allowed
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let at = to_db(now());
+    let finished = matches!(t.to, RequestStatus::Completed | RequestStatus::Failed);
+    let sql = format!(
+        "UPDATE requests SET status = $1, updated_at = $2, \
+           decided_by = CASE WHEN $3 = 1 THEN $4 ELSE decided_by END, \
+           decided_at = CASE WHEN $3 = 1 THEN $2 ELSE decided_at END, \
+           decision_reason = COALESCE($5, decision_reason), \
+           completed_at = CASE WHEN $6 = 1 THEN $2 ELSE completed_at END, \
+           result = COALESCE($7, result), error = COALESCE($8, error), \
+           export_path = COALESCE($9, export_path) \
+         WHERE id = $10 AND status IN ({in_list}) RETURNING {REQUEST_COLS}"
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(t.to.as_str())
+        .bind(&at)
+        .bind(i64::from(t.decision))
+        .bind(&t.actor)
+        .bind(&t.decision_reason)
+        .bind(i64::from(finished))
+        .bind(t.result.as_ref().map(Value::to_string))
+        .bind(&t.error)
+        .bind(&t.export_path)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("changing a request's status"))?;
+    let Some(row) = row else {
+        let current = sqlx::query("SELECT status FROM requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading a request's status"))?;
+        return Err(match current {
+            None => StoreError::NotFound {
+                entity: "request",
+                id: id.to_string(),
+            },
+            Some(row) => StoreError::InvalidTransition {
+                from: RequestStatus::parse(&get_s(&row, "requests", "status")?)
+                    .map_err(|e| corrupt("requests", e))?,
+                to: t.to,
+            },
+        });
+    };
+    let request = request_from(&row)?;
+    insert_event_in(conn, id, t.to, &t.actor, t.note.as_deref()).await?;
+    if let Some(job) = &t.enqueue {
+        insert_job_in(conn, job).await?;
+    }
+    append_audit_in(conn, t.audit).await?;
+    Ok(request)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("pinging the database"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING {USER_COLS}"
+        )))
+        .bind(Uuid::new_v4().to_string())
+        .bind(user.email.as_str())
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(to_db(now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("creating an account"))?;
+        let created = user_from(&row)?;
+        let mut audit = audit;
+        if let Value::Object(map) = &mut audit.details {
+            map.insert("user_id".into(), Value::String(created.id.clone()));
+        }
+        append_audit_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db("committing an account"))?;
+        Ok(created)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users WHERE email = $1"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("looking up an account"))?
+        .as_ref()
+        .map(user_from)
+        .transpose()
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<User> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading an account"))?;
+        match row {
+            Some(row) => user_from(&row),
+            None => Err(StoreError::NotFound {
+                entity: "user",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing accounts"))?
+        .iter()
+        .map(user_from)
+        .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn link_subject(
+        &self,
+        user_id: &str,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE users SET subject_id = $1 WHERE id = $2 RETURNING {USER_COLS}"
+        )))
+        .bind(subject.as_str())
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("linking an account to a subject"))?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                entity: "user",
+                id: user_id.to_string(),
+            });
+        };
+        let user = user_from(&row)?;
+        append_audit_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db("committing a subject link"))?;
+        Ok(user)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_dataset(
+        &self,
+        dataset: NewDataset,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Dataset> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DATASET_COLS}"
+        )))
+        .bind(Uuid::new_v4().to_string())
+        .bind(&dataset.name)
+        .bind(&dataset.root_url)
+        .bind(&dataset.subject_column)
+        .bind(serde_json::to_string(&dataset.partition_columns).expect("strings serialise"))
+        .bind(&dataset.created_by)
+        .bind(to_db(now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("registering a dataset"))?;
+        let created = dataset_from(&row)?;
+        let mut audit = audit;
+        if let Value::Object(map) = &mut audit.details {
+            map.insert("dataset_id".into(), Value::String(created.id.clone()));
+        }
+        append_audit_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db("committing a dataset"))?;
+        Ok(created)
+    }
+
+    async fn list_datasets(&self) -> StoreResult<Vec<Dataset>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DATASET_COLS} FROM datasets ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing datasets"))?
+        .iter()
+        .map(dataset_from)
+        .collect()
+    }
+
+    async fn dataset(&self, id: &str) -> StoreResult<Dataset> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DATASET_COLS} FROM datasets WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a dataset"))?;
+        match row {
+            Some(row) => dataset_from(&row),
+            None => Err(StoreError::NotFound {
+                entity: "dataset",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_request(
+        &self,
+        request: NewRequest,
+        audit: NewAuditEntry,
+    ) -> StoreResult<(PrivacyRequest, bool)> {
+        if let Some(key) = &request.idempotency_key {
+            let existing = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {REQUEST_COLS} FROM requests WHERE filed_by = $1 AND idempotency_key = $2"
+            )))
+            .bind(&request.filed_by)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("looking up an idempotency key"))?;
+            if let Some(row) = existing {
+                return Ok((request_from(&row)?, false));
+            }
+        }
+        let id = Uuid::new_v4().to_string();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO requests (id, request_type, subject_id, subject_pseudonym, status, filed_by, \
+               verification_note, idempotency_key, received_at, due_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'received', $5, $6, $7, $8, $9, $8) RETURNING {REQUEST_COLS}"
+        )))
+        .bind(&id)
+        .bind(request.request_type.as_str())
+        .bind(request.subject_id.as_str())
+        .bind(&request.subject_pseudonym)
+        .bind(&request.filed_by)
+        .bind(&request.verification_note)
+        .bind(&request.idempotency_key)
+        .bind(to_db(request.received_at))
+        .bind(to_db(due_date(request.received_at)))
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            // A concurrent request with the same idempotency key won the race: return it.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                drop(tx);
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {REQUEST_COLS} FROM requests WHERE filed_by = $1 AND idempotency_key = $2"
+                )))
+                .bind(&request.filed_by)
+                .bind(&request.idempotency_key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("reading a request by idempotency key"))?;
+                return Ok((request_from(&row)?, false));
+            }
+            Err(e) => return Err(db("filing a request")(e)),
+        };
+        let created = request_from(&row)?;
+        insert_event_in(
+            &mut tx,
+            &id,
+            RequestStatus::Received,
+            &request.filed_by,
+            None,
+        )
+        .await?;
+        append_audit_in(&mut tx, audit.request(&id)).await?;
+        tx.commit().await.map_err(db("committing a request"))?;
+        Ok((created, true))
+    }
+
+    async fn request(&self, id: &str) -> StoreResult<PrivacyRequest> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLS} FROM requests WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a request"))?;
+        match row {
+            Some(row) => request_from(&row),
+            None => Err(StoreError::NotFound {
+                entity: "request",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>> {
+        let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+        let offset = filter.offset.unwrap_or(0).max(0);
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLS} FROM requests \
+             WHERE ($1 IS NULL OR subject_id = $1) AND ($2 IS NULL OR status = $2) \
+             ORDER BY received_at DESC, id LIMIT $3 OFFSET $4"
+        )))
+        .bind(filter.subject_id.as_ref().map(SubjectId::as_str))
+        .bind(filter.status.map(RequestStatus::as_str))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing requests"))?
+        .iter()
+        .map(request_from)
+        .collect()
+    }
+
+    async fn request_history(&self, id: &str) -> StoreResult<Vec<RequestEvent>> {
+        let rows = sqlx::query(
+            "SELECT status, at, actor, note FROM request_events WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading request history"))?;
+        rows.iter()
+            .map(|row| {
+                let t = "request_events";
+                Ok(RequestEvent {
+                    status: RequestStatus::parse(&get_s(row, t, "status")?)
+                        .map_err(|e| corrupt(t, e))?,
+                    at: get_ts(row, t, "at")?,
+                    actor: get_s(row, t, "actor")?,
+                    note: get_os(row, t, "note")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %id, to = ?transition.to))]
+    async fn transition_request(
+        &self,
+        id: &str,
+        transition: Transition,
+    ) -> StoreResult<PrivacyRequest> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let request = transition_in(&mut tx, id, transition).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing a status change"))?;
+        Ok(request)
+    }
+
+    #[tracing::instrument(skip_all, fields(worker = %worker))]
+    async fn claim_job(&self, worker: &str, lease: Duration) -> StoreResult<Option<Job>> {
+        let at = now();
+        let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // SQLite serialises writers: the UPDATE below holds the write lock for the whole
+            // select-and-update, so two workers can never claim the same row.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', lease_owner = $1, lease_token = $2, \
+               lease_expires_at = $3, attempts = attempts + 1, updated_at = $4 \
+             WHERE id = (SELECT id FROM jobs \
+                         WHERE (status = 'queued' AND run_at <= $4) \
+                            OR (status = 'running' AND lease_expires_at < $4) \
+                         ORDER BY run_at, created_at LIMIT 1 {lock}) \
+             RETURNING {JOB_COLS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(Uuid::new_v4().to_string())
+            .bind(to_db(expires))
+            .bind(to_db(at))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("claiming a job"))?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    async fn heartbeat_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let at = now();
+        let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+             WHERE id = $3 AND lease_token = $4 AND status = 'running'",
+        )
+        .bind(to_db(expires))
+        .bind(to_db(at))
+        .bind(job_id)
+        .bind(lease_token)
+        .execute(&self.pool)
+        .await
+        .map_err(db("extending a job lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job_id))]
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        outcome: JobOutcome,
+        request: Option<(String, Transition)>,
+    ) -> StoreResult<bool> {
+        let at = to_db(now());
+        let (status, run_at, error) = match &outcome {
+            JobOutcome::Succeeded => ("succeeded", None, None),
+            JobOutcome::Retry { at, error } => ("queued", Some(to_db(*at)), Some(error.clone())),
+            JobOutcome::Failed { error } => ("failed", None, Some(error.clone())),
+        };
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = COALESCE($3, last_error), \
+               lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+             WHERE id = $5 AND lease_token = $6 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(run_at)
+        .bind(error)
+        .bind(&at)
+        .bind(job_id)
+        .bind(lease_token)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("finishing a job"))?;
+        if done.rows_affected() != 1 {
+            // Fenced: another worker took the job over; write nothing.
+            return Ok(false);
+        }
+        if let Some((request_id, transition)) = request {
+            transition_in(&mut tx, &request_id, transition).await?;
+        }
+        tx.commit().await.map_err(db("committing a job outcome"))?;
+        Ok(true)
+    }
+
+    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC, id LIMIT $1"
+        )))
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing jobs"))?
+        .iter()
+        .map(job_from)
+        .collect()
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let appended = append_audit_in(&mut tx, entry).await?;
+        tx.commit().await.map_err(db("committing an audit entry"))?;
+        Ok(appended)
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let limit = filter.limit.unwrap_or(1000).clamp(1, 10_000);
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLS} FROM audit_log \
+             WHERE seq > $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
+               AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR request_id = $5) \
+             ORDER BY seq LIMIT $6"
+        )))
+        .bind(filter.after_seq.unwrap_or(0))
+        .bind(filter.from.map(to_db))
+        .bind(filter.to.map(to_db))
+        .bind(&filter.action)
+        .bind(&filter.request_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the audit log"))?
+        .iter()
+        .map(audit_from)
+        .collect()
+    }
+
+    async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the audit head"))?;
+        Ok((
+            row.try_get("seq").map_err(|e| corrupt("audit_head", e))?,
+            get_s(&row, "audit_head", "hash")?,
+        ))
+    }
+}

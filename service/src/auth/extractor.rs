@@ -1,0 +1,91 @@
+//! The authenticated caller, extracted from `Authorization: Bearer <token>`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use lethe_core::domain::{Role, SubjectId};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Who is calling. The account is re-read on every call, so a changed role or subject link
+/// takes effect at once.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Account id.
+    pub user_id: String,
+    /// Current role.
+    pub role: Role,
+    /// The data subject the account is linked to (by an admin), if any.
+    pub subject_id: Option<SubjectId>,
+}
+
+impl Caller {
+    /// `user:<uuid>`, as used for actors in history and audit entries.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user_id)
+    }
+
+    /// Fails with 403 unless the caller has one of `roles`.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`].
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this action needs the role {}; you are {}",
+                allowed.join(" or "),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+            let header = header.ok_or_else(|| {
+                ApiError::Unauthorized("missing Authorization: Bearer <token> header".into())
+            })?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("Authorization must use the Bearer scheme".into())
+                })?;
+            let claims = state
+                .tokens
+                .verify(token.trim())
+                .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
+            let user = match state.store.user(&claims.sub).await {
+                Ok(user) => user,
+                Err(lethe_core::store::StoreError::NotFound { .. }) => {
+                    return Err(ApiError::Unauthorized(
+                        "the token's account no longer exists".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok(Caller {
+                user_id: user.id,
+                role: user.role,
+                subject_id: user.subject_id,
+            })
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The command line: serve, demo, account and audit commands, OpenAPI output.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lethe_core::audit::{AuditEntry, NewAuditEntry, verify_entries};
+use lethe_core::config::Settings;
+use lethe_core::domain::{Email, Role};
+use lethe_core::store::NewUser;
+use serde_json::json;
+
+use crate::startup::{Application, open_state};
+
+/// Lethe: GDPR data subject requests over Parquet data lakes.
+#[derive(Debug, Parser)]
+#[command(name = "lethe-service", version, about)]
+pub struct Args {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (and, when `worker.in_process` is true, run the worker).
+    Serve,
+    /// Quick start: generate and register a demo lake and demo accounts on first start, print
+    /// credentials and example calls, then serve.
+    Demo {
+        /// Subjects in the generated demo lake.
+        #[arg(long, default_value_t = 2000)]
+        subjects: usize,
+        /// Days of events in the demo lake.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Manage accounts.
+    User {
+        /// Account command.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        /// Audit command.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the OpenAPI document (JSON) to stdout.
+    Openapi,
+}
+
+/// Account commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the first admin and auditor are created this way.
+    Create {
+        /// Login e-mail.
+        #[arg(long)]
+        email: String,
+        /// Role: admin, auditor or subject.
+        #[arg(long)]
+        role: String,
+        /// Read the password from stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Audit commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain: of the database (default) or of an exported JSON Lines file.
+    /// Exit code 0 when intact, 1 when broken (the first bad entry is named).
+    Verify {
+        /// An export from `GET /v1/audit/export` to verify offline.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(args: Args) -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&settings.log.format, &settings.log.filter);
+    let result = match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Demo { subjects, days } => demo(settings, subjects, days).await,
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    role,
+                    password_stdin,
+                },
+        } => create_user(settings, email, role, password_stdin).await,
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit_verify(settings, file).await,
+        Command::Openapi => {
+            println!("{}", crate::openapi::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(settings: Settings, subjects: usize, days: u32) -> anyhow::Result<ExitCode> {
+    let app = Application::build(settings.clone()).await?;
+    let state = app.state();
+    let demo = crate::demo::ensure_demo(&state, subjects, days).await?;
+    let base = format!("http://{}:{}", settings.server.host, app.port());
+    println!("{}", crate::demo::instructions(&demo, &base));
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create_user(
+    settings: Settings,
+    email: String,
+    role: String,
+    password_stdin: bool,
+) -> anyhow::Result<ExitCode> {
+    let state = open_state(&settings).await?;
+    let email = Email::parse(email)?;
+    let role = Role::parse(&role)?;
+    let (password, generated) = if password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the password from stdin")?;
+        (text.trim_end_matches(['\r', '\n']).to_string(), false)
+    } else {
+        (crate::demo::random_password(), true)
+    };
+    let password_hash = crate::auth::hash_password(password.clone()).await?;
+    let audit =
+        NewAuditEntry::new("system:cli", "account.created").details(json!({ "role": role }));
+    let user = state
+        .store
+        .create_user(
+            NewUser {
+                email,
+                password_hash,
+                role,
+            },
+            audit,
+        )
+        .await?;
+    println!(
+        "created {} account {} ({})",
+        role.as_str(),
+        user.email,
+        user.id
+    );
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let report = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut entries = Vec::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let entry: AuditEntry = serde_json::from_str(line).with_context(|| {
+                    format!("{} line {}: not an audit entry", path.display(), i + 1)
+                })?;
+                entries.push(entry);
+            }
+            verify_entries(entries, None)
+        }
+        None => {
+            let state = open_state(&settings).await?;
+            crate::routes::audit::verify_store(state.store.as_ref()).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(match &report.problem {
+        None => {
+            eprintln!("audit chain intact: {} entries", report.entries_checked);
+            ExitCode::SUCCESS
+        }
+        Some(p) => {
+            eprintln!("audit chain BROKEN at entry {}: {}", p.seq, p.detail);
+            ExitCode::from(1)
+        }
+    })
+}

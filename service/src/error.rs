@@ -1,0 +1,157 @@
+//! The one API error type and its RFC 7807 `application/problem+json` body.
+//!
+//! Every handler returns `Result<_, ApiError>`. 4xx bodies explain what to fix; 5xx bodies say
+//! nothing internal (the log line, with the request id, says everything).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use lethe_core::domain::ParseError;
+use lethe_core::store::StoreError;
+use serde::Serialize;
+
+/// An RFC 7807 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:lethe:problem:validation",
+    "title": "Bad Request",
+    "status": 400,
+    "detail": "invalid subject_id: must not be empty",
+    "code": "validation"
+}))]
+pub struct Problem {
+    /// URI naming the problem type: `urn:lethe:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the HTTP status.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong, for a human.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `validation`, `unauthorized`, `invalid_transition`.
+    pub code: String,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or a value is invalid (400).
+    #[error("{detail}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// What to fix.
+        detail: String,
+    },
+    /// No or an invalid bearer token (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource, or not visible to the caller (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists in a state that forbids the action, or a unique value is taken (409).
+    #[error("{detail}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// What conflicts.
+        detail: String,
+    },
+    /// Anything else (500). The message is logged, never returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with code `validation`.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code: "validation",
+            detail: detail.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        ApiError::validation(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => {
+                ApiError::NotFound(format!("{entity} {id} not found"))
+            }
+            StoreError::Conflict(detail) => ApiError::Conflict {
+                code: "conflict",
+                detail,
+            },
+            StoreError::InvalidTransition { from, to } => ApiError::Conflict {
+                code: "invalid_transition",
+                detail: format!(
+                    "the request is {}; it cannot become {}",
+                    from.as_str(),
+                    to.as_str()
+                ),
+            },
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Builds a problem response; used for extractor errors too.
+pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
+    let body = Problem {
+        kind: format!("urn:lethe:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_string(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_string(),
+    };
+    let mut builder = HttpResponse::build(status);
+    builder.content_type("application/problem+json");
+    if status == StatusCode::UNAUTHORIZED {
+        builder.insert_header(("WWW-Authenticate", "Bearer"));
+    }
+    builder.body(serde_json::to_string(&body).expect("problem serialises"))
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "an internal error occurred; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        problem_response(status, self.code(), detail)
+    }
+}

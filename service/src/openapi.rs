@@ -1,0 +1,67 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+/// The Lethe API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lethe",
+        description = "GDPR data subject requests (access, erasure) over Parquet data lakes, with a hash-chained audit log.\n\nErrors are RFC 7807 `application/problem+json` documents with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        routes::health::healthz, routes::health::readyz,
+        routes::auth::register, routes::auth::login,
+        routes::users::me, routes::users::list, routes::users::link_subject,
+        routes::datasets::create, routes::datasets::list, routes::datasets::get,
+        routes::requests::create, routes::requests::list, routes::requests::get,
+        routes::requests::approve, routes::requests::reject, routes::requests::export,
+        routes::audit::list, routes::audit::export, routes::audit::verify,
+        routes::jobs::list,
+    ),
+    components(schemas(
+        crate::error::Problem,
+        lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
+        lethe_core::store::RequestEvent, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
+        lethe_core::audit::AuditEntry, lethe_core::audit::VerifyReport, lethe_core::audit::ChainProblem, lethe_core::audit::ProblemKind,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign up and sign in"),
+        (name = "accounts", description = "Accounts and their link to a data subject"),
+        (name = "datasets", description = "The data map: registered Parquet lakes"),
+        (name = "requests", description = "Privacy requests (GDPR Art. 12, 15, 17)"),
+        (name = "audit", description = "The hash-chained audit log"),
+        (name = "jobs", description = "The work queue"),
+        (name = "operations", description = "Probes"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON, as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}

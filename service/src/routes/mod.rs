@@ -1,0 +1,38 @@
+//! HTTP routes, one module per resource.
+
+pub mod audit;
+pub mod auth;
+pub mod datasets;
+pub mod health;
+pub mod jobs;
+pub mod requests;
+pub mod users;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(
+            web::scope("/v1")
+                .service(auth::register)
+                .service(auth::login)
+                .service(users::me)
+                .service(users::list)
+                .service(users::link_subject)
+                .service(datasets::create)
+                .service(datasets::list)
+                .service(datasets::get)
+                .service(requests::create)
+                .service(requests::list)
+                .service(requests::get)
+                .service(requests::approve)
+                .service(requests::reject)
+                .service(requests::export)
+                .service(audit::list)
+                .service(audit::export)
+                .service(audit::verify)
+                .service(jobs::list),
+        );
+}

@@ -1,0 +1,420 @@
+//! Privacy requests (DSRs): file, list, read, approve, reject, download the export.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use lethe_core::audit::NewAuditEntry;
+use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::store::{
+    JobKind, NewJob, NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// A request to file.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"type": "erasure"}))]
+pub struct CreateRequest {
+    /// The right exercised: `access` (GDPR Art. 15) or `erasure` (Art. 17).
+    #[serde(rename = "type")]
+    pub request_type: RequestType,
+    /// The data subject. Subjects omit it (their linked id is used); admins must give it.
+    pub subject_id: Option<String>,
+    /// Admins filing for a subject: how the person's identity was verified (required).
+    pub verification_note: Option<String>,
+}
+
+/// A rejection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"reason": "The identity of the requester could not be verified."}))]
+pub struct RejectRequest {
+    /// Why; shown to the subject (GDPR Art. 12(4)).
+    pub reason: String,
+}
+
+/// A privacy request as shown by the API.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "1e7c…", "type": "erasure", "status": "completed", "subject_id": "0b3e…",
+    "subject_pseudonym": "9f86d0…", "filed_by": "user:7b0e…", "verification_note": null,
+    "received_at": "2025-01-31T09:00:00Z", "due_at": "2025-02-28T09:00:00Z", "days_left": 27,
+    "decided_by": "user:1b2c…", "decided_at": "2025-01-31T10:00:00Z", "decision_reason": null,
+    "completed_at": "2025-01-31T10:00:05Z",
+    "result": {"rows_removed": 31, "datasets": [{"dataset": "running_events", "files_scanned": 90, "files_rewritten": 30, "rows_removed": 31, "bytes_read": 1234567, "bytes_written": 1200000}]},
+    "error": null, "export_available": false, "history": []
+}))]
+pub struct RequestView {
+    /// Id.
+    pub id: String,
+    /// Right exercised.
+    #[serde(rename = "type")]
+    pub request_type: RequestType,
+    /// Status.
+    pub status: RequestStatus,
+    /// The subject id (hidden from auditors, who see the pseudonym).
+    pub subject_id: Option<String>,
+    /// Keyed pseudonym of the subject, as in the audit log.
+    pub subject_pseudonym: String,
+    /// Who filed it.
+    pub filed_by: String,
+    /// How identity was verified (admin filings).
+    pub verification_note: Option<String>,
+    /// Received.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// Due: one calendar month after receipt (GDPR Art. 12(3)).
+    pub due_at: chrono::DateTime<chrono::Utc>,
+    /// Whole days until `due_at` (negative when overdue); `null` once final.
+    pub days_left: Option<i64>,
+    /// Admin who decided.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Rejection reason.
+    pub decision_reason: Option<String>,
+    /// Completed or failed at.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Outcome: per-dataset counts (files scanned and rewritten, rows removed, bytes).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Last error when failed.
+    pub error: Option<String>,
+    /// Whether `GET /v1/requests/{id}/export` has an archive.
+    pub export_available: bool,
+    /// Status history, oldest first (only on `GET /v1/requests/{id}`).
+    pub history: Vec<RequestEvent>,
+}
+
+fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> RequestView {
+    let days_left = (!r.status.is_final()).then(|| (r.due_at - chrono::Utc::now()).num_days());
+    RequestView {
+        id: r.id,
+        request_type: r.request_type,
+        status: r.status,
+        subject_id: (caller.role != Role::Auditor).then(|| r.subject_id.into()),
+        subject_pseudonym: r.subject_pseudonym,
+        filed_by: r.filed_by,
+        verification_note: r.verification_note,
+        received_at: r.received_at,
+        due_at: r.due_at,
+        days_left,
+        decided_by: r.decided_by,
+        decided_at: r.decided_at,
+        decision_reason: r.decision_reason,
+        completed_at: r.completed_at,
+        result: r.result,
+        error: r.error,
+        export_available: r.export_path.is_some(),
+        history,
+    }
+}
+
+/// Loads a request the caller may see; others' requests are 404 to a subject.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyRequest, ApiError> {
+    let request = state.store.request(id).await?;
+    match caller.role {
+        Role::Admin | Role::Auditor => Ok(request),
+        Role::Subject if caller.subject_id.as_ref() == Some(&request.subject_id) => Ok(request),
+        Role::Subject => Err(ApiError::NotFound(format!("request {id} not found"))),
+    }
+}
+
+/// Files a privacy request.
+///
+/// A subject files for themselves (their account must have been linked to a subject id by an
+/// admin). An admin files for any subject and must say how identity was verified. Send an
+/// `Idempotency-Key` header to make retries safe: a repeat returns the first request with
+/// status 200.
+#[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    request_body = CreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe (≤ 255 characters)")),
+    responses(
+        (status = 201, description = "Filed", body = RequestView),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = RequestView),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Account not linked to a subject, or an auditor", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused for a different request", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/requests")]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    http: HttpRequest,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Subject, Role::Admin])?;
+    let body = body.into_inner();
+    let idempotency_key = match http.headers().get("Idempotency-Key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?;
+            if key.is_empty() || key.len() > 255 {
+                return Err(ApiError::validation(
+                    "Idempotency-Key must be 1 to 255 characters",
+                ));
+            }
+            Some(key.to_string())
+        }
+    };
+    let (subject, note) = match caller.role {
+        Role::Subject => {
+            let own = caller.subject_id.clone().ok_or_else(|| {
+                ApiError::Forbidden(
+                    "your account is not linked to a data subject yet; an admin links it after verifying your identity".into(),
+                )
+            })?;
+            if let Some(given) = &body.subject_id {
+                if given != own.as_str() {
+                    return Err(ApiError::Forbidden(
+                        "subjects may only file requests for themselves".into(),
+                    ));
+                }
+            }
+            (own, None)
+        }
+        _ => {
+            let id = body.subject_id.ok_or_else(|| {
+                ApiError::validation("subject_id is required when an admin files a request")
+            })?;
+            let note = body
+                .verification_note
+                .filter(|n| !n.trim().is_empty())
+                .ok_or_else(|| ApiError::validation("verification_note is required: say how the subject's identity was verified"))?;
+            (SubjectId::parse(id)?, Some(note))
+        }
+    };
+    let pseudonym = state.pseudonyms.pseudonym(&subject);
+    let audit = NewAuditEntry::new(caller.actor(), "request.created")
+        .subject(&pseudonym)
+        .details(
+            json!({ "type": body.request_type, "identity_verified_by_admin": note.is_some() }),
+        );
+    let (request, created) = state
+        .store
+        .create_request(
+            NewRequest {
+                request_type: body.request_type,
+                subject_id: subject.clone(),
+                subject_pseudonym: pseudonym,
+                filed_by: caller.actor(),
+                verification_note: note,
+                idempotency_key,
+                received_at: chrono::Utc::now(),
+            },
+            audit,
+        )
+        .await?;
+    if !created && (request.request_type != body.request_type || request.subject_id != subject) {
+        return Err(ApiError::Conflict {
+            code: "idempotency_key_reused",
+            detail: "this Idempotency-Key was already used for a different request".into(),
+        });
+    }
+    let history = state.store.request_history(&request.id).await?;
+    let body = view(request, &caller, history);
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok()
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(body)
+    })
+}
+
+/// Query of `GET /v1/requests`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only requests in this status.
+    pub status: Option<RequestStatus>,
+    /// Page size (1–1000, default 100).
+    pub limit: Option<i64>,
+    /// Skip this many.
+    pub offset: Option<i64>,
+}
+
+/// Lists requests: a subject sees their own, admins and auditors see all, newest first.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = [RequestView]), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/requests")]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let subject_id = match caller.role {
+        Role::Subject => match &caller.subject_id {
+            Some(id) => Some(id.clone()),
+            None => return Ok(HttpResponse::Ok().json(Vec::<RequestView>::new())),
+        },
+        _ => None,
+    };
+    let filter = RequestFilter {
+        subject_id,
+        status: query.status,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let requests: Vec<RequestView> = state
+        .store
+        .list_requests(&filter)
+        .await?
+        .into_iter()
+        .map(|r| view(r, &caller, Vec::new()))
+        .collect();
+    Ok(HttpResponse::Ok().json(requests))
+}
+
+/// One request with its status history.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = RequestView), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/requests/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let request = visible(&state, &caller, &path).await?;
+    let history = state.store.request_history(&request.id).await?;
+    Ok(HttpResponse::Ok().json(view(request, &caller, history)))
+}
+
+/// Approves a received request (admin) and queues its job.
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = RequestView),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not in status received", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/requests/{id}/approve")]
+pub async fn approve(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let request = state.store.request(&path).await?;
+    let kind = match request.request_type {
+        RequestType::Access => JobKind::Access,
+        RequestType::Erasure => JobKind::Erasure,
+    };
+    let audit = NewAuditEntry::new(caller.actor(), "request.approved")
+        .request(&request.id)
+        .subject(&request.subject_pseudonym)
+        .details(json!({ "type": request.request_type }));
+    let mut transition = Transition::new(RequestStatus::Approved, caller.actor(), audit);
+    transition.decision = true;
+    transition.enqueue = Some(NewJob {
+        kind,
+        request_id: Some(request.id.clone()),
+        payload: json!({}),
+        max_attempts: state.settings.worker.max_attempts,
+    });
+    let updated = state
+        .store
+        .transition_request(&request.id, transition)
+        .await?;
+    let history = state.store.request_history(&updated.id).await?;
+    Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
+}
+
+/// Rejects a received request (admin) with a reason the subject sees (GDPR Art. 12(4)).
+#[utoipa::path(post, path = "/v1/requests/{id}/reject", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Request id")), request_body = RejectRequest,
+    responses((status = 200, body = RequestView),
+        (status = 400, description = "Reason missing", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not in status received", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/requests/{id}/reject")]
+pub async fn reject(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<RejectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let reason = body.into_inner().reason;
+    if reason.trim().is_empty() {
+        return Err(ApiError::validation(
+            "a rejection needs a reason (GDPR Art. 12(4))",
+        ));
+    }
+    let request = state.store.request(&path).await?;
+    let audit = NewAuditEntry::new(caller.actor(), "request.rejected")
+        .request(&request.id)
+        .subject(&request.subject_pseudonym)
+        .details(json!({ "reason": reason }));
+    let mut transition = Transition::new(RequestStatus::Rejected, caller.actor(), audit);
+    transition.decision = true;
+    transition.decision_reason = Some(reason.clone());
+    transition.note = Some(reason);
+    let updated = state
+        .store
+        .transition_request(&request.id, transition)
+        .await?;
+    let history = state.store.request_history(&updated.id).await?;
+    Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
+}
+
+/// Downloads the export archive of a completed access request: a zip holding, per dataset,
+/// `<dataset>.jsonl` and `<dataset>.csv`, plus `manifest.json`. The subject and admins only;
+/// every download is audited.
+#[utoipa::path(get, path = "/v1/requests/{id}/export", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, description = "The archive", content_type = "application/zip", body = Vec<u8>),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not an access request, or not completed yet", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/requests/{id}/export")]
+pub async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Subject, Role::Admin])?;
+    let request = visible(&state, &caller, &path).await?;
+    if request.request_type != RequestType::Access {
+        return Err(ApiError::Conflict {
+            code: "no_export",
+            detail: "only access requests have an export".into(),
+        });
+    }
+    let Some(file) = request
+        .export_path
+        .clone()
+        .filter(|_| request.status == RequestStatus::Completed)
+    else {
+        return Err(ApiError::Conflict {
+            code: "export_not_ready",
+            detail: format!(
+                "the request is {}; the export is ready once it is completed",
+                request.status.as_str()
+            ),
+        });
+    };
+    let bytes = tokio::fs::read(&file)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading export {file}: {e}")))?;
+    state
+        .store
+        .append_audit(
+            NewAuditEntry::new(caller.actor(), "export.downloaded")
+                .request(&request.id)
+                .subject(&request.subject_pseudonym)
+                .details(json!({ "bytes": bytes.len() })),
+        )
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"lethe-export-{}.zip\"", request.id),
+        ))
+        .body(bytes))
+}

@@ -1,0 +1,207 @@
+//! Wiring: state, routes and the HTTP server, built once and run until stopped.
+//!
+//! Tests call [`Application::build`] with port 0 and talk to the real server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use lethe_core::audit::Pseudonymizer;
+use lethe_core::config::{Settings, load_or_create_secret};
+use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::store::{SqlStore, Store};
+use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::TokenKeys;
+use crate::error::problem_response;
+use crate::openapi::ApiDoc;
+use crate::routes;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Token keys.
+    pub tokens: TokenKeys,
+    /// Subject-id pseudonyms for the audit log.
+    pub pseudonyms: Pseudonymizer,
+    /// Settings as loaded.
+    pub settings: Settings,
+}
+
+/// A built, bound, not yet running service (and its in-process worker, if enabled).
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: Option<(Worker, watch::Sender<bool>, watch::Receiver<bool>)>,
+    state: web::Data<AppState>,
+}
+
+/// Opens the store and loads (or creates) the secrets named in `settings`.
+///
+/// # Errors
+/// When the database is unreachable, migrations fail, or a secret file cannot be written.
+pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
+        .await
+        .context("opening the database")?;
+    let data_dir = &settings.storage.data_dir;
+    let jwt_secret = match &settings.auth.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => load_or_create_secret(&data_dir.join("jwt.key"))?,
+    };
+    let pseudonym_key = match &settings.auth.pseudonym_key {
+        Some(key) => key.clone(),
+        None => load_or_create_secret(&data_dir.join("pseudonym.key"))?,
+    };
+    Ok(AppState {
+        store: Arc::new(store),
+        tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
+        pseudonyms: Pseudonymizer::new(pseudonym_key),
+        settings: settings.clone(),
+    })
+}
+
+/// The worker configuration derived from settings.
+pub fn worker_config(settings: &Settings) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: WorkerConfig::default_worker_id(),
+        lease: Duration::from_secs(settings.worker.lease_s.max(1)),
+        poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
+        exports_dir: settings.storage.exports_dir(),
+        file_concurrency: settings.worker.file_concurrency,
+    }
+}
+
+impl Application {
+    /// Opens the store, binds the listener (port 0 picks a free one) and prepares the worker.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or the port cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = web::Data::new(open_state(&settings).await?);
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        let port = listener.local_addr()?.port();
+        let server = run(listener, state.clone())?;
+        let worker = settings.worker.in_process.then(|| {
+            let (tx, rx) = watch::channel(false);
+            (
+                Worker::new(state.store.clone(), worker_config(&settings)),
+                tx,
+                rx,
+            )
+        });
+        Ok(Self {
+            port,
+            server,
+            worker,
+            state,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (store, keys), e.g. to seed accounts before serving.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM), then stops the worker after its
+    /// current job.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let worker_task = self
+            .worker
+            .map(|(worker, tx, rx)| (tokio::spawn(worker.run_until_stopped(rx)), tx));
+        let served = self.server.await;
+        if let Some((task, tx)) = worker_task {
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+fn run(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
+    let max_body = state.settings.server.max_body_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#).exclude("/healthz"),
+            )
+            .app_data(state.clone())
+            .app_data(json_config(max_body))
+            .app_data(query_config())
+            .app_data(path_config())
+            .configure(routes::configure)
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+            .default_service(web::to(|| async {
+                problem_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint".into(),
+                )
+            }))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .run();
+    Ok(server)
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            let (status, code) = match &err {
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
+                actix_web::error::JsonPayloadError::ContentType => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                _ => (StatusCode::BAD_REQUEST, "malformed_json"),
+            };
+            let detail = err.to_string();
+            actix_web::error::InternalError::from_response(
+                err,
+                problem_response(status, code, detail),
+            )
+            .into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let detail = format!("invalid query string: {err}");
+        actix_web::error::InternalError::from_response(
+            err,
+            problem_response(StatusCode::BAD_REQUEST, "validation", detail),
+        )
+        .into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        let detail = format!("invalid path: {err}");
+        actix_web::error::InternalError::from_response(
+            err,
+            problem_response(StatusCode::NOT_FOUND, "not_found", detail),
+        )
+        .into()
+    })
+}

@@ -1,0 +1,310 @@
+//! `spawn_app()` and one helper per endpoint.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lethe_core::audit::NewAuditEntry;
+use lethe_core::config::Settings;
+use lethe_core::demo::{DemoLakeOptions, DemoLakeSummary, generate_lake};
+use lethe_core::domain::{Email, Role};
+use lethe_core::store::NewUser;
+use lethe_service::startup::{AppState, Application};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "a long enough password";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Keeps the data folder alive as long as the app.
+    #[allow(dead_code)]
+    pub data_dir: tempfile::TempDir,
+    pub lake: PathBuf,
+    pub summary: DemoLakeSummary,
+    pub state: actix_web::web::Data<AppState>,
+    pub admin_token: String,
+    pub auditor_token: String,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct Spawn {
+    pub subjects: usize,
+    pub days: u32,
+    pub register_lake: bool,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Self {
+            subjects: 40,
+            days: 4,
+            register_lake: true,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Spawn::default()).await
+}
+
+pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let lake = data_dir.path().join("lake").join("running_events");
+    let options = DemoLakeOptions {
+        subjects: spawn.subjects,
+        days: spawn.days,
+        row_group_rows: 64,
+        ..DemoLakeOptions::default()
+    };
+    let summary = generate_lake(&lake, &options).expect("demo lake");
+
+    let mut settings = Settings::embedded(data_dir.path());
+    settings.server.port = 0;
+    settings.worker.poll_interval_ms = 50;
+    settings.worker.lease_s = 10;
+    settings.worker.max_attempts = 2;
+    settings.log.filter = "warn".into();
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut test = TestApp {
+        address,
+        client,
+        data_dir,
+        lake,
+        summary,
+        state,
+        admin_token: String::new(),
+        auditor_token: String::new(),
+    };
+    test.create_account("admin@example.com", Role::Admin).await;
+    test.create_account("auditor@example.com", Role::Auditor)
+        .await;
+    test.admin_token = test.login_ok("admin@example.com").await;
+    test.auditor_token = test.login_ok("auditor@example.com").await;
+    if spawn.register_lake {
+        let response = test
+            .create_dataset(&json!({
+                "name": "running_events",
+                "root_url": format!("file://{}", test.lake.display()),
+                "subject_column": "user_id",
+            }))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+    test
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Creates an admin or auditor directly in the store, as `lethe-service user create` does.
+    pub async fn create_account(&self, email: &str, role: Role) {
+        let hash = lethe_service::auth::hash_password(PASSWORD.into())
+            .await
+            .unwrap();
+        self.state
+            .store
+            .create_user(
+                NewUser {
+                    email: Email::parse(email).unwrap(),
+                    password_hash: hash,
+                    role,
+                },
+                NewAuditEntry::new("system:test", "account.created"),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/register"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_ok(&self, email: &str) -> String {
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Registers a subject account, has the admin link it to `subject_id`, and logs it in.
+    pub async fn subject_token(&self, email: &str, subject_id: &str) -> String {
+        let response = self.register(email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let user: Value = response.json().await.unwrap();
+        let response = self
+            .link_subject(user["id"].as_str().unwrap(), subject_id)
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        self.login_ok(email).await
+    }
+
+    pub async fn link_subject(&self, user_id: &str, subject_id: &str) -> Response {
+        self.client
+            .put(self.url(&format!("/v1/users/{user_id}/subject")))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "subject_id": subject_id, "verification_note": "checked ID document" }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_dataset(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/datasets"))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn file_request(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/requests"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn file_request_ok(&self, token: &str, kind: &str) -> String {
+        let response = self.file_request(token, &json!({ "type": kind })).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn get_request(&self, token: &str, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/requests/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn list_requests(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/v1/requests"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn approve(&self, token: &str, id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/requests/{id}/approve")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn reject(&self, token: &str, id: &str, reason: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/requests/{id}/reject")))
+            .bearer_auth(token)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn export(&self, token: &str, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/requests/{id}/export")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn audit_export(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/v1/audit/export"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls a request until it reaches a final status (or 60 s pass) and returns it.
+    pub async fn wait_until_final(&self, token: &str, id: &str) -> Value {
+        for _ in 0..600 {
+            let request: Value = self.get_request(token, id).await.json().await.unwrap();
+            if matches!(
+                request["status"].as_str(),
+                Some("completed" | "failed" | "rejected")
+            ) {
+                return request;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("request {id} did not finish within 60 s");
+    }
+}
+
+/// Asserts an RFC 7807 body with the given status and code.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}

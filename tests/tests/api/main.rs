@@ -1,0 +1,10 @@
+//! API tests: the real service on a random port, the real in-process worker, a real lake.
+
+mod helpers;
+mod lake_snapshot;
+
+mod auth;
+mod datasets;
+mod openapi;
+mod requests;
+mod story;

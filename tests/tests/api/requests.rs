@@ -1,0 +1,170 @@
+//! The request lifecycle: due dates, rejection, idempotency, admin filings.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn a_request_is_due_one_calendar_month_after_receipt() {
+    let app = spawn_app().await;
+    let token = app
+        .subject_token("d@example.com", &app.summary.subjects[0].user_id)
+        .await;
+    let id = app.file_request_ok(&token, "access").await;
+    let r: Value = app.get_request(&token, &id).await.json().await.unwrap();
+    let received =
+        chrono::DateTime::parse_from_rfc3339(r["received_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(r["due_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        due,
+        received.checked_add_months(chrono::Months::new(1)).unwrap()
+    );
+    let days_left = r["days_left"].as_i64().unwrap();
+    assert!((27..=31).contains(&days_left), "{days_left}");
+}
+
+#[tokio::test]
+async fn a_rejection_needs_a_reason_that_the_subject_sees_and_is_final() {
+    let app = spawn_app().await;
+    let token = app
+        .subject_token("e@example.com", &app.summary.subjects[0].user_id)
+        .await;
+    let id = app.file_request_ok(&token, "erasure").await;
+    assert_problem(
+        app.reject(&app.admin_token, &id, "  ").await,
+        StatusCode::BAD_REQUEST,
+        "validation",
+    )
+    .await;
+    let response = app
+        .reject(&app.admin_token, &id, "Identity could not be verified.")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen: Value = app.get_request(&token, &id).await.json().await.unwrap();
+    assert_eq!(seen["status"], "rejected");
+    assert_eq!(seen["decision_reason"], "Identity could not be verified.");
+    assert!(seen["days_left"].is_null());
+    assert_problem(
+        app.approve(&app.admin_token, &id).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn approving_twice_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app
+        .subject_token("f@example.com", &app.summary.subjects[0].user_id)
+        .await;
+    let id = app.file_request_ok(&token, "access").await;
+    assert_eq!(
+        app.approve(&app.admin_token, &id).await.status(),
+        StatusCode::OK
+    );
+    assert_problem(
+        app.approve(&app.admin_token, &id).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+    assert_problem(
+        app.approve(&app.admin_token, "no-such-id").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_filing_return_the_first_request() {
+    let app = spawn_app().await;
+    let token = app
+        .subject_token("g@example.com", &app.summary.subjects[0].user_id)
+        .await;
+    let send = |kind: &'static str| {
+        app.client
+            .post(app.url("/v1/requests"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "retry-123")
+            .json(&json!({ "type": kind }))
+            .send()
+    };
+    let first = send("erasure").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let second = send("erasure").await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    let listed: Vec<Value> = app.list_requests(&token).await.json().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_problem(
+        send("access").await.unwrap(),
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_files_for_a_subject_only_with_a_verification_note() {
+    let app = spawn_app().await;
+    let subject = app.summary.subjects[5].user_id.clone();
+    let response = app
+        .file_request(
+            &app.admin_token,
+            &json!({ "type": "access", "subject_id": subject }),
+        )
+        .await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
+    let response = app
+        .file_request(
+            &app.admin_token,
+            &json!({ "type": "access", "subject_id": subject, "verification_note": "called back on the phone number on file" }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let r: Value = response.json().await.unwrap();
+    assert_eq!(r["subject_id"], subject.as_str());
+    assert_eq!(
+        r["verification_note"],
+        "called back on the phone number on file"
+    );
+    let response = app
+        .file_request(
+            &app.auditor_token,
+            &json!({ "type": "access", "subject_id": subject, "verification_note": "x" }),
+        )
+        .await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn an_erasure_that_hits_a_corrupt_file_fails_and_leaves_that_file_untouched() {
+    let app = spawn_app().await;
+    let subject = app.summary.subjects[0].user_id.clone();
+    let corrupt_dir = app.lake.join("date=2025-01-01").join("region=EU");
+    std::fs::create_dir_all(&corrupt_dir).unwrap();
+    let corrupt = corrupt_dir.join("part-99999.parquet");
+    std::fs::write(&corrupt, b"PAR1 this is not really parquet PAR1").unwrap();
+    let token = app.subject_token("h@example.com", &subject).await;
+    let id = app.file_request_ok(&token, "erasure").await;
+    app.approve(&app.admin_token, &id).await;
+    let done = app.wait_until_final(&token, &id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("part-99999.parquet"),
+        "{done}"
+    );
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        b"PAR1 this is not really parquet PAR1"
+    );
+}
