@@ -103,6 +103,19 @@ impl SqlStore {
         Ok(Self { pool, backend })
     }
 
+    /// A bare pool on `url` without migrations (maintenance, e.g. creating test databases).
+    ///
+    /// # Errors
+    /// `Database` when the connection fails.
+    pub async fn connect_raw(url: &str) -> StoreResult<AnyPool> {
+        sqlx::any::install_default_drivers();
+        AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(db("connecting to the database"))
+    }
+
     /// The pool, for tests and maintenance commands.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

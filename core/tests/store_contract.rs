@@ -1,0 +1,462 @@
+//! The store contract: every backend must pass these. SQLite always; PostgreSQL when
+//! `LETHE_TEST_POSTGRES_URL` points at a server where this user may create databases
+//! (each test gets a fresh database).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lethe_core::audit::{NewAuditEntry, verify_entries};
+use lethe_core::domain::{Email, RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::store::*;
+use secrecy::SecretString;
+use serde_json::json;
+
+struct Db {
+    store: Arc<SqlStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = SecretString::from(format!("sqlite://{}/t.db", dir.path().display()));
+    Db {
+        store: Arc::new(SqlStore::connect(&url, 4).await.unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Option<Db> {
+    let base = std::env::var("LETHE_TEST_POSTGRES_URL").ok()?;
+    let name = format!("lethe_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = SqlStore::connect_raw(&base)
+        .await
+        .expect("postgres reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = SecretString::from(format!("{prefix}/{name}"));
+    Some(Db {
+        store: Arc::new(SqlStore::connect(&url, 4).await.unwrap()),
+        _dir: None,
+    })
+}
+
+/// Runs `body` against every available backend.
+macro_rules! contract {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            async fn run($store: Arc<SqlStore>) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(super::sqlite().await.store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match super::postgres().await {
+                    Some(db) => run(db.store).await,
+                    None => eprintln!("skipped: LETHE_TEST_POSTGRES_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+fn audit(action: &str) -> NewAuditEntry {
+    NewAuditEntry::new("test", action)
+}
+
+fn subject(id: &str) -> SubjectId {
+    SubjectId::parse(id).unwrap()
+}
+
+fn new_request(filed_by: &str, key: Option<&str>) -> NewRequest {
+    NewRequest {
+        request_type: RequestType::Erasure,
+        subject_id: subject("u-1"),
+        subject_pseudonym: "ps-1".into(),
+        filed_by: filed_by.into(),
+        verification_note: None,
+        idempotency_key: key.map(String::from),
+        received_at: chrono::Utc::now(),
+    }
+}
+
+async fn approved_request(store: &SqlStore) -> String {
+    let (r, _) = store
+        .create_request(new_request("user:a", None), audit("request.created"))
+        .await
+        .unwrap();
+    let mut t = Transition::new(
+        RequestStatus::Approved,
+        "user:admin",
+        audit("request.approved"),
+    );
+    t.decision = true;
+    t.enqueue = Some(NewJob {
+        kind: JobKind::Erasure,
+        request_id: Some(r.id.clone()),
+        payload: json!({}),
+        max_attempts: 3,
+    });
+    store.transition_request(&r.id, t).await.unwrap();
+    r.id
+}
+
+contract!(accounts_are_unique_by_email_and_linkable, |store| {
+    let email = Email::parse("ana@example.com").unwrap();
+    let user = store
+        .create_user(
+            NewUser {
+                email: email.clone(),
+                password_hash: "h".into(),
+                role: Role::Subject,
+            },
+            audit("account.created"),
+        )
+        .await
+        .unwrap();
+    let again = store
+        .create_user(
+            NewUser {
+                email: email.clone(),
+                password_hash: "h".into(),
+                role: Role::Admin,
+            },
+            audit("account.created"),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(
+        store.user_by_email(&email).await.unwrap().unwrap().id,
+        user.id
+    );
+    let linked = store
+        .link_subject(&user.id, &subject("u-9"), audit("account.subject_linked"))
+        .await
+        .unwrap();
+    assert_eq!(linked.subject_id, Some(subject("u-9")));
+    assert!(matches!(
+        store.user("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+});
+
+contract!(datasets_are_unique_by_name, |store| {
+    let d = NewDataset {
+        name: "events".into(),
+        root_url: "/lake".into(),
+        subject_column: "user_id".into(),
+        partition_columns: vec!["date".into(), "region".into()],
+        created_by: "user:a".into(),
+    };
+    let created = store
+        .create_dataset(d.clone(), audit("dataset.registered"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dataset(&created.id).await.unwrap().partition_columns,
+        vec!["date", "region"]
+    );
+    assert!(matches!(
+        store.create_dataset(d, audit("dataset.registered")).await,
+        Err(StoreError::Conflict(_))
+    ));
+});
+
+contract!(requests_follow_the_lifecycle_and_keep_history, |store| {
+    let (r, created) = store
+        .create_request(new_request("user:a", None), audit("request.created"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(r.status, RequestStatus::Received);
+    assert_eq!(r.due_at, lethe_core::domain::due_date(r.received_at));
+    let bad = store
+        .transition_request(
+            &r.id,
+            Transition::new(RequestStatus::Completed, "x", audit("bad")),
+        )
+        .await;
+    assert!(matches!(
+        bad,
+        Err(StoreError::InvalidTransition {
+            from: RequestStatus::Received,
+            to: RequestStatus::Completed
+        })
+    ));
+    let mut reject = Transition::new(
+        RequestStatus::Rejected,
+        "user:admin",
+        audit("request.rejected"),
+    );
+    reject.decision = true;
+    reject.decision_reason = Some("no".into());
+    let rejected = store.transition_request(&r.id, reject).await.unwrap();
+    assert_eq!(rejected.decided_by.as_deref(), Some("user:admin"));
+    assert_eq!(rejected.decision_reason.as_deref(), Some("no"));
+    let history = store.request_history(&r.id).await.unwrap();
+    let statuses: Vec<_> = history.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [RequestStatus::Received, RequestStatus::Rejected]);
+    let missing = store
+        .transition_request(
+            "nope",
+            Transition::new(RequestStatus::Approved, "x", audit("x")),
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+    let listed = store
+        .list_requests(&RequestFilter {
+            subject_id: Some(subject("u-1")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let none = store
+        .list_requests(&RequestFilter {
+            subject_id: Some(subject("u-2")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+});
+
+contract!(an_idempotency_key_returns_the_first_request, |store| {
+    let (a, created_a) = store
+        .create_request(new_request("user:a", Some("k1")), audit("request.created"))
+        .await
+        .unwrap();
+    let (b, created_b) = store
+        .create_request(new_request("user:a", Some("k1")), audit("request.created"))
+        .await
+        .unwrap();
+    let (c, _) = store
+        .create_request(new_request("user:b", Some("k1")), audit("request.created"))
+        .await
+        .unwrap();
+    assert!(created_a && !created_b);
+    assert_eq!(a.id, b.id);
+    assert_ne!(a.id, c.id, "keys are per filer");
+});
+
+contract!(a_job_is_claimed_once_and_fenced_by_its_lease, |store| {
+    let request_id = approved_request(&store).await;
+    let job = store
+        .claim_job("w1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(job.request_id.as_deref(), Some(request_id.as_str()));
+    assert_eq!(job.attempts, 1);
+    assert!(
+        store
+            .claim_job("w2", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "held by w1"
+    );
+    let token = job.lease_token.clone().unwrap();
+    assert!(
+        store
+            .heartbeat_job(&job.id, &token, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .heartbeat_job(&job.id, "stolen", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_job(&job.id, "stolen", JobOutcome::Succeeded, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_job(&job.id, &token, JobOutcome::Succeeded, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_job("w2", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "done"
+    );
+});
+
+contract!(
+    an_expired_lease_is_taken_over_and_the_old_holder_cannot_commit,
+    |store| {
+        approved_request(&store).await;
+        let first = store
+            .claim_job("w1", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = store
+            .claim_job("w2", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("taken over");
+        assert_eq!(first.id, second.id);
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.lease_owner.as_deref(), Some("w2"));
+        let old = first.lease_token.unwrap();
+        assert!(
+            !store
+                .heartbeat_job(&first.id, &old, Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_job(&first.id, &old, JobOutcome::Succeeded, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_job(
+                    &second.id,
+                    &second.lease_token.unwrap(),
+                    JobOutcome::Succeeded,
+                    None
+                )
+                .await
+                .unwrap()
+        );
+    }
+);
+
+contract!(a_retried_job_waits_for_its_backoff, |store| {
+    approved_request(&store).await;
+    let job = store
+        .claim_job("w1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::seconds(3600);
+    store
+        .finish_job(
+            &job.id,
+            job.lease_token.as_deref().unwrap(),
+            JobOutcome::Retry {
+                at: later,
+                error: "s3 timeout".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let jobs = store.list_jobs(10).await.unwrap();
+    assert_eq!(jobs[0].status, JobStatus::Queued);
+    assert_eq!(jobs[0].last_error.as_deref(), Some("s3 timeout"));
+});
+
+contract!(concurrent_claimers_never_share_a_job, |store| {
+    for _ in 0..12 {
+        approved_request(&store).await;
+    }
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(job) = store
+                .claim_job(&format!("w{w}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+            {
+                got.push(job.id);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 12);
+    assert_eq!(unique.len(), 12);
+});
+
+contract!(
+    the_audit_chain_links_every_append_and_detects_tampering,
+    |store| {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_audit(audit("test.step").details(json!({ "i": i })))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (head_seq, head_hash) = store.audit_head().await.unwrap();
+        assert_eq!(head_seq, 20);
+        let entries = store.audit_entries(&AuditFilter::default()).await.unwrap();
+        assert!(verify_entries(entries.clone(), Some((head_seq, &head_hash))).is_intact());
+        // Filters.
+        let page = store
+            .audit_entries(&AuditFilter {
+                after_seq: Some(15),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [16, 17, 18, 19, 20]
+        );
+        // Tamper in the database: the verifier names the entry.
+        sqlx::query("UPDATE audit_log SET action = 'test.forged' WHERE seq = 7")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let entries = store.audit_entries(&AuditFilter::default()).await.unwrap();
+        let problem = verify_entries(entries, Some((head_seq, &head_hash)))
+            .problem
+            .unwrap();
+        assert_eq!(problem.seq, 7);
+        // Deleting the tail is caught by the head.
+        sqlx::query("UPDATE audit_log SET action = 'test.step' WHERE seq = 7")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq > 18")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let entries = store.audit_entries(&AuditFilter::default()).await.unwrap();
+        let problem = verify_entries(entries, Some((head_seq, &head_hash)))
+            .problem
+            .unwrap();
+        assert_eq!(problem.seq, 19);
+    }
+);
