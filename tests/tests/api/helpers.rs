@@ -60,6 +60,9 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     let summary = generate_lake(&lake, &options).expect("demo lake");
 
     let mut settings = Settings::embedded(data_dir.path());
+    if let Some(url) = postgres_database().await {
+        settings.database.url = url;
+    }
     settings.server.port = 0;
     settings.worker.poll_interval_ms = 50;
     settings.worker.lease_s = 10;
@@ -108,6 +111,26 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
         );
     }
     test
+}
+
+/// With `LETHE_TEST_API_BACKEND=postgres` and `LETHE_TEST_POSTGRES_URL` set, a fresh
+/// PostgreSQL database for this test; otherwise `None` (SQLite in the data folder).
+async fn postgres_database() -> Option<secrecy::SecretString> {
+    if std::env::var("LETHE_TEST_API_BACKEND").ok()?.as_str() != "postgres" {
+        return None;
+    }
+    let base = std::env::var("LETHE_TEST_POSTGRES_URL")
+        .expect("LETHE_TEST_API_BACKEND=postgres needs LETHE_TEST_POSTGRES_URL");
+    let name = format!("lethe_api_{}", uuid::Uuid::new_v4().simple());
+    let admin = lethe_core::store::SqlStore::connect_raw(&base)
+        .await
+        .expect("postgres reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(secrecy::SecretString::from(format!("{prefix}/{name}")))
 }
 
 impl TestApp {
