@@ -60,12 +60,11 @@ pub async fn ensure_demo(
     days: u32,
 ) -> anyhow::Result<DemoAccounts> {
     let path = credentials_path(state);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(accounts) = serde_json::from_str::<DemoAccounts>(&text) {
-            if accounts.lake.exists() {
-                return Ok(accounts);
-            }
-        }
+    let existing = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<DemoAccounts>(&text).ok());
+    if let Some(accounts) = existing.filter(|a| a.lake.exists()) {
+        return Ok(accounts);
     }
     let lake = std::path::absolute(
         state

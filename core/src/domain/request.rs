@@ -117,6 +117,12 @@ impl RequestStatus {
     }
 }
 
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,11 +150,5 @@ mod tests {
             assert_eq!(RequestType::parse(t.as_str()).unwrap(), t);
         }
         assert!(RequestType::parse("deletion").is_err());
-    }
-}
-
-impl std::fmt::Display for RequestStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

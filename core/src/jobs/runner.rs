@@ -203,10 +203,13 @@ impl Worker {
                     .request(&request.id)
                     .subject(&request.subject_pseudonym)
                     .details(json!({ "job_id": job.id, "kind": job.kind, "result": result }));
-                if let Some(obj) = audit.details.as_object_mut() {
-                    if let Some(r) = obj.get_mut("result").and_then(|r| r.as_object_mut()) {
-                        r.remove("rewritten");
-                    }
+                // The file list stays on the request; the audit entry keeps the counts.
+                if let Some(r) = audit
+                    .details
+                    .get_mut("result")
+                    .and_then(|r| r.as_object_mut())
+                {
+                    r.remove("rewritten");
                 }
                 let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
                 transition.result = Some(result);

@@ -126,15 +126,12 @@ impl SqlStore {
 fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
     let rest = raw.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
-                    context: "creating the SQLite folder",
-                    source: sqlx::Error::Io(e),
-                })?;
-            }
-        }
+    let parent = std::path::Path::new(path).parent();
+    if let Some(parent) = parent.filter(|p| path != ":memory:" && !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
+            context: "creating the SQLite folder",
+            source: sqlx::Error::Io(e),
+        })?;
     }
     let query = if query.contains("mode=") {
         query.to_string()

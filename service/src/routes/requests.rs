@@ -167,12 +167,12 @@ pub async fn create(
                     "your account is not linked to a data subject yet; an admin links it after verifying your identity".into(),
                 )
             })?;
-            if let Some(given) = &body.subject_id {
-                if given != own.as_str() {
-                    return Err(ApiError::Forbidden(
-                        "subjects may only file requests for themselves".into(),
-                    ));
-                }
+            if let Some(given) = &body.subject_id
+                && given != own.as_str()
+            {
+                return Err(ApiError::Forbidden(
+                    "subjects may only file requests for themselves".into(),
+                ));
             }
             (own, None)
         }
