@@ -222,7 +222,7 @@ Walk an erasure through (needs curl and jq):
 
   # the auditor exports the hash-chained log and verifies it offline
   curl -s {base}/v1/audit/export -H "authorization: Bearer $AUDITOR" -o audit.jsonl
-  cargo run -q -p lethe-service -- audit verify --file audit.jsonl
+  ./target/release/lethe-service audit verify --file audit.jsonl
 
 Credentials are kept in {creds}.
 "#,

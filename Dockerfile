@@ -1,0 +1,16 @@
+# Builds both binaries; the same image runs the service or a worker.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release -p lethe-service -p lethe-worker
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 lethe
+COPY --from=build /src/target/release/lethe-service /src/target/release/lethe-worker /usr/local/bin/
+USER lethe
+WORKDIR /var/lib/lethe
+ENV LETHE__SERVER__HOST=0.0.0.0 LETHE__STORAGE__DATA_DIR=/var/lib/lethe LETHE__LOG__FORMAT=json
+EXPOSE 8080
+ENTRYPOINT ["lethe-service"]
+CMD ["serve"]
