@@ -127,11 +127,22 @@ impl LakeError {
     }
 
     /// Wraps a Parquet error about `file`, with what was being done.
+    /// The decoder's message is part of `reason` so it reaches the operator even when only the
+    /// top-level message is shown.
     pub(crate) fn corrupt(file: &str, reason: impl Into<String>, source: ParquetError) -> Self {
         Self::Corrupt {
             file: file.to_string(),
-            reason: reason.into(),
+            reason: format!("{}: {source}", reason.into()),
             source: Some(source),
+        }
+    }
+
+    /// The Parquet writer failed on `file` although the schema check passed: the file uses
+    /// something the writer cannot reproduce.
+    pub(crate) fn writer(file: &str, step: impl std::fmt::Display, source: ParquetError) -> Self {
+        Self::Unsupported {
+            file: file.to_string(),
+            reason: format!("the Parquet writer failed {step}: {source}"),
         }
     }
 

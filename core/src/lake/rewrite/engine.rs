@@ -241,7 +241,7 @@ async fn write_verify_swap(
         Ok(tail) => tail,
         Err(e) => {
             sink.abort().await;
-            return Err(LakeError::corrupt(relative, "writing the footer", e));
+            return Err(LakeError::writer(relative, "writing the footer", e));
         }
     };
     if let Err(e) = sink.put(tail).await {
@@ -351,17 +351,17 @@ impl RowGroupJob {
                 None => batch,
             };
             writer.write(&kept).map_err(|e| {
-                LakeError::corrupt(
+                LakeError::writer(
                     &self.relative,
-                    format!("encoding row group {}", self.row_group),
+                    format_args!("on row group {}", self.row_group),
                     e,
                 )
             })?;
         }
         writer.flush().map_err(|e| {
-            LakeError::corrupt(
+            LakeError::writer(
                 &self.relative,
-                format!("encoding row group {}", self.row_group),
+                format_args!("on row group {}", self.row_group),
                 e,
             )
         })?;

@@ -10,8 +10,8 @@
 
 use arrow_schema::Schema;
 use parquet::arrow::ArrowSchemaConverter;
-use parquet::basic::{ConvertedType, Type as PhysicalType};
-use parquet::schema::types::SchemaDescriptor;
+use parquet::basic::{ConvertedType, LogicalType, Type as PhysicalType};
+use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 
 use crate::lake::error::LakeError;
 
@@ -54,7 +54,9 @@ pub(crate) fn check(
     }
     for (orig, back) in parquet.columns().iter().zip(natural.columns()) {
         let path = orig.path().string();
-        if orig.physical_type() != back.physical_type() {
+        if decimal_written_back(orig, back) {
+            // Same levels are still required below.
+        } else if orig.physical_type() != back.physical_type() {
             return Err(refuse(format!(
                 "column {path:?} is {} but would be written back as {} (Arrow type {:?})",
                 orig.physical_type(),
@@ -63,6 +65,7 @@ pub(crate) fn check(
             )));
         }
         if orig.physical_type() == PhysicalType::FIXED_LEN_BYTE_ARRAY
+            && back.physical_type() == PhysicalType::FIXED_LEN_BYTE_ARRAY
             && orig.type_length() != back.type_length()
         {
             return Err(refuse(format!(
@@ -85,6 +88,34 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+/// True when `orig` is a decimal the writer reproduces exactly although its natural layout
+/// (`back`) differs: the writer converts Arrow decimals to the column's own physical type —
+/// INT32 / INT64 always, FIXED_LEN_BYTE_ARRAY when its length is the minimal one for the
+/// precision (the writer always writes that many bytes). BYTE_ARRAY decimals are not writable.
+fn decimal_written_back(orig: &ColumnDescriptor, back: &ColumnDescriptor) -> bool {
+    let is_decimal = |c: &ColumnDescriptor| {
+        matches!(c.logical_type_ref(), Some(LogicalType::Decimal { .. }))
+            || c.converted_type() == ConvertedType::DECIMAL
+    };
+    if !is_decimal(orig) || !is_decimal(back) || orig.type_precision() != back.type_precision() {
+        return false;
+    }
+    match orig.physical_type() {
+        PhysicalType::INT32 | PhysicalType::INT64 => true,
+        PhysicalType::FIXED_LEN_BYTE_ARRAY => {
+            usize::try_from(orig.type_length()).ok()
+                == Some(minimal_decimal_length(orig.type_precision()))
+        }
+        _ => false,
+    }
+}
+
+/// Bytes of the smallest two's-complement integer holding every decimal of `precision` digits
+/// (the same rule as the Parquet writer's `decimal_length_from_precision`).
+fn minimal_decimal_length(precision: i32) -> usize {
+    (((10.0_f64.powi(precision) + 1.0).log2() + 1.0) / 8.0).ceil() as usize
 }
 
 /// The Arrow type of the top-level field a leaf belongs to (for messages only).

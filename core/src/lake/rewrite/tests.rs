@@ -96,11 +96,13 @@ async fn erase_removes_exactly_the_subjects_rows_and_never_touches_other_files()
         std::fs::metadata(p(EU)).unwrap().len() + std::fs::metadata(p(APAC)).unwrap().len();
     assert_eq!(m.bytes_written, new_sizes);
     assert!(m.bytes_read > 0);
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 3);
-    assert_eq!(seen[2].files_done, 3);
-    assert_eq!(seen[2].files_total, 3);
-    assert_eq!(seen[2].rows_removed, 30);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2].files_done, 3);
+        assert_eq!(seen[2].files_total, 3);
+        assert_eq!(seen[2].rows_removed, 30);
+    }
     no_temp_files(dir.path());
 
     // A second pass finds nothing and writes nothing.
