@@ -102,6 +102,27 @@ pub enum LakeError {
         file: String,
     },
 
+    /// A commit guard ([`CommitGuard`](super::CommitGuard)) refused the swap: another worker
+    /// owns the file now (its lease was taken over) or the job was cancelled. The verified new
+    /// file was deleted; the original is untouched.
+    #[error("rewrite of {file:?} fenced off before the swap: {reason}")]
+    Fenced {
+        /// The file, relative to the lake root.
+        file: String,
+        /// The guard's reason.
+        reason: String,
+    },
+
+    /// A path given to [`Erase::files`](super::Erase::files) does not name a data file of the
+    /// lake (invalid, or hidden: a segment starting with `.` or `_`).
+    #[error("{file:?} is not a data file of the lake: {reason}")]
+    NotADataFile {
+        /// The path as given, relative to the lake root.
+        file: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// An Arrow compute or encoding step failed (cast, filter, JSON/CSV writing…).
     #[error("Arrow error on {file:?}: {source}")]
     Arrow {

@@ -5,6 +5,7 @@
 //! | module | idea it owns |
 //! |---|---|
 //! | [`error`] | [`LakeError`], the one error type, naming the file and column |
+//! | [`store`] | [`object_store_for_url_with`]: stores from URLs (`s3://`, `file://`, `memory://`), timeouts, retries |
 //! | [`root`] | [`LakeRoot`]: the store + prefix, listing data files ([`DataFile`]) |
 //! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
 //! | [`rewrite`] | [`Erase`]: copy-on-write rewrite dropping subjects' rows, verified and atomic |
@@ -20,15 +21,17 @@ mod open;
 mod prune;
 pub mod rewrite;
 pub mod root;
+pub mod store;
 
 pub use error::LakeError;
 pub use export::{SubjectRows, collect_subject_rows, write_csv, write_json_lines};
 pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport};
 pub use rewrite::{
-    Erase, EraseMetrics, EraseOutcome, EraseProgress, EraseSubjects, FileOutcome, FileStatus,
-    RowFilter,
+    CommitGuard, Erase, EraseMetrics, EraseOutcome, EraseProgress, EraseSubjects, FileOutcome,
+    FileStatus, RowFilter,
 };
-pub use root::{DataFile, LakeRoot, object_store_for_url};
+pub use root::{DataFile, LakeRoot};
+pub use store::{S3Options, StoreOptions, object_store_for_url, object_store_for_url_with};
 
 /// Runs CPU-heavy work (Parquet decoding / encoding) on tokio's blocking pool, keeping the
 /// caller's tracing span, so the async workers stay free for I/O, HTTP and job heartbeats.

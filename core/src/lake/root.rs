@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, local::LocalFileSystem};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Serialize, Serializer};
 
 use super::error::LakeError;
+use super::store::{DEFAULT_UPLOAD_PART_SIZE, StoreKind, StoreOptions, build};
 
 /// A lake root: an object store plus the prefix under which the lake's files live.
 ///
@@ -19,6 +19,8 @@ pub struct LakeRoot {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
+    kind: StoreKind,
+    upload_part_size: usize,
 }
 
 /// One data file of the lake, as listed (not yet opened).
@@ -43,67 +45,63 @@ fn path_as_str<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(path.as_ref())
 }
 
-/// Builds the object store for a lake URL: the one place where timeouts, retries and
-/// credentials are (and will be) configured.
-///
-/// Accepts `memory://` (a fresh, empty in-memory store), `file:///absolute/path` and plain local
-/// paths (absolute or relative to the working directory). Returns the store and the prefix of
-/// the lake inside it (always the store's root for these schemes).
-///
-/// # Errors
-/// [`LakeError::InvalidRoot`] for an unknown scheme, a URL that does not parse, or a local
-/// folder that does not exist or is not a folder (roots are never created).
-pub fn object_store_for_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path), LakeError> {
-    let invalid = |reason: String| LakeError::InvalidRoot {
-        url: url.to_string(),
-        reason,
-    };
-    if url.starts_with("memory://") {
-        return Ok((Arc::new(InMemory::new()), Path::default()));
-    }
-    let local = if url.starts_with("file://") {
-        let parsed = url::Url::parse(url).map_err(|e| invalid(format!("not a valid URL: {e}")))?;
-        parsed
-            .to_file_path()
-            .map_err(|()| invalid("a file:// URL must hold an absolute local path".into()))?
-    } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(invalid(format!(
-            "unsupported scheme {scheme:?} (supported: file://, memory://, a local path)"
-        )));
-    } else {
-        std::path::PathBuf::from(url)
-    };
-    let meta = std::fs::metadata(&local)
-        .map_err(|e| invalid(format!("cannot open {}: {e}", local.display())))?;
-    if !meta.is_dir() {
-        return Err(invalid(format!("{} is not a folder", local.display())));
-    }
-    let local = local
-        .canonicalize()
-        .map_err(|e| invalid(format!("cannot resolve {}: {e}", local.display())))?;
-    let store = LocalFileSystem::new_with_prefix(&local)
-        .map_err(|e| invalid(format!("cannot use {} as a store: {e}", local.display())))?;
-    Ok((Arc::new(store), Path::default()))
-}
-
 impl LakeRoot {
-    /// Parses a lake root from a URL or local path (see [`object_store_for_url`]).
+    /// Parses a lake root from a URL or local path with the default [`StoreOptions`] (S3
+    /// settings from the AWS environment variables); see
+    /// [`object_store_for_url_with`](super::object_store_for_url_with).
     ///
     /// # Errors
     /// [`LakeError::InvalidRoot`] when the root cannot be used.
     pub fn parse(url_or_path: &str) -> Result<Self, LakeError> {
-        let (store, prefix) = object_store_for_url(url_or_path)?;
+        Self::parse_with(url_or_path, &StoreOptions::default())
+    }
+
+    /// Parses a lake root from a URL (`s3://bucket/prefix`, `file://…`, `memory://`) or local
+    /// path, building its store with `options`.
+    ///
+    /// # Errors
+    /// [`LakeError::InvalidRoot`] when the root cannot be used.
+    pub fn parse_with(url_or_path: &str, options: &StoreOptions) -> Result<Self, LakeError> {
+        let built = build(url_or_path, options)?;
         Ok(Self {
-            store,
-            prefix,
+            store: built.store,
+            prefix: built.prefix,
             url: url_or_path.to_string(),
+            kind: built.kind,
+            upload_part_size: built.upload_part_size,
         })
     }
 
-    /// A lake root on an already built store (e.g. S3), under `prefix`; `url` is only used in
-    /// messages and reports.
+    /// A lake root on an already built store, under `prefix`; `url` is only used in messages
+    /// and reports. Rewritten files are swapped in with the store's `rename` (atomic on local
+    /// file systems, copy-then-delete on S3) after checking the original did not change.
     pub fn from_store(store: Arc<dyn ObjectStore>, prefix: Path, url: String) -> Self {
-        Self { store, prefix, url }
+        Self {
+            store,
+            prefix,
+            url,
+            kind: StoreKind::Other,
+            upload_part_size: DEFAULT_UPLOAD_PART_SIZE,
+        }
+    }
+
+    /// The same root with another multipart part size in bytes (see
+    /// [`StoreOptions::upload_part_size`]); values below 5 MiB are raised to 5 MiB on S3.
+    pub fn with_upload_part_size(mut self, bytes: usize) -> Self {
+        self.upload_part_size = match self.kind {
+            StoreKind::S3 => bytes.max(super::store::MIN_S3_PART_SIZE),
+            _ => bytes.max(1),
+        };
+        self
+    }
+
+    /// Size in bytes of one part of a multipart upload of a rewritten file.
+    pub fn upload_part_size(&self) -> usize {
+        self.upload_part_size
+    }
+
+    pub(crate) fn kind(&self) -> StoreKind {
+        self.kind
     }
 
     /// The URL or path the root was made from.
@@ -132,6 +130,14 @@ impl LakeRoot {
     /// [`LakeError::TableFormat`] when the root holds `_delta_log/` (Delta Lake) or
     /// `metadata/*.metadata.json` (Apache Iceberg); [`LakeError::ObjectStore`] when listing fails.
     pub async fn list_files(&self) -> Result<Vec<DataFile>, LakeError> {
+        Ok(self.list_files_and_temps().await?.0)
+    }
+
+    /// Lists the data files (as [`list_files`](Self::list_files)) and Lethe's temporary objects
+    /// (`.<name>.lethe-tmp-<uuid>`, left by crashed rewrites), from one listing.
+    pub(crate) async fn list_files_and_temps(
+        &self,
+    ) -> Result<(Vec<DataFile>, Vec<ObjectMeta>), LakeError> {
         self.refuse_table_formats().await?;
         let objects: Vec<_> = self
             .store
@@ -139,38 +145,87 @@ impl LakeRoot {
             .try_collect()
             .await
             .map_err(|e| LakeError::store(&self.prefix, e))?;
+        let (temps, objects): (Vec<_>, Vec<_>) = objects.into_iter().partition(|meta| {
+            meta.location
+                .filename()
+                .is_some_and(|name| name.contains(TEMP_MARKER))
+        });
         let mut files: Vec<DataFile> = objects
             .into_iter()
-            .filter_map(|meta| {
-                let parts: Vec<String> = meta
-                    .location
-                    .prefix_match(&self.prefix)?
-                    .map(|p| p.as_ref().to_string())
-                    .collect();
-                if parts.is_empty() || parts.iter().any(|p| is_hidden(p)) {
-                    return None;
-                }
-                let partition = parts[..parts.len() - 1]
-                    .iter()
-                    .filter_map(|p| p.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                Some(DataFile {
-                    relative: parts.join("/"),
-                    location: meta.location,
-                    size: meta.size,
-                    partition,
-                    e_tag: meta.e_tag,
-                    last_modified: meta.last_modified,
-                })
-            })
+            .filter_map(|meta| self.data_file_of(meta))
             .collect();
         files.sort_by(|a, b| a.relative.cmp(&b.relative));
-        tracing::debug!(root = %self.url, files = files.len(), "listed lake");
-        Ok(files)
+        tracing::debug!(root = %self.url, files = files.len(), temps = temps.len(), "listed lake");
+        Ok((files, temps))
     }
 
-    async fn refuse_table_formats(&self) -> Result<(), LakeError> {
+    /// The [`DataFile`] of an object under the root, or `None` when it is hidden or the root
+    /// itself.
+    fn data_file_of(&self, meta: ObjectMeta) -> Option<DataFile> {
+        let parts: Vec<String> = meta
+            .location
+            .prefix_match(&self.prefix)?
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        if parts.is_empty() || parts.iter().any(|p| is_hidden(p)) {
+            return None;
+        }
+        let partition = parts[..parts.len() - 1]
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(DataFile {
+            relative: parts.join("/"),
+            location: meta.location,
+            size: meta.size,
+            partition,
+            e_tag: meta.e_tag,
+            last_modified: meta.last_modified,
+        })
+    }
+
+    /// One data file by its path relative to the root (a HEAD request), and Lethe's temporary
+    /// objects beside it (one listing of its folder, not recursive).
+    ///
+    /// # Errors
+    /// [`LakeError::NotADataFile`] when the path is invalid or hidden; [`LakeError::ObjectStore`]
+    /// when the file does not exist (`NotFound`) or a request fails.
+    pub(crate) async fn file_and_temps(
+        &self,
+        relative: &str,
+    ) -> Result<(DataFile, Vec<ObjectMeta>), LakeError> {
+        let not_data = |reason: String| LakeError::NotADataFile {
+            file: relative.to_string(),
+            reason,
+        };
+        let rel = Path::parse(relative).map_err(|e| not_data(e.to_string()))?;
+        let location = rel
+            .parts()
+            .fold(self.prefix.clone(), |path, part| path.join(part));
+        let meta = self
+            .store
+            .head(&location)
+            .await
+            .map_err(|e| LakeError::store(&location, e))?;
+        let file = self
+            .data_file_of(meta)
+            .ok_or_else(|| not_data("hidden objects (a segment starting with . or _) are not data files".into()))?;
+        let folder = location.parent();
+        let listed = self
+            .store
+            .list_with_delimiter(folder.as_ref())
+            .await
+            .map_err(|e| LakeError::store(folder.as_ref().map_or("", |p| p.as_ref()), e))?;
+        let temps = listed
+            .objects
+            .into_iter()
+            .filter(|o| o.location.filename().is_some_and(|n| n.contains(TEMP_MARKER)))
+            .collect();
+        Ok((file, temps))
+    }
+
+    pub(crate) async fn refuse_table_formats(&self) -> Result<(), LakeError> {
         let top = self
             .store
             .list_with_delimiter(Some(&self.prefix))
@@ -208,6 +263,10 @@ impl LakeRoot {
         Ok(())
     }
 }
+
+/// Marker in the names of Lethe's temporary objects (always hidden: they start with `.`):
+/// `.<name>.lethe-tmp-<uuid>`.
+pub(crate) const TEMP_MARKER: &str = ".lethe-tmp-";
 
 /// True for names Hadoop/Spark and Lethe treat as hidden (`.x`, `_x`).
 pub(crate) fn is_hidden(segment: &str) -> bool {

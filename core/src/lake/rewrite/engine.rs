@@ -4,9 +4,14 @@
 //! column) → nothing found: return `Unchanged` without writing → check the file can be written
 //! back faithfully → stream row group by row group (one row group in flight; each input row
 //! group becomes at most one output row group) into a hidden temporary object beside the file
-//! → verify the new footer → check the original did not change meanwhile → rename over the
-//! original (atomic on a local file system) → rewrite the Hadoop `.crc` sidecar if there is one.
-//! Any error leaves the original untouched and deletes the temporary objects.
+//! → verify the new footer → ask the [`CommitGuard`] → check the original did not change
+//! meanwhile → swap the new file in (see [`swap`]) → rewrite the Hadoop `.crc` sidecar if there
+//! is one. Any error leaves the original untouched and deletes the temporary objects; a crash
+//! leaves at most a temporary object, removed by the next attempt ([`remove_stale_temps`]).
+//!
+//! The upload streams: a new file smaller than the root's part size (10 MiB by default) goes
+//! out with one PUT, a larger one as a multipart upload of parts of that size, so memory stays
+//! bound to one row group plus the parts in flight.
 //!
 //! Concurrency: I/O (fetching a row group's column chunks, uploading output) stays on the async
 //! runtime; decoding, filtering and encoding a row group is CPU-bound and runs on the blocking
@@ -21,7 +26,10 @@ use arrow_select::filter::filter_record_batch;
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use chrono::{DateTime, Utc};
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -30,18 +38,18 @@ use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 
 use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
-use super::{FileOutcome, FileStatus, RowFilter, faithful};
+use super::failpoint::{Failpoint, hit};
+use super::{CommitGuard, FileOutcome, FileStatus, RowFilter, faithful};
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_open;
 use crate::lake::open::{OpenFile, open};
+pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
 use crate::lake::run_blocking;
+use crate::lake::store::StoreKind;
 
 /// Rows decoded per batch.
 const BATCH_ROWS: usize = 8192;
-
-/// Marker in the names of Lethe's temporary objects (always hidden: they start with `.`).
-pub(crate) const TEMP_MARKER: &str = ".lethe-tmp-";
 
 /// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
 fn temp_beside(location: &Path) -> Path {
@@ -62,16 +70,71 @@ fn sidecar_of(location: &Path) -> Path {
     }
 }
 
-/// Rewrites `file` without the rows `filter` drops. See the module documentation.
+/// True when `temp` (a listed temporary object) belongs to `file`: it is `.<name>.lethe-tmp-<uuid>`
+/// (the data file) or `..<name>.crc.lethe-tmp-<uuid>` (its Hadoop sidecar), in the same folder.
+pub(crate) fn is_temp_of(temp: &Path, file: &Path) -> bool {
+    let (Some(temp_name), Some(name)) = (temp.filename(), file.filename()) else {
+        return false;
+    };
+    if temp.parent() != file.parent() {
+        return false;
+    }
+    [
+        format!(".{name}{TEMP_MARKER}"),
+        format!("..{name}.crc{TEMP_MARKER}"),
+    ]
+    .iter()
+    .any(|prefix| {
+        temp_name
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok())
+    })
+}
+
+/// Deletes the temporary objects of `file` among `temps` that are older than `attempt_started`:
+/// they were left by an attempt that crashed (or was killed) before cleaning up. Returns how
+/// many were deleted. Failures are logged, not returned: a leftover only costs storage.
+///
+/// Objects of an attempt still running elsewhere are younger than this attempt unless its
+/// worker lost its lease, in which case deleting its temporary object makes its swap fail,
+/// which is what the lease asks for. Clock skew between the store and this host (S3 stamps
+/// `last_modified` itself) shifts the cut-off by the skew.
+pub(crate) async fn remove_stale_temps(
+    store: &Arc<dyn ObjectStore>,
+    file: &DataFile,
+    temps: &[ObjectMeta],
+    attempt_started: DateTime<Utc>,
+) -> u64 {
+    let mut removed = 0;
+    for temp in temps
+        .iter()
+        .filter(|t| is_temp_of(&t.location, &file.location) && t.last_modified < attempt_started)
+    {
+        match store.delete(&temp.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                tracing::info!(file = %file.relative, object = %temp.location, "stale temporary object removed");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(object = %temp.location, error = %e, "stale temporary object not removed")
+            }
+        }
+    }
+    removed
+}
+
+/// Rewrites `file` without the rows `filter` drops; `guard` (if any) is asked right before the
+/// swap. See the module documentation.
 ///
 /// # Errors
-/// Any [`LakeError`] about this file; the original is then untouched and no temporary object
-/// remains.
+/// Any [`LakeError`] about this file ([`LakeError::Fenced`] when the guard refused); the
+/// original is then untouched and no temporary object remains.
 pub(crate) async fn rewrite_file(
     root: &LakeRoot,
     file: &DataFile,
     subject_column: &str,
     filter: &Arc<dyn RowFilter>,
+    guard: Option<&Arc<dyn CommitGuard>>,
 ) -> Result<FileOutcome, LakeError> {
     let store = root.store();
     let opened = open(store, &file.location, &file.relative, file.size).await?;
@@ -86,6 +149,8 @@ pub(crate) async fn rewrite_file(
             rows_removed: 0,
             bytes_read: opened.reader.bytes_read(),
             bytes_written: 0,
+            upload_parts: 0,
+            stale_temps_removed: 0,
         });
     }
     faithful::check(
@@ -104,6 +169,7 @@ pub(crate) async fn rewrite_file(
         &opened,
         subject_column,
         filter,
+        guard,
         &affected,
         Temps {
             data: &tmp,
@@ -122,15 +188,24 @@ pub(crate) async fn rewrite_file(
             }
         }
     }
-    let (rows_removed, bytes_written) = result?;
-    tracing::info!(file = %file.relative, rows_removed, bytes_written, "file rewritten");
+    let written = result?;
+    tracing::info!(
+        file = %file.relative,
+        rows_removed = written.rows_removed,
+        bytes_written = written.bytes,
+        upload_parts = written.parts,
+        "file rewritten"
+    );
+    hit(Failpoint::AfterSwap).await;
     Ok(FileOutcome {
         relative: file.relative.clone(),
         status: FileStatus::Rewritten,
         rows_before,
-        rows_removed,
+        rows_removed: written.rows_removed,
         bytes_read: opened.reader.bytes_read(),
-        bytes_written,
+        bytes_written: written.bytes,
+        upload_parts: written.parts,
+        stale_temps_removed: 0,
     })
 }
 
@@ -140,17 +215,27 @@ struct Temps<'a> {
     sidecar_tmp: &'a Path,
 }
 
-/// Writes the filtered copy to `temps.data`, verifies it and swaps it in. Returns
-/// `(rows removed, bytes written)`.
+/// What [`write_verify_swap`] wrote.
+struct Written {
+    rows_removed: u64,
+    /// Size of the new file in bytes.
+    bytes: u64,
+    /// Parts of its multipart upload (0: one PUT).
+    parts: u64,
+}
+
+/// Writes the filtered copy to `temps.data`, verifies it, asks `guard` and swaps it in.
+#[allow(clippy::too_many_arguments)]
 async fn write_verify_swap(
     root: &LakeRoot,
     file: &DataFile,
     opened: &OpenFile,
     subject_column: &str,
     filter: &Arc<dyn RowFilter>,
+    guard: Option<&Arc<dyn CommitGuard>>,
     affected: &BTreeSet<usize>,
     temps: Temps<'_>,
-) -> Result<(u64, u64), LakeError> {
+) -> Result<Written, LakeError> {
     let store = root.store();
     let relative = file.relative.as_str();
     let crc = match store.head(temps.sidecar).await {
@@ -193,8 +278,11 @@ async fn write_verify_swap(
             }
         })?;
 
+    let part_size = root.upload_part_size();
     let mut sink = Sink {
-        upload: BufWriter::new(Arc::clone(store), temps.data.clone()),
+        upload: BufWriter::with_capacity(Arc::clone(store), temps.data.clone(), part_size),
+        part_size,
+        whole: Some(Vec::new()),
         crc,
         written: 0,
     };
@@ -231,6 +319,9 @@ async fn write_verify_swap(
             sink.abort().await;
             return Err(LakeError::store(temps.data, e));
         }
+        if rg == 0 {
+            hit(Failpoint::MidWrite).await;
+        }
     }
     let tail = run_blocking(move || {
         writer.finish()?;
@@ -248,7 +339,7 @@ async fn write_verify_swap(
         sink.abort().await;
         return Err(LakeError::store(temps.data, e));
     }
-    let (written, sidecar_bytes) = sink.finish().await.map_err(|e| {
+    let finished = sink.finish().await.map_err(|e| {
         LakeError::store(
             temps.data,
             object_store::Error::Generic {
@@ -258,25 +349,123 @@ async fn write_verify_swap(
         )
     })?;
 
-    verify(store, opened, temps.data, written, removed).await?;
-    ensure_unchanged(store, file).await?;
-    if let Some(sidecar_bytes) = &sidecar_bytes {
+    verify(store, opened, temps.data, finished.written, removed).await?;
+    if let Some(guard) = guard {
+        guard
+            .may_commit(relative)
+            .await
+            .map_err(|reason| LakeError::Fenced {
+                file: relative.to_string(),
+                reason,
+            })?;
+    }
+    if let Some(sidecar_bytes) = &finished.sidecar {
         store
             .put(temps.sidecar_tmp, PutPayload::from(sidecar_bytes.clone()))
             .await
             .map_err(|e| LakeError::store(temps.sidecar_tmp, e))?;
     }
-    store
-        .rename(temps.data, &file.location)
-        .await
-        .map_err(|e| LakeError::store(&file.location, e))?;
-    if sidecar_bytes.is_some() {
+    ensure_unchanged(store, file).await?;
+    hit(Failpoint::BeforeSwap).await;
+    swap(root, file, temps.data, finished.whole).await?;
+    if finished.sidecar.is_some() {
         store
             .rename(temps.sidecar_tmp, temps.sidecar)
             .await
             .map_err(|e| LakeError::store(temps.sidecar, e))?;
     }
-    Ok((removed, written))
+    let parts = if finished.multipart {
+        finished.written.div_ceil(part_size as u64)
+    } else {
+        0
+    };
+    Ok(Written {
+        rows_removed: removed,
+        bytes: finished.written,
+        parts,
+    })
+}
+
+/// Replaces `file` by the verified temporary object `tmp` (`whole`: its bytes, when it was
+/// small enough to be uploaded with one PUT).
+///
+/// - Local file system: `rename(2)`, atomic.
+/// - S3 (and the in-memory store), file uploaded with one PUT: a conditional PUT of the same
+///   bytes over the original, `If-Match: <the original's ETag as listed>` (object_store
+///   `PutMode::Update`), then the temporary object is deleted. A write to the original by anyone
+///   since the listing makes the PUT fail with `412 Precondition Failed` →
+///   [`LakeError::Changed`]: no window.
+/// - S3, multipart upload (larger than the part size): object_store 0.14 has no conditional
+///   form of `CopyObject` or of completing a multipart upload over an existing object, so the
+///   swap is a server-side copy of the temporary object over the original, then a delete of the
+///   temporary object. [`ensure_unchanged`] ran just before; **a write to the original between
+///   that HEAD and the end of the copy (one round trip plus the copy, about a second per GB) is
+///   lost.** Producers append new files rather than rewrite old ones, and Lethe's own writers
+///   are fenced by the [`CommitGuard`], so only a foreign rewrite (a compaction outside Lethe)
+///   can hit this window.
+/// - A store from [`LakeRoot::from_store`]: its `rename`, after the same check.
+///
+/// A crash between the copy and the delete leaves the temporary object; the next attempt on
+/// the file removes it ([`remove_stale_temps`]).
+pub(crate) async fn swap(
+    root: &LakeRoot,
+    file: &DataFile,
+    tmp: &Path,
+    whole: Option<PutPayload>,
+) -> Result<(), LakeError> {
+    let store = root.store();
+    let kind = root.kind();
+    if matches!(kind, StoreKind::S3 | StoreKind::Memory)
+        && let (Some(payload), Some(e_tag)) = (whole, file.e_tag.clone())
+    {
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: Some(e_tag),
+                version: None,
+            }),
+            ..PutOptions::default()
+        };
+        match store.put_opts(&file.location, payload, opts).await {
+            Ok(_) => {
+                remove_after_swap(store, tmp).await;
+                return Ok(());
+            }
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
+                return Err(LakeError::Changed {
+                    file: file.relative.clone(),
+                });
+            }
+            Err(
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
+            ) => {
+                tracing::debug!(file = %file.relative, "conditional put not available; renaming");
+            }
+            Err(e) => return Err(LakeError::store(&file.location, e)),
+        }
+    }
+    match kind {
+        StoreKind::S3 | StoreKind::Memory => {
+            store
+                .copy(tmp, &file.location)
+                .await
+                .map_err(|e| LakeError::store(&file.location, e))?;
+            remove_after_swap(store, tmp).await;
+        }
+        StoreKind::Local | StoreKind::Other => store
+            .rename(tmp, &file.location)
+            .await
+            .map_err(|e| LakeError::store(&file.location, e))?,
+    }
+    Ok(())
+}
+
+/// Deletes the temporary object after a swap by copy; a failure only leaves a stale temporary
+/// object, so it is logged, not returned.
+async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
+    if let Err(e) = store.delete(tmp).await {
+        tracing::warn!(object = %tmp, error = %e, "temporary object not removed after the swap");
+    }
 }
 
 /// Writer settings that keep the input's layout: same key-value metadata, same codec per
@@ -373,8 +562,25 @@ impl RowGroupJob {
 /// The upload of the new file, with its byte count and (optional) Hadoop checksum.
 struct Sink {
     upload: BufWriter,
+    /// Size in bytes above which the upload is multipart.
+    part_size: usize,
+    /// The file's bytes while it is smaller than `part_size` (shared with the upload's buffer,
+    /// not copied), for a conditional swap with one PUT.
+    whole: Option<Vec<Bytes>>,
     crc: Option<ChecksumWriter>,
     written: u64,
+}
+
+/// A completed upload.
+struct Finished {
+    /// Bytes written.
+    written: u64,
+    /// The Hadoop sidecar's bytes, when the original had one.
+    sidecar: Option<Vec<u8>>,
+    /// The file's bytes, when it was uploaded with one PUT.
+    whole: Option<PutPayload>,
+    /// Whether it was uploaded in parts.
+    multipart: bool,
 }
 
 impl Sink {
@@ -386,7 +592,13 @@ impl Sink {
             crc.update(&bytes);
         }
         self.written += bytes.len() as u64;
-        self.upload.put(Bytes::from(bytes)).await
+        let bytes = Bytes::from(bytes);
+        if self.written >= self.part_size as u64 {
+            self.whole = None;
+        } else if let Some(whole) = &mut self.whole {
+            whole.push(bytes.clone());
+        }
+        self.upload.put(bytes).await
     }
 
     async fn abort(&mut self) {
@@ -395,10 +607,15 @@ impl Sink {
         }
     }
 
-    /// Completes the upload; returns the bytes written and the sidecar bytes.
-    async fn finish(mut self) -> Result<(u64, Option<Vec<u8>>), std::io::Error> {
+    /// Completes the upload.
+    async fn finish(mut self) -> Result<Finished, std::io::Error> {
         self.upload.shutdown().await?;
-        Ok((self.written, self.crc.map(ChecksumWriter::finish)))
+        Ok(Finished {
+            written: self.written,
+            sidecar: self.crc.map(ChecksumWriter::finish),
+            multipart: self.whole.is_none(),
+            whole: self.whole.map(PutPayload::from_iter),
+        })
     }
 }
 

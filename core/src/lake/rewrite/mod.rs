@@ -7,19 +7,25 @@
 
 mod crc;
 mod engine;
+mod failpoint;
 mod faithful;
+mod guard;
+
+pub use guard::CommitGuard;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{BooleanArray, RecordBatch};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::error::LakeError;
 use super::locate::subject_strings;
-use super::root::LakeRoot;
+use super::root::{DataFile, LakeRoot};
 
 /// Decides, batch by batch, which rows of a file survive a rewrite.
 ///
@@ -126,6 +132,31 @@ pub struct FileOutcome {
     pub bytes_read: u64,
     /// Size in bytes of the new file (0 when not rewritten).
     pub bytes_written: u64,
+    /// Parts of the multipart upload of the new file (0: uploaded with one PUT, or not
+    /// rewritten).
+    #[serde(default)]
+    pub upload_parts: u64,
+    /// Temporary objects of this file left by earlier, crashed attempts and removed before
+    /// this one.
+    #[serde(default)]
+    pub stale_temps_removed: u64,
+}
+
+impl FileOutcome {
+    fn failed(relative: String, error: &LakeError) -> Self {
+        Self {
+            relative,
+            status: FileStatus::Failed {
+                error: error.to_string(),
+            },
+            rows_before: 0,
+            rows_removed: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            upload_parts: 0,
+            stale_temps_removed: 0,
+        }
+    }
 }
 
 /// Counters of an [`Erase`].
@@ -168,8 +199,8 @@ impl EraseOutcome {
 /// Callback receiving [`EraseProgress`] after each file.
 pub type ProgressFn = Arc<dyn Fn(&EraseProgress) + Send + Sync>;
 
-/// Builder of an erasure: removes all rows of the given subjects from every file of a lake, in
-/// one pass per file (GDPR Art. 17).
+/// Builder of an erasure: removes all rows of the given subjects from every file of a lake (or
+/// from the files given to [`files`](Erase::files)), in one pass per file (GDPR Art. 17).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), lethe_core::lake::LakeError> {
@@ -189,6 +220,8 @@ pub struct Erase {
     subjects: BTreeSet<String>,
     concurrency: usize,
     on_progress: Option<ProgressFn>,
+    files: Option<BTreeSet<String>>,
+    commit_guard: Option<Arc<dyn CommitGuard>>,
 }
 
 impl std::fmt::Debug for Erase {
@@ -198,6 +231,8 @@ impl std::fmt::Debug for Erase {
             .field("subject_column", &self.subject_column)
             .field("subjects", &self.subjects.len())
             .field("concurrency", &self.concurrency)
+            .field("files", &self.files.as_ref().map(BTreeSet::len))
+            .field("commit_guard", &self.commit_guard.is_some())
             .finish()
     }
 }
@@ -212,6 +247,8 @@ impl Erase {
             subjects: BTreeSet::new(),
             concurrency: 4,
             on_progress: None,
+            files: None,
+            commit_guard: None,
         }
     }
 
@@ -234,43 +271,67 @@ impl Erase {
         self
     }
 
+    /// Restricts the erasure to these files, paths relative to the lake root
+    /// (`date=2025-01-07/region=EU/part-0.parquet`); may be called several times. The lake is
+    /// then not listed: each file is looked up by itself (one HEAD and one listing of its
+    /// folder), so a worker can take one file of a large erasure as its task. A path that does
+    /// not exist or is hidden is reported as [`FileStatus::Failed`].
+    pub fn files(mut self, relative_paths: impl IntoIterator<Item = String>) -> Self {
+        self.files
+            .get_or_insert_with(BTreeSet::new)
+            .extend(relative_paths);
+        self
+    }
+
+    /// Asks `guard` before each swap (see [`CommitGuard`]); a refusal abandons that file's
+    /// rewrite with [`LakeError::Fenced`], reported as [`FileStatus::Failed`].
+    pub fn commit_guard(mut self, guard: Arc<dyn CommitGuard>) -> Self {
+        self.commit_guard = Some(guard);
+        self
+    }
+
     /// Runs the erasure. A file that fails is reported as [`FileStatus::Failed`] and does not
-    /// stop the others.
+    /// stop the others. Before a file is processed, temporary objects of that file older than
+    /// this run (left by a crashed attempt) are deleted.
     ///
     /// # Errors
     /// Only root-level problems: [`LakeError::TableFormat`] and listing failures.
     #[tracing::instrument(skip_all, fields(root = %self.root.url(), subjects = self.subjects.len()))]
     pub async fn execute(self) -> Result<EraseOutcome, LakeError> {
         let started = Instant::now();
-        let files = self.root.list_files().await?;
+        let attempt_started = Utc::now();
+        let targets: Vec<Target> = match &self.files {
+            None => {
+                let (files, temps) = self.root.list_files_and_temps().await?;
+                let temps = Arc::new(temps);
+                files
+                    .into_iter()
+                    .map(|file| Target::Listed(file, Arc::clone(&temps)))
+                    .collect()
+            }
+            Some(files) => {
+                self.root.refuse_table_formats().await?;
+                files.iter().cloned().map(Target::Named).collect()
+            }
+        };
         let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects {
             subjects: self.subjects.clone(),
         });
         let mut progress = EraseProgress {
-            files_total: files.len() as u64,
+            files_total: targets.len() as u64,
             ..EraseProgress::default()
         };
         let mut outcome = EraseOutcome::default();
-        let (root, column, filter) = (&self.root, self.subject_column.as_str(), &filter);
-        let mut results = futures::stream::iter(files)
-            .map(|file| async move {
-                match engine::rewrite_file(root, &file, column, filter).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        tracing::warn!(file = %file.relative, error = %e, "file not rewritten");
-                        FileOutcome {
-                            relative: file.relative.clone(),
-                            status: FileStatus::Failed {
-                                error: e.to_string(),
-                            },
-                            rows_before: 0,
-                            rows_removed: 0,
-                            bytes_read: 0,
-                            bytes_written: 0,
-                        }
-                    }
-                }
-            })
+        let task = FileTask {
+            root: &self.root,
+            column: self.subject_column.as_str(),
+            filter: &filter,
+            guard: self.commit_guard.as_ref(),
+            attempt_started,
+        };
+        let task = &task;
+        let mut results = futures::stream::iter(targets)
+            .map(|target| task.run(target))
             .buffer_unordered(self.concurrency);
         while let Some(done) = results.next().await {
             let m = &mut outcome.metrics;
@@ -304,5 +365,56 @@ impl Erase {
     }
 }
 
+/// A file to process: found by the listing (with the listing's temporary objects), or named
+/// by [`Erase::files`].
+enum Target {
+    Listed(DataFile, Arc<Vec<ObjectMeta>>),
+    Named(String),
+}
+
+/// What every file's task shares.
+struct FileTask<'a> {
+    root: &'a LakeRoot,
+    column: &'a str,
+    filter: &'a Arc<dyn RowFilter>,
+    guard: Option<&'a Arc<dyn CommitGuard>>,
+    attempt_started: DateTime<Utc>,
+}
+
+impl FileTask<'_> {
+    /// Removes the file's stale temporary objects, then rewrites it; never fails (a failure
+    /// becomes the file's outcome).
+    async fn run(&self, target: Target) -> FileOutcome {
+        let (file, temps) = match target {
+            Target::Listed(file, temps) => (file, temps),
+            Target::Named(relative) => match self.root.file_and_temps(&relative).await {
+                Ok((file, temps)) => (file, Arc::new(temps)),
+                Err(e) => {
+                    tracing::warn!(file = %relative, error = %e, "file not rewritten");
+                    return FileOutcome::failed(relative, &e);
+                }
+            },
+        };
+        let stale =
+            engine::remove_stale_temps(self.root.store(), &file, &temps, self.attempt_started)
+                .await;
+        drop(temps);
+        let mut done =
+            match engine::rewrite_file(self.root, &file, self.column, self.filter, self.guard)
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::warn!(file = %file.relative, error = %e, "file not rewritten");
+                    FileOutcome::failed(file.relative.clone(), &e)
+                }
+            };
+        done.stale_temps_removed = stale;
+        done
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worker_tests;
