@@ -276,13 +276,13 @@ contract!(a_job_is_claimed_once_and_fenced_by_its_lease, |store| {
     );
     assert!(
         !store
-            .finish_job(&job.id, "stolen", JobOutcome::Succeeded, None)
+            .finish_job(&job.id, "stolen", JobFinish::new(JobOutcome::Succeeded))
             .await
             .unwrap()
     );
     assert!(
         store
-            .finish_job(&job.id, &token, JobOutcome::Succeeded, None)
+            .finish_job(&job.id, &token, JobFinish::new(JobOutcome::Succeeded))
             .await
             .unwrap()
     );
@@ -323,7 +323,7 @@ contract!(
         );
         assert!(
             !store
-                .finish_job(&first.id, &old, JobOutcome::Succeeded, None)
+                .finish_job(&first.id, &old, JobFinish::new(JobOutcome::Succeeded))
                 .await
                 .unwrap()
         );
@@ -332,8 +332,7 @@ contract!(
                 .finish_job(
                     &second.id,
                     &second.lease_token.unwrap(),
-                    JobOutcome::Succeeded,
-                    None
+                    JobFinish::new(JobOutcome::Succeeded)
                 )
                 .await
                 .unwrap()
@@ -353,11 +352,10 @@ contract!(a_retried_job_waits_for_its_backoff, |store| {
         .finish_job(
             &job.id,
             job.lease_token.as_deref().unwrap(),
-            JobOutcome::Retry {
+            JobFinish::new(JobOutcome::Retry {
                 at: later,
                 error: "s3 timeout".into(),
-            },
-            None,
+            }),
         )
         .await
         .unwrap();
@@ -368,7 +366,7 @@ contract!(a_retried_job_waits_for_its_backoff, |store| {
             .unwrap()
             .is_none()
     );
-    let jobs = store.list_jobs(10).await.unwrap();
+    let jobs = store.list_jobs(None, 10).await.unwrap();
     assert_eq!(jobs[0].status, JobStatus::Queued);
     assert_eq!(jobs[0].last_error.as_deref(), Some("s3 timeout"));
 });
@@ -460,3 +458,251 @@ contract!(
         assert_eq!(problem.seq, 19);
     }
 );
+
+fn task(request_id: &str, file: &str) -> NewJob {
+    NewJob {
+        kind: JobKind::EraseFile,
+        request_id: Some(request_id.into()),
+        payload: json!({ "file": file }),
+        max_attempts: 3,
+    }
+}
+
+/// Completes the request when every task succeeded, fails it when one failed.
+fn decide(request_id: String) -> impl Fn(&Job, &[Job]) -> Option<(String, Transition)> {
+    move |_plan, tasks| {
+        if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
+            return Some((
+                request_id.clone(),
+                Transition::new(RequestStatus::Completed, "w", audit("request.completed")),
+            ));
+        }
+        if tasks.iter().any(|t| t.status == JobStatus::Failed) {
+            return Some((
+                request_id.clone(),
+                Transition::new(RequestStatus::Failed, "w", audit("request.failed")),
+            ));
+        }
+        None
+    }
+}
+
+contract!(
+    a_plan_fans_out_tasks_and_the_last_task_completes_the_request,
+    |store| {
+        let request_id = approved_request(&store).await;
+        let plan = store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .transition_request(
+                &request_id,
+                Transition::new(RequestStatus::Running, "w1", audit("job.started")),
+            )
+            .await
+            .unwrap();
+        let mut finish = JobFinish::new(JobOutcome::Succeeded);
+        finish.children = (0..5)
+            .map(|i| task(&request_id, &format!("f{i}")))
+            .collect();
+        finish.result = Some(json!({ "datasets": [] }));
+        assert!(
+            store
+                .finish_job(&plan.id, plan.lease_token.as_deref().unwrap(), finish)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.job(&plan.id).await.unwrap().status,
+            JobStatus::Waiting
+        );
+        assert_eq!(store.child_jobs(&plan.id).await.unwrap().len(), 5);
+
+        // Five workers finish the five tasks at the same time.
+        let mut handles = Vec::new();
+        for w in 0..5 {
+            let store = store.clone();
+            let request_id = request_id.clone();
+            handles.push(tokio::spawn(async move {
+                let job = store
+                    .claim_job(&format!("w{w}"), Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(job.kind, JobKind::EraseFile);
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                finish.result = Some(json!({ "rows_removed": 1 }));
+                let decide = decide(request_id);
+                assert!(
+                    store
+                        .finish_task(
+                            &job.id,
+                            job.lease_token.as_deref().unwrap(),
+                            finish,
+                            &decide
+                        )
+                        .await
+                        .unwrap()
+                );
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(
+            store.request(&request_id).await.unwrap().status,
+            RequestStatus::Completed
+        );
+        assert_eq!(
+            store.job(&plan.id).await.unwrap().status,
+            JobStatus::Succeeded
+        );
+        let completed = store
+            .audit_entries(&AuditFilter {
+                action: Some("request.completed".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(completed.len(), 1, "exactly one task completed the request");
+    }
+);
+
+contract!(
+    a_failed_task_fails_the_request_and_an_admin_can_retry_it,
+    |store| {
+        let request_id = approved_request(&store).await;
+        let plan = store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .transition_request(
+                &request_id,
+                Transition::new(RequestStatus::Running, "w1", audit("job.started")),
+            )
+            .await
+            .unwrap();
+        let mut finish = JobFinish::new(JobOutcome::Succeeded);
+        finish.children = vec![task(&request_id, "a"), task(&request_id, "b")];
+        store
+            .finish_job(&plan.id, plan.lease_token.as_deref().unwrap(), finish)
+            .await
+            .unwrap();
+        let a = store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let fail = JobFinish::new(JobOutcome::Failed {
+            error: "corrupt file".into(),
+        });
+        store
+            .finish_task(
+                &a.id,
+                a.lease_token.as_deref().unwrap(),
+                fail,
+                &decide(request_id.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.request(&request_id).await.unwrap().status,
+            RequestStatus::Failed
+        );
+        assert_eq!(store.job(&plan.id).await.unwrap().status, JobStatus::Failed);
+        let dead = store.list_jobs(Some(JobStatus::Failed), 10).await.unwrap();
+        assert!(
+            dead.iter()
+                .any(|j| j.id == a.id && j.last_error.as_deref() == Some("corrupt file"))
+        );
+
+        // A running job cannot be retried or cancelled.
+        let b = store
+            .claim_job("w2", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            store.retry_job(&b.id, audit("job.retried")).await,
+            Err(StoreError::InvalidJobState { .. })
+        ));
+        assert!(matches!(
+            store.cancel_job(&b.id, audit("job.cancelled")).await,
+            Err(StoreError::InvalidJobState { .. })
+        ));
+        let ok = JobFinish::new(JobOutcome::Succeeded);
+        store
+            .finish_task(
+                &b.id,
+                b.lease_token.as_deref().unwrap(),
+                ok,
+                &decide(request_id.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.request(&request_id).await.unwrap().status,
+            RequestStatus::Failed,
+            "stays failed"
+        );
+
+        // The admin fixes the file and retries the dead-lettered task: the request runs again and completes.
+        let retried = store.retry_job(&a.id, audit("job.retried")).await.unwrap();
+        assert_eq!((retried.status, retried.attempts), (JobStatus::Queued, 0));
+        assert_eq!(
+            store.request(&request_id).await.unwrap().status,
+            RequestStatus::Running
+        );
+        assert_eq!(
+            store.job(&plan.id).await.unwrap().status,
+            JobStatus::Waiting
+        );
+        let a = store
+            .claim_job("w3", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let ok = JobFinish::new(JobOutcome::Succeeded);
+        store
+            .finish_task(
+                &a.id,
+                a.lease_token.as_deref().unwrap(),
+                ok,
+                &decide(request_id.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.request(&request_id).await.unwrap().status,
+            RequestStatus::Completed
+        );
+    }
+);
+
+contract!(cancelling_a_queued_job_fails_its_request, |store| {
+    let request_id = approved_request(&store).await;
+    let job = store
+        .list_jobs(Some(JobStatus::Queued), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let cancelled = store
+        .cancel_job(&job.id, audit("job.cancelled"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(
+        store
+            .claim_job("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let request = store.request(&request_id).await.unwrap();
+    assert_eq!(request.status, RequestStatus::Failed);
+    assert!(request.error.unwrap().contains("cancelled"));
+});

@@ -59,8 +59,11 @@ CREATE TABLE jobs (
     id               TEXT PRIMARY KEY,
     kind             TEXT NOT NULL,
     request_id       TEXT REFERENCES requests (id),
+    -- the job that planned this one (an erasure plan fans out one task per affected file)
+    parent_id        TEXT REFERENCES jobs (id),
     payload          TEXT NOT NULL,
-    status           TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    status           TEXT NOT NULL CHECK (status IN ('queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled')),
+    result           TEXT,
     attempts         BIGINT NOT NULL DEFAULT 0,
     max_attempts     BIGINT NOT NULL,
     run_at           TEXT NOT NULL,
@@ -72,6 +75,7 @@ CREATE TABLE jobs (
     updated_at       TEXT NOT NULL
 );
 CREATE INDEX jobs_claim ON jobs (status, run_at);
+CREATE INDEX jobs_parent ON jobs (parent_id);
 
 CREATE TABLE audit_log (
     seq        BIGINT PRIMARY KEY,

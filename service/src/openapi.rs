@@ -21,7 +21,7 @@ use crate::routes;
         routes::requests::create, routes::requests::list, routes::requests::get,
         routes::requests::approve, routes::requests::reject, routes::requests::export,
         routes::audit::list, routes::audit::export, routes::audit::verify,
-        routes::jobs::list,
+        routes::jobs::list, routes::jobs::get, routes::jobs::retry, routes::jobs::cancel,
     ),
     components(schemas(
         crate::error::Problem,
@@ -36,7 +36,7 @@ use crate::routes;
         (name = "datasets", description = "The data map: registered Parquet lakes"),
         (name = "requests", description = "Privacy requests (GDPR Art. 12, 15, 17)"),
         (name = "audit", description = "The hash-chained audit log"),
-        (name = "jobs", description = "The work queue"),
+        (name = "jobs", description = "The work queue: plans, per-file tasks, dead letters"),
         (name = "operations", description = "Probes"),
     )
 )]

@@ -249,7 +249,10 @@ mod tests {
         assert!(SubjectId::parse("").is_err());
         assert!(SubjectId::parse(" u-1").is_err());
         assert!(SubjectId::parse(r"a\b").is_ok(), "a backslash is fine");
-        assert!(SubjectId::parse("a\nb").is_err(), "a newline is a control character");
+        assert!(
+            SubjectId::parse("a\nb").is_err(),
+            "a newline is a control character"
+        );
         assert!(SubjectId::parse("a\u{7}b").is_err());
         assert!(SubjectId::parse("x".repeat(257)).is_err());
         assert!(SubjectId::parse("x".repeat(256)).is_ok());

@@ -105,6 +105,9 @@ impl RequestStatus {
                 | (Running, Failed)
                 // a worker that died mid-job hands the request back to the queue
                 | (Running, Running)
+                // an admin retries a dead-lettered job, or cancels a queued one
+                | (Failed, Running)
+                | (Approved, Failed)
         )
     }
 
@@ -136,6 +139,7 @@ mod tests {
         assert!(Running.can_become(Completed));
         assert!(!Received.can_become(Running));
         assert!(!Completed.can_become(Running));
+        assert!(Failed.can_become(Running), "an admin retry");
         assert!(!Rejected.can_become(Approved));
         assert!(!Approved.can_become(Rejected));
     }

@@ -1,4 +1,5 @@
-//! What each kind of job does: erasure (GDPR Art. 17) and access (GDPR Art. 15).
+//! What each kind of job does: access (GDPR Art. 15), and erasure (Art. 17) as a plan that
+//! fans out one task per affected file so that many workers share one erasure.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,14 +7,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::domain::SubjectId;
-use crate::lake::{self, Erase, FileStatus, LakeError, LakeRoot};
-use crate::store::{Dataset, Job, JobKind, PrivacyRequest, Store, StoreError};
+use crate::lake::{self, CommitGuard, Erase, FileStatus, LakeError, LakeRoot, Locate};
+use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// Worth another attempt later (storage or database unreachable, I/O hiccup).
+    /// Worth another attempt later (storage or database unreachable, I/O hiccup, lost lease).
     #[error("{0}")]
     Transient(String),
     /// Will fail the same way again (corrupt file, missing column, bad root): abort.
@@ -30,10 +30,12 @@ impl From<StoreError> for JobError {
     }
 }
 
-fn lake_error(dataset: &Dataset, e: LakeError) -> JobError {
-    let message = format!("dataset {}: {e}", dataset.name);
+fn lake_error(dataset: &str, e: LakeError) -> JobError {
+    let message = format!("dataset {dataset}: {e}");
     match e {
-        LakeError::ObjectStore { .. } | LakeError::Io(_) => JobError::Transient(message),
+        LakeError::ObjectStore { .. } | LakeError::Io(_) | LakeError::Changed { .. } => {
+            JobError::Transient(message)
+        }
         _ => JobError::Permanent(message),
     }
 }
@@ -43,12 +45,53 @@ fn lake_error(dataset: &Dataset, e: LakeError) -> JobError {
 pub struct ExecuteContext {
     /// Folder for access-request export archives.
     pub exports_dir: PathBuf,
-    /// Files rewritten in parallel by one erasure.
+    /// Files read in parallel while locating.
     pub file_concurrency: usize,
 }
 
-/// Runs one job to completion and returns the request's result document and, for access, the
-/// export archive's path.
+/// What a job produced.
+#[derive(Debug)]
+pub enum Execution {
+    /// The request is answered (access): its result and export archive.
+    Completed {
+        /// Result document of the request.
+        result: Value,
+        /// Export archive path.
+        export_path: Option<String>,
+    },
+    /// An erasure plan: one task per affected file (none: nothing to erase).
+    Planned {
+        /// Per-dataset locate figures, kept as the plan's result.
+        plan: Value,
+        /// Tasks to enqueue.
+        tasks: Vec<NewJob>,
+    },
+    /// One file task is done.
+    Task {
+        /// Per-file figures.
+        result: Value,
+    },
+}
+
+/// Parameters of an [`JobKind::EraseFile`] task (the subject comes from the request row, so
+/// the queue holds no personal data).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EraseFileTask {
+    /// Dataset id.
+    pub dataset_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Root URL of the dataset.
+    pub root_url: String,
+    /// Subject column.
+    pub subject_column: String,
+    /// File path relative to the root.
+    pub file: String,
+}
+
+/// Runs one job to its end.
+///
+/// `guard` is asked right before a rewritten file is swapped in (lease fencing).
 ///
 /// # Errors
 /// [`JobError::Transient`] or [`JobError::Permanent`]; the caller decides on retries.
@@ -57,71 +100,180 @@ pub async fn execute_job(
     ctx: &ExecuteContext,
     job: &Job,
     request: &PrivacyRequest,
-) -> Result<(Value, Option<String>), JobError> {
-    let datasets = store.list_datasets().await?;
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
     match job.kind {
-        JobKind::Erasure => Ok((erase(ctx, &datasets, &request.subject_id).await?, None)),
+        JobKind::Erasure => plan_erasure(store, ctx, job, request).await,
+        JobKind::EraseFile => erase_file(job, request, guard).await,
         JobKind::Access => {
+            let datasets = store.list_datasets().await?;
             let (result, path) = export(ctx, &datasets, request).await?;
-            Ok((result, Some(path.display().to_string())))
+            Ok(Execution::Completed {
+                result,
+                export_path: Some(path.display().to_string()),
+            })
         }
     }
 }
 
-/// Erases the subject from every dataset, one pass over each affected file.
-async fn erase(
+/// Locates the subject in every dataset and plans one task per affected file.
+async fn plan_erasure(
+    store: &Arc<dyn Store>,
     ctx: &ExecuteContext,
-    datasets: &[Dataset],
-    subject: &SubjectId,
-) -> Result<Value, JobError> {
+    job: &Job,
+    request: &PrivacyRequest,
+) -> Result<Execution, JobError> {
     let mut per_dataset = Vec::new();
-    for dataset in datasets {
-        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(dataset, e))?;
-        let outcome = Erase::new(root, dataset.subject_column.clone())
-            .subjects([subject.as_str().to_string()])
+    let mut tasks = Vec::new();
+    for dataset in store.list_datasets().await? {
+        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
+        let report = Locate::new(root, dataset.subject_column.clone())
+            .subjects([request.subject_id.as_str()])
             .concurrency(ctx.file_concurrency.max(1))
             .execute()
             .await
-            .map_err(|e| lake_error(dataset, e))?;
-        let failed: Vec<String> = outcome
-            .files
-            .iter()
-            .filter_map(|f| match &f.status {
-                FileStatus::Failed { error } => Some(format!("{}: {error}", f.relative)),
-                _ => None,
-            })
-            .collect();
-        if !failed.is_empty() {
+            .map_err(|e| lake_error(&dataset.name, e))?;
+        if !report.failures.is_empty() {
+            let failed: Vec<String> = report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.relative, f.error))
+                .collect();
             return Err(JobError::Permanent(format!(
-                "dataset {}: {} file(s) could not be processed and were left untouched: {}",
+                "dataset {}: {} file(s) could not be read and were left untouched: {}",
                 dataset.name,
                 failed.len(),
                 failed.join("; ")
             )));
         }
-        let rewritten: Vec<&str> = outcome
-            .files
-            .iter()
-            .filter(|f| matches!(f.status, FileStatus::Rewritten))
-            .map(|f| f.relative.as_str())
-            .collect();
-        let m = &outcome.metrics;
+        let m = &report.metrics;
         per_dataset.push(json!({
             "dataset": dataset.name,
             "files_scanned": m.files_scanned,
-            "files_rewritten": m.files_rewritten,
-            "rows_removed": m.rows_removed,
+            "files_affected": report.files.len(),
+            "rows_located": report.files.iter().map(|f| f.rows).sum::<u64>(),
             "bytes_read": m.bytes_read,
-            "bytes_written": m.bytes_written,
-            "elapsed_s": m.elapsed_s,
-            "rewritten": rewritten,
+            "row_groups_pruned_by_statistics": m.row_groups_pruned_by_statistics,
+            "row_groups_pruned_by_bloom_filter": m.row_groups_pruned_by_bloom_filter,
         }));
+        for file in &report.files {
+            tasks.push(erase_task(job, request, &dataset, &file.file.relative));
+        }
     }
-    let rows_removed: u64 = per_dataset
+    Ok(Execution::Planned {
+        plan: json!({ "datasets": per_dataset }),
+        tasks,
+    })
+}
+
+fn erase_task(job: &Job, request: &PrivacyRequest, dataset: &Dataset, file: &str) -> NewJob {
+    let task = EraseFileTask {
+        dataset_id: dataset.id.clone(),
+        dataset: dataset.name.clone(),
+        root_url: dataset.root_url.clone(),
+        subject_column: dataset.subject_column.clone(),
+        file: file.to_string(),
+    };
+    NewJob {
+        kind: JobKind::EraseFile,
+        request_id: Some(request.id.clone()),
+        payload: serde_json::to_value(task).expect("task serialises"),
+        max_attempts: u32::try_from(job.max_attempts).unwrap_or(5),
+    }
+}
+
+/// Rewrites one file without the subject's rows.
+async fn erase_file(
+    job: &Job,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    let task: EraseFileTask = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("malformed erase_file task: {e}")))?;
+    let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
+    let outcome = Erase::new(root, task.subject_column.clone())
+        .subjects([request.subject_id.as_str()])
+        .files([task.file.clone()])
+        .concurrency(1)
+        .commit_guard(guard)
+        .execute()
+        .await
+        .map_err(|e| lake_error(&task.dataset, e))?;
+    let Some(file) = outcome.files.first() else {
+        // The file is gone (compacted or deleted since the plan): nothing of the subject is left
+        // in it.
+        return Ok(Execution::Task {
+            result: json!({ "dataset": task.dataset, "file": task.file, "status": "missing",
+                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+        });
+    };
+    let status = match &file.status {
+        FileStatus::Rewritten => "rewritten",
+        FileStatus::Unchanged => "unchanged",
+        FileStatus::Failed { error } if error.contains("lease") || error.contains("fenced") => {
+            return Err(JobError::Transient(format!("{}: {error}", task.file)));
+        }
+        FileStatus::Failed { error } => {
+            return Err(JobError::Permanent(format!(
+                "dataset {}: {}: {error} (left untouched)",
+                task.dataset, task.file
+            )));
+        }
+    };
+    Ok(Execution::Task {
+        result: json!({
+            "dataset": task.dataset,
+            "file": task.file,
+            "status": status,
+            "rows_removed": file.rows_removed,
+            "bytes_read": file.bytes_read,
+            "bytes_written": file.bytes_written,
+        }),
+    })
+}
+
+/// The request's result once every task of `plan` succeeded: per dataset, files scanned (by
+/// the plan), files rewritten, rows removed, bytes read and written, and the rewritten paths.
+pub fn erasure_result(plan: &Job, tasks: &[Job]) -> Value {
+    let datasets = plan
+        .result
+        .as_ref()
+        .and_then(|r| r["datasets"].as_array().cloned())
+        .unwrap_or_default();
+    let mut total_rows = 0u64;
+    let per_dataset: Vec<Value> = datasets
         .iter()
-        .map(|d| d["rows_removed"].as_u64().unwrap_or(0))
-        .sum();
-    Ok(json!({ "rows_removed": rows_removed, "datasets": per_dataset }))
+        .map(|d| {
+            let name = d["dataset"].as_str().unwrap_or_default();
+            let mine: Vec<&Value> = tasks
+                .iter()
+                .filter_map(|t| t.result.as_ref())
+                .filter(|r| r["dataset"] == name)
+                .collect();
+            let sum = |key: &str| {
+                mine.iter()
+                    .map(|r| r[key].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            };
+            let rewritten: Vec<&str> = mine
+                .iter()
+                .filter(|r| r["status"] == "rewritten")
+                .filter_map(|r| r["file"].as_str())
+                .collect();
+            let rows_removed = sum("rows_removed");
+            total_rows += rows_removed;
+            json!({
+                "dataset": name,
+                "files_scanned": d["files_scanned"],
+                "files_rewritten": rewritten.len(),
+                "rows_removed": rows_removed,
+                "bytes_read": d["bytes_read"].as_u64().unwrap_or(0) + sum("bytes_read"),
+                "bytes_written": sum("bytes_written"),
+                "rewritten": rewritten,
+            })
+        })
+        .collect();
+    json!({ "rows_removed": total_rows, "tasks": tasks.len(), "datasets": per_dataset })
 }
 
 /// Exports the subject's rows from every dataset into one zip archive holding, per dataset,
@@ -133,11 +285,11 @@ async fn export(
 ) -> Result<(Value, PathBuf), JobError> {
     let mut collected = Vec::new();
     for dataset in datasets {
-        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(dataset, e))?;
+        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
         let rows =
             lake::collect_subject_rows(&root, &dataset.subject_column, request.subject_id.as_str())
                 .await
-                .map_err(|e| lake_error(dataset, e))?;
+                .map_err(|e| lake_error(&dataset.name, e))?;
         collected.push((dataset.name.clone(), rows));
     }
     let manifest = json!({

@@ -8,5 +8,8 @@
 mod execute;
 mod runner;
 
-pub use execute::{ExecuteContext, JobError, execute_job};
+pub use execute::{
+    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
+};
+pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};

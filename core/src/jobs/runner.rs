@@ -4,14 +4,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::execute::{ExecuteContext, JobError, execute_job};
+use super::execute::{ExecuteContext, Execution, JobError, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
-use crate::store::{Job, JobOutcome, Store, StoreError, StoreResult, Transition};
+use crate::lake::CommitGuard;
+use crate::store::{
+    Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store, StoreError, StoreResult,
+    Transition,
+};
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -24,7 +29,7 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Folder for access exports.
     pub exports_dir: PathBuf,
-    /// Files rewritten in parallel by one erasure.
+    /// Files read in parallel while locating.
     pub file_concurrency: usize,
 }
 
@@ -47,6 +52,42 @@ pub struct Worker {
 fn backoff(attempt: i64) -> chrono::Duration {
     let secs = 2i64.saturating_pow(attempt.clamp(1, 16) as u32).min(300);
     chrono::Duration::seconds(secs)
+}
+
+/// Fences a rewrite: the file is swapped in only while this worker still holds the job's
+/// lease (checked, and extended, immediately before the swap).
+pub struct LeaseGuard {
+    store: Arc<dyn Store>,
+    job_id: String,
+    token: String,
+    lease: Duration,
+}
+
+impl LeaseGuard {
+    /// A guard for the lease `token` on `job_id`.
+    pub fn new(store: Arc<dyn Store>, job_id: String, token: String, lease: Duration) -> Self {
+        Self {
+            store,
+            job_id,
+            token,
+            lease,
+        }
+    }
+}
+
+#[async_trait]
+impl CommitGuard for LeaseGuard {
+    async fn may_commit(&self, _file: &str) -> Result<(), String> {
+        match self
+            .store
+            .heartbeat_job(&self.job_id, &self.token, self.lease)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("lease lost: another worker owns this task now (fenced)".into()),
+            Err(e) => Err(format!("lease could not be confirmed: {e}")),
+        }
+    }
 }
 
 impl Worker {
@@ -97,19 +138,17 @@ impl Worker {
         self.run_claimed(job).instrument(span).await
     }
 
-    async fn run_claimed(&self, job: Job) -> StoreResult<Option<String>> {
+    /// Runs a job this worker has claimed (with the lease token in `job`) to its end.
+    ///
+    /// # Errors
+    /// Store errors while finishing.
+    pub async fn run_claimed(&self, job: Job) -> StoreResult<Option<String>> {
         let token = job.lease_token.clone().unwrap_or_default();
         let Some(request_id) = job.request_id.clone() else {
-            self.store
-                .finish_job(
-                    &job.id,
-                    &token,
-                    JobOutcome::Failed {
-                        error: "job has no request".into(),
-                    },
-                    None,
-                )
-                .await?;
+            let finish = JobFinish::new(JobOutcome::Failed {
+                error: "job has no request".into(),
+            });
+            self.store.finish_job(&job.id, &token, finish).await?;
             return Ok(Some(job.id));
         };
         let request = self.store.request(&request_id).await?;
@@ -122,36 +161,31 @@ impl Worker {
                     .clone()
                     .unwrap_or_else(|| "worker lost".into())
             );
-            self.fail(&job, &token, &request.id, &request.subject_pseudonym, error)
-                .await?;
+            self.fail(&job, &token, &request, error).await?;
             return Ok(Some(job.id));
         }
 
-        let started = NewAuditEntry::new(self.actor(), "job.started")
-            .request(&request.id)
-            .subject(&request.subject_pseudonym)
-            .details(json!({ "job_id": job.id, "kind": job.kind, "attempt": job.attempts }));
-        match self
-            .store
-            .transition_request(
-                &request.id,
-                Transition::new(RequestStatus::Running, self.actor(), started),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::InvalidTransition { from, .. }) => {
-                let error = format!("request is {from}; nothing to run");
-                self.store
-                    .finish_job(&job.id, &token, JobOutcome::Failed { error }, None)
-                    .await?;
-                return Ok(Some(job.id));
+        if job.kind != JobKind::EraseFile {
+            let started = NewAuditEntry::new(self.actor(), "job.started")
+                .request(&request.id)
+                .subject(&request.subject_pseudonym)
+                .details(json!({ "job_id": job.id, "kind": job.kind, "attempt": job.attempts }));
+            let running = Transition::new(RequestStatus::Running, self.actor(), started);
+            match self.store.transition_request(&request.id, running).await {
+                Ok(_) => {}
+                Err(StoreError::InvalidTransition { from, .. }) => {
+                    let finish = JobFinish::new(JobOutcome::Failed {
+                        error: format!("request is {from}; nothing to run"),
+                    });
+                    self.store.finish_job(&job.id, &token, finish).await?;
+                    return Ok(Some(job.id));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
         tracing::info!("job started");
 
-        // Heartbeat until the job ends; a lost lease is logged and fenced at finish.
+        // Heartbeat until the job ends; a lost lease is fenced at the swap and at finish.
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let heartbeat = {
             let store = self.store.clone();
@@ -166,9 +200,7 @@ impl Worker {
                     match store.heartbeat_job(&id, &token, lease).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            tracing::warn!(
-                                "lease lost; the job will not be committed by this worker"
-                            );
+                            tracing::warn!("lease lost; this worker will not commit the job");
                             break;
                         }
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -181,10 +213,16 @@ impl Worker {
             exports_dir: self.config.exports_dir.clone(),
             file_concurrency: self.config.file_concurrency,
         };
+        let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
+            self.store.clone(),
+            job.id.clone(),
+            token.clone(),
+            self.config.lease,
+        ));
         let task = {
             let (store, job, request) = (self.store.clone(), job.clone(), request.clone());
             tokio::spawn(
-                async move { execute_job(&store, &ctx, &job, &request).await }
+                async move { execute_job(&store, &ctx, &job, &request, guard).await }
                     .instrument(tracing::Span::current()),
             )
         };
@@ -197,103 +235,197 @@ impl Worker {
         let _ = stop_tx.send(true);
         let _ = heartbeat.await;
 
-        match result {
-            Ok((result, export_path)) => {
-                let mut audit = NewAuditEntry::new(self.actor(), "request.completed")
-                    .request(&request.id)
-                    .subject(&request.subject_pseudonym)
-                    .details(json!({ "job_id": job.id, "kind": job.kind, "result": result }));
-                // The file list stays on the request; the audit entry keeps the counts.
-                if let Some(r) = audit
-                    .details
-                    .get_mut("result")
-                    .and_then(|r| r.as_object_mut())
-                {
-                    r.remove("rewritten");
-                }
-                let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
-                transition.result = Some(result);
-                transition.export_path = export_path;
-                let committed = self
-                    .store
-                    .finish_job(
-                        &job.id,
-                        &token,
-                        JobOutcome::Succeeded,
-                        Some((request.id.clone(), transition)),
-                    )
-                    .await?;
-                if committed {
-                    tracing::info!("job completed");
-                } else {
-                    tracing::warn!("job finished after its lease was taken over; result discarded");
-                }
-            }
+        let committed = match result {
+            Ok(execution) => self.succeed(&job, &token, &request, execution).await?,
             Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
                 let at = chrono::Utc::now() + backoff(job.attempts);
                 tracing::warn!(error = %error, retry_at = %at, "job failed, will retry");
-                let committed = self
-                    .store
-                    .finish_job(
-                        &job.id,
-                        &token,
-                        JobOutcome::Retry {
-                            at,
-                            error: error.clone(),
-                        },
-                        None,
-                    )
-                    .await?;
-                if committed {
-                    self.store
-                        .append_audit(
-                            NewAuditEntry::new(self.actor(), "job.retry_scheduled")
-                                .request(&request.id)
-                                .subject(&request.subject_pseudonym)
-                                .details(json!({ "job_id": job.id, "attempt": job.attempts, "error": error })),
-                        )
-                        .await?;
-                }
+                let mut finish = JobFinish::new(JobOutcome::Retry {
+                    at,
+                    error: error.clone(),
+                });
+                finish.audit = Some(
+                    NewAuditEntry::new(self.actor(), "job.retry_scheduled")
+                        .request(&request.id)
+                        .subject(&request.subject_pseudonym)
+                        .details(
+                            json!({ "job_id": job.id, "attempt": job.attempts, "error": error }),
+                        ),
+                );
+                self.end(&job, &token, &request, finish).await?
             }
             Err(e) => {
                 tracing::error!(error = %e, "job failed");
-                self.fail(
-                    &job,
-                    &token,
-                    &request.id,
-                    &request.subject_pseudonym,
-                    e.to_string(),
-                )
-                .await?;
+                self.fail(&job, &token, &request, e.to_string()).await?
             }
+        };
+        if !committed {
+            tracing::warn!("job ended after its lease was taken over; its outcome was discarded");
         }
         Ok(Some(job.id))
+    }
+
+    async fn succeed(
+        &self,
+        job: &Job,
+        token: &str,
+        request: &PrivacyRequest,
+        execution: Execution,
+    ) -> StoreResult<bool> {
+        let audit = |action: &str, details| {
+            NewAuditEntry::new(self.actor(), action)
+                .request(&request.id)
+                .subject(&request.subject_pseudonym)
+                .details(details)
+        };
+        match execution {
+            Execution::Completed {
+                result,
+                export_path,
+            } => {
+                let mut transition = Transition::new(
+                    RequestStatus::Completed,
+                    self.actor(),
+                    audit(
+                        "request.completed",
+                        json!({ "job_id": job.id, "kind": job.kind, "result": result }),
+                    ),
+                );
+                transition.result = Some(result);
+                transition.export_path = export_path;
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                finish.request = Some((request.id.clone(), transition));
+                self.store.finish_job(&job.id, token, finish).await
+            }
+            Execution::Planned { plan, tasks } => {
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                let mut plan_job = job.clone();
+                plan_job.result = Some(plan.clone());
+                finish.result = Some(plan);
+                if tasks.is_empty() {
+                    let result = erasure_result(&plan_job, &[]);
+                    let mut transition = Transition::new(
+                        RequestStatus::Completed,
+                        self.actor(),
+                        audit(
+                            "request.completed",
+                            json!({ "job_id": job.id, "kind": job.kind, "result": result }),
+                        ),
+                    );
+                    transition.result = Some(result);
+                    finish.request = Some((request.id.clone(), transition));
+                } else {
+                    finish.audit = Some(audit(
+                        "erasure.planned",
+                        json!({ "job_id": job.id, "tasks": tasks.len(), "plan": finish.result }),
+                    ));
+                    finish.children = tasks;
+                }
+                self.store.finish_job(&job.id, token, finish).await
+            }
+            Execution::Task { result } => {
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                finish.audit = Some(audit(
+                    "file.erased",
+                    json!({ "job_id": job.id, "file": result["file"], "dataset": result["dataset"],
+                            "status": result["status"], "rows_removed": result["rows_removed"] }),
+                ));
+                finish.result = Some(result);
+                self.end(job, token, request, finish).await
+            }
+        }
     }
 
     async fn fail(
         &self,
         job: &Job,
         token: &str,
-        request_id: &str,
-        pseudonym: &str,
+        request: &PrivacyRequest,
         error: String,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
+        let mut finish = JobFinish::new(JobOutcome::Failed {
+            error: error.clone(),
+        });
+        if job.parent_id.is_some() {
+            finish.audit = Some(
+                NewAuditEntry::new(self.actor(), "file.failed")
+                    .request(&request.id)
+                    .subject(&request.subject_pseudonym)
+                    .details(json!({ "job_id": job.id, "attempts": job.attempts, "error": error })),
+            );
+        } else {
+            finish.request = Some((
+                request.id.clone(),
+                self.failed_transition(request, job, error),
+            ));
+        }
+        self.end(job, token, request, finish).await
+    }
+
+    fn failed_transition(&self, request: &PrivacyRequest, job: &Job, error: String) -> Transition {
         let audit = NewAuditEntry::new(self.actor(), "request.failed")
-            .request(request_id)
-            .subject(pseudonym)
+            .request(&request.id)
+            .subject(&request.subject_pseudonym)
             .details(json!({ "job_id": job.id, "attempts": job.attempts, "error": error }));
         let mut transition = Transition::new(RequestStatus::Failed, self.actor(), audit);
         transition.error = Some(error.clone());
-        transition.note = Some(error.clone());
+        transition.note = Some(error);
+        transition
+    }
+
+    /// Ends a job; a task also decides, with its siblings, what its request becomes.
+    async fn end(
+        &self,
+        job: &Job,
+        token: &str,
+        request: &PrivacyRequest,
+        finish: JobFinish,
+    ) -> StoreResult<bool> {
+        if job.parent_id.is_none() {
+            return self.store.finish_job(&job.id, token, finish).await;
+        }
+        let decide = |plan: &Job, tasks: &[Job]| {
+            if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
+                let result = erasure_result(plan, tasks);
+                let mut counts = result.clone();
+                if let Some(datasets) = counts["datasets"].as_array_mut() {
+                    for d in datasets {
+                        d.as_object_mut().map(|o| o.remove("rewritten"));
+                    }
+                }
+                let audit = NewAuditEntry::new(self.actor(), "request.completed")
+                    .request(&request.id)
+                    .subject(&request.subject_pseudonym)
+                    .details(json!({ "job_id": plan.id, "kind": plan.kind, "result": counts }));
+                let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
+                transition.result = Some(result);
+                return Some((request.id.clone(), transition));
+            }
+            let failed: Vec<String> = tasks
+                .iter()
+                .filter(|t| matches!(t.status, JobStatus::Failed | JobStatus::Cancelled))
+                .map(|t| {
+                    t.last_error
+                        .clone()
+                        .unwrap_or_else(|| format!("task {} cancelled", t.id))
+                })
+                .collect();
+            if failed.is_empty() {
+                return None;
+            }
+            let error = format!(
+                "{} file task(s) failed: {}",
+                failed.len(),
+                failed.join("; ")
+            );
+            Some((
+                request.id.clone(),
+                self.failed_transition(request, plan, error),
+            ))
+        };
         self.store
-            .finish_job(
-                job.id.as_str(),
-                token,
-                JobOutcome::Failed { error },
-                Some((request_id.to_string(), transition)),
-            )
-            .await?;
-        Ok(())
+            .finish_task(&job.id, token, finish, &decide)
+            .await
     }
 }
 

@@ -41,6 +41,14 @@ pub enum StoreError {
         /// Requested status.
         to: RequestStatus,
     },
+    /// The job is not in a state that allows the action.
+    #[error("job is {status}; {action} is not possible")]
+    InvalidJobState {
+        /// Current status.
+        status: &'static str,
+        /// The action refused.
+        action: &'static str,
+    },
     /// A stored value could not be decoded (a bug or a manual edit of the database).
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {
@@ -143,17 +151,39 @@ pub trait Store: Send + Sync + 'static {
         lease_token: &str,
         lease: Duration,
     ) -> StoreResult<bool>;
-    /// Ends a job (fenced by `lease_token`) and applies the request transition, if any, in the
-    /// same transaction. `false` when the lease was lost: nothing was written.
+    /// Ends a job (fenced by `lease_token`): records outcome and result, enqueues its children,
+    /// applies the request transition and audit entry, all in one transaction. `false` when the
+    /// lease was lost: nothing was written.
     async fn finish_job(
         &self,
         job_id: &str,
         lease_token: &str,
-        outcome: JobOutcome,
-        request: Option<(String, Transition)>,
+        finish: JobFinish,
     ) -> StoreResult<bool>;
-    /// Jobs, newest first (at most `limit`).
-    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>>;
+    /// Ends a task (a job with a parent), fenced by `lease_token`, then — serialised with its
+    /// siblings by a lock on the parent — asks `decide` what the request becomes given the plan
+    /// and all tasks. When every task succeeded the plan becomes `succeeded`; when one failed
+    /// for good, `failed`. A transition refused because the request is already final is
+    /// skipped. `false` when the lease was lost: nothing was written.
+    async fn finish_task(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        finish: JobFinish,
+        decide: &SiblingsDecision<'_>,
+    ) -> StoreResult<bool>;
+    /// One job; `NotFound` otherwise.
+    async fn job(&self, id: &str) -> StoreResult<Job>;
+    /// The tasks of a plan, oldest first.
+    async fn child_jobs(&self, parent_id: &str) -> StoreResult<Vec<Job>>;
+    /// Jobs, newest first (at most `limit`), optionally only in one status.
+    async fn list_jobs(&self, status: Option<JobStatus>, limit: i64) -> StoreResult<Vec<Job>>;
+    /// Puts a `failed` or `cancelled` job back in the queue with fresh attempts (admin), and a
+    /// failed request back to `running`; `InvalidJobState` otherwise.
+    async fn retry_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job>;
+    /// Cancels a `queued` or `failed` job (admin) and fails its request if still open;
+    /// `InvalidJobState` for a running or finished job.
+    async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job>;
 
     // ---- audit ---------------------------------------------------------------------------
 

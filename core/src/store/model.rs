@@ -201,8 +201,11 @@ impl Transition {
 pub enum JobKind {
     /// Export a subject's rows from every dataset (GDPR Art. 15).
     Access,
-    /// Remove a subject's rows from every dataset (GDPR Art. 17).
+    /// Plan an erasure (GDPR Art. 17): locate the subject's files in every dataset and fan out
+    /// one [`JobKind::EraseFile`] task per affected file.
     Erasure,
+    /// Rewrite one file without the subject's rows; many workers share one erasure this way.
+    EraseFile,
 }
 
 impl JobKind {
@@ -211,6 +214,17 @@ impl JobKind {
         match self {
             JobKind::Access => "access",
             JobKind::Erasure => "erasure",
+            JobKind::EraseFile => "erase_file",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "access" => Some(JobKind::Access),
+            "erasure" => Some(JobKind::Erasure),
+            "erase_file" => Some(JobKind::EraseFile),
+            _ => None,
         }
     }
 }
@@ -223,10 +237,15 @@ pub enum JobStatus {
     Queued,
     /// Held by a worker's lease.
     Running,
+    /// A plan whose tasks are still running; it ends when the last of them does.
+    Waiting,
     /// Done.
     Succeeded,
-    /// Gave up after `max_attempts`, or aborted on a permanent error.
+    /// Gave up after `max_attempts`, or aborted on a permanent error (dead-lettered: an admin
+    /// can retry it).
     Failed,
+    /// Cancelled by an admin.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -237,7 +256,22 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Waiting => "waiting",
         }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "waiting" => JobStatus::Waiting,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
     }
 }
 
@@ -263,9 +297,14 @@ pub struct Job {
     pub kind: JobKind,
     /// The request it serves.
     pub request_id: Option<String>,
+    /// The plan that created this task, if any.
+    pub parent_id: Option<String>,
     /// Parameters.
     #[schema(value_type = Object)]
     pub payload: Value,
+    /// What it produced (per-file counts for a task, the plan for a plan).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
     /// Where it stands.
     pub status: JobStatus,
     /// Claims so far (a takeover counts).
@@ -288,6 +327,40 @@ pub struct Job {
     /// Last change.
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// Everything that happens when a job ends, in one transaction.
+#[derive(Debug, Clone)]
+pub struct JobFinish {
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// What it produced.
+    pub result: Option<Value>,
+    /// Tasks to enqueue as its children; when non-empty and the outcome is `Succeeded`, the job
+    /// becomes `waiting` and ends with its last child.
+    pub children: Vec<NewJob>,
+    /// A request transition to apply (e.g. completed, failed).
+    pub request: Option<(String, Transition)>,
+    /// An audit entry to append (when no transition carries one).
+    pub audit: Option<NewAuditEntry>,
+}
+
+impl JobFinish {
+    /// A bare finish with `outcome`.
+    pub fn new(outcome: JobOutcome) -> Self {
+        Self {
+            outcome,
+            result: None,
+            children: Vec::new(),
+            request: None,
+            audit: None,
+        }
+    }
+}
+
+/// Decides, once a task has ended, what happens to its request given the plan and every
+/// sibling task (the ended one included): `Some(transition)` to apply, `None` to wait.
+pub type SiblingsDecision<'a> =
+    dyn Fn(&Job, &[Job]) -> Option<(String, Transition)> + Send + Sync + 'a;
 
 /// How a job ended.
 #[derive(Debug, Clone)]

@@ -240,29 +240,26 @@ fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
     })
 }
 
-const JOB_COLS: &str = "id, kind, request_id, payload, status, attempts, max_attempts, run_at, \
-    lease_owner, lease_token, lease_expires_at, last_error, created_at, updated_at";
+const JOB_COLS: &str = "id, kind, request_id, parent_id, payload, status, result, attempts, \
+    max_attempts, run_at, lease_owner, lease_token, lease_expires_at, last_error, created_at, \
+    updated_at";
 
 fn job_from(row: &AnyRow) -> StoreResult<Job> {
     let t = "jobs";
-    let kind = match get_s(row, t, "kind")?.as_str() {
-        "access" => JobKind::Access,
-        "erasure" => JobKind::Erasure,
-        other => return Err(corrupt(t, format!("unknown job kind {other}"))),
-    };
-    let status = match get_s(row, t, "status")?.as_str() {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "succeeded" => JobStatus::Succeeded,
-        "failed" => JobStatus::Failed,
-        other => return Err(corrupt(t, format!("unknown job status {other}"))),
-    };
+    let kind = get_s(row, t, "kind")?;
+    let kind =
+        JobKind::parse(&kind).ok_or_else(|| corrupt(t, format!("unknown job kind {kind}")))?;
+    let status = get_s(row, t, "status")?;
+    let status = JobStatus::parse(&status)
+        .ok_or_else(|| corrupt(t, format!("unknown job status {status}")))?;
     Ok(Job {
         id: get_s(row, t, "id")?,
         kind,
         request_id: get_os(row, t, "request_id")?,
+        parent_id: get_os(row, t, "parent_id")?,
         payload: get_json(row, t, "payload")?.unwrap_or(Value::Null),
         status,
+        result: get_json(row, t, "result")?,
         attempts: row.try_get("attempts").map_err(|e| corrupt(t, e))?,
         max_attempts: row.try_get("max_attempts").map_err(|e| corrupt(t, e))?,
         run_at: get_ts(row, t, "run_at")?,
@@ -353,12 +350,16 @@ async fn append_audit_in(
     })
 }
 
-async fn insert_job_in(conn: &mut AnyConnection, job: &NewJob) -> StoreResult<String> {
+async fn insert_job_in(
+    conn: &mut AnyConnection,
+    job: &NewJob,
+    parent_id: Option<&str>,
+) -> StoreResult<String> {
     let id = Uuid::new_v4().to_string();
     let t = to_db(now());
     sqlx::query(
-        "INSERT INTO jobs (id, kind, request_id, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6, $6)",
+        "INSERT INTO jobs (id, kind, request_id, parent_id, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $7, $4, 'queued', 0, $5, $6, $6, $6)",
     )
     .bind(&id)
     .bind(job.kind.as_str())
@@ -366,6 +367,7 @@ async fn insert_job_in(conn: &mut AnyConnection, job: &NewJob) -> StoreResult<St
     .bind(job.payload.to_string())
     .bind(i64::from(job.max_attempts))
     .bind(&t)
+    .bind(parent_id)
     .execute(&mut *conn)
     .await
     .map_err(db("enqueueing a job"))?;
@@ -462,10 +464,50 @@ async fn transition_in(
     let request = request_from(&row)?;
     insert_event_in(conn, id, t.to, &t.actor, t.note.as_deref()).await?;
     if let Some(job) = &t.enqueue {
-        insert_job_in(conn, job).await?;
+        insert_job_in(conn, job, None).await?;
     }
     append_audit_in(conn, t.audit).await?;
     Ok(request)
+}
+
+fn job_state_error(job: &Job, action: &'static str) -> StoreError {
+    StoreError::InvalidJobState {
+        status: job.status.as_str(),
+        action,
+    }
+}
+
+/// Ends a job if `lease_token` still holds it. `false` when fenced.
+async fn finish_in(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    lease_token: &str,
+    finish: &JobFinish,
+) -> StoreResult<bool> {
+    let waits = matches!(finish.outcome, JobOutcome::Succeeded) && !finish.children.is_empty();
+    let (status, run_at, error) = match &finish.outcome {
+        JobOutcome::Succeeded if waits => ("waiting", None, None),
+        JobOutcome::Succeeded => ("succeeded", None, None),
+        JobOutcome::Retry { at, error } => ("queued", Some(to_db(*at)), Some(error.clone())),
+        JobOutcome::Failed { error } => ("failed", None, Some(error.clone())),
+    };
+    let done = sqlx::query(
+        "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = COALESCE($3, last_error), \
+           result = COALESCE($7, result), lease_owner = NULL, lease_token = NULL, \
+           lease_expires_at = NULL, updated_at = $4 \
+         WHERE id = $5 AND lease_token = $6 AND status = 'running'",
+    )
+    .bind(status)
+    .bind(run_at)
+    .bind(error)
+    .bind(to_db(now()))
+    .bind(job_id)
+    .bind(lease_token)
+    .bind(finish.result.as_ref().map(Value::to_string))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("finishing a job"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[async_trait]
@@ -855,49 +897,138 @@ impl Store for SqlStore {
         &self,
         job_id: &str,
         lease_token: &str,
-        outcome: JobOutcome,
-        request: Option<(String, Transition)>,
+        finish: JobFinish,
     ) -> StoreResult<bool> {
-        let at = to_db(now());
-        let (status, run_at, error) = match &outcome {
-            JobOutcome::Succeeded => ("succeeded", None, None),
-            JobOutcome::Retry { at, error } => ("queued", Some(to_db(*at)), Some(error.clone())),
-            JobOutcome::Failed { error } => ("failed", None, Some(error.clone())),
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        if !finish_in(&mut tx, job_id, lease_token, &finish).await? {
+            // Fenced: another worker took the job over; write nothing.
+            return Ok(false);
+        }
+        for child in &finish.children {
+            insert_job_in(&mut tx, child, Some(job_id)).await?;
+        }
+        if let Some((request_id, transition)) = finish.request {
+            transition_in(&mut tx, &request_id, transition).await?;
+        }
+        if let Some(audit) = finish.audit {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db("committing a job outcome"))?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job_id))]
+    async fn finish_task(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        finish: JobFinish,
+        decide: &SiblingsDecision<'_>,
+    ) -> StoreResult<bool> {
+        let task = self.job(job_id).await?;
+        let Some(parent_id) = task.parent_id.clone() else {
+            return self.finish_job(job_id, lease_token, finish).await;
         };
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db("starting a transaction"))?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = COALESCE($3, last_error), \
-               lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
-             WHERE id = $5 AND lease_token = $6 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(run_at)
-        .bind(error)
-        .bind(&at)
-        .bind(job_id)
-        .bind(lease_token)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("finishing a job"))?;
-        if done.rows_affected() != 1 {
-            // Fenced: another worker took the job over; write nothing.
+        // Lock the plan first: siblings finishing at the same time queue up here, so exactly
+        // one of them sees the last task done.
+        sqlx::query("UPDATE jobs SET updated_at = $1 WHERE id = $2")
+            .bind(to_db(now()))
+            .bind(&parent_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("locking a plan"))?;
+        if !finish_in(&mut tx, job_id, lease_token, &finish).await? {
             return Ok(false);
         }
-        if let Some((request_id, transition)) = request {
-            transition_in(&mut tx, &request_id, transition).await?;
+        if let Some(audit) = finish.audit {
+            append_audit_in(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db("committing a job outcome"))?;
+        let parent = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
+        )))
+        .bind(&parent_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("reading a plan"))?;
+        let parent = job_from(&parent)?;
+        let children: Vec<Job> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(&parent_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("reading a plan's tasks"))?
+        .iter()
+        .map(job_from)
+        .collect::<StoreResult<_>>()?;
+        let all_done = children.iter().all(|c| c.status == JobStatus::Succeeded);
+        let any_failed = children
+            .iter()
+            .any(|c| matches!(c.status, JobStatus::Failed | JobStatus::Cancelled));
+        if parent.status == JobStatus::Waiting && (all_done || any_failed) {
+            sqlx::query("UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(if all_done { "succeeded" } else { "failed" })
+                .bind(to_db(now()))
+                .bind(&parent_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("ending a plan"))?;
+        }
+        if let Some((request_id, transition)) = decide(&parent, &children) {
+            match transition_in(&mut tx, &request_id, transition).await {
+                Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await.map_err(db("committing a task outcome"))?;
         Ok(true)
     }
 
-    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC, id LIMIT $1"
+    async fn job(&self, id: &str) -> StoreResult<Job> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
         )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a job"))?;
+        match row {
+            Some(row) => job_from(&row),
+            None => Err(StoreError::NotFound {
+                entity: "job",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn child_jobs(&self, parent_id: &str) -> StoreResult<Vec<Job>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(parent_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing a plan's tasks"))?
+        .iter()
+        .map(job_from)
+        .collect()
+    }
+
+    async fn list_jobs(&self, status: Option<JobStatus>, limit: i64) -> StoreResult<Vec<Job>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE ($1 IS NULL OR status = $1) \
+             ORDER BY created_at DESC, id LIMIT $2"
+        )))
+        .bind(status.map(JobStatus::as_str))
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.pool)
         .await
@@ -905,6 +1036,94 @@ impl Store for SqlStore {
         .iter()
         .map(job_from)
         .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    async fn retry_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let at = to_db(now());
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, updated_at = $1 \
+             WHERE id = $2 AND status IN ('failed', 'cancelled') RETURNING {JOB_COLS}"
+        )))
+        .bind(&at)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("retrying a job"))?;
+        let job = match row {
+            Some(row) => job_from(&row)?,
+            None => return Err(job_state_error(&self.job(id).await?, "retry")),
+        };
+        if let Some(parent) = &job.parent_id {
+            sqlx::query("UPDATE jobs SET status = 'waiting', updated_at = $1 WHERE id = $2 AND status IN ('failed', 'cancelled')")
+                .bind(&at)
+                .bind(parent)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("reopening a plan"))?;
+        }
+        if let Some(request_id) = &job.request_id {
+            let reopen =
+                Transition::new(RequestStatus::Running, audit.actor.clone(), audit.clone());
+            match transition_in(&mut tx, request_id, reopen).await {
+                Ok(_) => {}
+                Err(StoreError::InvalidTransition { .. }) => {
+                    append_audit_in(&mut tx, audit).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db("committing a job retry"))?;
+        Ok(job)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let at = to_db(now());
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'cancelled', updated_at = $1 \
+             WHERE id = $2 AND status IN ('queued', 'failed') RETURNING {JOB_COLS}"
+        )))
+        .bind(&at)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("cancelling a job"))?;
+        let job = match row {
+            Some(row) => job_from(&row)?,
+            None => return Err(job_state_error(&self.job(id).await?, "cancel")),
+        };
+        let mut audited = false;
+        if let Some(request_id) = &job.request_id {
+            let mut fail =
+                Transition::new(RequestStatus::Failed, audit.actor.clone(), audit.clone());
+            fail.error = Some("a job of this request was cancelled by an admin".into());
+            fail.note = fail.error.clone();
+            match transition_in(&mut tx, request_id, fail).await {
+                Ok(_) => audited = true,
+                Err(StoreError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !audited {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing a job cancellation"))?;
+        Ok(job)
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {

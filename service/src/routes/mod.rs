@@ -33,6 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(audit::list)
                 .service(audit::export)
                 .service(audit::verify)
-                .service(jobs::list),
+                .service(jobs::list)
+                .service(jobs::get)
+                .service(jobs::retry)
+                .service(jobs::cancel),
         );
 }
