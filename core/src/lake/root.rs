@@ -208,9 +208,9 @@ impl LakeRoot {
             .head(&location)
             .await
             .map_err(|e| LakeError::store(&location, e))?;
-        let file = self
-            .data_file_of(meta)
-            .ok_or_else(|| not_data("hidden objects (a segment starting with . or _) are not data files".into()))?;
+        let file = self.data_file_of(meta).ok_or_else(|| {
+            not_data("hidden objects (a segment starting with . or _) are not data files".into())
+        })?;
         let folder = location.parent();
         let listed = self
             .store
@@ -220,7 +220,11 @@ impl LakeRoot {
         let temps = listed
             .objects
             .into_iter()
-            .filter(|o| o.location.filename().is_some_and(|n| n.contains(TEMP_MARKER)))
+            .filter(|o| {
+                o.location
+                    .filename()
+                    .is_some_and(|n| n.contains(TEMP_MARKER))
+            })
             .collect();
         Ok((file, temps))
     }

@@ -266,7 +266,9 @@ mod tests {
 
     #[test]
     fn s3_urls_need_a_bucket_and_complete_credentials() {
-        let err = build("s3:///prefix", &StoreOptions::default()).err().unwrap();
+        let err = build("s3:///prefix", &StoreOptions::default())
+            .err()
+            .unwrap();
         assert!(matches!(err, LakeError::InvalidRoot { .. }), "{err}");
         let options = StoreOptions {
             s3: S3Options {

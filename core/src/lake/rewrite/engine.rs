@@ -24,9 +24,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_select::filter::filter_record_batch;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use chrono::{DateTime, Utc};
 use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
@@ -430,7 +430,9 @@ pub(crate) async fn swap(
                 remove_after_swap(store, tmp).await;
                 return Ok(());
             }
-            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => {
                 return Err(LakeError::Changed {
                     file: file.relative.clone(),
                 });

@@ -72,7 +72,10 @@ impl Armed {
         if self.point != point {
             return;
         }
-        tracing::warn!(failpoint = point.name(), "failpoint reached; waiting forever");
+        tracing::warn!(
+            failpoint = point.name(),
+            "failpoint reached; waiting forever"
+        );
         if let Some(marker) = &self.marker
             && let Err(e) = std::fs::write(marker, point.name())
         {
@@ -121,9 +124,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for point in Failpoint::ALL {
             let marker = dir.path().join(point.name());
-            let armed =
-                Armed::from_values(Some(point.name()), Some(&marker.display().to_string()))
-                    .unwrap();
+            let armed = Armed::from_values(Some(point.name()), Some(&marker.display().to_string()))
+                .unwrap();
             // Another point passes straight through, without a marker.
             for other in Failpoint::ALL.into_iter().filter(|p| *p != point) {
                 tokio::time::timeout(Duration::from_secs(1), armed.hit(other))

@@ -399,16 +399,21 @@ impl FileTask<'_> {
             engine::remove_stale_temps(self.root.store(), &file, &temps, self.attempt_started)
                 .await;
         drop(temps);
-        let mut done =
-            match engine::rewrite_file(self.root, &file, self.column, self.filter, self.guard)
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::warn!(file = %file.relative, error = %e, "file not rewritten");
-                    FileOutcome::failed(file.relative.clone(), &e)
-                }
-            };
+        let mut done = match engine::rewrite_file(
+            self.root,
+            &file,
+            self.column,
+            self.filter,
+            self.guard,
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(file = %file.relative, error = %e, "file not rewritten");
+                FileOutcome::failed(file.relative.clone(), &e)
+            }
+        };
         done.stale_temps_removed = stale;
         done
     }

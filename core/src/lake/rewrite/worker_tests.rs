@@ -56,7 +56,10 @@ async fn a_refusing_commit_guard_leaves_the_original_untouched_and_no_temporary_
     let FileStatus::Failed { error } = &outcome_of(&outcome, EU).status else {
         panic!("not failed: {outcome:?}");
     };
-    assert!(error.contains("fenced") && error.contains("lease lost"), "{error}");
+    assert!(
+        error.contains("fenced") && error.contains("lease lost"),
+        "{error}"
+    );
     assert_eq!(outcome_of(&outcome, US).status, FileStatus::Unchanged);
     assert_eq!(outcome.metrics.files_failed, 1);
     // Asked once, only for the file that was rewritten and verified.
@@ -157,7 +160,9 @@ fn temporary_objects_are_matched_to_their_own_file_only() {
     assert!(is(format!("d=1/.part-0.parquet.lethe-tmp-{u}")));
     assert!(is(format!("d=1/..part-0.parquet.crc.lethe-tmp-{u}")));
     assert!(!is(format!("d=2/.part-0.parquet.lethe-tmp-{u}")));
-    assert!(!is(format!("d=1/.part-0.parquet.lethe-tmp-{u}.lethe-tmp-{u}")));
+    assert!(!is(format!(
+        "d=1/.part-0.parquet.lethe-tmp-{u}.lethe-tmp-{u}"
+    )));
     assert!(!is(format!("d=1/.part-0.parquet.x.lethe-tmp-{u}")));
 }
 
