@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
@@ -68,17 +67,6 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
     })
 }
 
-/// The worker configuration derived from settings.
-pub fn worker_config(settings: &Settings) -> WorkerConfig {
-    WorkerConfig {
-        worker_id: WorkerConfig::default_worker_id(),
-        lease: Duration::from_secs(settings.worker.lease_s.max(1)),
-        poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
-        exports_dir: settings.storage.exports_dir(),
-        file_concurrency: settings.worker.file_concurrency,
-    }
-}
-
 impl Application {
     /// Opens the store, binds the listener (port 0 picks a free one) and prepares the worker.
     ///
@@ -93,7 +81,7 @@ impl Application {
         let worker = settings.worker.in_process.then(|| {
             let (tx, rx) = watch::channel(false);
             (
-                Worker::new(state.store.clone(), worker_config(&settings)),
+                Worker::new(state.store.clone(), WorkerConfig::from_settings(&settings)),
                 tx,
                 rx,
             )

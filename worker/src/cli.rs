@@ -37,7 +37,17 @@ pub enum Command {
     Locate(LocateArgs),
     /// Remove every row of the listed subjects from the lake, rewriting each affected file once.
     Erase(EraseArgs),
-    // `run` (claim and execute jobs from the database queue) is added here by the jobs work.
+    /// Claim and execute jobs from the database queue until SIGTERM / Ctrl-C (configured like
+    /// the service: `lethe.toml`, `LETHE__…`).
+    Run(RunArgs),
+}
+
+/// Arguments of `lethe-worker run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Exit once the queue has nothing runnable instead of waiting for more work.
+    #[arg(long)]
+    pub until_idle: bool,
 }
 
 /// Arguments of `lethe-worker generate`.
@@ -177,6 +187,7 @@ pub fn run_with(cli: Cli, output: &mut Output<'_>) -> Exit {
         Command::Generate(args) => commands::generate::run(args, output),
         Command::Locate(args) => commands::locate::run(args, output),
         Command::Erase(args) => commands::erase::run(args, output),
+        Command::Run(args) => commands::run::run(args, output),
     };
     match result {
         Ok(exit) => exit,
@@ -189,6 +200,25 @@ pub fn run_with(cli: Cli, output: &mut Output<'_>) -> Exit {
             }
         }
     }
+}
+
+/// Logging for `lethe-worker run`: the format and filter from configuration (`log.*`),
+/// `RUST_LOG` overriding the filter.
+pub fn init_tracing_from_settings() {
+    let (format, filter) = match lethe_core::config::Settings::load() {
+        Ok(s) => (s.log.format, s.log.filter),
+        Err(_) => ("pretty".to_string(), "info".to_string()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 /// Sends tracing output to stderr, filtered by `RUST_LOG` (default: errors only, because the

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = lethe_worker::cli::Cli::parse();
-    lethe_worker::cli::init_tracing();
+    match cli.command {
+        lethe_worker::cli::Command::Run(_) => lethe_worker::cli::init_tracing_from_settings(),
+        _ => lethe_worker::cli::init_tracing(),
+    }
     ExitCode::from(lethe_worker::cli::run(cli).code())
 }

@@ -34,6 +34,17 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The worker configuration described by `settings` (`worker.*`, `storage.exports_dir`).
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            worker_id: Self::default_worker_id(),
+            lease: Duration::from_secs(settings.worker.lease_s.max(1)),
+            poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
+            exports_dir: settings.storage.exports_dir(),
+            file_concurrency: settings.worker.file_concurrency,
+        }
+    }
+
     /// A worker id from the host name and process id, e.g. `host-1234`.
     pub fn default_worker_id() -> String {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());

@@ -4,6 +4,7 @@
 pub mod erase;
 pub mod generate;
 pub mod locate;
+pub mod run;
 
 use lethe_core::lake::LakeError;
 

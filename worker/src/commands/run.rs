@@ -1,0 +1,81 @@
+//! `lethe-worker run`: claim and execute jobs from the database queue until stopped.
+//!
+//! Configuration is the service's (`lethe.toml`, `LETHE__…`): `database.url`, `worker.*`,
+//! `storage.exports_dir`, `log.*`. Several workers may run against one PostgreSQL database;
+//! each claims with a lease and heartbeats, and a worker that dies is taken over when its lease
+//! expires. SIGTERM or Ctrl-C stops claiming; the job in hand is finished first.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lethe_core::config::Settings;
+use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::store::{SqlStore, Store};
+use tokio::sync::watch;
+
+use super::CommandError;
+use crate::cli::{Exit, Output, RunArgs};
+
+/// Runs the worker loop until a stop signal (or, with `--until-idle`, an empty queue).
+///
+/// # Errors
+/// [`CommandError::Usage`] for bad configuration; [`CommandError::Failed`] when the database
+/// cannot be reached.
+pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError> {
+    let settings = Settings::load().map_err(|e| CommandError::Usage(e.into()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(CommandError::Failed)?;
+    runtime.block_on(async {
+        let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
+            .await
+            .context("opening the database")
+            .map_err(CommandError::Failed)?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let config = WorkerConfig::from_settings(&settings);
+        let _ = writeln!(output.err, "worker {} started", config.worker_id);
+        let worker = Worker::new(store, config);
+        if args.until_idle {
+            while worker
+                .try_execute_job()
+                .await
+                .context("polling the queue")
+                .map_err(CommandError::Failed)?
+                .is_some()
+            {}
+            return Ok(Exit::Success);
+        }
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stop signal received; finishing the job in hand");
+            let _ = tx.send(true);
+        });
+        worker.run_until_stopped(rx).await;
+        Ok(Exit::Success)
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
