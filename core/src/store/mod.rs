@@ -185,6 +185,11 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidJobState` for a running or finished job.
     async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job>;
 
+    /// How many jobs are in each status, per kind: `(kind, status, count)`; for metrics.
+    async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>>;
+    /// How many requests are open (not completed, rejected or failed) past their due date.
+    async fn overdue_requests(&self) -> StoreResult<i64>;
+
     // ---- audit ---------------------------------------------------------------------------
 
     /// Appends one entry to the chain.

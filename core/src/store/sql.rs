@@ -1126,6 +1126,37 @@ impl Store for SqlStore {
         Ok(job)
     }
 
+    async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>> {
+        let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("counting jobs"))?;
+        rows.iter()
+            .map(|row| {
+                let kind = get_s(row, "jobs", "kind")?;
+                let status = get_s(row, "jobs", "status")?;
+                Ok((
+                    JobKind::parse(&kind).ok_or_else(|| corrupt("jobs", format!("kind {kind}")))?,
+                    JobStatus::parse(&status)
+                        .ok_or_else(|| corrupt("jobs", format!("status {status}")))?,
+                    row.try_get::<i64, _>("n").map_err(|e| corrupt("jobs", e))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn overdue_requests(&self) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM requests \
+             WHERE status NOT IN ('completed', 'rejected', 'failed') AND due_at < $1",
+        )
+        .bind(to_db(now()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting overdue requests"))?;
+        row.try_get::<i64, _>("n").map_err(|e| corrupt("requests", e))
+    }
+
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         let mut tx = self
             .pool
