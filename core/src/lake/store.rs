@@ -55,8 +55,9 @@ pub struct S3Options {
     /// Allows plain `http://` endpoints (local test servers); default `false`.
     pub allow_http: Option<bool>,
     /// Virtual-hosted-style requests (`https://bucket.endpoint/key`) instead of path-style
-    /// (`https://endpoint/bucket/key`); default `false`, which works with every S3-compatible
-    /// server. With `true` and an explicit endpoint, the endpoint must already name the bucket.
+    /// (`https://endpoint/bucket/key`); `None`: `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else
+    /// `false` (path-style), which works with every S3-compatible server. With `true` and an
+    /// explicit endpoint, the endpoint must already name the bucket.
     pub virtual_hosted_style: Option<bool>,
 }
 
@@ -227,7 +228,9 @@ fn build_s3(url: &str, s3: &S3Options, part_size: usize) -> Result<BuiltStore, S
     if let Some(allow) = s3.allow_http {
         builder = builder.with_allow_http(allow);
     }
-    builder = builder.with_virtual_hosted_style_request(s3.virtual_hosted_style.unwrap_or(false));
+    if let Some(virtual_hosted) = s3.virtual_hosted_style {
+        builder = builder.with_virtual_hosted_style_request(virtual_hosted);
+    }
     let store = builder
         .build()
         .map_err(|e| format!("cannot configure S3: {e}"))?;

@@ -406,7 +406,10 @@ async fn write_verify_swap(
 /// - A store from [`LakeRoot::from_store`]: its `rename`, after the same check.
 ///
 /// A crash between the copy and the delete leaves the temporary object; the next attempt on
-/// the file removes it ([`remove_stale_temps`]).
+/// the file removes it ([`remove_stale_temps`]). A crash during a multipart upload leaves an
+/// incomplete upload that no listing shows: S3 buckets holding lakes should have a lifecycle
+/// rule `AbortIncompleteMultipartUpload` (e.g. after 1 day). Files above 5 GiB cannot be
+/// swapped on S3 (the limit of one `CopyObject`): they fail and stay untouched.
 pub(crate) async fn swap(
     root: &LakeRoot,
     file: &DataFile,
