@@ -120,8 +120,12 @@ pub struct WorkerSettings {
     pub lease_s: u64,
     /// Attempts before a job is marked failed.
     pub max_attempts: u32,
-    /// Files rewritten in parallel by one erasure.
+    /// Files read in parallel while locating subjects.
     pub file_concurrency: usize,
+    /// Approved erasures wait this long (seconds) before they run, so that erasures approved
+    /// within the window are applied in one pass per file. `0` (embedded default): at once;
+    /// production might use a day (`86400`).
+    pub erasure_batch_window_s: u64,
 }
 
 /// Logging settings.
@@ -171,6 +175,7 @@ poll_interval_ms = 500
 lease_s = 60
 max_attempts = 5
 file_concurrency = 2
+erasure_batch_window_s = 0
 
 [log]
 format = "pretty"

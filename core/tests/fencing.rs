@@ -139,6 +139,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
         request_id: Some(request.id.clone()),
         payload: json!({}),
         max_attempts: 3,
+        run_at: None,
     });
     store
         .transition_request(&request.id, approve)
@@ -216,7 +217,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
             &task_a.id,
             task_a.lease_token.as_deref().unwrap(),
             JobFinish::new(JobOutcome::Succeeded),
-            &|_, _| None,
+            &|_, _| Vec::new(),
         )
         .await
         .unwrap();

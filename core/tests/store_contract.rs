@@ -100,6 +100,7 @@ async fn approved_request(store: &SqlStore) -> String {
         request_id: Some(r.id.clone()),
         payload: json!({}),
         max_attempts: 3,
+        run_at: None,
     });
     store.transition_request(&r.id, t).await.unwrap();
     r.id
@@ -465,25 +466,22 @@ fn task(request_id: &str, file: &str) -> NewJob {
         request_id: Some(request_id.into()),
         payload: json!({ "file": file }),
         max_attempts: 3,
+        run_at: None,
     }
 }
 
 /// Completes the request when every task succeeded, fails it when one failed.
-fn decide(request_id: String) -> impl Fn(&Job, &[Job]) -> Option<(String, Transition)> {
+fn decide(request_id: String) -> impl Fn(&Job, &[Job]) -> Vec<(String, Transition)> {
     move |_plan, tasks| {
         if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
-            return Some((
-                request_id.clone(),
-                Transition::new(RequestStatus::Completed, "w", audit("request.completed")),
-            ));
+            let t = Transition::new(RequestStatus::Completed, "w", audit("request.completed"));
+            return vec![(request_id.clone(), t)];
         }
         if tasks.iter().any(|t| t.status == JobStatus::Failed) {
-            return Some((
-                request_id.clone(),
-                Transition::new(RequestStatus::Failed, "w", audit("request.failed")),
-            ));
+            let t = Transition::new(RequestStatus::Failed, "w", audit("request.failed"));
+            return vec![(request_id.clone(), t)];
         }
-        None
+        Vec::new()
     }
 }
 
@@ -706,3 +704,55 @@ contract!(cancelling_a_queued_job_fails_its_request, |store| {
     assert_eq!(request.status, RequestStatus::Failed);
     assert!(request.error.unwrap().contains("cancelled"));
 });
+
+contract!(
+    a_plan_absorbs_every_due_erasure_plan_into_one_batch,
+    |store| {
+        let a = approved_request(&store).await;
+        let b = approved_request(&store).await;
+        let c = approved_request(&store).await;
+        let plan = store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let token = plan.lease_token.clone().unwrap();
+        let batch = store
+            .absorb_erasure_plans(&plan.id, &token)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(
+            batch[0],
+            plan.request_id.clone().unwrap(),
+            "own request first"
+        );
+        for r in [&a, &b, &c] {
+            assert!(batch.contains(r));
+        }
+        assert!(
+            store
+                .claim_job("w2", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_none(),
+            "the others were merged"
+        );
+        // Running it again (as after a takeover) returns the recorded batch.
+        let again = store
+            .absorb_erasure_plans(&plan.id, &token)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, batch);
+        assert!(
+            store
+                .absorb_erasure_plans(&plan.id, "stale")
+                .await
+                .unwrap()
+                .is_none(),
+            "fenced"
+        );
+    }
+);

@@ -160,6 +160,7 @@ async fn setup() -> Setup {
         request_id: Some(request.id.clone()),
         payload: json!({}),
         max_attempts: 5,
+        run_at: None,
     });
     store
         .transition_request(&request.id, approve)

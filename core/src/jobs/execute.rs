@@ -1,14 +1,17 @@
 //! What each kind of job does: access (GDPR Art. 15), and erasure (Art. 17) as a plan that
 //! fans out one task per affected file so that many workers share one erasure.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::audit::NewAuditEntry;
+use crate::domain::RequestStatus;
 use crate::lake::{self, CommitGuard, Erase, FileStatus, LakeError, LakeRoot, Locate};
-use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError};
+use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError, Transition};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +76,8 @@ pub enum Execution {
     },
 }
 
-/// Parameters of an [`JobKind::EraseFile`] task (the subject comes from the request row, so
-/// the queue holds no personal data).
+/// Parameters of an [`JobKind::EraseFile`] task. Subjects come from the request rows named in
+/// `request_ids`, so the queue holds no personal data.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EraseFileTask {
     /// Dataset id.
@@ -87,6 +90,26 @@ pub struct EraseFileTask {
     pub subject_column: String,
     /// File path relative to the root.
     pub file: String,
+    /// The erasure requests whose subjects have rows in this file.
+    #[serde(default)]
+    pub request_ids: Vec<String>,
+}
+
+/// The request ids of an erasure plan's batch: its payload's `batch`, or its own request.
+pub fn batch_of(plan: &Job) -> Vec<String> {
+    let batch: Vec<String> = plan.payload["batch"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if batch.is_empty() {
+        plan.request_id.iter().cloned().collect()
+    } else {
+        batch
+    }
 }
 
 /// Runs one job to its end.
@@ -103,8 +126,8 @@ pub async fn execute_job(
     guard: Arc<dyn CommitGuard>,
 ) -> Result<Execution, JobError> {
     match job.kind {
-        JobKind::Erasure => plan_erasure(store, ctx, job, request).await,
-        JobKind::EraseFile => erase_file(job, request, guard).await,
+        JobKind::Erasure => plan_erasure(store, ctx, job).await,
+        JobKind::EraseFile => erase_file(store, job, request, guard).await,
         JobKind::Access => {
             let datasets = store.list_datasets().await?;
             let (result, path) = export(ctx, &datasets, request).await?;
@@ -116,19 +139,53 @@ pub async fn execute_job(
     }
 }
 
-/// Locates the subject in every dataset and plans one task per affected file.
+/// Batches every due erasure into this plan, locates the batch's subjects in every dataset
+/// (one pass over each file's footer and subject column for all of them), and plans one task
+/// per affected file.
 async fn plan_erasure(
     store: &Arc<dyn Store>,
     ctx: &ExecuteContext,
     job: &Job,
-    request: &PrivacyRequest,
 ) -> Result<Execution, JobError> {
+    let token = job.lease_token.clone().unwrap_or_default();
+    let batch = store
+        .absorb_erasure_plans(&job.id, &token)
+        .await?
+        .ok_or_else(|| JobError::Transient("lease lost before the erasure was planned".into()))?;
+    let mut requests = Vec::new();
+    for id in &batch {
+        let request = store.request(id).await?;
+        if request.status == RequestStatus::Approved {
+            let audit = NewAuditEntry::new(
+                format!("worker:{}", job.lease_owner.clone().unwrap_or_default()),
+                "job.started",
+            )
+            .request(&request.id)
+            .subject(&request.subject_pseudonym)
+            .details(json!({ "job_id": job.id, "kind": job.kind, "batch_size": batch.len() }));
+            let running = Transition::new(RequestStatus::Running, audit.actor.clone(), audit);
+            match store.transition_request(&request.id, running).await {
+                Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        requests.push(request);
+    }
+    let mut subjects: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &requests {
+        subjects
+            .entry(r.subject_id.as_str())
+            .or_default()
+            .push(r.id.as_str());
+    }
+
     let mut per_dataset = Vec::new();
+    let mut per_request: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for dataset in store.list_datasets().await? {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
         let report = Locate::new(root, dataset.subject_column.clone())
-            .subjects([request.subject_id.as_str()])
+            .subjects(subjects.keys().copied())
             .concurrency(ctx.file_concurrency.max(1))
             .execute()
             .await
@@ -157,42 +214,67 @@ async fn plan_erasure(
             "row_groups_pruned_by_bloom_filter": m.row_groups_pruned_by_bloom_filter,
         }));
         for file in &report.files {
-            tasks.push(erase_task(job, request, &dataset, &file.file.relative));
+            let mut request_ids = Vec::new();
+            for (subject, rows) in &file.rows_by_subject {
+                for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
+                    request_ids.push(request_id.to_string());
+                    let entry = per_request
+                        .entry(request_id.to_string())
+                        .or_default()
+                        .entry(dataset.name.clone())
+                        .or_insert_with(|| json!({ "files": [], "rows": 0 }));
+                    entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
+                    if let Some(files) = entry["files"].as_array_mut() {
+                        files.push(json!(file.file.relative));
+                    }
+                }
+            }
+            tasks.push(erase_task(job, &dataset, &file.file.relative, request_ids));
         }
     }
     Ok(Execution::Planned {
-        plan: json!({ "datasets": per_dataset }),
+        plan: json!({ "batch": batch, "datasets": per_dataset, "requests": per_request }),
         tasks,
     })
 }
 
-fn erase_task(job: &Job, request: &PrivacyRequest, dataset: &Dataset, file: &str) -> NewJob {
+fn erase_task(job: &Job, dataset: &Dataset, file: &str, request_ids: Vec<String>) -> NewJob {
     let task = EraseFileTask {
         dataset_id: dataset.id.clone(),
         dataset: dataset.name.clone(),
         root_url: dataset.root_url.clone(),
         subject_column: dataset.subject_column.clone(),
         file: file.to_string(),
+        request_ids: request_ids.clone(),
     };
     NewJob {
         kind: JobKind::EraseFile,
-        request_id: Some(request.id.clone()),
+        request_id: request_ids
+            .first()
+            .cloned()
+            .or_else(|| job.request_id.clone()),
         payload: serde_json::to_value(task).expect("task serialises"),
         max_attempts: u32::try_from(job.max_attempts).unwrap_or(5),
+        run_at: None,
     }
 }
 
-/// Rewrites one file without the subject's rows.
+/// Rewrites one file without the rows of its requests' subjects.
 async fn erase_file(
+    store: &Arc<dyn Store>,
     job: &Job,
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
 ) -> Result<Execution, JobError> {
     let task: EraseFileTask = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(format!("malformed erase_file task: {e}")))?;
+    let mut subjects = vec![request.subject_id.as_str().to_string()];
+    for id in task.request_ids.iter().filter(|id| **id != request.id) {
+        subjects.push(store.request(id).await?.subject_id.as_str().to_string());
+    }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
     let outcome = Erase::new(root, task.subject_column.clone())
-        .subjects([request.subject_id.as_str()])
+        .subjects(subjects)
         .files([task.file.clone()])
         .concurrency(1)
         .commit_guard(guard)
@@ -200,8 +282,8 @@ async fn erase_file(
         .await
         .map_err(|e| lake_error(&task.dataset, e))?;
     let Some(file) = outcome.files.first() else {
-        // The file is gone (compacted or deleted since the plan): nothing of the subject is left
-        // in it.
+        // The file is gone (compacted or deleted since the plan): nothing of the subjects is
+        // left in it.
         return Ok(Execution::Task {
             result: json!({ "dataset": task.dataset, "file": task.file, "status": "missing",
                             "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
@@ -225,6 +307,7 @@ async fn erase_file(
             "dataset": task.dataset,
             "file": task.file,
             "status": status,
+            "subjects": task.request_ids.len().max(1),
             "rows_removed": file.rows_removed,
             "bytes_read": file.bytes_read,
             "bytes_written": file.bytes_written,
@@ -232,35 +315,35 @@ async fn erase_file(
     })
 }
 
-/// The request's result once every task of `plan` succeeded: per dataset, files scanned (by
-/// the plan), files rewritten, rows removed, bytes read and written, and the rewritten paths.
-pub fn erasure_result(plan: &Job, tasks: &[Job]) -> Value {
-    let datasets = plan
-        .result
-        .as_ref()
-        .and_then(|r| r["datasets"].as_array().cloned())
-        .unwrap_or_default();
+/// The result of erasure request `request_id` once every task of its `plan` succeeded: per
+/// dataset, files scanned by the plan, the files that held the subject and were rewritten, the
+/// subject's rows removed, and the bytes read and written by the whole batch (shared by every
+/// request in it).
+pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
+    let empty = Value::Null;
+    let plan_result = plan.result.as_ref().unwrap_or(&empty);
+    let mine = &plan_result["requests"][request_id];
     let mut total_rows = 0u64;
-    let per_dataset: Vec<Value> = datasets
+    let per_dataset: Vec<Value> = plan_result["datasets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
         .map(|d| {
             let name = d["dataset"].as_str().unwrap_or_default();
-            let mine: Vec<&Value> = tasks
+            let results: Vec<&Value> = tasks
                 .iter()
                 .filter_map(|t| t.result.as_ref())
                 .filter(|r| r["dataset"] == name)
                 .collect();
             let sum = |key: &str| {
-                mine.iter()
+                results
+                    .iter()
                     .map(|r| r[key].as_u64().unwrap_or(0))
                     .sum::<u64>()
             };
-            let rewritten: Vec<&str> = mine
-                .iter()
-                .filter(|r| r["status"] == "rewritten")
-                .filter_map(|r| r["file"].as_str())
-                .collect();
-            let rows_removed = sum("rows_removed");
+            let rewritten: Vec<Value> = mine[name]["files"].as_array().cloned().unwrap_or_default();
+            let rows_removed = mine[name]["rows"].as_u64().unwrap_or(0);
             total_rows += rows_removed;
             json!({
                 "dataset": name,
@@ -273,7 +356,13 @@ pub fn erasure_result(plan: &Job, tasks: &[Job]) -> Value {
             })
         })
         .collect();
-    json!({ "rows_removed": total_rows, "tasks": tasks.len(), "datasets": per_dataset })
+    let batch = batch_of(plan).len();
+    json!({
+        "rows_removed": total_rows,
+        "batch": { "requests": batch, "tasks": tasks.len(),
+                   "rows_removed": tasks.iter().filter_map(|t| t.result.as_ref()).map(|r| r["rows_removed"].as_u64().unwrap_or(0)).sum::<u64>() },
+        "datasets": per_dataset,
+    })
 }
 
 /// Exports the subject's rows from every dataset into one zip archive holding, per dataset,

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::execute::{ExecuteContext, Execution, JobError, erasure_result, execute_job};
+use super::execute::{ExecuteContext, Execution, JobError, batch_of, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
 use crate::lake::CommitGuard;
@@ -263,7 +263,7 @@ impl Worker {
                             json!({ "job_id": job.id, "attempt": job.attempts, "error": error }),
                         ),
                 );
-                self.end(&job, &token, &request, finish).await?
+                self.end(&job, &token, finish).await?
             }
             Err(e) => {
                 tracing::error!(error = %e, "job failed");
@@ -283,66 +283,69 @@ impl Worker {
         request: &PrivacyRequest,
         execution: Execution,
     ) -> StoreResult<bool> {
-        let audit = |action: &str, details| {
-            NewAuditEntry::new(self.actor(), action)
-                .request(&request.id)
-                .subject(&request.subject_pseudonym)
-                .details(details)
-        };
         match execution {
             Execution::Completed {
                 result,
                 export_path,
             } => {
-                let mut transition = Transition::new(
-                    RequestStatus::Completed,
-                    self.actor(),
-                    audit(
-                        "request.completed",
-                        json!({ "job_id": job.id, "kind": job.kind, "result": result }),
-                    ),
-                );
-                transition.result = Some(result);
+                let mut transition = self.completed(request, job, result);
                 transition.export_path = export_path;
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.request = Some((request.id.clone(), transition));
+                finish.requests = vec![(request.id.clone(), transition)];
                 self.store.finish_job(&job.id, token, finish).await
             }
             Execution::Planned { plan, tasks } => {
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 let mut plan_job = job.clone();
                 plan_job.result = Some(plan.clone());
+                plan_job.payload["batch"] = plan["batch"].clone();
                 finish.result = Some(plan);
                 if tasks.is_empty() {
-                    let result = erasure_result(&plan_job, &[]);
-                    let mut transition = Transition::new(
-                        RequestStatus::Completed,
-                        self.actor(),
-                        audit(
-                            "request.completed",
-                            json!({ "job_id": job.id, "kind": job.kind, "result": result }),
-                        ),
-                    );
-                    transition.result = Some(result);
-                    finish.request = Some((request.id.clone(), transition));
+                    // Nothing of the batch's subjects is in the lake: every request is done.
+                    for member in self.batch_requests(&plan_job).await? {
+                        let result = erasure_result(&plan_job, &[], &member.id);
+                        let transition = self.completed(&member, &plan_job, result);
+                        finish.requests.push((member.id.clone(), transition));
+                    }
                 } else {
-                    finish.audit = Some(audit(
-                        "erasure.planned",
-                        json!({ "job_id": job.id, "tasks": tasks.len(), "plan": finish.result }),
-                    ));
+                    let details = json!({
+                        "job_id": job.id,
+                        "tasks": tasks.len(),
+                        "batch": batch_of(&plan_job).len(),
+                        "datasets": plan_job.result.as_ref().map(|r| r["datasets"].clone()),
+                    });
+                    finish.audit = Some(
+                        NewAuditEntry::new(self.actor(), "erasure.planned")
+                            .request(&request.id)
+                            .subject(&request.subject_pseudonym)
+                            .details(details),
+                    );
                     finish.children = tasks;
                 }
                 self.store.finish_job(&job.id, token, finish).await
             }
             Execution::Task { result } => {
+                metrics::counter!("lethe_rows_removed_total")
+                    .increment(result["rows_removed"].as_u64().unwrap_or(0));
+                metrics::counter!("lethe_bytes_rewritten_total")
+                    .increment(result["bytes_written"].as_u64().unwrap_or(0));
+                let mut entry = NewAuditEntry::new(self.actor(), "file.erased")
+                    .request(&request.id)
+                    .details(json!({
+                        "job_id": job.id,
+                        "file": result["file"],
+                        "dataset": result["dataset"],
+                        "status": result["status"],
+                        "rows_removed": result["rows_removed"],
+                        "subjects": result["subjects"],
+                    }));
+                if result["subjects"].as_u64() == Some(1) {
+                    entry = entry.subject(&request.subject_pseudonym);
+                }
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.audit = Some(audit(
-                    "file.erased",
-                    json!({ "job_id": job.id, "file": result["file"], "dataset": result["dataset"],
-                            "status": result["status"], "rows_removed": result["rows_removed"] }),
-                ));
+                finish.audit = Some(entry);
                 finish.result = Some(result);
-                self.end(job, token, request, finish).await
+                self.end(job, token, finish).await
             }
         }
     }
@@ -361,16 +364,50 @@ impl Worker {
             finish.audit = Some(
                 NewAuditEntry::new(self.actor(), "file.failed")
                     .request(&request.id)
-                    .subject(&request.subject_pseudonym)
                     .details(json!({ "job_id": job.id, "attempts": job.attempts, "error": error })),
             );
         } else {
-            finish.request = Some((
-                request.id.clone(),
-                self.failed_transition(request, job, error),
-            ));
+            let members = if job.kind == JobKind::Erasure {
+                self.batch_requests(job).await?
+            } else {
+                vec![request.clone()]
+            };
+            for member in members {
+                let transition = self.failed_transition(&member, job, error.clone());
+                finish.requests.push((member.id.clone(), transition));
+            }
         }
-        self.end(job, token, request, finish).await
+        self.end(job, token, finish).await
+    }
+
+    /// The requests of an erasure plan's batch (its own first).
+    async fn batch_requests(&self, plan: &Job) -> StoreResult<Vec<PrivacyRequest>> {
+        let mut members = Vec::new();
+        for id in batch_of(plan) {
+            members.push(self.store.request(&id).await?);
+        }
+        Ok(members)
+    }
+
+    fn completed(
+        &self,
+        request: &PrivacyRequest,
+        job: &Job,
+        result: serde_json::Value,
+    ) -> Transition {
+        let mut counts = result.clone();
+        if let Some(datasets) = counts["datasets"].as_array_mut() {
+            for d in datasets {
+                d.as_object_mut().map(|o| o.remove("rewritten"));
+            }
+        }
+        let audit = NewAuditEntry::new(self.actor(), "request.completed")
+            .request(&request.id)
+            .subject(&request.subject_pseudonym)
+            .details(json!({ "job_id": job.id, "kind": job.kind, "result": counts }));
+        let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
+        transition.result = Some(result);
+        transition
     }
 
     fn failed_transition(&self, request: &PrivacyRequest, job: &Job, error: String) -> Transition {
@@ -384,33 +421,22 @@ impl Worker {
         transition
     }
 
-    /// Ends a job; a task also decides, with its siblings, what its request becomes.
-    async fn end(
-        &self,
-        job: &Job,
-        token: &str,
-        request: &PrivacyRequest,
-        finish: JobFinish,
-    ) -> StoreResult<bool> {
-        if job.parent_id.is_none() {
-            return self.store.finish_job(&job.id, token, finish).await;
-        }
-        let decide = |plan: &Job, tasks: &[Job]| {
+    /// Ends a job; a task also decides, with its siblings, what its plan's requests become.
+    async fn end(&self, job: &Job, token: &str, finish: JobFinish) -> StoreResult<bool> {
+        let plan = match &job.parent_id {
+            Some(id) => self.store.job(id).await?,
+            None => return self.store.finish_job(&job.id, token, finish).await,
+        };
+        let members = self.batch_requests(&plan).await?;
+        let decide = |plan: &Job, tasks: &[Job]| -> Vec<(String, Transition)> {
             if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
-                let result = erasure_result(plan, tasks);
-                let mut counts = result.clone();
-                if let Some(datasets) = counts["datasets"].as_array_mut() {
-                    for d in datasets {
-                        d.as_object_mut().map(|o| o.remove("rewritten"));
-                    }
-                }
-                let audit = NewAuditEntry::new(self.actor(), "request.completed")
-                    .request(&request.id)
-                    .subject(&request.subject_pseudonym)
-                    .details(json!({ "job_id": plan.id, "kind": plan.kind, "result": counts }));
-                let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
-                transition.result = Some(result);
-                return Some((request.id.clone(), transition));
+                return members
+                    .iter()
+                    .map(|m| {
+                        let result = erasure_result(plan, tasks, &m.id);
+                        (m.id.clone(), self.completed(m, plan, result))
+                    })
+                    .collect();
             }
             let failed: Vec<String> = tasks
                 .iter()
@@ -422,17 +448,17 @@ impl Worker {
                 })
                 .collect();
             if failed.is_empty() {
-                return None;
+                return Vec::new();
             }
             let error = format!(
                 "{} file task(s) failed: {}",
                 failed.len(),
                 failed.join("; ")
             );
-            Some((
-                request.id.clone(),
-                self.failed_transition(request, plan, error),
-            ))
+            members
+                .iter()
+                .map(|m| (m.id.clone(), self.failed_transition(m, plan, error.clone())))
+                .collect()
         };
         self.store
             .finish_task(&job.id, token, finish, &decide)

@@ -172,6 +172,15 @@ pub trait Store: Send + Sync + 'static {
         finish: JobFinish,
         decide: &SiblingsDecision<'_>,
     ) -> StoreResult<bool>;
+    /// Batches erasures: merges every other due, queued erasure plan into the plan `plan_id`
+    /// (held by `lease_token`), records the batch's request ids in its payload (`batch`), and
+    /// returns them, its own request first. `None` when the lease was lost. Running it again
+    /// after a takeover returns the batch recorded so far plus anything newly due.
+    async fn absorb_erasure_plans(
+        &self,
+        plan_id: &str,
+        lease_token: &str,
+    ) -> StoreResult<Option<Vec<String>>>;
     /// One job; `NotFound` otherwise.
     async fn job(&self, id: &str) -> StoreResult<Job>;
     /// The tasks of a plan, oldest first.

@@ -286,6 +286,8 @@ pub struct NewJob {
     pub payload: Value,
     /// Attempts before giving up.
     pub max_attempts: u32,
+    /// Not before this instant (`None`: now). Erasure plans wait out the batching window.
+    pub run_at: Option<Timestamp>,
 }
 
 /// A row of the jobs table (the queue).
@@ -338,8 +340,9 @@ pub struct JobFinish {
     /// Tasks to enqueue as its children; when non-empty and the outcome is `Succeeded`, the job
     /// becomes `waiting` and ends with its last child.
     pub children: Vec<NewJob>,
-    /// A request transition to apply (e.g. completed, failed).
-    pub request: Option<(String, Transition)>,
+    /// Request transitions to apply (e.g. completed, failed; several for a batched erasure).
+    /// One refused because its request is already final is skipped.
+    pub requests: Vec<(String, Transition)>,
     /// An audit entry to append (when no transition carries one).
     pub audit: Option<NewAuditEntry>,
 }
@@ -351,16 +354,16 @@ impl JobFinish {
             outcome,
             result: None,
             children: Vec::new(),
-            request: None,
+            requests: Vec::new(),
             audit: None,
         }
     }
 }
 
-/// Decides, once a task has ended, what happens to its request given the plan and every
-/// sibling task (the ended one included): `Some(transition)` to apply, `None` to wait.
+/// Decides, once a task has ended, what happens to the requests of its plan given the plan and
+/// every sibling task (the ended one included): the transitions to apply (none: wait).
 pub type SiblingsDecision<'a> =
-    dyn Fn(&Job, &[Job]) -> Option<(String, Transition)> + Send + Sync + 'a;
+    dyn Fn(&Job, &[Job]) -> Vec<(String, Transition)> + Send + Sync + 'a;
 
 /// How a job ended.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
@@ -359,7 +359,7 @@ async fn insert_job_in(
     let t = to_db(now());
     sqlx::query(
         "INSERT INTO jobs (id, kind, request_id, parent_id, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $7, $4, 'queued', 0, $5, $6, $6, $6)",
+         VALUES ($1, $2, $3, $7, $4, 'queued', 0, $5, $8, $6, $6)",
     )
     .bind(&id)
     .bind(job.kind.as_str())
@@ -368,6 +368,7 @@ async fn insert_job_in(
     .bind(i64::from(job.max_attempts))
     .bind(&t)
     .bind(parent_id)
+    .bind(job.run_at.map(to_db).unwrap_or_else(|| t.clone()))
     .execute(&mut *conn)
     .await
     .map_err(db("enqueueing a job"))?;
@@ -911,8 +912,16 @@ impl Store for SqlStore {
         for child in &finish.children {
             insert_job_in(&mut tx, child, Some(job_id)).await?;
         }
-        if let Some((request_id, transition)) = finish.request {
-            transition_in(&mut tx, &request_id, transition).await?;
+        let mut first = true;
+        for (request_id, transition) in finish.requests {
+            match transition_in(&mut tx, &request_id, transition).await {
+                Ok(_) => {}
+                // A batch member that is already final stays so; the job's own request (first)
+                // must move.
+                Err(StoreError::InvalidTransition { .. }) if !first => {}
+                Err(e) => return Err(e),
+            }
+            first = false;
         }
         if let Some(audit) = finish.audit {
             append_audit_in(&mut tx, audit).await?;
@@ -983,7 +992,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(db("ending a plan"))?;
         }
-        if let Some((request_id, transition)) = decide(&parent, &children) {
+        for (request_id, transition) in decide(&parent, &children) {
             match transition_in(&mut tx, &request_id, transition).await {
                 Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
                 Err(e) => return Err(e),
@@ -991,6 +1000,79 @@ impl Store for SqlStore {
         }
         tx.commit().await.map_err(db("committing a task outcome"))?;
         Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %plan_id))]
+    async fn absorb_erasure_plans(
+        &self,
+        plan_id: &str,
+        lease_token: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let at = to_db(now());
+        let held = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running' \
+             RETURNING {JOB_COLS}"
+        )))
+        .bind(&at)
+        .bind(plan_id)
+        .bind(lease_token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("locking an erasure plan"))?;
+        let Some(plan) = held.as_ref().map(job_from).transpose()? else {
+            return Ok(None);
+        };
+        let mut batch: Vec<String> = plan.payload["batch"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(own) = &plan.request_id {
+            if !batch.contains(own) {
+                batch.insert(0, own.clone());
+            }
+        }
+        let merged = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', result = $1, updated_at = $2 \
+             WHERE kind = 'erasure' AND status = 'queued' AND run_at <= $2 AND id <> $3 \
+             RETURNING request_id",
+        )
+        .bind(json!({ "merged_into": plan_id }).to_string())
+        .bind(&at)
+        .bind(plan_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("merging erasure plans"))?;
+        for row in &merged {
+            if let Some(id) = get_os(row, "jobs", "request_id")? {
+                if !batch.contains(&id) {
+                    batch.push(id);
+                }
+            }
+        }
+        let mut payload = plan.payload.clone();
+        if !payload.is_object() {
+            payload = json!({});
+        }
+        payload["batch"] = json!(batch);
+        sqlx::query("UPDATE jobs SET payload = $1 WHERE id = $2")
+            .bind(payload.to_string())
+            .bind(plan_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording an erasure batch"))?;
+        tx.commit()
+            .await
+            .map_err(db("committing an erasure batch"))?;
+        Ok(Some(batch))
     }
 
     async fn job(&self, id: &str) -> StoreResult<Job> {
@@ -1127,10 +1209,11 @@ impl Store for SqlStore {
     }
 
     async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>> {
-        let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("counting jobs"))?;
+        let rows =
+            sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("counting jobs"))?;
         rows.iter()
             .map(|row| {
                 let kind = get_s(row, "jobs", "kind")?;
@@ -1154,7 +1237,8 @@ impl Store for SqlStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db("counting overdue requests"))?;
-        row.try_get::<i64, _>("n").map_err(|e| corrupt("requests", e))
+        row.try_get::<i64, _>("n")
+            .map_err(|e| corrupt("requests", e))
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {

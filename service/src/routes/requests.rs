@@ -310,11 +310,18 @@ pub async fn approve(
         .details(json!({ "type": request.request_type }));
     let mut transition = Transition::new(RequestStatus::Approved, caller.actor(), audit);
     transition.decision = true;
+    // Erasures wait out the batching window so that one pass per file serves them all.
+    let run_at = (kind == JobKind::Erasure).then(|| {
+        let window = state.settings.worker.erasure_batch_window_s;
+        chrono::Utc::now()
+            + chrono::Duration::seconds(i64::try_from(window).unwrap_or(i64::MAX / 2))
+    });
     transition.enqueue = Some(NewJob {
         kind,
         request_id: Some(request.id.clone()),
         payload: json!({}),
         max_attempts: state.settings.worker.max_attempts,
+        run_at,
     });
     let updated = state
         .store

@@ -168,3 +168,97 @@ async fn an_erasure_that_hits_a_corrupt_file_fails_and_leaves_that_file_untouche
         b"PAR1 this is not really parquet PAR1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasures_approved_together_are_applied_in_one_pass_per_file() {
+    let app = crate::helpers::spawn_app().await;
+    let before = crate::lake_snapshot::snapshot(&app.lake);
+    let active: Vec<String> = app
+        .summary
+        .subjects
+        .iter()
+        .map(|s| s.user_id.clone())
+        .filter(|id| {
+            before.values().any(|f| {
+                f.rows
+                    .iter()
+                    .any(|r| crate::lake_snapshot::is_subject_row(r, id))
+            })
+        })
+        .take(3)
+        .collect();
+    assert_eq!(active.len(), 3);
+    // The admin files and approves three erasures before the worker polls again.
+    let mut ids = Vec::new();
+    for subject in &active {
+        let response = app
+            .file_request(
+                &app.admin_token,
+                &json!({ "type": "erasure", "subject_id": subject, "verification_note": "signed letter" }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            app.approve(&app.admin_token, id).await.status(),
+            StatusCode::OK
+        );
+    }
+    let mut removed = 0;
+    for (id, subject) in ids.iter().zip(&active) {
+        let done = app.wait_until_final(&app.admin_token, id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let expected: usize = before
+            .values()
+            .map(|f| {
+                f.rows
+                    .iter()
+                    .filter(|r| crate::lake_snapshot::is_subject_row(r, subject))
+                    .count()
+            })
+            .sum();
+        assert_eq!(done["result"]["rows_removed"], expected as u64);
+        removed += expected;
+    }
+    let after = crate::lake_snapshot::snapshot(&app.lake);
+    let rows_after: usize = after.values().map(|f| f.rows.len()).sum();
+    let rows_before: usize = before.values().map(|f| f.rows.len()).sum();
+    assert_eq!(rows_after, rows_before - removed);
+    for subject in &active {
+        assert!(!after.values().any(|f| {
+            f.rows
+                .iter()
+                .any(|r| crate::lake_snapshot::is_subject_row(r, subject))
+        }));
+    }
+    // No file was rewritten more than once, whatever the batching turned out to be: count the
+    // audited file rewrites per file.
+    let audit: String = app
+        .audit_export(&app.auditor_token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut per_file = std::collections::BTreeMap::<String, usize>::new();
+    let mut plans = 0;
+    for line in audit.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        if entry["action"] == "file.erased" && entry["details"]["status"] == "rewritten" {
+            *per_file
+                .entry(entry["details"]["file"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        if entry["action"] == "erasure.planned" {
+            plans += 1;
+        }
+    }
+    assert_eq!(plans, 1, "the three erasures ran as one batch");
+    assert!(per_file.values().all(|n| *n == 1), "{per_file:?}");
+}
