@@ -14,7 +14,7 @@ use crate::routes;
         license(name = "Apache-2.0")
     ),
     paths(
-        routes::health::healthz, routes::health::readyz,
+        routes::health::healthz, routes::health::readyz, crate::metrics::metrics_endpoint,
         routes::auth::register, routes::auth::login,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::datasets::create, routes::datasets::list, routes::datasets::get,

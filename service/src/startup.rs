@@ -19,8 +19,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::TokenKeys;
 use crate::error::problem_response;
+use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::routes;
+use crate::{metrics, telemetry};
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -40,6 +42,7 @@ pub struct Application {
     server: Server,
     worker: Option<(Worker, watch::Sender<bool>, watch::Receiver<bool>)>,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 }
 
 /// Opens the store and loads (or creates) the secrets named in `settings`.
@@ -77,7 +80,8 @@ impl Application {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, state.clone())?;
+        let metrics = web::Data::new(Metrics::new());
+        let server = run(listener, state.clone(), metrics.clone())?;
         let worker = settings.worker.in_process.then(|| {
             let (tx, rx) = watch::channel(false);
             (
@@ -91,6 +95,7 @@ impl Application {
             server,
             worker,
             state,
+            metrics,
         })
     }
 
@@ -113,7 +118,16 @@ impl Application {
         let worker_task = self
             .worker
             .map(|(worker, tx, rx)| (tokio::spawn(worker.run_until_stopped(rx)), tx));
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
         let served = self.server.await;
+        upkeep.abort();
         if let Some((task, tx)) = worker_task {
             let _ = tx.send(true);
             let _ = task.await;
@@ -122,18 +136,22 @@ impl Application {
     }
 }
 
-fn run(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
+fn run(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(
-                actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#).exclude("/healthz"),
-            )
+            .wrap(actix_web::middleware::from_fn(telemetry::trace_request))
             .app_data(state.clone())
+            .app_data(metrics.clone())
             .app_data(json_config(max_body))
             .app_data(query_config())
             .app_data(path_config())
             .configure(routes::configure)
+            .service(metrics::metrics_endpoint)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
             .default_service(web::to(|| async {
                 problem_response(
