@@ -116,6 +116,45 @@ impl SqlStore {
             .map_err(db("connecting to the database"))
     }
 
+    /// One row by primary key `id`, decoded; `NotFound { entity }` when absent.
+    async fn by_id<T>(
+        &self,
+        sql: String,
+        id: &str,
+        entity: &'static str,
+        context: &'static str,
+        decode: fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(context))?;
+        match row {
+            Some(row) => decode(&row),
+            None => Err(StoreError::NotFound {
+                entity,
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Every row of a parameterless query, decoded.
+    async fn all<T>(
+        &self,
+        sql: String,
+        context: &'static str,
+        decode: fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(context))?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
     /// The pool, for tests and maintenance commands.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -568,32 +607,23 @@ impl Store for SqlStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<User> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {USER_COLS} FROM users WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        self.by_id(
+            format!("SELECT {USER_COLS} FROM users WHERE id = $1"),
+            id,
+            "user",
+            "reading an account",
+            user_from,
+        )
         .await
-        .map_err(db("reading an account"))?;
-        match row {
-            Some(row) => user_from(&row),
-            None => Err(StoreError::NotFound {
-                entity: "user",
-                id: id.to_string(),
-            }),
-        }
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {USER_COLS} FROM users ORDER BY created_at, id"
-        )))
-        .fetch_all(&self.pool)
+        self.all(
+            format!("SELECT {USER_COLS} FROM users ORDER BY created_at, id"),
+            "listing accounts",
+            user_from,
+        )
         .await
-        .map_err(db("listing accounts"))?
-        .iter()
-        .map(user_from)
-        .collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -664,32 +694,23 @@ impl Store for SqlStore {
     }
 
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DATASET_COLS} FROM datasets ORDER BY name"
-        )))
-        .fetch_all(&self.pool)
+        self.all(
+            format!("SELECT {DATASET_COLS} FROM datasets ORDER BY name"),
+            "listing datasets",
+            dataset_from,
+        )
         .await
-        .map_err(db("listing datasets"))?
-        .iter()
-        .map(dataset_from)
-        .collect()
     }
 
     async fn dataset(&self, id: &str) -> StoreResult<Dataset> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        self.by_id(
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1"),
+            id,
+            "dataset",
+            "reading a dataset",
+            dataset_from,
+        )
         .await
-        .map_err(db("reading a dataset"))?;
-        match row {
-            Some(row) => dataset_from(&row),
-            None => Err(StoreError::NotFound {
-                entity: "dataset",
-                id: id.to_string(),
-            }),
-        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -765,20 +786,14 @@ impl Store for SqlStore {
     }
 
     async fn request(&self, id: &str) -> StoreResult<PrivacyRequest> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {REQUEST_COLS} FROM requests WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        self.by_id(
+            format!("SELECT {REQUEST_COLS} FROM requests WHERE id = $1"),
+            id,
+            "request",
+            "reading a request",
+            request_from,
+        )
         .await
-        .map_err(db("reading a request"))?;
-        match row {
-            Some(row) => request_from(&row),
-            None => Err(StoreError::NotFound {
-                entity: "request",
-                id: id.to_string(),
-            }),
-        }
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>> {
@@ -1076,20 +1091,14 @@ impl Store for SqlStore {
     }
 
     async fn job(&self, id: &str) -> StoreResult<Job> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        self.by_id(
+            format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
+            id,
+            "job",
+            "reading a job",
+            job_from,
+        )
         .await
-        .map_err(db("reading a job"))?;
-        match row {
-            Some(row) => job_from(&row),
-            None => Err(StoreError::NotFound {
-                entity: "job",
-                id: id.to_string(),
-            }),
-        }
     }
 
     async fn child_jobs(&self, parent_id: &str) -> StoreResult<Vec<Job>> {
