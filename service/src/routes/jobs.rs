@@ -21,6 +21,27 @@ pub struct JobsQuery {
     pub limit: Option<i64>,
 }
 
+/// Checks the caller is an admin, loads the job and prepares the audit entry of `action` on it
+/// (naming its request and subject pseudonym, if any).
+async fn admin_action(
+    state: &AppState,
+    caller: &Caller,
+    job_id: &str,
+    action: &str,
+) -> Result<(Job, NewAuditEntry), ApiError> {
+    caller.require(&[Role::Admin])?;
+    let job = state.store.job(job_id).await?;
+    let mut audit = NewAuditEntry::new(caller.actor(), action)
+        .details(json!({ "job_id": job.id, "kind": job.kind, "last_error": job.last_error }));
+    if let Some(request_id) = &job.request_id {
+        let request = state.store.request(request_id).await?;
+        audit = audit
+            .request(&request.id)
+            .subject(&request.subject_pseudonym);
+    }
+    Ok((job, audit))
+}
+
 fn state_error(e: StoreError) -> ApiError {
     match e {
         StoreError::InvalidJobState { .. } => ApiError::Conflict {
@@ -77,16 +98,7 @@ pub async fn retry(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let job = state.store.job(&path).await?;
-    let mut audit = NewAuditEntry::new(caller.actor(), "job.retried")
-        .details(json!({ "job_id": job.id, "kind": job.kind, "last_error": job.last_error }));
-    if let Some(request_id) = &job.request_id {
-        let request = state.store.request(request_id).await?;
-        audit = audit
-            .request(&request.id)
-            .subject(&request.subject_pseudonym);
-    }
+    let (job, audit) = admin_action(&state, &caller, &path, "job.retried").await?;
     let job = state
         .store
         .retry_job(&job.id, audit)
@@ -107,16 +119,7 @@ pub async fn cancel(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let job = state.store.job(&path).await?;
-    let mut audit = NewAuditEntry::new(caller.actor(), "job.cancelled")
-        .details(json!({ "job_id": job.id, "kind": job.kind }));
-    if let Some(request_id) = &job.request_id {
-        let request = state.store.request(request_id).await?;
-        audit = audit
-            .request(&request.id)
-            .subject(&request.subject_pseudonym);
-    }
+    let (job, audit) = admin_action(&state, &caller, &path, "job.cancelled").await?;
     let job = state
         .store
         .cancel_job(&job.id, audit)
