@@ -8,4 +8,5 @@ mod datasets;
 mod metrics;
 mod openapi;
 mod requests;
+mod s3;
 mod story;
