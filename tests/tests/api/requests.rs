@@ -262,3 +262,105 @@ async fn erasures_approved_together_are_applied_in_one_pass_per_file() {
     assert_eq!(plans, 1, "the three erasures ran as one batch");
     assert!(per_file.values().all(|n| *n == 1), "{per_file:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_retries_a_dead_lettered_erasure_after_fixing_the_lake() {
+    let app = spawn_app().await;
+    let subject = app.summary.subjects[0].user_id.clone();
+    let corrupt = app
+        .lake
+        .join("date=2025-01-02")
+        .join("region=US")
+        .join("part-77777.parquet");
+    std::fs::create_dir_all(corrupt.parent().unwrap()).unwrap();
+    std::fs::write(&corrupt, b"not parquet at all").unwrap();
+    let id = app
+        .file_request(
+            &app.admin_token,
+            &json!({ "type": "erasure", "subject_id": subject, "verification_note": "in person" }),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.approve(&app.admin_token, &id).await;
+    let failed = app.wait_until_final(&app.admin_token, &id).await;
+    assert_eq!(failed["status"], "failed");
+
+    // The dead letter is visible to admins, with its last error; subjects cannot see the queue.
+    let jobs = |status: &'static str| {
+        app.client
+            .get(app.url(&format!("/v1/jobs?status={status}")))
+            .bearer_auth(&app.admin_token)
+            .send()
+    };
+    let dead: Vec<Value> = jobs("failed").await.unwrap().json().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("part-77777.parquet")
+    );
+    let job_id = dead[0]["id"].as_str().unwrap().to_string();
+    let cancel_running = app
+        .client
+        .post(app.url("/v1/jobs/does-not-exist/cancel"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(cancel_running, StatusCode::NOT_FOUND, "not_found").await;
+
+    // The operator moves the foreign file away and retries: the erasure now completes.
+    std::fs::remove_file(&corrupt).unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{job_id}/retry")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let done = app.wait_until_final(&app.admin_token, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let history: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    // The admin's retry reopens the request; the worker that picks the job up starts it.
+    assert_eq!(
+        history,
+        [
+            "received",
+            "approved",
+            "running",
+            "failed",
+            "running",
+            "running",
+            "completed"
+        ]
+    );
+    let actors: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["actor"].as_str().unwrap())
+        .collect();
+    assert!(actors[4].starts_with("user:"), "{actors:?}");
+    assert!(actors[5].starts_with("worker:"), "{actors:?}");
+    // Retrying a finished job is a conflict.
+    let again = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{job_id}/retry")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, StatusCode::CONFLICT, "invalid_job_state").await;
+}
