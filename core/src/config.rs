@@ -73,6 +73,10 @@ pub struct StorageSettings {
     pub data_dir: PathBuf,
     /// Where access-request export archives are written (default `<data_dir>/exports`).
     pub exports_dir: Option<PathBuf>,
+    /// Where export archives are stored when not on the local disk, e.g.
+    /// `s3://bucket/lethe-exports` (S3 credentials from the standard `AWS_*` variables). Wins
+    /// over `exports_dir`. Every service and worker replica must see the same location.
+    pub exports_url: Option<String>,
 }
 
 impl StorageSettings {
@@ -81,6 +85,21 @@ impl StorageSettings {
         self.exports_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("exports"))
+    }
+
+    /// The export location as a URL or absolute path: `exports_url`, or the absolute
+    /// exports folder.
+    pub fn exports_location(&self) -> String {
+        match &self.exports_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let dir = self.exports_dir();
+                std::path::absolute(&dir)
+                    .unwrap_or(dir)
+                    .display()
+                    .to_string()
+            }
+        }
     }
 }
 

@@ -150,7 +150,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
         worker_id: id.into(),
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(10),
-        exports_dir: dir.path().join("exports"),
+        exports_url: dir.path().join("exports").display().to_string(),
         file_concurrency: 1,
     };
     let worker_b = Worker::new(store.clone(), config("B"));
@@ -183,7 +183,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
     let a = {
         let (store, task_a, request) = (store.clone(), task_a.clone(), request.clone());
         let ctx = ExecuteContext {
-            exports_dir: dir.path().join("exports"),
+            exports_url: dir.path().join("exports").display().to_string(),
             file_concurrency: 1,
         };
         tokio::spawn(async move { execute_job(&store, &ctx, &task_a, &request, guard).await })

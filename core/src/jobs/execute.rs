@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -46,8 +46,9 @@ fn lake_error(dataset: &str, e: LakeError) -> JobError {
 /// Everything a job needs besides the store.
 #[derive(Debug, Clone)]
 pub struct ExecuteContext {
-    /// Folder for access-request export archives.
-    pub exports_dir: PathBuf,
+    /// Where access-request export archives are stored: an absolute folder, a `file://` URL
+    /// or an object store URL such as `s3://bucket/exports`.
+    pub exports_url: String,
     /// Files read in parallel while locating.
     pub file_concurrency: usize,
 }
@@ -133,7 +134,7 @@ pub async fn execute_job(
             let (result, path) = export(ctx, &datasets, request).await?;
             Ok(Execution::Completed {
                 result,
-                export_path: Some(path.display().to_string()),
+                export_path: Some(path),
             })
         }
     }
@@ -371,7 +372,7 @@ async fn export(
     ctx: &ExecuteContext,
     datasets: &[Dataset],
     request: &PrivacyRequest,
-) -> Result<(Value, PathBuf), JobError> {
+) -> Result<(Value, String), JobError> {
     let mut collected = Vec::new();
     for dataset in datasets {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
@@ -393,15 +394,19 @@ async fn export(
             "formats": [format!("{name}.jsonl"), format!("{name}.csv")],
         })).collect::<Vec<_>>(),
     });
-    let dir = ctx.exports_dir.clone();
-    let request_id = request.id.clone();
+    let staging = std::env::temp_dir().join(format!(
+        "lethe-export-{}-{}.zip",
+        request.id,
+        uuid::Uuid::new_v4().simple()
+    ));
     let manifest_for_zip = manifest.clone();
-    let path = tokio::task::spawn_blocking(move || {
-        write_archive(&dir, &request_id, &manifest_for_zip, &collected)
-    })
-    .await
-    .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
-    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let file = staging.clone();
+    tokio::task::spawn_blocking(move || write_archive(&file, &manifest_for_zip, &collected))
+        .await
+        .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
+    let stored = store_export(&ctx.exports_url, &request.id, &staging).await;
+    let _ = tokio::fs::remove_file(&staging).await;
+    let (path, bytes) = stored?;
     let total_rows: u64 = manifest["datasets"]
         .as_array()
         .map(|a| a.iter().map(|d| d["rows"].as_u64().unwrap_or(0)).sum())
@@ -412,19 +417,54 @@ async fn export(
     ))
 }
 
-fn write_archive(
-    dir: &Path,
+/// Uploads the archive at `file` to `<exports_url>/<request_id>.zip` (streamed; multipart on
+/// object stores) and returns that location and its size in bytes.
+async fn store_export(
+    exports_url: &str,
     request_id: &str,
+    file: &Path,
+) -> Result<(String, u64), JobError> {
+    let transient = |what: &str, e: &dyn std::fmt::Display| {
+        JobError::Transient(format!("storing export {what} at {exports_url}: {e}"))
+    };
+    let local = !exports_url.contains("://") || exports_url.starts_with("file://");
+    if local {
+        let dir = exports_url.trim_start_matches("file://");
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| transient("folder", &e))?;
+    }
+    let (store, prefix) =
+        lake::object_store_for_url(exports_url).map_err(|e| transient("location", &e))?;
+    let name = format!("{request_id}.zip");
+    let location = prefix.join(name.as_str());
+    let mut source = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| transient("staging file", &e))?;
+    let mut sink = object_store::buffered::BufWriter::new(store, location);
+    let bytes = tokio::io::copy(&mut source, &mut sink)
+        .await
+        .map_err(|e| transient("upload", &e))?;
+    tokio::io::AsyncWriteExt::shutdown(&mut sink)
+        .await
+        .map_err(|e| transient("upload", &e))?;
+    Ok((
+        format!("{}/{name}", exports_url.trim_end_matches('/')),
+        bytes,
+    ))
+}
+
+/// Writes the zip archive to `path`: `manifest.json`, then per dataset `<name>.jsonl` and
+/// `<name>.csv`.
+fn write_archive(
+    path: &Path,
     manifest: &Value,
     collected: &[(String, lake::SubjectRows)],
-) -> Result<PathBuf, JobError> {
+) -> Result<(), JobError> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
-        JobError::Transient(format!("writing export {what} in {}: {e}", dir.display()))
+        JobError::Transient(format!("writing export {what} in {}: {e}", path.display()))
     };
-    std::fs::create_dir_all(dir).map_err(|e| io("folder", &e))?;
-    let final_path = dir.join(format!("{request_id}.zip"));
-    let tmp_path = dir.join(format!(".{request_id}.zip.tmp"));
-    let file = std::fs::File::create(&tmp_path).map_err(|e| io("archive", &e))?;
+    let file = std::fs::File::create(path).map_err(|e| io("archive", &e))?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
@@ -451,6 +491,5 @@ fn write_archive(
         .map_err(|e| io("archive", &e.error().to_string()))?
         .sync_all()
         .map_err(|e| io("archive", &e))?;
-    std::fs::rename(&tmp_path, &final_path).map_err(|e| io("archive", &e))?;
-    Ok(final_path)
+    Ok(())
 }

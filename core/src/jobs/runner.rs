@@ -1,6 +1,5 @@
 //! The worker loop: claim, heartbeat, execute, finish.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,20 +26,20 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Sleep between polls of an empty queue.
     pub poll_interval: Duration,
-    /// Folder for access exports.
-    pub exports_dir: PathBuf,
+    /// Where access exports are stored: an absolute folder or an object store URL.
+    pub exports_url: String,
     /// Files read in parallel while locating.
     pub file_concurrency: usize,
 }
 
 impl WorkerConfig {
-    /// The worker configuration described by `settings` (`worker.*`, `storage.exports_dir`).
+    /// The worker configuration described by `settings` (`worker.*`, `storage.exports_*`).
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
         Self {
             worker_id: Self::default_worker_id(),
             lease: Duration::from_secs(settings.worker.lease_s.max(1)),
             poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
-            exports_dir: settings.storage.exports_dir(),
+            exports_url: settings.storage.exports_location(),
             file_concurrency: settings.worker.file_concurrency,
         }
     }
@@ -221,7 +220,7 @@ impl Worker {
         };
 
         let ctx = ExecuteContext {
-            exports_dir: self.config.exports_dir.clone(),
+            exports_url: self.config.exports_url.clone(),
             file_concurrency: self.config.file_concurrency,
         };
         let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(

@@ -1,11 +1,14 @@
 //! Privacy requests (DSRs): file, list, read, approve, reject, download the export.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use futures::TryStreamExt;
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::lake::object_store_for_url;
 use lethe_core::store::{
     JobKind, NewJob, NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition,
 };
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -405,23 +408,35 @@ pub async fn export(
             ),
         });
     };
-    let bytes = tokio::fs::read(&file)
+    let (dir, name) = file.rsplit_once('/').unwrap_or((".", file.as_str()));
+    let unreadable = |e: &dyn std::fmt::Display| {
+        ApiError::Internal(anyhow::anyhow!("reading export {file}: {e}"))
+    };
+    let (store, prefix) = object_store_for_url(dir).map_err(|e| unreadable(&e))?;
+    let object = store
+        .get(&prefix.join(name))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading export {file}: {e}")))?;
+        .map_err(|e| unreadable(&e))?;
+    let size = object.meta.size;
     state
         .store
         .append_audit(
             NewAuditEntry::new(caller.actor(), "export.downloaded")
                 .request(&request.id)
                 .subject(&request.subject_pseudonym)
-                .details(json!({ "bytes": bytes.len() })),
+                .details(json!({ "bytes": size })),
         )
         .await?;
+    let body = object.into_stream().map_err(|e| {
+        tracing::error!(error = %e, "export download failed mid-stream");
+        actix_web::error::ErrorInternalServerError("export download failed")
+    });
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"lethe-export-{}.zip\"", request.id),
         ))
-        .body(bytes))
+        .insert_header(("Content-Length", size.to_string()))
+        .streaming(body))
 }
