@@ -32,6 +32,8 @@ pub struct Spawn {
     pub subjects: usize,
     pub days: u32,
     pub register_lake: bool,
+    /// `storage.exports_url` (e.g. `s3://bucket/exports`); `None`: the local exports folder.
+    pub exports_url: Option<String>,
 }
 
 impl Default for Spawn {
@@ -40,6 +42,7 @@ impl Default for Spawn {
             subjects: 40,
             days: 4,
             register_lake: true,
+            exports_url: None,
         }
     }
 }
@@ -60,6 +63,7 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     let summary = generate_lake(&lake, &options).expect("demo lake");
 
     let mut settings = Settings::embedded(data_dir.path());
+    settings.storage.exports_url = spawn.exports_url.clone();
     if let Some(url) = postgres_database().await {
         settings.database.url = url;
     }

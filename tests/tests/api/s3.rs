@@ -166,3 +166,57 @@ async fn an_erasure_on_a_lake_in_s3_removes_only_the_subjects_rows() {
         after.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn an_access_export_is_stored_in_s3_and_downloaded_from_there() {
+    let Some(endpoint) = s3_endpoint("an_access_export_is_stored_in_s3_and_downloaded_from_there")
+    else {
+        return;
+    };
+    let bucket = format!("lethe-exports-{}", uuid::Uuid::new_v4().simple());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let exports_url = format!("s3://{bucket}/exports");
+    let app = spawn_app_with(Spawn {
+        exports_url: Some(exports_url.clone()),
+        ..Spawn::default()
+    })
+    .await;
+    let subject = app.summary.subjects[0].user_id.clone();
+    let token = app.subject_token("export-s3@example.com", &subject).await;
+    let id = app.file_request_ok(&token, "access").await;
+    app.approve(&app.admin_token, &id).await;
+    let done = app.wait_until_final(&token, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    // The archive lives in the bucket, not on the local disk.
+    let root = LakeRoot::parse(&exports_url).unwrap();
+    let stored = objects(root.store().as_ref(), &Path::from("exports")).await;
+    let key = format!("exports/{id}.zip");
+    let archive = stored
+        .get(&key)
+        .unwrap_or_else(|| panic!("{key} in {stored:?}"));
+    assert!(
+        !app.data_dir
+            .path()
+            .join("exports")
+            .join(format!("{id}.zip"))
+            .exists()
+    );
+
+    let response = app.export(&token, &id).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let downloaded = response.bytes().await.unwrap();
+    assert_eq!(
+        &downloaded[..],
+        &archive[..],
+        "the download is the stored archive"
+    );
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(downloaded.to_vec())).unwrap();
+    let mut zip = zip;
+    assert!(zip.by_name("running_events.jsonl").is_ok());
+}
