@@ -1050,10 +1050,8 @@ impl Store for SqlStore {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(own) = &plan.request_id {
-            if !batch.contains(own) {
-                batch.insert(0, own.clone());
-            }
+        if let Some(own) = plan.request_id.as_ref().filter(|own| !batch.contains(own)) {
+            batch.insert(0, own.clone());
         }
         let merged = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', result = $1, updated_at = $2 \
@@ -1067,10 +1065,8 @@ impl Store for SqlStore {
         .await
         .map_err(db("merging erasure plans"))?;
         for row in &merged {
-            if let Some(id) = get_os(row, "jobs", "request_id")? {
-                if !batch.contains(&id) {
-                    batch.push(id);
-                }
+            if let Some(id) = get_os(row, "jobs", "request_id")?.filter(|id| !batch.contains(id)) {
+                batch.push(id);
             }
         }
         let mut payload = plan.payload.clone();
