@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`domain`] | validated newtypes and the privacy-request model (GDPR Art. 12, 15, 17) |
 //! | [`store`] | the database behind one [`store::Store`] trait (SQLite embedded; PostgreSQL next) |
+//! | [`keyring`] | per-subject data keys (DEKs) wrapped by a KEK, and the cell envelope: crypto-shredding (GDPR Art. 17) |
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |
 //! | [`jobs`] | the job queue runner that executes approved privacy requests |
@@ -20,5 +21,6 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod jobs;
+pub mod keyring;
 pub mod lake;
 pub mod store;
