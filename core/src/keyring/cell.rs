@@ -341,3 +341,45 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// Throughput figure for `docs/encryption.md`:
+    /// `cargo test -p lethe-core --release bench_cells -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark; run by hand"]
+    fn bench_cells() {
+        const CELLS: usize = 1_000_000;
+        let dek = Dek::generate(1);
+        let id = SubjectId::parse("user-000123").unwrap();
+        let ctx = CellContext {
+            dataset: "running_events",
+            column: "email",
+            subject_id: &id,
+        };
+        let plaintext = [b'x'; 32];
+        let started = std::time::Instant::now();
+        let envelopes: Vec<Vec<u8>> = (0..CELLS)
+            .map(|_| encrypt_cell(&dek, &ctx, &plaintext))
+            .collect();
+        let sealed = started.elapsed();
+        let started = std::time::Instant::now();
+        for envelope in &envelopes {
+            assert_eq!(decrypt_cell(&dek, &ctx, envelope).unwrap().len(), 32);
+        }
+        let opened = started.elapsed();
+        let rate = |d: std::time::Duration| CELLS as f64 / d.as_secs_f64();
+        println!(
+            "{CELLS} cells of 32 bytes: encrypt {:.2} s ({:.0} cells/s, {:.1} MB/s of plaintext), \
+             decrypt {:.2} s ({:.0} cells/s, {:.1} MB/s)",
+            sealed.as_secs_f64(),
+            rate(sealed),
+            rate(sealed) * 32.0 / 1e6,
+            opened.as_secs_f64(),
+            rate(opened),
+            rate(opened) * 32.0 / 1e6,
+        );
+    }
+}
