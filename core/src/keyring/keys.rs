@@ -174,7 +174,7 @@ impl Kek {
     /// - [`KeyringError::KeyFile`] when it cannot be read or created.
     pub fn load_or_create(path: impl AsRef<Path>) -> Result<Self, KeyringError> {
         let path = path.as_ref();
-        match std::fs::symlink_metadata(path) {
+        match std::fs::metadata(path) {
             Ok(_) => Self::load(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match Self::create(path) {
                 Ok(kek) => Ok(kek),
@@ -202,7 +202,8 @@ impl Kek {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::symlink_metadata(path).map_err(io_error)?;
+        // Follows symlinks (a mounted secret is often one): the target's mode is what matters.
+        let meta = std::fs::metadata(path).map_err(io_error)?;
         if !meta.is_file() {
             return Err(rejected("is not a regular file".into()));
         }
