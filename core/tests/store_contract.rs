@@ -756,3 +756,9 @@ contract!(
         );
     }
 );
+
+contract!(the_key_store_keeps_destroyed_keys_destroyed, |store| {
+    lethe_core::keyring::check_key_store_contract(store.as_ref())
+        .await
+        .unwrap_or_else(|e| panic!("key store contract: {e}"));
+});

@@ -5,6 +5,7 @@
 //! must be audited takes its [`NewAuditEntry`] and appends it in the same transaction, so the
 //! audit log and the state it describes cannot disagree.
 
+mod keys;
 mod model;
 mod sql;
 
