@@ -79,6 +79,9 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   cat <<EOF
 # Offline erase benchmark
 
+The job queue on PostgreSQL and workers against S3 are measured separately, by
+\`bench/claims.sh\` and \`bench/workers.sh\`: see [\`production.md\`](production.md).
+
 Produced by \`bench/run.sh\` (do not edit by hand; rerun it). It builds \`lethe-worker\` in release
 mode, generates the demo lake with \`lethe-worker generate\`, then runs \`lethe-worker erase\`
 for the first subject and for the first 100 subjects of the lake, each on a fresh copy, and
