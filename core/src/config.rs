@@ -23,6 +23,33 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Keys of crypto-shredding.
+    pub crypto: CryptoSettings,
+}
+
+/// Crypto-shredding keys: the key encryption key (KEK) that wraps every subject's data key,
+/// and the key that turns subject ids into the references keys and tombstones are stored under.
+#[derive(Clone, Deserialize)]
+pub struct CryptoSettings {
+    /// The KEK as base64 of 32 bytes (`LETHE__CRYPTO__KEK`). Wins over `kek_file`.
+    pub kek: Option<SecretString>,
+    /// A file holding the KEK as one line of base64 (mode 0600). Default
+    /// `<data_dir>/kek.key`, generated on first start with a loud warning.
+    pub kek_file: Option<PathBuf>,
+    /// Key of the HMAC that turns subject ids into key references (≥ 16 bytes). Default:
+    /// generated into `<data_dir>/subject-ref.key`. It must never change: keys and tombstones
+    /// are found through it.
+    pub subject_key: Option<SecretString>,
+}
+
+impl std::fmt::Debug for CryptoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CryptoSettings")
+            .field("kek", &self.kek.as_ref().map(|_| "***"))
+            .field("kek_file", &self.kek_file)
+            .field("subject_key", &self.subject_key.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// HTTP listener settings.
@@ -199,6 +226,8 @@ erasure_batch_window_s = 0
 [log]
 format = "pretty"
 filter = "info"
+
+[crypto]
 "#;
 
 impl Settings {

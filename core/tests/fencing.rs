@@ -185,6 +185,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
         let ctx = ExecuteContext {
             exports_url: dir.path().join("exports").display().to_string(),
             file_concurrency: 1,
+            keyring: None,
         };
         tokio::spawn(async move { execute_job(&store, &ctx, &task_a, &request, guard).await })
     };

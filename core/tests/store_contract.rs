@@ -85,6 +85,10 @@ fn new_request(filed_by: &str, key: Option<&str>) -> NewRequest {
 }
 
 async fn approved_request(store: &SqlStore) -> String {
+    approved_request_of(store, JobKind::Erasure).await
+}
+
+async fn approved_request_of(store: &SqlStore, kind: JobKind) -> String {
     let (r, _) = store
         .create_request(new_request("user:a", None), audit("request.created"))
         .await
@@ -96,7 +100,7 @@ async fn approved_request(store: &SqlStore) -> String {
     );
     t.decision = true;
     t.enqueue = Some(NewJob {
-        kind: JobKind::Erasure,
+        kind,
         request_id: Some(r.id.clone()),
         payload: json!({}),
         max_attempts: 3,
@@ -374,7 +378,7 @@ contract!(a_retried_job_waits_for_its_backoff, |store| {
 
 contract!(concurrent_claimers_never_share_a_job, |store| {
     for _ in 0..12 {
-        approved_request(&store).await;
+        approved_request_of(&store, JobKind::Access).await;
     }
     let mut handles = Vec::new();
     for w in 0..4 {
@@ -761,4 +765,44 @@ contract!(the_key_store_keeps_destroyed_keys_destroyed, |store| {
     lethe_core::keyring::check_key_store_contract(store.as_ref())
         .await
         .unwrap_or_else(|e| panic!("key store contract: {e}"));
+});
+
+contract!(only_one_erasure_plan_runs_at_a_time, |store| {
+    for _ in 0..3 {
+        approved_request(&store).await;
+    }
+    // Four workers start together: exactly one gets a plan, nobody gets a second one.
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .claim_job(&format!("w{w}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for h in handles {
+        claimed.extend(h.await.unwrap());
+    }
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    // Its lease expires: another worker may take the plan over.
+    let plan = &claimed[0];
+    let stale = store
+        .claim_job("late", Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert!(stale.is_none());
+    sqlx::query("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = $1")
+        .bind(&plan.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let taken = store
+        .claim_job("rescuer", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, plan.id);
 });

@@ -12,6 +12,7 @@ use anyhow::Context;
 use lethe_core::audit::Pseudonymizer;
 use lethe_core::config::{Settings, load_or_create_secret};
 use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::keyring::{Keyring, keyring_from_settings};
 use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
 use utoipa::OpenApi;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub pseudonyms: Pseudonymizer,
     /// Settings as loaded.
     pub settings: Settings,
+    /// Per-subject data keys (crypto-shredding).
+    pub keyring: Arc<Keyring>,
 }
 
 /// A built, bound, not yet running service (and its in-process worker, if enabled).
@@ -62,8 +65,11 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
         Some(key) => key.clone(),
         None => load_or_create_secret(&data_dir.join("pseudonym.key"))?,
     };
+    let store = Arc::new(store);
+    let keyring = keyring_from_settings(settings, store.clone()).context("opening the keyring")?;
     Ok(AppState {
-        store: Arc::new(store),
+        keyring: Arc::new(keyring),
+        store,
         tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
         pseudonyms: Pseudonymizer::new(pseudonym_key),
         settings: settings.clone(),
@@ -85,7 +91,8 @@ impl Application {
         let worker = settings.worker.in_process.then(|| {
             let (tx, rx) = watch::channel(false);
             (
-                Worker::new(state.store.clone(), WorkerConfig::from_settings(&settings)),
+                Worker::new(state.store.clone(), WorkerConfig::from_settings(&settings))
+                    .with_keyring(state.keyring.clone()),
                 tx,
                 rx,
             )

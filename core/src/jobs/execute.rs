@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
+use crate::keyring::Keyring;
 use crate::lake::{self, CommitGuard, Erase, FileStatus, LakeError, LakeRoot, Locate};
 use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError, Transition};
 
@@ -51,6 +52,9 @@ pub struct ExecuteContext {
     pub exports_url: String,
     /// Files read in parallel while locating.
     pub file_concurrency: usize,
+    /// The keyring, to destroy erased subjects' data keys before the rewrite (if the approval
+    /// did not already).
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// What a job produced.
@@ -169,6 +173,10 @@ async fn plan_erasure(
                 Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+        if let Some(keyring) = &ctx.keyring {
+            let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
+            super::destroy_subject_key(store.as_ref(), keyring, &request, &actor).await?;
         }
         requests.push(request);
     }

@@ -7,9 +7,11 @@
 
 mod execute;
 mod runner;
+mod shred;
 
 pub use execute::{
     EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
 };
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
+pub use shred::destroy_subject_key;

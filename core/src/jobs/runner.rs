@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::execute::{ExecuteContext, Execution, JobError, batch_of, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
+use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
 use crate::store::{
     Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store, StoreError, StoreResult,
@@ -56,6 +57,7 @@ impl WorkerConfig {
 pub struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// Delay before retry `attempt` (1-based): 2, 4, 8 … seconds, at most 5 minutes.
@@ -103,7 +105,18 @@ impl CommitGuard for LeaseGuard {
 impl Worker {
     /// A worker for `store`.
     pub fn new(store: Arc<dyn Store>, config: WorkerConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            keyring: None,
+        }
+    }
+
+    /// Gives the worker the keyring, so an erasure plan destroys its subjects' data keys
+    /// (crypto-shredding) before any file is rewritten, if the approval did not already.
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     fn actor(&self) -> String {
@@ -222,6 +235,7 @@ impl Worker {
         let ctx = ExecuteContext {
             exports_url: self.config.exports_url.clone(),
             file_concurrency: self.config.file_concurrency,
+            keyring: self.keyring.clone(),
         };
         let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
             self.store.clone(),

@@ -20,6 +20,7 @@ mod contract;
 mod keys;
 mod keystore;
 mod ring;
+mod setup;
 mod subject;
 mod wrap;
 
@@ -30,6 +31,7 @@ pub use contract::check_key_store_contract;
 pub use keys::{Dek, KEY_LEN, Kek};
 pub use keystore::{KeyStore, MemoryKeyStore, StoredKey};
 pub use ring::{Keyring, RotationReport, ShredOutcome};
+pub use setup::{kek_from_settings, keyring_from_settings, subject_hasher_from_settings};
 pub use subject::{MIN_SUBJECT_KEY_LEN, SubjectHasher};
 pub use wrap::{NONCE_LEN, TAG_LEN, WrappedDek};
 

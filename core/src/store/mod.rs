@@ -195,6 +195,10 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidJobState` for a running or finished job.
     async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job>;
 
+    /// Records, once, that the subject's data key of erasure request `request_id` was
+    /// destroyed, with its audit entry; `false` when it was recorded before.
+    async fn mark_key_destroyed(&self, request_id: &str, audit: NewAuditEntry)
+    -> StoreResult<bool>;
     /// How many jobs are in each status, per kind: `(kind, status, count)`; for metrics.
     async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>>;
     /// How many requests are open (not completed, rejected or failed) past their due date.

@@ -105,6 +105,9 @@ pub struct PrivacyRequest {
     pub error: Option<String>,
     /// Path of the export archive (access requests).
     pub export_path: Option<String>,
+    /// Erasure: when the subject's data key was destroyed (the first phase; every copy of the
+    /// encrypted PII is unreadable from then on).
+    pub key_destroyed_at: Option<Timestamp>,
 }
 
 /// A request to file.

@@ -155,6 +155,55 @@ impl SqlStore {
             .collect()
     }
 
+    /// Claims the first job matching `condition` (SQL over `jobs`, `$4` = now), oldest due
+    /// first. With `exclusive`, claims serialise on a PostgreSQL advisory lock so that a
+    /// condition reading other rows (no plan running) holds across concurrent claimers; SQLite
+    /// serialises writers anyway, so the single statement is enough there.
+    async fn claim_where(
+        &self,
+        worker: &str,
+        lease: Duration,
+        condition: &str,
+        exclusive: bool,
+    ) -> StoreResult<Option<Job>> {
+        let at = now();
+        let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // SQLite serialises writers: the UPDATE below holds the write lock for the whole
+            // select-and-update, so two workers can never claim the same row.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', lease_owner = $1, lease_token = $2, \
+               lease_expires_at = $3, attempts = attempts + 1, updated_at = $4 \
+             WHERE id = (SELECT id FROM jobs WHERE {condition} \
+                         ORDER BY run_at, created_at LIMIT 1 {lock}) \
+             RETURNING {JOB_COLS}"
+        );
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        if exclusive && self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7472696)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db("serialising erasure planners"))?;
+        }
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(Uuid::new_v4().to_string())
+            .bind(to_db(expires))
+            .bind(to_db(at))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("claiming a job"))?;
+        tx.commit().await.map_err(db("committing a claim"))?;
+        row.as_ref().map(job_from).transpose()
+    }
+
     /// The pool, for tests and maintenance commands.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -253,7 +302,7 @@ fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
 
 const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pseudonym, status, filed_by, \
     verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
-    decision_reason, completed_at, result, error, export_path";
+    decision_reason, completed_at, result, error, export_path, key_destroyed_at";
 
 fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
     let t = "requests";
@@ -276,6 +325,7 @@ fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
         result: get_json(row, t, "result")?,
         error: get_os(row, t, "error")?,
         export_path: get_os(row, t, "export_path")?,
+        key_destroyed_at: get_ots(row, t, "key_destroyed_at")?,
     })
 }
 
@@ -858,32 +908,28 @@ impl Store for SqlStore {
 
     #[tracing::instrument(skip_all, fields(worker = %worker))]
     async fn claim_job(&self, worker: &str, lease: Duration) -> StoreResult<Option<Job>> {
-        let at = now();
-        let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite serialises writers: the UPDATE below holds the write lock for the whole
-            // select-and-update, so two workers can never claim the same row.
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', lease_owner = $1, lease_token = $2, \
-               lease_expires_at = $3, attempts = attempts + 1, updated_at = $4 \
-             WHERE id = (SELECT id FROM jobs \
-                         WHERE (status = 'queued' AND run_at <= $4) \
-                            OR (status = 'running' AND lease_expires_at < $4) \
-                         ORDER BY run_at, created_at LIMIT 1 {lock}) \
-             RETURNING {JOB_COLS}"
+        // Erasure plans first, one at a time across all workers: a plan batches every due
+        // erasure, so two plans running at once would rewrite the same files twice.
+        let plan_free = "kind = 'erasure' AND NOT EXISTS (SELECT 1 FROM jobs AS p \
+             WHERE p.kind = 'erasure' AND p.status = 'running' AND p.lease_expires_at >= $4)";
+        let runnable_plan = format!(
+            "{plan_free} AND ((status = 'queued' AND run_at <= $4) \
+             OR (status = 'running' AND lease_expires_at < $4))"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(Uuid::new_v4().to_string())
-            .bind(to_db(expires))
-            .bind(to_db(at))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("claiming a job"))?;
-        row.as_ref().map(job_from).transpose()
+        if let Some(job) = self
+            .claim_where(worker, lease, &runnable_plan, true)
+            .await?
+        {
+            return Ok(Some(job));
+        }
+        // A task or export whose worker died (its lease expired), then the oldest due one. Two
+        // simple conditions rather than one OR, so each is an index range scan.
+        let expired = "kind <> 'erasure' AND status = 'running' AND lease_expires_at < $4";
+        if let Some(job) = self.claim_where(worker, lease, expired, false).await? {
+            return Ok(Some(job));
+        }
+        let due = "kind <> 'erasure' AND status = 'queued' AND run_at <= $4";
+        self.claim_where(worker, lease, due, false).await
     }
 
     async fn heartbeat_job(
@@ -1211,6 +1257,34 @@ impl Store for SqlStore {
             .await
             .map_err(db("committing a job cancellation"))?;
         Ok(job)
+    }
+
+    async fn mark_key_destroyed(
+        &self,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let done = sqlx::query(
+            "UPDATE requests SET key_destroyed_at = $1, updated_at = $1 \
+             WHERE id = $2 AND key_destroyed_at IS NULL",
+        )
+        .bind(to_db(now()))
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("recording a destroyed key"))?;
+        if done.rows_affected() == 1 {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing a destroyed key"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>> {

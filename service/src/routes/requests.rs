@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures::TryStreamExt;
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::jobs::destroy_subject_key;
 use lethe_core::lake::object_store_for_url;
 use lethe_core::store::{
     JobKind, NewJob, NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition,
@@ -86,6 +87,9 @@ pub struct RequestView {
     pub error: Option<String>,
     /// Whether `GET /v1/requests/{id}/export` has an archive.
     pub export_available: bool,
+    /// Erasure, first phase: when the subject's data key was destroyed (crypto-shredding).
+    /// The request completes when the lake's files have also been rewritten.
+    pub key_destroyed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Status history, oldest first (only on `GET /v1/requests/{id}`).
     pub history: Vec<RequestEvent>,
 }
@@ -110,6 +114,7 @@ fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> Reque
         result: r.result,
         error: r.error,
         export_available: r.export_path.is_some(),
+        key_destroyed_at: r.key_destroyed_at,
         history,
     }
 }
@@ -326,10 +331,29 @@ pub async fn approve(
         max_attempts: state.settings.worker.max_attempts,
         run_at,
     });
-    let updated = state
+    let mut updated = state
         .store
         .transition_request(&request.id, transition)
         .await?;
+    if updated.request_type == RequestType::Erasure {
+        // First phase of the erasure: destroy the data key now, so every copy of the encrypted
+        // PII is unreadable at once. On failure the worker's plan destroys it before rewriting.
+        let destroyed = destroy_subject_key(
+            state.store.as_ref(),
+            &state.keyring,
+            &updated,
+            &caller.actor(),
+        )
+        .await;
+        match destroyed {
+            Ok(_) => updated = state.store.request(&updated.id).await?,
+            Err(e) => tracing::error!(
+                error = %e,
+                request_id = %updated.id,
+                "destroying the data key failed; the worker will retry"
+            ),
+        }
+    }
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }

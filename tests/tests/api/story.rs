@@ -104,11 +104,27 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
     let manifest: Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(manifest["datasets"][0]["rows"], subject_rows as u64);
 
-    // Erasure: approved, executed.
-    assert_eq!(
-        app.approve(&app.admin_token, &erasure).await.status(),
-        StatusCode::OK
+    // Erasure, first phase: approving destroys the subject's data key at once.
+    let approved: Value = app
+        .approve(&app.admin_token, &erasure)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(approved["key_destroyed_at"].is_string(), "{approved}");
+    let subject_id = lethe_core::domain::SubjectId::parse(subject.clone()).unwrap();
+    assert!(matches!(
+        app.state.keyring.dek_for_read(&subject_id).await,
+        Err(lethe_core::keyring::KeyringError::Shredded)
+    ));
+    assert!(
+        matches!(
+            app.state.keyring.dek_for_write(&subject_id).await,
+            Err(lethe_core::keyring::KeyringError::Shredded)
+        ),
+        "no new key can be made for an erased subject"
     );
+    // Erasure: executed.
     let done = app.wait_until_final(&token, &erasure).await;
     assert_eq!(done["status"], "completed", "{done}");
     let history: Vec<&str> = done["history"]
@@ -197,6 +213,7 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
     let mut expected = vec![
         "request.created",
         "request.approved",
+        "subject.key_destroyed",
         "job.started",
         "erasure.planned",
     ];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lethe_core::config::Settings;
 use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::keyring::keyring_from_settings;
 use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
 
@@ -33,10 +34,14 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
             .await
             .context("opening the database")
             .map_err(CommandError::Failed)?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store = Arc::new(store);
+        let keyring = keyring_from_settings(&settings, store.clone())
+            .context("opening the keyring (crypto.kek / crypto.kek_file)")
+            .map_err(CommandError::Usage)?;
+        let store: Arc<dyn Store> = store;
         let config = WorkerConfig::from_settings(&settings);
         let _ = writeln!(output.err, "worker {} started", config.worker_id);
-        let worker = Worker::new(store, config);
+        let worker = Worker::new(store, config).with_keyring(Arc::new(keyring));
         if args.until_idle {
             while worker
                 .try_execute_job()

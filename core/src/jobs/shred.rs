@@ -1,0 +1,48 @@
+//! The first phase of an erasure: destroy the subject's data key (crypto-shredding).
+//!
+//! From that moment every copy of the subject's encrypted PII — in the lake, in old snapshots,
+//! in backups — is unreadable; the physical rewrite follows, batched (GDPR Art. 17, and
+//! Art. 32 on encryption).
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::JobError;
+use crate::audit::NewAuditEntry;
+use crate::keyring::{Keyring, ShredOutcome};
+use crate::store::{PrivacyRequest, Store};
+
+/// Destroys the data key of the subject of erasure `request`, writes the tombstone, and records
+/// the moment on the request with a `subject.key_destroyed` audit entry (once). Idempotent.
+/// Returns whether this call recorded it.
+///
+/// # Errors
+/// [`JobError::Transient`] when the key store or the database fails.
+pub async fn destroy_subject_key(
+    store: &dyn Store,
+    keyring: &Keyring,
+    request: &PrivacyRequest,
+    actor: &str,
+) -> Result<bool, JobError> {
+    if request.key_destroyed_at.is_some() {
+        return Ok(false);
+    }
+    let started = Instant::now();
+    let outcome = keyring
+        .shred(&request.subject_id)
+        .await
+        .map_err(|e| JobError::Transient(format!("destroying the subject's data key: {e}")))?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let outcome = match outcome {
+        ShredOutcome::Destroyed => "destroyed",
+        ShredOutcome::AlreadyShredded => "already_destroyed",
+        ShredOutcome::NoKeyTombstoned => "no_key_tombstoned",
+    };
+    tracing::info!(request_id = %request.id, outcome, elapsed_ms, "subject data key destroyed");
+    let audit = NewAuditEntry::new(actor, "subject.key_destroyed")
+        .request(&request.id)
+        .subject(&request.subject_pseudonym)
+        .details(json!({ "outcome": outcome, "elapsed_ms": elapsed_ms }));
+    Ok(store.mark_key_destroyed(&request.id, audit).await?)
+}
