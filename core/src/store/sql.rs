@@ -156,9 +156,10 @@ impl SqlStore {
     }
 
     /// Claims the first job matching `condition` (SQL over `jobs`, `$4` = now), oldest due
-    /// first. With `exclusive`, claims serialise on a PostgreSQL advisory lock so that a
-    /// condition reading other rows (no plan running) holds across concurrent claimers; SQLite
-    /// serialises writers anyway, so the single statement is enough there.
+    /// first. With `exclusive`, claims serialise on a PostgreSQL advisory lock (tried, not
+    /// waited for: a busy lock means another worker is claiming, and `None` is returned) so
+    /// that a condition reading other rows (no plan running) holds across concurrent
+    /// claimers; SQLite serialises writers anyway, so the single statement is enough there.
     async fn claim_where(
         &self,
         worker: &str,
@@ -187,10 +188,17 @@ impl SqlStore {
             .await
             .map_err(db("starting a transaction"))?;
         if exclusive && self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7472696)")
-                .execute(&mut *tx)
+            // Another worker is claiming a plan right now: it will take the batch; move on to
+            // other work instead of queueing up behind it.
+            let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock(7472696) AS got")
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(db("serialising erasure planners"))?;
+                .map_err(db("serialising erasure planners"))?
+                .try_get("got")
+                .map_err(|e| corrupt("jobs", e))?;
+            if !got {
+                return Ok(None);
+            }
         }
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(worker)
