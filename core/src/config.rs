@@ -40,6 +40,11 @@ pub struct CryptoSettings {
     /// generated into `<data_dir>/subject-ref.key`. It must never change: keys and tombstones
     /// are found through it.
     pub subject_key: Option<SecretString>,
+    /// Where every tombstone is also journaled, outside the database: a folder or an object
+    /// store URL (e.g. `s3://bucket/lethe-tombstones`) that database backups do not roll back.
+    /// At start, journaled tombstones are re-applied, so a database restored from before an
+    /// erasure cannot bring the subject's key back. Default `<data_dir>/tombstones`.
+    pub tombstone_journal: Option<String>,
 }
 
 impl std::fmt::Debug for CryptoSettings {
@@ -48,6 +53,7 @@ impl std::fmt::Debug for CryptoSettings {
             .field("kek", &self.kek.as_ref().map(|_| "***"))
             .field("kek_file", &self.kek_file)
             .field("subject_key", &self.subject_key.as_ref().map(|_| "***"))
+            .field("tombstone_journal", &self.tombstone_journal)
             .finish()
     }
 }

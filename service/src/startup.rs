@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use lethe_core::audit::Pseudonymizer;
 use lethe_core::config::{Settings, load_or_create_secret};
-use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::{Keyring, keyring_from_settings};
 use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
@@ -67,6 +67,15 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
     };
     let store = Arc::new(store);
     let keyring = keyring_from_settings(settings, store.clone()).context("opening the keyring")?;
+    let report = reapply_tombstones(store.as_ref(), &keyring, "system:start")
+        .await
+        .context("re-applying journaled tombstones")?;
+    if report.keys_destroyed > 0 {
+        tracing::warn!(
+            keys_destroyed = report.keys_destroyed,
+            "destroyed keys of erased subjects found alive in a restored database"
+        );
+    }
     Ok(AppState {
         keyring: Arc::new(keyring),
         store,

@@ -14,4 +14,4 @@ pub use execute::{
 };
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
-pub use shred::destroy_subject_key;
+pub use shred::{destroy_subject_key, reapply_tombstones};

@@ -46,3 +46,32 @@ pub async fn destroy_subject_key(
         .details(json!({ "outcome": outcome, "elapsed_ms": elapsed_ms }));
     Ok(store.mark_key_destroyed(&request.id, audit).await?)
 }
+
+/// Re-applies the keyring's tombstone journal at start (see
+/// [`crate::keyring::TombstoneJournal`]) and audits what it had to repair, so a database
+/// restored from an older backup cannot bring an erased subject's key back.
+///
+/// # Errors
+/// [`JobError::Transient`] when the journal or the key store cannot be read or written.
+pub async fn reapply_tombstones(
+    store: &dyn Store,
+    keyring: &Keyring,
+    actor: &str,
+) -> Result<crate::keyring::ReapplyReport, JobError> {
+    let Some(journal) = keyring.journal() else {
+        return Ok(Default::default());
+    };
+    let report = journal
+        .reapply(keyring)
+        .await
+        .map_err(|e| JobError::Transient(format!("re-applying journaled tombstones: {e}")))?;
+    if report.keys_destroyed + report.tombstones_restored > 0 {
+        store
+            .append_audit(
+                NewAuditEntry::new(actor, "keys.tombstones_reapplied")
+                    .details(serde_json::to_value(&report).expect("report serialises")),
+            )
+            .await?;
+    }
+    Ok(report)
+}

@@ -17,6 +17,7 @@
 mod cache;
 pub mod cell;
 mod contract;
+mod journal;
 mod keys;
 mod keystore;
 mod ring;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 pub use cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use contract::check_key_store_contract;
+pub use journal::{ReapplyReport, TombstoneJournal};
 pub use keys::{Dek, KEY_LEN, Kek};
 pub use keystore::{KeyStore, MemoryKeyStore, StoredKey};
 pub use ring::{Keyring, RotationReport, ShredOutcome};

@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::cache::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DekCache};
+use super::journal::TombstoneJournal;
 use super::{Dek, Kek, KeyStore, KeyringError, StoredKey, SubjectHasher};
 use crate::domain::SubjectId;
 
@@ -73,6 +74,7 @@ pub struct Keyring {
     store: Arc<dyn KeyStore>,
     hasher: SubjectHasher,
     cache: DekCache,
+    journal: Option<Arc<TombstoneJournal>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -96,7 +98,20 @@ impl Keyring {
             store,
             hasher: subject_hasher,
             cache: DekCache::new(DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL),
+            journal: None,
         }
+    }
+
+    /// Journals every shred in `journal` (before the key is destroyed), so that a database
+    /// restored from an older backup can be re-shredded ([`TombstoneJournal::reapply`]).
+    pub fn with_journal(mut self, journal: Arc<TombstoneJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The tombstone journal, if any.
+    pub fn journal(&self) -> Option<&Arc<TombstoneJournal>> {
+        self.journal.as_ref()
     }
 
     /// Replaces the cache by one holding at most `capacity` keys, each for at most `ttl`
@@ -232,6 +247,21 @@ impl Keyring {
     /// Store errors.
     #[tracing::instrument(skip(self), fields(subject_ref = %subject_ref))]
     pub async fn shred_ref(&self, subject_ref: &str) -> Result<ShredOutcome, KeyringError> {
+        // Journal first: a crash after this line is repaired by the next start's reapply.
+        if let Some(journal) = &self.journal {
+            journal.record(subject_ref).await?;
+        }
+        self.shred_ref_unjournaled(subject_ref).await
+    }
+
+    /// [`Keyring::shred_ref`] without writing the journal (used when replaying it).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) async fn shred_ref_unjournaled(
+        &self,
+        subject_ref: &str,
+    ) -> Result<ShredOutcome, KeyringError> {
         let was_tombstoned = self.store.is_tombstoned(subject_ref).await?;
         let destroyed = self.store.destroy(subject_ref).await;
         // Evict whatever happened: a failed destroy may still have committed.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
-use super::{Kek, KeyStore, Keyring, KeyringError, SubjectHasher};
+use super::{Kek, KeyStore, Keyring, KeyringError, SubjectHasher, TombstoneJournal};
 use crate::config::{Settings, load_or_create_secret};
 
 /// The KEK named by the settings: `crypto.kek` (base64), else the key file `crypto.kek_file`,
@@ -40,7 +40,8 @@ pub fn subject_hasher_from_settings(settings: &Settings) -> Result<SubjectHasher
     SubjectHasher::new(key.expose_secret().as_bytes())
 }
 
-/// The keyring described by the settings, on `store`.
+/// The keyring described by the settings, on `store`, journaling tombstones in
+/// `crypto.tombstone_journal` (default `<data_dir>/tombstones`).
 ///
 /// # Errors
 /// As [`kek_from_settings`] and [`subject_hasher_from_settings`].
@@ -48,9 +49,21 @@ pub fn keyring_from_settings(
     settings: &Settings,
     store: Arc<dyn KeyStore>,
 ) -> Result<Keyring, KeyringError> {
+    let journal = settings
+        .crypto
+        .tombstone_journal
+        .clone()
+        .unwrap_or_else(|| {
+            let dir = settings.storage.data_dir.join("tombstones");
+            std::path::absolute(&dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string()
+        });
     Ok(Keyring::new(
         kek_from_settings(settings)?,
         store,
         subject_hasher_from_settings(settings)?,
-    ))
+    )
+    .with_journal(Arc::new(TombstoneJournal::open(&journal)?)))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lethe_core::config::Settings;
-use lethe_core::jobs::{Worker, WorkerConfig};
+use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::keyring_from_settings;
 use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
@@ -38,6 +38,10 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
         let keyring = keyring_from_settings(&settings, store.clone())
             .context("opening the keyring (crypto.kek / crypto.kek_file)")
             .map_err(CommandError::Usage)?;
+        reapply_tombstones(store.as_ref(), &keyring, "system:worker-start")
+            .await
+            .context("re-applying journaled tombstones")
+            .map_err(CommandError::Failed)?;
         let store: Arc<dyn Store> = store;
         let config = WorkerConfig::from_settings(&settings);
         let _ = writeln!(output.err, "worker {} started", config.worker_id);

@@ -1,0 +1,118 @@
+//! Crypto-shredding across a database restore: the resurrection guard.
+
+use std::sync::Arc;
+
+use lethe_core::domain::SubjectId;
+use lethe_core::keyring::cell::{CellContext, decrypt_cell, encrypt_cell};
+use lethe_core::keyring::{KeyringError, keyring_from_settings};
+use lethe_core::store::SqlStore;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_key_back() {
+    let app = spawn_app().await;
+    if app
+        .state
+        .settings
+        .database
+        .url
+        .expose_secret()
+        .starts_with("postgres")
+    {
+        println!("skipped: the backup in this test is a SQLite file copy");
+        return;
+    }
+    let subject = app.summary.subjects[1].user_id.clone();
+    let subject_id = SubjectId::parse(subject.clone()).unwrap();
+    let ctx = CellContext {
+        dataset: "running_events",
+        column: "email",
+        subject_id: &subject_id,
+    };
+    let dek = app.state.keyring.dek_for_write(&subject_id).await.unwrap();
+    let cell = encrypt_cell(&dek, &ctx, b"runner@example.com");
+
+    // A backup taken before the erasure.
+    let data_dir = app.data_dir.path().to_path_buf();
+    let backup = data_dir.join("backup-before-erasure.db");
+    let live = SqlStore::connect_raw(app.state.settings.database.url.expose_secret())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "VACUUM INTO '{}'",
+        backup.display()
+    )))
+    .execute(&live)
+    .await
+    .unwrap();
+
+    // The erasure is approved: the key is destroyed at once.
+    let response = app
+        .file_request(
+            &app.admin_token,
+            &json!({ "type": "erasure", "subject_id": subject, "verification_note": "by post" }),
+        )
+        .await;
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.approve(&app.admin_token, &id).await.status(),
+        StatusCode::OK
+    );
+    assert!(matches!(
+        app.state.keyring.dek_for_read(&subject_id).await,
+        Err(KeyringError::Shredded)
+    ));
+
+    // The old backup does hold the key: restored as is, it would bring the subject back.
+    let mut restored = app.state.settings.clone();
+    restored.database.url = SecretString::from(format!("sqlite://{}", backup.display()));
+    let raw = Arc::new(SqlStore::connect(&restored.database.url, 2).await.unwrap());
+    let mut unjournaled = restored.clone();
+    unjournaled.crypto.tombstone_journal = Some(data_dir.join("no-journal").display().to_string());
+    let naive = keyring_from_settings(&unjournaled, raw.clone()).unwrap();
+    let resurrected = naive.dek_for_read(&subject_id).await.unwrap();
+    assert_eq!(
+        decrypt_cell(&resurrected, &ctx, &cell).unwrap(),
+        b"runner@example.com"
+    );
+    drop(naive);
+
+    // Starting Lethe on the restored database re-applies the journaled tombstone.
+    let state = lethe_service::startup::open_state(&restored).await.unwrap();
+    assert!(matches!(
+        state.keyring.dek_for_read(&subject_id).await,
+        Err(KeyringError::Shredded)
+    ));
+    assert!(matches!(
+        state.keyring.dek_for_write(&subject_id).await,
+        Err(KeyringError::Shredded)
+    ));
+    let audit = state
+        .store
+        .audit_entries(&lethe_core::store::AuditFilter {
+            action: Some("keys.tombstones_reapplied".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].details["keys_destroyed"], 1);
+    // A second start has nothing left to repair.
+    let again = lethe_service::startup::open_state(&restored).await.unwrap();
+    let audit = again
+        .store
+        .audit_entries(&lethe_core::store::AuditFilter {
+            action: Some("keys.tombstones_reapplied".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+}
