@@ -50,8 +50,27 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Key management (crypto-shredding).
+    Keys {
+        /// Key command.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every subject's data key under a new key encryption key (KEK); the lake is not
+    /// touched. The new KEK is read from (or generated into) `--new-kek-file`; afterwards
+    /// point `crypto.kek_file` (or `LETHE__CRYPTO__KEK`) at it on every replica.
+    RotateKek {
+        /// File holding the new KEK (one line of base64; created with mode 0600 if missing).
+        #[arg(long)]
+        new_kek_file: PathBuf,
+    },
 }
 
 /// Account commands.
@@ -107,6 +126,9 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit_verify(settings, file).await,
+        Command::Keys {
+            command: KeysCommand::RotateKek { new_kek_file },
+        } => rotate_kek(settings, new_kek_file).await,
         Command::Openapi => {
             println!("{}", crate::openapi::openapi_json());
             Ok(ExitCode::SUCCESS)
@@ -176,6 +198,39 @@ async fn create_user(
     if generated {
         println!("password: {password}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-wraps every data key under the KEK in `new_kek_file` and prints the report (JSON).
+///
+/// # Errors
+/// When the current or new KEK cannot be loaded, or the key store fails.
+pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Result<ExitCode> {
+    let state = open_state(&settings).await?;
+    let new = lethe_core::keyring::Kek::load_or_create(&new_kek_file)
+        .with_context(|| format!("loading the new KEK from {}", new_kek_file.display()))?;
+    let old_id = state.keyring.kek_id();
+    let report = state
+        .keyring
+        .rotate_kek(new)
+        .await
+        .context("rotating the KEK")?;
+    state
+        .store
+        .append_audit(
+            NewAuditEntry::new("system:cli", "keys.kek_rotated").details(json!({
+                "old_kek_id": old_id,
+                "new_kek_id": report.new_kek_id,
+                "rewrapped": report.rewrapped,
+            })),
+        )
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "every data key is now wrapped by KEK {}; set crypto.kek_file = {} (or LETHE__CRYPTO__KEK) on every replica, then retire the old KEK",
+        report.new_kek_id,
+        new_kek_file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

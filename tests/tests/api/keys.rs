@@ -116,3 +116,39 @@ async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_k
         .unwrap();
     assert_eq!(audit.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
+    let app = spawn_app().await;
+    let subject_id = SubjectId::parse(app.summary.subjects[2].user_id.clone()).unwrap();
+    let ctx = CellContext {
+        dataset: "running_events",
+        column: "full_name",
+        subject_id: &subject_id,
+    };
+    let dek = app.state.keyring.dek_for_write(&subject_id).await.unwrap();
+    let cell = encrypt_cell(&dek, &ctx, "Ana Lima".as_bytes());
+
+    let new_kek = app.data_dir.path().join("kek-2.key");
+    let code = lethe_service::cli::rotate_kek(app.state.settings.clone(), new_kek.clone())
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert!(new_kek.exists());
+
+    // A replica configured with the new KEK reads the cell; the old KEK unwraps nothing.
+    let mut rotated = app.state.settings.clone();
+    rotated.crypto.kek_file = Some(new_kek);
+    let store = Arc::new(SqlStore::connect(&rotated.database.url, 2).await.unwrap());
+    let keyring = keyring_from_settings(&rotated, store.clone()).unwrap();
+    let dek = keyring.dek_for_read(&subject_id).await.unwrap();
+    assert_eq!(
+        decrypt_cell(&dek, &ctx, &cell).unwrap(),
+        "Ana Lima".as_bytes()
+    );
+    let old = keyring_from_settings(&app.state.settings, store).unwrap();
+    assert!(
+        old.dek_for_read(&subject_id).await.is_err(),
+        "the old KEK no longer unwraps"
+    );
+}
