@@ -173,10 +173,11 @@ pub trait Store: Send + Sync + 'static {
         finish: JobFinish,
         decide: &SiblingsDecision<'_>,
     ) -> StoreResult<bool>;
-    /// Batches erasures: merges every other due, queued erasure plan into the plan `plan_id`
+    /// Batches erasures: merges every other queued erasure plan — due, or still waiting out its
+    /// batching window (running it early only serves its subject sooner) — into the plan `plan_id`
     /// (held by `lease_token`), records the batch's request ids in its payload (`batch`), and
     /// returns them, its own request first. `None` when the lease was lost. Running it again
-    /// after a takeover returns the batch recorded so far plus anything newly due.
+    /// after a takeover returns the batch recorded so far plus anything newly queued.
     async fn absorb_erasure_plans(
         &self,
         plan_id: &str,

@@ -1109,7 +1109,7 @@ impl Store for SqlStore {
         }
         let merged = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', result = $1, updated_at = $2 \
-             WHERE kind = 'erasure' AND status = 'queued' AND run_at <= $2 AND id <> $3 \
+             WHERE kind = 'erasure' AND status = 'queued' AND id <> $3 \
              RETURNING request_id",
         )
         .bind(json!({ "merged_into": plan_id }).to_string())

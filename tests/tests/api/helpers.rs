@@ -34,6 +34,8 @@ pub struct Spawn {
     pub register_lake: bool,
     /// `storage.exports_url` (e.g. `s3://bucket/exports`); `None`: the local exports folder.
     pub exports_url: Option<String>,
+    /// `worker.erasure_batch_window_s`.
+    pub batch_window_s: u64,
 }
 
 impl Default for Spawn {
@@ -43,6 +45,7 @@ impl Default for Spawn {
             days: 4,
             register_lake: true,
             exports_url: None,
+            batch_window_s: 0,
         }
     }
 }
@@ -64,6 +67,7 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
 
     let mut settings = Settings::embedded(data_dir.path());
     settings.storage.exports_url = spawn.exports_url.clone();
+    settings.worker.erasure_batch_window_s = spawn.batch_window_s;
     if let Some(url) = postgres_database().await {
         settings.database.url = url;
     }

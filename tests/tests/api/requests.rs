@@ -171,7 +171,12 @@ async fn an_erasure_that_hits_a_corrupt_file_fails_and_leaves_that_file_untouche
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasures_approved_together_are_applied_in_one_pass_per_file() {
-    let app = crate::helpers::spawn_app().await;
+    // Approved erasures wait out a 3 s window; the first plan due takes them all.
+    let app = crate::helpers::spawn_app_with(crate::helpers::Spawn {
+        batch_window_s: 3,
+        ..Default::default()
+    })
+    .await;
     let before = crate::lake_snapshot::snapshot(&app.lake);
     let active: Vec<String> = app
         .summary
@@ -188,7 +193,7 @@ async fn erasures_approved_together_are_applied_in_one_pass_per_file() {
         .take(3)
         .collect();
     assert_eq!(active.len(), 3);
-    // The admin files and approves three erasures before the worker polls again.
+    // The admin files and approves three erasures.
     let mut ids = Vec::new();
     for subject in &active {
         let response = app
