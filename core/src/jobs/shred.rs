@@ -33,17 +33,19 @@ pub async fn destroy_subject_key(
         .shred(&request.subject_id)
         .await
         .map_err(|e| JobError::Transient(format!("destroying the subject's data key: {e}")))?;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Whole microseconds: audit details hold no floats, so they hash the same after any JSON
+    // round trip.
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let outcome = match outcome {
         ShredOutcome::Destroyed => "destroyed",
         ShredOutcome::AlreadyShredded => "already_destroyed",
         ShredOutcome::NoKeyTombstoned => "no_key_tombstoned",
     };
-    tracing::info!(request_id = %request.id, outcome, elapsed_ms, "subject data key destroyed");
+    tracing::info!(request_id = %request.id, outcome, elapsed_us, "subject data key destroyed");
     let audit = NewAuditEntry::new(actor, "subject.key_destroyed")
         .request(&request.id)
         .subject(&request.subject_pseudonym)
-        .details(json!({ "outcome": outcome, "elapsed_ms": elapsed_ms }));
+        .details(json!({ "outcome": outcome, "elapsed_us": elapsed_us }));
     Ok(store.mark_key_destroyed(&request.id, audit).await?)
 }
 
