@@ -568,6 +568,14 @@ async fn transition_in(
     Ok(request)
 }
 
+/// Adds `key: value` to an audit entry's details (the id the database just assigned).
+fn with_detail(mut audit: NewAuditEntry, key: &str, value: &str) -> NewAuditEntry {
+    if let Value::Object(map) = &mut audit.details {
+        map.insert(key.into(), Value::String(value.to_string()));
+    }
+    audit
+}
+
 fn job_state_error(job: &Job, action: &'static str) -> StoreError {
     StoreError::InvalidJobState {
         status: job.status.as_str(),
@@ -642,11 +650,7 @@ impl Store for SqlStore {
         .await
         .map_err(db("creating an account"))?;
         let created = user_from(&row)?;
-        let mut audit = audit;
-        if let Value::Object(map) = &mut audit.details {
-            map.insert("user_id".into(), Value::String(created.id.clone()));
-        }
-        append_audit_in(&mut tx, audit).await?;
+        append_audit_in(&mut tx, with_detail(audit, "user_id", &created.id)).await?;
         tx.commit().await.map_err(db("committing an account"))?;
         Ok(created)
     }
@@ -742,11 +746,7 @@ impl Store for SqlStore {
         .await
         .map_err(db("registering a dataset"))?;
         let created = dataset_from(&row)?;
-        let mut audit = audit;
-        if let Value::Object(map) = &mut audit.details {
-            map.insert("dataset_id".into(), Value::String(created.id.clone()));
-        }
-        append_audit_in(&mut tx, audit).await?;
+        append_audit_in(&mut tx, with_detail(audit, "dataset_id", &created.id)).await?;
         tx.commit().await.map_err(db("committing a dataset"))?;
         Ok(created)
     }
