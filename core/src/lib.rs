@@ -20,6 +20,7 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod ingest;
 pub mod jobs;
 pub mod keyring;
 pub mod lake;

@@ -101,6 +101,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
                 subject_column: "user_id".into(),
                 partition_columns: vec![],
                 created_by: "test".into(),
+                schema: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

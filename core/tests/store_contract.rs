@@ -157,6 +157,7 @@ contract!(datasets_are_unique_by_name, |store| {
         subject_column: "user_id".into(),
         partition_columns: vec!["date".into(), "region".into()],
         created_by: "user:a".into(),
+        schema: None,
     };
     let created = store
         .create_dataset(d.clone(), audit("dataset.registered"))

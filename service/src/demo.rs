@@ -157,6 +157,7 @@ pub async fn ensure_demo(
                 subject_column: "user_id".into(),
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: format!("user:{admin_id}"),
+                schema: None,
             },
             NewAuditEntry::new(format!("user:{admin_id}"), "dataset.registered")
                 .details(json!({ "name": "running_events", "demo": true })),

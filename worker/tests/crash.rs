@@ -130,6 +130,7 @@ async fn setup() -> Setup {
                 subject_column: "user_id".into(),
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
+                schema: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

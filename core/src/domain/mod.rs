@@ -5,8 +5,13 @@
 
 mod ids;
 mod request;
+mod schema;
 mod time;
 
 pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
 pub use request::{RequestStatus, RequestType};
+pub use schema::{
+    ColumnSpec, ColumnType, DEFAULT_ROW_GROUP_ROWS, DEFAULT_TARGET_FILE_BYTES, DatasetSchema,
+    ErasureStrategy, Layout, PartitionSpec, PartitionTransform, PiiHandling, SchemaError,
+};
 pub use time::{Timestamp, due_date, from_db, to_db};

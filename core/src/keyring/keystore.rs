@@ -54,6 +54,18 @@ pub trait KeyStore: Send + Sync {
     /// Whether the reference has a tombstone.
     async fn is_tombstoned(&self, subject_ref: &str) -> Result<bool, KeyringError>;
 
+    /// The tombstoned references among `subject_refs` (ingest and compaction check whole
+    /// batches at once). The default asks [`KeyStore::is_tombstoned`] one by one.
+    async fn tombstoned_among(&self, subject_refs: &[String]) -> Result<Vec<String>, KeyringError> {
+        let mut found = Vec::new();
+        for r in subject_refs {
+            if self.is_tombstoned(r).await? {
+                found.push(r.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// One page of live keys, ordered by reference, starting after `after` (from the start
     /// when `None`), at most `limit` long. Used by KEK rotation; paged so that millions of
     /// subjects never sit in memory at once.

@@ -155,6 +155,11 @@ impl Keyring {
         self.hasher.subject_ref(subject)
     }
 
+    /// [`Keyring::subject_ref`] of a subject id read from a lake row.
+    pub fn subject_ref_str(&self, subject: &str) -> String {
+        self.hasher.subject_ref_str(subject)
+    }
+
     /// Number of DEKs in the cache right now.
     pub fn cached_keys(&self) -> usize {
         self.cache.len()
@@ -226,6 +231,27 @@ impl Keyring {
             None if self.store.is_tombstoned(&subject_ref).await? => Err(KeyringError::Shredded),
             None => Err(KeyringError::NotFound),
         }
+    }
+
+    /// The subjects among `subjects` whose key was destroyed, asked of the store (never the
+    /// cache), for a whole batch at once: ingest drops their rows, compaction removes them.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn shredded_among<'a>(
+        &self,
+        subjects: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashSet<String>, KeyringError> {
+        let by_ref: std::collections::HashMap<String, &str> = subjects
+            .into_iter()
+            .map(|s| (self.hasher.subject_ref_str(s), s))
+            .collect();
+        let refs: Vec<String> = by_ref.keys().cloned().collect();
+        let tombstoned = self.store.tombstoned_among(&refs).await?;
+        Ok(tombstoned
+            .iter()
+            .filter_map(|r| by_ref.get(r).map(|s| (*s).to_string()))
+            .collect())
     }
 
     /// Crypto-shreds the subject: deletes the wrapped DEK, writes the tombstone, drops the key

@@ -50,10 +50,15 @@ impl SubjectHasher {
 
     /// The reference of `subject`: 64 lower-case hex digits.
     pub fn subject_ref(&self, subject: &SubjectId) -> String {
+        self.subject_ref_str(subject.as_str())
+    }
+
+    /// [`SubjectHasher::subject_ref`] of a subject id read from a lake row (not re-validated).
+    pub fn subject_ref_str(&self, subject: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
         mac.update(LABEL);
-        mac.update(subject.as_str().as_bytes());
+        mac.update(subject.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 }

@@ -160,6 +160,32 @@ impl KeyStore for SqlStore {
         Ok(row.is_some())
     }
 
+    async fn tombstoned_among(&self, subject_refs: &[String]) -> Result<Vec<String>, KeyringError> {
+        let mut found = Vec::new();
+        for chunk in subject_refs.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT subject_ref FROM tombstones WHERE subject_ref IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                query = query.bind(r);
+            }
+            for row in query
+                .fetch_all(self.pool())
+                .await
+                .map_err(store_error("reading tombstones"))?
+            {
+                found.push(
+                    row.try_get::<String, _>("subject_ref")
+                        .map_err(store_error("reading tombstones"))?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
     async fn list(
         &self,
         after: Option<&str>,

@@ -6,6 +6,7 @@
 //! audit log and the state it describes cannot disagree.
 
 mod keys;
+mod locator;
 mod model;
 mod sql;
 
@@ -214,4 +215,34 @@ pub trait Store: Send + Sync + 'static {
     /// The recorded head of the chain: `(seq, hash)` of the last append (`(0, GENESIS)` when
     /// empty).
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
+
+    // ---- locator index -----------------------------------------------------------------
+
+    /// Records files Lethe wrote into `dataset_id` (ingest, compaction) and forgets the
+    /// `replaced` ones, in one transaction. Re-recording a known path replaces its entries.
+    async fn index_files(
+        &self,
+        dataset_id: &str,
+        added: &[IndexedFile],
+        replaced: &[String],
+    ) -> StoreResult<()>;
+    /// Every indexed file of the dataset as `(path, bytes)`.
+    async fn indexed_files(&self, dataset_id: &str) -> StoreResult<Vec<(String, u64)>>;
+    /// The indexed files holding rows of the subject references, as
+    /// `(subject_ref, path, rows)`.
+    async fn index_lookup(
+        &self,
+        dataset_id: &str,
+        subject_refs: &[String],
+    ) -> StoreResult<Vec<(String, String, u64)>>;
+    /// After `path` was rewritten without the subjects: drops their entries and records the
+    /// file's new row count and size. Unknown paths are left unknown.
+    async fn index_rewritten(
+        &self,
+        dataset_id: &str,
+        path: &str,
+        subject_refs: &[String],
+        rows: u64,
+        bytes: u64,
+    ) -> StoreResult<()>;
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::NewAuditEntry;
-use crate::domain::{Email, RequestStatus, RequestType, Role, SubjectId, Timestamp};
+use crate::domain::{DatasetSchema, Email, RequestStatus, RequestType, Role, SubjectId, Timestamp};
 
 /// An account of a data subject, admin or auditor.
 #[derive(Debug, Clone)]
@@ -51,6 +51,32 @@ pub struct Dataset {
     pub created_by: String,
     /// When.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The declared schema of a dataset Lethe writes (ingest); `None` for datasets written by
+    /// others, which are located and erased by `subject_column` only.
+    pub schema: Option<DatasetSchema>,
+}
+
+impl Dataset {
+    /// The columns holding subject ids: the schema's, or the one `subject_column`.
+    pub fn subject_columns(&self) -> Vec<String> {
+        match &self.schema {
+            Some(schema) => schema.subject_columns.clone(),
+            None => vec![self.subject_column.clone()],
+        }
+    }
+}
+
+/// A file the locator index knows, with the subjects it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexedFile {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes (a listed file of another size is treated as unknown).
+    pub bytes: u64,
+    /// Subject references (the keyring's keyed hash) with their row counts in the file.
+    pub subjects: Vec<(String, u64)>,
 }
 
 /// A dataset to register.
@@ -66,6 +92,8 @@ pub struct NewDataset {
     pub partition_columns: Vec<String>,
     /// Who registers it.
     pub created_by: String,
+    /// Declared schema (datasets Lethe writes).
+    pub schema: Option<DatasetSchema>,
 }
 
 /// A privacy request (data subject request, DSR).

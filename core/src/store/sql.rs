@@ -292,7 +292,7 @@ fn user_from(row: &AnyRow) -> StoreResult<User> {
 }
 
 const DATASET_COLS: &str =
-    "id, name, root_url, subject_column, partition_columns, created_by, created_at";
+    "id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json";
 
 fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
     let t = "datasets";
@@ -305,6 +305,10 @@ fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
             .map_err(|e| corrupt(t, e))?,
         created_by: get_s(row, t, "created_by")?,
         created_at: get_ts(row, t, "created_at")?,
+        schema: get_os(row, t, "schema_json")?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| corrupt(t, e))?,
     })
 }
 
@@ -732,8 +736,8 @@ impl Store for SqlStore {
             .await
             .map_err(db("starting a transaction"))?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DATASET_COLS}"
+            "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DATASET_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(&dataset.name)
@@ -742,6 +746,12 @@ impl Store for SqlStore {
         .bind(serde_json::to_string(&dataset.partition_columns).expect("strings serialise"))
         .bind(&dataset.created_by)
         .bind(to_db(now()))
+        .bind(
+            dataset
+                .schema
+                .as_ref()
+                .map(|s| serde_json::to_string(s).expect("schema serialises")),
+        )
         .fetch_one(&mut *tx)
         .await
         .map_err(db("registering a dataset"))?;
@@ -1370,5 +1380,38 @@ impl Store for SqlStore {
             row.try_get("seq").map_err(|e| corrupt("audit_head", e))?,
             get_s(&row, "audit_head", "hash")?,
         ))
+    }
+
+    async fn index_files(
+        &self,
+        dataset_id: &str,
+        added: &[IndexedFile],
+        replaced: &[String],
+    ) -> StoreResult<()> {
+        self.index_files_impl(dataset_id, added, replaced).await
+    }
+
+    async fn indexed_files(&self, dataset_id: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.indexed_files_impl(dataset_id).await
+    }
+
+    async fn index_lookup(
+        &self,
+        dataset_id: &str,
+        subject_refs: &[String],
+    ) -> StoreResult<Vec<(String, String, u64)>> {
+        self.index_lookup_impl(dataset_id, subject_refs).await
+    }
+
+    async fn index_rewritten(
+        &self,
+        dataset_id: &str,
+        path: &str,
+        subject_refs: &[String],
+        rows: u64,
+        bytes: u64,
+    ) -> StoreResult<()> {
+        self.index_rewritten_impl(dataset_id, path, subject_refs, rows, bytes)
+            .await
     }
 }

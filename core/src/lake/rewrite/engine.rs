@@ -22,7 +22,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_select::filter::filter_record_batch;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::buffered::BufWriter;
@@ -132,15 +131,18 @@ pub(crate) async fn remove_stale_temps(
 pub(crate) async fn rewrite_file(
     root: &LakeRoot,
     file: &DataFile,
-    subject_column: &str,
     filter: &Arc<dyn RowFilter>,
     guard: Option<&Arc<dyn CommitGuard>>,
 ) -> Result<FileOutcome, LakeError> {
     let store = root.store();
     let opened = open(store, &file.location, &file.relative, file.size).await?;
     let rows_before = opened.num_rows();
-    let found = locate_open(&opened, subject_column, filter.subjects()).await?;
-    if found.rows == 0 {
+    let mut affected: BTreeSet<usize> = BTreeSet::new();
+    for column in filter.columns() {
+        let found = locate_open(&opened, column, filter.subjects()).await?;
+        affected.extend(found.row_groups.iter().copied());
+    }
+    if affected.is_empty() {
         tracing::debug!(file = %file.relative, "no subject rows; file left as is");
         return Ok(FileOutcome {
             relative: file.relative.clone(),
@@ -162,12 +164,10 @@ pub(crate) async fn rewrite_file(
     let tmp = temp_beside(&file.location);
     let sidecar = sidecar_of(&file.location);
     let sidecar_tmp = temp_beside(&sidecar);
-    let affected: BTreeSet<usize> = found.row_groups.iter().copied().collect();
     let result = write_verify_swap(
         root,
         file,
         &opened,
-        subject_column,
         filter,
         guard,
         &affected,
@@ -230,7 +230,6 @@ async fn write_verify_swap(
     root: &LakeRoot,
     file: &DataFile,
     opened: &OpenFile,
-    subject_column: &str,
     filter: &Arc<dyn RowFilter>,
     guard: Option<&Arc<dyn CommitGuard>>,
     affected: &BTreeSet<usize>,
@@ -260,14 +259,16 @@ async fn write_verify_swap(
         .build()
         .map_err(|e| LakeError::corrupt(relative, "planning the read", e))?;
     let schema = stream.schema().clone();
-    let subject_index = schema
-        .index_of(subject_column)
-        .map_err(|_| LakeError::MissingColumn {
-            file: relative.to_string(),
-            column: subject_column.to_string(),
-        })?;
+    for column in filter.columns() {
+        schema
+            .index_of(column)
+            .map_err(|_| LakeError::MissingColumn {
+                file: relative.to_string(),
+                column: column.clone(),
+            })?;
+    }
     let options = ArrowWriterOptions::new()
-        .with_properties(writer_properties(opened, subject_column))
+        .with_properties(writer_properties(opened, filter.columns()))
         .with_skip_arrow_metadata(true)
         .with_parquet_schema(opened.parquet_schema().clone());
     let mut writer =
@@ -302,7 +303,6 @@ async fn write_verify_swap(
                 relative: relative.to_string(),
                 row_group: rg,
                 filter: affected.contains(&rg).then(|| Arc::clone(filter)),
-                subject_index,
             };
             run_blocking(move || job.run(writer, reader)).await?
         };
@@ -475,7 +475,7 @@ async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
 
 /// Writer settings that keep the input's layout: same key-value metadata, same codec per
 /// column, a bloom filter on the subject column if the input had one, row groups never split.
-fn writer_properties(opened: &OpenFile, subject_column: &str) -> WriterProperties {
+fn writer_properties(opened: &OpenFile, subject_columns: &[String]) -> WriterProperties {
     let md = opened.metadata.metadata();
     let mut b = WriterProperties::builder()
         .set_max_row_group_row_count(None)
@@ -489,7 +489,10 @@ fn writer_properties(opened: &OpenFile, subject_column: &str) -> WriterPropertie
             b = b.set_sorting_columns(Some(sorting.clone()));
         }
     }
-    if let Ok(leaf) = opened.subject_leaf(subject_column) {
+    for leaf in subject_columns
+        .iter()
+        .filter_map(|c| opened.subject_leaf(c).ok())
+    {
         let has_bloom = md
             .row_groups()
             .iter()
@@ -516,7 +519,6 @@ struct RowGroupJob {
     row_group: usize,
     /// `Some` when the row group holds subject rows.
     filter: Option<Arc<dyn RowFilter>>,
-    subject_index: usize,
 }
 
 type JobOutput = (ArrowWriter<Vec<u8>>, u64, Vec<u8>);
@@ -536,10 +538,8 @@ impl RowGroupJob {
             })?;
             let kept = match &self.filter {
                 Some(filter) => {
-                    let mask = filter.keep_mask(&self.relative, &batch, self.subject_index)?;
-                    let kept = filter_record_batch(&batch, &mask)
-                        .map_err(|e| LakeError::arrow(&self.relative, e))?;
-                    removed += (batch.num_rows() - kept.num_rows()) as u64;
+                    let (kept, n) = filter.apply(&self.relative, &batch)?;
+                    removed += n;
                     kept
                 }
                 None => batch,

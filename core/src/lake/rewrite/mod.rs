@@ -10,6 +10,9 @@ mod engine;
 mod failpoint;
 mod faithful;
 mod guard;
+mod policy;
+
+pub use policy::{ErasePolicy, Erased, erase_rows, subject_values};
 
 pub use guard::CommitGuard;
 
@@ -17,53 +20,62 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::error::LakeError;
-use super::locate::subject_strings;
 use super::root::{DataFile, LakeRoot};
 
-/// Decides, batch by batch, which rows of a file survive a rewrite.
+/// Decides, batch by batch, what a rewrite keeps of a file.
 ///
-/// The engine reads only the subject column to find the row groups holding [`subjects`]
-/// (pruning), so a filter must only affect rows whose subject column (cast to a string) is one
-/// of them. Implementations must be cheap to call and free of I/O (they run on the blocking
-/// pool).
-///
-/// [`subjects`]: RowFilter::subjects
+/// The engine reads only the [`columns`](RowFilter::columns) to find the row groups holding
+/// [`subjects`](RowFilter::subjects) (pruning), so a filter must only affect rows where one
+/// of those columns (cast to a string) holds one of them. Implementations must be cheap to
+/// call and free of I/O (they run on the blocking pool).
 pub trait RowFilter: Send + Sync + std::fmt::Debug {
     /// The subject ids whose rows this filter affects.
     fn subjects(&self) -> &BTreeSet<String>;
 
-    /// The keep-mask of `batch`: `true` keeps the row, `false` drops it. Must have
-    /// `batch.num_rows()` entries and no nulls. `subject_index` is the index of the subject
-    /// column in `batch`; `file` (relative path) is for error messages.
+    /// The columns holding subject ids (the first is the primary one).
+    fn columns(&self) -> &[String];
+
+    /// `batch` as it must be written, and the number of rows removed from it. Rows may also
+    /// be changed (e.g. an erased subject's columns nulled); the schema must not change.
+    /// `file` (relative path) is for error messages.
     ///
     /// # Errors
-    /// [`LakeError::Arrow`] when the subject column cannot be evaluated.
-    fn keep_mask(
-        &self,
-        file: &str,
-        batch: &RecordBatch,
-        subject_index: usize,
-    ) -> Result<BooleanArray, LakeError>;
+    /// [`LakeError::Arrow`] when the subject columns cannot be evaluated.
+    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError>;
 }
 
-/// The erasure filter: drops every row whose subject column equals one of the subject ids.
+/// The erasure filter: applies an [`ErasePolicy`] (delete the row, or null the erased
+/// subject's columns) to the rows of the given subject ids.
 #[derive(Debug, Clone, Default)]
 pub struct EraseSubjects {
     subjects: BTreeSet<String>,
+    policy: ErasePolicy,
 }
 
 impl EraseSubjects {
-    /// A filter dropping the rows of `subjects`.
-    pub fn new(subjects: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// A filter deleting the rows of `subjects` by `column`.
+    pub fn new(
+        column: impl Into<String>,
+        subjects: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self::with_policy(ErasePolicy::single(column), subjects)
+    }
+
+    /// A filter applying `policy` to the rows of `subjects`.
+    pub fn with_policy(
+        policy: ErasePolicy,
+        subjects: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             subjects: subjects.into_iter().map(Into::into).collect(),
+            policy,
         }
     }
 }
@@ -73,17 +85,14 @@ impl RowFilter for EraseSubjects {
         &self.subjects
     }
 
-    fn keep_mask(
-        &self,
-        file: &str,
-        batch: &RecordBatch,
-        subject_index: usize,
-    ) -> Result<BooleanArray, LakeError> {
-        let values = subject_strings(file, batch, subject_index)?;
-        Ok(values
-            .iter()
-            .map(|v| Some(!v.is_some_and(|v| self.subjects.contains(v))))
-            .collect())
+    fn columns(&self) -> &[String] {
+        &self.policy.subject_columns
+    }
+
+    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
+        let erased = erase_rows(batch, &self.policy, &|s| self.subjects.contains(s))
+            .map_err(|e| LakeError::arrow(file, e))?;
+        Ok((erased.batch, erased.rows_removed))
     }
 }
 
@@ -216,7 +225,7 @@ pub type ProgressFn = Arc<dyn Fn(&EraseProgress) + Send + Sync>;
 #[derive(Clone)]
 pub struct Erase {
     root: LakeRoot,
-    subject_column: String,
+    policy: ErasePolicy,
     subjects: BTreeSet<String>,
     concurrency: usize,
     on_progress: Option<ProgressFn>,
@@ -228,7 +237,7 @@ impl std::fmt::Debug for Erase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Erase")
             .field("root", &self.root.url())
-            .field("subject_column", &self.subject_column)
+            .field("policy", &self.policy)
             .field("subjects", &self.subjects.len())
             .field("concurrency", &self.concurrency)
             .field("files", &self.files.as_ref().map(BTreeSet::len))
@@ -243,13 +252,20 @@ impl Erase {
     pub fn new(root: LakeRoot, subject_column: impl Into<String>) -> Self {
         Self {
             root,
-            subject_column: subject_column.into(),
+            policy: ErasePolicy::single(subject_column),
             subjects: BTreeSet::new(),
             concurrency: 4,
             on_progress: None,
             files: None,
             commit_guard: None,
         }
+    }
+
+    /// Replaces the single subject column by a dataset's [`ErasePolicy`] (several subject
+    /// columns; delete the row or null the erased subject's columns).
+    pub fn policy(mut self, policy: ErasePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Adds subject ids to erase (compared with the subject column cast to a string).
@@ -314,9 +330,10 @@ impl Erase {
                 files.iter().cloned().map(Target::Named).collect()
             }
         };
-        let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects {
-            subjects: self.subjects.clone(),
-        });
+        let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects::with_policy(
+            self.policy.clone(),
+            self.subjects.iter().cloned(),
+        ));
         let mut progress = EraseProgress {
             files_total: targets.len() as u64,
             ..EraseProgress::default()
@@ -324,7 +341,6 @@ impl Erase {
         let mut outcome = EraseOutcome::default();
         let task = FileTask {
             root: &self.root,
-            column: self.subject_column.as_str(),
             filter: &filter,
             guard: self.commit_guard.as_ref(),
             attempt_started,
@@ -375,7 +391,6 @@ enum Target {
 /// What every file's task shares.
 struct FileTask<'a> {
     root: &'a LakeRoot,
-    column: &'a str,
     filter: &'a Arc<dyn RowFilter>,
     guard: Option<&'a Arc<dyn CommitGuard>>,
     attempt_started: DateTime<Utc>,
@@ -399,15 +414,7 @@ impl FileTask<'_> {
             engine::remove_stale_temps(self.root.store(), &file, &temps, self.attempt_started)
                 .await;
         drop(temps);
-        let mut done = match engine::rewrite_file(
-            self.root,
-            &file,
-            self.column,
-            self.filter,
-            self.guard,
-        )
-        .await
-        {
+        let mut done = match engine::rewrite_file(self.root, &file, self.filter, self.guard).await {
             Ok(done) => done,
             Err(e) => {
                 tracing::warn!(file = %file.relative, error = %e, "file not rewritten");

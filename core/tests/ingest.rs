@@ -1,0 +1,443 @@
+//! Ingest on a real SQLite store and a local lake: validation, encryption, layout, the locator
+//! index and the resurrection guard.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, StringArray};
+use bytes::Bytes;
+use lethe_core::audit::NewAuditEntry;
+use lethe_core::domain::{DatasetSchema, SubjectId};
+use lethe_core::ingest::{IngestError, InputFormat, ingest};
+use lethe_core::keyring::{Kek, Keyring, SubjectHasher};
+use lethe_core::store::{Dataset, NewDataset, SqlStore, Store};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use secrecy::SecretString;
+use serde_json::json;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    lake: std::path::PathBuf,
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("lethe.db").display());
+    let sql = Arc::new(
+        SqlStore::connect(&SecretString::from(url), 2)
+            .await
+            .unwrap(),
+    );
+    let keyring = Arc::new(Keyring::new(
+        Kek::generate(),
+        sql.clone(),
+        SubjectHasher::new(&[7u8; 32]).unwrap(),
+    ));
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    Env {
+        _dir: dir,
+        lake,
+        store: sql,
+        keyring,
+    }
+}
+
+fn running_schema() -> DatasetSchema {
+    serde_json::from_value(json!({
+        "subject_columns": ["user_id"],
+        "columns": [
+            {"name": "event_id", "type": "string"},
+            {"name": "user_id", "type": "string"},
+            {"name": "ts", "type": "timestamp"},
+            {"name": "region", "type": "string"},
+            {"name": "calories", "type": "int32"},
+            {"name": "email", "type": "string", "pii": "encrypt"},
+            {"name": "full_name", "type": "string", "pii": "encrypt"},
+            {"name": "lat", "type": "float64", "pii": "encrypt"},
+            {"name": "lon", "type": "float64", "pii": "encrypt"},
+            {"name": "notes", "type": "string", "nullable": true}
+        ],
+        "partition_by": [{"name": "date", "source": "ts", "transform": "day"},
+                         {"name": "region", "source": "region"}],
+        "region_column": "region",
+        "regions": ["EU", "US"]
+    }))
+    .unwrap()
+}
+
+async fn register(env: &Env, schema: DatasetSchema) -> Dataset {
+    env.store
+        .create_dataset(
+            NewDataset {
+                name: "running_events".into(),
+                root_url: env.lake.display().to_string(),
+                subject_column: schema.primary_subject().to_string(),
+                partition_columns: schema.partition_by.iter().map(|p| p.name.clone()).collect(),
+                created_by: "test".into(),
+                schema: Some(schema),
+            },
+            NewAuditEntry::new("test", "dataset.registered"),
+        )
+        .await
+        .unwrap()
+}
+
+fn row(i: usize, user: &str, region: &str) -> serde_json::Value {
+    json!({
+        "event_id": format!("e-{i}"),
+        "user_id": user,
+        "ts": format!("2025-01-0{}T10:00:00Z", 1 + i % 2),
+        "region": region,
+        "calories": 100 + i,
+        "email": format!("{user}@example.com"),
+        "full_name": format!("Name of {user}"),
+        "lat": 48.85,
+        "lon": 2.35,
+        "notes": if i % 3 == 0 { serde_json::Value::Null } else { json!("felt good") },
+    })
+}
+
+fn jsonl(rows: &[serde_json::Value]) -> Bytes {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&r.to_string());
+        out.push('\n');
+    }
+    Bytes::from(out)
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_all(path: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn ingest_writes_sorted_encrypted_partitioned_indexed_files() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let users = ["u-3", "u-1", "u-2"];
+    let rows: Vec<_> = (0..60)
+        .map(|i| row(i, users[i % 3], if i % 4 < 2 { "US" } else { "EU" }))
+        .collect();
+    let report = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.rows_read, report.rows_written), (60, 60));
+    assert_eq!(report.subjects, 3);
+    assert_eq!(report.rows_dropped_erased, 0);
+
+    let files = parquet_files(&env.lake);
+    assert_eq!(files.len(), 4, "2 days x 2 regions: {files:?}");
+    let relative: BTreeSet<String> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(&env.lake)
+                .unwrap()
+                .parent()
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        relative.contains("date=2025-01-01/region=EU"),
+        "{relative:?}"
+    );
+    let mut total = 0;
+    for f in &files {
+        let reader = SerializedFileReader::new(std::fs::File::open(f).unwrap()).unwrap();
+        let md = reader.metadata();
+        let schema = md.file_metadata().schema_descr();
+        let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
+        assert!(
+            !names.contains(&"region"),
+            "identity partition lives in the path"
+        );
+        let user_leaf = names.iter().position(|n| *n == "user_id").unwrap();
+        assert!(
+            md.row_group(0)
+                .column(user_leaf)
+                .bloom_filter_offset()
+                .is_some(),
+            "bloom filter on the subject column"
+        );
+        for batch in read_all(f) {
+            total += batch.num_rows();
+            let users = batch
+                .column_by_name("user_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            let sorted: Vec<_> = users.iter().collect();
+            let mut expected = sorted.clone();
+            expected.sort();
+            assert_eq!(sorted, expected, "rows sorted by subject");
+            let email = batch.column_by_name("email").unwrap();
+            let email = email.as_any().downcast_ref::<BinaryArray>().unwrap();
+            for v in email.iter().flatten() {
+                assert_eq!(v[0], 1, "cell envelope v1");
+                assert!(!String::from_utf8_lossy(v).contains("@example.com"));
+            }
+        }
+        let raw = std::fs::read(f).unwrap();
+        assert!(
+            !raw.windows(12).any(|w| w == b"@example.com"),
+            "no plaintext PII in the file"
+        );
+    }
+    assert_eq!(total, 60);
+
+    let u1 = env.keyring.subject_ref(&SubjectId::parse("u-1").unwrap());
+    let hits = env
+        .store
+        .index_lookup(&dataset.id, std::slice::from_ref(&u1))
+        .await
+        .unwrap();
+    let indexed_rows: u64 = hits.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(indexed_rows, 20, "the index knows every row of u-1");
+    assert_eq!(env.store.indexed_files(&dataset.id).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_bad_row_names_row_and_column_and_nothing_is_written() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let mut rows: Vec<_> = (0..10).map(|i| row(i, "u-1", "EU")).collect();
+    rows[6]["calories"] = json!("lots");
+    let e = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_client_error());
+    assert!(
+        matches!(&e, IngestError::Invalid { row: 7, column: Some(c), .. } if c == "calories"),
+        "{e}"
+    );
+
+    rows[6]["calories"] = json!(5);
+    rows[2]["region"] = json!("APAC");
+    let e = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("row 3, column region"), "{e}");
+
+    rows[2]["region"] = json!("EU");
+    rows[4].as_object_mut().unwrap().remove("email");
+    let e = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("row 5, column email"), "{e}");
+    assert!(
+        parquet_files(&env.lake).is_empty(),
+        "nothing of the batch written"
+    );
+    assert!(
+        env.store
+            .indexed_files(&dataset.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn csv_and_parquet_inputs_are_read_and_validated_too() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let csv = "event_id,user_id,ts,region,calories,email,full_name,lat,lon,notes\n\
+               e-1,u-1,2025-01-01T10:00:00Z,EU,120,a@x.io,Ann,1.5,2.5,\n\
+               e-2,u-2,2025-01-01T11:00:00+01:00,US,130,b@x.io,Bob,1.5,2.5,hi\n";
+    let report = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::Csv,
+        Bytes::from(csv),
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows_written, 2);
+
+    let bad = csv.replace("130", "13x");
+    let e = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::Csv,
+        Bytes::from(bad),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("row 3, column calories"), "{e}");
+
+    // A Parquet input from another writer, with narrower and wider types.
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("event_id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("user_id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("ts", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("region", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("calories", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("email", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("full_name", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("lat", arrow_schema::DataType::Float32, false),
+        arrow_schema::Field::new("lon", arrow_schema::DataType::Float32, false),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["e-9"])),
+            Arc::new(StringArray::from(vec!["u-9"])),
+            Arc::new(StringArray::from(vec!["2025-01-02T10:00:00Z"])),
+            Arc::new(StringArray::from(vec!["EU"])),
+            Arc::new(arrow_array::Int64Array::from(vec![99])),
+            Arc::new(StringArray::from(vec!["z@x.io"])),
+            Arc::new(StringArray::from(vec!["Zed"])),
+            Arc::new(arrow_array::Float32Array::from(vec![1.0])),
+            Arc::new(arrow_array::Float32Array::from(vec![2.0])),
+        ],
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let report = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::Parquet,
+        Bytes::from(buf),
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows_written, 1);
+}
+
+#[tokio::test]
+async fn rows_of_a_shredded_subject_are_dropped_and_counted() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let gone = SubjectId::parse("u-gone").unwrap();
+    env.keyring.dek_for_write(&gone).await.unwrap();
+    env.keyring.shred(&gone).await.unwrap();
+    let rows: Vec<_> = (0..12)
+        .map(|i| row(i, if i % 3 == 0 { "u-gone" } else { "u-ok" }, "EU"))
+        .collect();
+    let report = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows_dropped_erased, 4);
+    assert_eq!(report.rows_written, 8);
+    for f in parquet_files(&env.lake) {
+        for b in read_all(&f) {
+            let users = b.column_by_name("user_id").unwrap();
+            let users = users.as_any().downcast_ref::<StringArray>().unwrap();
+            assert!(users.iter().all(|u| u != Some("u-gone")));
+        }
+    }
+    let gone_ref = env.keyring.subject_ref(&gone);
+    assert!(
+        env.store
+            .index_lookup(&dataset.id, &[gone_ref])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_dataset_without_schema_is_refused() {
+    let env = env().await;
+    let dataset = env
+        .store
+        .create_dataset(
+            NewDataset {
+                name: "foreign".into(),
+                root_url: env.lake.display().to_string(),
+                subject_column: "user_id".into(),
+                partition_columns: vec![],
+                created_by: "test".into(),
+                schema: None,
+            },
+            NewAuditEntry::new("test", "dataset.registered"),
+        )
+        .await
+        .unwrap();
+    let e = ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&[row(0, "u-1", "EU")]),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, IngestError::NotManaged { .. }), "{e}");
+    let nulls = StringArray::new_null(1);
+    assert_eq!(nulls.null_count(), 1);
+}
