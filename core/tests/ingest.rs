@@ -441,3 +441,118 @@ async fn a_dataset_without_schema_is_refused() {
     let nulls = StringArray::new_null(1);
     assert_eq!(nulls.null_count(), 1);
 }
+
+#[tokio::test]
+async fn compaction_merges_small_files_sorted_and_applies_pending_erasures() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    // Three ingests of the same partition: three small files.
+    for batch in 0..3 {
+        let rows: Vec<_> = (0..10)
+            .map(|i| {
+                let mut r = row(0, &format!("u-{}", (i * 7 + batch) % 5), "EU");
+                r["event_id"] = json!(format!("e-{batch}-{i}"));
+                r
+            })
+            .collect();
+        ingest(
+            &env.store,
+            &env.keyring,
+            &dataset,
+            InputFormat::JsonLines,
+            jsonl(&rows),
+            "test",
+        )
+        .await
+        .unwrap();
+    }
+    let before = parquet_files(&env.lake);
+    assert_eq!(before.len(), 3);
+    let gone = SubjectId::parse("u-2").unwrap();
+    env.keyring.shred(&gone).await.unwrap();
+
+    let report = lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test")
+        .await
+        .unwrap();
+    assert_eq!((report.files_in, report.files_out), (3, 1));
+    assert_eq!(report.rows_in, 30);
+    assert_eq!(report.rows_erased, 6, "u-2's rows went in the same pass");
+    assert_eq!(report.rows_out, 24);
+
+    let after = parquet_files(&env.lake);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(!before.contains(&after[0]));
+    assert!(
+        !env.lake.join("_lethe").exists()
+            || std::fs::read_dir(env.lake.join("_lethe")).unwrap().count() == 0,
+        "no manifest left"
+    );
+    let batches = read_all(&after[0]);
+    let users: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("user_id").unwrap();
+            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+            c.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut sorted = users.clone();
+    sorted.sort();
+    assert_eq!(users, sorted, "merged file sorted by subject");
+    assert!(!users.contains(&"u-2".to_string()));
+
+    // The index now points at the merged file only.
+    let u1 = env.keyring.subject_ref(&SubjectId::parse("u-1").unwrap());
+    let hits = env.store.index_lookup(&dataset.id, &[u1]).await.unwrap();
+    let merged = after[0]
+        .strip_prefix(&env.lake)
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].1, merged);
+    let known = env.store.indexed_files(&dataset.id).await.unwrap();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].1, std::fs::metadata(&after[0]).unwrap().len());
+}
+
+#[tokio::test]
+async fn an_interrupted_compaction_is_rolled_back_before_the_next() {
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let rows: Vec<_> = (0..4).map(|i| row(i, "u-1", "EU")).collect();
+    ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    let input = parquet_files(&env.lake)[0].clone();
+    let relative = input.strip_prefix(&env.lake).unwrap().display().to_string();
+    // A crash after writing an output but before the index swap.
+    let output = input.with_file_name("part-deadbeef0000-c0000.parquet");
+    std::fs::copy(&input, &output).unwrap();
+    let out_rel = output
+        .strip_prefix(&env.lake)
+        .unwrap()
+        .display()
+        .to_string();
+    std::fs::create_dir_all(env.lake.join("_lethe")).unwrap();
+    std::fs::write(
+        env.lake.join("_lethe/compaction-deadbeef0000.json"),
+        json!({"state": "writing", "partition": "x", "inputs": [relative], "outputs": [out_rel]})
+            .to_string(),
+    )
+    .unwrap();
+    let report = lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test")
+        .await
+        .unwrap();
+    assert_eq!(report.recovered, 1);
+    assert!(!output.exists(), "the half-done output was removed");
+    assert!(input.exists(), "the input stays");
+    assert_eq!(report.files_in, 0, "one file left: nothing to merge");
+}

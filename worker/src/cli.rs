@@ -3,8 +3,12 @@
 //! ```text
 //! lethe-worker generate --out <dir> [--subjects N] [--days N] [--regions EU,US,APAC]
 //!                       [--events-per-day F] [--seed N] [--subjects-out <file>]
-//! lethe-worker locate   --root <path|url> [--subject-column user_id] --subject <id>... [--json]
+//! lethe-worker locate   (--root <path|url> [--subject-column user_id] | --dataset <name>)
+//!                       --subject <id>... [--json]
 //! lethe-worker erase    --root <path|url> [--subject-column user_id] --subjects <file> [--jobs N]
+//! lethe-worker ingest   --dataset <name> --input <file> [--format csv|jsonl|parquet]
+//! lethe-worker compact  --dataset <name>
+//! lethe-worker run      [--until-idle]
 //! ```
 //!
 //! Every command prints its machine-readable result as the last line of stdout (JSON) where it
@@ -37,6 +41,12 @@ pub enum Command {
     Locate(LocateArgs),
     /// Remove every row of the listed subjects from the lake, rewriting each affected file once.
     Erase(EraseArgs),
+    /// Validate, encrypt and write a CSV / JSON Lines / Parquet file into a registered dataset
+    /// (configured like the service: `lethe.toml`, `LETHE__…`).
+    Ingest(IngestArgs),
+    /// Merge each partition's small files of a registered dataset into files of the target
+    /// size, removing rows of erased subjects in the same pass.
+    Compact(CompactArgs),
     /// Claim and execute jobs from the database queue until SIGTERM / Ctrl-C (configured like
     /// the service: `lethe.toml`, `LETHE__…`).
     Run(RunArgs),
@@ -48,6 +58,49 @@ pub struct RunArgs {
     /// Exit once the queue has nothing runnable instead of waiting for more work.
     #[arg(long)]
     pub until_idle: bool,
+}
+
+/// Format of an ingest input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// CSV with a header row.
+    Csv,
+    /// JSON Lines.
+    Jsonl,
+    /// Parquet.
+    Parquet,
+}
+
+impl From<FormatArg> for lethe_core::ingest::InputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Jsonl => Self::JsonLines,
+            FormatArg::Parquet => Self::Parquet,
+        }
+    }
+}
+
+/// Arguments of `lethe-worker ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Name of the registered dataset (it must have a declared schema).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
+    /// The input file. The whole file is validated before anything is written.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Input format; default: from the file extension (.csv, .jsonl/.ndjson, .parquet).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+}
+
+/// Arguments of `lethe-worker compact`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Name of the registered dataset (it must have a declared schema).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
 }
 
 /// Arguments of `lethe-worker generate`.
@@ -89,8 +142,12 @@ pub struct GenerateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LocateArgs {
     /// Lake root: a local directory, or a `file://` URL.
-    #[arg(long, value_name = "PATH|URL")]
-    pub root: String,
+    #[arg(long, value_name = "PATH|URL", required_unless_present = "dataset")]
+    pub root: Option<String>,
+    /// A registered dataset instead of a root: uses its subject columns and its locator
+    /// index, and the configured database (`lethe.toml`, `LETHE__…`).
+    #[arg(long, value_name = "NAME", conflicts_with = "root")]
+    pub dataset: Option<String>,
     /// Top-level column holding the subject id.
     #[arg(long, value_name = "COL", default_value = "user_id")]
     pub subject_column: String,
@@ -187,6 +244,8 @@ pub fn run_with(cli: Cli, output: &mut Output<'_>) -> Exit {
         Command::Generate(args) => commands::generate::run(args, output),
         Command::Locate(args) => commands::locate::run(args, output),
         Command::Erase(args) => commands::erase::run(args, output),
+        Command::Ingest(args) => commands::ingest::run(args, output),
+        Command::Compact(args) => commands::compact::run(args, output),
         Command::Run(args) => commands::run::run(args, output),
     };
     match result {

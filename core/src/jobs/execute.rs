@@ -1,7 +1,7 @@
 //! What each kind of job does: access (GDPR Art. 15), and erasure (Art. 17) as a plan that
 //! fans out one task per affected file so that many workers share one erasure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +10,12 @@ use serde_json::{Value, json};
 
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
+use crate::ingest::cells::decrypt_column;
 use crate::keyring::Keyring;
-use crate::lake::{self, CommitGuard, Erase, FileStatus, LakeError, LakeRoot, Locate};
+use crate::keyring::KeyringError;
+use crate::lake::{
+    self, CommitGuard, Erase, ErasePolicy, FileStatus, LakeError, LakeRoot, Locate, LocatorHint,
+};
 use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError, Transition};
 
 /// Why a job did not complete.
@@ -132,10 +136,10 @@ pub async fn execute_job(
 ) -> Result<Execution, JobError> {
     match job.kind {
         JobKind::Erasure => plan_erasure(store, ctx, job).await,
-        JobKind::EraseFile => erase_file(store, job, request, guard).await,
+        JobKind::EraseFile => erase_file(store, ctx, job, request, guard).await,
         JobKind::Access => {
             let datasets = store.list_datasets().await?;
-            let (result, path) = export(ctx, &datasets, request).await?;
+            let (result, path) = export(store, ctx, &datasets, request).await?;
             Ok(Execution::Completed {
                 result,
                 export_path: Some(path),
@@ -193,9 +197,15 @@ async fn plan_erasure(
     let mut tasks = Vec::new();
     for dataset in store.list_datasets().await? {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
-        let report = Locate::new(root, dataset.subject_column.clone())
-            .subjects(subjects.keys().copied())
-            .concurrency(ctx.file_concurrency.max(1))
+        let wanted: Vec<&str> = subjects.keys().copied().collect();
+        let mut locate = Locate::new(root, dataset.subject_column.clone())
+            .also_columns(dataset.subject_columns())
+            .subjects(wanted.iter().copied())
+            .concurrency(ctx.file_concurrency.max(1));
+        if let Some(hint) = locator_hint(store, ctx.keyring.as_deref(), &dataset, &wanted).await? {
+            locate = locate.index(hint);
+        }
+        let report = locate
             .execute()
             .await
             .map_err(|e| lake_error(&dataset.name, e))?;
@@ -221,6 +231,8 @@ async fn plan_erasure(
             "bytes_read": m.bytes_read,
             "row_groups_pruned_by_statistics": m.row_groups_pruned_by_statistics,
             "row_groups_pruned_by_bloom_filter": m.row_groups_pruned_by_bloom_filter,
+            "files_answered_by_index": m.files_answered_by_index,
+            "files_skipped_by_index": m.files_skipped_by_index,
         }));
         for file in &report.files {
             let mut request_ids = Vec::new();
@@ -268,9 +280,66 @@ fn erase_task(job: &Job, dataset: &Dataset, file: &str, request_ids: Vec<String>
     }
 }
 
-/// Rewrites one file without the rows of its requests' subjects.
+/// What the locator index knows of `subjects` in `dataset`: `None` for datasets without a
+/// schema (written by others), without a keyring, or with nothing indexed.
+///
+/// # Errors
+/// [`JobError::Transient`] when the database fails.
+pub async fn locator_hint(
+    store: &Arc<dyn Store>,
+    keyring: Option<&Keyring>,
+    dataset: &Dataset,
+    subjects: &[&str],
+) -> Result<Option<LocatorHint>, JobError> {
+    let (Some(_), Some(keyring)) = (&dataset.schema, keyring) else {
+        return Ok(None);
+    };
+    let known: HashMap<String, u64> = store
+        .indexed_files(&dataset.id)
+        .await?
+        .into_iter()
+        .collect();
+    if known.is_empty() {
+        return Ok(None);
+    }
+    let by_ref: HashMap<String, &str> = subjects
+        .iter()
+        .map(|s| (keyring.subject_ref_str(s), *s))
+        .collect();
+    let refs: Vec<String> = by_ref.keys().cloned().collect();
+    let mut hits: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for (subject_ref, path, rows) in store.index_lookup(&dataset.id, &refs).await? {
+        if let Some(subject) = by_ref.get(&subject_ref) {
+            *hits
+                .entry(path)
+                .or_default()
+                .entry((*subject).to_string())
+                .or_default() += rows;
+        }
+    }
+    Ok(Some(LocatorHint { known, hits }))
+}
+
+/// The erasure policy of the dataset a task names (its schema's, or its one subject column).
+async fn task_policy(
+    store: &Arc<dyn Store>,
+    task: &EraseFileTask,
+) -> Result<ErasePolicy, JobError> {
+    match store.dataset(&task.dataset_id).await {
+        Ok(dataset) => Ok(dataset.schema.as_ref().map_or_else(
+            || ErasePolicy::single(task.subject_column.clone()),
+            ErasePolicy::from_schema,
+        )),
+        Err(StoreError::NotFound { .. }) => Ok(ErasePolicy::single(task.subject_column.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rewrites one file without the rows of its requests' subjects, and keeps the locator index
+/// in step.
 async fn erase_file(
     store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
     job: &Job,
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
@@ -282,8 +351,10 @@ async fn erase_file(
         subjects.push(store.request(id).await?.subject_id.as_str().to_string());
     }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
+    let policy = task_policy(store, &task).await?;
     let outcome = Erase::new(root, task.subject_column.clone())
-        .subjects(subjects)
+        .policy(policy)
+        .subjects(subjects.iter().cloned())
         .files([task.file.clone()])
         .concurrency(1)
         .commit_guard(guard)
@@ -299,7 +370,24 @@ async fn erase_file(
         });
     };
     let status = match &file.status {
-        FileStatus::Rewritten => "rewritten",
+        FileStatus::Rewritten => {
+            if let Some(keyring) = &ctx.keyring {
+                let refs: Vec<String> = subjects
+                    .iter()
+                    .map(|s| keyring.subject_ref_str(s))
+                    .collect();
+                store
+                    .index_rewritten(
+                        &task.dataset_id,
+                        &task.file,
+                        &refs,
+                        file.rows_before - file.rows_removed,
+                        file.bytes_written,
+                    )
+                    .await?;
+            }
+            "rewritten"
+        }
         FileStatus::Unchanged => "unchanged",
         FileStatus::Failed { error } if error.contains("lease") || error.contains("fenced") => {
             return Err(JobError::Transient(format!("{}: {error}", task.file)));
@@ -377,17 +465,34 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
 /// Exports the subject's rows from every dataset into one zip archive holding, per dataset,
 /// `<name>.jsonl` and `<name>.csv`, plus `manifest.json`.
 async fn export(
+    store: &Arc<dyn Store>,
     ctx: &ExecuteContext,
     datasets: &[Dataset],
     request: &PrivacyRequest,
 ) -> Result<(Value, String), JobError> {
+    let subject = request.subject_id.as_str();
+    if let Some(keyring) = &ctx.keyring {
+        let erased = keyring
+            .shredded_among([subject])
+            .await
+            .map_err(|e| JobError::Transient(format!("checking the subject's key: {e}")))?;
+        if !erased.is_empty() {
+            return Err(JobError::Permanent(
+                "the subject's data was erased (their key is destroyed): nothing of it can be \
+                 exported any more"
+                    .into(),
+            ));
+        }
+    }
     let mut collected = Vec::new();
     for dataset in datasets {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
+        let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, &[subject]).await?;
         let rows =
-            lake::collect_subject_rows(&root, &dataset.subject_column, request.subject_id.as_str())
+            lake::collect_subject_rows(&root, &dataset.subject_columns(), subject, hint.as_ref())
                 .await
                 .map_err(|e| lake_error(&dataset.name, e))?;
+        let rows = decrypt_rows(ctx, dataset, request, rows).await?;
         collected.push((dataset.name.clone(), rows));
     }
     let manifest = json!({
@@ -423,6 +528,107 @@ async fn export(
         json!({ "rows": total_rows, "export_bytes": bytes, "datasets": manifest["datasets"] }),
         path,
     ))
+}
+
+/// The subject's rows with their encrypted cells opened with their DEK only (GDPR Art. 15);
+/// cells of other subjects in the same rows (a message's receiver) stay null.
+async fn decrypt_rows(
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    request: &PrivacyRequest,
+    rows: lake::SubjectRows,
+) -> Result<lake::SubjectRows, JobError> {
+    let Some(schema) = &dataset.schema else {
+        return Ok(rows);
+    };
+    let encrypted: Vec<&crate::domain::ColumnSpec> = schema
+        .stored_columns()
+        .filter(|c| schema.is_encrypted(&c.name))
+        .collect();
+    if encrypted.is_empty() || rows.rows == 0 {
+        return Ok(rows);
+    }
+    let keyring = ctx.keyring.as_ref().ok_or_else(|| {
+        JobError::Permanent(format!(
+            "dataset {} is encrypted and no keyring is configured",
+            dataset.name
+        ))
+    })?;
+    let dek = match keyring.dek_for_read(&request.subject_id).await {
+        Ok(dek) => Some(dek),
+        Err(KeyringError::NotFound) => None,
+        Err(KeyringError::Shredded) => {
+            return Err(JobError::Permanent(
+                "the subject's data was erased (their key is destroyed)".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(JobError::Transient(format!(
+                "reading the subject's key: {e}"
+            )));
+        }
+    };
+    let mut batches = Vec::with_capacity(rows.batches.len());
+    for batch in &rows.batches {
+        let mut fields: Vec<arrow_schema::FieldRef> =
+            batch.schema().fields().iter().cloned().collect();
+        let mut columns = batch.columns().to_vec();
+        for spec in &encrypted {
+            let Ok(i) = batch.schema().index_of(&spec.name) else {
+                continue;
+            };
+            let to = spec.column_type.arrow();
+            let envelopes = arrow_cast::cast(&columns[i], &arrow_schema::DataType::Binary)
+                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
+            let envelopes = envelopes
+                .as_any()
+                .downcast_ref::<arrow_array::BinaryArray>()
+                .expect("cast to Binary")
+                .clone();
+            let owners = lake::subject_values(batch, schema.owner_of(spec))
+                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?
+                .unwrap_or_else(|| arrow_array::StringArray::new_null(batch.num_rows()));
+            let opened = match &dek {
+                Some(dek) => decrypt_column(
+                    &dataset.name,
+                    &spec.name,
+                    &envelopes,
+                    &owners,
+                    &request.subject_id,
+                    dek,
+                    &to,
+                ),
+                None => Ok(arrow_array::new_null_array(&to, batch.num_rows())),
+            }
+            .map_err(|e| {
+                JobError::Permanent(format!(
+                    "dataset {}, column {}: {e}",
+                    dataset.name, spec.name
+                ))
+            })?;
+            columns[i] = opened;
+            fields[i] = Arc::new(
+                fields[i]
+                    .as_ref()
+                    .clone()
+                    .with_data_type(to)
+                    .with_nullable(true),
+            );
+        }
+        batches.push(
+            arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?,
+        );
+    }
+    let schema = batches
+        .first()
+        .map(arrow_array::RecordBatch::schema)
+        .unwrap_or_else(|| Arc::clone(&rows.schema));
+    Ok(lake::SubjectRows {
+        schema,
+        batches,
+        ..rows
+    })
 }
 
 /// Uploads the archive at `file` to `<exports_url>/<request_id>.zip` (streamed; multipart on

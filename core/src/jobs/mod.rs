@@ -10,7 +10,7 @@ mod runner;
 mod shred;
 
 pub use execute::{
-    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
+    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job, locator_hint,
 };
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};

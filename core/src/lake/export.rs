@@ -10,7 +10,7 @@ use arrow_select::filter::filter_record_batch;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use super::error::LakeError;
-use super::locate::{locate_open, subject_strings};
+use super::locate::{LocatorHint, locate_open, subject_strings};
 use super::open::open;
 use super::root::{DataFile, LakeRoot};
 use super::run_blocking;
@@ -29,8 +29,9 @@ pub struct SubjectRows {
     pub rows: u64,
 }
 
-/// Collects every row whose `subject_column` (cast to a string) equals `subject`, using the
-/// same pruning as [`Locate`](super::Locate).
+/// Collects every row where one of the subject `columns` (cast to a string) equals
+/// `subject`, using the same pruning as [`Locate`](super::Locate); files the locator index
+/// (`hint`) knows not to hold the subject are not opened.
 ///
 /// # Errors
 /// Any [`LakeError`]: unlike locate and erase, an export that skipped a file would be
@@ -38,50 +39,68 @@ pub struct SubjectRows {
 #[tracing::instrument(skip_all, fields(root = %root.url()))]
 pub async fn collect_subject_rows(
     root: &LakeRoot,
-    subject_column: &str,
+    columns: &[String],
     subject: &str,
+    hint: Option<&LocatorHint>,
 ) -> Result<SubjectRows, LakeError> {
     let subjects: BTreeSet<String> = [subject.to_string()].into();
     let mut per_file: Vec<RecordBatch> = Vec::new();
     let mut files = Vec::new();
     for file in root.list_files().await? {
+        if hint
+            .and_then(|h| h.answer(&file))
+            .is_some_and(|hits| hits.is_empty())
+        {
+            continue;
+        }
         let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
-        let found = locate_open(&opened, subject_column, &subjects).await?;
-        if found.rows == 0 {
+        let mut row_groups = BTreeSet::new();
+        for column in columns {
+            row_groups.extend(locate_open(&opened, column, &subjects).await?.row_groups);
+        }
+        if row_groups.is_empty() {
             continue;
         }
         let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
             opened.reader.clone(),
             opened.metadata.clone(),
         )
-        .with_row_groups(found.row_groups.clone())
+        .with_row_groups(row_groups.into_iter().collect())
         .with_batch_size(8192)
         .build()
         .map_err(|e| LakeError::corrupt(&file.relative, "planning the read", e))?;
-        let subject_index =
-            stream
-                .schema()
-                .index_of(subject_column)
-                .map_err(|_| LakeError::MissingColumn {
+        let mut subject_indices = Vec::new();
+        for column in columns {
+            subject_indices.push(stream.schema().index_of(column).map_err(|_| {
+                LakeError::MissingColumn {
                     file: file.relative.clone(),
-                    column: subject_column.to_string(),
-                })?;
+                    column: column.clone(),
+                }
+            })?);
+        }
         while let Some(reader) = stream
             .next_row_group()
             .await
             .map_err(|e| LakeError::corrupt(&file.relative, "reading a row group", e))?
         {
-            let (relative, subject, file_for_job) =
-                (file.relative.clone(), subject.to_string(), file.clone());
+            let (relative, subject, file_for_job, indices) = (
+                file.relative.clone(),
+                subject.to_string(),
+                file.clone(),
+                subject_indices.clone(),
+            );
             let batches = run_blocking(move || {
                 let mut out = Vec::new();
                 for batch in reader {
                     let batch = batch.map_err(|e| LakeError::arrow(&relative, e))?;
-                    let values = subject_strings(&relative, &batch, subject_index)?;
-                    let mask = values
-                        .iter()
-                        .map(|v| Some(v == Some(subject.as_str())))
-                        .collect();
+                    let mut mask = vec![false; batch.num_rows()];
+                    for &index in &indices {
+                        let values = subject_strings(&relative, &batch, index)?;
+                        for (m, v) in mask.iter_mut().zip(values.iter()) {
+                            *m |= v == Some(subject.as_str());
+                        }
+                    }
+                    let mask = arrow_array::BooleanArray::from(mask);
                     let rows = filter_record_batch(&batch, &mask)
                         .map_err(|e| LakeError::arrow(&relative, e))?;
                     if rows.num_rows() > 0 {
@@ -303,4 +322,39 @@ mod tests {
         write_json_lines(&rows, &mut json).unwrap();
         assert!(json.is_empty());
     }
+}
+
+/// Every row of `file`, with its Arrow schema (compaction reads small files whole).
+///
+/// # Errors
+/// Any [`LakeError`] about the file.
+pub(crate) async fn read_whole_file(
+    root: &LakeRoot,
+    file: &DataFile,
+) -> Result<(SchemaRef, Vec<RecordBatch>), LakeError> {
+    let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
+    let schema = Arc::clone(opened.metadata.schema());
+    let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        opened.reader.clone(),
+        opened.metadata.clone(),
+    )
+    .with_batch_size(64 * 1024)
+    .build()
+    .map_err(|e| LakeError::corrupt(&file.relative, "planning the read", e))?;
+    let mut batches = Vec::new();
+    while let Some(reader) = stream
+        .next_row_group()
+        .await
+        .map_err(|e| LakeError::corrupt(&file.relative, "reading a row group", e))?
+    {
+        let relative = file.relative.clone();
+        let decoded = run_blocking(move || {
+            reader
+                .map(|b| b.map_err(|e| LakeError::arrow(&relative, e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
+        batches.extend(decoded);
+    }
+    Ok((schema, batches))
 }

@@ -3,7 +3,7 @@
 //! Per file: read the footer, prune row groups with statistics and bloom filters on the subject
 //! column, then read only the subject column of the surviving row groups and count matches.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -36,9 +36,30 @@ const BATCH_ROWS: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct Locate {
     root: LakeRoot,
-    subject_column: String,
+    columns: Vec<String>,
     subjects: BTreeSet<String>,
     concurrency: usize,
+    hint: Option<LocatorHint>,
+}
+
+/// What the locator index knows of a lake, for [`Locate::index`]: the files it indexed with
+/// their sizes, and for those holding the subjects looked for, their rows per subject id.
+#[derive(Debug, Clone, Default)]
+pub struct LocatorHint {
+    /// Indexed files: path relative to the root → size in bytes when indexed.
+    pub known: HashMap<String, u64>,
+    /// Indexed files holding the subjects: path → subject id → rows.
+    pub hits: HashMap<String, BTreeMap<String, u64>>,
+}
+
+impl LocatorHint {
+    /// What the index says of `file`: `None` when it does not know the file as listed (not
+    /// indexed, or its size changed since: rewritten by someone else), else the subjects'
+    /// rows in it (empty: none of them).
+    pub fn answer(&self, file: &DataFile) -> Option<BTreeMap<String, u64>> {
+        (self.known.get(&file.relative) == Some(&file.size))
+            .then(|| self.hits.get(&file.relative).cloned().unwrap_or_default())
+    }
 }
 
 /// One file that holds at least one row of the subjects.
@@ -50,7 +71,8 @@ pub struct FileMatch {
     pub rows: u64,
     /// Rows per subject id (only subjects with at least one row).
     pub rows_by_subject: BTreeMap<String, u64>,
-    /// Indexes of the row groups holding at least one of those rows, ascending.
+    /// Indexes of the row groups holding at least one of those rows, ascending (empty when
+    /// the locator index answered without opening the file).
     pub row_groups: Vec<usize>,
 }
 
@@ -78,6 +100,10 @@ pub struct LocateMetrics {
     pub row_groups_read: u64,
     /// Bytes fetched from the store (footers, bloom filters, column chunks).
     pub bytes_read: u64,
+    /// Files answered by the locator index without being opened (holding the subjects).
+    pub files_answered_by_index: u64,
+    /// Files the locator index rules out without being opened.
+    pub files_skipped_by_index: u64,
     /// Wall-clock duration in seconds.
     pub elapsed_s: f64,
 }
@@ -98,10 +124,29 @@ impl Locate {
     pub fn new(root: LakeRoot, subject_column: impl Into<String>) -> Self {
         Self {
             root,
-            subject_column: subject_column.into(),
+            columns: vec![subject_column.into()],
             subjects: BTreeSet::new(),
             concurrency: 4,
+            hint: None,
         }
+    }
+
+    /// Also looks in these subject columns (a message table's `receiver` besides `sender`).
+    pub fn also_columns(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        for c in columns {
+            let c = c.into();
+            if !self.columns.contains(&c) {
+                self.columns.push(c);
+            }
+        }
+        self
+    }
+
+    /// Uses what the locator index knows: files it indexed (at their current size) are
+    /// answered from it without being opened; every other file is searched.
+    pub fn index(mut self, hint: LocatorHint) -> Self {
+        self.hint = Some(hint);
+        self
     }
 
     /// Adds subject ids to look for (compared with the subject column cast to a string).
@@ -124,13 +169,28 @@ impl Locate {
     #[tracing::instrument(skip_all, fields(root = %self.root.url(), subjects = self.subjects.len()))]
     pub async fn execute(self) -> Result<LocateReport, LakeError> {
         let started = Instant::now();
-        let files = self.root.list_files().await?;
+        let listed = self.root.list_files().await?;
         let mut report = LocateReport::default();
+        let mut files = Vec::with_capacity(listed.len());
+        for file in listed {
+            match self.hint.as_ref().and_then(|h| h.answer(&file)) {
+                None => files.push(file),
+                Some(hits) if hits.is_empty() => report.metrics.files_skipped_by_index += 1,
+                Some(hits) => {
+                    report.metrics.files_answered_by_index += 1;
+                    report.files.push(FileMatch {
+                        file,
+                        rows: hits.values().sum(),
+                        rows_by_subject: hits,
+                        row_groups: Vec::new(),
+                    });
+                }
+            }
+        }
         let this = &self;
         let mut results = futures::stream::iter(files)
             .map(|file| async move {
-                let result =
-                    locate_file(&this.root, &file, &this.subject_column, &this.subjects).await;
+                let result = locate_file(&this.root, &file, &this.columns, &this.subjects).await;
                 (file, result)
             })
             .buffer_unordered(self.concurrency);
@@ -187,20 +247,49 @@ pub(crate) struct Found {
     pub bytes_read: u64,
 }
 
-/// Locates `subjects` in one file (footer, pruning, subject column of candidate row groups).
+/// Locates `subjects` in one file (footer, pruning, subject columns of candidate row groups).
 pub(crate) async fn locate_file(
     root: &LakeRoot,
     file: &DataFile,
-    subject_column: &str,
+    columns: &[String],
     subjects: &BTreeSet<String>,
 ) -> Result<Found, LakeError> {
     let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
-    let found = locate_open(&opened, subject_column, subjects).await;
+    let mut found = Ok(Found::default());
+    for column in columns {
+        let one = match locate_open(&opened, column, subjects).await {
+            Ok(one) => one,
+            Err(e) => {
+                found = Err(e);
+                break;
+            }
+        };
+        if let Ok(f) = &mut found {
+            f.merge(one);
+        }
+    }
     tracing::debug!(file = %file.relative, bytes_read = opened.reader.bytes_read(), "file searched");
     found.map(|mut f| {
         f.bytes_read = opened.reader.bytes_read();
         f
     })
+}
+
+impl Found {
+    /// Adds what another subject column of the same file found.
+    fn merge(&mut self, other: Found) {
+        self.row_groups_total = self.row_groups_total.max(other.row_groups_total);
+        self.pruning.by_statistics += other.pruning.by_statistics;
+        self.pruning.by_bloom_filter += other.pruning.by_bloom_filter;
+        self.pruning.candidates.extend(other.pruning.candidates);
+        self.rows += other.rows;
+        for (s, n) in other.rows_by_subject {
+            *self.rows_by_subject.entry(s).or_default() += n;
+        }
+        self.row_groups.extend(other.row_groups);
+        self.row_groups.sort_unstable();
+        self.row_groups.dedup();
+    }
 }
 
 /// [`locate_file`] on an already opened file (`bytes_read` is left to the caller).

@@ -25,10 +25,10 @@ pub mod store;
 
 pub use error::LakeError;
 pub use export::{SubjectRows, collect_subject_rows, write_csv, write_json_lines};
-pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport};
+pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, LocatorHint};
 pub use rewrite::{
     CommitGuard, Erase, EraseMetrics, EraseOutcome, ErasePolicy, EraseProgress, EraseSubjects,
-    Erased, FileOutcome, FileStatus, RowFilter, erase_rows,
+    Erased, FileOutcome, FileStatus, RowFilter, erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{S3Options, StoreOptions, object_store_for_url, object_store_for_url_with};

@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use lethe_core::jobs::locator_hint;
 use lethe_core::lake::{FileFailure, LakeRoot, Locate, LocateMetrics, LocateReport};
 use serde::Serialize;
 
+use super::catalog::Catalog;
 use super::generate::print_json;
 use super::{CommandError, default_jobs, runtime};
 use crate::cli::{Exit, LocateArgs, Output};
@@ -75,13 +77,41 @@ impl From<LocateReport> for LocateSummary {
 /// [`CommandError::Usage`] for a missing root or a table-format table,
 /// [`CommandError::Failed`] for listing failures.
 pub fn run(args: &LocateArgs, output: &mut Output<'_>) -> Result<Exit, CommandError> {
-    let root = LakeRoot::parse(&args.root).map_err(CommandError::from_lake)?;
-    let locate = Locate::new(root, &args.subject_column)
-        .subjects(args.subjects.iter().cloned())
-        .concurrency(args.jobs.unwrap_or_else(default_jobs));
-    let report = runtime()?
-        .block_on(locate.execute())
-        .map_err(CommandError::from_lake)?;
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let report = runtime()?.block_on(async {
+        let locate = match (&args.dataset, &args.root) {
+            (Some(name), _) => {
+                let catalog = Catalog::open().await?;
+                let dataset = catalog.dataset(name).await?;
+                let root = LakeRoot::parse(&dataset.root_url).map_err(CommandError::from_lake)?;
+                let wanted: Vec<&str> = args.subjects.iter().map(String::as_str).collect();
+                let hint = locator_hint(&catalog.store, Some(&catalog.keyring), &dataset, &wanted)
+                    .await
+                    .map_err(|e| CommandError::Failed(e.into()))?;
+                let locate = Locate::new(root, &dataset.subject_column)
+                    .also_columns(dataset.subject_columns());
+                match hint {
+                    Some(hint) => locate.index(hint),
+                    None => locate,
+                }
+            }
+            (None, Some(root)) => Locate::new(
+                LakeRoot::parse(root).map_err(CommandError::from_lake)?,
+                &args.subject_column,
+            ),
+            (None, None) => {
+                return Err(CommandError::Usage(anyhow::anyhow!(
+                    "give --root or --dataset"
+                )));
+            }
+        };
+        locate
+            .subjects(args.subjects.iter().cloned())
+            .concurrency(jobs)
+            .execute()
+            .await
+            .map_err(CommandError::from_lake)
+    })?;
     let summary = LocateSummary::from(report);
 
     for f in &summary.failures {

@@ -1,8 +1,11 @@
 //! One module per `lethe-worker` subcommand. Each exposes `run(args, output)`, which returns the
 //! [`Exit`](crate::cli::Exit) status or a [`CommandError`] saying which kind of failure it was.
 
+mod catalog;
+pub mod compact;
 pub mod erase;
 pub mod generate;
+pub mod ingest;
 pub mod locate;
 pub mod run;
 
