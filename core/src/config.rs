@@ -25,6 +25,17 @@ pub struct Settings {
     pub log: LogSettings,
     /// Keys of crypto-shredding.
     pub crypto: CryptoSettings,
+    /// Ingest into Lethe-managed datasets (`POST /v1/datasets/{id}/ingest`).
+    pub ingest: IngestSettings,
+}
+
+/// Ingest settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// Largest accepted ingest body, in bytes (default 64 MiB = 67,108,864); larger bodies
+    /// are refused with 413 before anything is parsed. The whole body is held in memory while
+    /// it is validated, so this bounds the memory one ingest call takes.
+    pub max_body_bytes: usize,
 }
 
 /// Crypto-shredding keys: the key encryption key (KEK) that wraps every subject's data key,
@@ -234,6 +245,9 @@ format = "pretty"
 filter = "info"
 
 [crypto]
+
+[ingest]
+max_body_bytes = 67108864
 "#;
 
 impl Settings {
@@ -325,6 +339,7 @@ mod tests {
         assert_eq!(s.server.port, 8080);
         assert!(s.database.url.expose_secret().starts_with("sqlite:"));
         assert!(s.worker.in_process);
+        assert_eq!(s.ingest.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(
             s.storage.exports_dir(),
             PathBuf::from("./lethe-data/exports")

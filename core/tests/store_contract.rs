@@ -841,3 +841,72 @@ contract!(
         assert!(verify_entries(reread, Some((seq, &hash))).is_intact());
     }
 );
+
+contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
+    let token = store
+        .create_api_token(
+            NewApiToken {
+                name: "events-pipeline".into(),
+                token_hash: "a".repeat(64),
+                created_by: "user:a".into(),
+            },
+            audit("token.created").details(json!({ "name": "events-pipeline" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.role, Role::Producer);
+    assert!(token.revoked_at.is_none());
+    let found = store.api_token_by_hash(&"a".repeat(64)).await.unwrap();
+    assert_eq!(found.map(|t| t.id), Some(token.id.clone()));
+    assert!(
+        store
+            .api_token_by_hash(&"b".repeat(64))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let same_hash = store
+        .create_api_token(
+            NewApiToken {
+                name: "copy".into(),
+                token_hash: "a".repeat(64),
+                created_by: "user:a".into(),
+            },
+            audit("token.created"),
+        )
+        .await;
+    assert!(
+        matches!(same_hash, Err(StoreError::Conflict(_))),
+        "{same_hash:?}"
+    );
+
+    let revoked = store
+        .revoke_api_token(&token.id, audit("token.revoked"))
+        .await
+        .unwrap();
+    let at = revoked.revoked_at.expect("revoked");
+    let again = store
+        .revoke_api_token(&token.id, audit("token.revoked"))
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(at), "the first revocation stands");
+    assert!(
+        store
+            .api_token_by_hash(&"a".repeat(64))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(matches!(
+        store.revoke_api_token("nope", audit("token.revoked")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
+
+    let entries = store.audit_entries(&AuditFilter::default()).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["token.created", "token.revoked"]);
+    assert_eq!(entries[0].details["token_id"], json!(token.id));
+});

@@ -44,6 +44,12 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage API tokens of pipelines (the producer role).
+    Token {
+        /// Token command.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Audit log tools.
     Audit {
         /// Audit command.
@@ -81,12 +87,23 @@ pub enum UserCommand {
         /// Login e-mail.
         #[arg(long)]
         email: String,
-        /// Role: admin, auditor or subject.
+        /// Role: admin, auditor or subject (producers are API tokens: `token create`).
         #[arg(long)]
         role: String,
         /// Read the password from stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+/// API token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a producer token for a pipeline and print it, once: only its hash is kept.
+    Create {
+        /// What the token is for, e.g. the pipeline's name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -123,6 +140,9 @@ pub async fn run(args: Args) -> ExitCode {
                     password_stdin,
                 },
         } => create_user(settings, email, role, password_stdin).await,
+        Command::Token {
+            command: TokenCommand::Create { name },
+        } => create_token(settings, name).await,
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit_verify(settings, file).await,
@@ -163,9 +183,15 @@ async fn create_user(
     role: String,
     password_stdin: bool,
 ) -> anyhow::Result<ExitCode> {
-    let state = open_state(&settings).await?;
     let email = Email::parse(email)?;
     let role = Role::parse(&role)?;
+    if !role.is_account_role() {
+        anyhow::bail!(
+            "accounts cannot have the role {}: it belongs to API tokens of pipelines; create one with `lethe-service token create --name <name>`",
+            role.as_str()
+        );
+    }
+    let state = open_state(&settings).await?;
     let (password, generated) = if password_stdin {
         let mut text = String::new();
         std::io::stdin()
@@ -198,6 +224,23 @@ async fn create_user(
     if generated {
         println!("password: {password}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates a producer token named `name` and prints it, once.
+///
+/// # Errors
+/// When the name is invalid or the store fails.
+async fn create_token(settings: Settings, name: String) -> anyhow::Result<ExitCode> {
+    let state = open_state(&settings).await?;
+    let (token, secret) =
+        crate::routes::tokens::issue(state.store.as_ref(), &name, "system:cli").await?;
+    println!("created producer token {} ({})", token.name, token.id);
+    println!("token: {}", secret.expose());
+    eprintln!(
+        "store the token in the pipeline's secret store now: it cannot be shown again (revoke it with DELETE /v1/tokens/{})",
+        token.id
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -146,7 +146,7 @@ pub async fn ensure_demo(
                     )
                     .await?;
             }
-            Role::Auditor => {}
+            Role::Auditor | Role::Producer => {}
         }
     }
     store

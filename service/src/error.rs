@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use lethe_core::domain::ParseError;
+use lethe_core::ingest::IngestError;
 use lethe_core::store::StoreError;
 use serde::Serialize;
 
@@ -30,6 +31,28 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code, e.g. `validation`, `unauthorized`, `invalid_transition`.
     pub code: String,
+}
+
+/// A problem naming the input row, and the column when one is to blame, that an ingest refused
+/// (`invalid_row`, 422): the RFC 7807 members plus the extension members `row` and `column`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:lethe:problem:invalid_row",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "row 2, column calories: \"lots\" is not a int32",
+    "code": "invalid_row",
+    "row": 2,
+    "column": "calories"
+}))]
+pub struct RowProblem {
+    /// The RFC 7807 members.
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// 1-based row of the input (the line, for CSV and JSON Lines).
+    pub row: u64,
+    /// The column to blame; `null` when the whole row is wrong.
+    pub column: Option<String>,
 }
 
 /// Everything a handler can fail with.
@@ -60,6 +83,23 @@ pub enum ApiError {
         /// What conflicts.
         detail: String,
     },
+    /// The body is larger than the endpoint accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body's `Content-Type` is not one the endpoint reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// One input row does not match the dataset's schema (422, code `invalid_row`); the body
+    /// is a [`RowProblem`].
+    #[error("{detail}")]
+    InvalidRow {
+        /// 1-based row.
+        row: u64,
+        /// The column to blame, if one is.
+        column: Option<String>,
+        /// What is wrong.
+        detail: String,
+    },
     /// Anything else (500). The message is logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -80,6 +120,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::InvalidRow { .. } => "invalid_row",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -114,21 +157,61 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Builds a problem response; used for extractor errors too.
-pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
-    let body = Problem {
+impl From<IngestError> for ApiError {
+    /// Client errors become 4xx problems with their own codes; infrastructure failures
+    /// (keyring, lake, database, Parquet encoding) become 500.
+    fn from(e: IngestError) -> Self {
+        let detail = e.to_string();
+        match e {
+            IngestError::NotManaged { .. } => ApiError::Conflict {
+                code: "dataset_not_managed",
+                detail,
+            },
+            IngestError::Invalid { row, column, .. } => ApiError::InvalidRow {
+                detail,
+                row,
+                column,
+            },
+            IngestError::Unreadable(_) => ApiError::BadRequest {
+                code: "unreadable_input",
+                detail,
+            },
+            IngestError::Empty => ApiError::BadRequest {
+                code: "empty_input",
+                detail,
+            },
+            IngestError::Write(_)
+            | IngestError::Keyring(_)
+            | IngestError::Lake(_)
+            | IngestError::Store(_) => {
+                ApiError::Internal(anyhow::Error::new(e).context("ingest failed"))
+            }
+        }
+    }
+}
+
+fn problem(status: StatusCode, code: &str, detail: String) -> Problem {
+    Problem {
         kind: format!("urn:lethe:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_string(),
         status: status.as_u16(),
         detail,
         code: code.to_string(),
-    };
+    }
+}
+
+fn problem_body(status: StatusCode, body: &impl Serialize) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     builder.content_type("application/problem+json");
     if status == StatusCode::UNAUTHORIZED {
         builder.insert_header(("WWW-Authenticate", "Bearer"));
     }
-    builder.body(serde_json::to_string(&body).expect("problem serialises"))
+    builder.body(serde_json::to_string(body).expect("problem serialises"))
+}
+
+/// Builds a problem response; used for extractor errors too.
+pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
+    problem_body(status, &problem(status, code, detail))
 }
 
 impl ResponseError for ApiError {
@@ -139,6 +222,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InvalidRow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +238,16 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        problem_response(status, self.code(), detail)
+        match self {
+            ApiError::InvalidRow { row, column, .. } => problem_body(
+                status,
+                &RowProblem {
+                    problem: problem(status, self.code(), detail),
+                    row: *row,
+                    column: column.clone(),
+                },
+            ),
+            _ => problem_response(status, self.code(), detail),
+        }
     }
 }

@@ -18,13 +18,19 @@ use crate::routes;
         routes::auth::register, routes::auth::login,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::datasets::create, routes::datasets::list, routes::datasets::get,
+        routes::ingest::ingest,
+        routes::tokens::create, routes::tokens::list, routes::tokens::revoke,
         routes::requests::create, routes::requests::list, routes::requests::get,
         routes::requests::approve, routes::requests::reject, routes::requests::export,
         routes::audit::list, routes::audit::export, routes::audit::verify,
         routes::jobs::list, routes::jobs::get, routes::jobs::retry, routes::jobs::cancel,
     ),
     components(schemas(
-        crate::error::Problem,
+        crate::error::Problem, crate::error::RowProblem,
+        lethe_core::domain::DatasetSchema, lethe_core::domain::ColumnSpec, lethe_core::domain::ColumnType,
+        lethe_core::domain::PiiHandling, lethe_core::domain::PartitionSpec, lethe_core::domain::PartitionTransform,
+        lethe_core::domain::ErasureStrategy, lethe_core::domain::Layout,
+        lethe_core::ingest::IngestReport,
         lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
         lethe_core::store::RequestEvent, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
         lethe_core::audit::AuditEntry, lethe_core::audit::VerifyReport, lethe_core::audit::ChainProblem, lethe_core::audit::ProblemKind,
@@ -33,7 +39,9 @@ use crate::routes;
     tags(
         (name = "auth", description = "Sign up and sign in"),
         (name = "accounts", description = "Accounts and their link to a data subject"),
-        (name = "datasets", description = "The data map: registered Parquet lakes"),
+        (name = "datasets", description = "The data map: registered Parquet lakes, and Lethe-managed datasets with a declared schema"),
+        (name = "ingest", description = "Rows into Lethe-managed datasets: validated, PII encrypted per subject, Hive-partitioned"),
+        (name = "tokens", description = "API tokens for pipelines (the producer role)"),
         (name = "requests", description = "Privacy requests (GDPR Art. 12, 15, 17)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "jobs", description = "The work queue: plans, per-file tasks, dead letters"),
@@ -53,6 +61,10 @@ impl Modify for BearerAuth {
                 Http::builder()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token (JWT) from `POST /v1/auth/login`, or a pipeline's API token \
+                         (`lethe_pat_…`, role producer) from `POST /v1/tokens`",
+                    ))
                     .build(),
             ),
         );

@@ -200,7 +200,8 @@ impl From<DatasetName> for String {
     }
 }
 
-/// The role of an account; every endpoint checks it.
+/// The role of a caller; every endpoint checks it. Accounts are subjects, admins or
+/// auditors; [`Role::Producer`] belongs to API tokens only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -210,6 +211,9 @@ pub enum Role {
     Admin,
     /// Reads and exports the audit log and the register of requests.
     Auditor,
+    /// A pipeline writing rows into Lethe-managed datasets (ingest). Held by API tokens only,
+    /// never by an account.
+    Producer,
 }
 
 impl Role {
@@ -219,10 +223,17 @@ impl Role {
             Role::Subject => "subject",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Producer => "producer",
         }
     }
 
-    /// Parses `subject`, `admin` or `auditor`.
+    /// Whether an account may hold this role (every role but [`Role::Producer`], which API
+    /// tokens hold).
+    pub fn is_account_role(self) -> bool {
+        !matches!(self, Role::Producer)
+    }
+
+    /// Parses `subject`, `admin`, `auditor` or `producer`.
     ///
     /// # Errors
     /// [`ParseError`] for any other value.
@@ -231,9 +242,10 @@ impl Role {
             "subject" => Ok(Role::Subject),
             "admin" => Ok(Role::Admin),
             "auditor" => Ok(Role::Auditor),
+            "producer" => Ok(Role::Producer),
             other => Err(ParseError::new(
                 "role",
-                format!("unknown role '{other}' (expected subject, admin or auditor)"),
+                format!("unknown role '{other}' (expected subject, admin, auditor or producer)"),
             )),
         }
     }
@@ -293,9 +305,11 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        for role in [Role::Subject, Role::Admin, Role::Auditor] {
+        for role in [Role::Subject, Role::Admin, Role::Auditor, Role::Producer] {
             assert_eq!(Role::parse(role.as_str()).unwrap(), role);
         }
         assert!(Role::parse("root").is_err());
+        assert!(!Role::Producer.is_account_role());
+        assert!(Role::Admin.is_account_role());
     }
 }

@@ -3,11 +3,13 @@
 //! Values are parsed once where they enter the system (HTTP body, CLI argument, database row)
 //! and carry their proof afterwards.
 
+mod api_token;
 mod ids;
 mod request;
 mod schema;
 mod time;
 
+pub use api_token::{API_TOKEN_PREFIX, ApiTokenSecret};
 pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
 pub use request::{RequestStatus, RequestType};
 pub use schema::{

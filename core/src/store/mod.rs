@@ -9,6 +9,7 @@ mod keys;
 mod locator;
 mod model;
 mod sql;
+mod tokens;
 
 pub use model::*;
 pub use sql::{Backend, SqlStore};
@@ -27,7 +28,7 @@ pub enum StoreError {
     /// No row with that id.
     #[error("{entity} {id} not found")]
     NotFound {
-        /// `user`, `dataset`, `request`, `job`.
+        /// `user`, `dataset`, `request`, `job`, `api token`.
         entity: &'static str,
         /// The id looked up.
         id: String,
@@ -114,6 +115,23 @@ pub trait Store: Send + Sync + 'static {
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>>;
     /// The dataset with that id; `NotFound` otherwise.
     async fn dataset(&self, id: &str) -> StoreResult<Dataset>;
+
+    // ---- API tokens (producer role) ------------------------------------------------------
+
+    /// Records an API token (its hash only) with its audit entry, to which the token's id is
+    /// added as `token_id`. `Conflict` when the hash is already known.
+    async fn create_api_token(
+        &self,
+        token: NewApiToken,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ApiToken>;
+    /// The token whose secret hashes to `token_hash`, revoked or not.
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    /// Every API token, revoked ones included, oldest first.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes a token and appends the audit entry; revoking a revoked token changes nothing
+    /// and audits nothing. `NotFound` when there is no such token.
+    async fn revoke_api_token(&self, id: &str, audit: NewAuditEntry) -> StoreResult<ApiToken>;
 
     // ---- privacy requests --------------------------------------------------------------
 

@@ -96,6 +96,35 @@ pub struct NewDataset {
     pub schema: Option<DatasetSchema>,
 }
 
+/// An API token of a pipeline (the producer role). The secret is never stored: only its
+/// SHA-256, which is not part of this view.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// UUID; producers act as `token:<id>` in history and audit entries.
+    pub id: String,
+    /// What it is for, e.g. `events-pipeline`.
+    pub name: String,
+    /// Always [`Role::Producer`].
+    pub role: Role,
+    /// Who created it (`user:<uuid>`, `system:cli`).
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// An API token to record.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    /// What it is for.
+    pub name: String,
+    /// Hex SHA-256 of the whole token ([`crate::domain::ApiTokenSecret::hash`]).
+    pub token_hash: String,
+    /// Who creates it.
+    pub created_by: String,
+}
+
 /// A privacy request (data subject request, DSR).
 #[derive(Debug, Clone)]
 pub struct PrivacyRequest {

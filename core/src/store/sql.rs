@@ -40,7 +40,7 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(super) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| match &source {
         sqlx::Error::Database(e) if e.is_unique_violation() => {
             StoreError::Conflict(format!("{context}: already exists"))
@@ -49,7 +49,7 @@ fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     chrono::Utc::now()
 }
 
@@ -241,28 +241,32 @@ fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
 
 // ---- row decoding -------------------------------------------------------------------------
 
-fn corrupt(table: &'static str, detail: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(table: &'static str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         table,
         detail: detail.to_string(),
     }
 }
 
-fn get_s(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<String> {
+pub(super) fn get_s(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<String> {
     row.try_get::<String, _>(col)
         .map_err(|e| corrupt(table, format!("{col}: {e}")))
 }
 
-fn get_os(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<String>> {
+pub(super) fn get_os(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<String>> {
     row.try_get::<Option<String>, _>(col)
         .map_err(|e| corrupt(table, format!("{col}: {e}")))
 }
 
-fn get_ts(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Timestamp> {
+pub(super) fn get_ts(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Timestamp> {
     from_db(&get_s(row, table, col)?).map_err(|e| corrupt(table, format!("{col}: {e}")))
 }
 
-fn get_ots(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<Timestamp>> {
+pub(super) fn get_ots(
+    row: &AnyRow,
+    table: &'static str,
+    col: &str,
+) -> StoreResult<Option<Timestamp>> {
     get_os(row, table, col)?
         .map(|t| from_db(&t).map_err(|e| corrupt(table, format!("{col}: {e}"))))
         .transpose()
@@ -395,7 +399,7 @@ fn audit_from(row: &AnyRow) -> StoreResult<AuditEntry> {
 /// Appends an audit entry inside the caller's transaction. The first statement takes the
 /// write lock on `audit_head` (a row lock on PostgreSQL, the database write lock on SQLite), so
 /// concurrent appends serialise and the chain never forks.
-async fn append_audit_in(
+pub(super) async fn append_audit_in(
     conn: &mut AnyConnection,
     entry: NewAuditEntry,
 ) -> StoreResult<AuditEntry> {
@@ -573,7 +577,7 @@ async fn transition_in(
 }
 
 /// Adds `key: value` to an audit entry's details (the id the database just assigned).
-fn with_detail(mut audit: NewAuditEntry, key: &str, value: &str) -> NewAuditEntry {
+pub(super) fn with_detail(mut audit: NewAuditEntry, key: &str, value: &str) -> NewAuditEntry {
     if let Value::Object(map) = &mut audit.details {
         map.insert(key.into(), Value::String(value.to_string()));
     }
@@ -779,6 +783,28 @@ impl Store for SqlStore {
             dataset_from,
         )
         .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_api_token(
+        &self,
+        token: NewApiToken,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ApiToken> {
+        self.create_api_token_impl(token, audit).await
+    }
+
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        self.api_token_by_hash_impl(token_hash).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.list_api_tokens_impl().await
+    }
+
+    #[tracing::instrument(skip_all, fields(token_id = %id))]
+    async fn revoke_api_token(&self, id: &str, audit: NewAuditEntry) -> StoreResult<ApiToken> {
+        self.revoke_api_token_impl(id, audit).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,19 +1,20 @@
-//! The authenticated caller, extracted from `Authorization: Bearer <token>`.
+//! The authenticated caller, extracted from `Authorization: Bearer <token>`: an account's JWT,
+//! or a pipeline's API token (`lethe_pat_…`, the producer role).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use lethe_core::domain::{Role, SubjectId};
+use lethe_core::domain::{ApiTokenSecret, Role, SubjectId};
 
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Who is calling. The account is re-read on every call, so a changed role or subject link
-/// takes effect at once.
+/// Who is calling. The account (or API token) is re-read on every call, so a changed role,
+/// subject link or a revocation takes effect at once.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Account id.
+    /// Account id; for a producer, the API token's id.
     pub user_id: String,
     /// Current role.
     pub role: Role,
@@ -22,9 +23,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// `user:<uuid>`, as used for actors in history and audit entries.
+    /// `user:<uuid>` (an account) or `token:<uuid>` (a producer's API token), as used for
+    /// actors in history and audit entries.
     pub fn actor(&self) -> String {
-        format!("user:{}", self.user_id)
+        match self.role {
+            Role::Producer => format!("token:{}", self.user_id),
+            _ => format!("user:{}", self.user_id),
+        }
     }
 
     /// Fails with 403 unless the caller has one of `roles`.
@@ -67,10 +72,14 @@ impl FromRequest for Caller {
                 .or_else(|| header.strip_prefix("bearer "))
                 .ok_or_else(|| {
                     ApiError::Unauthorized("Authorization must use the Bearer scheme".into())
-                })?;
+                })?
+                .trim();
+            if ApiTokenSecret::looks_like(token) {
+                return api_token_caller(&state, token).await;
+            }
             let claims = state
                 .tokens
-                .verify(token.trim())
+                .verify(token)
                 .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
             let user = match state.store.user(&claims.sub).await {
                 Ok(user) => user,
@@ -87,5 +96,21 @@ impl FromRequest for Caller {
                 subject_id: user.subject_id,
             })
         })
+    }
+}
+
+/// The producer behind an API token; 401 when the token is unknown or revoked (the same
+/// answer for both, as for a bad JWT).
+async fn api_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let hash = ApiTokenSecret::hash_of(token);
+    match state.store.api_token_by_hash(&hash).await? {
+        Some(t) if t.revoked_at.is_none() => Ok(Caller {
+            user_id: t.id,
+            role: t.role,
+            subject_id: None,
+        }),
+        _ => Err(ApiError::Unauthorized(
+            "invalid access token: unknown or revoked API token".into(),
+        )),
     }
 }

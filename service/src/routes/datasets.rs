@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::domain::{DatasetName, Role};
+use lethe_core::domain::{DatasetName, DatasetSchema, Role};
 use lethe_core::lake::{LakeError, LakeRoot};
 use lethe_core::store::{Dataset, NewDataset};
 use serde::Deserialize;
@@ -13,23 +13,32 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// A dataset to register.
+/// A dataset to register: a lake written by others (by its root and subject column), or a
+/// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))]
 pub struct CreateDataset {
     /// Unique name: `[a-z][a-z0-9_-]{0,63}`.
     pub name: String,
-    /// Root of the Hive-partitioned Parquet lake: `file:///…` or a local path.
+    /// Root of the Hive-partitioned Parquet lake: `s3://bucket/prefix`, `file:///…` or a local
+    /// path. With a schema, a local root that does not exist yet is created.
     pub root_url: String,
-    /// Column holding the subject id.
-    pub subject_column: String,
-    /// Partition keys in path order; discovered from `key=value` folders when omitted.
+    /// Column holding the subject id. Required without a schema; with one it defaults to the
+    /// schema's first subject column (and must equal it when given).
+    pub subject_column: Option<String>,
+    /// Partition keys in path order. Without a schema, discovered from `key=value` folders
+    /// when omitted; with one, the names of `schema.partition_by` (and must equal them when
+    /// given).
     pub partition_columns: Option<Vec<String>>,
+    /// The declared schema of a Lethe-managed dataset: its rows arrive through
+    /// `POST /v1/datasets/{id}/ingest`, with PII encrypted per subject. Such a dataset starts
+    /// empty.
+    pub schema: Option<DatasetSchema>,
 }
 
 /// A registered dataset.
 #[derive(Debug, serde::Serialize, ToSchema)]
-#[schema(example = json!({"id": "5f0c…", "name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id", "partition_columns": ["date", "region"], "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z"}))]
+#[schema(example = json!({"id": "5f0c…", "name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id", "partition_columns": ["date", "region"], "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z", "schema": null, "managed": false}))]
 pub struct DatasetView {
     /// Id.
     pub id: String,
@@ -45,11 +54,17 @@ pub struct DatasetView {
     pub created_by: String,
     /// When.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The declared schema, for a Lethe-managed dataset.
+    pub schema: Option<DatasetSchema>,
+    /// Whether Lethe writes this dataset (it has a schema and accepts ingest).
+    pub managed: bool,
 }
 
 impl From<Dataset> for DatasetView {
     fn from(d: Dataset) -> Self {
         Self {
+            managed: d.schema.is_some(),
+            schema: d.schema,
             id: d.id,
             name: d.name,
             root_url: d.root_url,
@@ -61,12 +76,41 @@ impl From<Dataset> for DatasetView {
     }
 }
 
-/// Registers a dataset (admin). The root must exist and must not be a Delta Lake or Iceberg
-/// table (those must never be rewritten file by file).
+/// Registers a dataset (admin). The root must not be a Delta Lake or Iceberg table (those
+/// must never be rewritten file by file).
+///
+/// Without a schema the root must exist; its partition keys are discovered from its folders
+/// unless given. With a schema (a Lethe-managed dataset) the schema is validated, a missing
+/// local root is created, and the root must hold no data file yet: Lethe writes every file of
+/// it, through ingest.
 #[utoipa::path(post, path = "/v1/datasets", tag = "datasets", security(("bearer" = [])),
-    request_body = CreateDataset,
+    request_body(content = CreateDataset, examples(
+        ("lake" = (summary = "A lake written by others", value = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))),
+        ("managed" = (summary = "A Lethe-managed dataset, filled by ingest", value = json!({
+            "name": "running_app",
+            "root_url": "s3://lake/running_app",
+            "schema": {
+                "subject_columns": ["user_id"],
+                "columns": [
+                    {"name": "event_id", "type": "string"},
+                    {"name": "user_id", "type": "string"},
+                    {"name": "ts", "type": "timestamp"},
+                    {"name": "region", "type": "string"},
+                    {"name": "calories", "type": "int32"},
+                    {"name": "email", "type": "string", "pii": "encrypt"},
+                    {"name": "full_name", "type": "string", "pii": "encrypt"},
+                    {"name": "lat", "type": "float64", "pii": "encrypt"},
+                    {"name": "lon", "type": "float64", "pii": "encrypt"},
+                    {"name": "notes", "type": "string", "nullable": true}
+                ],
+                "partition_by": [{"name": "date", "source": "ts", "transform": "day"}, {"name": "region", "source": "region"}],
+                "region_column": "region",
+                "regions": ["EU", "US", "APAC"]
+            }
+        }))),
+    )),
     responses((status = 201, body = DatasetView),
-        (status = 400, description = "Invalid name, missing root or a table format root", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid name or schema, missing root, a table format root, a non-empty root for a schema", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
@@ -78,8 +122,20 @@ pub async fn create(
     caller.require(&[Role::Admin])?;
     let body = body.into_inner();
     let name = DatasetName::parse(body.name)?;
-    if body.subject_column.trim().is_empty() {
-        return Err(ApiError::validation("subject_column must not be empty"));
+    let (subject_column, declared_partitions) = match &body.schema {
+        Some(schema) => columns_of_schema(schema, body.subject_column, body.partition_columns)?,
+        None => {
+            let column = body.subject_column.ok_or_else(|| {
+                ApiError::validation("subject_column is required for a dataset without a schema")
+            })?;
+            if column.trim().is_empty() {
+                return Err(ApiError::validation("subject_column must not be empty"));
+            }
+            (column, body.partition_columns)
+        }
+    };
+    if body.schema.is_some() {
+        create_local_root(&body.root_url).await?;
     }
     let root = LakeRoot::parse(&body.root_url).map_err(|e| ApiError::validation(e.to_string()))?;
     let files = root.list_files().await.map_err(|e| match e {
@@ -88,7 +144,14 @@ pub async fn create(
         }
         other => ApiError::Internal(other.into()),
     })?;
-    let partition_columns = match body.partition_columns {
+    if body.schema.is_some() && !files.is_empty() {
+        return Err(ApiError::validation(format!(
+            "a dataset with a schema starts empty (Lethe writes every file of it), but {} already holds {} files",
+            body.root_url,
+            files.len()
+        )));
+    }
+    let partition_columns = match declared_partitions {
         Some(columns) => columns,
         None => files
             .first()
@@ -98,8 +161,9 @@ pub async fn create(
     let audit = NewAuditEntry::new(caller.actor(), "dataset.registered").details(json!({
         "name": name.as_str(),
         "root_url": body.root_url,
-        "subject_column": body.subject_column,
+        "subject_column": subject_column,
         "files": files.len(),
+        "managed": body.schema.is_some(),
     }));
     let dataset = state
         .store
@@ -107,9 +171,10 @@ pub async fn create(
             NewDataset {
                 name: name.as_str().to_string(),
                 root_url: body.root_url,
-                subject_column: body.subject_column,
+                subject_column,
                 partition_columns,
                 created_by: caller.actor(),
+                schema: body.schema,
             },
             audit,
         )
@@ -122,6 +187,53 @@ pub async fn create(
             other => other.into(),
         })?;
     Ok(HttpResponse::Created().json(DatasetView::from(dataset)))
+}
+
+/// The subject column and partition keys of a dataset with `schema`, after validating the
+/// schema and checking that the `subject_column` and `partition_columns` given beside it, if
+/// any, agree with it.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] (`validation`) naming the problem.
+fn columns_of_schema(
+    schema: &DatasetSchema,
+    subject_column: Option<String>,
+    partition_columns: Option<Vec<String>>,
+) -> Result<(String, Option<Vec<String>>), ApiError> {
+    schema
+        .validate()
+        .map_err(|e| ApiError::validation(e.to_string()))?;
+    let primary = schema.primary_subject();
+    if let Some(given) = subject_column.filter(|given| given != primary) {
+        return Err(ApiError::validation(format!(
+            "subject_column {given} differs from the schema's first subject column {primary}; omit it"
+        )));
+    }
+    let keys: Vec<String> = schema.partition_by.iter().map(|p| p.name.clone()).collect();
+    if let Some(given) = partition_columns.filter(|given| *given != keys) {
+        return Err(ApiError::validation(format!(
+            "partition_columns {given:?} differ from the schema's partition_by {keys:?}; omit them"
+        )));
+    }
+    Ok((primary.to_string(), Some(keys)))
+}
+
+/// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store
+/// roots need nothing, and a `file://` URL that is not a plain absolute path (a host, percent
+/// escapes) is left for [`LakeRoot::parse`] to judge.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] (`validation`) when the folder cannot be created.
+async fn create_local_root(root_url: &str) -> Result<(), ApiError> {
+    let path = match root_url.strip_prefix("file://") {
+        Some(rest) if rest.starts_with('/') && !rest.contains('%') => rest,
+        Some(_) => return Ok(()),
+        None if root_url.contains("://") => return Ok(()),
+        None => root_url,
+    };
+    tokio::fs::create_dir_all(path)
+        .await
+        .map_err(|e| ApiError::validation(format!("cannot create the root folder {path}: {e}")))
 }
 
 /// Every registered dataset (admin, auditor).

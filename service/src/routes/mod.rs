@@ -4,8 +4,10 @@ pub mod audit;
 pub mod auth;
 pub mod datasets;
 pub mod health;
+pub mod ingest;
 pub mod jobs;
 pub mod requests;
+pub mod tokens;
 pub mod users;
 
 use actix_web::web;
@@ -24,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(datasets::create)
                 .service(datasets::list)
                 .service(datasets::get)
+                .service(ingest::ingest)
+                .service(tokens::create)
+                .service(tokens::list)
+                .service(tokens::revoke)
                 .service(requests::create)
                 .service(requests::list)
                 .service(requests::get)

@@ -126,6 +126,9 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyR
         Role::Admin | Role::Auditor => Ok(request),
         Role::Subject if caller.subject_id.as_ref() == Some(&request.subject_id) => Ok(request),
         Role::Subject => Err(ApiError::NotFound(format!("request {id} not found"))),
+        Role::Producer => Err(ApiError::Forbidden(
+            "API tokens may only ingest; privacy requests are not theirs to read".into(),
+        )),
     }
 }
 
@@ -247,13 +250,15 @@ pub struct ListQuery {
 /// Lists requests: a subject sees their own, admins and auditors see all, newest first.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = [RequestView]), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [RequestView]), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API token (producer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Subject, Role::Admin, Role::Auditor])?;
     let query = query.into_inner();
     let subject_id = match caller.role {
         Role::Subject => match &caller.subject_id {
@@ -281,7 +286,8 @@ pub async fn list(
 /// One request with its status history.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "Request id")),
-    responses((status = 200, body = RequestView), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RequestView), (status = 403, description = "An API token (producer)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests/{id}")]
 pub async fn get(
     state: web::Data<AppState>,

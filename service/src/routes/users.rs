@@ -52,9 +52,11 @@ pub struct LinkSubject {
 
 /// The caller's own account.
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API token (producer): it has no account", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Subject, Role::Admin, Role::Auditor])?;
     Ok(HttpResponse::Ok().json(UserView::from(state.store.user(&caller.user_id).await?)))
 }
 

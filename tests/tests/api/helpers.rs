@@ -36,6 +36,8 @@ pub struct Spawn {
     pub exports_url: Option<String>,
     /// `worker.erasure_batch_window_s`.
     pub batch_window_s: u64,
+    /// `ingest.max_body_bytes`; `None`: the default (64 MiB).
+    pub ingest_max_body_bytes: Option<usize>,
 }
 
 impl Default for Spawn {
@@ -46,6 +48,7 @@ impl Default for Spawn {
             register_lake: true,
             exports_url: None,
             batch_window_s: 0,
+            ingest_max_body_bytes: None,
         }
     }
 }
@@ -68,6 +71,9 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     let mut settings = Settings::embedded(data_dir.path());
     settings.storage.exports_url = spawn.exports_url.clone();
     settings.worker.erasure_batch_window_s = spawn.batch_window_s;
+    if let Some(limit) = spawn.ingest_max_body_bytes {
+        settings.ingest.max_body_bytes = limit;
+    }
     if let Some(url) = postgres_database().await {
         settings.database.url = url;
     }
@@ -227,6 +233,70 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `POST /v1/tokens` as the admin.
+    pub async fn create_token(&self, name: &str) -> Response {
+        self.client
+            .post(self.url("/v1/tokens"))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a producer token as the admin and returns `(id, token)`.
+    pub async fn producer_token(&self, name: &str) -> (String, String) {
+        let response = self.create_token(name).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let created: Value = response.json().await.unwrap();
+        (
+            created["id"].as_str().unwrap().to_string(),
+            created["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn list_tokens(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/v1/tokens"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoke_token(&self, token: &str, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/v1/tokens/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/datasets/{id}/ingest` with `body` as `content_type` (`None`: no header).
+    pub async fn ingest(
+        &self,
+        token: &str,
+        dataset_id: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/datasets/{dataset_id}/ingest")))
+            .bearer_auth(token)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        request.send().await.unwrap()
     }
 
     pub async fn file_request(&self, token: &str, body: &Value) -> Response {

@@ -5,6 +5,7 @@ mod lake_snapshot;
 
 mod auth;
 mod datasets;
+mod ingest;
 mod keys;
 mod metrics;
 mod openapi;

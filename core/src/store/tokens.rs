@@ -1,0 +1,139 @@
+//! API tokens of pipelines (the producer role) on the SQL store.
+//!
+//! Only the hex SHA-256 of a token is stored (`api_tokens.token_hash`, unique); a token is found
+//! by that hash on every call. Creation and revocation append their audit entry in the same
+//! transaction.
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::sql::{
+    SqlStore, append_audit_in, corrupt, db, get_ots, get_s, get_ts, now, with_detail,
+};
+use super::{ApiToken, NewApiToken, StoreError, StoreResult};
+use crate::audit::NewAuditEntry;
+use crate::domain::{Role, to_db};
+
+const TOKEN_COLS: &str = "id, name, role, created_by, created_at, revoked_at";
+
+fn token_from(row: &AnyRow) -> StoreResult<ApiToken> {
+    let t = "api_tokens";
+    Ok(ApiToken {
+        id: get_s(row, t, "id")?,
+        name: get_s(row, t, "name")?,
+        role: Role::parse(&get_s(row, t, "role")?).map_err(|e| corrupt(t, e))?,
+        created_by: get_s(row, t, "created_by")?,
+        created_at: get_ts(row, t, "created_at")?,
+        revoked_at: get_ots(row, t, "revoked_at")?,
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn create_api_token_impl(
+        &self,
+        token: NewApiToken,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ApiToken> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLS}"
+        )))
+        .bind(Uuid::new_v4().to_string())
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(Role::Producer.as_str())
+        .bind(&token.created_by)
+        .bind(to_db(now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("creating an API token"))?;
+        let created = token_from(&row)?;
+        append_audit_in(&mut tx, with_detail(audit, "token_id", &created.id)).await?;
+        tx.commit().await.map_err(db("committing an API token"))?;
+        Ok(created)
+    }
+
+    pub(super) async fn api_token_by_hash_impl(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<ApiToken>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1"
+        )))
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db("looking up an API token"))?
+        .as_ref()
+        .map(token_from)
+        .transpose()
+    }
+
+    pub(super) async fn list_api_tokens_impl(&self) -> StoreResult<Vec<ApiToken>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("listing API tokens"))?
+        .iter()
+        .map(token_from)
+        .collect()
+    }
+
+    pub(super) async fn revoke_api_token_impl(
+        &self,
+        id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ApiToken> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let revoked = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             RETURNING {TOKEN_COLS}"
+        )))
+        .bind(to_db(now()))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("revoking an API token"))?;
+        let token = match revoked {
+            Some(row) => {
+                let token = token_from(&row)?;
+                append_audit_in(&mut tx, audit).await?;
+                token
+            }
+            None => {
+                let existing = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading an API token"))?;
+                match existing {
+                    Some(row) => token_from(&row)?,
+                    None => {
+                        return Err(StoreError::NotFound {
+                            entity: "api token",
+                            id: id.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        tx.commit()
+            .await
+            .map_err(db("committing an API token revocation"))?;
+        Ok(token)
+    }
+}
