@@ -18,7 +18,7 @@ use crate::routes;
         routes::auth::register, routes::auth::login,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::datasets::create, routes::datasets::list, routes::datasets::get,
-        routes::ingest::ingest,
+        routes::ingest::ingest, routes::ingest::compact,
         routes::tokens::create, routes::tokens::list, routes::tokens::revoke,
         routes::requests::create, routes::requests::list, routes::requests::get,
         routes::requests::approve, routes::requests::reject, routes::requests::export,

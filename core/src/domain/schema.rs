@@ -406,9 +406,11 @@ mod tests {
         );
     }
 
+    type Change = Box<dyn Fn(&mut DatasetSchema)>;
+
     #[test]
     fn incoherent_schemas_name_their_problem() {
-        let cases: Vec<(Box<dyn Fn(&mut DatasetSchema)>, &str)> = vec![
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|s| s.subject_columns = vec!["nope".into()]),
                 "subject column nope",

@@ -25,7 +25,6 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use serde_json::json;
@@ -40,9 +39,6 @@ use crate::lake::{LakeError, LakeRoot};
 use crate::store::{Dataset, IndexedFile, Store, StoreError};
 use cells::{BatchKeys, encrypt_column};
 use write::{WrittenFile, encode_files, partition_rows, take_stored, upload};
-
-/// DEKs fetched or created at the same time during an ingest.
-const KEY_CONCURRENCY: usize = 8;
 
 /// Why an ingest was refused or failed. Nothing of the input is in the lake afterwards.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +120,8 @@ pub struct IngestReport {
     pub bytes_written: u64,
     /// Wall-clock seconds.
     pub elapsed_s: f64,
+    /// Of which recording the locator index.
+    pub index_s: f64,
     /// Input rows per second.
     pub rows_per_s: f64,
     /// Input megabytes (10^6 bytes) per second.
@@ -193,7 +191,10 @@ pub async fn ingest(
     )
     .await?;
     let indexed: Vec<IndexedFile> = written.iter().map(|f| index_entry(keyring, f)).collect();
-    if let Err(e) = store.index_files(&dataset.id, &indexed, &[]).await {
+    let index_started = Instant::now();
+    let indexed_result = store.index_files(&dataset.id, &indexed, &[]).await;
+    let index_s = index_started.elapsed().as_secs_f64();
+    if let Err(e) = indexed_result {
         remove_written(&root, &written).await;
         return Err(e.into());
     }
@@ -210,6 +211,7 @@ pub async fn ingest(
         files: written,
         bytes_read,
         elapsed_s: elapsed,
+        index_s,
         rows_per_s: rows_read as f64 / elapsed.max(1e-9),
         mb_per_s: bytes_read as f64 / 1e6 / elapsed.max(1e-9),
     };
@@ -276,32 +278,23 @@ async fn batch_keys(
     if !encrypts {
         return Ok(BatchKeys::new());
     }
-    let wanted: Vec<&String> = subjects.iter().filter(|s| !erased.contains(*s)).collect();
-    let mut results = futures::stream::iter(wanted)
-        .map(|s| async move {
-            let id = SubjectId::parse(s.as_str()).map_err(|e| IngestError::Invalid {
+    let wanted = subjects
+        .iter()
+        .filter(|s| !erased.contains(*s))
+        .map(|s| {
+            SubjectId::parse(s.as_str()).map_err(|e| IngestError::Invalid {
                 row: 0,
                 column: None,
                 reason: e.to_string(),
-            })?;
-            let dek = keyring.dek_for_write(&id).await;
-            Ok::<_, IngestError>((s.clone(), id, dek))
+            })
         })
-        .buffer_unordered(KEY_CONCURRENCY);
-    let mut keys = BatchKeys::new();
-    while let Some(done) = results.next().await {
-        let (s, id, dek) = done?;
-        match dek {
-            Ok(dek) => {
-                keys.insert(s, (id, dek));
-            }
-            Err(KeyringError::Shredded) => {
-                erased.insert(s);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(keys)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (found, shredded) = keyring.deks_for_write_many(&wanted).await?;
+    erased.extend(shredded.iter().map(|s| s.as_str().to_string()));
+    Ok(found
+        .into_iter()
+        .map(|(id, dek)| (id.as_str().to_string(), (id, dek)))
+        .collect())
 }
 
 /// Partitions, sorts, encrypts, encodes and uploads `table` (logical schema); on failure

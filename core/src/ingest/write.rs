@@ -219,6 +219,9 @@ fn writer_properties(dataset: &str, schema: &DatasetSchema) -> WriterProperties 
     b.build()
 }
 
+/// One encoded file: its bytes, its rows, and its subject ids with their row counts.
+pub type EncodedFile = (Vec<u8>, u64, HashMap<String, u64>);
+
 /// Encodes one partition's rows (file schema, already sorted and encrypted) into Parquet files
 /// of about the layout's target size. Returns `(file bytes, rows, subject counts)` per file.
 ///
@@ -228,7 +231,7 @@ pub fn encode_files(
     dataset: &str,
     schema: &DatasetSchema,
     batch: &RecordBatch,
-) -> Result<Vec<(Vec<u8>, u64, HashMap<String, u64>)>, IngestError> {
+) -> Result<Vec<EncodedFile>, IngestError> {
     let props = writer_properties(dataset, schema);
     let target = schema.layout.target_file_bytes as usize;
     let group = schema.layout.row_group_rows;

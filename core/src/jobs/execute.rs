@@ -137,6 +137,9 @@ pub async fn execute_job(
     match job.kind {
         JobKind::Erasure => plan_erasure(store, ctx, job).await,
         JobKind::EraseFile => erase_file(store, ctx, job, request, guard).await,
+        JobKind::Compact => Err(JobError::Permanent(
+            "compact jobs serve no request; the worker runs them directly".into(),
+        )),
         JobKind::Access => {
             let datasets = store.list_datasets().await?;
             let (result, path) = export(store, ctx, &datasets, request).await?;
@@ -471,19 +474,17 @@ async fn export(
     request: &PrivacyRequest,
 ) -> Result<(Value, String), JobError> {
     let subject = request.subject_id.as_str();
-    if let Some(keyring) = &ctx.keyring {
-        let erased = keyring
+    // An erased subject (key destroyed) gets an answer saying so, and nothing of the lake: no
+    // code path returns their data any more, not even rows the rewrite has yet to remove.
+    let erased = match &ctx.keyring {
+        Some(keyring) => !keyring
             .shredded_among([subject])
             .await
-            .map_err(|e| JobError::Transient(format!("checking the subject's key: {e}")))?;
-        if !erased.is_empty() {
-            return Err(JobError::Permanent(
-                "the subject's data was erased (their key is destroyed): nothing of it can be \
-                 exported any more"
-                    .into(),
-            ));
-        }
-    }
+            .map_err(|e| JobError::Transient(format!("checking the subject's key: {e}")))?
+            .is_empty(),
+        None => false,
+    };
+    let datasets: &[Dataset] = if erased { &[] } else { datasets };
     let mut collected = Vec::new();
     for dataset in datasets {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
@@ -500,6 +501,7 @@ async fn export(
         "request_type": request.request_type,
         "generated_at": crate::domain::to_db(chrono::Utc::now()),
         "gdpr_article": "15",
+        "erased": erased,
         "datasets": collected.iter().map(|(name, rows)| json!({
             "dataset": name,
             "rows": rows.rows,
@@ -525,7 +527,8 @@ async fn export(
         .map(|a| a.iter().map(|d| d["rows"].as_u64().unwrap_or(0)).sum())
         .unwrap_or(0);
     Ok((
-        json!({ "rows": total_rows, "export_bytes": bytes, "datasets": manifest["datasets"] }),
+        json!({ "rows": total_rows, "export_bytes": bytes, "erased": erased,
+                "datasets": manifest["datasets"] }),
         path,
     ))
 }

@@ -167,6 +167,9 @@ impl Worker {
     /// Store errors while finishing.
     pub async fn run_claimed(&self, job: Job) -> StoreResult<Option<String>> {
         let token = job.lease_token.clone().unwrap_or_default();
+        if job.kind == JobKind::Compact {
+            return self.run_compaction(job, &token).await;
+        }
         let Some(request_id) = job.request_id.clone() else {
             let finish = JobFinish::new(JobOutcome::Failed {
                 error: "job has no request".into(),
@@ -209,28 +212,7 @@ impl Worker {
         tracing::info!("job started");
 
         // Heartbeat until the job ends; a lost lease is fenced at the swap and at finish.
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let heartbeat = {
-            let store = self.store.clone();
-            let (id, token, lease) = (job.id.clone(), token.clone(), self.config.lease);
-            tokio::spawn(async move {
-                let every = (lease / 3).max(Duration::from_millis(50));
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop_rx.changed() => break,
-                    }
-                    match store.heartbeat_job(&id, &token, lease).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!("lease lost; this worker will not commit the job");
-                            break;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                    }
-                }
-            })
-        };
+        let heartbeat = self.spawn_heartbeat(&job, &token);
 
         let ctx = ExecuteContext {
             exports_url: self.config.exports_url.clone(),
@@ -256,8 +238,7 @@ impl Worker {
                 "job task panicked or was cancelled: {join}"
             ))),
         };
-        let _ = stop_tx.send(true);
-        let _ = heartbeat.await;
+        heartbeat.stop().await;
 
         let committed = match result {
             Ok(execution) => self.succeed(&job, &token, &request, execution).await?,
@@ -287,6 +268,79 @@ impl Worker {
             tracing::warn!("job ended after its lease was taken over; its outcome was discarded");
         }
         Ok(Some(job.id))
+    }
+
+    /// Runs a [`JobKind::Compact`] job (no request): compacts the dataset named in its payload,
+    /// heartbeating meanwhile; transient failures are retried with backoff.
+    async fn run_compaction(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
+        let heartbeat = self.spawn_heartbeat(&job, token);
+        let outcome = async {
+            let keyring = self
+                .keyring
+                .clone()
+                .ok_or_else(|| JobError::Permanent("compaction needs the keyring".into()))?;
+            let dataset_id = job.payload["dataset_id"]
+                .as_str()
+                .ok_or_else(|| JobError::Permanent("compact job without dataset_id".into()))?;
+            let dataset = self.store.dataset(dataset_id).await?;
+            crate::ingest::compact::compact(&self.store, &keyring, &dataset, &self.actor())
+                .await
+                .map_err(|e| {
+                    if e.is_client_error() {
+                        JobError::Permanent(e.to_string())
+                    } else {
+                        JobError::Transient(e.to_string())
+                    }
+                })
+        }
+        .await;
+        heartbeat.stop().await;
+        let finish = match outcome {
+            Ok(report) => {
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                finish.result = serde_json::to_value(report).ok();
+                finish
+            }
+            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
+                JobFinish::new(JobOutcome::Retry {
+                    at: chrono::Utc::now() + backoff(job.attempts),
+                    error,
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "compaction failed");
+                JobFinish::new(JobOutcome::Failed {
+                    error: e.to_string(),
+                })
+            }
+        };
+        self.store.finish_job(&job.id, token, finish).await?;
+        Ok(Some(job.id))
+    }
+
+    /// Extends `job`'s lease every third of the lease until stopped.
+    fn spawn_heartbeat(&self, job: &Job, token: &str) -> Heartbeat {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let store = self.store.clone();
+        let (id, token, lease) = (job.id.clone(), token.to_string(), self.config.lease);
+        let handle = tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(50));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_rx.changed() => break,
+                }
+                match store.heartbeat_job(&id, &token, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("lease lost; this worker will not commit the job");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        });
+        Heartbeat { stop, handle }
     }
 
     async fn succeed(
@@ -476,6 +530,19 @@ impl Worker {
         self.store
             .finish_task(&job.id, token, finish, &decide)
             .await
+    }
+}
+
+/// A running heartbeat task.
+struct Heartbeat {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
     }
 }
 

@@ -36,6 +36,21 @@ pub trait KeyStore: Send + Sync {
     /// The live (not destroyed) key of `subject_ref`, if any.
     async fn get(&self, subject_ref: &str) -> Result<Option<StoredKey>, KeyringError>;
 
+    /// The live keys of `subject_refs` (absent ones are left out), for bulk work such as
+    /// ingest. The default asks [`KeyStore::get`] one by one.
+    async fn get_many(
+        &self,
+        subject_refs: &[String],
+    ) -> Result<Vec<(String, StoredKey)>, KeyringError> {
+        let mut found = Vec::new();
+        for r in subject_refs {
+            if let Some(k) = self.get(r).await? {
+                found.push((r.clone(), k));
+            }
+        }
+        Ok(found)
+    }
+
     /// Stores `key` unless the reference already has one, and returns the key that is stored
     /// afterwards: `key` itself, or the one another writer stored first (the winner of a race).
     ///
@@ -46,6 +61,27 @@ pub trait KeyStore: Send + Sync {
         subject_ref: &str,
         key: &StoredKey,
     ) -> Result<StoredKey, KeyringError>;
+
+    /// [`KeyStore::put_if_absent`] for many references at once (ingest of new subjects), with
+    /// the same guarantees per reference: returns, per reference, the stored key, or `None`
+    /// when it is tombstoned. The default calls `put_if_absent` one by one.
+    ///
+    /// # Errors
+    /// Store errors (then some keys may be stored and others not; calling again is safe).
+    async fn put_many_if_absent(
+        &self,
+        keys: &[(String, StoredKey)],
+    ) -> Result<Vec<(String, Option<StoredKey>)>, KeyringError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (r, k) in keys {
+            match self.put_if_absent(r, k).await {
+                Ok(stored) => out.push((r.clone(), Some(stored))),
+                Err(KeyringError::Shredded) => out.push((r.clone(), None)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 
     /// Deletes the reference's wrapped DEK and writes its tombstone (if not already there).
     /// Returns whether a key was deleted. Idempotent.

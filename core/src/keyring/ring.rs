@@ -211,6 +211,72 @@ impl Keyring {
         Ok(dek)
     }
 
+    /// The DEKs for encrypting new cells of many subjects at once (ingest): one store read per
+    /// 500 subjects for existing keys, then one conditional insert per new subject. Subjects
+    /// whose key was destroyed (tombstoned, even during the call) are returned in the second
+    /// set instead.
+    ///
+    /// # Errors
+    /// Store and unwrap errors.
+    pub async fn deks_for_write_many(
+        &self,
+        subjects: &[SubjectId],
+    ) -> Result<(Vec<(SubjectId, Dek)>, Vec<SubjectId>), KeyringError> {
+        let now = Instant::now();
+        let mut keys = Vec::with_capacity(subjects.len());
+        let mut missing: std::collections::HashMap<String, &SubjectId> =
+            std::collections::HashMap::new();
+        for s in subjects {
+            let r = self.subject_ref(s);
+            match self.cache.get(&r, now) {
+                Some(dek) => keys.push((s.clone(), dek)),
+                None => {
+                    missing.insert(r, s);
+                }
+            }
+        }
+        let refs: Vec<String> = missing.keys().cloned().collect();
+        for (r, stored) in self.store.get_many(&refs).await? {
+            if let Some(s) = missing.remove(&r) {
+                keys.push((s.clone(), self.unwrap_stored(&r, &stored)?));
+            }
+        }
+        let mut shredded = Vec::new();
+        let kek = self.current_kek();
+        let mut fresh: std::collections::HashMap<String, Dek> = std::collections::HashMap::new();
+        let mut batch = Vec::with_capacity(missing.len());
+        for r in missing.keys() {
+            let dek = Dek::generate(FIRST_KEY_VERSION);
+            batch.push((
+                r.clone(),
+                StoredKey {
+                    wrapped: kek.wrap(&dek, r),
+                    created_at: Utc::now(),
+                },
+            ));
+            fresh.insert(r.clone(), dek);
+        }
+        let mine: std::collections::HashMap<&str, &StoredKey> =
+            batch.iter().map(|(r, k)| (r.as_str(), k)).collect();
+        for (r, stored) in self.store.put_many_if_absent(&batch).await? {
+            let subject = missing[&r];
+            match stored {
+                None => shredded.push(subject.clone()),
+                Some(stored)
+                    if mine
+                        .get(r.as_str())
+                        .is_some_and(|k| k.wrapped == stored.wrapped) =>
+                {
+                    let dek = fresh.remove(&r).expect("generated above");
+                    keys.push((subject.clone(), dek));
+                }
+                // Another writer created the subject's key first: use theirs.
+                Some(stored) => keys.push((subject.clone(), self.unwrap_stored(&r, &stored)?)),
+            }
+        }
+        Ok((keys, shredded))
+    }
+
     /// The subject's DEK for decrypting their cells. Always read from the store (not the
     /// cache), so a key destroyed by any process is never returned.
     ///

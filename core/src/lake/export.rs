@@ -242,6 +242,41 @@ pub fn write_csv(rows: &SubjectRows, w: impl std::io::Write) -> Result<(), LakeE
     Ok(())
 }
 
+/// Every row of `file`, with its Arrow schema (compaction reads small files whole).
+///
+/// # Errors
+/// Any [`LakeError`] about the file.
+pub(crate) async fn read_whole_file(
+    root: &LakeRoot,
+    file: &DataFile,
+) -> Result<(SchemaRef, Vec<RecordBatch>), LakeError> {
+    let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
+    let schema = Arc::clone(opened.metadata.schema());
+    let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        opened.reader.clone(),
+        opened.metadata.clone(),
+    )
+    .with_batch_size(64 * 1024)
+    .build()
+    .map_err(|e| LakeError::corrupt(&file.relative, "planning the read", e))?;
+    let mut batches = Vec::new();
+    while let Some(reader) = stream
+        .next_row_group()
+        .await
+        .map_err(|e| LakeError::corrupt(&file.relative, "reading a row group", e))?
+    {
+        let relative = file.relative.clone();
+        let decoded = run_blocking(move || {
+            reader
+                .map(|b| b.map_err(|e| LakeError::arrow(&relative, e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
+        batches.extend(decoded);
+    }
+    Ok((schema, batches))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +287,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         three_file_lake(dir.path());
         let root = LakeRoot::parse(&dir.path().display().to_string()).unwrap();
-        let rows = collect_subject_rows(&root, "user_id", "u1").await.unwrap();
+        let rows = collect_subject_rows(&root, &["user_id".to_string()], "u1", None)
+            .await
+            .unwrap();
         assert_eq!(rows.rows, 20);
         assert_eq!(
             rows.files,
@@ -312,7 +349,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         three_file_lake(dir.path());
         let root = LakeRoot::parse(&dir.path().display().to_string()).unwrap();
-        let rows = collect_subject_rows(&root, "user_id", "nobody")
+        let rows = collect_subject_rows(&root, &["user_id".to_string()], "nobody", None)
             .await
             .unwrap();
         assert_eq!(rows.rows, 0);
@@ -322,39 +359,4 @@ mod tests {
         write_json_lines(&rows, &mut json).unwrap();
         assert!(json.is_empty());
     }
-}
-
-/// Every row of `file`, with its Arrow schema (compaction reads small files whole).
-///
-/// # Errors
-/// Any [`LakeError`] about the file.
-pub(crate) async fn read_whole_file(
-    root: &LakeRoot,
-    file: &DataFile,
-) -> Result<(SchemaRef, Vec<RecordBatch>), LakeError> {
-    let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
-    let schema = Arc::clone(opened.metadata.schema());
-    let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        opened.reader.clone(),
-        opened.metadata.clone(),
-    )
-    .with_batch_size(64 * 1024)
-    .build()
-    .map_err(|e| LakeError::corrupt(&file.relative, "planning the read", e))?;
-    let mut batches = Vec::new();
-    while let Some(reader) = stream
-        .next_row_group()
-        .await
-        .map_err(|e| LakeError::corrupt(&file.relative, "reading a row group", e))?
-    {
-        let relative = file.relative.clone();
-        let decoded = run_blocking(move || {
-            reader
-                .map(|b| b.map_err(|e| LakeError::arrow(&relative, e)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await??;
-        batches.extend(decoded);
-    }
-    Ok((schema, batches))
 }

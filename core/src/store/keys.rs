@@ -80,48 +80,98 @@ impl KeyStore for SqlStore {
         .transpose()
     }
 
+    async fn get_many(
+        &self,
+        subject_refs: &[String],
+    ) -> Result<Vec<(String, StoredKey)>, KeyringError> {
+        let mut found = Vec::with_capacity(subject_refs.len());
+        for chunk in subject_refs.chunks(100) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                query = query.bind(r);
+            }
+            for row in query
+                .fetch_all(self.pool())
+                .await
+                .map_err(store_error("reading subject keys"))?
+            {
+                let subject_ref: String = row
+                    .try_get("subject_ref")
+                    .map_err(store_error("reading subject keys"))?;
+                found.push((subject_ref, key_from(&row)?));
+            }
+        }
+        Ok(found)
+    }
+
     async fn put_if_absent(
         &self,
         subject_ref: &str,
         key: &StoredKey,
     ) -> Result<StoredKey, KeyringError> {
+        let mut out = self
+            .put_many_if_absent(&[(subject_ref.to_string(), key.clone())])
+            .await?;
+        match out.pop().and_then(|(_, stored)| stored) {
+            Some(stored) => Ok(stored),
+            // Not inserted and not there: the reference is tombstoned.
+            None => Err(KeyringError::Shredded),
+        }
+    }
+
+    async fn put_many_if_absent(
+        &self,
+        keys: &[(String, StoredKey)],
+    ) -> Result<Vec<(String, Option<StoredKey>)>, KeyringError> {
+        // One transaction for the whole batch; references in sorted order so that concurrent
+        // batches take PostgreSQL's advisory locks in the same order (no deadlock).
+        let mut order: Vec<&(String, StoredKey)> = keys.iter().collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self
             .pool()
             .begin()
             .await
             .map_err(store_error("starting a transaction"))?;
-        self.lock_subject(&mut tx, subject_ref).await?;
-        let w = &key.wrapped;
-        sqlx::query(
-            "INSERT INTO subject_keys (subject_ref, kek_id, version, nonce, ciphertext, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE subject_ref = $1) \
-             ON CONFLICT (subject_ref) DO NOTHING",
-        )
-        .bind(subject_ref)
-        .bind(&w.kek_id)
-        .bind(i64::from(w.version))
-        .bind(hex::encode(w.nonce))
-        .bind(hex::encode(&w.ciphertext))
-        .bind(to_db(key.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error("storing a subject key"))?;
-        let stored = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref = $1"
-        )))
-        .bind(subject_ref)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error("reading a subject key"))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (subject_ref, key) in order {
+            self.lock_subject(&mut tx, subject_ref).await?;
+            let w = &key.wrapped;
+            sqlx::query(
+                "INSERT INTO subject_keys (subject_ref, kek_id, version, nonce, ciphertext, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6 \
+                 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE subject_ref = $1) \
+                 ON CONFLICT (subject_ref) DO NOTHING",
+            )
+            .bind(subject_ref)
+            .bind(&w.kek_id)
+            .bind(i64::from(w.version))
+            .bind(hex::encode(w.nonce))
+            .bind(hex::encode(&w.ciphertext))
+            .bind(to_db(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error("storing a subject key"))?;
+            let stored = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref = $1"
+            )))
+            .bind(subject_ref)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error("reading a subject key"))?;
+            out.push((
+                subject_ref.clone(),
+                stored.as_ref().map(key_from).transpose()?,
+            ));
+        }
         tx.commit()
             .await
-            .map_err(store_error("committing a subject key"))?;
-        match stored {
-            Some(row) => key_from(&row),
-            // Not inserted and not there: the reference is tombstoned.
-            None => Err(KeyringError::Shredded),
-        }
+            .map_err(store_error("committing subject keys"))?;
+        Ok(out)
     }
 
     async fn destroy(&self, subject_ref: &str) -> Result<bool, KeyringError> {
@@ -162,7 +212,7 @@ impl KeyStore for SqlStore {
 
     async fn tombstoned_among(&self, subject_refs: &[String]) -> Result<Vec<String>, KeyringError> {
         let mut found = Vec::new();
-        for chunk in subject_refs.chunks(500) {
+        for chunk in subject_refs.chunks(100) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT subject_ref FROM tombstones WHERE subject_ref IN ({})",

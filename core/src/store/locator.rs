@@ -10,10 +10,11 @@ use super::sql::SqlStore;
 use super::{IndexedFile, StoreError, StoreResult};
 use crate::domain::to_db;
 
-/// Rows per multi-row INSERT (4 parameters each; far under SQLite's and PostgreSQL's limits).
-const INSERT_CHUNK: usize = 500;
+/// Rows per multi-row INSERT (4 parameters each). Small on purpose: sqlx resolves each SQLite
+/// `$n` parameter by scanning the statement's parameters, which is quadratic in their number.
+const INSERT_CHUNK: usize = 64;
 /// Parameters per `IN (…)` lookup chunk.
-const LOOKUP_CHUNK: usize = 500;
+const LOOKUP_CHUNK: usize = 100;
 
 fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database { context, source }

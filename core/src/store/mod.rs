@@ -202,6 +202,9 @@ pub trait Store: Send + Sync + 'static {
         plan_id: &str,
         lease_token: &str,
     ) -> StoreResult<Option<Vec<String>>>;
+    /// Enqueues a job that serves no request (maintenance such as compaction), with its
+    /// audit entry, in one transaction.
+    async fn enqueue_job(&self, job: NewJob, audit: NewAuditEntry) -> StoreResult<Job>;
     /// One job; `NotFound` otherwise.
     async fn job(&self, id: &str) -> StoreResult<Job>;
     /// The tasks of a plan, oldest first.

@@ -266,6 +266,9 @@ pub enum JobKind {
     Erasure,
     /// Rewrite one file without the subject's rows; many workers share one erasure this way.
     EraseFile,
+    /// Compact a Lethe-managed dataset (payload `{"dataset_id": …}`): merge small files and
+    /// apply pending erasures. Serves no request.
+    Compact,
 }
 
 impl JobKind {
@@ -275,6 +278,7 @@ impl JobKind {
             JobKind::Access => "access",
             JobKind::Erasure => "erasure",
             JobKind::EraseFile => "erase_file",
+            JobKind::Compact => "compact",
         }
     }
 
@@ -284,6 +288,7 @@ impl JobKind {
             "access" => Some(JobKind::Access),
             "erasure" => Some(JobKind::Erasure),
             "erase_file" => Some(JobKind::EraseFile),
+            "compact" => Some(JobKind::Compact),
             _ => None,
         }
     }

@@ -1176,6 +1176,18 @@ impl Store for SqlStore {
         Ok(Some(batch))
     }
 
+    async fn enqueue_job(&self, job: NewJob, audit: NewAuditEntry) -> StoreResult<Job> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let id = insert_job_in(&mut tx, &job, None).await?;
+        append_audit_in(&mut tx, with_detail(audit, "job_id", &id)).await?;
+        tx.commit().await.map_err(db("committing a job"))?;
+        self.job(&id).await
+    }
+
     async fn job(&self, id: &str) -> StoreResult<Job> {
         self.by_id(
             format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),

@@ -120,3 +120,48 @@ async fn read_body(
     }
     Ok(body.freeze())
 }
+
+/// Queues a compaction of a Lethe-managed dataset (admin): each partition's small files are
+/// merged into files of the target size, sorted by subject, and rows of erased subjects
+/// (pending erasures) are removed in the same pass. The job's result holds the
+/// `CompactReport`; follow it at `GET /v1/jobs/{id}`.
+#[utoipa::path(post, path = "/v1/datasets/{id}/compact", tag = "datasets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Dataset id")),
+    responses(
+        (status = 202, description = "Compaction queued", body = lethe_core::store::Job),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The dataset has no schema (written by others)", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[actix_web::post("/datasets/{id}/compact")]
+pub async fn compact(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let dataset = state.store.dataset(&path).await?;
+    if dataset.schema.is_none() {
+        return Err(ApiError::Conflict {
+            code: "dataset_not_managed",
+            detail: format!(
+                "dataset {} has no declared schema; only datasets Lethe writes are compacted",
+                dataset.name
+            ),
+        });
+    }
+    let job = state
+        .store
+        .enqueue_job(
+            lethe_core::store::NewJob {
+                kind: lethe_core::store::JobKind::Compact,
+                request_id: None,
+                payload: serde_json::json!({ "dataset_id": dataset.id }),
+                max_attempts: state.settings.worker.max_attempts,
+                run_at: None,
+            },
+            lethe_core::audit::NewAuditEntry::new(caller.actor(), "dataset.compaction_queued")
+                .details(serde_json::json!({ "dataset_id": dataset.id, "dataset": dataset.name })),
+        )
+        .await?;
+    Ok(HttpResponse::Accepted().json(job))
+}

@@ -27,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(datasets::list)
                 .service(datasets::get)
                 .service(ingest::ingest)
+                .service(ingest::compact)
                 .service(tokens::create)
                 .service(tokens::list)
                 .service(tokens::revoke)

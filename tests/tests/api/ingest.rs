@@ -32,7 +32,7 @@ fn running_app_schema() -> Value {
 
 /// Registers `running_app` with the running-app schema under a root that does not exist yet;
 /// returns its id and root folder.
-async fn register_managed(app: &TestApp) -> (String, PathBuf) {
+pub(crate) async fn register_managed(app: &TestApp) -> (String, PathBuf) {
     let root = app.data_dir.path().join("managed").join("running_app");
     assert!(!root.exists());
     let response = app
@@ -57,7 +57,7 @@ async fn register_managed(app: &TestApp) -> (String, PathBuf) {
     (created["id"].as_str().unwrap().to_string(), root)
 }
 
-fn row(i: usize) -> Value {
+pub(crate) fn row(i: usize) -> Value {
     let user = format!("u-{}", i % 4);
     let region = ["EU", "US", "APAC"][i % 3];
     json!({
@@ -74,12 +74,12 @@ fn row(i: usize) -> Value {
     })
 }
 
-fn json_lines(rows: impl IntoIterator<Item = Value>) -> String {
+pub(crate) fn json_lines(rows: impl IntoIterator<Item = Value>) -> String {
     rows.into_iter().map(|r| format!("{r}\n")).collect()
 }
 
 /// Parquet files under `root`, as paths relative to it.
-fn parquet_files(root: &Path) -> Vec<String> {
+pub(crate) fn parquet_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -189,6 +189,10 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
     app.approve(&app.admin_token, &again).await;
     let done = app.wait_until_final(&token, &again).await;
     assert_eq!(done["result"]["rows"], 0);
+    assert_eq!(
+        done["result"]["erased"], true,
+        "the answer says the data was erased"
+    );
 
     // The auditor's export verifies, tells the story, and holds no subject id.
     let response = app.audit_export(&app.auditor_token).await;
