@@ -96,7 +96,7 @@ fn row(i: usize, user: &str, region: &str) -> serde_json::Value {
         "full_name": format!("Name of {user}"),
         "lat": 48.85,
         "lon": 2.35,
-        "notes": if i % 3 == 0 { serde_json::Value::Null } else { json!("felt good") },
+        "notes": if i.is_multiple_of(3) { serde_json::Value::Null } else { json!("felt good") },
     })
 }
 
