@@ -114,4 +114,9 @@ $E100
 EOF
 } >"$README"
 
+# The ingest / locate / shred figures (bench/ingest.sh) follow, kept across reruns.
+if [ -f bench/ingest.md ]; then
+  { echo; echo "<!-- ingest-bench -->"; cat bench/ingest.md; } >>"$README"
+fi
+
 cat "$README"

@@ -556,3 +556,113 @@ async fn an_interrupted_compaction_is_rolled_back_before_the_next() {
     assert!(input.exists(), "the input stays");
     assert_eq!(report.files_in, 0, "one file left: nothing to merge");
 }
+
+/// `(user_id, email envelope)` of every row of the lake.
+fn email_cells(lake: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for f in parquet_files(lake) {
+        for b in read_all(&f) {
+            let users = b.column_by_name("user_id").unwrap();
+            let users = users.as_any().downcast_ref::<StringArray>().unwrap();
+            let emails = b.column_by_name("email").unwrap();
+            let emails = emails.as_any().downcast_ref::<BinaryArray>().unwrap();
+            for i in 0..b.num_rows() {
+                out.push((users.value(i).to_string(), emails.value(i).to_vec()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn lake_cells_open_with_their_key_only_and_survive_kek_rotation() {
+    use lethe_core::keyring::cell::{CellContext, CellError, decrypt_cell};
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let rows: Vec<_> = (0..12)
+        .map(|i| row(i, ["u-a", "u-b", "u-c"][i % 3], "EU"))
+        .collect();
+    ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    let cells = email_cells(&env.lake);
+    assert_eq!(cells.len(), 12);
+    let open = |keyring: Arc<Keyring>, user: String, column: &'static str, envelope: Vec<u8>| async move {
+        let id = SubjectId::parse(&user).unwrap();
+        let dek = keyring.dek_for_read(&id).await.unwrap();
+        let ctx = CellContext {
+            dataset: "running_events",
+            column,
+            subject_id: &id,
+        };
+        decrypt_cell(&dek, &ctx, &envelope)
+    };
+    for (user, envelope) in &cells {
+        let plain = open(env.keyring.clone(), user.clone(), "email", envelope.clone())
+            .await
+            .unwrap();
+        assert_eq!(plain, format!("{user}@example.com").into_bytes());
+    }
+    let (user, envelope) = cells[0].clone();
+
+    // A tampered byte, another column, another subject's key: each a clear error.
+    let mut tampered = envelope.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let e = open(env.keyring.clone(), user.clone(), "email", tampered)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CellError::WrongKeyOrTampered), "{e}");
+    let e = open(
+        env.keyring.clone(),
+        user.clone(),
+        "full_name",
+        envelope.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, CellError::WrongKeyOrTampered),
+        "a cell moved to another column: {e}"
+    );
+    let other = if user == "u-a" { "u-b" } else { "u-a" };
+    let other_id = SubjectId::parse(other).unwrap();
+    let other_dek = env.keyring.dek_for_read(&other_id).await.unwrap();
+    let ctx = CellContext {
+        dataset: "running_events",
+        column: "email",
+        subject_id: &SubjectId::parse(&user).unwrap(),
+    };
+    assert!(
+        decrypt_cell(&other_dek, &ctx, &envelope).is_err(),
+        "another subject's key does not fit"
+    );
+
+    // KEK rotation re-wraps every DEK; every cell in the lake still opens.
+    let report = env.keyring.rotate_kek(Kek::generate()).await.unwrap();
+    assert_eq!(report.rewrapped, 3);
+    for (user, envelope) in &cells {
+        open(env.keyring.clone(), user.clone(), "email", envelope.clone())
+            .await
+            .unwrap();
+    }
+
+    // A destroyed key: the cells stay in the lake, and nothing opens them.
+    let id = SubjectId::parse(&user).unwrap();
+    env.keyring.shred(&id).await.unwrap();
+    assert!(matches!(
+        env.keyring.dek_for_read(&id).await,
+        Err(lethe_core::keyring::KeyringError::Shredded)
+    ));
+    assert!(
+        email_cells(&env.lake).iter().any(|(u, _)| *u == user),
+        "ciphertext still there"
+    );
+}

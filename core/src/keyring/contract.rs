@@ -103,6 +103,47 @@ pub async fn check_key_store_contract(store: &dyn KeyStore) -> Result<(), String
         return fail("list must page through live keys in reference order, `after` exclusive");
     }
 
+    // Bulk operations agree with the single ones.
+    let (c1, d, e) = (r("c1"), r("d"), r("e"));
+    let kd = key(&d, 0);
+    let kc = key(&c1, 9);
+    let put = store
+        .put_many_if_absent(&[
+            (a.clone(), k1.clone()),
+            (d.clone(), kd.clone()),
+            (c1.clone(), kc.clone()),
+        ])
+        .await
+        .map_err(err)?;
+    let got = |name: &str| put.iter().find(|(n, _)| n == name).map(|(_, k)| k.clone());
+    if got(&a) != Some(None) {
+        return fail("put_many_if_absent must refuse (None) a tombstoned reference");
+    }
+    if got(&d) != Some(Some(kd.clone())) {
+        return fail("put_many_if_absent must store a new reference's key");
+    }
+    let first = store.get(&c1).await.map_err(err)?;
+    if got(&c1) != Some(first.clone()) || first == Some(kc) {
+        return fail("put_many_if_absent must return the key stored first");
+    }
+    let many = store
+        .get_many(&[d.clone(), e.clone(), a.clone()])
+        .await
+        .map_err(err)?;
+    if many != vec![(d.clone(), kd)] {
+        return fail("get_many must return exactly the live keys asked for");
+    }
+    let mut dead = store
+        .tombstoned_among(&[a.clone(), b.clone(), d.clone(), e.clone()])
+        .await
+        .map_err(err)?;
+    dead.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    if dead != expected {
+        return fail("tombstoned_among must return exactly the tombstoned references");
+    }
+
     // A race of writers: everyone gets the same winner.
     let race = r("race");
     let keys: Vec<StoredKey> = (0..8).map(|i| key(&race, i)).collect();
