@@ -666,3 +666,103 @@ async fn lake_cells_open_with_their_key_only_and_survive_kek_rotation() {
         "ciphertext still there"
     );
 }
+
+#[tokio::test]
+async fn a_message_table_erases_one_side_of_a_conversation() {
+    use lethe_core::lake::{Erase, ErasePolicy, LakeRoot, Locate};
+    let env = env().await;
+    let schema: DatasetSchema = serde_json::from_value(json!({
+        "subject_columns": ["sender", "receiver"],
+        "columns": [
+            {"name": "id", "type": "string"},
+            {"name": "sender", "type": "string"},
+            {"name": "receiver", "type": "string"},
+            {"name": "sender_email", "type": "string", "pii": "encrypt", "subject": "sender"},
+            {"name": "receiver_email", "type": "string", "pii": "encrypt", "subject": "receiver"},
+            {"name": "body", "type": "string"}
+        ],
+        "erasure": "null_subject_columns"
+    }))
+    .unwrap();
+    let dataset = env
+        .store
+        .create_dataset(
+            NewDataset {
+                name: "messages".into(),
+                root_url: env.lake.display().to_string(),
+                subject_column: "sender".into(),
+                partition_columns: vec![],
+                created_by: "test".into(),
+                schema: Some(schema.clone()),
+            },
+            NewAuditEntry::new("test", "dataset.registered"),
+        )
+        .await
+        .unwrap();
+    let msg = |id: &str, s: &str, r: &str| {
+        json!({"id": id, "sender": s, "receiver": r, "sender_email": format!("{s}@x.io"),
+               "receiver_email": format!("{r}@x.io"), "body": "hi"})
+    };
+    let rows = vec![
+        msg("1", "ann", "bob"),
+        msg("2", "bob", "ann"),
+        msg("3", "bob", "cat"),
+        msg("4", "ann", "ann"),
+    ];
+    ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    let root = LakeRoot::parse(&env.lake.display().to_string()).unwrap();
+
+    // Locate finds ann in either column.
+    let found = Locate::new(root.clone(), "sender")
+        .also_columns(["receiver"])
+        .subjects(["ann"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(found.files.len(), 1);
+
+    Erase::new(root, "sender")
+        .policy(ErasePolicy::from_schema(&schema))
+        .subjects(["ann"])
+        .execute()
+        .await
+        .unwrap();
+    let files = parquet_files(&env.lake);
+    let batch = &read_all(&files[0])[0];
+    let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+    let ids = col("id");
+    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+    let mut by_id = std::collections::BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        by_id.insert(ids.value(i).to_string(), i);
+    }
+    assert_eq!(by_id.len(), 3, "ann's note to herself is gone: {by_id:?}");
+    let sender = col("sender");
+    let receiver = col("receiver");
+    let sender_email = col("sender_email");
+    let receiver_email = col("receiver_email");
+    let (m1, m2, m3) = (by_id["1"], by_id["2"], by_id["3"]);
+    assert!(
+        sender.is_null(m1) && sender_email.is_null(m1),
+        "ann's side of message 1 is gone"
+    );
+    assert!(
+        receiver.is_valid(m1) && receiver_email.is_valid(m1),
+        "bob's side stays"
+    );
+    assert!(receiver.is_null(m2) && receiver_email.is_null(m2));
+    assert!(sender.is_valid(m2) && sender_email.is_valid(m2));
+    assert!(
+        sender.is_valid(m3) && receiver.is_valid(m3),
+        "a message without ann is untouched"
+    );
+}
