@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lethe_core::audit::{NewAuditEntry, verify_entries};
-use lethe_core::domain::{Email, RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::domain::{
+    Email, ExtensionMonths, ExtensionReason, ExtensionRefusal, RequestStatus, RequestType, Role,
+    SubjectId, extended_due_date,
+};
 use lethe_core::store::*;
 use secrecy::SecretString;
 use serde_json::json;
@@ -909,4 +912,232 @@ contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["token.created", "token.revoked"]);
     assert_eq!(entries[0].details["token_id"], json!(token.id));
+});
+
+fn received_days_ago(days: i64, pseudonym: &str) -> NewRequest {
+    NewRequest {
+        received_at: chrono::Utc::now() - chrono::Duration::days(days),
+        subject_pseudonym: pseudonym.into(),
+        ..new_request("user:a", None)
+    }
+}
+
+fn extension(months: i64, reason: &str) -> NewExtension {
+    NewExtension {
+        months: ExtensionMonths::parse(months).unwrap(),
+        reason: ExtensionReason::parse(reason).unwrap(),
+        by: "user:admin".into(),
+    }
+}
+
+contract!(
+    a_deadline_is_extended_once_within_the_first_month,
+    |store| {
+        let (r, _) = store
+            .create_request(received_days_ago(3, "ps-1"), audit("request.created"))
+            .await
+            .unwrap();
+        let extended = store
+            .extend_deadline(
+                &r.id,
+                extension(2, "many datasets"),
+                audit("request.deadline_extended")
+                    .request(&r.id)
+                    .details(json!({ "months": 2 })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            extended.due_at,
+            extended_due_date(r.received_at, ExtensionMonths::parse(2).unwrap())
+        );
+        let ext = extended.extension.clone().expect("extended");
+        assert_eq!(ext.months, 2);
+        assert_eq!(ext.reason, "many datasets");
+        assert_eq!(ext.by, "user:admin");
+        assert_eq!(ext.original_due_at, r.due_at);
+        assert_eq!(
+            store.request(&r.id).await.unwrap().extension,
+            Some(ext.clone()),
+            "stored as returned"
+        );
+
+        let again = store
+            .extend_deadline(&r.id, extension(1, "more"), audit("x"))
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::ExtensionRefused(ExtensionRefusal::AlreadyExtended { at })) if at == ext.at),
+            "{again:?}"
+        );
+        let missing = store
+            .extend_deadline("nope", extension(1, "r"), audit("x"))
+            .await;
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+
+        let entries = store
+            .audit_entries(&AuditFilter {
+                action: Some("request.deadline_extended".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 1, "refusals append nothing");
+        assert_eq!(entries[0].details["months"], json!(2));
+        assert_eq!(
+            entries[0].details["due_at"],
+            json!(lethe_core::domain::to_db(extended.due_at))
+        );
+        assert_eq!(
+            entries[0].details["original_due_at"],
+            json!(lethe_core::domain::to_db(r.due_at))
+        );
+    }
+);
+
+contract!(a_late_or_final_request_is_not_extended, |store| {
+    let (late, _) = store
+        .create_request(received_days_ago(40, "ps-1"), audit("request.created"))
+        .await
+        .unwrap();
+    let refused = store
+        .extend_deadline(&late.id, extension(1, "too late"), audit("x"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::ExtensionRefused(ExtensionRefusal::TooLate { due_at })) if due_at == late.due_at),
+        "{refused:?}"
+    );
+    let (done, _) = store
+        .create_request(received_days_ago(1, "ps-2"), audit("request.created"))
+        .await
+        .unwrap();
+    let mut reject = Transition::new(RequestStatus::Rejected, "user:admin", audit("r"));
+    reject.decision_reason = Some("no".into());
+    store.transition_request(&done.id, reject).await.unwrap();
+    let refused = store
+        .extend_deadline(&done.id, extension(1, "final"), audit("x"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::ExtensionRefused(ExtensionRefusal::Final(
+                RequestStatus::Rejected
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert!(store.request(&late.id).await.unwrap().extension.is_none());
+});
+
+contract!(requests_are_listed_by_overdue_and_due_date, |store| {
+    // Due 5 days ago and open; due 5 days ago but rejected; due in about 3 weeks.
+    let (overdue, _) = store
+        .create_request(received_days_ago(36, "ps-1"), audit("request.created"))
+        .await
+        .unwrap();
+    let (closed, _) = store
+        .create_request(received_days_ago(36, "ps-2"), audit("request.created"))
+        .await
+        .unwrap();
+    let mut reject = Transition::new(RequestStatus::Rejected, "user:admin", audit("r"));
+    reject.decision_reason = Some("no".into());
+    store.transition_request(&closed.id, reject).await.unwrap();
+    let (fresh, _) = store
+        .create_request(received_days_ago(7, "ps-3"), audit("request.created"))
+        .await
+        .unwrap();
+    let ids = |rs: Vec<PrivacyRequest>| {
+        let mut ids: Vec<String> = rs.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let list = |filter: RequestFilter| {
+        let store = store.clone();
+        async move { store.list_requests(&filter).await.unwrap() }
+    };
+    assert_eq!(
+        ids(list(RequestFilter {
+            overdue: Some(true),
+            ..Default::default()
+        })
+        .await),
+        [overdue.id.as_str()]
+    );
+    assert_eq!(store.overdue_requests().await.unwrap(), 1);
+    assert_eq!(
+        ids(list(RequestFilter {
+            overdue: Some(false),
+            ..Default::default()
+        })
+        .await),
+        sorted(vec![closed.id.clone(), fresh.id.clone()])
+    );
+    assert_eq!(
+        ids(list(RequestFilter {
+            due_before: Some(chrono::Utc::now()),
+            ..Default::default()
+        })
+        .await),
+        sorted(vec![overdue.id.clone(), closed.id.clone()]),
+        "any status"
+    );
+    assert_eq!(
+        ids(list(RequestFilter {
+            due_before: Some(chrono::Utc::now() + chrono::Duration::days(60)),
+            status: Some(RequestStatus::Received),
+            ..Default::default()
+        })
+        .await),
+        sorted(vec![overdue.id.clone(), fresh.id.clone()])
+    );
+});
+
+contract!(the_register_pages_through_a_period_oldest_first, |store| {
+    let mut received = Vec::new();
+    for days in [50, 40, 30, 20, 10] {
+        let (r, _) = store
+            .create_request(
+                received_days_ago(days, &format!("ps-{days}")),
+                audit("request.created"),
+            )
+            .await
+            .unwrap();
+        received.push(r);
+    }
+    let all = store
+        .register_page(&RegisterFilter::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    let expected: Vec<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(all[0].subject_pseudonym, "ps-50");
+    assert!(!all[0].extended);
+
+    // [from, to): 40 days ago is in, 20 days ago is out.
+    let period = RegisterFilter {
+        from: Some(received[1].received_at),
+        to: Some(received[3].received_at),
+        ..Default::default()
+    };
+    let page = store.register_page(&period).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [received[1].id.as_str(), received[2].id.as_str()]);
+
+    // Keyset pages of one.
+    let mut filter = RegisterFilter {
+        limit: Some(1),
+        ..period
+    };
+    let mut paged = Vec::new();
+    loop {
+        let page = store.register_page(&filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter.after = Some((last.received_at, last.id.clone()));
+        paged.extend(page.into_iter().map(|e| e.id));
+    }
+    assert_eq!(paged, [received[1].id.clone(), received[2].id.clone()]);
 });

@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use lethe_core::domain::ParseError;
+use lethe_core::domain::{ExtensionRefusal, ParseError};
 use lethe_core::ingest::IngestError;
 use lethe_core::store::StoreError;
 use serde::Serialize;
@@ -151,6 +151,14 @@ impl From<StoreError> for ApiError {
                     from.as_str(),
                     to.as_str()
                 ),
+            },
+            StoreError::ExtensionRefused(refusal) => ApiError::Conflict {
+                code: match refusal {
+                    ExtensionRefusal::Final(_) => "request_final",
+                    ExtensionRefusal::AlreadyExtended { .. } => "already_extended",
+                    ExtensionRefusal::TooLate { .. } => "extension_too_late",
+                },
+                detail: refusal.to_string(),
             },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }

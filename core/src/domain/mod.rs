@@ -4,12 +4,16 @@
 //! and carry their proof afterwards.
 
 mod api_token;
+mod deadline;
 mod ids;
 mod request;
 mod schema;
 mod time;
 
 pub use api_token::{API_TOKEN_PREFIX, ApiTokenSecret};
+pub use deadline::{
+    ExtensionMonths, ExtensionReason, ExtensionRefusal, check_extension, extended_due_date,
+};
 pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
 pub use request::{RequestStatus, RequestType};
 pub use schema::{

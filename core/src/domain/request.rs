@@ -60,6 +60,16 @@ pub enum RequestStatus {
 }
 
 impl RequestStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [RequestStatus; 6] = [
+        RequestStatus::Received,
+        RequestStatus::Approved,
+        RequestStatus::Running,
+        RequestStatus::Completed,
+        RequestStatus::Rejected,
+        RequestStatus::Failed,
+    ];
+
     /// The stable lower-case name used in the database and the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,8 +156,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        use RequestStatus::*;
-        for s in [Received, Approved, Running, Completed, Rejected, Failed] {
+        for s in RequestStatus::ALL {
             assert_eq!(RequestStatus::parse(s.as_str()).unwrap(), s);
         }
         for t in [RequestType::Access, RequestType::Erasure] {

@@ -5,6 +5,7 @@
 //! must be audited takes its [`NewAuditEntry`] and appends it in the same transaction, so the
 //! audit log and the state it describes cannot disagree.
 
+mod deadlines;
 mod keys;
 mod locator;
 mod model;
@@ -19,10 +20,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
-use crate::domain::{Email, RequestStatus, SubjectId};
+use crate::domain::{Email, ExtensionRefusal, RequestStatus, SubjectId};
 
 /// Errors of the store. Callers map them to HTTP statuses: `NotFound` → 404, `Conflict` → 409,
-/// `InvalidTransition` → 409, the rest → 500.
+/// `InvalidTransition` → 409, `ExtensionRefused` → 409, the rest → 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No row with that id.
@@ -44,6 +45,9 @@ pub enum StoreError {
         /// Requested status.
         to: RequestStatus,
     },
+    /// A deadline extension broke a rule of GDPR Art. 12(3) (final, already extended, too late).
+    #[error("{0}")]
+    ExtensionRefused(#[from] ExtensionRefusal),
     /// The job is not in a state that allows the action.
     #[error("job is {status}; {action} is not possible")]
     InvalidJobState {
@@ -157,6 +161,24 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         transition: Transition,
     ) -> StoreResult<PrivacyRequest>;
+    /// Extends the deadline of a request once (GDPR Art. 12(3)): `due_at` becomes received +
+    /// (1 + months) calendar months ([`crate::domain::extended_due_date`]), the one-month
+    /// deadline is kept as the extension's `original_due_at`, and `audit` is appended with
+    /// `due_at` and `original_due_at` added to its details, in one transaction. The rules are
+    /// checked by the update itself, so two concurrent extensions cannot both succeed.
+    ///
+    /// # Errors
+    /// `NotFound`; `ExtensionRefused` when the request is final, already extended, or its
+    /// original due date has passed ([`crate::domain::check_extension`]).
+    async fn extend_deadline(
+        &self,
+        id: &str,
+        extension: NewExtension,
+        audit: NewAuditEntry,
+    ) -> StoreResult<PrivacyRequest>;
+    /// One page of the register of requests: requests received in the filter's period, after
+    /// its cursor, ordered by `(received_at, id)`; without subject ids.
+    async fn register_page(&self, filter: &RegisterFilter) -> StoreResult<Vec<RegisterEntry>>;
 
     // ---- jobs ----------------------------------------------------------------------------
 

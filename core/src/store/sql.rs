@@ -316,11 +316,43 @@ fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
     })
 }
 
-const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pseudonym, status, filed_by, \
-    verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
-    decision_reason, completed_at, result, error, export_path, key_destroyed_at";
+pub(super) const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pseudonym, status, \
+    filed_by, verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
+    decision_reason, completed_at, result, error, export_path, key_destroyed_at, \
+    original_due_at, extended_at, extended_by, extension_months, extension_reason";
 
-fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
+/// `'completed', 'rejected', 'failed'`: the final statuses as an SQL list (for `NOT IN`).
+pub(super) fn final_statuses_sql() -> String {
+    RequestStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_final())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The extension columns: all set, or none.
+fn extension_from(row: &AnyRow) -> StoreResult<Option<DeadlineExtension>> {
+    let t = "requests";
+    let Some(at) = get_ots(row, t, "extended_at")? else {
+        return Ok(None);
+    };
+    let missing = |col: &str| corrupt(t, format!("{col} is null on an extended request"));
+    let months = row
+        .try_get::<Option<i64>, _>("extension_months")
+        .map_err(|e| corrupt(t, format!("extension_months: {e}")))?
+        .ok_or_else(|| missing("extension_months"))?;
+    Ok(Some(DeadlineExtension {
+        months: u32::try_from(months).map_err(|e| corrupt(t, format!("extension_months: {e}")))?,
+        reason: get_os(row, t, "extension_reason")?.ok_or_else(|| missing("extension_reason"))?,
+        by: get_os(row, t, "extended_by")?.ok_or_else(|| missing("extended_by"))?,
+        at,
+        original_due_at: get_ots(row, t, "original_due_at")?
+            .ok_or_else(|| missing("original_due_at"))?,
+    }))
+}
+
+pub(super) fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
     let t = "requests";
     Ok(PrivacyRequest {
         id: get_s(row, t, "id")?,
@@ -334,6 +366,7 @@ fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
         idempotency_key: get_os(row, t, "idempotency_key")?,
         received_at: get_ts(row, t, "received_at")?,
         due_at: get_ts(row, t, "due_at")?,
+        extension: extension_from(row)?,
         decided_by: get_os(row, t, "decided_by")?,
         decided_at: get_ots(row, t, "decided_at")?,
         decision_reason: get_os(row, t, "decision_reason")?,
@@ -893,15 +926,22 @@ impl Store for SqlStore {
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>> {
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
         let offset = filter.offset.unwrap_or(0).max(0);
+        let finished = final_statuses_sql();
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {REQUEST_COLS} FROM requests \
              WHERE ($1 IS NULL OR subject_id = $1) AND ($2 IS NULL OR status = $2) \
+               AND ($5 IS NULL OR due_at < $5) \
+               AND ($6 IS NULL OR $6 = CASE WHEN status NOT IN ({finished}) AND due_at < $7 \
+                                            THEN 1 ELSE 0 END) \
              ORDER BY received_at DESC, id LIMIT $3 OFFSET $4"
         )))
         .bind(filter.subject_id.as_ref().map(SubjectId::as_str))
         .bind(filter.status.map(RequestStatus::as_str))
         .bind(limit)
         .bind(offset)
+        .bind(filter.due_before.map(to_db))
+        .bind(filter.overdue.map(i64::from))
+        .bind(to_db(now()))
         .fetch_all(&self.pool)
         .await
         .map_err(db("listing requests"))?
@@ -948,6 +988,20 @@ impl Store for SqlStore {
             .await
             .map_err(db("committing a status change"))?;
         Ok(request)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %id))]
+    async fn extend_deadline(
+        &self,
+        id: &str,
+        extension: NewExtension,
+        audit: NewAuditEntry,
+    ) -> StoreResult<PrivacyRequest> {
+        self.extend_deadline_impl(id, extension, audit).await
+    }
+
+    async fn register_page(&self, filter: &RegisterFilter) -> StoreResult<Vec<RegisterEntry>> {
+        self.register_page_impl(filter).await
     }
 
     #[tracing::instrument(skip_all, fields(worker = %worker))]
@@ -1364,10 +1418,11 @@ impl Store for SqlStore {
     }
 
     async fn overdue_requests(&self) -> StoreResult<i64> {
-        let row = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT COUNT(*) AS n FROM requests \
-             WHERE status NOT IN ('completed', 'rejected', 'failed') AND due_at < $1",
-        )
+             WHERE status NOT IN ({}) AND due_at < $1",
+            final_statuses_sql()
+        )))
         .bind(to_db(now()))
         .fetch_one(&self.pool)
         .await

@@ -3,9 +3,11 @@
 pub mod audit;
 pub mod auth;
 pub mod datasets;
+pub mod deadlines;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
+pub mod register;
 pub mod requests;
 pub mod tokens;
 pub mod users;
@@ -36,10 +38,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(requests::get)
                 .service(requests::approve)
                 .service(requests::reject)
+                .service(deadlines::extend)
                 .service(requests::export)
                 .service(audit::list)
                 .service(audit::export)
                 .service(audit::verify)
+                .service(register::export)
                 .service(jobs::list)
                 .service(jobs::get)
                 .service(jobs::retry)

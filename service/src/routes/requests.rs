@@ -44,7 +44,10 @@ pub struct RejectRequest {
 #[schema(example = json!({
     "id": "1e7c…", "type": "erasure", "status": "completed", "subject_id": "0b3e…",
     "subject_pseudonym": "9f86d0…", "filed_by": "user:7b0e…", "verification_note": null,
-    "received_at": "2025-01-31T09:00:00Z", "due_at": "2025-02-28T09:00:00Z", "days_left": 27,
+    "received_at": "2025-01-31T09:00:00Z", "due_at": "2025-04-30T09:00:00Z", "days_left": null,
+    "original_due_at": "2025-02-28T09:00:00Z", "extended_at": "2025-02-03T08:00:00Z",
+    "extended_by": "user:1b2c…", "extension_months": 2,
+    "extension_reason": "Your data is held in twelve systems across three regions; searching them all takes longer.",
     "decided_by": "user:1b2c…", "decided_at": "2025-01-31T10:00:00Z", "decision_reason": null,
     "completed_at": "2025-01-31T10:00:05Z",
     "result": {"rows_removed": 31, "datasets": [{"dataset": "running_events", "files_scanned": 90, "files_rewritten": 30, "rows_removed": 31, "bytes_read": 1234567, "bytes_written": 1200000}]},
@@ -68,10 +71,20 @@ pub struct RequestView {
     pub verification_note: Option<String>,
     /// Received.
     pub received_at: chrono::DateTime<chrono::Utc>,
-    /// Due: one calendar month after receipt (GDPR Art. 12(3)).
+    /// Due: one calendar month after receipt (GDPR Art. 12(3)), or the extended deadline.
     pub due_at: chrono::DateTime<chrono::Utc>,
     /// Whole days until `due_at` (negative when overdue); `null` once final.
     pub days_left: Option<i64>,
+    /// The one-month deadline an extension replaced; `null` unless extended.
+    pub original_due_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the deadline was extended (`POST /v1/requests/{id}/extend`); `null` unless extended.
+    pub extended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Admin who extended it.
+    pub extended_by: Option<String>,
+    /// Further months granted: 1 or 2.
+    pub extension_months: Option<u32>,
+    /// Why the deadline was extended; the subject sees it (GDPR Art. 12(3)).
+    pub extension_reason: Option<String>,
     /// Admin who decided.
     pub decided_by: Option<String>,
     /// When.
@@ -94,8 +107,10 @@ pub struct RequestView {
     pub history: Vec<RequestEvent>,
 }
 
-fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> RequestView {
+/// The API view of `r` for `caller` (auditors do not see the subject id).
+pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> RequestView {
     let days_left = (!r.status.is_final()).then(|| (r.due_at - chrono::Utc::now()).num_days());
+    let extension = r.extension;
     RequestView {
         id: r.id,
         request_type: r.request_type,
@@ -107,6 +122,11 @@ fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> Reque
         received_at: r.received_at,
         due_at: r.due_at,
         days_left,
+        original_due_at: extension.as_ref().map(|e| e.original_due_at),
+        extended_at: extension.as_ref().map(|e| e.at),
+        extended_by: extension.as_ref().map(|e| e.by.clone()),
+        extension_months: extension.as_ref().map(|e| e.months),
+        extension_reason: extension.map(|e| e.reason),
         decided_by: r.decided_by,
         decided_at: r.decided_at,
         decision_reason: r.decision_reason,
@@ -241,6 +261,12 @@ pub async fn create(
 pub struct ListQuery {
     /// Only requests in this status.
     pub status: Option<RequestStatus>,
+    /// `true`: only open requests (not completed, rejected or failed) whose `due_at` has
+    /// passed; `false`: only the others.
+    pub overdue: Option<bool>,
+    /// Only requests due before this instant (RFC 3339, e.g. `2025-03-01T00:00:00Z`), in any
+    /// status; combine with `status` or `overdue` to narrow.
+    pub due_before: Option<chrono::DateTime<chrono::Utc>>,
     /// Page size (1–1000, default 100).
     pub limit: Option<i64>,
     /// Skip this many.
@@ -248,9 +274,14 @@ pub struct ListQuery {
 }
 
 /// Lists requests: a subject sees their own, admins and auditors see all, newest first.
+///
+/// Deadline tracking (GDPR Art. 12(3)): `?overdue=true` lists the open requests past their
+/// due date; `?due_before=<RFC 3339>` those due before an instant.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = [RequestView]), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [RequestView]),
+        (status = 400, description = "`validation`: a filter is not a status, a boolean or an RFC 3339 instant", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "An API token (producer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests")]
 pub async fn list(
@@ -270,6 +301,8 @@ pub async fn list(
     let filter = RequestFilter {
         subject_id,
         status: query.status,
+        overdue: query.overdue,
+        due_before: query.due_before,
         limit: query.limit,
         offset: query.offset,
     };

@@ -360,6 +360,39 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST /v1/requests/{id}/extend` with `body` (`{"months": …, "reason": …}`).
+    pub async fn extend(&self, token: &str, id: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/requests/{id}/extend")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/requests` with query parameters.
+    pub async fn list_requests_where(&self, token: &str, query: &[(&str, &str)]) -> Response {
+        self.client
+            .get(self.url("/v1/requests"))
+            .bearer_auth(token)
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/register` with query parameters.
+    pub async fn register_export(&self, token: &str, query: &[(&str, &str)]) -> Response {
+        self.client
+            .get(self.url("/v1/register"))
+            .bearer_auth(token)
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn export(&self, token: &str, id: &str) -> Response {
         self.client
             .get(self.url(&format!("/v1/requests/{id}/export")))

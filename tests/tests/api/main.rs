@@ -5,6 +5,7 @@ mod lake_snapshot;
 
 mod auth;
 mod datasets;
+mod deadlines;
 mod encrypted_story;
 mod ingest;
 mod keys;
