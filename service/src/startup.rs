@@ -15,13 +15,11 @@ use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::{Keyring, keyring_from_settings};
 use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::TokenKeys;
 use crate::error::problem_response;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::routes;
 use crate::{metrics, telemetry};
 
@@ -168,7 +166,7 @@ fn run(
             .app_data(path_config())
             .configure(routes::configure)
             .service(metrics::metrics_endpoint)
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", crate::openapi::document()))
             .default_service(web::to(|| async {
                 problem_response(
                     StatusCode::NOT_FOUND,

@@ -18,6 +18,25 @@ fn the_committed_openapi_document_is_fresh() {
     );
 }
 
+#[test]
+fn every_operation_has_a_unique_id() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&lethe_service::openapi::openapi_json()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no id"));
+            assert!(
+                seen.insert(id.to_string()),
+                "operationId {id} is used twice"
+            );
+        }
+    }
+    assert!(seen.contains("get_v1_datasets_id"), "{seen:?}");
+}
+
 #[tokio::test]
 async fn the_document_and_the_offline_docs_ui_are_served() {
     let app = spawn_app().await;
