@@ -159,6 +159,11 @@ pub struct AuthSettings {
     /// generated into `<data_dir>/pseudonym.key` on first start. Changing it breaks the link
     /// between old and new audit entries of the same subject.
     pub pseudonym_key: Option<SecretString>,
+    /// Identity providers of the company's own app whose JWTs identify data subjects
+    /// (`[[auth.trusted_issuers]]` in `lethe.toml`, or `LETHE__AUTH__TRUSTED_ISSUERS` holding the
+    /// same list as a JSON array). Empty by default: only Lethe's own accounts sign in.
+    #[serde(default, deserialize_with = "trusted_issuers_from_list_or_json")]
+    pub trusted_issuers: Vec<TrustedIssuerSettings>,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -167,7 +172,193 @@ impl std::fmt::Debug for AuthSettings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "***"))
+            .field("trusted_issuers", &self.trusted_issuers)
             .finish()
+    }
+}
+
+impl AuthSettings {
+    /// Checks every trusted issuer ([`TrustedIssuerSettings::validate`]) and that no issuer is
+    /// configured twice.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the entry (`auth.trusted_issuers[i]`) and the rule broken.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, issuer) in self.trusted_issuers.iter().enumerate() {
+            let invalid = |reason: String| {
+                ConfigError::Invalid(format!("auth.trusted_issuers[{i}]: {reason}"))
+            };
+            issuer.validate().map_err(invalid)?;
+            if self.trusted_issuers[..i]
+                .iter()
+                .any(|other| other.issuer == issuer.issuer)
+            {
+                return Err(invalid(format!(
+                    "issuer {:?} is configured twice",
+                    issuer.issuer
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The issuer Lethe puts in its own access tokens; no trusted issuer may use it.
+pub const LETHE_ISSUER: &str = "lethe";
+
+/// One identity provider of the company's own app: JWTs (RFC 7519) it signs with `RS256`,
+/// `ES256` or `EdDSA` (RFC 7518 §3, RFC 8037) identify a data subject by one claim (`sub` by
+/// default), and may be used as bearer tokens for Lethe in place of a Lethe account.
+///
+/// Exactly one key source: `jwks_file`, `jwks_url` (a JWK Set, RFC 7517 §5) or
+/// `public_key_pem` (with `algorithm`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerSettings {
+    /// Must equal the token's `iss` claim exactly, e.g. `https://login.example.com/`.
+    pub issuer: String,
+    /// Must be one of the token's `aud` values, e.g. `lethe`.
+    pub audience: String,
+    /// A file holding the issuer's JWK Set (`{"keys": [...]}`), read once at start.
+    pub jwks_file: Option<PathBuf>,
+    /// An `https://` URL serving the issuer's JWK Set (`http://` only for a loopback host).
+    /// Fetched with a 5 s timeout, cached, refreshed every 10 minutes and when a token names
+    /// an unknown `kid` (at most once per 30 s); never fetched per request.
+    pub jwks_url: Option<String>,
+    /// The issuer's one public key as PEM text (`-----BEGIN PUBLIC KEY-----…`); needs
+    /// `algorithm`.
+    pub public_key_pem: Option<String>,
+    /// The algorithm of `public_key_pem`: `RS256`, `ES256` or `EdDSA`. Not allowed with a JWK
+    /// Set, whose keys say what they are.
+    pub algorithm: Option<JwtAlgorithm>,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds (default 60).
+    #[serde(default = "default_leeway_s")]
+    pub leeway_s: u64,
+    /// The claim holding the subject id (default `sub`); its value must be a string that
+    /// passes [`crate::domain::SubjectId::parse`].
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+}
+
+fn default_leeway_s() -> u64 {
+    60
+}
+
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+
+/// The asymmetric JWS algorithms accepted from trusted issuers. HMAC (`HS*`) never is: its key
+/// is a shared secret, and accepting it would let anyone holding the public key forge tokens
+/// (algorithm confusion); `none` never is either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3).
+    RS256,
+    /// ECDSA on P-256 with SHA-256 (RFC 7518 §3.4).
+    ES256,
+    /// Ed25519 (RFC 8037 §3.1).
+    EdDSA,
+}
+
+impl TrustedIssuerSettings {
+    /// Checks the entry on its own: non-empty `issuer` (not Lethe's own `lethe`), `audience`
+    /// and `subject_claim`; exactly one key source; `algorithm` given with `public_key_pem`
+    /// and only then; a `jwks_url` that is `https://` (or `http://` on a loopback host). Key
+    /// files and PEM text are read and parsed when the service starts.
+    ///
+    /// # Errors
+    /// A sentence saying which rule the entry breaks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.issuer.trim().is_empty() {
+            return Err("issuer must not be empty".into());
+        }
+        if self.issuer == LETHE_ISSUER {
+            return Err(format!(
+                "issuer {LETHE_ISSUER:?} is Lethe's own; a trusted issuer must have another name"
+            ));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(format!(
+                "issuer {:?}: audience must not be empty",
+                self.issuer
+            ));
+        }
+        if self.subject_claim.trim().is_empty() {
+            return Err(format!(
+                "issuer {:?}: subject_claim must not be empty",
+                self.issuer
+            ));
+        }
+        let sources = [
+            self.jwks_file.is_some(),
+            self.jwks_url.is_some(),
+            self.public_key_pem.is_some(),
+        ]
+        .into_iter()
+        .filter(|given| *given)
+        .count();
+        if sources != 1 {
+            return Err(format!(
+                "issuer {:?}: give exactly one of jwks_file, jwks_url, public_key_pem (found {sources})",
+                self.issuer
+            ));
+        }
+        match (&self.public_key_pem, self.algorithm) {
+            (Some(_), None) => {
+                return Err(format!(
+                    "issuer {:?}: public_key_pem needs algorithm = \"RS256\", \"ES256\" or \"EdDSA\"",
+                    self.issuer
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "issuer {:?}: algorithm applies to public_key_pem only; a JWK Set names each key's algorithm",
+                    self.issuer
+                ));
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.jwks_url {
+            check_jwks_url(url).map_err(|e| format!("issuer {:?}: jwks_url {e}", self.issuer))?;
+        }
+        Ok(())
+    }
+}
+
+/// `https://…`, or `http://` to `localhost`, `127.0.0.1` or `::1` (a sidecar, a test).
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(host)) => host == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("{url:?} has no host")),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "{url:?} must use https (plain http only to a loopback host)"
+        )),
+        other => Err(format!("{url:?}: unsupported scheme {other:?}")),
+    }
+}
+
+/// Reads `auth.trusted_issuers` either as a list (TOML `[[auth.trusted_issuers]]`) or as one
+/// string holding a JSON array (the only practical form for an environment variable).
+fn trusted_issuers_from_list_or_json<'de, D>(
+    deserializer: D,
+) -> Result<Vec<TrustedIssuerSettings>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) if text.trim().is_empty() => Ok(Vec::new()),
+        serde_json::Value::String(text) => serde_json::from_str(&text)
+            .map_err(|e| D::Error::custom(format!("a JSON array of trusted issuers: {e}"))),
+        value => serde_json::from_value(value).map_err(D::Error::custom),
     }
 }
 
@@ -206,6 +397,9 @@ pub enum ConfigError {
     /// A source could not be read or a value has the wrong type.
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    /// A value is well-formed but breaks a rule (e.g. two key sources for one issuer).
+    #[error("configuration: {0}")]
+    Invalid(String),
     /// A generated secret file could not be read or written.
     #[error("configuration: secret file {path}: {source}")]
     SecretFile {
@@ -255,7 +449,8 @@ impl Settings {
     /// `LETHE__SECTION__KEY` environment variables (e.g. `LETHE__SERVER__PORT=9000`).
     ///
     /// # Errors
-    /// [`ConfigError::Load`] when a file is malformed or a value has the wrong type.
+    /// [`ConfigError::Load`] when a file is malformed or a value has the wrong type;
+    /// [`ConfigError::Invalid`] when a value breaks a rule.
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var("LETHE_CONFIG").unwrap_or_else(|_| "lethe.toml".into());
         Self::load_from(Some(Path::new(&file)))
@@ -264,8 +459,18 @@ impl Settings {
     /// Like [`Settings::load`] with an explicit file (`None`: defaults and environment only).
     ///
     /// # Errors
-    /// [`ConfigError::Load`] when a file is malformed or a value has the wrong type.
+    /// [`ConfigError::Load`] when a file is malformed or a value has the wrong type;
+    /// [`ConfigError::Invalid`] when a value breaks a rule (see [`AuthSettings::validate`]).
     pub fn load_from(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// [`Settings::load_from`] with the environment taken from `env` instead of the process
+    /// (`None`: the process environment), so tests need not change process-wide variables.
+    fn load_with_env(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(file) = file {
@@ -276,10 +481,13 @@ impl Settings {
                 config::Environment::with_prefix("LETHE")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(env),
             )
             .build()?;
-        Ok(settings.try_deserialize()?)
+        let settings: Self = settings.try_deserialize()?;
+        settings.auth.validate()?;
+        Ok(settings)
     }
 
     /// Defaults with every path under `data_dir` and a SQLite database there; used by tests
@@ -367,6 +575,156 @@ mod tests {
         let text = format!("{:?}", s.database);
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("***"));
+    }
+
+    fn issuer_toml(extra: &str) -> String {
+        format!(
+            "[[auth.trusted_issuers]]\nissuer = \"https://login.example.com/\"\naudience = \"lethe\"\n{extra}\n"
+        )
+    }
+
+    fn load_toml(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lethe.toml");
+        std::fs::write(&file, text).unwrap();
+        Settings::load_with_env(Some(&file), Some(Default::default()))
+    }
+
+    #[test]
+    fn no_trusted_issuers_by_default() {
+        let s = Settings::load_with_env(None, Some(Default::default())).unwrap();
+        assert!(s.auth.trusted_issuers.is_empty());
+    }
+
+    #[test]
+    fn a_trusted_issuer_loads_from_toml_with_defaults() {
+        let s = load_toml(&issuer_toml(
+            "jwks_url = \"https://login.example.com/jwks.json\"",
+        ))
+        .unwrap();
+        let issuer = &s.auth.trusted_issuers[0];
+        assert_eq!(issuer.issuer, "https://login.example.com/");
+        assert_eq!(issuer.audience, "lethe");
+        assert_eq!(issuer.leeway_s, 60);
+        assert_eq!(issuer.subject_claim, "sub");
+        assert_eq!(issuer.algorithm, None);
+    }
+
+    #[test]
+    fn a_public_key_issuer_names_its_algorithm() {
+        let s = load_toml(&issuer_toml(
+            "public_key_pem = \"\"\"\n-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n\"\"\"\nalgorithm = \"EdDSA\"\nleeway_s = 5\nsubject_claim = \"user_id\"",
+        ))
+        .unwrap();
+        let issuer = &s.auth.trusted_issuers[0];
+        assert_eq!(issuer.algorithm, Some(JwtAlgorithm::EdDSA));
+        assert_eq!(
+            (issuer.leeway_s, issuer.subject_claim.as_str()),
+            (5, "user_id")
+        );
+    }
+
+    #[test]
+    fn trusted_issuers_load_from_one_environment_variable_of_json() {
+        let env = [(
+            "LETHE__AUTH__TRUSTED_ISSUERS".to_string(),
+            r#"[{"issuer": "https://login.example.com/", "audience": "lethe", "jwks_file": "/etc/lethe/jwks.json", "leeway_s": 30}]"#.to_string(),
+        )];
+        let s = Settings::load_with_env(None, Some(env.into_iter().collect())).unwrap();
+        let issuer = &s.auth.trusted_issuers[0];
+        assert_eq!(
+            issuer.jwks_file.as_deref(),
+            Some(Path::new("/etc/lethe/jwks.json"))
+        );
+        assert_eq!(issuer.leeway_s, 30);
+    }
+
+    fn invalid(result: Result<Settings, ConfigError>) -> String {
+        match result {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the configuration should have been refused"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_algorithm_is_refused() {
+        let text = invalid(load_toml(&issuer_toml(
+            "public_key_pem = \"-----BEGIN PUBLIC KEY-----\"\nalgorithm = \"HS256\"",
+        )));
+        assert!(text.contains("unknown variant `HS256`"), "{text}");
+        assert!(text.contains("RS256"), "{text}");
+    }
+
+    #[test]
+    fn two_key_sources_are_refused() {
+        let text = invalid(load_toml(&issuer_toml(
+            "jwks_file = \"/etc/jwks.json\"\njwks_url = \"https://login.example.com/jwks.json\"",
+        )));
+        assert!(text.contains("auth.trusted_issuers[0]"), "{text}");
+        assert!(
+            text.contains("exactly one of jwks_file, jwks_url, public_key_pem (found 2)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_key_source_is_refused() {
+        let text = invalid(load_toml(&issuer_toml("")));
+        assert!(text.contains("(found 0)"), "{text}");
+    }
+
+    #[test]
+    fn a_pem_without_algorithm_and_an_algorithm_without_pem_are_refused() {
+        let text = invalid(load_toml(&issuer_toml(
+            "public_key_pem = \"-----BEGIN PUBLIC KEY-----\"",
+        )));
+        assert!(text.contains("public_key_pem needs algorithm"), "{text}");
+        let text = invalid(load_toml(&issuer_toml(
+            "jwks_file = \"/etc/jwks.json\"\nalgorithm = \"RS256\"",
+        )));
+        assert!(
+            text.contains("algorithm applies to public_key_pem only"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plain_http_jwks_urls_are_refused_unless_loopback() {
+        let text = invalid(load_toml(&issuer_toml(
+            "jwks_url = \"http://login.example.com/jwks.json\"",
+        )));
+        assert!(text.contains("must use https"), "{text}");
+        for ok in [
+            "http://127.0.0.1:9000/jwks.json",
+            "http://localhost/jwks.json",
+            "http://[::1]/jwks",
+        ] {
+            load_toml(&issuer_toml(&format!("jwks_url = \"{ok}\""))).unwrap();
+        }
+        let text = invalid(load_toml(&issuer_toml("jwks_url = \"not a url\"")));
+        assert!(text.contains("is not a URL"), "{text}");
+    }
+
+    #[test]
+    fn lethes_own_issuer_duplicates_and_unknown_keys_are_refused() {
+        let text = invalid(load_toml(
+            "[[auth.trusted_issuers]]\nissuer = \"lethe\"\naudience = \"lethe\"\njwks_file = \"/j\"\n",
+        ));
+        assert!(text.contains("Lethe's own"), "{text}");
+        let twice = format!(
+            "{}{}",
+            issuer_toml("jwks_file = \"/a\""),
+            issuer_toml("jwks_file = \"/b\"")
+        );
+        let text = invalid(load_toml(&twice));
+        assert!(
+            text.contains("auth.trusted_issuers[1]") && text.contains("configured twice"),
+            "{text}"
+        );
+        let text = invalid(load_toml(&issuer_toml(
+            "jwks_file = \"/a\"\njwks_uri = \"/b\"",
+        )));
+        assert!(text.contains("unknown field `jwks_uri`"), "{text}");
     }
 
     #[test]

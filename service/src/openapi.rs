@@ -64,8 +64,12 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "An access token (JWT) from `POST /v1/auth/login`, or a pipeline's API token \
-                         (`lethe_pat_…`, role producer) from `POST /v1/tokens`",
+                        "An access token (JWT, HS256) from `POST /v1/auth/login`; a JWT issued by the \
+                         company's own app (RS256, ES256 or EdDSA; a trusted issuer configured in \
+                         `auth.trusted_issuers`, checked for signature, `exp`, `nbf`, `iss` and \
+                         `aud`), whose `sub` claim (or the configured `subject_claim`) is the caller's \
+                         subject id (role subject, no Lethe account needed); or a pipeline's API \
+                         token (`lethe_pat_…`, role producer) from `POST /v1/tokens`",
                     ))
                     .build(),
             ),

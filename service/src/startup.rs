@@ -17,7 +17,7 @@ use lethe_core::store::{SqlStore, Store};
 use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::TokenKeys;
+use crate::auth::{TokenKeys, TrustedIssuers};
 use crate::error::problem_response;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Token keys.
     pub tokens: TokenKeys,
+    /// Issuers of the company's own app whose JWTs identify data subjects.
+    pub issuers: TrustedIssuers,
     /// Subject-id pseudonyms for the audit log.
     pub pseudonyms: Pseudonymizer,
     /// Settings as loaded.
@@ -49,8 +51,11 @@ pub struct Application {
 /// Opens the store and loads (or creates) the secrets named in `settings`.
 ///
 /// # Errors
-/// When the database is unreachable, migrations fail, or a secret file cannot be written.
+/// When a trusted issuer is misconfigured or its key cannot be read, the database is
+/// unreachable, migrations fail, or a secret file cannot be written.
 pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let issuers = TrustedIssuers::load(&settings.auth.trusted_issuers)
+        .context("loading the trusted issuers (auth.trusted_issuers)")?;
     let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
         .await
         .context("opening the database")?;
@@ -78,6 +83,7 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
         keyring: Arc::new(keyring),
         store,
         tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
+        issuers,
         pseudonyms: Pseudonymizer::new(pseudonym_key),
         settings: settings.clone(),
     })
@@ -90,6 +96,8 @@ impl Application {
     /// When the store cannot be opened or the port cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = web::Data::new(open_state(&settings).await?);
+        let prefetch = state.clone();
+        tokio::spawn(async move { prefetch.issuers.prefetch().await });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         let port = listener.local_addr()?.port();

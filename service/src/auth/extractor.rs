@@ -1,5 +1,7 @@
-//! The authenticated caller, extracted from `Authorization: Bearer <token>`: an account's JWT,
-//! or a pipeline's API token (`lethe_pat_…`, the producer role).
+//! The authenticated caller, extracted from `Authorization: Bearer <token>`: an account's JWT
+//! (HS256, issued by Lethe), a JWT of a trusted issuer (RS256, ES256 or EdDSA, issued by the
+//! company's own app; the subject role), or a pipeline's API token (`lethe_pat_…`, the
+//! producer role).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,22 +16,37 @@ use crate::startup::AppState;
 /// subject link or a revocation takes effect at once.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Account id; for a producer, the API token's id.
+    /// Account id; for a producer, the API token's id; for a subject vouched for by a trusted
+    /// issuer, `external:<issuer>#<first 16 hex digits of the subject's pseudonym>` (there is
+    /// no account).
     pub user_id: String,
     /// Current role.
     pub role: Role,
-    /// The data subject the account is linked to (by an admin), if any.
+    /// The data subject the account is linked to (by an admin), or named by a trusted
+    /// issuer's token.
     pub subject_id: Option<SubjectId>,
+    /// The trusted issuer whose token identified the caller; `None` for Lethe's own accounts
+    /// and API tokens.
+    pub issuer: Option<String>,
 }
 
 impl Caller {
-    /// `user:<uuid>` (an account) or `token:<uuid>` (a producer's API token), as used for
-    /// actors in history and audit entries.
+    /// `user:<uuid>` (an account), `token:<uuid>` (a producer's API token) or
+    /// `external:<issuer>#<pseudonym prefix>` (a trusted issuer's subject), as used for actors
+    /// in history and audit entries. Never the subject id itself: audit entries hold no
+    /// personal data.
     pub fn actor(&self) -> String {
-        match self.role {
-            Role::Producer => format!("token:{}", self.user_id),
-            _ => format!("user:{}", self.user_id),
+        match (&self.issuer, self.role) {
+            (Some(_), _) => self.user_id.clone(),
+            (None, Role::Producer) => format!("token:{}", self.user_id),
+            (None, _) => format!("user:{}", self.user_id),
         }
+    }
+
+    /// How the caller's identity was verified when it came with a trusted issuer's token:
+    /// `jwt:<issuer>`; `None` for Lethe's own accounts and API tokens.
+    pub fn verification(&self) -> Option<String> {
+        self.issuer.as_ref().map(|issuer| format!("jwt:{issuer}"))
     }
 
     /// Fails with 403 unless the caller has one of `roles`.
@@ -77,6 +94,11 @@ impl FromRequest for Caller {
             if ApiTokenSecret::looks_like(token) {
                 return api_token_caller(&state, token).await;
             }
+            let header = jsonwebtoken::decode_header(token)
+                .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
+            if header.alg != jsonwebtoken::Algorithm::HS256 {
+                return external_caller(&state, token, &header).await;
+            }
             let claims = state
                 .tokens
                 .verify(token)
@@ -94,9 +116,32 @@ impl FromRequest for Caller {
                 user_id: user.id,
                 role: user.role,
                 subject_id: user.subject_id,
+                issuer: None,
             })
         })
     }
+}
+
+/// The subject named by a trusted issuer's token (any token whose `alg` is not Lethe's HS256
+/// comes here, so an HMAC token is never checked against an issuer's public key); 401 when
+/// the token does not verify.
+async fn external_caller(
+    state: &AppState,
+    token: &str,
+    header: &jsonwebtoken::Header,
+) -> Result<Caller, ApiError> {
+    let identity = state
+        .issuers
+        .verify(token, header)
+        .await
+        .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
+    let pseudonym = state.pseudonyms.pseudonym(&identity.subject);
+    Ok(Caller {
+        user_id: format!("external:{}#{}", identity.issuer, &pseudonym[..16]),
+        role: Role::Subject,
+        subject_id: Some(identity.subject),
+        issuer: Some(identity.issuer),
+    })
 }
 
 /// The producer behind an API token; 401 when the token is unknown or revoked (the same
@@ -108,6 +153,7 @@ async fn api_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiEr
             user_id: t.id,
             role: t.role,
             subject_id: None,
+            issuer: None,
         }),
         _ => Err(ApiError::Unauthorized(
             "invalid access token: unknown or revoked API token".into(),

@@ -1,9 +1,12 @@
-//! Authentication and authorisation: argon2id passwords, HS256 access tokens, role checks.
+//! Authentication and authorisation: argon2id passwords, HS256 access tokens, JWTs of trusted
+//! issuers (the company's own app), role checks.
 
+mod external;
 mod extractor;
 mod password;
 mod token;
 
+pub use external::{ExternalIdentity, ExternalTokenError, TrustedIssuers};
 pub use extractor::Caller;
 pub use password::{PasswordError, hash_password, verify_password};
 pub use token::{Claims, TokenKeys};

@@ -27,7 +27,8 @@ pub struct CreateRequest {
     pub request_type: RequestType,
     /// The data subject. Subjects omit it (their linked id is used); admins must give it.
     pub subject_id: Option<String>,
-    /// Admins filing for a subject: how the person's identity was verified (required).
+    /// Admins filing for a subject: how the person's identity was verified (required). Subjects
+    /// omit it; for a subject identified by a trusted issuer's JWT, `jwt:<issuer>` is recorded.
     pub verification_note: Option<String>,
 }
 
@@ -67,7 +68,8 @@ pub struct RequestView {
     pub subject_pseudonym: String,
     /// Who filed it.
     pub filed_by: String,
-    /// How identity was verified (admin filings).
+    /// How identity was verified: the admin's note when an admin filed it, `jwt:<issuer>` when
+    /// the subject filed it with a trusted issuer's token, `null` for a linked Lethe account.
     pub verification_note: Option<String>,
     /// Received.
     pub received_at: chrono::DateTime<chrono::Utc>,
@@ -155,9 +157,10 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyR
 /// Files a privacy request.
 ///
 /// A subject files for themselves (their account must have been linked to a subject id by an
-/// admin). An admin files for any subject and must say how identity was verified. Send an
-/// `Idempotency-Key` header to make retries safe: a repeat returns the first request with
-/// status 200.
+/// admin, or their JWT comes from a trusted issuer, which names the subject id; the request then
+/// records `jwt:<issuer>` as its verification). An admin files for any subject and must say how
+/// identity was verified. Send an `Idempotency-Key` header to make retries safe: a repeat
+/// returns the first request with status 200.
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = CreateRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe (≤ 255 characters)")),
@@ -205,7 +208,8 @@ pub async fn create(
                     "subjects may only file requests for themselves".into(),
                 ));
             }
-            (own, None)
+            // Identified by a trusted issuer's JWT: record it as the verification.
+            (own, caller.verification())
         }
         _ => {
             let id = body.subject_id.ok_or_else(|| {
@@ -221,9 +225,11 @@ pub async fn create(
     let pseudonym = state.pseudonyms.pseudonym(&subject);
     let audit = NewAuditEntry::new(caller.actor(), "request.created")
         .subject(&pseudonym)
-        .details(
-            json!({ "type": body.request_type, "identity_verified_by_admin": note.is_some() }),
-        );
+        .details(json!({
+            "type": body.request_type,
+            "identity_verified_by_admin": caller.role == Role::Admin,
+            "identity_verified_by_issuer": caller.issuer,
+        }));
     let (request, created) = state
         .store
         .create_request(

@@ -50,14 +50,59 @@ pub struct LinkSubject {
     pub verification_note: String,
 }
 
-/// The caller's own account.
+/// A data subject identified by a trusted issuer's JWT (the company's own app): there is no
+/// Lethe account behind it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "external:https://login.example.com/#9f86d081884c7d65", "role": "subject", "subject_id": "u-42", "issuer": "https://login.example.com/", "verification": "jwt:https://login.example.com/"}))]
+pub struct ExternalIdentityView {
+    /// `external:<issuer>#<pseudonym prefix>`: how the caller appears in history and the
+    /// audit log.
+    pub id: String,
+    /// Always `subject`.
+    pub role: Role,
+    /// The subject id: the value of the issuer's subject claim (`sub` by default).
+    pub subject_id: String,
+    /// The trusted issuer that signed the token (its `iss`).
+    pub issuer: String,
+    /// How identity was verified, as recorded on requests filed with the token:
+    /// `jwt:<issuer>`.
+    pub verification: String,
+}
+
+/// Who is calling: a Lethe account, or a subject identified by a trusted issuer's token.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MeView {
+    /// A Lethe account.
+    Account(UserView),
+    /// A subject identified by a trusted issuer's JWT.
+    External(ExternalIdentityView),
+}
+
+/// The caller's own account; for a subject identified by a trusted issuer's JWT (no account),
+/// who the token says they are.
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = MeView), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "An API token (producer): it has no account", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Subject, Role::Admin, Role::Auditor])?;
-    Ok(HttpResponse::Ok().json(UserView::from(state.store.user(&caller.user_id).await?)))
+    if let (Some(issuer), Some(verification), Some(subject)) =
+        (&caller.issuer, caller.verification(), &caller.subject_id)
+    {
+        return Ok(
+            HttpResponse::Ok().json(MeView::External(ExternalIdentityView {
+                id: caller.actor(),
+                role: caller.role,
+                subject_id: subject.as_str().to_string(),
+                issuer: issuer.clone(),
+                verification,
+            })),
+        );
+    }
+    Ok(HttpResponse::Ok().json(MeView::Account(UserView::from(
+        state.store.user(&caller.user_id).await?,
+    ))))
 }
 
 /// Every account (admin).

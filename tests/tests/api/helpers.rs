@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::config::Settings;
+use lethe_core::config::{Settings, TrustedIssuerSettings};
 use lethe_core::demo::{DemoLakeOptions, DemoLakeSummary, generate_lake};
 use lethe_core::domain::{Email, Role};
 use lethe_core::store::NewUser;
@@ -38,6 +38,8 @@ pub struct Spawn {
     pub batch_window_s: u64,
     /// `ingest.max_body_bytes`; `None`: the default (64 MiB).
     pub ingest_max_body_bytes: Option<usize>,
+    /// `auth.trusted_issuers`: identity providers of the company's app.
+    pub trusted_issuers: Vec<TrustedIssuerSettings>,
 }
 
 impl Default for Spawn {
@@ -49,6 +51,7 @@ impl Default for Spawn {
             exports_url: None,
             batch_window_s: 0,
             ingest_max_body_bytes: None,
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -71,6 +74,7 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     let mut settings = Settings::embedded(data_dir.path());
     settings.storage.exports_url = spawn.exports_url.clone();
     settings.worker.erasure_batch_window_s = spawn.batch_window_s;
+    settings.auth.trusted_issuers = spawn.trusted_issuers.clone();
     if let Some(limit) = spawn.ingest_max_body_bytes {
         settings.ingest.max_body_bytes = limit;
     }

@@ -7,6 +7,7 @@ mod auth;
 mod datasets;
 mod deadlines;
 mod encrypted_story;
+mod external_identity;
 mod ingest;
 mod keys;
 mod metrics;
