@@ -27,6 +27,26 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     /// Ingest into Lethe-managed datasets (`POST /v1/datasets/{id}/ingest`).
     pub ingest: IngestSettings,
+    /// Webhook deliveries (notifications of request status changes).
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook delivery settings (`[webhooks]`). The dispatcher runs wherever a worker runs: in the
+/// service when `worker.in_process`, and in every `lethe-worker run`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Attempts before a delivery is marked `failed` (default 8: the last one about 21 minutes
+    /// after the first with the default backoff).
+    pub max_attempts: u32,
+    /// Sleep between polls of the outbox when nothing is due, in milliseconds (default 1000).
+    pub poll_interval_ms: u64,
+    /// Timeout of one attempt (connect, send, answer), in seconds (default 10).
+    pub timeout_s: u64,
+    /// Delay after the first failed attempt, in milliseconds (default 10,000); doubled after
+    /// each further failure.
+    pub retry_base_ms: u64,
+    /// Longest delay between two attempts, in seconds (default 3600).
+    pub retry_max_s: u64,
 }
 
 /// Ingest settings.
@@ -442,6 +462,13 @@ filter = "info"
 
 [ingest]
 max_body_bytes = 67108864
+
+[webhooks]
+max_attempts = 8
+poll_interval_ms = 1000
+timeout_s = 10
+retry_base_ms = 10000
+retry_max_s = 3600
 "#;
 
 impl Settings {

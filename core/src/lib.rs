@@ -12,6 +12,7 @@
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |
 //! | [`jobs`] | the job queue runner that executes approved privacy requests |
+//! | [`webhooks`] | signed notifications of request status changes: outbox, dispatcher, signatures |
 //! | [`demo`] | a generator for the running-app demo lake |
 //! | [`config`] | layered configuration: defaults, `lethe.toml`, `LETHE__…` environment |
 #![forbid(unsafe_code)]
@@ -25,3 +26,4 @@ pub mod jobs;
 pub mod keyring;
 pub mod lake;
 pub mod store;
+pub mod webhooks;

@@ -1141,3 +1141,308 @@ contract!(the_register_pages_through_a_period_oldest_first, |store| {
     }
     assert_eq!(paged, [received[1].id.clone(), received[2].id.clone()]);
 });
+
+// ---- webhooks ------------------------------------------------------------------------------
+
+async fn webhook(
+    store: &SqlStore,
+    events: Option<&[String]>,
+) -> lethe_core::webhooks::WebhookEndpoint {
+    use lethe_core::webhooks::{EventSelection, NewWebhook, WebhookUrl, generate_secret};
+    store
+        .create_webhook(
+            NewWebhook {
+                url: WebhookUrl::parse("https://app.example.com/hooks").unwrap(),
+                events: EventSelection::parse(events).unwrap(),
+                description: None,
+                secret: generate_secret(),
+                created_by: "user:admin".into(),
+            },
+            audit("webhook.created"),
+        )
+        .await
+        .unwrap()
+}
+
+async fn log_of(store: &SqlStore, endpoint_id: &str) -> Vec<lethe_core::webhooks::WebhookDelivery> {
+    let filter = lethe_core::webhooks::DeliveryFilter {
+        endpoint_id: endpoint_id.into(),
+        status: None,
+        limit: None,
+    };
+    let mut log = store.webhook_deliveries(&filter).await.unwrap();
+    log.reverse();
+    log
+}
+
+contract!(
+    each_status_change_queues_one_event_per_subscribed_active_endpoint,
+    |store| {
+        let all = webhook(&store, None).await;
+        let completed_only = webhook(&store, Some(&["request.completed".into()])).await;
+        let gone = webhook(&store, None).await;
+        store
+            .deactivate_webhook(&gone.id, audit("webhook.deactivated"))
+            .await
+            .unwrap();
+
+        let id = approved_request(&store).await;
+        for to in [
+            RequestStatus::Running,
+            // a job taken over: the status does not change, and no event is sent
+            RequestStatus::Running,
+            RequestStatus::Completed,
+        ] {
+            store
+                .transition_request(&id, Transition::new(to, "worker:w", audit("job")))
+                .await
+                .unwrap();
+        }
+
+        let log = log_of(&store, &all.id).await;
+        let types: Vec<&str> = log.iter().map(|d| d.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "request.received",
+                "request.approved",
+                "request.running",
+                "request.completed"
+            ]
+        );
+        let completed = &log[3];
+        assert_eq!(completed.request_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            completed.status,
+            lethe_core::webhooks::DeliveryStatus::Pending
+        );
+        assert_eq!(completed.attempts, 0);
+        assert_eq!(completed.payload["id"], completed.event_id.as_str());
+        assert_eq!(completed.payload["type"], "request.completed");
+        assert_eq!(completed.payload["data"]["status"], "completed");
+        assert_eq!(completed.payload["data"]["previous_status"], "running");
+        assert_eq!(completed.payload["data"]["subject_pseudonym"], "ps-1");
+        assert!(completed.payload["data"]["completed_at"].is_string());
+        assert_eq!(
+            log[0].payload["data"]["previous_status"],
+            serde_json::Value::Null
+        );
+        for delivery in &log {
+            let body = delivery.payload.to_string();
+            assert!(
+                !body.contains("u-1"),
+                "the subject id left the system: {body}"
+            );
+        }
+
+        let only = log_of(&store, &completed_only.id).await;
+        assert_eq!(only.len(), 1);
+        assert_eq!(
+            only[0].event_id, completed.event_id,
+            "one event, one id, every endpoint"
+        );
+        assert!(log_of(&store, &gone.id).await.is_empty());
+    }
+);
+
+contract!(webhook_claims_are_leased_fenced_and_retried, |store| {
+    use lethe_core::webhooks::{DeliveryOutcome, DeliveryStatus};
+    let endpoint = webhook(&store, None).await;
+    let (first, _) = store
+        .create_request(new_request("user:a", None), audit("request.created"))
+        .await
+        .unwrap();
+    let (second, _) = store
+        .create_request(new_request("user:b", None), audit("request.created"))
+        .await
+        .unwrap();
+
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_webhook_deliveries(10, lease).await.unwrap();
+    let requests: Vec<_> = claimed
+        .iter()
+        .map(|c| c.delivery.request_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        requests,
+        [first.id.clone(), second.id.clone()],
+        "oldest first"
+    );
+    assert_eq!(claimed[0].url, "https://app.example.com/hooks");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&claimed[0].body).unwrap(),
+        claimed[0].delivery.payload
+    );
+    assert!(
+        store
+            .claim_webhook_deliveries(10, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased deliveries are not claimed twice"
+    );
+
+    let (a, b) = (&claimed[0], &claimed[1]);
+    let retry_now = DeliveryOutcome::Retry {
+        at: chrono::Utc::now() - chrono::Duration::seconds(1),
+        status_code: Some(503),
+        error: "HTTP 503".into(),
+    };
+    assert!(
+        !store
+            .finish_webhook_delivery(&a.delivery.id, "not-the-lease", retry_now.clone())
+            .await
+            .unwrap(),
+        "fenced"
+    );
+    assert!(
+        store
+            .finish_webhook_delivery(&a.delivery.id, &a.lease_token, retry_now)
+            .await
+            .unwrap()
+    );
+    let released = DeliveryOutcome::Released {
+        at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    assert!(
+        store
+            .finish_webhook_delivery(&b.delivery.id, &b.lease_token, released)
+            .await
+            .unwrap()
+    );
+
+    // Only the retried one is due; the released one waits, its attempt uncounted.
+    let again = store.claim_webhook_deliveries(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.id, a.delivery.id);
+    assert_eq!(again[0].delivery.attempts, 1);
+    assert_eq!(again[0].delivery.last_status_code, Some(503));
+    assert!(
+        !store
+            .finish_webhook_delivery(
+                &a.delivery.id,
+                &a.lease_token,
+                DeliveryOutcome::Delivered { status_code: 200 }
+            )
+            .await
+            .unwrap(),
+        "the old lease no longer holds it"
+    );
+    let failed = DeliveryOutcome::Failed {
+        status_code: None,
+        error: "could not connect".into(),
+    };
+    assert!(
+        store
+            .finish_webhook_delivery(&a.delivery.id, &again[0].lease_token, failed)
+            .await
+            .unwrap()
+    );
+    let log = log_of(&store, &endpoint.id).await;
+    assert_eq!(log[0].status, DeliveryStatus::Failed);
+    assert_eq!(log[0].attempts, 2);
+    assert_eq!(log[0].last_status_code, None);
+    assert_eq!(log[1].status, DeliveryStatus::Pending);
+    assert_eq!(log[1].attempts, 0);
+
+    // An admin re-queues the failed one: due at once, with fresh attempts.
+    assert!(matches!(
+        store
+            .retry_webhook_delivery(&log[1].id, audit("webhook.delivery_retried"))
+            .await,
+        Err(StoreError::InvalidWebhookState(_))
+    ));
+    let requeued = store
+        .retry_webhook_delivery(&a.delivery.id, audit("webhook.delivery_retried"))
+        .await
+        .unwrap();
+    assert_eq!(requeued.status, DeliveryStatus::Pending);
+    assert_eq!(requeued.attempts, 0);
+    let third = store.claim_webhook_deliveries(10, lease).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert!(
+        store
+            .finish_webhook_delivery(
+                &a.delivery.id,
+                &third[0].lease_token,
+                DeliveryOutcome::Delivered { status_code: 204 }
+            )
+            .await
+            .unwrap()
+    );
+    let delivered = &log_of(&store, &endpoint.id).await[0];
+    assert_eq!(delivered.status, DeliveryStatus::Delivered);
+    assert_eq!(
+        (delivered.attempts, delivered.last_status_code),
+        (1, Some(204))
+    );
+    assert_eq!(delivered.last_error, None);
+    assert!(delivered.delivered_at.is_some());
+    let audited = store
+        .audit_entries(&AuditFilter {
+            action: Some("webhook.delivery_retried".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].request_id.as_deref(), Some(first.id.as_str()));
+});
+
+contract!(
+    deactivating_an_endpoint_fails_its_pending_deliveries_once,
+    |store| {
+        let endpoint = webhook(&store, None).await;
+        store
+            .create_request(new_request("user:a", None), audit("request.created"))
+            .await
+            .unwrap();
+        let gone = store
+            .deactivate_webhook(&endpoint.id, audit("webhook.deactivated"))
+            .await
+            .unwrap();
+        assert!(!gone.is_active());
+        let log = log_of(&store, &endpoint.id).await;
+        assert_eq!(log[0].status, lethe_core::webhooks::DeliveryStatus::Failed);
+        assert!(
+            log[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("deactivated")
+        );
+        assert!(
+            store
+                .claim_webhook_deliveries(10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            store
+                .retry_webhook_delivery(&log[0].id, audit("webhook.delivery_retried"))
+                .await,
+            Err(StoreError::InvalidWebhookState(_))
+        ));
+        // Again: nothing changes, nothing is audited.
+        store
+            .deactivate_webhook(&endpoint.id, audit("webhook.deactivated"))
+            .await
+            .unwrap();
+        let audited = store
+            .audit_entries(&AuditFilter {
+                action: Some("webhook.deactivated".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audited.len(), 1);
+        assert_eq!(audited[0].details["pending_deliveries_dropped"], "1");
+        assert!(matches!(
+            store
+                .deactivate_webhook("nope", audit("webhook.deactivated"))
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+);

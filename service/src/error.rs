@@ -160,6 +160,10 @@ impl From<StoreError> for ApiError {
                 },
                 detail: refusal.to_string(),
             },
+            StoreError::InvalidWebhookState(detail) => ApiError::Conflict {
+                code: "invalid_webhook_state",
+                detail,
+            },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }

@@ -25,6 +25,8 @@ use crate::routes;
         routes::deadlines::extend, routes::register::export,
         routes::audit::list, routes::audit::export, routes::audit::verify,
         routes::jobs::list, routes::jobs::get, routes::jobs::retry, routes::jobs::cancel,
+        routes::webhooks::create, routes::webhooks::list, routes::webhooks::deactivate,
+        routes::webhooks::deliveries, routes::webhooks::retry,
     ),
     components(schemas(
         crate::error::Problem, crate::error::RowProblem,
@@ -35,6 +37,8 @@ use crate::routes;
         lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
         lethe_core::store::RequestEvent, lethe_core::store::RegisterEntry, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
         lethe_core::audit::AuditEntry, lethe_core::audit::VerifyReport, lethe_core::audit::ChainProblem, lethe_core::audit::ProblemKind,
+        lethe_core::webhooks::WebhookDelivery, lethe_core::webhooks::DeliveryStatus,
+        lethe_core::webhooks::WebhookEvent, lethe_core::webhooks::RequestEventData, lethe_core::webhooks::EventExtension,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +51,7 @@ use crate::routes;
         (name = "audit", description = "The hash-chained audit log"),
         (name = "register", description = "The register of requests for auditors (GDPR Art. 5(2) accountability): CSV or JSON Lines, without subject ids"),
         (name = "jobs", description = "The work queue: plans, per-file tasks, dead letters"),
+        (name = "webhooks", description = "Signed notifications of request status changes to the company's app (`WebhookEvent` bodies, `Lethe-Signature: t=…,v1=…` HMAC-SHA256), with retries and a delivery log"),
         (name = "operations", description = "Probes"),
     )
 )]

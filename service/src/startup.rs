@@ -14,6 +14,7 @@ use lethe_core::config::{Settings, load_or_create_secret};
 use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::{Keyring, keyring_from_settings};
 use lethe_core::store::{SqlStore, Store};
+use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -39,11 +40,13 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
 }
 
-/// A built, bound, not yet running service (and its in-process worker, if enabled).
+/// A built, bound, not yet running service (and its in-process worker and webhook dispatcher,
+/// if enabled).
 pub struct Application {
     port: u16,
     server: Server,
     worker: Option<(Worker, watch::Sender<bool>, watch::Receiver<bool>)>,
+    dispatcher: Option<Dispatcher>,
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
 }
@@ -112,10 +115,19 @@ impl Application {
                 rx,
             )
         });
+        let dispatcher = if settings.worker.in_process {
+            let config = DispatcherConfig::from_settings(&settings);
+            let dispatcher = Dispatcher::new(state.store.clone(), config)
+                .context("building the webhook HTTP client")?;
+            Some(dispatcher)
+        } else {
+            None
+        };
         Ok(Self {
             port,
             server,
             worker,
+            dispatcher,
             state,
             metrics,
         })
@@ -132,14 +144,16 @@ impl Application {
     }
 
     /// Serves until the server stops (SIGINT/SIGTERM), then stops the worker after its
-    /// current job.
+    /// current job and the webhook dispatcher after its current pass.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let worker_task = self
-            .worker
-            .map(|(worker, tx, rx)| (tokio::spawn(worker.run_until_stopped(rx)), tx));
+        let dispatcher = self.dispatcher;
+        let worker_task = self.worker.map(|(worker, tx, rx)| {
+            let dispatching = dispatcher.map(|d| tokio::spawn(d.run_until_stopped(rx.clone())));
+            (tokio::spawn(worker.run_until_stopped(rx)), dispatching, tx)
+        });
         let metrics = self.metrics.clone();
         let upkeep = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -150,9 +164,12 @@ impl Application {
         });
         let served = self.server.await;
         upkeep.abort();
-        if let Some((task, tx)) = worker_task {
+        if let Some((task, dispatching, tx)) = worker_task {
             let _ = tx.send(true);
             let _ = task.await;
+            if let Some(dispatching) = dispatching {
+                let _ = dispatching.await;
+            }
         }
         served.context("HTTP server failed")
     }
@@ -174,7 +191,9 @@ fn run(
             .app_data(path_config())
             .configure(routes::configure)
             .service(metrics::metrics_endpoint)
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", crate::openapi::document()))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", crate::openapi::document()),
+            )
             .default_service(web::to(|| async {
                 problem_response(
                     StatusCode::NOT_FOUND,

@@ -55,7 +55,8 @@ pub enum Command {
 /// Arguments of `lethe-worker run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Exit once the queue has nothing runnable instead of waiting for more work.
+    /// Exit once the queue has nothing runnable (and every due webhook delivery was attempted)
+    /// instead of waiting for more work.
     #[arg(long)]
     pub until_idle: bool,
 }

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::audit::NewAuditEntry;
 use crate::domain::{check_extension, extended_due_date, from_db, to_db};
+use crate::webhooks::RequestEventKind;
 
 impl SqlStore {
     pub(super) async fn extend_deadline_impl(
@@ -68,6 +69,12 @@ impl SqlStore {
             .extension
             .as_ref()
             .map_or(current.due_at, |e| e.original_due_at);
+        super::webhooks::enqueue_request_event_in(
+            &mut tx,
+            &updated,
+            RequestEventKind::DeadlineExtended,
+        )
+        .await?;
         let audit = with_detail(audit, "due_at", &to_db(updated.due_at));
         let audit = with_detail(audit, "original_due_at", &to_db(original));
         append_audit_in(&mut tx, audit).await?;

@@ -11,6 +11,7 @@ mod locator;
 mod model;
 mod sql;
 mod tokens;
+mod webhooks;
 
 pub use model::*;
 pub use sql::{Backend, SqlStore};
@@ -21,6 +22,9 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::domain::{Email, ExtensionRefusal, RequestStatus, SubjectId};
+use crate::webhooks::{
+    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, NewWebhook, WebhookDelivery, WebhookEndpoint,
+};
 
 /// Errors of the store. Callers map them to HTTP statuses: `NotFound` → 404, `Conflict` → 409,
 /// `InvalidTransition` → 409, `ExtensionRefused` → 409, the rest → 500.
@@ -72,6 +76,10 @@ pub enum StoreError {
         /// The driver error.
         source: sqlx::Error,
     },
+    /// A webhook delivery or endpoint is not in a state that allows the action (e.g. only a
+    /// failed delivery can be re-queued).
+    #[error("{0}")]
+    InvalidWebhookState(String),
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -288,4 +296,58 @@ pub trait Store: Send + Sync + 'static {
         rows: u64,
         bytes: u64,
     ) -> StoreResult<()>;
+
+    // ---- webhooks ------------------------------------------------------------------------
+
+    /// Registers a webhook endpoint with its audit entry (to which `webhook_id` is added), in
+    /// one transaction. Events are queued for it from the next status change on.
+    async fn create_webhook(
+        &self,
+        webhook: NewWebhook,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookEndpoint>;
+    /// Every endpoint, deactivated ones included, oldest first.
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// One endpoint; `NotFound` otherwise.
+    async fn webhook(&self, id: &str) -> StoreResult<WebhookEndpoint>;
+    /// Deactivates an endpoint: nothing is queued for it any more, and its pending deliveries
+    /// become `failed` ("endpoint deactivated"); audited with their count, in one transaction.
+    /// Deactivating an inactive endpoint changes and audits nothing. `NotFound` when unknown.
+    async fn deactivate_webhook(
+        &self,
+        id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookEndpoint>;
+    /// The delivery log of an endpoint, newest first.
+    async fn webhook_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Re-queues a `failed` delivery with fresh attempts, due now, and appends the audit
+    /// entry (with `delivery_id`, `webhook_id`, `event_type` and the request) in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidWebhookState` when the delivery is not failed or its endpoint is
+    /// deactivated.
+    async fn retry_webhook_delivery(
+        &self,
+        id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookDelivery>;
+    /// Claims up to `limit` due pending deliveries, oldest first, for `lease`: they are not
+    /// due again until it ends, and only the returned lease token can record their outcome.
+    async fn claim_webhook_deliveries(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records how an attempt ended, if `lease_token` still holds the delivery and it is still
+    /// pending; `false` otherwise (nothing written).
+    async fn finish_webhook_delivery(
+        &self,
+        id: &str,
+        lease_token: &str,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<bool>;
 }

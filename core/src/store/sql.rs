@@ -601,6 +601,7 @@ async fn transition_in(
         });
     };
     let request = request_from(&row)?;
+    super::webhooks::enqueue_status_change_in(conn, &request).await?;
     insert_event_in(conn, id, t.to, &t.actor, t.note.as_deref()).await?;
     if let Some(job) = &t.enqueue {
         insert_job_in(conn, job, None).await?;
@@ -899,6 +900,7 @@ impl Store for SqlStore {
             Err(e) => return Err(db("filing a request")(e)),
         };
         let created = request_from(&row)?;
+        super::webhooks::enqueue_status_change_in(&mut tx, &created).await?;
         insert_event_in(
             &mut tx,
             &id,
@@ -1505,6 +1507,66 @@ impl Store for SqlStore {
         bytes: u64,
     ) -> StoreResult<()> {
         self.index_rewritten_impl(dataset_id, path, subject_refs, rows, bytes)
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_webhook(
+        &self,
+        webhook: NewWebhook,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookEndpoint> {
+        self.create_webhook_impl(webhook, audit).await
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        self.list_webhooks_impl().await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<WebhookEndpoint> {
+        self.webhook_impl(id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %id))]
+    async fn deactivate_webhook(
+        &self,
+        id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookEndpoint> {
+        self.deactivate_webhook_impl(id, audit).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        self.webhook_deliveries_impl(filter).await
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery_id = %id))]
+    async fn retry_webhook_delivery(
+        &self,
+        id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<WebhookDelivery> {
+        self.retry_webhook_delivery_impl(id, audit).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.claim_webhook_deliveries_impl(limit, lease).await
+    }
+
+    async fn finish_webhook_delivery(
+        &self,
+        id: &str,
+        lease_token: &str,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<bool> {
+        self.finish_webhook_delivery_impl(id, lease_token, outcome)
             .await
     }
 }

@@ -11,6 +11,7 @@ pub mod register;
 pub mod requests;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::web;
 
@@ -47,6 +48,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(jobs::list)
                 .service(jobs::get)
                 .service(jobs::retry)
-                .service(jobs::cancel),
+                .service(jobs::cancel)
+                .service(webhooks::create)
+                .service(webhooks::list)
+                .service(webhooks::deactivate)
+                .service(webhooks::deliveries)
+                .service(webhooks::retry),
         );
 }

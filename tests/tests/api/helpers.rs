@@ -85,6 +85,10 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     settings.worker.poll_interval_ms = 50;
     settings.worker.lease_s = 10;
     settings.worker.max_attempts = 2;
+    // Webhook retries after 100 ms, 200 ms; a delivery fails for good at the third attempt.
+    settings.webhooks.poll_interval_ms = 50;
+    settings.webhooks.retry_base_ms = 100;
+    settings.webhooks.max_attempts = 3;
     settings.log.filter = "warn".into();
     let app = Application::build(settings)
         .await
@@ -428,6 +432,80 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("request {id} did not finish within 60 s");
+    }
+}
+
+impl TestApp {
+    /// `POST /v1/webhooks` with `body` as `token`.
+    pub async fn create_webhook(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/webhooks"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers `url` for `events` as the admin and returns `(id, secret)`.
+    pub async fn webhook_ok(&self, url: &str, events: Value) -> (String, String) {
+        let response = self
+            .create_webhook(&self.admin_token, &json!({ "url": url, "events": events }))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let created: Value = response.json().await.unwrap();
+        (
+            created["id"].as_str().unwrap().to_string(),
+            created["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// `GET /v1/webhooks`.
+    pub async fn list_webhooks(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/v1/webhooks"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /v1/webhooks/{id}`.
+    pub async fn deactivate_webhook(&self, token: &str, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/v1/webhooks/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/webhooks/{id}/deliveries` as the admin: the delivery log, newest first.
+    pub async fn deliveries(&self, webhook_id: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .get(self.url(&format!("/v1/webhooks/{webhook_id}/deliveries")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// `POST /v1/webhooks/deliveries/{id}/retry`.
+    pub async fn retry_delivery(&self, token: &str, delivery_id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/webhooks/deliveries/{delivery_id}/retry")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 }
 

@@ -15,3 +15,4 @@ mod openapi;
 mod requests;
 mod s3;
 mod story;
+mod webhooks;

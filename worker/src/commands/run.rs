@@ -1,9 +1,11 @@
-//! `lethe-worker run`: claim and execute jobs from the database queue until stopped.
+//! `lethe-worker run`: claim and execute jobs from the database queue until stopped, and send
+//! webhook deliveries from the outbox beside them.
 //!
 //! Configuration is the service's (`lethe.toml`, `LETHE__…`): `database.url`, `worker.*`,
-//! `storage.exports_dir`, `log.*`. Several workers may run against one PostgreSQL database;
-//! each claims with a lease and heartbeats, and a worker that dies is taken over when its lease
-//! expires. SIGTERM or Ctrl-C stops claiming; the job in hand is finished first.
+//! `webhooks.*`, `storage.exports_dir`, `log.*`. Several workers may run against one PostgreSQL
+//! database; each claims with a lease and heartbeats, and a worker that dies is taken over when
+//! its lease expires. SIGTERM or Ctrl-C stops claiming; the job in hand (and the webhook pass in
+//! hand) is finished first.
 
 use std::sync::Arc;
 
@@ -12,12 +14,14 @@ use lethe_core::config::Settings;
 use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::keyring_from_settings;
 use lethe_core::store::{SqlStore, Store};
+use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 
 use super::CommandError;
 use crate::cli::{Exit, Output, RunArgs};
 
-/// Runs the worker loop until a stop signal (or, with `--until-idle`, an empty queue).
+/// Runs the worker loop and the webhook dispatcher until a stop signal (or, with
+/// `--until-idle`, until the queue is empty and every due webhook was attempted once).
 ///
 /// # Errors
 /// [`CommandError::Usage`] for bad configuration; [`CommandError::Failed`] when the database
@@ -45,6 +49,9 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
         let store: Arc<dyn Store> = store;
         let config = WorkerConfig::from_settings(&settings);
         let _ = writeln!(output.err, "worker {} started", config.worker_id);
+        let dispatcher = Dispatcher::new(store.clone(), DispatcherConfig::from_settings(&settings))
+            .context("building the webhook HTTP client")
+            .map_err(CommandError::Failed)?;
         let worker = Worker::new(store, config).with_keyring(Arc::new(keyring));
         if args.until_idle {
             while worker
@@ -54,6 +61,14 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
                 .map_err(CommandError::Failed)?
                 .is_some()
             {}
+            // Failed attempts are rescheduled into the future, so this ends.
+            while dispatcher
+                .dispatch_due()
+                .await
+                .context("polling the webhook outbox")
+                .map_err(CommandError::Failed)?
+                > 0
+            {}
             return Ok(Exit::Success);
         }
         let (tx, rx) = watch::channel(false);
@@ -62,7 +77,9 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
             tracing::info!("stop signal received; finishing the job in hand");
             let _ = tx.send(true);
         });
+        let dispatching = tokio::spawn(dispatcher.run_until_stopped(rx.clone()));
         worker.run_until_stopped(rx).await;
+        let _ = dispatching.await;
         Ok(Exit::Success)
     })
 }

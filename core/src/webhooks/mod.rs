@@ -1,0 +1,40 @@
+//! Webhooks: signed HTTP notifications of request status changes, so the company's app can tell
+//! the user what happened to their request.
+//!
+//! **Outbox.** Each status change of a request (and each deadline extension) queues one
+//! delivery per active endpoint subscribed to its event type, in the same database transaction
+//! as the change ([`crate::store`]): an event is announced if and only if its change committed.
+//!
+//! **Delivery.** A [`Dispatcher`] — in the service next to the in-process worker, and in every
+//! `lethe-worker run` — claims due deliveries with a lease, POSTs the JSON body
+//! ([`WebhookEvent`]) signed with the endpoint's secret ([`signature_header`]), and records the
+//! attempt in the delivery log. A 2xx answer delivers it; anything else (another status, a
+//! timeout, a refused connection) is retried with exponential backoff until
+//! `webhooks.max_attempts`, then the delivery is `failed` until an admin re-queues it.
+//! Deliveries to one endpoint are sent one at a time, oldest first, but a retried event can
+//! arrive after a newer one: receivers should order by the request's `status` and the event's
+//! `created_at`, and de-duplicate on the event `id` (a dispatcher that dies after sending and
+//! before recording sends again).
+//!
+//! **Receivers** verify the `Lethe-Signature` header with [`verify_signature`].
+
+mod dispatcher;
+mod event;
+mod model;
+mod signature;
+mod subscription;
+
+pub use dispatcher::{Dispatcher, DispatcherConfig, retry_delay};
+pub use event::{
+    DEADLINE_EXTENDED, EventExtension, RequestEventData, RequestEventKind, WebhookEvent,
+    known_event_types, status_event_type,
+};
+pub use model::{
+    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, NewWebhook, WebhookDelivery,
+    WebhookEndpoint,
+};
+pub use signature::{
+    DEFAULT_TOLERANCE, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, SignatureError,
+    signature_header, verify_signature,
+};
+pub use subscription::{EventSelection, SECRET_PREFIX, WebhookUrl, generate_secret, redact};
