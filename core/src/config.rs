@@ -29,6 +29,33 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Webhook deliveries (notifications of request status changes).
     pub webhooks: WebhookSettings,
+    /// The privacy-request lifecycle: approval policy, cooling-off, export expiry.
+    pub requests: RequestSettings,
+}
+
+/// How an approval policy treats a request type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalPolicy {
+    /// Approved on receipt (`decided_by = policy:auto`), its job queued at once.
+    Auto,
+    /// Waits in `pending_approval` for an admin.
+    Review,
+}
+
+/// Privacy-request lifecycle settings (`[requests]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestSettings {
+    /// Approval policy of access requests (GDPR Art. 15): `review` (default) or `auto`.
+    pub access_approval: ApprovalPolicy,
+    /// Approval policy of erasure requests (GDPR Art. 17): `review` (default) or `auto`.
+    pub erasure_approval: ApprovalPolicy,
+    /// Seconds after approval during which an erasure waits and the subject can still cancel
+    /// it (default 0: none). The data key is destroyed when it ends, not at approval.
+    pub erasure_cooling_off_s: u64,
+    /// Seconds an access export stays downloadable (default 604,800 = 7 days); a sweep then
+    /// deletes it.
+    pub export_ttl_s: u64,
 }
 
 /// Webhook delivery settings (`[webhooks]`). The dispatcher runs wherever a worker runs: in the
@@ -469,6 +496,12 @@ poll_interval_ms = 1000
 timeout_s = 10
 retry_base_ms = 10000
 retry_max_s = 3600
+
+[requests]
+access_approval = "review"
+erasure_approval = "review"
+erasure_cooling_off_s = 0
+export_ttl_s = 604800
 "#;
 
 impl Settings {

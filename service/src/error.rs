@@ -83,6 +83,14 @@ pub enum ApiError {
         /// What conflicts.
         detail: String,
     },
+    /// The resource existed but is gone for good, e.g. an expired export (410).
+    #[error("{detail}")]
+    Gone {
+        /// Stable code.
+        code: &'static str,
+        /// What is gone and why.
+        detail: String,
+    },
     /// The body is larger than the endpoint accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -116,7 +124,9 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Gone { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -234,6 +244,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidRow { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -41,12 +41,20 @@ impl RequestType {
 
 /// Where a privacy request stands.
 ///
-/// `received → approved → running → completed | failed`, or `received → rejected`.
+/// ```text
+/// received ─┬─▶ pending_approval ─┬─▶ approved ─▶ running ─┬─▶ completed
+///           │   (policy: review)   │   (cooling-off)        ├─▶ partially_completed (legal hold)
+///           └─▶ approved (auto) ───┘                        └─▶ failed ─▶ running (admin retry)
+/// received | pending_approval ─▶ rejected (reason shown to the subject, Art. 12(4))
+/// received | pending_approval | approved (job not started) ─▶ cancelled
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
-    /// Filed, waiting for an admin's decision.
+    /// Filed (the first status of every request).
     Received,
+    /// Waiting for an admin's decision (the approval policy of its type is `review`).
+    PendingApproval,
     /// Approved by an admin; a job is queued.
     Approved,
     /// A worker is executing the job.
@@ -57,28 +65,40 @@ pub enum RequestStatus {
     Rejected,
     /// The job failed after its retries; the last error is recorded.
     Failed,
+    /// Done except for data kept under a legal hold (GDPR Art. 17(3)); the result says what
+    /// was kept and why.
+    PartiallyCompleted,
+    /// Withdrawn by the subject (or an admin) before its job started, e.g. during an
+    /// erasure's cooling-off period.
+    Cancelled,
 }
 
 impl RequestStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RequestStatus; 6] = [
+    pub const ALL: [RequestStatus; 9] = [
         RequestStatus::Received,
+        RequestStatus::PendingApproval,
         RequestStatus::Approved,
         RequestStatus::Running,
         RequestStatus::Completed,
+        RequestStatus::PartiallyCompleted,
         RequestStatus::Rejected,
         RequestStatus::Failed,
+        RequestStatus::Cancelled,
     ];
 
     /// The stable lower-case name used in the database and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestStatus::Received => "received",
+            RequestStatus::PendingApproval => "pending_approval",
             RequestStatus::Approved => "approved",
             RequestStatus::Running => "running",
             RequestStatus::Completed => "completed",
             RequestStatus::Rejected => "rejected",
             RequestStatus::Failed => "failed",
+            RequestStatus::PartiallyCompleted => "partially_completed",
+            RequestStatus::Cancelled => "cancelled",
         }
     }
 
@@ -89,11 +109,14 @@ impl RequestStatus {
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         Ok(match value {
             "received" => RequestStatus::Received,
+            "pending_approval" => RequestStatus::PendingApproval,
             "approved" => RequestStatus::Approved,
             "running" => RequestStatus::Running,
             "completed" => RequestStatus::Completed,
             "rejected" => RequestStatus::Rejected,
             "failed" => RequestStatus::Failed,
+            "partially_completed" => RequestStatus::PartiallyCompleted,
+            "cancelled" => RequestStatus::Cancelled,
             other => {
                 return Err(ParseError {
                     field: "status",
@@ -108,10 +131,19 @@ impl RequestStatus {
         use RequestStatus::*;
         matches!(
             (self, next),
-            (Received, Approved)
+            (Received, PendingApproval)
+                | (Received, Approved)
+                | (PendingApproval, Approved)
                 | (Received, Rejected)
+                | (PendingApproval, Rejected)
+                | (Received, Cancelled)
+                | (PendingApproval, Cancelled)
+                // only while its job has not started (the store checks that in the same
+                // transaction)
+                | (Approved, Cancelled)
                 | (Approved, Running)
                 | (Running, Completed)
+                | (Running, PartiallyCompleted)
                 | (Running, Failed)
                 // a worker that died mid-job hands the request back to the queue
                 | (Running, Running)
@@ -125,7 +157,19 @@ impl RequestStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RequestStatus::Completed | RequestStatus::Rejected | RequestStatus::Failed
+            RequestStatus::Completed
+                | RequestStatus::PartiallyCompleted
+                | RequestStatus::Rejected
+                | RequestStatus::Failed
+                | RequestStatus::Cancelled
+        )
+    }
+
+    /// Whether an admin may still decide (approve or reject) the request.
+    pub fn awaits_decision(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Received | RequestStatus::PendingApproval
         )
     }
 }
@@ -152,6 +196,17 @@ mod tests {
         assert!(Failed.can_become(Running), "an admin retry");
         assert!(!Rejected.can_become(Approved));
         assert!(!Approved.can_become(Rejected));
+        assert!(Received.can_become(PendingApproval));
+        assert!(PendingApproval.can_become(Approved));
+        assert!(PendingApproval.can_become(Rejected));
+        assert!(
+            Approved.can_become(Cancelled),
+            "during the cooling-off period"
+        );
+        assert!(!Running.can_become(Cancelled), "too late once the job runs");
+        assert!(!Cancelled.can_become(Approved));
+        assert!(Running.can_become(PartiallyCompleted));
+        assert!(Cancelled.is_final() && PartiallyCompleted.is_final());
     }
 
     #[test]

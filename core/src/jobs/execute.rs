@@ -165,6 +165,9 @@ async fn plan_erasure(
         .await?
         .ok_or_else(|| JobError::Transient("lease lost before the erasure was planned".into()))?;
     let mut requests = Vec::new();
+    let mut held_subjects: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut held_datasets: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut kept_by_request: serde_json::Map<String, Value> = serde_json::Map::new();
     for id in &batch {
         let request = store.request(id).await?;
         if request.status == RequestStatus::Approved {
@@ -181,14 +184,37 @@ async fn plan_erasure(
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(keyring) = &ctx.keyring {
-            let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
-            super::destroy_subject_key(store.as_ref(), keyring, &request, &actor).await?;
+        // Legal holds (GDPR Art. 17(3)): a held subject keeps everything, including their
+        // key; a held dataset is skipped for everyone, and since keys span datasets, the key
+        // of a subject under any hold is kept too.
+        let holds = store.active_holds_for(&request.subject_pseudonym).await?;
+        let mut kept = Vec::new();
+        for hold in &holds {
+            kept.push(json!({
+                "scope": if hold.dataset_id.is_some() { "dataset" } else { "subject" },
+                "dataset_id": hold.dataset_id,
+                "hold_id": hold.id,
+                "legal_basis": hold.legal_basis,
+                "ends_at": hold.ends_at,
+            }));
+            if let Some(dataset) = &hold.dataset_id {
+                held_datasets.insert(dataset.clone());
+            } else {
+                held_subjects.insert(request.id.clone());
+            }
+        }
+        if holds.is_empty() {
+            if let Some(keyring) = &ctx.keyring {
+                let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
+                super::destroy_subject_key(store.as_ref(), keyring, &request, &actor).await?;
+            }
+        } else {
+            kept_by_request.insert(request.id.clone(), Value::Array(kept));
         }
         requests.push(request);
     }
     let mut subjects: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in &requests {
+    for r in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
         subjects
             .entry(r.subject_id.as_str())
             .or_default()
@@ -199,6 +225,11 @@ async fn plan_erasure(
     let mut per_request: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for dataset in store.list_datasets().await? {
+        if held_datasets.contains(&dataset.id) || subjects.is_empty() {
+            per_dataset.push(json!({ "dataset": dataset.name, "held": held_datasets.contains(&dataset.id),
+                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            continue;
+        }
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
         let wanted: Vec<&str> = subjects.keys().copied().collect();
         let mut locate = Locate::new(root, dataset.subject_column.clone())
@@ -257,7 +288,8 @@ async fn plan_erasure(
         }
     }
     Ok(Execution::Planned {
-        plan: json!({ "batch": batch, "datasets": per_dataset, "requests": per_request }),
+        plan: json!({ "batch": batch, "datasets": per_dataset, "requests": per_request,
+                      "kept": kept_by_request }),
         tasks,
     })
 }
@@ -457,7 +489,9 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
         })
         .collect();
     let batch = batch_of(plan).len();
+    let kept = plan_result["kept"][request_id].clone();
     json!({
+        "kept": if kept.is_null() { json!([]) } else { kept },
         "rows_removed": total_rows,
         "batch": { "requests": batch, "tasks": tasks.len(),
                    "rows_removed": tasks.iter().filter_map(|t| t.result.as_ref()).map(|r| r["rows_removed"].as_u64().unwrap_or(0)).sum::<u64>() },

@@ -8,6 +8,7 @@
 mod execute;
 mod runner;
 mod shred;
+mod sweep;
 
 pub use execute::{
     EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job, locator_hint,
@@ -15,3 +16,4 @@ pub use execute::{
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
 pub use shred::{destroy_subject_key, reapply_tombstones};
+pub use sweep::sweep_expired_exports;

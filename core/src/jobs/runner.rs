@@ -31,6 +31,8 @@ pub struct WorkerConfig {
     pub exports_url: String,
     /// Files read in parallel while locating.
     pub file_concurrency: usize,
+    /// How long an access export stays downloadable (`requests.export_ttl_s`).
+    pub export_ttl: Duration,
 }
 
 impl WorkerConfig {
@@ -42,6 +44,7 @@ impl WorkerConfig {
             poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
             exports_url: settings.storage.exports_location(),
             file_concurrency: settings.worker.file_concurrency,
+            export_ttl: Duration::from_secs(settings.requests.export_ttl_s),
         }
     }
 
@@ -126,9 +129,20 @@ impl Worker {
     /// Polls the queue until `shutdown` becomes `true`; finishes the job in hand first.
     pub async fn run_until_stopped(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.config.worker_id, "worker started");
+        // Expired exports are swept when the queue is idle, every 20 polls (at least 1 s).
+        let sweep_every = (self.config.poll_interval * 20).max(Duration::from_secs(1));
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
+                last_sweep = Some(std::time::Instant::now());
+                if let Err(e) =
+                    super::sweep_expired_exports(self.store.as_ref(), &self.actor()).await
+                {
+                    tracing::warn!(error = %e, "export sweep failed");
+                }
             }
             match self.try_execute_job().await {
                 Ok(Some(_)) => continue,
@@ -472,7 +486,20 @@ impl Worker {
             .request(&request.id)
             .subject(&request.subject_pseudonym)
             .details(json!({ "job_id": job.id, "kind": job.kind, "result": counts }));
-        let mut transition = Transition::new(RequestStatus::Completed, self.actor(), audit);
+        // Data kept under a legal hold (GDPR Art. 17(3)) makes the erasure partial; the result
+        // says what was kept and why.
+        let kept = result["kept"].as_array().is_some_and(|k| !k.is_empty());
+        let status = if kept {
+            RequestStatus::PartiallyCompleted
+        } else {
+            RequestStatus::Completed
+        };
+        let mut transition = Transition::new(status, self.actor(), audit);
+        if job.kind == JobKind::Access {
+            transition.export_expires_at = chrono::Duration::from_std(self.config.export_ttl)
+                .ok()
+                .map(|ttl| chrono::Utc::now() + ttl);
+        }
         transition.result = Some(result);
         transition
     }

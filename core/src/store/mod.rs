@@ -6,6 +6,7 @@
 //! audit log and the state it describes cannot disagree.
 
 mod deadlines;
+mod holds;
 mod keys;
 mod locator;
 mod model;
@@ -266,6 +267,36 @@ pub trait Store: Send + Sync + 'static {
     /// The recorded head of the chain: `(seq, hash)` of the last append (`(0, GENESIS)` when
     /// empty).
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
+
+    // ---- legal holds and export expiry -------------------------------------------------
+
+    /// Places a legal hold (audited).
+    async fn create_legal_hold(
+        &self,
+        hold: NewLegalHold,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold>;
+    /// Legal holds, oldest first; only active ones when `active_only`.
+    async fn list_legal_holds(&self, active_only: bool) -> StoreResult<Vec<LegalHold>>;
+    /// The active holds an erasure of this subject must respect: every dataset hold and the
+    /// subject's own.
+    async fn active_holds_for(&self, subject_pseudonym: &str) -> StoreResult<Vec<LegalHold>>;
+    /// Releases a hold (audited); `NotFound`, or `Conflict` when already released.
+    async fn release_legal_hold(
+        &self,
+        id: &str,
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold>;
+    /// Requests whose export expired and was not deleted yet, oldest first, at most `limit`.
+    async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>>;
+    /// Records that a request's expired export was deleted (audited once); `false` when it
+    /// already was.
+    async fn mark_export_deleted(
+        &self,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
 
     // ---- locator index -----------------------------------------------------------------
 

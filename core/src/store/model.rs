@@ -171,6 +171,12 @@ pub struct PrivacyRequest {
     /// Erasure: when the subject's data key was destroyed (the first phase; every copy of the
     /// encrypted PII is unreadable from then on).
     pub key_destroyed_at: Option<Timestamp>,
+    /// Erasure: end of the cooling-off period during which the subject can still cancel it.
+    pub cooling_off_until: Option<Timestamp>,
+    /// Access: when the export stops being downloadable.
+    pub export_expires_at: Option<Timestamp>,
+    /// Access: when the expired export was deleted by the sweep.
+    pub export_deleted_at: Option<Timestamp>,
 }
 
 /// A deadline extension recorded on a request (GDPR Art. 12(3)): at most one per request.
@@ -417,6 +423,10 @@ pub struct Transition {
     pub export_path: Option<String>,
     /// A job to enqueue in the same transaction.
     pub enqueue: Option<NewJob>,
+    /// End of an erasure's cooling-off period to record (approval).
+    pub cooling_off_until: Option<Timestamp>,
+    /// Expiry of the export to record (completion of an access request).
+    pub export_expires_at: Option<Timestamp>,
     /// The audit entry for this change.
     pub audit: NewAuditEntry,
 }
@@ -434,6 +444,8 @@ impl Transition {
             error: None,
             export_path: None,
             enqueue: None,
+            cooling_off_until: None,
+            export_expires_at: None,
             audit,
         }
     }
@@ -683,6 +695,9 @@ mod tests {
             error: None,
             export_path: None,
             key_destroyed_at: None,
+            cooling_off_until: None,
+            export_expires_at: None,
+            export_deleted_at: None,
         }
     }
 
@@ -712,4 +727,57 @@ mod tests {
         let text = format!("{json}{}", record.join(","));
         assert!(!text.contains("u-secret") && !text.contains("passport"));
     }
+}
+
+/// A legal hold (GDPR Art. 17(3)): data an erasure must keep, of one dataset or one subject.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "8c1d…", "dataset_id": null, "subject_pseudonym": "5e0b…",
+    "legal_basis": "Art. 17(3)(e): establishment, exercise or defence of legal claims",
+    "reason": "Litigation hold, case 2025-117", "ends_at": "2026-06-30T00:00:00Z",
+    "created_by": "user:1b2c…", "created_at": "2025-02-01T09:00:00Z", "released_by": null, "released_at": null}))]
+pub struct LegalHold {
+    /// UUID.
+    pub id: String,
+    /// The held dataset (a dataset hold), or null.
+    pub dataset_id: Option<String>,
+    /// The held subject's pseudonym (a subject hold), or null. Never the subject id.
+    pub subject_pseudonym: Option<String>,
+    /// Legal basis, e.g. `Art. 17(3)(b)`: a legal obligation to retain.
+    pub legal_basis: String,
+    /// Why, for the record.
+    pub reason: String,
+    /// When the hold lapses by itself (null: until released).
+    pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who placed it.
+    pub created_by: String,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Who released it.
+    pub released_by: Option<String>,
+    /// When.
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl LegalHold {
+    /// Whether the hold applies at `at`: not released and not past its end date.
+    pub fn is_active(&self, at: Timestamp) -> bool {
+        self.released_at.is_none() && self.ends_at.is_none_or(|end| end > at)
+    }
+}
+
+/// A legal hold to place: exactly one of `dataset_id` and `subject_pseudonym`.
+#[derive(Debug, Clone)]
+pub struct NewLegalHold {
+    /// The held dataset.
+    pub dataset_id: Option<String>,
+    /// The held subject's pseudonym.
+    pub subject_pseudonym: Option<String>,
+    /// Legal basis.
+    pub legal_basis: String,
+    /// Why.
+    pub reason: String,
+    /// End date.
+    pub ends_at: Option<Timestamp>,
+    /// Who places it.
+    pub created_by: String,
 }

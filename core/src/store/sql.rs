@@ -319,7 +319,8 @@ fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
 pub(super) const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pseudonym, status, \
     filed_by, verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
     decision_reason, completed_at, result, error, export_path, key_destroyed_at, \
-    original_due_at, extended_at, extended_by, extension_months, extension_reason";
+    original_due_at, extended_at, extended_by, extension_months, extension_reason, \
+    cooling_off_until, export_expires_at, export_deleted_at";
 
 /// `'completed', 'rejected', 'failed'`: the final statuses as an SQL list (for `NOT IN`).
 pub(super) fn final_statuses_sql() -> String {
@@ -375,6 +376,9 @@ pub(super) fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
         error: get_os(row, t, "error")?,
         export_path: get_os(row, t, "export_path")?,
         key_destroyed_at: get_ots(row, t, "key_destroyed_at")?,
+        cooling_off_until: get_ots(row, t, "cooling_off_until")?,
+        export_expires_at: get_ots(row, t, "export_expires_at")?,
+        export_deleted_at: get_ots(row, t, "export_deleted_at")?,
     })
 }
 
@@ -539,25 +543,27 @@ async fn transition_in(
     id: &str,
     t: Transition,
 ) -> StoreResult<PrivacyRequest> {
-    let allowed: Vec<&str> = [
-        RequestStatus::Received,
-        RequestStatus::Approved,
-        RequestStatus::Running,
-        RequestStatus::Completed,
-        RequestStatus::Rejected,
-        RequestStatus::Failed,
-    ]
-    .into_iter()
-    .filter(|from| from.can_become(t.to))
-    .map(RequestStatus::as_str)
-    .collect();
+    let allowed: Vec<&str> = RequestStatus::ALL
+        .into_iter()
+        .filter(|from| from.can_become(t.to))
+        .map(RequestStatus::as_str)
+        .collect();
     let in_list = allowed
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ");
     let at = to_db(now());
-    let finished = matches!(t.to, RequestStatus::Completed | RequestStatus::Failed);
+    let finished = matches!(
+        t.to,
+        RequestStatus::Completed
+            | RequestStatus::PartiallyCompleted
+            | RequestStatus::Failed
+            | RequestStatus::Cancelled
+    );
+    if t.to == RequestStatus::Cancelled {
+        cancel_unstarted_job_in(conn, id, &at).await?;
+    }
     let sql = format!(
         "UPDATE requests SET status = $1, updated_at = $2, \
            decided_by = CASE WHEN $3 = 1 THEN $4 ELSE decided_by END, \
@@ -565,7 +571,9 @@ async fn transition_in(
            decision_reason = COALESCE($5, decision_reason), \
            completed_at = CASE WHEN $6 = 1 THEN $2 ELSE completed_at END, \
            result = COALESCE($7, result), error = COALESCE($8, error), \
-           export_path = COALESCE($9, export_path) \
+           export_path = COALESCE($9, export_path), \
+           cooling_off_until = COALESCE($11, cooling_off_until), \
+           export_expires_at = COALESCE($12, export_expires_at) \
          WHERE id = $10 AND status IN ({in_list}) RETURNING {REQUEST_COLS}"
     );
     let row = sqlx::query(AssertSqlSafe(sql))
@@ -579,6 +587,8 @@ async fn transition_in(
         .bind(&t.error)
         .bind(&t.export_path)
         .bind(id)
+        .bind(t.cooling_off_until.map(to_db))
+        .bind(t.export_expires_at.map(to_db))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("changing a request's status"))?;
@@ -608,6 +618,41 @@ async fn transition_in(
     }
     append_audit_in(conn, t.audit).await?;
     Ok(request)
+}
+
+/// Before a request is cancelled: an approved request's queued job is cancelled with it; if its
+/// job already left the queue (claimed, or absorbed into an erasure batch) the cancellation is
+/// refused as an invalid transition (too late).
+async fn cancel_unstarted_job_in(conn: &mut AnyConnection, id: &str, at: &str) -> StoreResult<()> {
+    let status = sqlx::query("SELECT status FROM requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("reading a request's status"))?;
+    let Some(status) = status else {
+        return Ok(());
+    };
+    let status = RequestStatus::parse(&get_s(&status, "requests", "status")?)
+        .map_err(|e| corrupt("requests", e))?;
+    if status != RequestStatus::Approved {
+        return Ok(());
+    }
+    let cancelled = sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', updated_at = $1, last_error = 'request cancelled' \
+         WHERE request_id = $2 AND status = 'queued'",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("cancelling a request's job"))?;
+    if cancelled.rows_affected() == 0 {
+        return Err(StoreError::InvalidTransition {
+            from: RequestStatus::Running,
+            to: RequestStatus::Cancelled,
+        });
+    }
+    Ok(())
 }
 
 /// Adds `key: value` to an audit entry's details (the id the database just assigned).
@@ -1202,6 +1247,8 @@ impl Store for SqlStore {
         let merged = sqlx::query(
             "UPDATE jobs SET status = 'succeeded', result = $1, updated_at = $2 \
              WHERE kind = 'erasure' AND status = 'queued' AND id <> $3 \
+               AND (request_id IS NULL OR request_id NOT IN \
+                    (SELECT id FROM requests WHERE cooling_off_until > $2)) \
              RETURNING request_id",
         )
         .bind(json!({ "merged_into": plan_id }).to_string())
@@ -1475,6 +1522,43 @@ impl Store for SqlStore {
             row.try_get("seq").map_err(|e| corrupt("audit_head", e))?,
             get_s(&row, "audit_head", "hash")?,
         ))
+    }
+
+    async fn create_legal_hold(
+        &self,
+        hold: NewLegalHold,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold> {
+        self.create_legal_hold_impl(hold, audit).await
+    }
+
+    async fn list_legal_holds(&self, active_only: bool) -> StoreResult<Vec<LegalHold>> {
+        self.list_legal_holds_impl(active_only).await
+    }
+
+    async fn active_holds_for(&self, subject_pseudonym: &str) -> StoreResult<Vec<LegalHold>> {
+        self.active_holds_for_impl(subject_pseudonym).await
+    }
+
+    async fn release_legal_hold(
+        &self,
+        id: &str,
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold> {
+        self.release_legal_hold_impl(id, actor, audit).await
+    }
+
+    async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>> {
+        self.expired_exports_impl(limit).await
+    }
+
+    async fn mark_export_deleted(
+        &self,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool> {
+        self.mark_export_deleted_impl(request_id, audit).await
     }
 
     async fn index_files(

@@ -7,6 +7,7 @@ pub mod deadlines;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
+pub mod lifecycle;
 pub mod register;
 pub mod requests;
 pub mod tokens;
@@ -39,6 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(requests::get)
                 .service(requests::approve)
                 .service(requests::reject)
+                .service(lifecycle::cancel)
+                .service(lifecycle::create_hold)
+                .service(lifecycle::list_holds)
+                .service(lifecycle::release_hold)
                 .service(deadlines::extend)
                 .service(requests::export)
                 .service(audit::list)

@@ -4,11 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures::TryStreamExt;
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
-use lethe_core::jobs::destroy_subject_key;
 use lethe_core::lake::object_store_for_url;
-use lethe_core::store::{
-    JobKind, NewJob, NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition,
-};
+use lethe_core::store::{NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -105,6 +102,10 @@ pub struct RequestView {
     /// Erasure, first phase: when the subject's data key was destroyed (crypto-shredding).
     /// The request completes when the lake's files have also been rewritten.
     pub key_destroyed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Erasure: until when the subject can still cancel it (`POST /v1/requests/{id}/cancel`).
+    pub cooling_off_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Access: when the export stops being downloadable (then it is deleted).
+    pub export_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Status history, oldest first (only on `GET /v1/requests/{id}`).
     pub history: Vec<RequestEvent>,
 }
@@ -135,8 +136,12 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         completed_at: r.completed_at,
         result: r.result,
         error: r.error,
-        export_available: r.export_path.is_some(),
+        export_available: r.export_path.is_some()
+            && r.export_deleted_at.is_none()
+            && r.export_expires_at.is_none_or(|at| at > chrono::Utc::now()),
         key_destroyed_at: r.key_destroyed_at,
+        cooling_off_until: r.cooling_off_until,
+        export_expires_at: r.export_expires_at,
         history,
     }
 }
@@ -251,6 +256,11 @@ pub async fn create(
             detail: "this Idempotency-Key was already used for a different request".into(),
         });
     }
+    let request = if created && request.status == RequestStatus::Received {
+        super::lifecycle::apply_policy(&state, request).await?
+    } else {
+        request
+    };
     let history = state.store.request_history(&request.id).await?;
     let body = view(request, &caller, history);
     Ok(if created {
@@ -353,52 +363,7 @@ pub async fn approve(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let request = state.store.request(&path).await?;
-    let kind = match request.request_type {
-        RequestType::Access => JobKind::Access,
-        RequestType::Erasure => JobKind::Erasure,
-    };
-    let audit = NewAuditEntry::new(caller.actor(), "request.approved")
-        .request(&request.id)
-        .subject(&request.subject_pseudonym)
-        .details(json!({ "type": request.request_type }));
-    let mut transition = Transition::new(RequestStatus::Approved, caller.actor(), audit);
-    transition.decision = true;
-    // Erasures wait out the batching window so that one pass per file serves them all.
-    let run_at = (kind == JobKind::Erasure).then(|| {
-        let window = state.settings.worker.erasure_batch_window_s;
-        chrono::Utc::now()
-            + chrono::Duration::seconds(i64::try_from(window).unwrap_or(i64::MAX / 2))
-    });
-    transition.enqueue = Some(NewJob {
-        kind,
-        request_id: Some(request.id.clone()),
-        payload: json!({}),
-        max_attempts: state.settings.worker.max_attempts,
-        run_at,
-    });
-    let mut updated = state
-        .store
-        .transition_request(&request.id, transition)
-        .await?;
-    if updated.request_type == RequestType::Erasure {
-        // First phase of the erasure: destroy the data key now, so every copy of the encrypted
-        // PII is unreadable at once. On failure the worker's plan destroys it before rewriting.
-        let destroyed = destroy_subject_key(
-            state.store.as_ref(),
-            &state.keyring,
-            &updated,
-            &caller.actor(),
-        )
-        .await;
-        match destroyed {
-            Ok(_) => updated = state.store.request(&updated.id).await?,
-            Err(e) => tracing::error!(
-                error = %e,
-                request_id = %updated.id,
-                "destroying the data key failed; the worker will retry"
-            ),
-        }
-    }
+    let updated = super::lifecycle::approve_now(&state, request, &caller.actor()).await?;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
@@ -449,7 +414,8 @@ pub async fn reject(
     responses((status = 200, description = "The archive", content_type = "application/zip", body = Vec<u8>),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not an access request, or not completed yet", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Not an access request, or not completed yet", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests/{id}/export")]
 pub async fn export(
     state: web::Data<AppState>,
@@ -462,6 +428,22 @@ pub async fn export(
         return Err(ApiError::Conflict {
             code: "no_export",
             detail: "only access requests have an export".into(),
+        });
+    }
+    let expired = request.export_deleted_at.is_some()
+        || request
+            .export_expires_at
+            .is_some_and(|at| at <= chrono::Utc::now());
+    if expired {
+        return Err(ApiError::Gone {
+            code: "export_expired",
+            detail: format!(
+                "the export expired at {}; file a new access request for a fresh copy",
+                request
+                    .export_expires_at
+                    .map(lethe_core::domain::to_db)
+                    .unwrap_or_default()
+            ),
         });
     }
     let Some(file) = request

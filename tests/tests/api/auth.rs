@@ -140,7 +140,7 @@ async fn an_auditor_cannot_approve_a_request_and_a_subject_cannot_administer() {
         .json()
         .await
         .unwrap();
-    assert_eq!(request["status"], "received");
+    assert_eq!(request["status"], "pending_approval");
 }
 
 #[tokio::test]

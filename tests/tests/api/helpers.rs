@@ -40,6 +40,8 @@ pub struct Spawn {
     pub ingest_max_body_bytes: Option<usize>,
     /// `auth.trusted_issuers`: identity providers of the company's app.
     pub trusted_issuers: Vec<TrustedIssuerSettings>,
+    /// Any other settings to change before the app is built.
+    pub configure: Option<fn(&mut Settings)>,
 }
 
 impl Default for Spawn {
@@ -52,6 +54,7 @@ impl Default for Spawn {
             batch_window_s: 0,
             ingest_max_body_bytes: None,
             trusted_issuers: Vec::new(),
+            configure: None,
         }
     }
 }
@@ -90,6 +93,9 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     settings.webhooks.retry_base_ms = 100;
     settings.webhooks.max_attempts = 3;
     settings.log.filter = "warn".into();
+    if let Some(configure) = spawn.configure {
+        configure(&mut settings);
+    }
     let app = Application::build(settings)
         .await
         .expect("application builds");
@@ -425,7 +431,7 @@ impl TestApp {
             let request: Value = self.get_request(token, id).await.json().await.unwrap();
             if matches!(
                 request["status"].as_str(),
-                Some("completed" | "failed" | "rejected")
+                Some("completed" | "partially_completed" | "failed" | "rejected" | "cancelled")
             ) {
                 return request;
             }

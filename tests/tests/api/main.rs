@@ -10,6 +10,7 @@ mod encrypted_story;
 mod external_identity;
 mod ingest;
 mod keys;
+mod lifecycle;
 mod metrics;
 mod openapi;
 mod requests;

@@ -343,6 +343,7 @@ async fn an_admin_retries_a_dead_lettered_erasure_after_fixing_the_lake() {
         history,
         [
             "received",
+            "pending_approval",
             "approved",
             "running",
             "failed",
@@ -357,8 +358,8 @@ async fn an_admin_retries_a_dead_lettered_erasure_after_fixing_the_lake() {
         .iter()
         .map(|h| h["actor"].as_str().unwrap())
         .collect();
-    assert!(actors[4].starts_with("user:"), "{actors:?}");
-    assert!(actors[5].starts_with("worker:"), "{actors:?}");
+    assert!(actors[5].starts_with("user:"), "{actors:?}");
+    assert!(actors[6].starts_with("worker:"), "{actors:?}");
     // Retrying a finished job is a conflict.
     let again = app
         .client

@@ -49,7 +49,10 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
         .json()
         .await
         .unwrap();
-    assert_eq!(filed["status"], "received");
+    assert_eq!(
+        filed["status"], "pending_approval",
+        "erasures are reviewed by default"
+    );
     assert_eq!(filed["history"][0]["status"], "received");
 
     // Access: approved, exported, downloaded.
@@ -133,7 +136,16 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
         .iter()
         .map(|h| h["status"].as_str().unwrap())
         .collect();
-    assert_eq!(history, ["received", "approved", "running", "completed"]);
+    assert_eq!(
+        history,
+        [
+            "received",
+            "pending_approval",
+            "approved",
+            "running",
+            "completed"
+        ]
+    );
     let dataset = &done["result"]["datasets"][0];
     assert_eq!(dataset["rows_removed"], subject_rows as u64);
     assert_eq!(dataset["files_rewritten"], files_with_subject.len() as u64);
@@ -216,6 +228,7 @@ async fn a_subject_gets_a_copy_of_their_data_and_then_is_erased_from_every_file(
         .collect();
     let mut expected = vec![
         "request.created",
+        "request.pending_approval",
         "request.approved",
         "subject.key_destroyed",
         "job.started",

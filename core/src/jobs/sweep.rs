@@ -1,0 +1,51 @@
+//! The export sweep: deletes access-request exports once they expire (`requests.export_ttl_s`,
+//! default 7 days), so copies of a subject's data do not outlive their purpose (GDPR Art. 5(1)(e),
+//! storage limitation).
+
+use object_store::ObjectStoreExt;
+use serde_json::json;
+
+use super::JobError;
+use crate::audit::NewAuditEntry;
+use crate::lake::object_store_for_url;
+use crate::store::Store;
+
+/// Exports deleted per sweep at most (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 100;
+
+/// Deletes every expired export not deleted yet (at most 100 per call) and records each
+/// deletion (`export.deleted` in the audit log). A file already gone counts as deleted.
+/// Returns how many were deleted.
+///
+/// # Errors
+/// [`JobError::Transient`] when the database or the export store fails (nothing is recorded
+/// for an export whose deletion failed; the next sweep tries again).
+pub async fn sweep_expired_exports(store: &dyn Store, actor: &str) -> Result<u64, JobError> {
+    let mut deleted = 0;
+    for request in store.expired_exports(SWEEP_BATCH).await? {
+        let Some(path) = &request.export_path else {
+            continue;
+        };
+        let (dir, name) = path.rsplit_once('/').unwrap_or((".", path.as_str()));
+        let (objects, prefix) = object_store_for_url(dir)
+            .map_err(|e| JobError::Transient(format!("export store for {path}: {e}")))?;
+        match objects.delete(&prefix.join(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(request_id = %request.id, error = %e, "expired export not deleted");
+                continue;
+            }
+        }
+        let audit = NewAuditEntry::new(actor, "export.deleted")
+            .request(&request.id)
+            .subject(&request.subject_pseudonym)
+            .details(json!({ "reason": "expired", "expired_at": request.export_expires_at }));
+        if store.mark_export_deleted(&request.id, audit).await? {
+            deleted += 1;
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "expired exports deleted");
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,199 @@
+//! Legal holds (GDPR Art. 17(3)) and the expiry of access exports, on the SQL store.
+//!
+//! A hold names a dataset or a subject (by the audit pseudonym, never the id). It is active
+//! while not released and before its end date. Creation and release are audited in the same
+//! transaction.
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::sql::{
+    REQUEST_COLS, SqlStore, append_audit_in, db, get_os, get_ots, get_s, get_ts, now, request_from,
+    with_detail,
+};
+use super::{LegalHold, NewLegalHold, PrivacyRequest, StoreError, StoreResult};
+use crate::audit::NewAuditEntry;
+use crate::domain::to_db;
+
+const HOLD_COLS: &str = "id, dataset_id, subject_pseudonym, legal_basis, reason, ends_at, \
+    created_by, created_at, released_by, released_at";
+
+fn hold_from(row: &AnyRow) -> StoreResult<LegalHold> {
+    let t = "legal_holds";
+    Ok(LegalHold {
+        id: get_s(row, t, "id")?,
+        dataset_id: get_os(row, t, "dataset_id")?,
+        subject_pseudonym: get_os(row, t, "subject_pseudonym")?,
+        legal_basis: get_s(row, t, "legal_basis")?,
+        reason: get_s(row, t, "reason")?,
+        ends_at: get_ots(row, t, "ends_at")?,
+        created_by: get_s(row, t, "created_by")?,
+        created_at: get_ts(row, t, "created_at")?,
+        released_by: get_os(row, t, "released_by")?,
+        released_at: get_ots(row, t, "released_at")?,
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn create_legal_hold_impl(
+        &self,
+        hold: NewLegalHold,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO legal_holds (id, dataset_id, subject_pseudonym, legal_basis, reason, \
+             ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING {HOLD_COLS}"
+        )))
+        .bind(Uuid::new_v4().to_string())
+        .bind(&hold.dataset_id)
+        .bind(&hold.subject_pseudonym)
+        .bind(&hold.legal_basis)
+        .bind(&hold.reason)
+        .bind(hold.ends_at.map(to_db))
+        .bind(&hold.created_by)
+        .bind(to_db(now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("placing a legal hold"))?;
+        let created = hold_from(&row)?;
+        append_audit_in(&mut tx, with_detail(audit, "hold_id", &created.id)).await?;
+        tx.commit().await.map_err(db("committing a legal hold"))?;
+        Ok(created)
+    }
+
+    pub(super) async fn list_legal_holds_impl(
+        &self,
+        active_only: bool,
+    ) -> StoreResult<Vec<LegalHold>> {
+        let filter = if active_only {
+            "WHERE released_at IS NULL AND (ends_at IS NULL OR ends_at > $1)"
+        } else {
+            "WHERE $1 = $1"
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {HOLD_COLS} FROM legal_holds {filter} ORDER BY created_at, id"
+        )))
+        .bind(to_db(now()))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("listing legal holds"))?
+        .iter()
+        .map(hold_from)
+        .collect()
+    }
+
+    pub(super) async fn active_holds_for_impl(
+        &self,
+        subject_pseudonym: &str,
+    ) -> StoreResult<Vec<LegalHold>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {HOLD_COLS} FROM legal_holds \
+             WHERE released_at IS NULL AND (ends_at IS NULL OR ends_at > $1) \
+               AND (dataset_id IS NOT NULL OR subject_pseudonym = $2) \
+             ORDER BY created_at, id"
+        )))
+        .bind(to_db(now()))
+        .bind(subject_pseudonym)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("reading legal holds"))?
+        .iter()
+        .map(hold_from)
+        .collect()
+    }
+
+    pub(super) async fn release_legal_hold_impl(
+        &self,
+        id: &str,
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<LegalHold> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE legal_holds SET released_by = $1, released_at = $2 \
+             WHERE id = $3 AND released_at IS NULL RETURNING {HOLD_COLS}"
+        )))
+        .bind(actor)
+        .bind(to_db(now()))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("releasing a legal hold"))?;
+        let Some(row) = row else {
+            let exists = sqlx::query("SELECT 1 AS one FROM legal_holds WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a legal hold"))?;
+            return Err(match exists {
+                None => StoreError::NotFound {
+                    entity: "legal hold",
+                    id: id.to_string(),
+                },
+                Some(_) => StoreError::Conflict(format!("legal hold {id} is already released")),
+            });
+        };
+        let released = hold_from(&row)?;
+        append_audit_in(&mut tx, with_detail(audit, "hold_id", id)).await?;
+        tx.commit().await.map_err(db("committing a release"))?;
+        Ok(released)
+    }
+
+    pub(super) async fn expired_exports_impl(
+        &self,
+        limit: i64,
+    ) -> StoreResult<Vec<PrivacyRequest>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLS} FROM requests \
+             WHERE export_expires_at <= $1 AND export_deleted_at IS NULL \
+               AND export_path IS NOT NULL ORDER BY export_expires_at LIMIT $2"
+        )))
+        .bind(to_db(now()))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("listing expired exports"))?
+        .iter()
+        .map(request_from)
+        .collect()
+    }
+
+    pub(super) async fn mark_export_deleted_impl(
+        &self,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let done = sqlx::query(
+            "UPDATE requests SET export_deleted_at = $1 \
+             WHERE id = $2 AND export_deleted_at IS NULL",
+        )
+        .bind(to_db(now()))
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("recording a deleted export"))?;
+        if done.rows_affected() == 1 {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing a deleted export"))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
