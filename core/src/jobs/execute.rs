@@ -553,7 +553,13 @@ async fn export(
     tokio::task::spawn_blocking(move || write_archive(&file, &manifest_for_zip, &collected))
         .await
         .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
-    let stored = store_export(&ctx.exports_url, &request.id, &staging).await;
+    let stored = store_export(
+        &ctx.exports_url,
+        &request.id,
+        &staging,
+        ctx.keyring.as_deref(),
+    )
+    .await;
     let _ = tokio::fs::remove_file(&staging).await;
     let (path, bytes) = stored?;
     let total_rows: u64 = manifest["datasets"]
@@ -668,12 +674,19 @@ async fn decrypt_rows(
     })
 }
 
+/// The sealing context of request `request_id`'s export: a sealed archive opens only as that
+/// request's export.
+pub fn export_context(request_id: &str) -> String {
+    format!("export:{request_id}")
+}
+
 /// Uploads the archive at `file` to `<exports_url>/<request_id>.zip` (streamed; multipart on
 /// object stores) and returns that location and its size in bytes.
 async fn store_export(
     exports_url: &str,
     request_id: &str,
     file: &Path,
+    keyring: Option<&Keyring>,
 ) -> Result<(String, u64), JobError> {
     let transient = |what: &str, e: &dyn std::fmt::Display| {
         JobError::Transient(format!("storing export {what} at {exports_url}: {e}"))
@@ -689,16 +702,39 @@ async fn store_export(
         lake::object_store_for_url(exports_url).map_err(|e| transient("location", &e))?;
     let name = format!("{request_id}.zip");
     let location = prefix.join(name.as_str());
-    let mut source = tokio::fs::File::open(file)
-        .await
-        .map_err(|e| transient("staging file", &e))?;
-    let mut sink = object_store::buffered::BufWriter::new(store, location);
-    let bytes = tokio::io::copy(&mut source, &mut sink)
-        .await
-        .map_err(|e| transient("upload", &e))?;
-    tokio::io::AsyncWriteExt::shutdown(&mut sink)
-        .await
-        .map_err(|e| transient("upload", &e))?;
+    let bytes = match keyring {
+        // Encrypted at rest (GDPR Art. 32): sealed under a fresh key wrapped by the KEK,
+        // bound to this request (see `keyring::blob`). An export is one subject's rows, so it
+        // is sealed in memory.
+        Some(keyring) => {
+            let zip = tokio::fs::read(file)
+                .await
+                .map_err(|e| transient("staging file", &e))?;
+            let sealed = keyring.seal_blob(&export_context(request_id), &zip);
+            let size = sealed.len() as u64;
+            let mut sink = object_store::buffered::BufWriter::new(store, location);
+            tokio::io::AsyncWriteExt::write_all(&mut sink, &sealed)
+                .await
+                .map_err(|e| transient("upload", &e))?;
+            tokio::io::AsyncWriteExt::shutdown(&mut sink)
+                .await
+                .map_err(|e| transient("upload", &e))?;
+            size
+        }
+        None => {
+            let mut source = tokio::fs::File::open(file)
+                .await
+                .map_err(|e| transient("staging file", &e))?;
+            let mut sink = object_store::buffered::BufWriter::new(store, location);
+            let bytes = tokio::io::copy(&mut source, &mut sink)
+                .await
+                .map_err(|e| transient("upload", &e))?;
+            tokio::io::AsyncWriteExt::shutdown(&mut sink)
+                .await
+                .map_err(|e| transient("upload", &e))?;
+            bytes
+        }
+    };
     Ok((
         format!("{}/{name}", exports_url.trim_end_matches('/')),
         bytes,

@@ -14,6 +14,7 @@
 //!
 //! The byte formats, the threat model and the sources are in `docs/encryption.md`.
 
+pub mod blob;
 mod cache;
 pub mod cell;
 mod contract;

@@ -144,6 +144,26 @@ impl Keyring {
         self.read_keks().current.clone()
     }
 
+    /// The current KEK, for sealing blobs ([`super::blob`]).
+    pub(super) fn current_kek_for_blobs(&self) -> Arc<Kek> {
+        self.current_kek()
+    }
+
+    /// Unwraps a blob key wrapped for `context` by this keyring's current or a previous KEK.
+    pub(super) fn unwrap_for_blobs(
+        &self,
+        wrapped: &super::WrappedDek,
+        context: &str,
+    ) -> Result<Dek, KeyringError> {
+        let kek =
+            self.read_keks()
+                .find(&wrapped.kek_id)
+                .ok_or_else(|| KeyringError::UnknownKek {
+                    kek_id: wrapped.kek_id.clone(),
+                })?;
+        kek.unwrap(wrapped, context)
+    }
+
     /// Id of the KEK new keys are wrapped with.
     pub fn kek_id(&self) -> String {
         self.current_kek().id().to_string()

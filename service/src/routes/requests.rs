@@ -1,7 +1,6 @@
 //! Privacy requests (DSRs): file, list, read, approve, reject, download the export.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use futures::TryStreamExt;
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
 use lethe_core::lake::object_store_for_url;
@@ -468,7 +467,18 @@ pub async fn export(
         .get(&prefix.join(name))
         .await
         .map_err(|e| unreadable(&e))?;
-    let size = object.meta.size;
+    // Exports are sealed at rest (`keyring::blob`); one subject's export is opened in memory.
+    // Archives written before sealing existed are served as they are.
+    let stored = object.bytes().await.map_err(|e| unreadable(&e))?;
+    let archive = if lethe_core::keyring::blob::is_sealed_blob(&stored) {
+        state
+            .keyring
+            .open_blob(&lethe_core::jobs::export_context(&request.id), &stored)
+            .map_err(|e| unreadable(&e))?
+    } else {
+        stored.to_vec()
+    };
+    let size = archive.len();
     state
         .store
         .append_audit(
@@ -478,16 +488,11 @@ pub async fn export(
                 .details(json!({ "bytes": size })),
         )
         .await?;
-    let body = object.into_stream().map_err(|e| {
-        tracing::error!(error = %e, "export download failed mid-stream");
-        actix_web::error::ErrorInternalServerError("export download failed")
-    });
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"lethe-export-{}.zip\"", request.id),
         ))
-        .insert_header(("Content-Length", size.to_string()))
-        .streaming(body))
+        .body(archive))
 }

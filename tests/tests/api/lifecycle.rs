@@ -286,7 +286,7 @@ async fn a_dataset_hold_keeps_the_dataset_and_a_subject_cannot_place_holds() {
 #[tokio::test]
 async fn an_export_expires_and_is_deleted_by_the_sweep() {
     let app = spawn_app_with(Spawn {
-        configure: Some(|s: &mut Settings| s.requests.export_ttl_s = 1),
+        configure: Some(|s: &mut Settings| s.requests.export_ttl_s = 3),
         ..Spawn::default()
     })
     .await;
@@ -297,9 +297,21 @@ async fn an_export_expires_and_is_deleted_by_the_sweep() {
     assert!(done["export_expires_at"].is_string(), "{done}");
     let exports = app.data_dir.path().join("exports");
     let file = exports.join(format!("{access}.zip"));
-    assert!(file.exists());
+    // Encrypted at rest: the stored archive is a sealed blob, not a zip, and names nobody.
+    let at_rest = std::fs::read(&file).unwrap();
+    assert!(at_rest.starts_with(b"LETHEBL1"), "sealed at rest");
+    let subject_id = app.summary.subjects[6].user_id.clone();
+    assert!(
+        !at_rest
+            .windows(subject_id.len())
+            .any(|w| w == subject_id.as_bytes())
+    );
+    let response = app.export(&token, &access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let zip = response.bytes().await.unwrap();
+    assert!(zip.starts_with(b"PK"), "the download is the plain zip");
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_problem(
         app.export(&token, &access).await,
         StatusCode::GONE,
