@@ -50,6 +50,14 @@ pub struct RequestSettings {
     pub access_approval: ApprovalPolicy,
     /// Approval policy of erasure requests (GDPR Art. 17): `review` (default) or `auto`.
     pub erasure_approval: ApprovalPolicy,
+    /// Approval policy of portability requests (GDPR Art. 20): `review` (default, like
+    /// access) or `auto`.
+    pub portability_approval: ApprovalPolicy,
+    /// Approval policy of rectification requests (GDPR Art. 16): `review` (default) or `auto`.
+    pub rectification_approval: ApprovalPolicy,
+    /// Approval policy of restriction requests and of their lifting (GDPR Art. 18): `review`
+    /// (default) or `auto`.
+    pub restriction_approval: ApprovalPolicy,
     /// Seconds after approval during which an erasure waits and the subject can still cancel
     /// it (default 0: none). The data key is destroyed when it ends, not at approval.
     pub erasure_cooling_off_s: u64,
@@ -500,6 +508,9 @@ retry_max_s = 3600
 [requests]
 access_approval = "review"
 erasure_approval = "review"
+portability_approval = "review"
+rectification_approval = "review"
+restriction_approval = "review"
 erasure_cooling_off_s = 0
 export_ttl_s = 604800
 "#;

@@ -125,6 +125,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
                 verification_note: None,
                 idempotency_key: None,
                 received_at: chrono::Utc::now(),
+                details: None,
             },
             NewAuditEntry::new("test", "request.created"),
         )

@@ -84,6 +84,7 @@ fn new_request(filed_by: &str, key: Option<&str>) -> NewRequest {
         verification_note: None,
         idempotency_key: key.map(String::from),
         received_at: chrono::Utc::now(),
+        details: None,
     }
 }
 
@@ -917,6 +918,7 @@ contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
 fn received_days_ago(days: i64, pseudonym: &str) -> NewRequest {
     NewRequest {
         received_at: chrono::Utc::now() - chrono::Duration::days(days),
+        details: None,
         subject_pseudonym: pseudonym.into(),
         ..new_request("user:a", None)
     }
@@ -1444,5 +1446,97 @@ contract!(
                 .await,
             Err(StoreError::NotFound { .. })
         ));
+    }
+);
+
+contract!(
+    request_details_round_trip_and_restrictions_are_keyed_by_subject,
+    |store| {
+        // A rectification's details come back as filed.
+        let details =
+            json!({"dataset_id": "d-1", "changes": {"notes": null, "email": "a@example.com"}});
+        let (filed, _) = store
+            .create_request(
+                NewRequest {
+                    request_type: RequestType::Rectification,
+                    details: Some(details.clone()),
+                    ..new_request("user:a", None)
+                },
+                audit("request.created"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.request(&filed.id).await.unwrap().details,
+            Some(details)
+        );
+        assert_eq!(filed.request_type, RequestType::Rectification);
+
+        // Restrict two subjects; restricting again keeps the first entry.
+        let (other, _) = store
+            .create_request(
+                NewRequest {
+                    request_type: RequestType::Restriction,
+                    subject_id: subject("u-0"),
+                    ..new_request("user:b", None)
+                },
+                audit("request.created"),
+            )
+            .await
+            .unwrap();
+        let first = store
+            .restrict_subject(&subject("u-1"), &filed.id, audit("subject.restricted"))
+            .await
+            .unwrap();
+        let again = store
+            .restrict_subject(&subject("u-1"), &other.id, audit("subject.restricted"))
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        store
+            .restrict_subject(&subject("u-0"), &other.id, audit("subject.restricted"))
+            .await
+            .unwrap();
+        let all = store.restricted_subjects(None, 10).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r.subject_id.as_str()).collect();
+        assert_eq!(ids, ["u-0", "u-1"]);
+        let page = store.restricted_subjects(Some("u-0"), 10).await.unwrap();
+        assert_eq!(page, std::slice::from_ref(&first));
+        assert_eq!(store.restricted_subjects(None, 1).await.unwrap().len(), 1);
+        let audited = store
+            .audit_entries(&AuditFilter {
+                action: Some("subject.restricted".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let flags: Vec<&serde_json::Value> = audited
+            .iter()
+            .map(|e| &e.details["already_restricted"])
+            .collect();
+        assert_eq!(flags, [&json!(false), &json!(true), &json!(false)]);
+
+        // Lifting removes the entry once.
+        let lifted = store
+            .lift_restriction(&subject("u-1"), audit("subject.restriction_lifted"))
+            .await
+            .unwrap();
+        assert_eq!(lifted, Some(first));
+        let none = store
+            .lift_restriction(&subject("u-1"), audit("subject.restriction_lifted"))
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+        let lifts = store
+            .audit_entries(&AuditFilter {
+                action: Some("subject.restriction_lifted".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(lifts.len(), 1, "a lift that lifted nothing is not audited");
+        let left = store.restricted_subjects(None, 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].subject_id, "u-0");
     }
 );

@@ -10,7 +10,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "Lethe",
-        description = "GDPR data subject requests (access, erasure) over Parquet data lakes, with a hash-chained audit log.\n\nErrors are RFC 7807 `application/problem+json` documents with a stable `code`.",
+        description = "GDPR data subject requests (access, portability, rectification, erasure, restriction) over Parquet data lakes, with a hash-chained audit log.\n\nErrors are RFC 7807 `application/problem+json` documents with a stable `code`.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -22,6 +22,7 @@ use crate::routes;
         routes::tokens::create, routes::tokens::list, routes::tokens::revoke,
         routes::requests::create, routes::requests::list, routes::requests::get,
         routes::requests::approve, routes::requests::reject, routes::requests::export,
+        routes::restrictions::list_restricted,
         routes::lifecycle::cancel, routes::lifecycle::create_hold, routes::lifecycle::list_holds,
         routes::lifecycle::release_hold,
         routes::deadlines::extend, routes::register::export,
@@ -38,7 +39,7 @@ use crate::routes;
         lethe_core::ingest::IngestReport, lethe_core::store::LegalHold,
         crate::routes::lifecycle::CreateHold, crate::routes::lifecycle::CancelRequest,
         lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
-        lethe_core::store::RequestEvent, lethe_core::store::RegisterEntry, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
+        lethe_core::store::RequestEvent, lethe_core::store::RestrictedSubject, lethe_core::store::RegisterEntry, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
         lethe_core::audit::AuditEntry, lethe_core::audit::VerifyReport, lethe_core::audit::ChainProblem, lethe_core::audit::ProblemKind,
         lethe_core::webhooks::WebhookDelivery, lethe_core::webhooks::DeliveryStatus,
         lethe_core::webhooks::WebhookEvent, lethe_core::webhooks::RequestEventData, lethe_core::webhooks::EventExtension,
@@ -51,7 +52,7 @@ use crate::routes;
         (name = "datasets", description = "The data map: registered Parquet lakes, and Lethe-managed datasets with a declared schema"),
         (name = "ingest", description = "Rows into Lethe-managed datasets: validated, PII encrypted per subject, Hive-partitioned"),
         (name = "tokens", description = "API tokens for pipelines (the producer role)"),
-        (name = "requests", description = "Privacy requests (GDPR Art. 12, 15, 17): filing, decisions, deadlines and their extension (Art. 12(3))"),
+        (name = "requests", description = "Privacy requests (GDPR Art. 12, 15–18, 20): filing, decisions, deadlines and their extension (Art. 12(3)), and the list of restricted subjects pipelines honour (Art. 18)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "register", description = "The register of requests for auditors (GDPR Art. 5(2) accountability): CSV or JSON Lines, without subject ids"),
         (name = "jobs", description = "The work queue: plans, per-file tasks, dead letters"),

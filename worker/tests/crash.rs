@@ -146,6 +146,7 @@ async fn setup() -> Setup {
                 verification_note: None,
                 idempotency_key: None,
                 received_at: chrono::Utc::now(),
+                details: None,
             },
             NewAuditEntry::new("test", "request.created"),
         )

@@ -6,6 +6,7 @@
 mod api_token;
 mod deadline;
 mod ids;
+mod rectification;
 mod request;
 mod schema;
 mod time;
@@ -15,6 +16,7 @@ pub use deadline::{
     ExtensionMonths, ExtensionReason, ExtensionRefusal, check_extension, extended_due_date,
 };
 pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
+pub use rectification::{MAX_CHANGED_COLUMNS, Rectification, RectificationError, typed_value};
 pub use request::{RequestStatus, RequestType};
 pub use schema::{
     ColumnSpec, ColumnType, DEFAULT_ROW_GROUP_ROWS, DEFAULT_TARGET_FILE_BYTES, DatasetSchema,

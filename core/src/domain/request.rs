@@ -10,32 +10,77 @@ use super::ParseError;
 pub enum RequestType {
     /// Right of access (GDPR Art. 15): a copy of every row that holds the subject.
     Access,
+    /// Right to data portability (GDPR Art. 20): the subject's rows in machine-readable
+    /// formats (Parquet, CSV and JSON).
+    Portability,
+    /// Right to rectification (GDPR Art. 16): columns of the subject's rows in one dataset set
+    /// to corrected values.
+    Rectification,
     /// Right to erasure (GDPR Art. 17): every row of the subject removed from the lake.
     Erasure,
+    /// Right to restriction of processing (GDPR Art. 18): the subject is marked restricted,
+    /// which pipelines honour (`GET /v1/subjects/restricted`).
+    Restriction,
+    /// The end of a restriction (GDPR Art. 18(3)): the subject is no longer restricted.
+    RestrictionLift,
 }
 
 impl RequestType {
+    /// Every type, in the order of the GDPR articles.
+    pub const ALL: [RequestType; 6] = [
+        RequestType::Access,
+        RequestType::Rectification,
+        RequestType::Erasure,
+        RequestType::Restriction,
+        RequestType::RestrictionLift,
+        RequestType::Portability,
+    ];
+
     /// The stable lower-case name used in the database and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestType::Access => "access",
+            RequestType::Portability => "portability",
+            RequestType::Rectification => "rectification",
             RequestType::Erasure => "erasure",
+            RequestType::Restriction => "restriction",
+            RequestType::RestrictionLift => "restriction_lift",
         }
     }
 
-    /// Parses `access` or `erasure`.
+    /// The GDPR article granting the right: `"15"`, `"16"`, `"17"`, `"18"` or `"20"`.
+    pub fn gdpr_article(self) -> &'static str {
+        match self {
+            RequestType::Access => "15",
+            RequestType::Rectification => "16",
+            RequestType::Erasure => "17",
+            RequestType::Restriction | RequestType::RestrictionLift => "18",
+            RequestType::Portability => "20",
+        }
+    }
+
+    /// Whether a completed request of this type has an export archive to download (access and
+    /// portability).
+    pub fn has_export(self) -> bool {
+        matches!(self, RequestType::Access | RequestType::Portability)
+    }
+
+    /// Parses a stable name (`access`, `portability`, `rectification`, `erasure`,
+    /// `restriction`, `restriction_lift`).
     ///
     /// # Errors
     /// [`ParseError`] for any other value.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        match value {
-            "access" => Ok(RequestType::Access),
-            "erasure" => Ok(RequestType::Erasure),
-            other => Err(ParseError {
+        RequestType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == value)
+            .ok_or_else(|| ParseError {
                 field: "type",
-                reason: format!("unknown request type '{other}' (expected access or erasure)"),
-            }),
-        }
+                reason: format!(
+                    "unknown request type '{value}' (expected one of {})",
+                    RequestType::ALL.map(RequestType::as_str).join(", ")
+                ),
+            })
     }
 }
 
@@ -214,9 +259,26 @@ mod tests {
         for s in RequestStatus::ALL {
             assert_eq!(RequestStatus::parse(s.as_str()).unwrap(), s);
         }
-        for t in [RequestType::Access, RequestType::Erasure] {
+        for t in RequestType::ALL {
             assert_eq!(RequestType::parse(t.as_str()).unwrap(), t);
+            let json = serde_json::to_value(t).unwrap();
+            assert_eq!(json, t.as_str(), "serde and the database agree");
         }
         assert!(RequestType::parse("deletion").is_err());
+    }
+
+    #[test]
+    fn each_right_names_its_article_and_only_exports_have_archives() {
+        assert_eq!(RequestType::Portability.gdpr_article(), "20");
+        assert_eq!(RequestType::Rectification.gdpr_article(), "16");
+        assert_eq!(RequestType::RestrictionLift.gdpr_article(), "18");
+        let with_archive: Vec<RequestType> = RequestType::ALL
+            .into_iter()
+            .filter(|t| t.has_export())
+            .collect();
+        assert_eq!(
+            with_archive,
+            [RequestType::Access, RequestType::Portability]
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! What each kind of job does: access (GDPR Art. 15), and erasure (Art. 17) as a plan that
-//! fans out one task per affected file so that many workers share one erasure.
+//! What each kind of job does: access and portability exports (GDPR Art. 15, 20), and erasure
+//! (Art. 17) as a plan that fans out one task per affected file so that many workers share one
+//! erasure. Rectification (Art. 16) and restriction (Art. 18) live in their own modules.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::audit::NewAuditEntry;
-use crate::domain::RequestStatus;
+use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::cells::decrypt_column;
 use crate::keyring::Keyring;
 use crate::keyring::KeyringError;
@@ -38,7 +39,7 @@ impl From<StoreError> for JobError {
     }
 }
 
-fn lake_error(dataset: &str, e: LakeError) -> JobError {
+pub(super) fn lake_error(dataset: &str, e: LakeError) -> JobError {
     let message = format!("dataset {dataset}: {e}");
     match e {
         LakeError::ObjectStore { .. } | LakeError::Io(_) | LakeError::Changed { .. } => {
@@ -140,7 +141,7 @@ pub async fn execute_job(
         JobKind::Compact => Err(JobError::Permanent(
             "compact jobs serve no request; the worker runs them directly".into(),
         )),
-        JobKind::Access => {
+        JobKind::Access | JobKind::Portability => {
             let datasets = store.list_datasets().await?;
             let (result, path) = export(store, ctx, &datasets, request).await?;
             Ok(Execution::Completed {
@@ -148,6 +149,8 @@ pub async fn execute_job(
                 export_path: Some(path),
             })
         }
+        JobKind::Rectification => super::rectify::rectify(store, ctx, request, guard).await,
+        JobKind::Restriction => super::restrict::apply(store, job, request).await,
     }
 }
 
@@ -499,8 +502,37 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
     })
 }
 
-/// Exports the subject's rows from every dataset into one zip archive holding, per dataset,
-/// `<name>.jsonl` and `<name>.csv`, plus `manifest.json`.
+/// The files an export archive holds for each dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArchiveFormat {
+    /// Access (GDPR Art. 15): `<name>.jsonl` (JSON Lines) and `<name>.csv`.
+    Access,
+    /// Portability (GDPR Art. 20), machine-readable: `<name>.parquet`, `<name>.csv` and
+    /// `<name>.json` (one JSON array of row objects).
+    Portability,
+}
+
+impl ArchiveFormat {
+    fn of(request_type: RequestType) -> Self {
+        match request_type {
+            RequestType::Portability => ArchiveFormat::Portability,
+            _ => ArchiveFormat::Access,
+        }
+    }
+
+    /// File extensions per dataset, in archive order.
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            ArchiveFormat::Access => &["jsonl", "csv"],
+            ArchiveFormat::Portability => &["parquet", "csv", "json"],
+        }
+    }
+}
+
+/// Exports the subject's rows from every dataset into one zip archive holding
+/// `manifest.json` and, per dataset, the files of the request's [`ArchiveFormat`]: access
+/// (Art. 15) `<name>.jsonl` and `<name>.csv`; portability (Art. 20) `<name>.parquet`,
+/// `<name>.csv` and `<name>.json`.
 async fn export(
     store: &Arc<dyn Store>,
     ctx: &ExecuteContext,
@@ -519,6 +551,7 @@ async fn export(
         None => false,
     };
     let datasets: &[Dataset] = if erased { &[] } else { datasets };
+    let format = ArchiveFormat::of(request.request_type);
     let mut collected = Vec::new();
     for dataset in datasets {
         let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
@@ -530,19 +563,22 @@ async fn export(
         let rows = decrypt_rows(ctx, dataset, request, rows).await?;
         collected.push((dataset.name.clone(), rows));
     }
-    let manifest = json!({
+    let mut manifest = json!({
         "request_id": request.id,
         "request_type": request.request_type,
         "generated_at": crate::domain::to_db(chrono::Utc::now()),
-        "gdpr_article": "15",
+        "gdpr_article": request.request_type.gdpr_article(),
         "erased": erased,
         "datasets": collected.iter().map(|(name, rows)| json!({
             "dataset": name,
             "rows": rows.rows,
             "files": rows.files.len(),
-            "formats": [format!("{name}.jsonl"), format!("{name}.csv")],
+            "formats": format.extensions().iter().map(|ext| format!("{name}.{ext}")).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
+    if format == ArchiveFormat::Portability {
+        manifest["json_format"] = json!("array");
+    }
     let staging = std::env::temp_dir().join(format!(
         "lethe-export-{}-{}.zip",
         request.id,
@@ -550,9 +586,11 @@ async fn export(
     ));
     let manifest_for_zip = manifest.clone();
     let file = staging.clone();
-    tokio::task::spawn_blocking(move || write_archive(&file, &manifest_for_zip, &collected))
-        .await
-        .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
+    tokio::task::spawn_blocking(move || {
+        write_archive(&file, &manifest_for_zip, &collected, format)
+    })
+    .await
+    .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
     let stored = store_export(
         &ctx.exports_url,
         &request.id,
@@ -741,12 +779,13 @@ async fn store_export(
     ))
 }
 
-/// Writes the zip archive to `path`: `manifest.json`, then per dataset `<name>.jsonl` and
-/// `<name>.csv`.
+/// Writes the zip archive to `path`: `manifest.json`, then per dataset one file per extension
+/// of `format`.
 fn write_archive(
     path: &Path,
     manifest: &Value,
     collected: &[(String, lake::SubjectRows)],
+    format: ArchiveFormat,
 ) -> Result<(), JobError> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
         JobError::Transient(format!("writing export {what} in {}: {e}", path.display()))
@@ -764,12 +803,18 @@ fn write_archive(
     )
     .map_err(|e| io("manifest", &e))?;
     for (name, rows) in collected {
-        zip.start_file(format!("{name}.jsonl"), options)
-            .map_err(|e| io("jsonl", &e))?;
-        lake::write_json_lines(rows, &mut zip).map_err(|e| io("jsonl", &e))?;
-        zip.start_file(format!("{name}.csv"), options)
-            .map_err(|e| io("csv", &e))?;
-        lake::write_csv(rows, &mut zip).map_err(|e| io("csv", &e))?;
+        for &ext in format.extensions() {
+            zip.start_file(format!("{name}.{ext}"), options)
+                .map_err(|e| io(ext, &e))?;
+            match ext {
+                "jsonl" => lake::write_json_lines(rows, &mut zip),
+                "csv" => lake::write_csv(rows, &mut zip),
+                "json" => lake::write_json_array(rows, &mut zip),
+                // "parquet", the one extension left
+                _ => lake::write_parquet(rows, &mut zip),
+            }
+            .map_err(|e| io(ext, &e))?;
+        }
     }
     let mut inner = zip.finish().map_err(|e| io("archive", &e))?;
     inner.flush().map_err(|e| io("archive", &e))?;

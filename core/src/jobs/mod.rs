@@ -6,6 +6,8 @@
 //! unreachable) and abort (permanent: missing column, corrupt file, bad root).
 
 mod execute;
+mod rectify;
+mod restrict;
 mod runner;
 mod shred;
 mod sweep;

@@ -495,7 +495,7 @@ impl Worker {
             RequestStatus::Completed
         };
         let mut transition = Transition::new(status, self.actor(), audit);
-        if job.kind == JobKind::Access {
+        if matches!(job.kind, JobKind::Access | JobKind::Portability) {
             transition.export_expires_at = chrono::Duration::from_std(self.config.export_ttl)
                 .ok()
                 .map(|ttl| chrono::Utc::now() + ttl);

@@ -14,8 +14,10 @@ use crate::keyring::{Keyring, ShredOutcome};
 use crate::store::{PrivacyRequest, Store};
 
 /// Destroys the data key of the subject of erasure `request`, writes the tombstone, and records
-/// the moment on the request with a `subject.key_destroyed` audit entry (once). Idempotent.
-/// Returns whether this call recorded it.
+/// the moment on the request with a `subject.key_destroyed` audit entry (once). A restriction of
+/// the subject's processing (GDPR Art. 18) is lifted with it (`subject.restriction_lifted`,
+/// reason `erased`): nothing is left to restrict, and the list of restricted subjects must not
+/// keep an erased subject's id. Idempotent. Returns whether this call recorded it.
 ///
 /// # Errors
 /// [`JobError::Transient`] when the key store or the database fails.
@@ -46,7 +48,13 @@ pub async fn destroy_subject_key(
         .request(&request.id)
         .subject(&request.subject_pseudonym)
         .details(json!({ "outcome": outcome, "elapsed_us": elapsed_us }));
-    Ok(store.mark_key_destroyed(&request.id, audit).await?)
+    let recorded = store.mark_key_destroyed(&request.id, audit).await?;
+    let lift = NewAuditEntry::new(actor, "subject.restriction_lifted")
+        .request(&request.id)
+        .subject(&request.subject_pseudonym)
+        .details(json!({ "reason": "erased" }));
+    store.lift_restriction(&request.subject_id, lift).await?;
+    Ok(recorded)
 }
 
 /// Re-applies the keyring's tombstone journal at start (see

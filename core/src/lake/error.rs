@@ -123,6 +123,19 @@ pub enum LakeError {
         reason: String,
     },
 
+    /// A rectification's new value does not fit a file's column (wrong type, out of range,
+    /// null in a non-nullable column, a partition key, an encrypted column without a key).
+    /// Nothing was written.
+    #[error("file {file:?}, column {column:?}: the new value cannot be written: {reason}")]
+    InvalidValue {
+        /// The file, relative to the lake root.
+        file: String,
+        /// The column.
+        column: String,
+        /// Why (never the value itself).
+        reason: String,
+    },
+
     /// An Arrow compute or encoding step failed (cast, filter, JSON/CSV writing…).
     #[error("Arrow error on {file:?}: {source}")]
     Arrow {

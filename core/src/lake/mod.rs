@@ -8,8 +8,8 @@
 //! | [`store`] | [`object_store_for_url_with`]: stores from URLs (`s3://`, `file://`, `memory://`), timeouts, retries |
 //! | [`root`] | [`LakeRoot`]: the store + prefix, listing data files ([`DataFile`]) |
 //! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
-//! | [`rewrite`] | [`Erase`]: copy-on-write rewrite dropping subjects' rows, verified and atomic |
-//! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV (GDPR Art. 15, 20) |
+//! | [`rewrite`] | [`Erase`], [`Rectify`]: copy-on-write rewrites dropping or correcting subjects' rows, verified and atomic |
+//! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV / JSON / Parquet (GDPR Art. 15, 20) |
 //!
 //! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused:
 //! rewriting their files one by one would corrupt them.
@@ -24,11 +24,14 @@ pub mod root;
 pub mod store;
 
 pub use error::LakeError;
-pub use export::{SubjectRows, collect_subject_rows, write_csv, write_json_lines};
+pub use export::{
+    SubjectRows, collect_subject_rows, write_csv, write_json_array, write_json_lines, write_parquet,
+};
 pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, LocatorHint};
 pub use rewrite::{
-    CommitGuard, Erase, EraseMetrics, EraseOutcome, ErasePolicy, EraseProgress, EraseSubjects,
-    Erased, FileOutcome, FileStatus, RowFilter, erase_rows, subject_values,
+    CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome, ErasePolicy,
+    EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile, Rectify,
+    RectifyMetrics, RectifyOutcome, RowFilter, erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{S3Options, StoreOptions, object_store_for_url, object_store_for_url_with};

@@ -10,6 +10,7 @@ mod holds;
 mod keys;
 mod locator;
 mod model;
+mod restrictions;
 mod sql;
 mod tokens;
 mod webhooks;
@@ -297,6 +298,32 @@ pub trait Store: Send + Sync + 'static {
         request_id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<bool>;
+
+    // ---- restriction of processing (GDPR Art. 18) -----------------------------------------
+
+    /// Marks `subject` restricted by request `request_id` and appends `audit` (with
+    /// `already_restricted` added to its details), in one transaction. A subject already
+    /// restricted keeps its first entry, which is returned.
+    async fn restrict_subject(
+        &self,
+        subject: &SubjectId,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<RestrictedSubject>;
+    /// Lifts `subject`'s restriction and appends `audit`, in one transaction; returns the entry
+    /// removed. `None`: the subject was not restricted, and nothing is audited.
+    async fn lift_restriction(
+        &self,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Option<RestrictedSubject>>;
+    /// Restricted subjects ordered by subject id, those after `after` only (keyset cursor),
+    /// at most `limit` (clamped to 1–1000).
+    async fn restricted_subjects(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RestrictedSubject>>;
 
     // ---- locator index -----------------------------------------------------------------
 

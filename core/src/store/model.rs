@@ -177,6 +177,9 @@ pub struct PrivacyRequest {
     pub export_expires_at: Option<Timestamp>,
     /// Access: when the expired export was deleted by the sweep.
     pub export_deleted_at: Option<Timestamp>,
+    /// Type-specific parameters: for rectification the [`crate::domain::Rectification`]
+    /// (dataset and new values: personal data, never audited).
+    pub details: Option<Value>,
 }
 
 /// A deadline extension recorded on a request (GDPR Art. 12(3)): at most one per request.
@@ -222,6 +225,8 @@ pub struct NewRequest {
     pub idempotency_key: Option<String>,
     /// Receipt time; the due date follows from it.
     pub received_at: chrono::DateTime<chrono::Utc>,
+    /// Type-specific parameters (rectification: the [`crate::domain::Rectification`]).
+    pub details: Option<Value>,
 }
 
 /// Which requests to list.
@@ -457,6 +462,14 @@ impl Transition {
 pub enum JobKind {
     /// Export a subject's rows from every dataset (GDPR Art. 15).
     Access,
+    /// Export a subject's rows from every dataset as Parquet, CSV and JSON (GDPR Art. 20).
+    Portability,
+    /// Rewrite the subject's files of one dataset with the request's corrected values
+    /// (GDPR Art. 16).
+    Rectification,
+    /// Mark the subject restricted, or lift the restriction (GDPR Art. 18), as the request's
+    /// type says. Touches no lake.
+    Restriction,
     /// Plan an erasure (GDPR Art. 17): locate the subject's files in every dataset and fan out
     /// one [`JobKind::EraseFile`] task per affected file.
     Erasure,
@@ -472,6 +485,9 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Access => "access",
+            JobKind::Portability => "portability",
+            JobKind::Rectification => "rectification",
+            JobKind::Restriction => "restriction",
             JobKind::Erasure => "erasure",
             JobKind::EraseFile => "erase_file",
             JobKind::Compact => "compact",
@@ -482,6 +498,9 @@ impl JobKind {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "access" => Some(JobKind::Access),
+            "portability" => Some(JobKind::Portability),
+            "rectification" => Some(JobKind::Rectification),
+            "restriction" => Some(JobKind::Restriction),
             "erasure" => Some(JobKind::Erasure),
             "erase_file" => Some(JobKind::EraseFile),
             "compact" => Some(JobKind::Compact),
@@ -698,6 +717,7 @@ mod tests {
             cooling_off_until: None,
             export_expires_at: None,
             export_deleted_at: None,
+            details: None,
         }
     }
 
@@ -780,4 +800,19 @@ pub struct NewLegalHold {
     pub ends_at: Option<Timestamp>,
     /// Who places it.
     pub created_by: String,
+}
+
+/// A subject whose processing is restricted (GDPR Art. 18): pipelines must keep their data
+/// stored but not process it. Listed by `GET /v1/subjects/restricted` for admins and
+/// pipelines, which need the subject ids to honour it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"subject_id": "u-1042", "restricted_since": "2025-02-01T09:00:05Z",
+    "request_id": "1e7c…"}))]
+pub struct RestrictedSubject {
+    /// The data subject.
+    pub subject_id: String,
+    /// When the restriction took effect (its request completed).
+    pub restricted_since: chrono::DateTime<chrono::Utc>,
+    /// The restriction request that set it.
+    pub request_id: String,
 }

@@ -320,7 +320,7 @@ pub(super) const REQUEST_COLS: &str = "id, request_type, subject_id, subject_pse
     filed_by, verification_note, idempotency_key, received_at, due_at, decided_by, decided_at, \
     decision_reason, completed_at, result, error, export_path, key_destroyed_at, \
     original_due_at, extended_at, extended_by, extension_months, extension_reason, \
-    cooling_off_until, export_expires_at, export_deleted_at";
+    cooling_off_until, export_expires_at, export_deleted_at, details";
 
 /// `'completed', 'rejected', 'failed'`: the final statuses as an SQL list (for `NOT IN`).
 pub(super) fn final_statuses_sql() -> String {
@@ -379,6 +379,7 @@ pub(super) fn request_from(row: &AnyRow) -> StoreResult<PrivacyRequest> {
         cooling_off_until: get_ots(row, t, "cooling_off_until")?,
         export_expires_at: get_ots(row, t, "export_expires_at")?,
         export_deleted_at: get_ots(row, t, "export_deleted_at")?,
+        details: get_json(row, t, "details")?,
     })
 }
 
@@ -913,8 +914,8 @@ impl Store for SqlStore {
             .map_err(db("starting a transaction"))?;
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO requests (id, request_type, subject_id, subject_pseudonym, status, filed_by, \
-               verification_note, idempotency_key, received_at, due_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'received', $5, $6, $7, $8, $9, $8) RETURNING {REQUEST_COLS}"
+               verification_note, idempotency_key, received_at, due_at, updated_at, details) \
+             VALUES ($1, $2, $3, $4, 'received', $5, $6, $7, $8, $9, $8, $10) RETURNING {REQUEST_COLS}"
         )))
         .bind(&id)
         .bind(request.request_type.as_str())
@@ -925,6 +926,7 @@ impl Store for SqlStore {
         .bind(&request.idempotency_key)
         .bind(to_db(request.received_at))
         .bind(to_db(due_date(request.received_at)))
+        .bind(request.details.as_ref().map(Value::to_string))
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {
@@ -1559,6 +1561,31 @@ impl Store for SqlStore {
         audit: NewAuditEntry,
     ) -> StoreResult<bool> {
         self.mark_export_deleted_impl(request_id, audit).await
+    }
+
+    async fn restrict_subject(
+        &self,
+        subject: &SubjectId,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<RestrictedSubject> {
+        self.restrict_subject_impl(subject, request_id, audit).await
+    }
+
+    async fn lift_restriction(
+        &self,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Option<RestrictedSubject>> {
+        self.lift_restriction_impl(subject, audit).await
+    }
+
+    async fn restricted_subjects(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RestrictedSubject>> {
+        self.restricted_subjects_impl(after, limit).await
     }
 
     async fn index_files(

@@ -20,7 +20,12 @@ use crate::startup::AppState;
 pub(crate) fn policy_for(state: &AppState, request_type: RequestType) -> ApprovalPolicy {
     match request_type {
         RequestType::Access => state.settings.requests.access_approval,
+        RequestType::Portability => state.settings.requests.portability_approval,
+        RequestType::Rectification => state.settings.requests.rectification_approval,
         RequestType::Erasure => state.settings.requests.erasure_approval,
+        RequestType::Restriction | RequestType::RestrictionLift => {
+            state.settings.requests.restriction_approval
+        }
     }
 }
 
@@ -60,7 +65,10 @@ pub(crate) async fn approve_now(
 ) -> Result<PrivacyRequest, ApiError> {
     let kind = match request.request_type {
         RequestType::Access => JobKind::Access,
+        RequestType::Portability => JobKind::Portability,
+        RequestType::Rectification => JobKind::Rectification,
         RequestType::Erasure => JobKind::Erasure,
+        RequestType::Restriction | RequestType::RestrictionLift => JobKind::Restriction,
     };
     let now = chrono::Utc::now();
     let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod register;
 pub mod requests;
+pub mod restrictions;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(lifecycle::release_hold)
                 .service(deadlines::extend)
                 .service(requests::export)
+                .service(restrictions::list_restricted)
                 .service(audit::list)
                 .service(audit::export)
                 .service(audit::verify)

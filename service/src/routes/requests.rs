@@ -2,9 +2,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::domain::{Rectification, RequestStatus, RequestType, Role, SubjectId};
 use lethe_core::lake::object_store_for_url;
-use lethe_core::store::{NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition};
+use lethe_core::store::{
+    NewRequest, PrivacyRequest, RequestEvent, RequestFilter, StoreError, Transition,
+};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,11 +16,14 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// A request to file.
+/// A request to file. Every type takes `type` (and, from an admin, `subject_id` and
+/// `verification_note`); a rectification also names the dataset and the new values.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"type": "erasure"}))]
+#[schema(example = json!({"type": "rectification", "dataset_id": "5f1c…",
+    "changes": {"email": "ana.new@example.com", "notes": null}}))]
 pub struct CreateRequest {
-    /// The right exercised: `access` (GDPR Art. 15) or `erasure` (Art. 17).
+    /// The right exercised: `access` (GDPR Art. 15), `rectification` (Art. 16), `erasure`
+    /// (Art. 17), `restriction` or `restriction_lift` (Art. 18), `portability` (Art. 20).
     #[serde(rename = "type")]
     pub request_type: RequestType,
     /// The data subject. Subjects omit it (their linked id is used); admins must give it.
@@ -26,6 +31,17 @@ pub struct CreateRequest {
     /// Admins filing for a subject: how the person's identity was verified (required). Subjects
     /// omit it; for a subject identified by a trusted issuer's JWT, `jwt:<issuer>` is recorded.
     pub verification_note: Option<String>,
+    /// Rectification only (required there): the id of the dataset whose rows are corrected.
+    pub dataset_id: Option<String>,
+    /// Rectification only (required there): column → new value, set on every row of the
+    /// subject in the dataset. Values are JSON scalars of the column's type (text, dates and
+    /// RFC 3339 timestamps as strings; `null` for nullable columns). Subject columns and
+    /// partition columns cannot be changed. Checked when filed against the declared schema of
+    /// a Lethe-managed dataset; for a dataset written by others, against each file's column
+    /// types when the request runs (a mismatch fails it with nothing written). Encrypted
+    /// columns are sealed again with the subject's key.
+    #[schema(value_type = Option<Object>)]
+    pub changes: Option<serde_json::Map<String, Value>>,
 }
 
 /// A rejection.
@@ -48,7 +64,7 @@ pub struct RejectRequest {
     "decided_by": "user:1b2c…", "decided_at": "2025-01-31T10:00:00Z", "decision_reason": null,
     "completed_at": "2025-01-31T10:00:05Z",
     "result": {"rows_removed": 31, "datasets": [{"dataset": "running_events", "files_scanned": 90, "files_rewritten": 30, "rows_removed": 31, "bytes_read": 1234567, "bytes_written": 1200000}]},
-    "error": null, "export_available": false, "history": []
+    "error": null, "export_available": false, "dataset_id": null, "changes": null, "history": []
 }))]
 pub struct RequestView {
     /// Id.
@@ -91,7 +107,10 @@ pub struct RequestView {
     pub decision_reason: Option<String>,
     /// Completed or failed at.
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Outcome: per-dataset counts (files scanned and rewritten, rows removed, bytes).
+    /// Outcome. Erasure: per-dataset counts (files scanned and rewritten, rows removed,
+    /// bytes). Access, portability: rows and files exported per dataset. Rectification:
+    /// `rows_changed`, `columns`, and per dataset files scanned and rewritten. Restriction:
+    /// `restricted` and `restricted_since`.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// Last error when failed.
@@ -103,8 +122,13 @@ pub struct RequestView {
     pub key_destroyed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Erasure: until when the subject can still cancel it (`POST /v1/requests/{id}/cancel`).
     pub cooling_off_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Access: when the export stops being downloadable (then it is deleted).
+    /// Access, portability: when the export stops being downloadable (then it is deleted).
     pub export_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Rectification: the dataset whose rows are corrected.
+    pub dataset_id: Option<String>,
+    /// Rectification: column → new value (hidden from auditors: the values are personal data).
+    #[schema(value_type = Option<Object>)]
+    pub changes: Option<Value>,
     /// Status history, oldest first (only on `GET /v1/requests/{id}`).
     pub history: Vec<RequestEvent>,
 }
@@ -113,6 +137,10 @@ pub struct RequestView {
 pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent>) -> RequestView {
     let days_left = (!r.status.is_final()).then(|| (r.due_at - chrono::Utc::now()).num_days());
     let extension = r.extension;
+    let rectification = r
+        .details
+        .filter(|_| r.request_type == RequestType::Rectification)
+        .and_then(|d| serde_json::from_value::<Rectification>(d).ok());
     RequestView {
         id: r.id,
         request_type: r.request_type,
@@ -141,6 +169,10 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         key_destroyed_at: r.key_destroyed_at,
         cooling_off_until: r.cooling_off_until,
         export_expires_at: r.export_expires_at,
+        dataset_id: rectification.as_ref().map(|d| d.dataset_id.clone()),
+        changes: rectification
+            .filter(|_| caller.role != Role::Auditor)
+            .map(|d| json!(d.changes)),
         history,
     }
 }
@@ -158,6 +190,60 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyR
     }
 }
 
+/// The rectification `body` describes (`None` for the other types), checked against its
+/// dataset (GDPR Art. 16).
+///
+/// # Errors
+/// 400 `validation` when a rectification lacks `dataset_id` or `changes`, names no registered
+/// dataset, or a change breaks a rule of [`Rectification::check`]; when another type carries
+/// either field.
+async fn rectification_of(
+    state: &AppState,
+    body: &CreateRequest,
+) -> Result<Option<Rectification>, ApiError> {
+    if body.request_type != RequestType::Rectification {
+        if body.dataset_id.is_some() || body.changes.is_some() {
+            return Err(ApiError::validation(
+                "dataset_id and changes belong to rectification requests only",
+            ));
+        }
+        return Ok(None);
+    }
+    let dataset_id = body
+        .dataset_id
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::validation(
+                "a rectification needs dataset_id: the dataset whose rows are corrected",
+            )
+        })?;
+    let changes = body.changes.clone().ok_or_else(|| {
+        ApiError::validation("a rectification needs changes: {\"<column>\": <new value>, …}")
+    })?;
+    let dataset = match state.store.dataset(dataset_id).await {
+        Ok(dataset) => dataset,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ApiError::validation(format!(
+                "dataset_id {dataset_id} names no registered dataset"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rectification = Rectification {
+        dataset_id: dataset.id.clone(),
+        changes: changes.into_iter().collect(),
+    };
+    rectification
+        .check(
+            dataset.schema.as_ref(),
+            &dataset.subject_columns(),
+            &dataset.partition_columns,
+        )
+        .map_err(|e| ApiError::validation(format!("dataset {}: {e}", dataset.name)))?;
+    Ok(Some(rectification))
+}
+
 /// Files a privacy request.
 ///
 /// A subject files for themselves (their account must have been linked to a subject id by an
@@ -165,13 +251,26 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyR
 /// records `jwt:<issuer>` as its verification). An admin files for any subject and must say how
 /// identity was verified. Send an `Idempotency-Key` header to make retries safe: a repeat
 /// returns the first request with status 200.
+///
+/// The rights: `access` (GDPR Art. 15: a zip of JSON Lines and CSV), `portability` (Art. 20: a
+/// zip of Parquet, CSV and JSON), `rectification` (Art. 16: `dataset_id` and `changes`, applied
+/// by rewriting the subject's files), `erasure` (Art. 17), `restriction` and
+/// `restriction_lift` (Art. 18: the subject is listed in, or removed from,
+/// `GET /v1/subjects/restricted` once the request completes).
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
-    request_body = CreateRequest,
+    request_body(content = CreateRequest, examples(
+        ("access" = (summary = "Right of access (Art. 15), filed by the subject", value = json!({"type": "access"}))),
+        ("portability" = (summary = "Right to data portability (Art. 20): Parquet, CSV and JSON", value = json!({"type": "portability"}))),
+        ("rectification" = (summary = "Right to rectification (Art. 16): new values for columns of one dataset", value = json!({"type": "rectification", "dataset_id": "5f1c…", "changes": {"email": "ana.new@example.com", "full_name": "Ana Lima", "notes": null}}))),
+        ("erasure_by_admin" = (summary = "Right to erasure (Art. 17), filed by an admin for a subject", value = json!({"type": "erasure", "subject_id": "u-1042", "verification_note": "Passport checked at the front desk"}))),
+        ("restriction" = (summary = "Right to restriction of processing (Art. 18)", value = json!({"type": "restriction"}))),
+        ("restriction_lift" = (summary = "Lifting a restriction (Art. 18(3))", value = json!({"type": "restriction_lift"}))),
+    )),
     params(("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe (≤ 255 characters)")),
     responses(
         (status = 201, description = "Filed", body = RequestView),
         (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = RequestView),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: a missing field, an invalid subject id, or a rectification whose dataset is unknown or whose changes break a rule (subject or partition column, undeclared column, value not of the column's type)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Account not linked to a subject, or an auditor", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused for a different request", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -198,6 +297,7 @@ pub async fn create(
             Some(key.to_string())
         }
     };
+    let rectification = rectification_of(&state, &body).await?;
     let (subject, note) = match caller.role {
         Role::Subject => {
             let own = caller.subject_id.clone().ok_or_else(|| {
@@ -227,13 +327,20 @@ pub async fn create(
         }
     };
     let pseudonym = state.pseudonyms.pseudonym(&subject);
+    let mut details = json!({
+        "type": body.request_type,
+        "identity_verified_by_admin": caller.role == Role::Admin,
+        "identity_verified_by_issuer": caller.issuer,
+    });
+    if let Some(r) = &rectification {
+        // The columns only: the new values are personal data.
+        details["dataset_id"] = json!(r.dataset_id);
+        details["columns"] = json!(r.columns());
+    }
     let audit = NewAuditEntry::new(caller.actor(), "request.created")
         .subject(&pseudonym)
-        .details(json!({
-            "type": body.request_type,
-            "identity_verified_by_admin": caller.role == Role::Admin,
-            "identity_verified_by_issuer": caller.issuer,
-        }));
+        .details(details);
+    let details = rectification.map(|r| json!(r));
     let (request, created) = state
         .store
         .create_request(
@@ -245,11 +352,16 @@ pub async fn create(
                 verification_note: note,
                 idempotency_key,
                 received_at: chrono::Utc::now(),
+                details: details.clone(),
             },
             audit,
         )
         .await?;
-    if !created && (request.request_type != body.request_type || request.subject_id != subject) {
+    if !created
+        && (request.request_type != body.request_type
+            || request.subject_id != subject
+            || request.details != details)
+    {
         return Err(ApiError::Conflict {
             code: "idempotency_key_reused",
             detail: "this Idempotency-Key was already used for a different request".into(),
@@ -405,15 +517,17 @@ pub async fn reject(
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
 
-/// Downloads the export archive of a completed access request: a zip holding, per dataset,
-/// `<dataset>.jsonl` and `<dataset>.csv`, plus `manifest.json`. The subject and admins only;
-/// every download is audited.
+/// Downloads the export archive of a completed access or portability request: a zip holding
+/// `manifest.json` (with `gdpr_article`) and, per dataset, `<dataset>.jsonl` and
+/// `<dataset>.csv` (access, GDPR Art. 15) or `<dataset>.parquet`, `<dataset>.csv` and
+/// `<dataset>.json`, one JSON array of row objects (portability, Art. 20). The subject and
+/// admins only; every download is audited.
 #[utoipa::path(get, path = "/v1/requests/{id}/export", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, description = "The archive", content_type = "application/zip", body = Vec<u8>),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not an access request, or not completed yet", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_export`: not an access or portability request; `export_not_ready`: not completed yet", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests/{id}/export")]
 pub async fn export(
@@ -423,10 +537,10 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Subject, Role::Admin])?;
     let request = visible(&state, &caller, &path).await?;
-    if request.request_type != RequestType::Access {
+    if !request.request_type.has_export() {
         return Err(ApiError::Conflict {
             code: "no_export",
-            detail: "only access requests have an export".into(),
+            detail: "only access and portability requests have an export".into(),
         });
     }
     let expired = request.export_deleted_at.is_some()
@@ -437,7 +551,7 @@ pub async fn export(
         return Err(ApiError::Gone {
             code: "export_expired",
             detail: format!(
-                "the export expired at {}; file a new access request for a fresh copy",
+                "the export expired at {}; file a new request for a fresh copy",
                 request
                     .export_expires_at
                     .map(lethe_core::domain::to_db)

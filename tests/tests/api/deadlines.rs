@@ -36,6 +36,7 @@ async fn file_received_days_ago(app: &TestApp, subject: &str, days_ago: i64) -> 
                 verification_note: Some("test fixture".into()),
                 idempotency_key: None,
                 received_at: Utc::now() - chrono::Duration::days(days_ago),
+                details: None,
             },
             NewAuditEntry::new("system:test", "request.created").subject(&pseudonym),
         )

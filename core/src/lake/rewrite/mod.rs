@@ -1,9 +1,10 @@
-//! Copy-on-write rewrite of lake files, and the [`Erase`] operation built on it (GDPR Art. 17).
+//! Copy-on-write rewrite of lake files, and the operations built on it: [`Erase`] (GDPR
+//! Art. 17) and [`Rectify`] (Art. 16).
 //!
 //! One engine ([`engine`]) rewrites a file through a [`RowFilter`]; erasure is the filter that
-//! drops the subjects' rows. Rectification (GDPR Art. 16) will be another filter on the same
-//! engine. Files without the subjects are never written; a file is either the old one or the
-//! complete, verified new one.
+//! drops the subjects' rows; [`Rectify`] (GDPR Art. 16) is the filter that sets columns of the
+//! subject's rows. Files without the subjects are never written; a file is either the old one or
+//! the complete, verified new one.
 
 mod crc;
 mod engine;
@@ -11,8 +12,12 @@ mod failpoint;
 mod faithful;
 mod guard;
 mod policy;
+mod rectify;
 
 pub use policy::{ErasePolicy, Erased, erase_rows, subject_values};
+pub use rectify::{
+    CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
+};
 
 pub use guard::CommitGuard;
 

@@ -1,0 +1,334 @@
+//! Rectification jobs (GDPR Art. 16): the files of one dataset holding the subject are
+//! rewritten with the request's corrected values; encrypted columns are sealed again with the
+//! subject's data key, so the subject's next access export shows the new values decrypted.
+//!
+//! One job does the whole dataset, file after file: a subject's rows sit in few files, and one
+//! job keeps the request's outcome in one place. A retry rewrites the files again, which sets
+//! the same values again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, StringArray};
+use serde_json::{Value, json};
+
+use super::execute::{ExecuteContext, Execution, JobError, lake_error, locator_hint};
+use crate::domain::{Rectification, SubjectId};
+use crate::ingest::cells::{BatchKeys, encrypt_column};
+use crate::keyring::KeyringError;
+use crate::lake::{CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Locate, Rectify};
+use crate::store::{Dataset, PrivacyRequest, Store};
+
+/// Seals new values with the subject's key, bound to the dataset and column like ingest does.
+struct SubjectSealer {
+    dataset: String,
+    keys: BatchKeys,
+}
+
+impl std::fmt::Debug for SubjectSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectSealer")
+            .field("dataset", &self.dataset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CellSealer for SubjectSealer {
+    fn seal(
+        &self,
+        column: &str,
+        values: &ArrayRef,
+        owners: &StringArray,
+    ) -> Result<BinaryArray, String> {
+        encrypt_column(&self.dataset, column, values, owners, &self.keys).map_err(|e| e.to_string())
+    }
+}
+
+/// The lake changes of `rectification` in `dataset`: per column, the subject column selecting
+/// the rows (a PII column's owner, else the primary subject column) and, for encrypted columns,
+/// the declared type the value is sealed as.
+fn column_changes(dataset: &Dataset, rectification: &Rectification) -> Vec<ColumnChange> {
+    rectification
+        .changes
+        .iter()
+        .map(|(column, value)| {
+            let (owner, sealed_as) = match &dataset.schema {
+                Some(schema) => {
+                    let spec = schema.column(column);
+                    let owner = match spec {
+                        Some(spec) if spec.pii.is_some() => schema.owner_of(spec),
+                        _ => schema.primary_subject(),
+                    };
+                    let sealed_as = spec
+                        .filter(|_| schema.is_encrypted(column))
+                        .map(|spec| spec.column_type.arrow());
+                    (owner.to_string(), sealed_as)
+                }
+                None => (dataset.subject_column.clone(), None),
+            };
+            ColumnChange {
+                column: column.clone(),
+                owner,
+                value: value.clone(),
+                sealed_as,
+            }
+        })
+        .collect()
+}
+
+/// Runs rectification request `request`: checks the changes again against the dataset, fails
+/// for an erased subject, locates the subject's files (locator index first), rewrites them
+/// (fenced by `guard`) and keeps the index in step (same rows, new sizes).
+///
+/// # Errors
+/// [`JobError::Permanent`] for missing or invalid changes, an erased subject, a value that does
+/// not fit a file's column (nothing written), unreadable files; [`JobError::Transient`] for
+/// storage and database hiccups and a lost lease.
+pub(super) async fn rectify(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    let rectification: Rectification = request
+        .details
+        .clone()
+        .ok_or_else(|| JobError::Permanent("the request holds no changes".into()))
+        .and_then(|d| {
+            serde_json::from_value(d).map_err(|e| {
+                JobError::Permanent(format!("the request's changes are malformed: {e}"))
+            })
+        })?;
+    let subject = &request.subject_id;
+    if let Some(keyring) = &ctx.keyring {
+        let shredded = keyring
+            .shredded_among([subject.as_str()])
+            .await
+            .map_err(|e| JobError::Transient(format!("checking the subject's key: {e}")))?;
+        if !shredded.is_empty() {
+            return Err(JobError::Permanent(
+                "the subject's data was erased (their key is destroyed): there is nothing left to rectify".into(),
+            ));
+        }
+    }
+    let dataset = store.dataset(&rectification.dataset_id).await?;
+    rectification
+        .check(
+            dataset.schema.as_ref(),
+            &dataset.subject_columns(),
+            &dataset.partition_columns,
+        )
+        .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
+    let changes = column_changes(&dataset, &rectification);
+
+    let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
+    let owners: BTreeSet<&str> = changes.iter().map(|c| c.owner.as_str()).collect();
+    let mut locate = Locate::new(root.clone(), dataset.subject_column.clone())
+        .also_columns(owners.iter().copied())
+        .subjects([subject.as_str()])
+        .concurrency(ctx.file_concurrency.max(1));
+    if let Some(hint) =
+        locator_hint(store, ctx.keyring.as_deref(), &dataset, &[subject.as_str()]).await?
+    {
+        locate = locate.index(hint);
+    }
+    let report = locate
+        .execute()
+        .await
+        .map_err(|e| lake_error(&dataset.name, e))?;
+    if !report.failures.is_empty() {
+        let failed: Vec<String> = report
+            .failures
+            .iter()
+            .map(|f| format!("{}: {}", f.relative, f.error))
+            .collect();
+        return Err(JobError::Permanent(format!(
+            "dataset {}: {} file(s) could not be read, nothing was rectified: {}",
+            dataset.name,
+            failed.len(),
+            failed.join("; ")
+        )));
+    }
+
+    let mut rectify = Rectify::new(root, subject.as_str())
+        .files(report.files.iter().map(|f| f.file.relative.clone()))
+        .commit_guard(guard);
+    if changes.iter().any(|c| c.sealed_as.is_some()) {
+        rectify = rectify.sealer(sealer_for(ctx, &dataset, subject).await?);
+    }
+    for change in changes {
+        rectify = rectify.change(change);
+    }
+    let outcome = if report.files.is_empty() {
+        Default::default()
+    } else {
+        rectify
+            .execute()
+            .await
+            .map_err(|e| lake_error(&dataset.name, e))?
+    };
+
+    let mut rewritten = Vec::new();
+    let mut failed = Vec::new();
+    for f in &outcome.files {
+        match &f.file.status {
+            FileStatus::Rewritten => {
+                // Same rows, new size: the index keeps answering for this file.
+                store
+                    .index_rewritten(
+                        &dataset.id,
+                        &f.file.relative,
+                        &[],
+                        f.file.rows_before,
+                        f.file.bytes_written,
+                    )
+                    .await?;
+                rewritten.push(Value::String(f.file.relative.clone()));
+            }
+            FileStatus::Unchanged => {}
+            FileStatus::Failed { error } => failed.push((f.file.relative.clone(), error.clone())),
+        }
+    }
+    if !failed.is_empty() {
+        let fenced = failed
+            .iter()
+            .any(|(_, e)| e.contains("lease") || e.contains("fenced") || e.contains("changed"));
+        let message = format!(
+            "dataset {}: {} file(s) could not be rectified and were left untouched ({} rewritten): {}",
+            dataset.name,
+            failed.len(),
+            rewritten.len(),
+            failed
+                .iter()
+                .map(|(file, e)| format!("{file}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Err(if fenced {
+            JobError::Transient(message)
+        } else {
+            JobError::Permanent(message)
+        });
+    }
+    let m = &outcome.metrics;
+    Ok(Execution::Completed {
+        result: json!({
+            "rows_changed": m.rows_changed,
+            "columns": rectification.columns(),
+            "datasets": [{
+                "dataset": dataset.name,
+                "files_scanned": report.metrics.files_scanned,
+                "files_rewritten": m.files_rewritten,
+                "rows_changed": m.rows_changed,
+                "bytes_read": report.metrics.bytes_read + m.bytes_read,
+                "bytes_written": m.bytes_written,
+                "rewritten": rewritten,
+            }],
+        }),
+        export_path: None,
+    })
+}
+
+/// A sealer with the subject's data key.
+async fn sealer_for(
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    subject: &SubjectId,
+) -> Result<Arc<dyn CellSealer>, JobError> {
+    let keyring = ctx.keyring.as_ref().ok_or_else(|| {
+        JobError::Permanent(format!(
+            "dataset {} is encrypted and no keyring is configured",
+            dataset.name
+        ))
+    })?;
+    let dek = match keyring.dek_for_write(subject).await {
+        Ok(dek) => dek,
+        Err(KeyringError::Shredded) => {
+            return Err(JobError::Permanent(
+                "the subject's data was erased (their key is destroyed): there is nothing left to rectify".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(JobError::Transient(format!(
+                "reading the subject's key: {e}"
+            )));
+        }
+    };
+    let keys: BatchKeys = [(subject.as_str().to_string(), (subject.clone(), dek))].into();
+    Ok(Arc::new(SubjectSealer {
+        dataset: dataset.name.clone(),
+        keys,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dataset(schema: Option<Value>) -> Dataset {
+        Dataset {
+            id: "d-1".into(),
+            name: "messages".into(),
+            root_url: "/lake".into(),
+            subject_column: "sender".into(),
+            partition_columns: vec!["date".into()],
+            created_by: "user:a".into(),
+            created_at: chrono::Utc::now(),
+            schema: schema.map(|s| serde_json::from_value(s).unwrap()),
+        }
+    }
+
+    #[test]
+    fn each_column_changes_the_rows_of_its_owner_and_encrypted_ones_are_sealed() {
+        let d = dataset(Some(json!({
+            "subject_columns": ["sender", "receiver"],
+            "columns": [
+                {"name": "sender", "type": "string"},
+                {"name": "receiver", "type": "string"},
+                {"name": "topic", "type": "string"},
+                {"name": "sender_email", "type": "string", "pii": "encrypt"},
+                {"name": "receiver_phone", "type": "int64", "pii": "encrypt", "subject": "receiver"},
+                {"name": "receiver_city", "type": "string", "pii": "plain", "subject": "receiver"}
+            ]
+        })));
+        let r = Rectification {
+            dataset_id: "d-1".into(),
+            changes: serde_json::from_value(json!({
+                "topic": "running", "sender_email": "a@example.com",
+                "receiver_phone": 4915112345678i64, "receiver_city": "Lisbon"
+            }))
+            .unwrap(),
+        };
+        let changes = column_changes(&d, &r);
+        let by = |c: &str| changes.iter().find(|x| x.column == c).unwrap();
+        assert_eq!(by("topic").owner, "sender");
+        assert_eq!(by("topic").sealed_as, None);
+        assert_eq!(by("sender_email").owner, "sender");
+        assert_eq!(
+            by("sender_email").sealed_as,
+            Some(arrow_schema::DataType::Utf8)
+        );
+        assert_eq!(by("receiver_phone").owner, "receiver");
+        assert_eq!(
+            by("receiver_phone").sealed_as,
+            Some(arrow_schema::DataType::Int64)
+        );
+        assert_eq!(by("receiver_city").owner, "receiver");
+        assert_eq!(by("receiver_city").sealed_as, None);
+    }
+
+    #[test]
+    fn datasets_without_a_schema_change_plain_columns_of_their_subject_column() {
+        let d = dataset(None);
+        let r = Rectification {
+            dataset_id: "d-1".into(),
+            changes: serde_json::from_value(json!({"notes": null})).unwrap(),
+        };
+        let changes = column_changes(&d, &r);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].owner, "sender");
+        assert_eq!(changes[0].sealed_as, None);
+        assert_eq!(changes[0].value, Value::Null);
+    }
+}

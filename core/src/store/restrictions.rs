@@ -1,0 +1,130 @@
+//! Restriction of processing (GDPR Art. 18) on the SQL store: the subjects pipelines must not
+//! process.
+//!
+//! Unlike the rest of the store, which names subjects by pseudonym wherever it can, this table
+//! is keyed by subject id: pipelines hold subject ids, not pseudonyms, so this is what they can
+//! honour. Only admins and producer tokens may read it (`GET /v1/subjects/restricted`); the
+//! audit entries of both changes name the subject by pseudonym only.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use super::sql::{SqlStore, append_audit_in, db, get_s, get_ts, now};
+use super::{RestrictedSubject, StoreResult};
+use crate::audit::NewAuditEntry;
+use crate::domain::{SubjectId, to_db};
+
+const COLS: &str = "subject_id, restricted_since, request_id";
+
+fn restricted_from(row: &AnyRow) -> StoreResult<RestrictedSubject> {
+    let t = "restricted_subjects";
+    Ok(RestrictedSubject {
+        subject_id: get_s(row, t, "subject_id")?,
+        restricted_since: get_ts(row, t, "restricted_since")?,
+        request_id: get_s(row, t, "request_id")?,
+    })
+}
+
+/// `audit` with `key: value` added to its details.
+fn with_flag(mut audit: NewAuditEntry, key: &str, value: bool) -> NewAuditEntry {
+    if let Value::Object(map) = &mut audit.details {
+        map.insert(key.into(), Value::Bool(value));
+    }
+    audit
+}
+
+async fn entry_in(
+    conn: &mut AnyConnection,
+    subject: &SubjectId,
+) -> StoreResult<Option<RestrictedSubject>> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLS} FROM restricted_subjects WHERE subject_id = $1"
+    )))
+    .bind(subject.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("reading a restriction"))?
+    .as_ref()
+    .map(restricted_from)
+    .transpose()
+}
+
+impl SqlStore {
+    pub(super) async fn restrict_subject_impl(
+        &self,
+        subject: &SubjectId,
+        request_id: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<RestrictedSubject> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let inserted = sqlx::query(
+            "INSERT INTO restricted_subjects (subject_id, restricted_since, request_id) \
+             VALUES ($1, $2, $3) ON CONFLICT (subject_id) DO NOTHING",
+        )
+        .bind(subject.as_str())
+        .bind(to_db(now()))
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("restricting a subject"))?;
+        let entry = entry_in(&mut tx, subject).await?.ok_or_else(|| {
+            super::sql::corrupt(
+                "restricted_subjects",
+                "the restriction just written is gone",
+            )
+        })?;
+        let already = inserted.rows_affected() == 0;
+        append_audit_in(&mut tx, with_flag(audit, "already_restricted", already)).await?;
+        tx.commit().await.map_err(db("committing a restriction"))?;
+        Ok(entry)
+    }
+
+    pub(super) async fn lift_restriction_impl(
+        &self,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Option<RestrictedSubject>> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let entry = entry_in(&mut tx, subject).await?;
+        sqlx::query("DELETE FROM restricted_subjects WHERE subject_id = $1")
+            .bind(subject.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("lifting a restriction"))?;
+        if entry.is_some() {
+            append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing the lift of a restriction"))?;
+        Ok(entry)
+    }
+
+    pub(super) async fn restricted_subjects_impl(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RestrictedSubject>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLS} FROM restricted_subjects WHERE ($1 IS NULL OR subject_id > $1) \
+             ORDER BY subject_id LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("listing restricted subjects"))?
+        .iter()
+        .map(restricted_from)
+        .collect()
+    }
+}
