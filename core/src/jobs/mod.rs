@@ -13,7 +13,8 @@ mod shred;
 mod sweep;
 
 pub use execute::{
-    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job, export_context, locator_hint,
+    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
+    export_context, locator_hint,
 };
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
