@@ -12,6 +12,7 @@
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |
 //! | [`jobs`] | the job queue runner that executes approved privacy requests |
+//! | [`residency`] | data residency (GDPR Chapter V): policies per jurisdiction, the residency scan and its remediation |
 //! | [`webhooks`] | signed notifications of request status changes: outbox, dispatcher, signatures |
 //! | [`demo`] | a generator for the running-app demo lake |
 //! | [`config`] | layered configuration: defaults, `lethe.toml`, `LETHE__…` environment |
@@ -25,5 +26,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod keyring;
 pub mod lake;
+pub mod residency;
 pub mod store;
 pub mod webhooks;

@@ -30,6 +30,9 @@ use crate::routes;
         routes::jobs::list, routes::jobs::get, routes::jobs::retry, routes::jobs::cancel,
         routes::webhooks::create, routes::webhooks::list, routes::webhooks::deactivate,
         routes::webhooks::deliveries, routes::webhooks::retry,
+        routes::residency::set_jurisdiction, routes::residency::get_jurisdiction,
+        routes::residency::set_policy, routes::residency::delete_policy, routes::residency::list_policies,
+        routes::residency::scan, routes::residency::remediate, routes::residency::violations,
     ),
     components(schemas(
         crate::error::Problem, crate::error::RowProblem,
@@ -43,6 +46,9 @@ use crate::routes;
         lethe_core::audit::AuditEntry, lethe_core::audit::VerifyReport, lethe_core::audit::ChainProblem, lethe_core::audit::ProblemKind,
         lethe_core::webhooks::WebhookDelivery, lethe_core::webhooks::DeliveryStatus,
         lethe_core::webhooks::WebhookEvent, lethe_core::webhooks::RequestEventData, lethe_core::webhooks::EventExtension,
+        lethe_core::store::ResidencyPolicy, lethe_core::store::ResidencyScan, lethe_core::store::ResidencyViolation, lethe_core::store::ScanStatus,
+        crate::routes::residency::SetJurisdiction, crate::routes::residency::JurisdictionView, crate::routes::residency::SetPolicy,
+        crate::routes::residency::ResidencyJobRequest, crate::routes::residency::ViolationsView,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -57,6 +63,7 @@ use crate::routes;
         (name = "register", description = "The register of requests for auditors (GDPR Art. 5(2) accountability): CSV or JSON Lines, without subject ids"),
         (name = "jobs", description = "The work queue: plans, per-file tasks, dead letters"),
         (name = "webhooks", description = "Signed notifications of request status changes to the company's app (`WebhookEvent` bodies, `Lethe-Signature: t=…,v1=…` HMAC-SHA256), with retries and a delivery log"),
+        (name = "residency", description = "Data residency (GDPR Chapter V): subjects' jurisdictions, policies of the regions where each jurisdiction's data may be stored, the residency scan and its remediation"),
         (name = "operations", description = "Probes"),
     )
 )]

@@ -8,6 +8,8 @@
 //! lethe-worker erase    --root <path|url> [--subject-column user_id] --subjects <file> [--jobs N]
 //! lethe-worker ingest   --dataset <name> --input <file> [--format csv|jsonl|parquet]
 //! lethe-worker compact  --dataset <name>
+//! lethe-worker scan-residency      [--dataset <name>]
+//! lethe-worker remediate-residency [--dataset <name>]
 //! lethe-worker run      [--until-idle]
 //! ```
 //!
@@ -47,6 +49,14 @@ pub enum Command {
     /// Merge each partition's small files of a registered dataset into files of the target
     /// size, removing rows of erased subjects in the same pass.
     Compact(CompactArgs),
+    /// Report, per dataset, root and file, the rows stored outside the regions their subjects'
+    /// jurisdictions allow (residency policies, GDPR Chapter V), and record them like
+    /// `POST /v1/residency/scan`. Exit code 3 when there are such rows.
+    ScanResidency(ResidencyArgs),
+    /// Move rows stored outside their allowed regions into an allowed region's root (copy,
+    /// then rewrite the source; crash-safe: a rerun finishes an interrupted run), like
+    /// `POST /v1/residency/remediate`. Exit code 3 when misplaced rows remain.
+    RemediateResidency(ResidencyArgs),
     /// Claim and execute jobs from the database queue until SIGTERM / Ctrl-C (configured like
     /// the service: `lethe.toml`, `LETHE__…`).
     Run(RunArgs),
@@ -102,6 +112,14 @@ pub struct CompactArgs {
     /// Name of the registered dataset (it must have a declared schema).
     #[arg(long, value_name = "NAME")]
     pub dataset: String,
+}
+
+/// Arguments of `lethe-worker scan-residency` and `remediate-residency`.
+#[derive(Debug, Clone, Args)]
+pub struct ResidencyArgs {
+    /// Name of one registered dataset; default: every registered dataset.
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
 }
 
 /// Arguments of `lethe-worker generate`.
@@ -192,15 +210,19 @@ pub enum Exit {
     /// Exit code 2: bad usage or input, found before anything was changed: unreadable or empty
     /// subjects file, missing lake root, a Delta Lake / Iceberg table, invalid options.
     Usage,
+    /// Exit code 3: `scan-residency` found rows stored outside their allowed regions, or
+    /// `remediate-residency` left some (no allowed region in the dataset, or a file failed).
+    Violations,
 }
 
 impl Exit {
-    /// The process exit code: 0, 1 or 2.
+    /// The process exit code: 0, 1, 2 or 3.
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Usage => 2,
+            Exit::Violations => 3,
         }
     }
 }
@@ -247,6 +269,8 @@ pub fn run_with(cli: Cli, output: &mut Output<'_>) -> Exit {
         Command::Erase(args) => commands::erase::run(args, output),
         Command::Ingest(args) => commands::ingest::run(args, output),
         Command::Compact(args) => commands::compact::run(args, output),
+        Command::ScanResidency(args) => commands::residency::scan(args, output),
+        Command::RemediateResidency(args) => commands::residency::remediate(args, output),
         Command::Run(args) => commands::run::run(args, output),
     };
     match result {

@@ -8,6 +8,7 @@ mod deadline;
 mod ids;
 mod rectification;
 mod request;
+mod residency;
 mod schema;
 mod time;
 
@@ -18,6 +19,7 @@ pub use deadline::{
 pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
 pub use rectification::{MAX_CHANGED_COLUMNS, Rectification, RectificationError, typed_value};
 pub use request::{RequestStatus, RequestType};
+pub use residency::{Jurisdiction, Region};
 pub use schema::{
     ColumnSpec, ColumnType, DEFAULT_ROW_GROUP_ROWS, DEFAULT_TARGET_FILE_BYTES, DatasetSchema,
     ErasureStrategy, Layout, PartitionSpec, PartitionTransform, PiiHandling, SchemaError,

@@ -5,7 +5,7 @@
 //! Datasets written by others (registered by root only) have no schema: Lethe locates, erases
 //! and exports them by their one subject column, and nothing in them is encrypted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -171,6 +171,7 @@ fn default_row_group_rows() -> usize {
     "partition_by": [{"name": "date", "source": "ts", "transform": "day"}, {"name": "region", "source": "region"}],
     "region_column": "region",
     "regions": ["EU", "US", "APAC"],
+    "region_roots": {"EU": "s3://lake-eu/running_app", "US": "s3://lake-us/running_app"},
     "erasure": "delete_row"
 }))]
 pub struct DatasetSchema {
@@ -185,9 +186,22 @@ pub struct DatasetSchema {
     /// Column naming the storage region of each row (routing; see `ingest::routing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_column: Option<String>,
-    /// Regions rows may be routed to; empty: any value of `region_column`.
+    /// Regions rows may be routed to; empty: any value of `region_column` (or, with
+    /// `region_roots`, any region that has a root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// One root per region (data residency, GDPR Chapter V): rows whose region is a key are
+    /// written under that root (`file://`, a path, `s3://…`), in the same partition layout;
+    /// rows of other regions go to the dataset's `root_url`. Empty: the one `root_url` holds
+    /// every region (in `region=` partitions when the region column is a partition source).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(example = json!({"EU": "s3://lake-eu/running_app", "US": "s3://lake-us/running_app"}))]
+    pub region_roots: BTreeMap<String, String>,
+    /// Column naming each row's data subject jurisdiction (e.g. `EU`, `BR`): the jurisdiction
+    /// of the primary subject, recorded at ingest for subjects who have none yet. A value
+    /// that differs from the subject's recorded jurisdiction refuses the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction_column: Option<String>,
     /// Erasure of rows holding several subjects.
     #[serde(default)]
     pub erasure: ErasureStrategy,
@@ -305,6 +319,54 @@ impl DatasetSchema {
         if !self.regions.is_empty() && self.region_column.is_none() {
             return err("regions are listed but no region_column says where rows go".into());
         }
+        for region in &self.regions {
+            if let Err(e) = super::Region::parse(region) {
+                return err(format!("regions: {region:?}: {}", e.reason));
+            }
+        }
+        if !self.region_roots.is_empty() {
+            if self.region_column.is_none() {
+                return err(
+                    "region_roots are given but no region_column says where rows go".into(),
+                );
+            }
+            let mut urls = BTreeSet::new();
+            for (region, url) in &self.region_roots {
+                if let Err(e) = super::Region::parse(region) {
+                    return err(format!("region_roots: {region:?}: {}", e.reason));
+                }
+                if !self.regions.is_empty() && !self.regions.contains(region) {
+                    return err(format!(
+                        "region_roots names region {region}, which is not one of regions"
+                    ));
+                }
+                if url.trim().is_empty() {
+                    return err(format!("region_roots: the root of {region} is empty"));
+                }
+                if !urls.insert(url.trim_end_matches('/')) {
+                    return err(format!("region_roots: {url} is the root of two regions"));
+                }
+            }
+        }
+        if let Some(jurisdiction) = &self.jurisdiction_column {
+            match self.column(jurisdiction) {
+                None => {
+                    return err(format!(
+                        "jurisdiction column {jurisdiction} is not a declared column"
+                    ));
+                }
+                Some(c)
+                    if c.column_type != ColumnType::String
+                        || c.pii == Some(PiiHandling::Encrypt)
+                        || self.subject_columns.contains(&c.name) =>
+                {
+                    return err(format!(
+                        "jurisdiction column {jurisdiction} must be a non-encrypted string column other than a subject column"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         if self.layout.row_group_rows == 0 || self.layout.row_group_rows > 16 * 1024 * 1024 {
             return err("layout.row_group_rows must be between 1 and 16,777,216".into());
         }
@@ -340,6 +402,26 @@ impl DatasetSchema {
         self.partition_by
             .iter()
             .any(|p| p.source == name && p.transform == PartitionTransform::Identity)
+    }
+
+    /// The regions rows of this dataset may be stored in: `regions`, else the keys of
+    /// `region_roots`; empty when any region is accepted.
+    pub fn dataset_regions(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            self.region_roots.keys().cloned().collect()
+        } else {
+            self.regions.clone()
+        }
+    }
+
+    /// The Hive partition key holding the region (an identity partition of `region_column`),
+    /// e.g. `region`.
+    pub fn region_partition(&self) -> Option<&str> {
+        let column = self.region_column.as_deref()?;
+        self.partition_by
+            .iter()
+            .find(|p| p.source == column && p.transform == PartitionTransform::Identity)
+            .map(|p| p.name.as_str())
     }
 
     /// Columns stored in the files, in order: every declared column except identity partition
@@ -392,6 +474,30 @@ mod tests {
     }
 
     #[test]
+    fn regions_come_from_the_list_or_the_roots_and_the_region_partition_is_found() {
+        let mut s = running();
+        assert!(s.dataset_regions().is_empty(), "any region");
+        assert_eq!(s.region_partition(), Some("region"));
+        s.region_roots = [
+            ("US".to_string(), "/lake-us".to_string()),
+            ("EU".to_string(), "/lake-eu".to_string()),
+        ]
+        .into();
+        s.jurisdiction_column = Some("notes".into());
+        s.validate().unwrap();
+        assert_eq!(s.dataset_regions(), ["EU", "US"]);
+        s.regions = vec!["US".into(), "EU".into(), "APAC".into()];
+        s.validate().unwrap();
+        assert_eq!(s.dataset_regions(), ["US", "EU", "APAC"]);
+        s.partition_by.pop();
+        assert_eq!(
+            s.region_partition(),
+            None,
+            "the region is stored in the files"
+        );
+    }
+
+    #[test]
     fn a_coherent_schema_is_accepted_and_defaults_apply() {
         let s = running();
         s.validate().unwrap();
@@ -436,6 +542,39 @@ mod tests {
                 "declared twice",
             ),
             (Box::new(|s| s.layout.row_group_rows = 0), "row_group_rows"),
+            (
+                Box::new(|s| {
+                    s.regions = vec!["EU".into()];
+                    s.region_roots = [("US".to_string(), "/lake-us".to_string())].into();
+                }),
+                "not one of regions",
+            ),
+            (
+                Box::new(|s| {
+                    s.region_roots = [
+                        ("EU".to_string(), "/lake".to_string()),
+                        ("US".to_string(), "/lake/".to_string()),
+                    ]
+                    .into();
+                }),
+                "root of two regions",
+            ),
+            (
+                Box::new(|s| {
+                    s.region_column = None;
+                    s.partition_by.pop();
+                    s.region_roots = [("EU".to_string(), "/lake-eu".to_string())].into();
+                }),
+                "no region_column",
+            ),
+            (
+                Box::new(|s| s.jurisdiction_column = Some("email".into())),
+                "jurisdiction column email",
+            ),
+            (
+                Box::new(|s| s.regions = vec!["E/U".into()]),
+                "regions: \"E/U\"",
+            ),
         ];
         for (change, expected) in cases {
             let mut s = running();

@@ -16,6 +16,10 @@
 //! own readers never run on a dataset being compacted by the same worker, and the window closes
 //! at the next compaction at the latest. (A table format with a commit log would close it; see
 //! `docs/erasure.md`.)
+//!
+//! A dataset with one root per region (data residency) is compacted root by root; files named
+//! by a pending residency remediation manifest (its source and its outputs) are left alone
+//! until remediation finishes them (see [`crate::residency::remediate`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -117,6 +121,13 @@ async fn recover(root: &LakeRoot) -> Result<u64, IngestError> {
         .map_err(|e| IngestError::Lake(LakeError::store(&dir, e)))?;
     let mut recovered = 0;
     for meta in manifests {
+        if !meta
+            .location
+            .filename()
+            .is_some_and(|n| n.starts_with("compaction-"))
+        {
+            continue;
+        }
         let bytes = root
             .store()
             .get(&meta.location)
@@ -169,41 +180,45 @@ pub async fn compact(
                 dataset: dataset.name.clone(),
             })?,
     );
-    let root = LakeRoot::parse(&dataset.root_url)?;
     let mut report = CompactReport {
         dataset: dataset.name.clone(),
-        recovered: recover(&root).await?,
         ..CompactReport::default()
     };
     let small = (schema.layout.target_file_bytes as f64 * SMALL_FRACTION) as u64;
-    let mut partitions: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
-    for file in root.list_files().await? {
-        if file.size < small {
-            let dir = file
-                .relative
-                .rsplit_once('/')
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
-            partitions.entry(dir).or_default().push(file);
-        }
-    }
     let policy = ErasePolicy::from_schema(&schema);
-    for (partition, files) in partitions {
-        if files.len() < 2 {
-            continue;
+    let held = crate::residency::remediate::held_files(dataset).await?;
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url)?;
+        report.recovered += recover(&root).await?;
+        let mut partitions: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+        for file in root.list_files().await? {
+            let key = (dataset_root.url.clone(), file.relative.clone());
+            if file.size < small && !held.contains(&key) {
+                let dir = file
+                    .relative
+                    .rsplit_once('/')
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_default();
+                partitions.entry(dir).or_default().push(file);
+            }
         }
-        compact_partition(
-            store,
-            keyring,
-            dataset,
-            &schema,
-            &policy,
-            &root,
-            &partition,
-            files,
-            &mut report,
-        )
-        .await?;
+        for (partition, files) in partitions {
+            if files.len() < 2 {
+                continue;
+            }
+            compact_partition(
+                store,
+                keyring,
+                dataset,
+                &schema,
+                &policy,
+                (&root, dataset_root.region.as_deref()),
+                &partition,
+                files,
+                &mut report,
+            )
+            .await?;
+        }
     }
     report.elapsed_s = started.elapsed().as_secs_f64();
     let audit = NewAuditEntry::new(actor, "dataset.compacted").details(json!({
@@ -233,7 +248,7 @@ async fn compact_partition(
     dataset: &Dataset,
     schema: &Arc<DatasetSchema>,
     policy: &ErasePolicy,
-    root: &LakeRoot,
+    (root, region): (&LakeRoot, Option<&str>),
     partition: &str,
     files: Vec<DataFile>,
     report: &mut CompactReport,
@@ -311,6 +326,7 @@ async fn compact_partition(
         match upload(root, path, bytes).await {
             Ok(size) => written.push(WrittenFile {
                 path: path.clone(),
+                region: region.map(String::from),
                 rows,
                 bytes: size,
                 subjects,
@@ -348,7 +364,7 @@ async fn compact_partition(
 }
 
 /// `batch` sorted by the primary subject column (stable).
-fn sort_by_subject(
+pub(crate) fn sort_by_subject(
     schema: &DatasetSchema,
     batch: &RecordBatch,
 ) -> Result<RecordBatch, IngestError> {

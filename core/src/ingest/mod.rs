@@ -5,6 +5,7 @@
 //! input (CSV / JSON Lines / Parquet)
 //!   → read + validate every row (input)          nothing is written if one row is wrong
 //!   → route to a region (routing)                the one place residency rules apply
+//!                                                 (GDPR Chapter V: policies per jurisdiction)
 //!   → drop rows of erased subjects (tombstones)  the resurrection guard
 //!   → DEK per subject (keyring), seal PII cells (cells)
 //!   → Hive partitions, sorted by subject, files of the target size, bloom filters (write)
@@ -19,11 +20,11 @@ mod input;
 pub mod routing;
 pub mod write;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
@@ -36,7 +37,7 @@ use crate::domain::{DatasetSchema, SubjectId};
 use crate::keyring::{Keyring, KeyringError};
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
 use crate::lake::{LakeError, LakeRoot};
-use crate::store::{Dataset, IndexedFile, Store, StoreError};
+use crate::store::{Dataset, DatasetRoot, IndexedFile, Store, StoreError};
 use cells::{BatchKeys, encrypt_column};
 use write::{WrittenFile, encode_files, partition_rows, take_stored, upload};
 
@@ -159,7 +160,7 @@ pub async fn ingest(
     if table.num_rows() == 0 {
         return Err(IngestError::Empty);
     }
-    routing::check(&schema, &table)?;
+    let routed = routing::route(store.as_ref(), keyring, &schema, &table).await?;
     let rows_read = table.num_rows() as u64;
 
     // The resurrection guard: never write rows of a subject whose key was destroyed. Asked of
@@ -179,23 +180,57 @@ pub async fn ingest(
         );
     }
     let table = kept.batch;
-    let root = LakeRoot::parse(&dataset.root_url)?;
+    // Jurisdictions the batch declares for subjects who had none (erased subjects aside).
+    let learned: Vec<(String, String)> = routed
+        .learned
+        .iter()
+        .filter(|(subject, _)| !erased.contains(subject))
+        .map(|(subject, j)| (keyring.subject_ref_str(subject), j.clone()))
+        .collect();
+    store
+        .record_subject_jurisdictions(&learned, &format!("ingest:{}", dataset.name), actor)
+        .await?;
 
-    let written = write_partitions(
-        &root,
-        &dataset.name,
-        &schema,
-        &table,
-        Arc::new(keys),
-        &uuid::Uuid::new_v4().simple().to_string()[..12],
-    )
-    .await?;
+    let keys = Arc::new(keys);
+    let mut by_root: Vec<(LakeRoot, Vec<WrittenFile>)> = Vec::new();
+    for (target, rows) in split_by_root(dataset, &schema, &table)? {
+        let written = match LakeRoot::parse(&target.url) {
+            Ok(root) => write_partitions(
+                &root,
+                &dataset.name,
+                &schema,
+                &rows,
+                Arc::clone(&keys),
+                &uuid::Uuid::new_v4().simple().to_string()[..12],
+            )
+            .await
+            .map(|files| (root, files)),
+            Err(e) => Err(e.into()),
+        };
+        match written {
+            Ok((root, mut files)) => {
+                for f in &mut files {
+                    f.region.clone_from(&target.region);
+                }
+                by_root.push((root, files));
+            }
+            Err(e) => {
+                for (root, files) in &by_root {
+                    remove_written(root, files).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let written: Vec<WrittenFile> = by_root.iter().flat_map(|(_, f)| f.clone()).collect();
     let indexed: Vec<IndexedFile> = written.iter().map(|f| index_entry(keyring, f)).collect();
     let index_started = Instant::now();
     let indexed_result = store.index_files(&dataset.id, &indexed, &[]).await;
     let index_s = index_started.elapsed().as_secs_f64();
     if let Err(e) = indexed_result {
-        remove_written(&root, &written).await;
+        for (root, files) in &by_root {
+            remove_written(root, files).await;
+        }
         return Err(e.into());
     }
 
@@ -232,6 +267,46 @@ pub async fn ingest(
         "ingest finished"
     );
     Ok(report)
+}
+
+/// The rows of `table` (logical schema) by the root they are written under: every row under
+/// `root_url` when the dataset has no `region_roots`, else each under its region's root.
+fn split_by_root(
+    dataset: &Dataset,
+    schema: &DatasetSchema,
+    table: &RecordBatch,
+) -> Result<Vec<(DatasetRoot, RecordBatch)>, IngestError> {
+    let column = match &schema.region_column {
+        Some(c) if !schema.region_roots.is_empty() => c,
+        _ => return Ok(vec![(dataset.root_for(None), table.clone())]),
+    };
+    let regions = table
+        .column_by_name(column)
+        .ok_or_else(|| IngestError::Unreadable(format!("region column {column} missing")))?;
+    let regions = arrow_cast::cast(regions, &arrow_schema::DataType::Utf8)
+        .map_err(|e| IngestError::Unreadable(e.to_string()))?;
+    let regions = regions
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8");
+    let mut groups: BTreeMap<String, (DatasetRoot, Vec<u32>)> = BTreeMap::new();
+    for row in 0..regions.len() {
+        let region = regions.is_valid(row).then(|| regions.value(row));
+        let target = dataset.root_for(region);
+        groups
+            .entry(target.url.clone())
+            .or_insert_with(|| (target, Vec::new()))
+            .1
+            .push(u32::try_from(row).expect("batches hold fewer than 2^32 rows"));
+    }
+    groups
+        .into_values()
+        .map(|(target, rows)| {
+            arrow_select::take::take_record_batch(table, &arrow_array::UInt32Array::from(rows))
+                .map(|batch| (target, batch))
+                .map_err(|e| IngestError::Write(e.to_string()))
+        })
+        .collect()
 }
 
 /// The locator index entry of a written file: its subjects by keyed reference.
@@ -349,6 +424,7 @@ pub(crate) async fn write_partitions(
             match upload(root, &path, bytes).await {
                 Ok(size) => written.push(WrittenFile {
                     path,
+                    region: None,
                     rows,
                     bytes: size,
                     subjects,

@@ -27,8 +27,12 @@ const BLOOM_FPP: f64 = 0.01;
 /// A file written into the lake.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WrittenFile {
-    /// Path relative to the dataset root.
+    /// Path relative to the dataset root (of its region's root, when `region` is set).
     pub path: String,
+    /// The region whose root holds the file (data residency: `region_roots`); absent for
+    /// the dataset's `root_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Rows.
     pub rows: u64,
     /// Size in bytes.

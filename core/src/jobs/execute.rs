@@ -138,9 +138,12 @@ pub async fn execute_job(
     match job.kind {
         JobKind::Erasure => plan_erasure(store, ctx, job).await,
         JobKind::EraseFile => erase_file(store, ctx, job, request, guard).await,
-        JobKind::Compact => Err(JobError::Permanent(
-            "compact jobs serve no request; the worker runs them directly".into(),
-        )),
+        JobKind::Compact | JobKind::ResidencyScan | JobKind::ResidencyRemediate => {
+            Err(JobError::Permanent(format!(
+                "{} jobs serve no request; the worker runs them directly",
+                job.kind.as_str()
+            )))
+        }
         JobKind::Access | JobKind::Portability => {
             let datasets = store.list_datasets().await?;
             let (result, path) = export(store, ctx, &datasets, request).await?;
@@ -233,61 +236,47 @@ async fn plan_erasure(
                                      "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
             continue;
         }
-        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
         let wanted: Vec<&str> = subjects.keys().copied().collect();
-        let mut locate = Locate::new(root, dataset.subject_column.clone())
-            .also_columns(dataset.subject_columns())
-            .subjects(wanted.iter().copied())
-            .concurrency(ctx.file_concurrency.max(1));
-        if let Some(hint) = locator_hint(store, ctx.keyring.as_deref(), &dataset, &wanted).await? {
-            locate = locate.index(hint);
-        }
-        let report = locate
-            .execute()
-            .await
-            .map_err(|e| lake_error(&dataset.name, e))?;
-        if !report.failures.is_empty() {
-            let failed: Vec<String> = report
-                .failures
-                .iter()
-                .map(|f| format!("{}: {}", f.relative, f.error))
-                .collect();
-            return Err(JobError::Permanent(format!(
-                "dataset {}: {} file(s) could not be read and were left untouched: {}",
-                dataset.name,
-                failed.len(),
-                failed.join("; ")
-            )));
-        }
-        let m = &report.metrics;
+        let reports = locate_in_roots(store, ctx, &dataset, &wanted).await?;
+        let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
+            reports.iter().map(|(_, r)| f(&r.metrics)).sum()
+        };
         per_dataset.push(json!({
             "dataset": dataset.name,
-            "files_scanned": m.files_scanned,
-            "files_affected": report.files.len(),
-            "rows_located": report.files.iter().map(|f| f.rows).sum::<u64>(),
-            "bytes_read": m.bytes_read,
-            "row_groups_pruned_by_statistics": m.row_groups_pruned_by_statistics,
-            "row_groups_pruned_by_bloom_filter": m.row_groups_pruned_by_bloom_filter,
-            "files_answered_by_index": m.files_answered_by_index,
-            "files_skipped_by_index": m.files_skipped_by_index,
+            "files_scanned": sum(|m| m.files_scanned),
+            "files_affected": reports.iter().map(|(_, r)| r.files.len()).sum::<usize>(),
+            "rows_located": reports.iter().flat_map(|(_, r)| &r.files).map(|f| f.rows).sum::<u64>(),
+            "bytes_read": sum(|m| m.bytes_read),
+            "row_groups_pruned_by_statistics": sum(|m| m.row_groups_pruned_by_statistics),
+            "row_groups_pruned_by_bloom_filter": sum(|m| m.row_groups_pruned_by_bloom_filter),
+            "files_answered_by_index": sum(|m| m.files_answered_by_index),
+            "files_skipped_by_index": sum(|m| m.files_skipped_by_index),
         }));
-        for file in &report.files {
-            let mut request_ids = Vec::new();
-            for (subject, rows) in &file.rows_by_subject {
-                for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
-                    request_ids.push(request_id.to_string());
-                    let entry = per_request
-                        .entry(request_id.to_string())
-                        .or_default()
-                        .entry(dataset.name.clone())
-                        .or_insert_with(|| json!({ "files": [], "rows": 0 }));
-                    entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
-                    if let Some(files) = entry["files"].as_array_mut() {
-                        files.push(json!(file.file.relative));
+        for (root_url, report) in &reports {
+            for file in &report.files {
+                let mut request_ids = Vec::new();
+                for (subject, rows) in &file.rows_by_subject {
+                    for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
+                        request_ids.push(request_id.to_string());
+                        let entry = per_request
+                            .entry(request_id.to_string())
+                            .or_default()
+                            .entry(dataset.name.clone())
+                            .or_insert_with(|| json!({ "files": [], "rows": 0 }));
+                        entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
+                        if let Some(files) = entry["files"].as_array_mut() {
+                            files.push(json!(file.file.relative));
+                        }
                     }
                 }
+                tasks.push(erase_task(
+                    job,
+                    &dataset,
+                    root_url,
+                    &file.file.relative,
+                    request_ids,
+                ));
             }
-            tasks.push(erase_task(job, &dataset, &file.file.relative, request_ids));
         }
     }
     Ok(Execution::Planned {
@@ -297,11 +286,17 @@ async fn plan_erasure(
     })
 }
 
-fn erase_task(job: &Job, dataset: &Dataset, file: &str, request_ids: Vec<String>) -> NewJob {
+fn erase_task(
+    job: &Job,
+    dataset: &Dataset,
+    root_url: &str,
+    file: &str,
+    request_ids: Vec<String>,
+) -> NewJob {
     let task = EraseFileTask {
         dataset_id: dataset.id.clone(),
         dataset: dataset.name.clone(),
-        root_url: dataset.root_url.clone(),
+        root_url: root_url.to_string(),
         subject_column: dataset.subject_column.clone(),
         file: file.to_string(),
         request_ids: request_ids.clone(),
@@ -554,12 +549,7 @@ async fn export(
     let format = ArchiveFormat::of(request.request_type);
     let mut collected = Vec::new();
     for dataset in datasets {
-        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
-        let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, &[subject]).await?;
-        let rows =
-            lake::collect_subject_rows(&root, &dataset.subject_columns(), subject, hint.as_ref())
-                .await
-                .map_err(|e| lake_error(&dataset.name, e))?;
+        let rows = collect_in_roots(store, ctx, dataset, subject).await?;
         let rows = decrypt_rows(ctx, dataset, request, rows).await?;
         collected.push((dataset.name.clone(), rows));
     }
@@ -824,4 +814,95 @@ fn write_archive(
         .sync_all()
         .map_err(|e| io("archive", &e))?;
     Ok(())
+}
+
+/// Locates `subjects` in every root of `dataset` (its `root_url` and, with data residency, one
+/// root per region), with the locator index's hint; returns each root's URL and report.
+///
+/// # Errors
+/// [`JobError::Permanent`] when a file cannot be read (naming every such file); lake and
+/// store errors as classified by [`lake_error`].
+async fn locate_in_roots(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    subjects: &[&str],
+) -> Result<Vec<(String, lake::LocateReport)>, JobError> {
+    let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, subjects).await?;
+    let mut reports = Vec::new();
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
+        let mut locate = Locate::new(root, dataset.subject_column.clone())
+            .also_columns(dataset.subject_columns())
+            .subjects(subjects.iter().copied())
+            .concurrency(ctx.file_concurrency.max(1));
+        if let Some(hint) = &hint {
+            locate = locate.index(hint.clone());
+        }
+        let report = locate
+            .execute()
+            .await
+            .map_err(|e| lake_error(&dataset.name, e))?;
+        if !report.failures.is_empty() {
+            let failed: Vec<String> = report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.relative, f.error))
+                .collect();
+            return Err(JobError::Permanent(format!(
+                "dataset {}: {} file(s) could not be read and were left untouched: {}",
+                dataset.name,
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        reports.push((dataset_root.url, report));
+    }
+    Ok(reports)
+}
+
+/// The rows of `subject` in every root of `dataset`, in root order.
+///
+/// # Errors
+/// Lake and store errors as classified by [`lake_error`]; [`JobError::Permanent`] when two
+/// roots of the dataset hold files of different schemas.
+async fn collect_in_roots(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    subject: &str,
+) -> Result<lake::SubjectRows, JobError> {
+    let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, &[subject]).await?;
+    let mut all: Option<lake::SubjectRows> = None;
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
+        let rows =
+            lake::collect_subject_rows(&root, &dataset.subject_columns(), subject, hint.as_ref())
+                .await
+                .map_err(|e| lake_error(&dataset.name, e))?;
+        all = Some(match all {
+            None => rows,
+            Some(mut acc) if rows.rows == 0 => {
+                acc.files.extend(rows.files);
+                acc
+            }
+            Some(acc) if acc.rows == 0 => lake::SubjectRows {
+                files: acc.files.into_iter().chain(rows.files).collect(),
+                ..rows
+            },
+            Some(mut acc) if acc.schema == rows.schema => {
+                acc.batches.extend(rows.batches);
+                acc.files.extend(rows.files);
+                acc.rows += rows.rows;
+                acc
+            }
+            Some(_) => {
+                return Err(JobError::Permanent(format!(
+                    "dataset {}: the files of root {} have another schema than those of the other roots",
+                    dataset.name, dataset_root.url
+                )));
+            }
+        });
+    }
+    Ok(all.expect("a dataset has at least one root"))
 }

@@ -16,7 +16,9 @@ use super::execute::{ExecuteContext, Execution, JobError, lake_error, locator_hi
 use crate::domain::{Rectification, SubjectId};
 use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;
-use crate::lake::{CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Locate, Rectify};
+use crate::lake::{
+    self, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Locate, Rectify,
+};
 use crate::store::{Dataset, PrivacyRequest, Store};
 
 /// Seals new values with the subject's key, bound to the dataset and column like ingest does.
@@ -121,52 +123,70 @@ pub(super) async fn rectify(
         .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
     let changes = column_changes(&dataset, &rectification);
 
-    let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&dataset.name, e))?;
     let owners: BTreeSet<&str> = changes.iter().map(|c| c.owner.as_str()).collect();
-    let mut locate = Locate::new(root.clone(), dataset.subject_column.clone())
-        .also_columns(owners.iter().copied())
-        .subjects([subject.as_str()])
-        .concurrency(ctx.file_concurrency.max(1));
-    if let Some(hint) =
-        locator_hint(store, ctx.keyring.as_deref(), &dataset, &[subject.as_str()]).await?
-    {
-        locate = locate.index(hint);
-    }
-    let report = locate
-        .execute()
-        .await
-        .map_err(|e| lake_error(&dataset.name, e))?;
-    if !report.failures.is_empty() {
-        let failed: Vec<String> = report
-            .failures
-            .iter()
-            .map(|f| format!("{}: {}", f.relative, f.error))
-            .collect();
-        return Err(JobError::Permanent(format!(
-            "dataset {}: {} file(s) could not be read, nothing was rectified: {}",
-            dataset.name,
-            failed.len(),
-            failed.join("; ")
-        )));
-    }
-
-    let mut rectify = Rectify::new(root, subject.as_str())
-        .files(report.files.iter().map(|f| f.file.relative.clone()))
-        .commit_guard(guard);
-    if changes.iter().any(|c| c.sealed_as.is_some()) {
-        rectify = rectify.sealer(sealer_for(ctx, &dataset, subject).await?);
-    }
-    for change in changes {
-        rectify = rectify.change(change);
-    }
-    let outcome = if report.files.is_empty() {
-        Default::default()
+    let hint = locator_hint(store, ctx.keyring.as_deref(), &dataset, &[subject.as_str()]).await?;
+    let sealer = if changes.iter().any(|c| c.sealed_as.is_some()) {
+        Some(sealer_for(ctx, &dataset, subject).await?)
     } else {
-        rectify
+        None
+    };
+    // Every root of the dataset: its root_url, and one per region with data residency.
+    let (mut files_scanned, mut located_bytes) = (0, 0);
+    let mut outcome = lake::RectifyOutcome::default();
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
+        let mut locate = Locate::new(root.clone(), dataset.subject_column.clone())
+            .also_columns(owners.iter().copied())
+            .subjects([subject.as_str()])
+            .concurrency(ctx.file_concurrency.max(1));
+        if let Some(hint) = &hint {
+            locate = locate.index(hint.clone());
+        }
+        let report = locate
             .execute()
             .await
-            .map_err(|e| lake_error(&dataset.name, e))?
-    };
+            .map_err(|e| lake_error(&dataset.name, e))?;
+        if !report.failures.is_empty() {
+            let failed: Vec<String> = report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.relative, f.error))
+                .collect();
+            return Err(JobError::Permanent(format!(
+                "dataset {}: {} file(s) could not be read, nothing was rectified: {}",
+                dataset.name,
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        files_scanned += report.metrics.files_scanned;
+        located_bytes += report.metrics.bytes_read;
+        if report.files.is_empty() {
+            continue;
+        }
+        let mut rectify = Rectify::new(root, subject.as_str())
+            .files(report.files.iter().map(|f| f.file.relative.clone()))
+            .commit_guard(Arc::clone(&guard));
+        if let Some(sealer) = &sealer {
+            rectify = rectify.sealer(Arc::clone(sealer));
+        }
+        for change in &changes {
+            rectify = rectify.change(change.clone());
+        }
+        let done = rectify
+            .execute()
+            .await
+            .map_err(|e| lake_error(&dataset.name, e))?;
+        let (m, n) = (&mut outcome.metrics, done.metrics);
+        m.files_scanned += n.files_scanned;
+        m.files_rewritten += n.files_rewritten;
+        m.files_failed += n.files_failed;
+        m.rows_changed += n.rows_changed;
+        m.bytes_read += n.bytes_read;
+        m.bytes_written += n.bytes_written;
+        m.elapsed_s += n.elapsed_s;
+        outcome.files.extend(done.files);
+    }
 
     let mut rewritten = Vec::new();
     let mut failed = Vec::new();
@@ -217,10 +237,10 @@ pub(super) async fn rectify(
             "columns": rectification.columns(),
             "datasets": [{
                 "dataset": dataset.name,
-                "files_scanned": report.metrics.files_scanned,
+                "files_scanned": files_scanned,
                 "files_rewritten": m.files_rewritten,
                 "rows_changed": m.rows_changed,
-                "bytes_read": report.metrics.bytes_read + m.bytes_read,
+                "bytes_read": located_bytes + m.bytes_read,
                 "bytes_written": m.bytes_written,
                 "rewritten": rewritten,
             }],

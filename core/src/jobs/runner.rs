@@ -184,6 +184,12 @@ impl Worker {
         if job.kind == JobKind::Compact {
             return self.run_compaction(job, &token).await;
         }
+        if matches!(
+            job.kind,
+            JobKind::ResidencyScan | JobKind::ResidencyRemediate
+        ) {
+            return self.run_residency(job, &token).await;
+        }
         let Some(request_id) = job.request_id.clone() else {
             let finish = JobFinish::new(JobOutcome::Failed {
                 error: "job has no request".into(),
@@ -323,6 +329,79 @@ impl Worker {
             }
             Err(e) => {
                 tracing::error!(error = %e, "compaction failed");
+                JobFinish::new(JobOutcome::Failed {
+                    error: e.to_string(),
+                })
+            }
+        };
+        self.store.finish_job(&job.id, token, finish).await?;
+        Ok(Some(job.id))
+    }
+
+    /// Runs a [`JobKind::ResidencyScan`] or [`JobKind::ResidencyRemediate`] job (no request)
+    /// over the dataset named in its payload (`dataset_id`), or every dataset, heartbeating
+    /// meanwhile; a remediation swaps a source file only while it holds the lease. Transient
+    /// failures are retried with backoff (a remediation finishes what the failed attempt left).
+    async fn run_residency(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
+        let heartbeat = self.spawn_heartbeat(&job, token);
+        let outcome = async {
+            let keyring = self
+                .keyring
+                .clone()
+                .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
+            let dataset_id = job.payload["dataset_id"].as_str();
+            let classify = |e: crate::residency::ResidencyError| {
+                if e.is_transient() {
+                    JobError::Transient(e.to_string())
+                } else {
+                    JobError::Permanent(e.to_string())
+                }
+            };
+            if job.kind == JobKind::ResidencyScan {
+                let scans = crate::residency::scan_datasets(
+                    &self.store,
+                    &keyring,
+                    dataset_id,
+                    &self.actor(),
+                )
+                .await
+                .map_err(classify)?;
+                Ok(json!({ "datasets": scans.iter().map(|s| &s.scan).collect::<Vec<_>>() }))
+            } else {
+                let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
+                    self.store.clone(),
+                    job.id.clone(),
+                    token.to_string(),
+                    self.config.lease,
+                ));
+                let reports = crate::residency::remediate_datasets(
+                    &self.store,
+                    &keyring,
+                    dataset_id,
+                    &self.actor(),
+                    Some(guard),
+                )
+                .await
+                .map_err(classify)?;
+                Ok(json!({ "datasets": reports }))
+            }
+        }
+        .await;
+        heartbeat.stop().await;
+        let finish = match outcome {
+            Ok(result) => {
+                let mut finish = JobFinish::new(JobOutcome::Succeeded);
+                finish.result = Some(result);
+                finish
+            }
+            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
+                JobFinish::new(JobOutcome::Retry {
+                    at: chrono::Utc::now() + backoff(job.attempts),
+                    error,
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, kind = job.kind.as_str(), "residency job failed");
                 JobFinish::new(JobOutcome::Failed {
                     error: e.to_string(),
                 })

@@ -14,6 +14,7 @@
 //! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused:
 //! rewriting their files one by one would corrupt them.
 
+pub(crate) mod columns;
 pub mod error;
 pub mod export;
 pub mod locate;

@@ -10,12 +10,16 @@ mod holds;
 mod keys;
 mod locator;
 mod model;
+mod residency;
 mod restrictions;
 mod sql;
 mod tokens;
 mod webhooks;
 
 pub use model::*;
+pub use residency::{
+    ResidencyPolicy, ResidencyScan, ResidencyViolation, ScanStatus, SubjectJurisdiction,
+};
 pub use sql::{Backend, SqlStore};
 
 use std::time::Duration;
@@ -354,6 +358,73 @@ pub trait Store: Send + Sync + 'static {
         rows: u64,
         bytes: u64,
     ) -> StoreResult<()>;
+
+    // ---- data residency (GDPR Chapter V) -----------------------------------------------
+
+    /// Sets (creates or replaces) the policy of `jurisdiction`: the regions, in order of
+    /// preference, where its subjects' rows may be stored; with its audit entry, in one
+    /// transaction.
+    async fn set_residency_policy(
+        &self,
+        jurisdiction: &str,
+        regions: &[String],
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ResidencyPolicy>;
+    /// Deletes the policy of `jurisdiction` (audited); its subjects are unrestricted from then
+    /// on. `NotFound` when there is none.
+    async fn delete_residency_policy(
+        &self,
+        jurisdiction: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<()>;
+    /// Every residency policy, by jurisdiction.
+    async fn residency_policies(&self) -> StoreResult<Vec<ResidencyPolicy>>;
+    /// Sets the jurisdiction of the subject with keyed reference `subject_ref` (source
+    /// `admin`), replacing any recorded one, with its audit entry, in one transaction.
+    async fn set_subject_jurisdiction(
+        &self,
+        subject_ref: &str,
+        jurisdiction: &str,
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<SubjectJurisdiction>;
+    /// The recorded jurisdiction of one subject (by keyed reference), if any.
+    async fn subject_jurisdiction(
+        &self,
+        subject_ref: &str,
+    ) -> StoreResult<Option<SubjectJurisdiction>>;
+    /// The recorded jurisdictions of the subjects among `subject_refs` that have one, as
+    /// `(subject_ref, jurisdiction)`.
+    async fn subject_jurisdictions(
+        &self,
+        subject_refs: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Records `(subject_ref, jurisdiction)` for subjects that have no jurisdiction yet (ingest
+    /// from a dataset's jurisdiction column; `source` e.g. `ingest:running_app`); recorded
+    /// ones are left as they are. Returns how many were recorded.
+    async fn record_subject_jurisdictions(
+        &self,
+        entries: &[(String, String)],
+        source: &str,
+        actor: &str,
+    ) -> StoreResult<u64>;
+    /// Replaces the last residency scan of `scan.dataset_id` and its violations by these, and
+    /// appends `audit` if given, in one transaction.
+    async fn record_residency_scan(
+        &self,
+        scan: &ResidencyScan,
+        violations: &[ResidencyViolation],
+        audit: Option<NewAuditEntry>,
+    ) -> StoreResult<()>;
+    /// The last residency scan of every scanned dataset, by dataset name.
+    async fn residency_scans(&self) -> StoreResult<Vec<ResidencyScan>>;
+    /// The violations found by the last scans (of one dataset, or of all), by dataset, root
+    /// and file.
+    async fn residency_violations(
+        &self,
+        dataset_id: Option<&str>,
+    ) -> StoreResult<Vec<ResidencyViolation>>;
 
     // ---- webhooks ------------------------------------------------------------------------
 

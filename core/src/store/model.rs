@@ -59,7 +59,52 @@ pub struct Dataset {
     pub schema: Option<DatasetSchema>,
 }
 
+/// One root of a dataset: where the rows of a region are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetRoot {
+    /// The region whose root this is; `None` for the dataset's `root_url`, which holds every
+    /// region without a root of its own.
+    pub region: Option<String>,
+    /// URL or path of the root.
+    pub url: String,
+}
+
 impl Dataset {
+    /// Every root of the dataset: `root_url` first, then one per entry of the schema's
+    /// `region_roots` (data residency). Locate, erasure, export, compaction and the residency
+    /// scan visit each of them.
+    pub fn roots(&self) -> Vec<DatasetRoot> {
+        let mut roots = vec![DatasetRoot {
+            region: None,
+            url: self.root_url.clone(),
+        }];
+        if let Some(schema) = &self.schema {
+            roots.extend(schema.region_roots.iter().map(|(region, url)| DatasetRoot {
+                region: Some(region.clone()),
+                url: url.clone(),
+            }));
+        }
+        roots
+    }
+
+    /// The root rows of `region` are written to: its own root, else `root_url`.
+    pub fn root_for(&self, region: Option<&str>) -> DatasetRoot {
+        let own = self
+            .schema
+            .as_ref()
+            .zip(region)
+            .and_then(|(schema, region)| {
+                schema.region_roots.get(region).map(|url| DatasetRoot {
+                    region: Some(region.to_string()),
+                    url: url.clone(),
+                })
+            });
+        own.unwrap_or_else(|| DatasetRoot {
+            region: None,
+            url: self.root_url.clone(),
+        })
+    }
+
     /// The columns holding subject ids: the schema's, or the one `subject_column`.
     pub fn subject_columns(&self) -> Vec<String> {
         match &self.schema {
@@ -478,6 +523,13 @@ pub enum JobKind {
     /// Compact a Lethe-managed dataset (payload `{"dataset_id": …}`): merge small files and
     /// apply pending erasures. Serves no request.
     Compact,
+    /// Scan Lethe-managed datasets for rows stored outside the regions their subjects'
+    /// jurisdictions allow (payload `{"dataset_id": …}` or `{}` for every dataset); records
+    /// the violations. Serves no request.
+    ResidencyScan,
+    /// Move misplaced rows into an allowed region's root, then record what is left (payload
+    /// as for [`JobKind::ResidencyScan`]). Serves no request.
+    ResidencyRemediate,
 }
 
 impl JobKind {
@@ -491,6 +543,8 @@ impl JobKind {
             JobKind::Erasure => "erasure",
             JobKind::EraseFile => "erase_file",
             JobKind::Compact => "compact",
+            JobKind::ResidencyScan => "residency_scan",
+            JobKind::ResidencyRemediate => "residency_remediate",
         }
     }
 
@@ -504,6 +558,8 @@ impl JobKind {
             "erasure" => Some(JobKind::Erasure),
             "erase_file" => Some(JobKind::EraseFile),
             "compact" => Some(JobKind::Compact),
+            "residency_scan" => Some(JobKind::ResidencyScan),
+            "residency_remediate" => Some(JobKind::ResidencyRemediate),
             _ => None,
         }
     }

@@ -1622,6 +1622,85 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_residency_policy(
+        &self,
+        jurisdiction: &str,
+        regions: &[String],
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<ResidencyPolicy> {
+        self.set_residency_policy_impl(jurisdiction, regions, actor, audit)
+            .await
+    }
+
+    async fn delete_residency_policy(
+        &self,
+        jurisdiction: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<()> {
+        self.delete_residency_policy_impl(jurisdiction, audit).await
+    }
+
+    async fn residency_policies(&self) -> StoreResult<Vec<ResidencyPolicy>> {
+        self.residency_policies_impl().await
+    }
+
+    async fn set_subject_jurisdiction(
+        &self,
+        subject_ref: &str,
+        jurisdiction: &str,
+        actor: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<SubjectJurisdiction> {
+        self.set_subject_jurisdiction_impl(subject_ref, jurisdiction, actor, audit)
+            .await
+    }
+
+    async fn subject_jurisdiction(
+        &self,
+        subject_ref: &str,
+    ) -> StoreResult<Option<SubjectJurisdiction>> {
+        self.subject_jurisdiction_impl(subject_ref).await
+    }
+
+    async fn subject_jurisdictions(
+        &self,
+        subject_refs: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.subject_jurisdictions_impl(subject_refs).await
+    }
+
+    async fn record_subject_jurisdictions(
+        &self,
+        entries: &[(String, String)],
+        source: &str,
+        actor: &str,
+    ) -> StoreResult<u64> {
+        self.record_subject_jurisdictions_impl(entries, source, actor)
+            .await
+    }
+
+    async fn record_residency_scan(
+        &self,
+        scan: &ResidencyScan,
+        violations: &[ResidencyViolation],
+        audit: Option<NewAuditEntry>,
+    ) -> StoreResult<()> {
+        self.record_residency_scan_impl(scan, violations, audit)
+            .await
+    }
+
+    async fn residency_scans(&self) -> StoreResult<Vec<ResidencyScan>> {
+        self.residency_scans_impl().await
+    }
+
+    async fn residency_violations(
+        &self,
+        dataset_id: Option<&str>,
+    ) -> StoreResult<Vec<ResidencyViolation>> {
+        self.residency_violations_impl(dataset_id).await
+    }
+
     async fn create_webhook(
         &self,
         webhook: NewWebhook,

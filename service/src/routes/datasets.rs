@@ -151,6 +151,9 @@ pub async fn create(
             files.len()
         )));
     }
+    if let Some(schema) = &body.schema {
+        prepare_region_roots(&body.root_url, schema).await?;
+    }
     let partition_columns = match declared_partitions {
         Some(columns) => columns,
         None => files
@@ -164,6 +167,7 @@ pub async fn create(
         "subject_column": subject_column,
         "files": files.len(),
         "managed": body.schema.is_some(),
+        "region_roots": body.schema.as_ref().map(|s| &s.region_roots),
     }));
     let dataset = state
         .store
@@ -216,6 +220,38 @@ fn columns_of_schema(
         )));
     }
     Ok((primary.to_string(), Some(keys)))
+}
+
+/// Prepares the per-region roots of a managed dataset (data residency): each differs from
+/// `root_url`, a missing local one is created, and each must be usable (not a table format)
+/// and hold no data file yet, like the dataset's root.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] (`validation`) naming the region and the problem.
+async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<(), ApiError> {
+    for (region, url) in &schema.region_roots {
+        if url.trim_end_matches('/') == root_url.trim_end_matches('/') {
+            return Err(ApiError::validation(format!(
+                "region_roots: the root of {region} is the dataset's root_url; omit it (rows of regions without a root of their own go to root_url)"
+            )));
+        }
+        create_local_root(url).await?;
+        let root = LakeRoot::parse(url)
+            .map_err(|e| ApiError::validation(format!("region_roots: {region}: {e}")))?;
+        let files = root.list_files().await.map_err(|e| match e {
+            LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
+                ApiError::validation(format!("region_roots: {region}: {e}"))
+            }
+            other => ApiError::Internal(other.into()),
+        })?;
+        if !files.is_empty() {
+            return Err(ApiError::validation(format!(
+                "region_roots: a dataset with a schema starts empty, but the root of {region} ({url}) already holds {} files",
+                files.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store

@@ -69,15 +69,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Lists the first page of `dataset`'s root, within [`LAKE_CHECK_TIMEOUT`].
+/// Lists the first page of each of `dataset`'s roots, within [`LAKE_CHECK_TIMEOUT`].
 async fn check_dataset(dataset: &Dataset) -> DatasetCheck {
     let probe = async {
-        let root = LakeRoot::parse(&dataset.root_url).map_err(|e| e.to_string())?;
-        let mut listing = root.store().list(Some(root.prefix()));
-        match listing.next().await {
-            Some(Err(e)) => Err(e.to_string()),
-            _ => Ok(()),
+        // Every root: the dataset's, and one per region with data residency.
+        for dataset_root in dataset.roots() {
+            let root = LakeRoot::parse(&dataset_root.url).map_err(|e| e.to_string())?;
+            let mut listing = root.store().list(Some(root.prefix()));
+            if let Some(Err(e)) = listing.next().await {
+                return Err(e.to_string());
+            }
         }
+        Ok(())
     };
     let status = match tokio::time::timeout(LAKE_CHECK_TIMEOUT, probe).await {
         Ok(Ok(())) => "ok",

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod register;
 pub mod requests;
+pub mod residency;
 pub mod restrictions;
 pub mod tokens;
 pub mod users;
@@ -60,6 +61,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(webhooks::list)
                 .service(webhooks::deactivate)
                 .service(webhooks::deliveries)
-                .service(webhooks::retry),
+                .service(webhooks::retry)
+                .service(residency::set_jurisdiction)
+                .service(residency::get_jurisdiction)
+                .service(residency::set_policy)
+                .service(residency::delete_policy)
+                .service(residency::list_policies)
+                .service(residency::scan)
+                .service(residency::remediate)
+                .service(residency::violations),
         );
 }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod requests;
+mod residency;
 mod rights;
 mod s3;
 mod story;

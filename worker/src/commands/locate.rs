@@ -21,7 +21,8 @@ use crate::progress::human_bytes;
 /// One file in the `--json` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct LocatedFile {
-    /// The file, relative to the lake root.
+    /// The file, relative to the lake root (for a file under a region's own root, that
+    /// root's URL, `/`, and the path relative to it).
     pub file: String,
     /// File size in bytes.
     pub size: u64,
@@ -83,17 +84,36 @@ pub fn run(args: &LocateArgs, output: &mut Output<'_>) -> Result<Exit, CommandEr
             (Some(name), _) => {
                 let catalog = Catalog::open().await?;
                 let dataset = catalog.dataset(name).await?;
-                let root = LakeRoot::parse(&dataset.root_url).map_err(CommandError::from_lake)?;
                 let wanted: Vec<&str> = args.subjects.iter().map(String::as_str).collect();
                 let hint = locator_hint(&catalog.store, Some(&catalog.keyring), &dataset, &wanted)
                     .await
                     .map_err(|e| CommandError::Failed(e.into()))?;
-                let locate = Locate::new(root, &dataset.subject_column)
-                    .also_columns(dataset.subject_columns());
-                match hint {
-                    Some(hint) => locate.index(hint),
-                    None => locate,
+                // Every root of the dataset: its root_url, and one per region with data
+                // residency (files there are named by their root's URL and path).
+                let mut merged = LocateReport::default();
+                for dataset_root in dataset.roots() {
+                    let root =
+                        LakeRoot::parse(&dataset_root.url).map_err(CommandError::from_lake)?;
+                    let mut locate = Locate::new(root, &dataset.subject_column)
+                        .also_columns(dataset.subject_columns())
+                        .subjects(args.subjects.iter().cloned())
+                        .concurrency(jobs);
+                    if let Some(hint) = &hint {
+                        locate = locate.index(hint.clone());
+                    }
+                    let mut report = locate.execute().await.map_err(CommandError::from_lake)?;
+                    if dataset_root.region.is_some() {
+                        let prefix = dataset_root.url.trim_end_matches('/');
+                        for m in &mut report.files {
+                            m.file.relative = format!("{prefix}/{}", m.file.relative);
+                        }
+                        for f in &mut report.failures {
+                            f.relative = format!("{prefix}/{}", f.relative);
+                        }
+                    }
+                    merge(&mut merged, report);
                 }
+                return Ok(merged);
             }
             (None, Some(root)) => Locate::new(
                 LakeRoot::parse(root).map_err(CommandError::from_lake)?,
@@ -129,6 +149,22 @@ pub fn run(args: &LocateArgs, output: &mut Output<'_>) -> Result<Exit, CommandEr
     } else {
         Exit::Failure
     })
+}
+
+/// Adds the report of one root of a dataset to `into`.
+fn merge(into: &mut LocateReport, report: LocateReport) {
+    into.files.extend(report.files);
+    into.failures.extend(report.failures);
+    let (m, n) = (&mut into.metrics, report.metrics);
+    m.files_scanned += n.files_scanned;
+    m.row_groups_total += n.row_groups_total;
+    m.row_groups_pruned_by_statistics += n.row_groups_pruned_by_statistics;
+    m.row_groups_pruned_by_bloom_filter += n.row_groups_pruned_by_bloom_filter;
+    m.row_groups_read += n.row_groups_read;
+    m.bytes_read += n.bytes_read;
+    m.files_answered_by_index += n.files_answered_by_index;
+    m.files_skipped_by_index += n.files_skipped_by_index;
+    m.elapsed_s += n.elapsed_s;
 }
 
 fn print_table(out: &mut dyn Write, s: &LocateSummary, subjects: usize) -> std::io::Result<()> {

@@ -7,6 +7,7 @@ pub mod erase;
 pub mod generate;
 pub mod ingest;
 pub mod locate;
+pub mod residency;
 pub mod run;
 
 use lethe_core::lake::LakeError;

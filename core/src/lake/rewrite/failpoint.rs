@@ -10,6 +10,7 @@
 //! | `rewrite.mid_write` | the first row group of the new file was handed to the upload |
 //! | `rewrite.before_swap` | the new file is complete, verified and cleared by the commit guard; the original is not yet replaced |
 //! | `rewrite.after_swap` | the new file replaced the original; the rewrite has not returned yet |
+//! | `residency.after_copy` | residency remediation copied a file's misplaced rows into their allowed region (manifest `copied`); the source is not yet rewritten |
 //!
 //! The variables are read once per process ([`OnceLock`]); when `LETHE_FAILPOINT` is unset a
 //! failpoint costs one atomic load. An unknown name is ignored with a warning.
@@ -26,10 +27,17 @@ pub(crate) enum Failpoint {
     BeforeSwap,
     /// After the swap, before returning.
     AfterSwap,
+    /// Residency remediation: misplaced rows copied, source not yet rewritten.
+    ResidencyAfterCopy,
 }
 
 impl Failpoint {
-    const ALL: [Failpoint; 3] = [Self::MidWrite, Self::BeforeSwap, Self::AfterSwap];
+    const ALL: [Failpoint; 4] = [
+        Self::MidWrite,
+        Self::BeforeSwap,
+        Self::AfterSwap,
+        Self::ResidencyAfterCopy,
+    ];
 
     /// The name used in `LETHE_FAILPOINT`.
     pub(crate) fn name(self) -> &'static str {
@@ -37,6 +45,7 @@ impl Failpoint {
             Self::MidWrite => "rewrite.mid_write",
             Self::BeforeSwap => "rewrite.before_swap",
             Self::AfterSwap => "rewrite.after_swap",
+            Self::ResidencyAfterCopy => "residency.after_copy",
         }
     }
 

@@ -8,7 +8,7 @@
 
 mod crc;
 mod engine;
-mod failpoint;
+pub(crate) mod failpoint;
 mod faithful;
 mod guard;
 mod policy;
@@ -236,6 +236,7 @@ pub struct Erase {
     on_progress: Option<ProgressFn>,
     files: Option<BTreeSet<String>>,
     commit_guard: Option<Arc<dyn CommitGuard>>,
+    row_filter: Option<Arc<dyn RowFilter>>,
 }
 
 impl std::fmt::Debug for Erase {
@@ -247,6 +248,7 @@ impl std::fmt::Debug for Erase {
             .field("concurrency", &self.concurrency)
             .field("files", &self.files.as_ref().map(BTreeSet::len))
             .field("commit_guard", &self.commit_guard.is_some())
+            .field("row_filter", &self.row_filter)
             .finish()
     }
 }
@@ -263,6 +265,7 @@ impl Erase {
             on_progress: None,
             files: None,
             commit_guard: None,
+            row_filter: None,
         }
     }
 
@@ -304,6 +307,15 @@ impl Erase {
         self
     }
 
+    /// Removes the rows `filter` selects instead of the subjects' rows (the policy and the
+    /// subjects given are then ignored): e.g. residency remediation removes only the rows of
+    /// subjects stored in a region their jurisdiction does not allow. Same engine, same
+    /// guarantees.
+    pub fn row_filter(mut self, filter: Arc<dyn RowFilter>) -> Self {
+        self.row_filter = Some(filter);
+        self
+    }
+
     /// Asks `guard` before each swap (see [`CommitGuard`]); a refusal abandons that file's
     /// rewrite with [`LakeError::Fenced`], reported as [`FileStatus::Failed`].
     pub fn commit_guard(mut self, guard: Arc<dyn CommitGuard>) -> Self {
@@ -335,10 +347,13 @@ impl Erase {
                 files.iter().cloned().map(Target::Named).collect()
             }
         };
-        let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects::with_policy(
-            self.policy.clone(),
-            self.subjects.iter().cloned(),
-        ));
+        let filter: Arc<dyn RowFilter> = match &self.row_filter {
+            Some(filter) => Arc::clone(filter),
+            None => Arc::new(EraseSubjects::with_policy(
+                self.policy.clone(),
+                self.subjects.iter().cloned(),
+            )),
+        };
         let mut progress = EraseProgress {
             files_total: targets.len() as u64,
             ..EraseProgress::default()
