@@ -211,10 +211,17 @@ async fn an_access_export_is_stored_in_s3_and_downloaded_from_there() {
     let response = app.export(&token, &id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let downloaded = response.bytes().await.unwrap();
+    // Stored sealed (encrypted at rest); the download is the archive it opens to.
+    assert!(archive.starts_with(b"LETHEBL1"), "sealed in the bucket");
+    let opened = app
+        .state
+        .keyring
+        .open_blob(&lethe_core::jobs::export_context(&id), archive)
+        .unwrap();
     assert_eq!(
         &downloaded[..],
-        &archive[..],
-        "the download is the stored archive"
+        &opened[..],
+        "the download is the stored archive, opened"
     );
     let zip = zip::ZipArchive::new(std::io::Cursor::new(downloaded.to_vec())).unwrap();
     let mut zip = zip;
