@@ -25,10 +25,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{Array, RecordBatch, UInt32Array};
+use arrow_array::{RecordBatch, UInt32Array};
 use arrow_select::take::take_record_batch;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -39,7 +37,7 @@ use crate::domain::DatasetSchema;
 use crate::keyring::Keyring;
 use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
-use crate::lake::{DataFile, LakeError, LakeRoot};
+use crate::lake::{DataFile, LakeRoot};
 use crate::store::{Dataset, IndexedFile, Store};
 
 /// Folder (under the dataset root) of compaction manifests; hidden from listings.
@@ -83,61 +81,16 @@ struct Manifest {
     outputs: Vec<String>,
 }
 
-fn location(root: &LakeRoot, relative: &str) -> Path {
-    relative
-        .split('/')
-        .fold(root.prefix().clone(), |p, part| p.join(part))
-}
-
-async fn write_manifest(root: &LakeRoot, tag: &str, m: &Manifest) -> Result<(), IngestError> {
-    let at = location(root, &format!("{MANIFEST_DIR}/compaction-{tag}.json"));
-    root.store()
-        .put(
-            &at,
-            PutPayload::from(serde_json::to_vec(m).expect("manifest serialises")),
-        )
-        .await
-        .map_err(|e| IngestError::Lake(LakeError::store(&at, e)))?;
-    Ok(())
-}
-
-async fn delete_quietly(root: &LakeRoot, relative: &str) -> Result<(), IngestError> {
-    let at = location(root, relative);
-    match root.store().delete(&at).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(IngestError::Lake(LakeError::store(&at, e))),
-    }
+fn manifest_path(tag: &str) -> String {
+    format!("{MANIFEST_DIR}/compaction-{tag}.json")
 }
 
 /// Finishes interrupted compactions of `root`; returns how many.
 async fn recover(root: &LakeRoot) -> Result<u64, IngestError> {
-    use futures::TryStreamExt;
-    let dir = location(root, MANIFEST_DIR);
-    let manifests: Vec<_> = root
-        .store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|e| IngestError::Lake(LakeError::store(&dir, e)))?;
     let mut recovered = 0;
-    for meta in manifests {
-        if !meta
-            .location
-            .filename()
-            .is_some_and(|n| n.starts_with("compaction-"))
-        {
-            continue;
-        }
-        let bytes = root
-            .store()
-            .get(&meta.location)
-            .await
-            .map_err(|e| IngestError::Lake(LakeError::store(&meta.location, e)))?
-            .bytes()
-            .await
-            .map_err(|e| IngestError::Lake(LakeError::store(&meta.location, e)))?;
+    for (path, bytes) in root.read_objects(MANIFEST_DIR, "compaction-").await? {
         let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
-            tracing::warn!(manifest = %meta.location, "unreadable compaction manifest left alone");
+            tracing::warn!(manifest = %path, "unreadable compaction manifest left alone");
             continue;
         };
         let undo = if m.state == "committed" {
@@ -146,12 +99,9 @@ async fn recover(root: &LakeRoot) -> Result<u64, IngestError> {
             &m.outputs
         };
         for f in undo {
-            delete_quietly(root, f).await?;
+            root.delete_if_exists(f).await?;
         }
-        root.store()
-            .delete(&meta.location)
-            .await
-            .map_err(|e| IngestError::Lake(LakeError::store(&meta.location, e)))?;
+        root.delete_if_exists(&path).await?;
         tracing::warn!(partition = %m.partition, state = %m.state, "interrupted compaction finished");
         recovered += 1;
     }
@@ -320,7 +270,7 @@ async fn compact_partition(
         inputs: inputs.clone(),
         outputs: outputs.clone(),
     };
-    write_manifest(root, &tag, &manifest).await?;
+    root.put_json(&manifest_path(&tag), &manifest).await?;
     let mut written: Vec<WrittenFile> = Vec::new();
     for ((bytes, rows, subjects), path) in encoded.into_iter().zip(&outputs) {
         match upload(root, path, bytes).await {
@@ -340,11 +290,11 @@ async fn compact_partition(
     let indexed: Vec<IndexedFile> = written.iter().map(|f| index_entry(keyring, f)).collect();
     store.index_files(&dataset.id, &indexed, &inputs).await?;
     manifest.state = "committed".into();
-    write_manifest(root, &tag, &manifest).await?;
+    root.put_json(&manifest_path(&tag), &manifest).await?;
     for input in &inputs {
-        delete_quietly(root, input).await?;
+        root.delete_if_exists(input).await?;
     }
-    delete_quietly(root, &format!("{MANIFEST_DIR}/compaction-{tag}.json")).await?;
+    root.delete_if_exists(&manifest_path(&tag)).await?;
 
     report.partitions_compacted += 1;
     report.files_in += inputs.len() as u64;
@@ -372,11 +322,6 @@ pub(crate) fn sort_by_subject(
         .map_err(|e| IngestError::Write(e.to_string()))?
         .ok_or_else(|| IngestError::Write("primary subject column missing".into()))?;
     let mut idx: Vec<u32> = (0..u32::try_from(batch.num_rows()).unwrap_or(u32::MAX)).collect();
-    idx.sort_by(|a, b| {
-        let (a, b) = (*a as usize, *b as usize);
-        let va = values.is_valid(a).then(|| values.value(a));
-        let vb = values.is_valid(b).then(|| values.value(b));
-        va.cmp(&vb)
-    });
+    super::write::sort_rows_by(&values, &mut idx);
     take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| IngestError::Write(e.to_string()))
 }

@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use serde_json::json;
 
@@ -478,11 +477,7 @@ fn seal(
 /// Best-effort removal of files this run wrote, after a failure.
 pub(crate) async fn remove_written(root: &LakeRoot, written: &[WrittenFile]) {
     for f in written {
-        let location = f
-            .path
-            .split('/')
-            .fold(root.prefix().clone(), |p, part| p.join(part));
-        if let Err(e) = root.store().delete(&location).await {
+        if let Err(e) = root.delete_if_exists(&f.path).await {
             tracing::error!(file = %f.path, error = %e, "could not remove a file of a failed ingest");
         }
     }

@@ -8,7 +8,6 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::DataType;
 use arrow_select::take::take_record_batch;
 use chrono::{DateTime, NaiveDate};
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -83,17 +82,23 @@ pub fn partition_rows(
     let mut out: Vec<(String, UInt32Array)> = groups
         .into_iter()
         .map(|(k, mut idx)| {
-            idx.sort_by(|a, b| {
-                let (a, b) = (*a as usize, *b as usize);
-                let va = primary.is_valid(a).then(|| primary.value(a));
-                let vb = primary.is_valid(b).then(|| primary.value(b));
-                va.cmp(&vb)
-            });
+            sort_rows_by(&primary, &mut idx);
             (k, UInt32Array::from(idx))
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Sorts row indices by the subject id each row holds in `subjects` (nulls first), stably:
+/// the layout rule of every file Lethe writes (ingest, compaction, remediation).
+pub(crate) fn sort_rows_by(subjects: &StringArray, rows: &mut [u32]) {
+    rows.sort_by(|a, b| {
+        let (a, b) = (*a as usize, *b as usize);
+        let va = subjects.is_valid(a).then(|| subjects.value(a));
+        let vb = subjects.is_valid(b).then(|| subjects.value(b));
+        va.cmp(&vb)
+    });
 }
 
 fn partition_values(
@@ -315,9 +320,7 @@ pub fn take_stored(
 /// # Errors
 /// [`IngestError::Lake`] when the store refuses.
 pub async fn upload(root: &LakeRoot, relative: &str, bytes: Vec<u8>) -> Result<u64, IngestError> {
-    let location: Path = relative
-        .split('/')
-        .fold(root.prefix().clone(), |p, part| p.join(part));
+    let location = root.location(relative);
     let size = bytes.len() as u64;
     let store: &Arc<dyn ObjectStore> = root.store();
     store

@@ -237,7 +237,8 @@ async fn plan_erasure(
             continue;
         }
         let wanted: Vec<&str> = subjects.keys().copied().collect();
-        let reports = locate_in_roots(store, ctx, &dataset, &wanted).await?;
+        let reports =
+            locate_in_roots(store, ctx, &dataset, &dataset.subject_columns(), &wanted).await?;
         let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
             reports.iter().map(|(_, r)| f(&r.metrics)).sum()
         };
@@ -816,16 +817,19 @@ fn write_archive(
     Ok(())
 }
 
-/// Locates `subjects` in every root of `dataset` (its `root_url` and, with data residency, one
-/// root per region), with the locator index's hint; returns each root's URL and report.
+/// Locates `subjects` in the subject `columns` of every root of `dataset` (its `root_url` and,
+/// with data residency, one root per region), with the locator index's hint; returns each
+/// root's URL and report. Erasure looks in every subject column, rectification in the columns
+/// owning the changed values.
 ///
 /// # Errors
 /// [`JobError::Permanent`] when a file cannot be read (naming every such file); lake and
 /// store errors as classified by [`lake_error`].
-async fn locate_in_roots(
+pub(crate) async fn locate_in_roots(
     store: &Arc<dyn Store>,
     ctx: &ExecuteContext,
     dataset: &Dataset,
+    columns: &[String],
     subjects: &[&str],
 ) -> Result<Vec<(String, lake::LocateReport)>, JobError> {
     let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, subjects).await?;
@@ -833,7 +837,7 @@ async fn locate_in_roots(
     for dataset_root in dataset.roots() {
         let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
         let mut locate = Locate::new(root, dataset.subject_column.clone())
-            .also_columns(dataset.subject_columns())
+            .also_columns(columns.iter().cloned())
             .subjects(subjects.iter().copied())
             .concurrency(ctx.file_concurrency.max(1));
         if let Some(hint) = &hint {

@@ -12,13 +12,11 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, StringArray};
 use serde_json::{Value, json};
 
-use super::execute::{ExecuteContext, Execution, JobError, lake_error, locator_hint};
+use super::execute::{ExecuteContext, Execution, JobError, lake_error, locate_in_roots};
 use crate::domain::{Rectification, SubjectId};
 use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;
-use crate::lake::{
-    self, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Locate, Rectify,
-};
+use crate::lake::{self, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Rectify};
 use crate::store::{Dataset, PrivacyRequest, Store};
 
 /// Seals new values with the subject's key, bound to the dataset and column like ingest does.
@@ -124,46 +122,24 @@ pub(super) async fn rectify(
     let changes = column_changes(&dataset, &rectification);
 
     let owners: BTreeSet<&str> = changes.iter().map(|c| c.owner.as_str()).collect();
-    let hint = locator_hint(store, ctx.keyring.as_deref(), &dataset, &[subject.as_str()]).await?;
+    let owners: Vec<String> = owners.into_iter().map(String::from).collect();
     let sealer = if changes.iter().any(|c| c.sealed_as.is_some()) {
         Some(sealer_for(ctx, &dataset, subject).await?)
     } else {
         None
     };
-    // Every root of the dataset: its root_url, and one per region with data residency.
+    // Every root of the dataset (its root_url, and one per region with data residency) is
+    // located before any file is rewritten: an unreadable file stops the request unchanged.
+    let reports = locate_in_roots(store, ctx, &dataset, &owners, &[subject.as_str()]).await?;
     let (mut files_scanned, mut located_bytes) = (0, 0);
     let mut outcome = lake::RectifyOutcome::default();
-    for dataset_root in dataset.roots() {
-        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
-        let mut locate = Locate::new(root.clone(), dataset.subject_column.clone())
-            .also_columns(owners.iter().copied())
-            .subjects([subject.as_str()])
-            .concurrency(ctx.file_concurrency.max(1));
-        if let Some(hint) = &hint {
-            locate = locate.index(hint.clone());
-        }
-        let report = locate
-            .execute()
-            .await
-            .map_err(|e| lake_error(&dataset.name, e))?;
-        if !report.failures.is_empty() {
-            let failed: Vec<String> = report
-                .failures
-                .iter()
-                .map(|f| format!("{}: {}", f.relative, f.error))
-                .collect();
-            return Err(JobError::Permanent(format!(
-                "dataset {}: {} file(s) could not be read, nothing was rectified: {}",
-                dataset.name,
-                failed.len(),
-                failed.join("; ")
-            )));
-        }
+    for (url, report) in reports {
         files_scanned += report.metrics.files_scanned;
         located_bytes += report.metrics.bytes_read;
         if report.files.is_empty() {
             continue;
         }
+        let root = LakeRoot::parse(&url).map_err(|e| lake_error(&dataset.name, e))?;
         let mut rectify = Rectify::new(root, subject.as_str())
             .files(report.files.iter().map(|f| f.file.relative.clone()))
             .commit_guard(Arc::clone(&guard));

@@ -119,6 +119,92 @@ impl LakeRoot {
         &self.prefix
     }
 
+    /// The store location of `relative` (`date=2025-01-07/region=EU/part-0.parquet`, or a
+    /// bookkeeping object such as `_lethe/compaction-<tag>.json`).
+    pub fn location(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// Writes `value` as JSON to `relative` (one PUT: the object appears whole or not at all).
+    /// Used for the manifests of multi-file operations (compaction, residency remediation).
+    ///
+    /// # Errors
+    /// [`LakeError::ObjectStore`] when the store refuses.
+    pub async fn put_json(&self, relative: &str, value: &impl Serialize) -> Result<(), LakeError> {
+        let at = self.location(relative);
+        let body = serde_json::to_vec(value).expect("a manifest serialises");
+        self.store
+            .put(&at, object_store::PutPayload::from(body))
+            .await
+            .map_err(|e| LakeError::store(&at, e))?;
+        Ok(())
+    }
+
+    /// Deletes `relative`; an object already gone is fine (idempotent recovery).
+    ///
+    /// # Errors
+    /// [`LakeError::ObjectStore`] for any other store error.
+    pub async fn delete_if_exists(&self, relative: &str) -> Result<(), LakeError> {
+        let at = self.location(relative);
+        match self.store.delete(&at).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(LakeError::store(&at, e)),
+        }
+    }
+
+    /// The objects directly or indirectly under folder `dir` whose file name starts with
+    /// `name_prefix`, as `(path relative to the root, bytes)`, sorted by path.
+    ///
+    /// # Errors
+    /// [`LakeError::ObjectStore`] when listing or reading fails.
+    pub async fn read_objects(
+        &self,
+        dir: &str,
+        name_prefix: &str,
+    ) -> Result<Vec<(String, bytes::Bytes)>, LakeError> {
+        let at = self.location(dir);
+        let mut listed: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&at))
+            .try_collect()
+            .await
+            .map_err(|e| LakeError::store(&at, e))?;
+        listed.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut out = Vec::new();
+        for meta in listed {
+            if !meta
+                .location
+                .filename()
+                .is_some_and(|n| n.starts_with(name_prefix))
+            {
+                continue;
+            }
+            let bytes = self
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(|e| LakeError::store(&meta.location, e))?
+                .bytes()
+                .await
+                .map_err(|e| LakeError::store(&meta.location, e))?;
+            let relative = meta
+                .location
+                .prefix_match(&self.prefix)
+                .map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .unwrap_or_else(|| meta.location.to_string());
+            out.push((relative, bytes));
+        }
+        Ok(out)
+    }
+
     /// Lists the lake's data files recursively, sorted by path.
     ///
     /// Skips hidden objects: any path segment (below the root) starting with `.` or `_`

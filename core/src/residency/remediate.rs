@@ -30,9 +30,6 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_select::take::take_record_batch;
-use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -131,66 +128,37 @@ struct Manifest {
     rule: StoredRule,
 }
 
-fn location(root: &LakeRoot, relative: &str) -> Path {
-    relative
-        .split('/')
-        .fold(root.prefix().clone(), |p, part| p.join(part))
-}
-
 fn manifest_path(tag: &str) -> String {
     format!("{MANIFEST_DIR}/{MANIFEST_PREFIX}{tag}.json")
 }
 
 async fn write_manifest(root: &LakeRoot, path: &str, m: &Manifest) -> Result<(), ResidencyError> {
-    let at = location(root, path);
-    root.store()
-        .put(
-            &at,
-            PutPayload::from(serde_json::to_vec(m).expect("manifest serialises")),
-        )
-        .await
-        .map_err(|e| LakeError::store(&at, e))?;
-    Ok(())
+    Ok(root.put_json(path, m).await?)
 }
 
 async fn delete_quietly(root: &LakeRoot, relative: &str) -> Result<(), ResidencyError> {
-    let at = location(root, relative);
-    match root.store().delete(&at).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(LakeError::store(&at, e).into()),
-    }
+    Ok(root.delete_if_exists(relative).await?)
+}
+
+/// The remediation manifest objects under `root`, as `(path relative to the root, bytes)`.
+async fn manifest_objects(root: &LakeRoot) -> Result<Vec<(String, bytes::Bytes)>, LakeError> {
+    Ok(root
+        .read_objects(MANIFEST_DIR, MANIFEST_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|(path, _)| path.ends_with(".json"))
+        .collect())
 }
 
 /// The remediation manifests under `root`, as `(path relative to the root, manifest)`.
 async fn manifests(root: &LakeRoot) -> Result<Vec<(String, Manifest)>, ResidencyError> {
-    let dir = location(root, MANIFEST_DIR);
-    let listed: Vec<_> = root
-        .store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|e| LakeError::store(&dir, e))?;
     let mut out = Vec::new();
-    for meta in listed {
-        let Some(name) = meta.location.filename() else {
-            continue;
-        };
-        if !(name.starts_with(MANIFEST_PREFIX) && name.ends_with(".json")) {
-            continue;
-        }
-        let bytes = root
-            .store()
-            .get(&meta.location)
-            .await
-            .map_err(|e| LakeError::store(&meta.location, e))?
-            .bytes()
-            .await
-            .map_err(|e| LakeError::store(&meta.location, e))?;
+    for (path, bytes) in manifest_objects(root).await? {
         let manifest = serde_json::from_slice(&bytes).map_err(|e| ResidencyError::Manifest {
-            manifest: meta.location.to_string(),
+            manifest: path.clone(),
             reason: e.to_string(),
         })?;
-        out.push((format!("{MANIFEST_DIR}/{name}"), manifest));
+        out.push((path, manifest));
     }
     Ok(out)
 }
@@ -206,29 +174,7 @@ pub async fn held_files(dataset: &Dataset) -> Result<HashSet<(String, String)>, 
     let mut held = HashSet::new();
     for dataset_root in dataset.roots() {
         let root = LakeRoot::parse(&dataset_root.url)?;
-        let dir = location(&root, MANIFEST_DIR);
-        let listed: Vec<_> = root
-            .store()
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| LakeError::store(&dir, e))?;
-        for meta in listed {
-            if !meta
-                .location
-                .filename()
-                .is_some_and(|n| n.starts_with(MANIFEST_PREFIX) && n.ends_with(".json"))
-            {
-                continue;
-            }
-            let bytes = root
-                .store()
-                .get(&meta.location)
-                .await
-                .map_err(|e| LakeError::store(&meta.location, e))?
-                .bytes()
-                .await
-                .map_err(|e| LakeError::store(&meta.location, e))?;
+        for (path, bytes) in manifest_objects(&root).await? {
             match serde_json::from_slice::<Manifest>(&bytes) {
                 Ok(m) => {
                     held.insert((dataset_root.url.clone(), m.source));
@@ -237,7 +183,7 @@ pub async fn held_files(dataset: &Dataset) -> Result<HashSet<(String, String)>, 
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(manifest = %meta.location, error = %e, "unreadable remediation manifest")
+                    tracing::warn!(manifest = %path, error = %e, "unreadable remediation manifest")
                 }
             }
         }
