@@ -2,7 +2,7 @@
 //! with the test-only failpoints.
 //!
 //! S3 tests skip (with a printed line) unless `LETHE_TEST_S3_ENDPOINT` is set:
-//! `bash -c 'source .ci/s3.sh; trap stop_s3 EXIT; cargo test -p lethe-core --test lake_s3'`.
+//! `bash -c 'source .ci/s3.sh; trap stop_s3 EXIT; cargo test -p lethe-core --test it lake_s3'`.
 //! Each test creates its own bucket and uploads a small demo lake to it. Credentials, region and
 //! `AWS_ALLOW_HTTP` come from the environment the script exports; the endpoint is passed
 //! through `S3Options` (the service's configuration path).
@@ -507,7 +507,12 @@ async fn crash_at(
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("reached");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "failpoint_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "lake_s3::failpoint_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("LETHE_FAILPOINT", failpoint)
         .env("LETHE_FAILPOINT_MARKER", &marker)
         .env("LETHE_CRASH_ROOT", url)

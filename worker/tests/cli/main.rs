@@ -1,0 +1,6 @@
+//! The real `lethe-worker` binary: crash safety (SIGKILL mid-rewrite), ingest and residency from
+//! the command line. One binary so that the dependency tree is linked once.
+
+mod crash;
+mod ingest_cli;
+mod residency_cli;
