@@ -174,6 +174,10 @@ impl From<StoreError> for ApiError {
                 code: "invalid_webhook_state",
                 detail,
             },
+            busy @ StoreError::DatasetBusy(_) => ApiError::Conflict {
+                code: "dataset_busy",
+                detail: busy.to_string(),
+            },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }

@@ -38,7 +38,9 @@ use crate::keyring::Keyring;
 use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
 use crate::lake::{DataFile, LakeRoot};
-use crate::store::{Dataset, IndexedFile, Store};
+use crate::store::{
+    Dataset, IndexedFile, LeaseMode, Store, process_lease_holder, with_dataset_lease,
+};
 
 /// Folder (under the dataset root) of compaction manifests; hidden from listings.
 const MANIFEST_DIR: &str = "_lethe";
@@ -114,8 +116,31 @@ async fn recover(root: &LakeRoot) -> Result<u64, IngestError> {
 /// # Errors
 /// [`IngestError::NotManaged`] for a dataset without schema; lake, store and keyring errors
 /// (each partition is all-or-nothing; partitions done before an error stay done).
+///
+/// Holds the dataset exclusively meanwhile ([`LeaseMode::Exclusive`]): it deletes the files it
+/// merges, so no erasure or rectification may rewrite one of them at the same time. A busy
+/// dataset is [`StoreError::DatasetBusy`](crate::store::StoreError::DatasetBusy) inside
+/// [`IngestError::Store`].
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name))]
 pub async fn compact(
+    store: &Arc<dyn Store>,
+    keyring: &Arc<Keyring>,
+    dataset: &Dataset,
+    actor: &str,
+) -> Result<CompactReport, IngestError> {
+    with_dataset_lease(
+        store,
+        &dataset.id,
+        &process_lease_holder(actor),
+        LeaseMode::Exclusive,
+        "compaction",
+        compact_leased(store, keyring, dataset, actor),
+    )
+    .await
+}
+
+/// [`compact`] once the dataset lease is held.
+async fn compact_leased(
     store: &Arc<dyn Store>,
     keyring: &Arc<Keyring>,
     dataset: &Dataset,

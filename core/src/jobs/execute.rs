@@ -17,7 +17,10 @@ use crate::keyring::KeyringError;
 use crate::lake::{
     self, CommitGuard, Erase, ErasePolicy, FileStatus, LakeError, LakeRoot, Locate, LocatorHint,
 };
-use crate::store::{Dataset, Job, JobKind, NewJob, PrivacyRequest, Store, StoreError, Transition};
+use crate::store::{
+    Dataset, Job, JobKind, LeaseMode, NewJob, PrivacyRequest, Store, StoreError, Transition,
+    with_dataset_lease,
+};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +31,17 @@ pub enum JobError {
     /// Will fail the same way again (corrupt file, missing column, bad root): abort.
     #[error("{0}")]
     Permanent(String),
+    /// Another holder's lease on the dataset's files is in the way (a compaction, say): not a
+    /// failure; the job runs again a little later without spending an attempt.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Database { .. } => JobError::Transient(e.to_string()),
+            StoreError::DatasetBusy(_) => JobError::Busy(e.to_string()),
             other => JobError::Permanent(other.to_string()),
         }
     }
@@ -380,12 +388,33 @@ async fn erase_file(
 ) -> Result<Execution, JobError> {
     let task: EraseFileTask = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(format!("malformed erase_file task: {e}")))?;
+    // Shared with other rewrites of the dataset; a compaction or a residency remediation
+    // (exclusive) would delete the file this task swaps in.
+    with_dataset_lease(
+        store,
+        &task.dataset_id,
+        &format!("job:{}", job.id),
+        LeaseMode::Shared,
+        "erasure",
+        erase_file_leased(store, ctx, &task, request, guard),
+    )
+    .await
+}
+
+/// [`erase_file`] once the dataset lease is held.
+async fn erase_file_leased(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    task: &EraseFileTask,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
     let mut subjects = vec![request.subject_id.as_str().to_string()];
     for id in task.request_ids.iter().filter(|id| **id != request.id) {
         subjects.push(store.request(id).await?.subject_id.as_str().to_string());
     }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
-    let policy = task_policy(store, &task).await?;
+    let policy = task_policy(store, task).await?;
     let outcome = Erase::new(root, task.subject_column.clone())
         .policy(policy)
         .subjects(subjects.iter().cloned())

@@ -17,7 +17,7 @@ use crate::domain::{Rectification, SubjectId};
 use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;
 use crate::lake::{self, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Rectify};
-use crate::store::{Dataset, PrivacyRequest, Store};
+use crate::store::{Dataset, LeaseMode, PrivacyRequest, Store, with_dataset_lease};
 
 /// Seals new values with the subject's key, bound to the dataset and column like ingest does.
 struct SubjectSealer {
@@ -119,18 +119,41 @@ pub(super) async fn rectify(
             &dataset.partition_columns,
         )
         .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
-    let changes = column_changes(&dataset, &rectification);
+    // Shared with other rewrites of the dataset; a compaction or a residency remediation
+    // (exclusive) would delete the files this rewrites.
+    with_dataset_lease(
+        store,
+        &dataset.id,
+        &format!("request:{}", request.id),
+        LeaseMode::Shared,
+        "rectification",
+        rectify_leased(store, ctx, request, guard, &dataset, &rectification),
+    )
+    .await
+}
+
+/// [`rectify`] once the dataset lease is held.
+async fn rectify_leased(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+    dataset: &Dataset,
+    rectification: &Rectification,
+) -> Result<Execution, JobError> {
+    let subject = &request.subject_id;
+    let changes = column_changes(dataset, rectification);
 
     let owners: BTreeSet<&str> = changes.iter().map(|c| c.owner.as_str()).collect();
     let owners: Vec<String> = owners.into_iter().map(String::from).collect();
     let sealer = if changes.iter().any(|c| c.sealed_as.is_some()) {
-        Some(sealer_for(ctx, &dataset, subject).await?)
+        Some(sealer_for(ctx, dataset, subject).await?)
     } else {
         None
     };
     // Every root of the dataset (its root_url, and one per region with data residency) is
     // located before any file is rewritten: an unreadable file stops the request unchanged.
-    let reports = locate_in_roots(store, ctx, &dataset, &owners, &[subject.as_str()]).await?;
+    let reports = locate_in_roots(store, ctx, dataset, &owners, &[subject.as_str()]).await?;
     let (mut files_scanned, mut located_bytes) = (0, 0);
     let mut outcome = lake::RectifyOutcome::default();
     for (url, report) in reports {

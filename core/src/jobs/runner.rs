@@ -11,8 +11,10 @@ use tracing::Instrument;
 use super::execute::{ExecuteContext, Execution, JobError, batch_of, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
+use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
+use crate::residency::ResidencyError;
 use crate::store::{
     Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store, StoreError, StoreResult,
     Transition,
@@ -67,6 +69,19 @@ pub struct Worker {
 fn backoff(attempt: i64) -> chrono::Duration {
     let secs = 2i64.saturating_pow(attempt.clamp(1, 16) as u32).min(300);
     chrono::Duration::seconds(secs)
+}
+
+/// How long a job kept off a dataset by another holder's lease waits before it tries again.
+/// Short: leases end when their holder finishes, and the wait spends no attempt.
+const BUSY_RETRY_S: i64 = 10;
+
+/// The finish of a job that could not take its dataset lease: queued again shortly, with
+/// `reason` (who holds the dataset) as its last error, its attempt given back.
+fn deferred(reason: String) -> JobFinish {
+    JobFinish::new(JobOutcome::Defer {
+        at: chrono::Utc::now() + chrono::Duration::seconds(BUSY_RETRY_S),
+        reason,
+    })
 }
 
 /// Fences a rewrite: the file is swapped in only while this worker still holds the job's
@@ -262,6 +277,10 @@ impl Worker {
 
         let committed = match result {
             Ok(execution) => self.succeed(&job, &token, &request, execution).await?,
+            Err(JobError::Busy(reason)) => {
+                tracing::info!(reason = %reason, "dataset busy, job deferred");
+                self.end(&job, &token, deferred(reason)).await?
+            }
             Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
                 let at = chrono::Utc::now() + backoff(job.attempts);
                 tracing::warn!(error = %error, retry_at = %at, "job failed, will retry");
@@ -306,7 +325,9 @@ impl Worker {
             crate::ingest::compact::compact(&self.store, &keyring, &dataset, &self.actor())
                 .await
                 .map_err(|e| {
-                    if e.is_client_error() {
+                    if let IngestError::Store(StoreError::DatasetBusy(_)) = e {
+                        JobError::Busy(e.to_string())
+                    } else if e.is_client_error() {
                         JobError::Permanent(e.to_string())
                     } else {
                         JobError::Transient(e.to_string())
@@ -321,6 +342,7 @@ impl Worker {
                 finish.result = serde_json::to_value(report).ok();
                 finish
             }
+            Err(JobError::Busy(reason)) => deferred(reason),
             Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
                 JobFinish::new(JobOutcome::Retry {
                     at: chrono::Utc::now() + backoff(job.attempts),
@@ -351,7 +373,9 @@ impl Worker {
                 .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
             let dataset_id = job.payload["dataset_id"].as_str();
             let classify = |e: crate::residency::ResidencyError| {
-                if e.is_transient() {
+                if let ResidencyError::Store(StoreError::DatasetBusy(_)) = e {
+                    JobError::Busy(e.to_string())
+                } else if e.is_transient() {
                     JobError::Transient(e.to_string())
                 } else {
                     JobError::Permanent(e.to_string())
@@ -394,6 +418,7 @@ impl Worker {
                 finish.result = Some(result);
                 finish
             }
+            Err(JobError::Busy(reason)) => deferred(reason),
             Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
                 JobFinish::new(JobOutcome::Retry {
                     at: chrono::Utc::now() + backoff(job.attempts),

@@ -47,7 +47,9 @@ use crate::lake::columns::read_columns;
 use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::lake::{CommitGuard, DataFile, Erase, FileStatus, LakeError, LakeRoot, subject_values};
-use crate::store::{Dataset, IndexedFile, Store};
+use crate::store::{
+    Dataset, IndexedFile, LeaseMode, Store, process_lease_holder, with_dataset_lease,
+};
 
 /// Folder (under a root) of remediation manifests; hidden from listings.
 const MANIFEST_DIR: &str = "_lethe";
@@ -200,8 +202,32 @@ pub async fn held_files(dataset: &Dataset) -> Result<HashSet<(String, String)>, 
 /// [`ResidencyError`] when a root cannot be listed, a transient failure (storage or database)
 /// stops the run (the next run finishes what it left), or a manifest is unreadable. A file that
 /// fails for good is reported in [`RemediationReport::files_failed`] and the others go on.
+/// Holds the dataset exclusively meanwhile (it writes into other roots and deletes rows from
+/// the sources): a busy dataset is
+/// [`StoreError::DatasetBusy`](crate::store::StoreError::DatasetBusy) inside
+/// [`ResidencyError::Store`].
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name))]
 pub async fn remediate_dataset(
+    store: &Arc<dyn Store>,
+    keyring: &Keyring,
+    policies: &PolicyBook,
+    dataset: &Dataset,
+    actor: &str,
+    guard: Option<Arc<dyn CommitGuard>>,
+) -> Result<RemediationReport, ResidencyError> {
+    with_dataset_lease(
+        store,
+        &dataset.id,
+        &process_lease_holder(actor),
+        LeaseMode::Exclusive,
+        "residency remediation",
+        remediate_leased(store, keyring, policies, dataset, actor, guard),
+    )
+    .await
+}
+
+/// [`remediate_dataset`] once the dataset lease is held.
+async fn remediate_leased(
     store: &Arc<dyn Store>,
     keyring: &Keyring,
     policies: &PolicyBook,

@@ -8,6 +8,7 @@
 mod deadlines;
 mod holds;
 mod keys;
+mod leases;
 mod locator;
 mod model;
 mod residency;
@@ -16,6 +17,7 @@ mod sql;
 mod tokens;
 mod webhooks;
 
+pub use leases::{DATASET_LEASE_TTL, HeldDatasetLease, process_lease_holder, with_dataset_lease};
 pub use model::*;
 pub use residency::{
     ResidencyPolicy, ResidencyScan, ResidencyViolation, ScanStatus, SubjectJurisdiction,
@@ -86,6 +88,10 @@ pub enum StoreError {
     /// failed delivery can be re-queued).
     #[error("{0}")]
     InvalidWebhookState(String),
+    /// Another holder's lease on the dataset's files is in the way (see [`DatasetLease`]):
+    /// try again after it ends or lapses.
+    #[error("dataset {} is busy: {}", .0.dataset_id, .0)]
+    DatasetBusy(Box<DatasetLease>),
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -321,6 +327,22 @@ pub trait Store: Send + Sync + 'static {
         subject: &SubjectId,
         audit: NewAuditEntry,
     ) -> StoreResult<Option<RestrictedSubject>>;
+    /// Takes (or, for the same `holder`, renews) a `mode` lease on dataset `dataset_id`'s
+    /// files for `ttl`: shared leases coexist; an exclusive one excludes every other holder.
+    /// Expired leases are ignored. Use [`HeldDatasetLease`], which renews and releases.
+    ///
+    /// # Errors
+    /// [`StoreError::DatasetBusy`] naming the lease in the way.
+    async fn acquire_dataset_lease(
+        &self,
+        dataset_id: &str,
+        holder: &str,
+        mode: LeaseMode,
+        purpose: &str,
+        ttl: Duration,
+    ) -> StoreResult<DatasetLease>;
+    /// Deletes `holder`'s lease on `dataset_id` (nothing when there is none).
+    async fn release_dataset_lease(&self, dataset_id: &str, holder: &str) -> StoreResult<()>;
     /// Restricted subjects ordered by subject id, those after `after` only (keyset cursor),
     /// at most `limit` (clamped to 1–1000).
     async fn restricted_subjects(

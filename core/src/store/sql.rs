@@ -683,12 +683,13 @@ async fn finish_in(
         JobOutcome::Succeeded if waits => ("waiting", None, None),
         JobOutcome::Succeeded => ("succeeded", None, None),
         JobOutcome::Retry { at, error } => ("queued", Some(to_db(*at)), Some(error.clone())),
+        JobOutcome::Defer { at, reason } => ("queued", Some(to_db(*at)), Some(reason.clone())),
         JobOutcome::Failed { error } => ("failed", None, Some(error.clone())),
     };
     let done = sqlx::query(
         "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = COALESCE($3, last_error), \
            result = COALESCE($7, result), lease_owner = NULL, lease_token = NULL, \
-           lease_expires_at = NULL, updated_at = $4 \
+           lease_expires_at = NULL, updated_at = $4, attempts = attempts - $8 \
          WHERE id = $5 AND lease_token = $6 AND status = 'running'",
     )
     .bind(status)
@@ -698,6 +699,8 @@ async fn finish_in(
     .bind(job_id)
     .bind(lease_token)
     .bind(finish.result.as_ref().map(Value::to_string))
+    // A deferred job gives its attempt back: it never ran.
+    .bind(i64::from(matches!(finish.outcome, JobOutcome::Defer { .. })))
     .execute(&mut *conn)
     .await
     .map_err(db("finishing a job"))?;
@@ -1578,6 +1581,22 @@ impl Store for SqlStore {
         audit: NewAuditEntry,
     ) -> StoreResult<Option<RestrictedSubject>> {
         self.lift_restriction_impl(subject, audit).await
+    }
+
+    async fn acquire_dataset_lease(
+        &self,
+        dataset_id: &str,
+        holder: &str,
+        mode: LeaseMode,
+        purpose: &str,
+        ttl: Duration,
+    ) -> StoreResult<DatasetLease> {
+        self.acquire_dataset_lease_impl(dataset_id, holder, mode, purpose, ttl)
+            .await
+    }
+
+    async fn release_dataset_lease(&self, dataset_id: &str, holder: &str) -> StoreResult<()> {
+        self.release_dataset_lease_impl(dataset_id, holder).await
     }
 
     async fn restricted_subjects(

@@ -766,3 +766,157 @@ async fn a_message_table_erases_one_side_of_a_conversation() {
         "a message without ann is untouched"
     );
 }
+
+/// Compaction deletes the files it merges, so it must not overlap a rewrite of the same
+/// dataset: each waits for the other's dataset lease, and a job kept waiting is deferred
+/// without spending an attempt.
+#[tokio::test]
+async fn compaction_and_rewrites_of_a_dataset_take_turns() {
+    use lethe_core::domain::{RequestStatus, RequestType};
+    use lethe_core::jobs::{Worker, WorkerConfig};
+    use lethe_core::store::{
+        HeldDatasetLease, JobKind, JobStatus, LeaseMode, NewJob, NewRequest, StoreError, Transition,
+    };
+    use std::time::Duration;
+
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    for batch in 0..2 {
+        let rows: Vec<_> = (0..4)
+            .map(|i| {
+                let mut r = row(0, &format!("u-{i}"), "EU");
+                r["event_id"] = json!(format!("e-{batch}-{i}"));
+                r
+            })
+            .collect();
+        ingest(
+            &env.store,
+            &env.keyring,
+            &dataset,
+            InputFormat::JsonLines,
+            jsonl(&rows),
+            "test",
+        )
+        .await
+        .unwrap();
+    }
+    let before = parquet_files(&env.lake);
+    assert_eq!(before.len(), 2);
+    let compact =
+        || lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test");
+
+    // A rectification holds the dataset (shared): compaction is refused and touches nothing.
+    let rewrite = HeldDatasetLease::acquire(
+        &env.store,
+        &dataset.id,
+        "request:r-1",
+        LeaseMode::Shared,
+        "rectification",
+    )
+    .await
+    .unwrap();
+    match compact().await {
+        Err(IngestError::Store(StoreError::DatasetBusy(lease))) => {
+            assert_eq!(
+                (lease.holder.as_str(), lease.purpose.as_str()),
+                ("request:r-1", "rectification")
+            );
+        }
+        other => panic!("expected a busy dataset, got {other:?}"),
+    }
+    assert_eq!(parquet_files(&env.lake), before);
+    rewrite.release().await.unwrap();
+
+    // Free again: compaction runs, and gives the dataset back when it is done.
+    let report = compact().await.unwrap();
+    assert_eq!((report.files_in, report.files_out), (2, 1));
+    env.store
+        .acquire_dataset_lease(
+            &dataset.id,
+            "probe",
+            LeaseMode::Exclusive,
+            "probe",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("compaction released its lease");
+    env.store
+        .release_dataset_lease(&dataset.id, "probe")
+        .await
+        .unwrap();
+    let compacted = parquet_files(&env.lake);
+
+    // A compaction holds the dataset (exclusive): a rectification job is deferred, its attempt
+    // given back, the reason on the job, the request not completed and the lake untouched.
+    let compaction = HeldDatasetLease::acquire(
+        &env.store,
+        &dataset.id,
+        "cli:compaction",
+        LeaseMode::Exclusive,
+        "compaction",
+    )
+    .await
+    .unwrap();
+    let (request, _) = env
+        .store
+        .create_request(
+            NewRequest {
+                request_type: RequestType::Rectification,
+                subject_id: SubjectId::parse("u-1").unwrap(),
+                subject_pseudonym: "ps-1".into(),
+                filed_by: "user:a".into(),
+                verification_note: None,
+                idempotency_key: None,
+                received_at: chrono::Utc::now(),
+                details: Some(json!({"dataset_id": dataset.id, "changes": {"notes": "fixed"}})),
+            },
+            NewAuditEntry::new("test", "request.created"),
+        )
+        .await
+        .unwrap();
+    let mut approve = Transition::new(
+        RequestStatus::Approved,
+        "user:admin",
+        NewAuditEntry::new("test", "request.approved"),
+    );
+    approve.decision = true;
+    approve.enqueue = Some(NewJob {
+        kind: JobKind::Rectification,
+        request_id: Some(request.id.clone()),
+        payload: json!({}),
+        max_attempts: 3,
+        run_at: None,
+    });
+    env.store
+        .transition_request(&request.id, approve)
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        env.store.clone(),
+        WorkerConfig {
+            worker_id: "w".into(),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(10),
+            exports_url: env.lake.join("../exports").display().to_string(),
+            file_concurrency: 1,
+            export_ttl: Duration::from_secs(3600),
+        },
+    )
+    .with_keyring(env.keyring.clone());
+    let job_id = worker.try_execute_job().await.unwrap().expect("a job ran");
+    let job = env.store.job(&job_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.attempts, 0, "waiting for a lease spends no attempt");
+    let reason = job.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("busy") && reason.contains("compaction"),
+        "{reason}"
+    );
+    assert!(job.run_at > chrono::Utc::now(), "runs again later");
+    assert_ne!(
+        env.store.request(&request.id).await.unwrap().status,
+        RequestStatus::Completed
+    );
+    assert_eq!(parquet_files(&env.lake), compacted);
+    compaction.release().await.unwrap();
+}

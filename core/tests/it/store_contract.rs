@@ -1540,3 +1540,154 @@ contract!(
         assert_eq!(left[0].subject_id, "u-0");
     }
 );
+
+async fn some_dataset(store: &SqlStore) -> Dataset {
+    let d = NewDataset {
+        name: "events".into(),
+        root_url: "/lake".into(),
+        subject_column: "user_id".into(),
+        partition_columns: vec![],
+        created_by: "user:a".into(),
+        schema: None,
+    };
+    store
+        .create_dataset(d, audit("dataset.registered"))
+        .await
+        .unwrap()
+}
+
+fn busy_holder(result: StoreResult<DatasetLease>) -> DatasetLease {
+    match result {
+        Err(StoreError::DatasetBusy(lease)) => *lease,
+        other => panic!("expected DatasetBusy, got {other:?}"),
+    }
+}
+
+contract!(dataset_leases_exclude_as_their_mode_says, |store| {
+    let ds = some_dataset(&store).await.id;
+    let ttl = Duration::from_secs(60);
+    let take = |holder: &'static str, mode: LeaseMode, purpose: &'static str| {
+        let (store, ds) = (store.clone(), ds.clone());
+        async move {
+            store
+                .acquire_dataset_lease(&ds, holder, mode, purpose, ttl)
+                .await
+        }
+    };
+    // Shared leases coexist; an exclusive one waits for all of them.
+    let a = take("job:a", LeaseMode::Shared, "erasure").await.unwrap();
+    assert_eq!((a.holder.as_str(), a.mode), ("job:a", LeaseMode::Shared));
+    take("job:b", LeaseMode::Shared, "rectification")
+        .await
+        .unwrap();
+    let blocking = busy_holder(take("cli:c", LeaseMode::Exclusive, "compaction").await);
+    assert_eq!(blocking.mode, LeaseMode::Shared);
+    assert!(["job:a", "job:b"].contains(&blocking.holder.as_str()));
+    store.release_dataset_lease(&ds, "job:a").await.unwrap();
+    store.release_dataset_lease(&ds, "job:b").await.unwrap();
+    store.release_dataset_lease(&ds, "job:b").await.unwrap(); // twice: nothing to do
+
+    // An exclusive lease keeps out shared and exclusive holders alike, and says who holds it.
+    let c = take("cli:c", LeaseMode::Exclusive, "compaction")
+        .await
+        .unwrap();
+    let blocking = busy_holder(take("job:a", LeaseMode::Shared, "erasure").await);
+    assert_eq!(
+        (blocking.holder.as_str(), blocking.purpose.as_str()),
+        ("cli:c", "compaction")
+    );
+    let message = StoreError::DatasetBusy(Box::new(blocking)).to_string();
+    assert!(
+        message.contains("compaction") && message.contains("cli:c"),
+        "{message}"
+    );
+    busy_holder(take("cli:d", LeaseMode::Exclusive, "residency remediation").await);
+    // Its holder renews it: same start, later expiry.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let renewed = take("cli:c", LeaseMode::Exclusive, "compaction")
+        .await
+        .unwrap();
+    assert_eq!(renewed.acquired_at, c.acquired_at);
+    assert!(renewed.expires_at > c.expires_at);
+    store.release_dataset_lease(&ds, "cli:c").await.unwrap();
+    take("job:a", LeaseMode::Shared, "erasure").await.unwrap();
+    store.release_dataset_lease(&ds, "job:a").await.unwrap();
+
+    // A lease whose holder died lapses and blocks nobody.
+    store
+        .acquire_dataset_lease(
+            &ds,
+            "dead",
+            LeaseMode::Exclusive,
+            "compaction",
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    take("job:a", LeaseMode::Shared, "erasure").await.unwrap();
+    take("cli:c", LeaseMode::Exclusive, "compaction")
+        .await
+        .map(|_| ())
+        .expect_err("job:a still holds it shared");
+});
+
+contract!(concurrent_exclusive_leases_are_granted_once, |store| {
+    let ds = some_dataset(&store).await.id;
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (store, ds) = (store.clone(), ds.clone());
+        racers.spawn(async move {
+            store
+                .acquire_dataset_lease(
+                    &ds,
+                    &format!("racer:{i}"),
+                    LeaseMode::Exclusive,
+                    "compaction",
+                    Duration::from_secs(60),
+                )
+                .await
+        });
+    }
+    let (mut granted, mut busy) = (0, 0);
+    while let Some(result) = racers.join_next().await {
+        match result.unwrap() {
+            Ok(_) => granted += 1,
+            Err(StoreError::DatasetBusy(_)) => busy += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((granted, busy), (1, 7));
+});
+
+contract!(
+    a_deferred_job_runs_again_without_spending_an_attempt,
+    |store| {
+        approved_request(&store).await;
+        let job = store
+            .claim_job("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.attempts, 1);
+        let finish = JobFinish::new(JobOutcome::Defer {
+            at: chrono::Utc::now(),
+            reason: "dataset events is busy: compaction".into(),
+        });
+        let token = job.lease_token.clone().unwrap();
+        assert!(store.finish_job(&job.id, &token, finish).await.unwrap());
+        let queued = store.job(&job.id).await.unwrap();
+        assert_eq!(queued.status, JobStatus::Queued);
+        assert_eq!(queued.attempts, 0);
+        assert_eq!(
+            queued.last_error.as_deref(),
+            Some("dataset events is busy: compaction")
+        );
+        let again = store
+            .claim_job("w2", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("claimable again");
+        assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 1));
+    }
+);

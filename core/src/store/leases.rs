@@ -1,0 +1,366 @@
+//! Leases on a dataset's files: who may rewrite them right now.
+//!
+//! Every rewrite swaps one file conditionally (a compare-and-swap on the object), which keeps
+//! two rewrites of the *same* file from losing each other's work. Compaction and residency
+//! remediation are different: they read several files, write new ones elsewhere and delete the
+//! inputs, so a rectification or an erasure that rewrote an input meanwhile would be undone by
+//! the delete. They hold the dataset [`LeaseMode::Exclusive`]ly; erasure tasks and
+//! rectifications hold it [`LeaseMode::Shared`], so many of them still run at once.
+//!
+//! A lease is a row in `dataset_leases` with an expiry. [`HeldDatasetLease`] renews it every
+//! third of its time to live while the holder works and deletes it at the end; a holder that
+//! dies leaves a row that expires and is then ignored (and deleted by the next acquisition).
+//! On PostgreSQL acquisitions of one dataset serialise on a transaction-scoped advisory lock;
+//! on SQLite the first statement of the transaction is a write, which takes the database's
+//! writer lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::sql::{SqlStore, db, get_s, get_ts, now};
+use super::{Backend, DatasetLease, LeaseMode, Store, StoreError, StoreResult};
+use crate::domain::to_db;
+
+/// How long a dataset lease lives without renewal. A holder renews every third of it, so a
+/// stalled or killed holder blocks others for at most this long.
+pub const DATASET_LEASE_TTL: Duration = Duration::from_secs(60);
+
+const COLS: &str = "dataset_id, holder, mode, purpose, acquired_at, expires_at";
+
+fn lease_from(row: &AnyRow) -> StoreResult<DatasetLease> {
+    let t = "dataset_leases";
+    let mode = match get_s(row, t, "mode")?.as_str() {
+        "shared" => LeaseMode::Shared,
+        "exclusive" => LeaseMode::Exclusive,
+        other => return Err(super::sql::corrupt(t, format!("mode: {other}"))),
+    };
+    Ok(DatasetLease {
+        dataset_id: get_s(row, t, "dataset_id")?,
+        holder: get_s(row, t, "holder")?,
+        mode,
+        purpose: get_s(row, t, "purpose")?,
+        acquired_at: get_ts(row, t, "acquired_at")?,
+        expires_at: get_ts(row, t, "expires_at")?,
+    })
+}
+
+/// The lease of another holder that keeps `mode` from being granted, if any.
+async fn blocking_lease(
+    conn: &mut AnyConnection,
+    dataset_id: &str,
+    holder: &str,
+    mode: LeaseMode,
+) -> StoreResult<Option<DatasetLease>> {
+    let conflicting = match mode {
+        LeaseMode::Exclusive => "",
+        LeaseMode::Shared => " AND mode = 'exclusive'",
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLS} FROM dataset_leases WHERE dataset_id = $1 AND holder <> $2{conflicting} \
+         ORDER BY expires_at DESC LIMIT 1"
+    )))
+    .bind(dataset_id)
+    .bind(holder)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("reading dataset leases"))?
+    .as_ref()
+    .map(lease_from)
+    .transpose()
+}
+
+impl SqlStore {
+    pub(super) async fn acquire_dataset_lease_impl(
+        &self,
+        dataset_id: &str,
+        holder: &str,
+        mode: LeaseMode,
+        purpose: &str,
+        ttl: Duration,
+    ) -> StoreResult<DatasetLease> {
+        let at = now();
+        let expires = at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("dataset_lease:{dataset_id}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("locking a dataset's leases"))?;
+        }
+        // On SQLite this write comes first so that the transaction holds the writer lock
+        // before it reads: two acquisitions cannot both see a free dataset.
+        sqlx::query("DELETE FROM dataset_leases WHERE dataset_id = $1 AND expires_at < $2")
+            .bind(dataset_id)
+            .bind(to_db(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("dropping expired dataset leases"))?;
+        if let Some(blocking) = blocking_lease(&mut tx, dataset_id, holder, mode).await? {
+            tx.commit().await.map_err(db("committing dataset leases"))?;
+            return Err(StoreError::DatasetBusy(Box::new(blocking)));
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO dataset_leases ({COLS}) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (dataset_id, holder) DO UPDATE SET mode = excluded.mode, \
+               purpose = excluded.purpose, expires_at = excluded.expires_at \
+             RETURNING {COLS}"
+        )))
+        .bind(dataset_id)
+        .bind(holder)
+        .bind(mode.as_str())
+        .bind(purpose)
+        .bind(to_db(at))
+        .bind(to_db(expires))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("taking a dataset lease"))?;
+        let lease = lease_from(&row)?;
+        tx.commit()
+            .await
+            .map_err(db("committing a dataset lease"))?;
+        Ok(lease)
+    }
+
+    pub(super) async fn release_dataset_lease_impl(
+        &self,
+        dataset_id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM dataset_leases WHERE dataset_id = $1 AND holder = $2")
+            .bind(dataset_id)
+            .bind(holder)
+            .execute(self.pool())
+            .await
+            .map_err(db("releasing a dataset lease"))?;
+        Ok(())
+    }
+}
+
+/// A dataset lease this process holds and renews in the background until
+/// [`release`](Self::release)d. Dropped without release, it stops renewing and lapses after
+/// [`DATASET_LEASE_TTL`].
+pub struct HeldDatasetLease {
+    store: Arc<dyn Store>,
+    lease: DatasetLease,
+    stop: watch::Sender<bool>,
+    renewer: JoinHandle<()>,
+}
+
+impl HeldDatasetLease {
+    /// Takes a `mode` lease on dataset `dataset_id` for `holder` (e.g. `job:<id>`), doing
+    /// `purpose` (shown to whoever it keeps waiting), and renews it every third of
+    /// [`DATASET_LEASE_TTL`].
+    ///
+    /// # Errors
+    /// [`StoreError::DatasetBusy`] with the lease in the way (try again later);
+    /// [`StoreError::Database`].
+    pub async fn acquire(
+        store: &Arc<dyn Store>,
+        dataset_id: &str,
+        holder: &str,
+        mode: LeaseMode,
+        purpose: &str,
+    ) -> StoreResult<Self> {
+        let lease = match store
+            .acquire_dataset_lease(dataset_id, holder, mode, purpose, DATASET_LEASE_TTL)
+            .await
+        {
+            Err(StoreError::DatasetBusy(blocking)) if died_on_this_host(&blocking.holder) => {
+                // A command killed on this host a moment ago: no need to wait for its lease
+                // to lapse.
+                tracing::warn!(dataset_id, holder = %blocking.holder, purpose = %blocking.purpose,
+                    "taking over the dataset lease of a process that is gone");
+                store
+                    .release_dataset_lease(dataset_id, &blocking.holder)
+                    .await?;
+                store
+                    .acquire_dataset_lease(dataset_id, holder, mode, purpose, DATASET_LEASE_TTL)
+                    .await?
+            }
+            other => other?,
+        };
+        let (stop, mut stopped) = watch::channel(false);
+        let renewer = {
+            let (store, lease) = (store.clone(), lease.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(DATASET_LEASE_TTL / 3) => {}
+                        _ = stopped.changed() => return,
+                    }
+                    let renewed = store
+                        .acquire_dataset_lease(
+                            &lease.dataset_id,
+                            &lease.holder,
+                            lease.mode,
+                            &lease.purpose,
+                            DATASET_LEASE_TTL,
+                        )
+                        .await;
+                    if let Err(e) = renewed {
+                        tracing::warn!(dataset_id = %lease.dataset_id, holder = %lease.holder,
+                            error = %e, "could not renew a dataset lease");
+                    }
+                }
+            })
+        };
+        tracing::debug!(
+            dataset_id,
+            holder,
+            mode = mode.as_str(),
+            "dataset lease taken"
+        );
+        Ok(Self {
+            store: store.clone(),
+            lease,
+            stop,
+            renewer,
+        })
+    }
+
+    /// The lease as taken.
+    pub fn lease(&self) -> &DatasetLease {
+        &self.lease
+    }
+
+    /// Stops renewing and deletes the lease, so waiting holders can go on at once.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]; the lease then lapses after [`DATASET_LEASE_TTL`].
+    pub async fn release(self) -> StoreResult<()> {
+        let _ = self.stop.send(true);
+        self.renewer.abort();
+        self.store
+            .release_dataset_lease(&self.lease.dataset_id, &self.lease.holder)
+            .await
+    }
+}
+
+impl std::fmt::Debug for HeldDatasetLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldDatasetLease")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for HeldDatasetLease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// A holder name for a lease taken by `actor` in this process, unique to this run:
+/// `<actor>@<host>:<pid>#<run>`. The host and process let a later process on the same host
+/// take the lease over at once when this one died (see [`HeldDatasetLease::acquire`]).
+pub fn process_lease_holder(actor: &str) -> String {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{actor}@{}:{}#{}",
+        this_host(),
+        std::process::id(),
+        &run[..12]
+    )
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether `holder` (as made by [`process_lease_holder`]) names a process of this host that
+/// no longer runs (no `/proc/<pid>`, or a zombie). `false` wherever that cannot be told: another
+/// host, another holder format, no `/proc`, this very process.
+fn died_on_this_host(holder: &str) -> bool {
+    let Some((_, place)) = holder.rsplit_once('@') else {
+        return false;
+    };
+    let Some((host, rest)) = place.split_once(':') else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split_once('#')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let here = this_host();
+    if here.is_empty() || host != here || pid == std::process::id() {
+        return false;
+    }
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `pid (comm) S …`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, after)| after.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Runs `work` while holding a `mode` lease on dataset `dataset_id` (see
+/// [`HeldDatasetLease::acquire`]), and releases it afterwards whatever `work` returned. A
+/// failed release is logged; the lease then lapses after [`DATASET_LEASE_TTL`].
+///
+/// # Errors
+/// [`StoreError::DatasetBusy`] (converted into `E`) when the lease cannot be taken, and
+/// `work`'s own errors.
+pub async fn with_dataset_lease<T, E, F>(
+    store: &Arc<dyn Store>,
+    dataset_id: &str,
+    holder: &str,
+    mode: LeaseMode,
+    purpose: &str,
+    work: F,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let held = HeldDatasetLease::acquire(store, dataset_id, holder, mode, purpose).await?;
+    let outcome = work.await;
+    if let Err(e) = held.release().await {
+        tracing::warn!(dataset_id, holder, error = %e, "could not release a dataset lease");
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_dead_only_when_its_process_here_is_gone() {
+        let mine = process_lease_holder("worker:cli");
+        assert!(mine.starts_with("worker:cli@"), "{mine}");
+        assert!(!died_on_this_host(&mine), "this process runs");
+        let (prefix, _) = mine.rsplit_once(':').unwrap();
+        // A pid above the kernel's maximum (4194304) never runs.
+        assert!(died_on_this_host(&format!("{prefix}:4294967#abc")));
+        assert!(!died_on_this_host("worker:cli@elsewhere:4294967#abc"));
+        assert!(!died_on_this_host("job:1234"));
+        // The parent of this test process runs.
+        let parent = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let ppid = parent
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
+        assert!(!died_on_this_host(&format!("{prefix}:{ppid}#abc")));
+    }
+}
