@@ -258,6 +258,20 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
         .rotate_kek(new)
         .await
         .context("rotating the KEK")?;
+    // The keys of sealed exports live in the archives' headers, not in the key store: re-wrap
+    // them with a keyring holding the new KEK as current and the old one to unwrap.
+    let exports_url = settings.storage.exports_location();
+    let rewrapping = lethe_core::keyring::Keyring::new(
+        lethe_core::keyring::Kek::load_or_create(&new_kek_file)
+            .with_context(|| format!("loading the new KEK from {}", new_kek_file.display()))?,
+        // Blob keys only: no data key is read or written through this keyring.
+        std::sync::Arc::new(lethe_core::keyring::MemoryKeyStore::new()),
+        lethe_core::keyring::subject_hasher_from_settings(&settings)?,
+    )
+    .with_previous_kek(lethe_core::keyring::kek_from_settings(&settings)?);
+    let exports = lethe_core::jobs::rewrap_exports(&rewrapping, &exports_url)
+        .await
+        .with_context(|| format!("re-wrapping the keys of the exports in {exports_url}"))?;
     state
         .store
         .append_audit(
@@ -265,12 +279,26 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
                 "old_kek_id": old_id,
                 "new_kek_id": report.new_kek_id,
                 "rewrapped": report.rewrapped,
+                "exports_rewrapped": exports.rewrapped,
+                "exports_failed": exports.failed.len(),
             })),
         )
         .await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "keys": report, "exports": exports }))?
+    );
+    if !exports.failed.is_empty() {
+        eprintln!(
+            "{} export(s) could not be re-wrapped and still need the old KEK until they expire: {}",
+            exports.failed.len(),
+            exports.failed.join("; ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     eprintln!(
-        "every data key is now wrapped by KEK {}; set crypto.kek_file = {} (or LETHE__CRYPTO__KEK) on every replica, then retire the old KEK",
+        "every data key and {} export(s) are now wrapped by KEK {}; set crypto.kek_file = {} (or LETHE__CRYPTO__KEK) on every replica, then retire the old KEK",
+        exports.rewrapped,
         report.new_kek_id,
         new_kek_file.display()
     );

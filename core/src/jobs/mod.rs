@@ -6,6 +6,7 @@
 //! unreachable) and abort (permanent: missing column, corrupt file, bad root).
 
 mod execute;
+mod exports;
 mod rectify;
 mod restrict;
 mod runner;
@@ -16,6 +17,7 @@ pub use execute::{
     EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
     export_context, locator_hint,
 };
+pub use exports::{ExportRewrapReport, rewrap_exports};
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
 pub use shred::{destroy_subject_key, reapply_tombstones};

@@ -7,9 +7,9 @@
 //!
 //! The associated data of the AES-256-GCM seal is `"lethe.blob.v1" ‖ u32be(len(context)) ‖
 //! context`, and the key is wrapped for the same context, so a blob copied under another name
-//! (another request's export) does not open. Opening needs the KEK that wrapped the key: after a
-//! KEK rotation keep the previous KEK configured for as long as blobs may live (exports:
-//! `requests.export_ttl_s`).
+//! (another request's export) does not open. Opening needs the KEK that wrapped the key; a KEK
+//! rotation re-wraps it in place ([`Keyring::rewrap_blob`], run over the exports by
+//! `lethe-service keys rotate-kek`).
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Nonce, Tag};
@@ -96,6 +96,46 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Re-wraps the key in the header of `sealed` (sealed for `context`) under this keyring's
+    /// current KEK, for a KEK rotation: the body (nonce, ciphertext, tag) is kept byte for
+    /// byte, so the blob opens to the same plaintext with the new KEK only. `None` when the
+    /// key is already wrapped by the current KEK.
+    ///
+    /// # Errors
+    /// [`KeyringError::UnwrapFailed`] for a malformed blob or one sealed for another context;
+    /// [`KeyringError::UnknownKek`] when its key was wrapped by a KEK this keyring does not
+    /// hold (configure the old KEK as a previous one).
+    pub fn rewrap_blob(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, KeyringError> {
+        let bad = || KeyringError::UnwrapFailed;
+        let rest = sealed.strip_prefix(BLOB_MAGIC.as_slice()).ok_or_else(bad)?;
+        let (len, rest) = rest.split_at_checked(4).ok_or_else(bad)?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (wrapped, body) = rest.split_at_checked(len).ok_or_else(bad)?;
+        let wrapped: WrappedDek = serde_json::from_slice(wrapped).map_err(|_| bad())?;
+        if body.len() < NONCE_LEN + TAG_LEN {
+            return Err(bad());
+        }
+        let current = self.current_kek_for_blobs();
+        if wrapped.kek_id == current.id() {
+            return Ok(None);
+        }
+        let key = self.unwrap_for_blobs(&wrapped, context)?;
+        let rewrapped =
+            serde_json::to_vec(&current.wrap(&key, context)).expect("a wrapped key serialises");
+        let mut out = Vec::with_capacity(BLOB_MAGIC.len() + 4 + rewrapped.len() + body.len());
+        out.extend_from_slice(BLOB_MAGIC);
+        out.extend_from_slice(&(rewrapped.len() as u32).to_be_bytes());
+        out.extend_from_slice(&rewrapped);
+        out.extend_from_slice(body);
+        Ok(Some(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -147,5 +187,49 @@ mod tests {
         let rotated =
             keyring(Kek::generate()).with_previous_kek(Kek::from_base64(&raw_old).unwrap());
         assert_eq!(rotated.open_blob("export:r-1", &sealed).unwrap(), b"data");
+    }
+
+    #[test]
+    fn a_rewrapped_blob_opens_with_the_new_kek_only() {
+        use base64::Engine as _;
+        let b64 = |raw: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(raw);
+        let old_b64 = b64([1u8; 32]);
+        let before = keyring(Kek::from_base64(&old_b64).unwrap());
+        let zip = b"PK\x03\x04 the export".to_vec();
+        let sealed = before.seal_blob("export:r-1", &zip);
+
+        let new_b64 = b64([2u8; 32]);
+        let rotating = keyring(Kek::from_base64(&new_b64).unwrap())
+            .with_previous_kek(Kek::from_base64(&old_b64).unwrap());
+        assert!(matches!(
+            rotating.rewrap_blob("export:r-2", &sealed),
+            Err(KeyringError::UnwrapFailed)
+        ));
+        let rewrapped = rotating
+            .rewrap_blob("export:r-1", &sealed)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &rewrapped[rewrapped.len() - 40..],
+            &sealed[sealed.len() - 40..],
+            "the body is kept"
+        );
+        assert!(
+            rotating
+                .rewrap_blob("export:r-1", &rewrapped)
+                .unwrap()
+                .is_none()
+        );
+
+        let after = keyring(Kek::from_base64(&new_b64).unwrap());
+        assert_eq!(after.open_blob("export:r-1", &rewrapped).unwrap(), zip);
+        assert!(matches!(
+            before.open_blob("export:r-1", &rewrapped),
+            Err(KeyringError::UnknownKek { .. })
+        ));
+        assert!(matches!(
+            after.rewrap_blob("export:r-1", &sealed),
+            Err(KeyringError::UnknownKek { .. })
+        ));
     }
 }

@@ -128,6 +128,13 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
     };
     let dek = app.state.keyring.dek_for_write(&subject_id).await.unwrap();
     let cell = encrypt_cell(&dek, &ctx, "Ana Lima".as_bytes());
+    // An export sealed before the rotation, where the worker stores exports.
+    let exports = std::path::PathBuf::from(app.state.settings.storage.exports_location());
+    std::fs::create_dir_all(&exports).unwrap();
+    let zip = b"PK\x03\x04 an access export".to_vec();
+    let context = lethe_core::jobs::export_context("r-rotated");
+    let sealed = app.state.keyring.seal_blob(&context, &zip);
+    std::fs::write(exports.join("r-rotated.zip"), &sealed).unwrap();
 
     let new_kek = app.data_dir.path().join("kek-2.key");
     let code = lethe_service::cli::rotate_kek(app.state.settings.clone(), new_kek.clone())
@@ -151,4 +158,22 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
         old.dek_for_read(&subject_id).await.is_err(),
         "the old KEK no longer unwraps"
     );
+
+    // The export's key was re-wrapped in place: it opens with the new KEK alone, to the same
+    // archive, and no longer with the old one.
+    let rewrapped = std::fs::read(exports.join("r-rotated.zip")).unwrap();
+    assert_ne!(rewrapped, sealed);
+    assert_eq!(keyring.open_blob(&context, &rewrapped).unwrap(), zip);
+    assert!(old.open_blob(&context, &rewrapped).is_err());
+    let rotated = app
+        .state
+        .store
+        .audit_entries(&lethe_core::store::AuditFilter {
+            action: Some("keys.kek_rotated".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rotated[0].details["exports_rewrapped"], 1);
+    assert_eq!(rotated[0].details["exports_failed"], 0);
 }
