@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::execute::{ExecuteContext, Execution, JobError, batch_of, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
-use crate::domain::RequestStatus;
+use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
@@ -599,6 +599,15 @@ impl Worker {
             RequestStatus::Completed
         };
         let mut transition = Transition::new(status, self.actor(), audit);
+        // An erasure that kept nothing leaves no data of the subject whose storage region
+        // matters: their recorded jurisdiction goes too (data minimisation, Art. 5(1)(c)).
+        if request.request_type == RequestType::Erasure
+            && status == RequestStatus::Completed
+            && let Some(keyring) = &self.keyring
+        {
+            transition.forget_jurisdiction_of =
+                Some(keyring.subject_ref_str(request.subject_id.as_str()));
+        }
         if matches!(job.kind, JobKind::Access | JobKind::Portability) {
             transition.export_expires_at = chrono::Duration::from_std(self.config.export_ttl)
                 .ok()

@@ -477,6 +477,9 @@ pub struct Transition {
     pub cooling_off_until: Option<Timestamp>,
     /// Expiry of the export to record (completion of an access request).
     pub export_expires_at: Option<Timestamp>,
+    /// Keyed subject reference whose recorded jurisdiction to delete in the same transaction
+    /// (a completed erasure: nothing of the subject is left whose residency would matter).
+    pub forget_jurisdiction_of: Option<String>,
     /// The audit entry for this change.
     pub audit: NewAuditEntry,
 }
@@ -496,6 +499,7 @@ impl Transition {
             enqueue: None,
             cooling_off_until: None,
             export_expires_at: None,
+            forget_jurisdiction_of: None,
             audit,
         }
     }

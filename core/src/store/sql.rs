@@ -617,6 +617,13 @@ async fn transition_in(
     if let Some(job) = &t.enqueue {
         insert_job_in(conn, job, None).await?;
     }
+    if let Some(subject_ref) = &t.forget_jurisdiction_of {
+        sqlx::query("DELETE FROM subject_jurisdictions WHERE subject_ref = $1")
+            .bind(subject_ref)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("deleting an erased subject's jurisdiction"))?;
+    }
     append_audit_in(conn, t.audit).await?;
     Ok(request)
 }

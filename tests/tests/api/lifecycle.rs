@@ -188,6 +188,26 @@ async fn erasure_under_a_legal_hold_is_partial_and_says_what_was_kept() {
         "a hold never stores the subject id"
     );
 
+    let jurisdiction = app.url(&format!("/v1/subjects/{id}/jurisdiction"));
+    let response = app
+        .client
+        .put(&jurisdiction)
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"jurisdiction": "EU"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let jurisdiction_status = || async {
+        app.client
+            .get(&jurisdiction)
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+
     let erasure = app.file_request_ok(&token, "erasure").await;
     let approved: Value = app
         .approve(&app.admin_token, &erasure)
@@ -205,6 +225,11 @@ async fn erasure_under_a_legal_hold_is_partial_and_says_what_was_kept() {
     assert_eq!(kept["scope"], "subject");
     assert_eq!(kept["legal_basis"], "Art. 17(3)(e): legal claims");
     assert_eq!(done["result"]["rows_removed"], 0);
+    assert_eq!(
+        jurisdiction_status().await,
+        StatusCode::OK,
+        "kept data keeps its residency"
+    );
 
     // Released, the next erasure goes through.
     let response = app
@@ -233,6 +258,11 @@ async fn erasure_under_a_legal_hold_is_partial_and_says_what_was_kept() {
     app.approve(&app.admin_token, &again).await;
     let done = app.wait_until_final(&token, &again).await;
     assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        jurisdiction_status().await,
+        StatusCode::NOT_FOUND,
+        "nothing of the subject is left: their jurisdiction went with it"
+    );
 }
 
 #[tokio::test]
