@@ -749,9 +749,7 @@ async fn store_export(
     let transient = |what: &str, e: &dyn std::fmt::Display| {
         JobError::Transient(format!("storing export {what} at {exports_url}: {e}"))
     };
-    let local = !exports_url.contains("://") || exports_url.starts_with("file://");
-    if local {
-        let dir = exports_url.trim_start_matches("file://");
+    if let Some(dir) = lake::local_folder(exports_url) {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| transient("folder", &e))?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{JobError, export_context};
 use crate::keyring::Keyring;
 use crate::keyring::blob::is_sealed_blob;
-use crate::lake::object_store_for_url;
+use crate::lake::{local_folder, object_store_for_url};
 
 /// What [`rewrap_exports`] did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,8 +46,7 @@ pub async fn rewrap_exports(
     exports_url: &str,
 ) -> Result<ExportRewrapReport, JobError> {
     let mut report = ExportRewrapReport::default();
-    let local = !exports_url.contains("://") || exports_url.starts_with("file://");
-    if local && !std::path::Path::new(exports_url.trim_start_matches("file://")).exists() {
+    if local_folder(exports_url).is_some_and(|dir| !std::path::Path::new(dir).exists()) {
         return Ok(report);
     }
     let (store, prefix) = object_store_for_url(exports_url)

@@ -41,9 +41,8 @@ impl TombstoneJournal {
     /// # Errors
     /// [`KeyringError::Store`] when the folder cannot be created or the URL is not usable.
     pub fn open(url_or_path: &str) -> Result<Self, KeyringError> {
-        let local = !url_or_path.contains("://") || url_or_path.starts_with("file://");
-        if local {
-            std::fs::create_dir_all(url_or_path.trim_start_matches("file://")).map_err(|e| {
+        if let Some(dir) = crate::lake::local_folder(url_or_path) {
+            std::fs::create_dir_all(dir).map_err(|e| {
                 KeyringError::store(format!("creating the tombstone journal {url_or_path}: {e}"))
             })?;
         }

@@ -35,7 +35,9 @@ pub use rewrite::{
     RectifyMetrics, RectifyOutcome, RowFilter, erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
-pub use store::{S3Options, StoreOptions, object_store_for_url, object_store_for_url_with};
+pub use store::{
+    S3Options, StoreOptions, local_folder, object_store_for_url, object_store_for_url_with,
+};
 
 /// Runs CPU-heavy work (Parquet decoding / encoding) on tokio's blocking pool, keeping the
 /// caller's tracing span, so the async workers stay free for I/O, HTTP and job heartbeats.

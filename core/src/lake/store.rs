@@ -94,6 +94,16 @@ pub(crate) struct BuiltStore {
     pub(crate) upload_part_size: usize,
 }
 
+/// The local folder a URL names (a plain path, or `file://` + path), or `None` for an object
+/// store URL (`s3://…`, `memory://`).
+pub fn local_folder(url: &str) -> Option<&str> {
+    if !url.contains("://") {
+        Some(url)
+    } else {
+        url.strip_prefix("file://")
+    }
+}
+
 /// Builds the object store for a lake URL with the default [`StoreOptions`] (S3 settings from
 /// the environment only). See [`object_store_for_url_with`].
 ///
