@@ -108,6 +108,10 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// The database is momentarily overloaded (a lock or a pooled connection was not granted
+    /// in time): 503 with `Retry-After`, code `temporarily_unavailable`. Nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else (500). The message is logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidRow { .. } => "invalid_row",
+            ApiError::Unavailable(_) => "temporarily_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -178,6 +183,12 @@ impl From<StoreError> for ApiError {
                 code: "dataset_busy",
                 detail: busy.to_string(),
             },
+            transient if transient.is_transient() => {
+                tracing::warn!(error = %transient, "database busy; answered 503");
+                ApiError::Unavailable(
+                    "the database is busy; nothing was changed, try again shortly".into(),
+                )
+            }
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -252,6 +263,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidRow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -274,6 +286,14 @@ impl ResponseError for ApiError {
                     column: column.clone(),
                 },
             ),
+            ApiError::Unavailable(_) => {
+                let mut response = problem_response(status, self.code(), detail);
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from_static("1"),
+                );
+                response
+            }
             _ => problem_response(status, self.code(), detail),
         }
     }

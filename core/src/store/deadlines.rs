@@ -33,11 +33,7 @@ impl SqlStore {
         let due_at = extended_due_date(current.received_at, extension.months);
         // The update is the transaction's first statement, so on SQLite it takes the write
         // lock at once (no stale read snapshot to upgrade).
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(AssertSqlSafe(format!(
             "UPDATE requests SET original_due_at = due_at, due_at = $1, extended_at = $2, \
                extended_by = $3, extension_months = $4, extension_reason = $5, updated_at = $2 \

@@ -41,11 +41,7 @@ impl SqlStore {
         hold: NewLegalHold,
         audit: NewAuditEntry,
     ) -> StoreResult<LegalHold> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO legal_holds (id, dataset_id, subject_pseudonym, legal_basis, reason, \
              ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -115,11 +111,7 @@ impl SqlStore {
         actor: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<LegalHold> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE legal_holds SET released_by = $1, released_at = $2 \
              WHERE id = $3 AND released_at IS NULL RETURNING {HOLD_COLS}"
@@ -174,11 +166,7 @@ impl SqlStore {
         request_id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE requests SET export_deleted_at = $1 \
              WHERE id = $2 AND export_deleted_at IS NULL",

@@ -133,10 +133,9 @@ impl KeyStore for SqlStore {
         let mut order: Vec<&(String, StoredKey)> = keys.iter().collect();
         order.sort_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self
-            .pool()
-            .begin()
+            .begin_write()
             .await
-            .map_err(store_error("starting a transaction"))?;
+            .map_err(|e| KeyringError::store(e.to_string()))?;
         let mut out = Vec::with_capacity(keys.len());
         for (subject_ref, key) in order {
             self.lock_subject(&mut tx, subject_ref).await?;
@@ -176,10 +175,9 @@ impl KeyStore for SqlStore {
 
     async fn destroy(&self, subject_ref: &str) -> Result<bool, KeyringError> {
         let mut tx = self
-            .pool()
-            .begin()
+            .begin_write()
             .await
-            .map_err(store_error("starting a transaction"))?;
+            .map_err(|e| KeyringError::store(e.to_string()))?;
         self.lock_subject(&mut tx, subject_ref).await?;
         sqlx::query(
             "INSERT INTO tombstones (subject_ref, shredded_at) VALUES ($1, $2) \

@@ -85,11 +85,7 @@ impl SqlStore {
     ) -> StoreResult<DatasetLease> {
         let at = now();
         let expires = at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(format!("dataset_lease:{dataset_id}"))

@@ -43,11 +43,7 @@ impl SqlStore {
         added: &[IndexedFile],
         replaced: &[String],
     ) -> StoreResult<()> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let stale = replaced
             .iter()
             .map(String::as_str)
@@ -161,11 +157,7 @@ impl SqlStore {
         rows: u64,
         bytes: u64,
     ) -> StoreResult<()> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE lake_files SET row_count = $1, byte_size = $2, indexed_at = $3 \
              WHERE dataset_id = $4 AND path = $5",

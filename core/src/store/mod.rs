@@ -97,6 +97,32 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: no pooled connection came free in time, the
+    /// SQLite write lock was not granted within `busy_timeout` (`SQLITE_BUSY`, `SQLITE_LOCKED`),
+    /// or PostgreSQL gave up on a serialisation failure, deadlock or lock wait (SQLSTATE
+    /// `40001`, `40P01`, `55P03`). The service answers these with 503 and `Retry-After`.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database { source, .. } = self else {
+            return false;
+        };
+        match source {
+            sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(e) => {
+                if let Some(sqlite) = e.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                    // Extended result codes keep the primary code in the low byte.
+                    let code = sqlx::error::DatabaseError::code(sqlite)
+                        .and_then(|c| c.parse::<i32>().ok());
+                    matches!(code.map(|c| c & 0xff), Some(5 | 6))
+                } else {
+                    matches!(e.code().as_deref(), Some("40001" | "40P01" | "55P03"))
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -501,4 +527,44 @@ pub trait Store: Send + Sync + 'static {
         lease_token: &str,
         outcome: DeliveryOutcome,
     ) -> StoreResult<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Executor;
+
+    fn database_error(source: sqlx::Error) -> StoreError {
+        StoreError::Database {
+            context: "testing",
+            source,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_lock_not_granted_in_time_is_transient_and_a_constraint_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        pool.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        let mut holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        holder.execute("INSERT INTO t VALUES (1)").await.unwrap();
+        let mut other = pool.acquire().await.unwrap();
+        other.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        let busy = other.execute("INSERT INTO t VALUES (2)").await.unwrap_err();
+        assert!(database_error(busy).is_transient());
+        holder.commit().await.unwrap();
+
+        let duplicate = other.execute("INSERT INTO t VALUES (1)").await.unwrap_err();
+        assert!(!database_error(duplicate).is_transient());
+        assert!(database_error(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Conflict("taken".into()).is_transient());
+    }
 }

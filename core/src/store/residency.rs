@@ -234,11 +234,7 @@ impl SqlStore {
         actor: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<ResidencyPolicy> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO residency_policies ({POLICY_COLS}) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (jurisdiction) DO UPDATE SET regions = excluded.regions, \
@@ -265,11 +261,7 @@ impl SqlStore {
         jurisdiction: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<()> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM residency_policies WHERE jurisdiction = $1")
             .bind(jurisdiction)
             .execute(&mut *tx)
@@ -306,11 +298,7 @@ impl SqlStore {
         actor: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<SubjectJurisdiction> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO subject_jurisdictions ({SUBJECT_COLS}) VALUES ($1, $2, 'admin', $3, $4) \
              ON CONFLICT (subject_ref) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
@@ -388,11 +376,7 @@ impl SqlStore {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let at = to_db(now());
         let mut recorded = 0;
         for chunk in entries.chunks(INSERT_CHUNK) {
@@ -441,11 +425,7 @@ impl SqlStore {
         violations: &[ResidencyViolation],
         audit: Option<NewAuditEntry>,
     ) -> StoreResult<()> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         for table in ["residency_violations", "residency_scans"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE dataset_id = $1"

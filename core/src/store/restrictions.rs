@@ -57,11 +57,7 @@ impl SqlStore {
         request_id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<RestrictedSubject> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO restricted_subjects (subject_id, restricted_since, request_id) \
              VALUES ($1, $2, $3) ON CONFLICT (subject_id) DO NOTHING",
@@ -89,11 +85,7 @@ impl SqlStore {
         subject: &SubjectId,
         audit: NewAuditEntry,
     ) -> StoreResult<Option<RestrictedSubject>> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let entry = entry_in(&mut tx, subject).await?;
         sqlx::query("DELETE FROM restricted_subjects WHERE subject_id = $1")
             .bind(subject.as_str())

@@ -182,11 +182,7 @@ impl SqlStore {
                          ORDER BY run_at, created_at LIMIT 1 {lock}) \
              RETURNING {JOB_COLS}"
         );
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         if exclusive && self.backend == Backend::Postgres {
             // Another worker is claiming a plan right now: it will take the batch; move on to
             // other work instead of queueing up behind it.
@@ -215,6 +211,23 @@ impl SqlStore {
     /// The pool, for tests and maintenance commands.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a transaction that may write. On SQLite it takes the write lock at `BEGIN`
+    /// (`BEGIN IMMEDIATE`, waiting up to `busy_timeout`): a deferred transaction that reads
+    /// first cannot become a writer once another connection has committed since its read
+    /// (`SQLITE_BUSY_SNAPSHOT`, which no busy timeout retries), so a read-then-write such as a
+    /// cancellation would fail at random under load. PostgreSQL begins as usual.
+    ///
+    /// # Errors
+    /// `Database` when no connection is free within the acquire timeout, or the lock is not
+    /// granted within `busy_timeout`.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(db("starting a transaction"))
     }
 }
 
@@ -730,11 +743,7 @@ impl Store for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) \
              RETURNING {USER_COLS}"
@@ -793,11 +802,7 @@ impl Store for SqlStore {
         subject: &SubjectId,
         audit: NewAuditEntry,
     ) -> StoreResult<User> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE users SET subject_id = $1 WHERE id = $2 RETURNING {USER_COLS}"
         )))
@@ -824,11 +829,7 @@ impl Store for SqlStore {
         dataset: NewDataset,
         audit: NewAuditEntry,
     ) -> StoreResult<Dataset> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DATASET_COLS}"
@@ -917,11 +918,7 @@ impl Store for SqlStore {
             }
         }
         let id = Uuid::new_v4().to_string();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO requests (id, request_type, subject_id, subject_pseudonym, status, filed_by, \
                verification_note, idempotency_key, received_at, due_at, updated_at, details) \
@@ -1037,11 +1034,7 @@ impl Store for SqlStore {
         id: &str,
         transition: Transition,
     ) -> StoreResult<PrivacyRequest> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let request = transition_in(&mut tx, id, transition).await?;
         tx.commit()
             .await
@@ -1118,11 +1111,7 @@ impl Store for SqlStore {
         lease_token: &str,
         finish: JobFinish,
     ) -> StoreResult<bool> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         if !finish_in(&mut tx, job_id, lease_token, &finish).await? {
             // Fenced: another worker took the job over; write nothing.
             return Ok(false);
@@ -1160,11 +1149,7 @@ impl Store for SqlStore {
         let Some(parent_id) = task.parent_id.clone() else {
             return self.finish_job(job_id, lease_token, finish).await;
         };
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         // Lock the plan first: siblings finishing at the same time queue up here, so exactly
         // one of them sees the last task done.
         sqlx::query("UPDATE jobs SET updated_at = $1 WHERE id = $2")
@@ -1226,11 +1211,7 @@ impl Store for SqlStore {
         plan_id: &str,
         lease_token: &str,
     ) -> StoreResult<Option<Vec<String>>> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let at = to_db(now());
         let held = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running' \
@@ -1292,11 +1273,7 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_job(&self, job: NewJob, audit: NewAuditEntry) -> StoreResult<Job> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let id = insert_job_in(&mut tx, &job, None).await?;
         append_audit_in(&mut tx, with_detail(audit, "job_id", &id)).await?;
         tx.commit().await.map_err(db("committing a job"))?;
@@ -1344,11 +1321,7 @@ impl Store for SqlStore {
 
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     async fn retry_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let at = to_db(now());
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, updated_at = $1 \
@@ -1390,11 +1363,7 @@ impl Store for SqlStore {
 
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let at = to_db(now());
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET status = 'cancelled', updated_at = $1 \
@@ -1435,11 +1404,7 @@ impl Store for SqlStore {
         request_id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE requests SET key_destroyed_at = $1, updated_at = $1 \
              WHERE id = $2 AND key_destroyed_at IS NULL",
@@ -1493,11 +1458,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let appended = append_audit_in(&mut tx, entry).await?;
         tx.commit().await.map_err(db("committing an audit entry"))?;
         Ok(appended)

@@ -35,11 +35,7 @@ impl SqlStore {
         token: NewApiToken,
         audit: NewAuditEntry,
     ) -> StoreResult<ApiToken> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLS}"
@@ -92,11 +88,7 @@ impl SqlStore {
         id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<ApiToken> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(AssertSqlSafe(format!(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              RETURNING {TOKEN_COLS}"

@@ -187,11 +187,7 @@ impl SqlStore {
         webhook: NewWebhook,
         audit: NewAuditEntry,
     ) -> StoreResult<WebhookEndpoint> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO webhook_endpoints (id, url, secret, events, description, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLS}"
@@ -245,11 +241,7 @@ impl SqlStore {
         id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<WebhookEndpoint> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let at = to_db(now());
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhook_endpoints SET deactivated_at = $1 \
@@ -313,11 +305,7 @@ impl SqlStore {
         id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<WebhookDelivery> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, \
                next_attempt_at = $1, lease_token = NULL \
@@ -386,11 +374,7 @@ impl SqlStore {
             Backend::Sqlite => "",
         };
         let token = Uuid::new_v4().to_string();
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE webhook_deliveries SET lease_token = $1, next_attempt_at = $2 \
              WHERE id IN (SELECT id FROM webhook_deliveries \

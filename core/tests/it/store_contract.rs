@@ -1691,3 +1691,52 @@ contract!(
         assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 1));
     }
 );
+
+contract!(
+    transactions_that_read_then_write_survive_concurrent_writers,
+    |store| {
+        // A cancellation reads the request's status, then updates it. On SQLite a deferred
+        // transaction that read first cannot upgrade to a writer once another connection has
+        // committed in between (SQLITE_BUSY_SNAPSHOT, not retried by busy_timeout): every
+        // write transaction must take the write lock when it begins.
+        let (finished, _) = store
+            .create_request(new_request("user:a", None), audit("request.created"))
+            .await
+            .unwrap();
+        store
+            .transition_request(
+                &finished.id,
+                Transition::new(RequestStatus::Rejected, "user:admin", audit("rejected")),
+            )
+            .await
+            .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = tokio::task::JoinSet::new();
+        for _ in 0..2 {
+            let (store, stop) = (store.clone(), stop.clone());
+            writers.spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.append_audit(audit("noise")).await.unwrap();
+                    n += 1;
+                }
+                n
+            });
+        }
+        for _ in 0..200 {
+            let cancel = Transition::new(RequestStatus::Cancelled, "user:a", audit("cancel"));
+            match store.transition_request(&finished.id, cancel).await {
+                Err(StoreError::InvalidTransition { from, .. }) => {
+                    assert_eq!(from, RequestStatus::Rejected);
+                }
+                other => panic!("expected an invalid transition, got {other:?}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut noise = 0;
+        while let Some(n) = writers.join_next().await {
+            noise += n.unwrap();
+        }
+        assert!(noise > 0, "the writers ran alongside");
+    }
+);

@@ -517,14 +517,16 @@ impl TestApp {
 
 /// Asserts an RFC 7807 body with the given status and code.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status);
+    let actual = response.status();
     let content_type = response
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "body: {text}");
     assert_eq!(content_type, "application/problem+json");
-    let body: Value = response.json().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status.as_u16());
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
