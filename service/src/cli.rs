@@ -244,7 +244,8 @@ async fn create_token(settings: Settings, name: String) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Re-wraps every data key under the KEK in `new_kek_file` and prints the report (JSON).
+/// Re-wraps every data key, the key of every sealed export and every webhook secret under the
+/// KEK in `new_kek_file` and prints the report (JSON).
 ///
 /// # Errors
 /// When the current or new KEK cannot be loaded, or the key store fails.
@@ -272,6 +273,9 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
     let exports = lethe_core::jobs::rewrap_exports(&rewrapping, &exports_url)
         .await
         .with_context(|| format!("re-wrapping the keys of the exports in {exports_url}"))?;
+    let webhook_secrets = lethe_core::webhooks::reseal_secrets(state.store.as_ref(), &rewrapping)
+        .await
+        .context("re-sealing the webhook secrets")?;
     state
         .store
         .append_audit(
@@ -281,12 +285,16 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
                 "rewrapped": report.rewrapped,
                 "exports_rewrapped": exports.rewrapped,
                 "exports_failed": exports.failed.len(),
+                "webhook_secrets_resealed": webhook_secrets.resealed,
+                "webhook_secrets_failed": webhook_secrets.failed.len(),
             })),
         )
         .await?;
     println!(
         "{}",
-        serde_json::to_string_pretty(&json!({ "keys": report, "exports": exports }))?
+        serde_json::to_string_pretty(
+            &json!({ "keys": report, "exports": exports, "webhook_secrets": webhook_secrets })
+        )?
     );
     if !exports.failed.is_empty() {
         eprintln!(
@@ -296,8 +304,16 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
         );
         return Ok(ExitCode::from(1));
     }
+    if !webhook_secrets.failed.is_empty() {
+        eprintln!(
+            "{} webhook secret(s) could not be re-sealed (register those endpoints again): {}",
+            webhook_secrets.failed.len(),
+            webhook_secrets.failed.join("; ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     eprintln!(
-        "every data key and {} export(s) are now wrapped by KEK {}; set crypto.kek_file = {} (or LETHE__CRYPTO__KEK) on every replica, then retire the old KEK",
+        "every data key, {} export(s) and every webhook secret are now wrapped by KEK {}; set crypto.kek_file = {} (or LETHE__CRYPTO__KEK) on every replica, then retire the old KEK",
         exports.rewrapped,
         report.new_kek_id,
         new_kek_file.display()

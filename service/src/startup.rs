@@ -82,6 +82,20 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
             "destroyed keys of erased subjects found alive in a restored database"
         );
     }
+    // Webhook secrets written before they were sealed, or sealed under a previous KEK, are
+    // sealed under the current one.
+    let sealing = lethe_core::webhooks::reseal_secrets(store.as_ref(), &keyring)
+        .await
+        .context("sealing webhook secrets under the KEK")?;
+    if sealing.resealed > 0 {
+        tracing::info!(
+            resealed = sealing.resealed,
+            "webhook secrets sealed under the current KEK"
+        );
+    }
+    for failure in &sealing.failed {
+        tracing::warn!(endpoint = %failure, "a webhook secret does not open with the configured KEKs; its deliveries fail until the endpoint is registered again");
+    }
     Ok(AppState {
         keyring: Arc::new(keyring),
         store,
@@ -117,7 +131,7 @@ impl Application {
         });
         let dispatcher = if settings.worker.in_process {
             let config = DispatcherConfig::from_settings(&settings);
-            let dispatcher = Dispatcher::new(state.store.clone(), config)
+            let dispatcher = Dispatcher::new(state.store.clone(), state.keyring.clone(), config)
                 .context("building the webhook HTTP client")?;
             Some(dispatcher)
         } else {

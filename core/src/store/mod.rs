@@ -495,6 +495,15 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         audit: NewAuditEntry,
     ) -> StoreResult<WebhookEndpoint>;
+    /// Replaces an endpoint's stored secret with `new` (the same secret re-sealed, e.g. under a
+    /// new KEK) if it still holds `expected`; `false` when it no longer does (or is unknown).
+    /// Not audited: the secret does not change, only how it is wrapped.
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> StoreResult<bool>;
     /// The delivery log of an endpoint, newest first.
     async fn webhook_deliveries(
         &self,

@@ -1713,6 +1713,15 @@ impl Store for SqlStore {
         self.deactivate_webhook_impl(id, audit).await
     }
 
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        self.replace_webhook_secret_impl(id, expected, new).await
+    }
+
     async fn webhook_deliveries(
         &self,
         filter: &DeliveryFilter,

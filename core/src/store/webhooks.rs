@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -43,7 +43,7 @@ fn endpoint_from(row: &AnyRow) -> StoreResult<WebhookEndpoint> {
     Ok(WebhookEndpoint {
         id: get_s(row, t, "id")?,
         url: get_s(row, t, "url")?,
-        secret: SecretString::from(get_s(row, t, "secret")?),
+        stored_secret: SecretString::from(get_s(row, t, "secret")?),
         events: events_from(row, t)?,
         description: get_os(row, t, "description")?,
         created_by: get_s(row, t, "created_by")?,
@@ -194,7 +194,7 @@ impl SqlStore {
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(webhook.url.as_str())
-        .bind(webhook.secret.expose_secret())
+        .bind(&webhook.sealed_secret)
         .bind(serde_json::to_string(webhook.events.as_slice()).expect("strings serialise"))
         .bind(&webhook.description)
         .bind(&webhook.created_by)
@@ -234,6 +234,23 @@ impl SqlStore {
         .map(endpoint_from)
         .transpose()?
         .ok_or_else(|| not_found("webhook", id))
+    }
+
+    pub(super) async fn replace_webhook_secret_impl(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE webhook_endpoints SET secret = $1 WHERE id = $2 AND secret = $3")
+                .bind(new)
+                .bind(id)
+                .bind(expected)
+                .execute(self.pool())
+                .await
+                .map_err(db("re-sealing a webhook secret"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn deactivate_webhook_impl(
@@ -412,7 +429,7 @@ impl SqlStore {
                 delivery,
                 body,
                 url: endpoint.url,
-                secret: endpoint.secret,
+                stored_secret: endpoint.stored_secret,
                 lease_token: token.clone(),
             });
         }

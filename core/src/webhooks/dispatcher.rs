@@ -9,10 +9,11 @@ use tracing::Instrument;
 
 use super::{
     ClaimedDelivery, DeliveryOutcome, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER,
-    signature_header,
+    open_secret, signature_header,
 };
 use crate::config::Settings;
 use crate::domain::Timestamp;
+use crate::keyring::Keyring;
 use crate::store::{Store, StoreResult};
 
 /// Deliveries claimed per pass.
@@ -67,18 +68,23 @@ pub fn retry_delay(attempt: i64, base: Duration, max: Duration) -> Duration {
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
     config: DispatcherConfig,
     client: reqwest::Client,
 }
 
 impl Dispatcher {
-    /// A dispatcher for `store`, with an HTTP client that follows no redirects (a redirect is
-    /// a failed attempt: the endpoint should be registered at its final URL) and times out
-    /// after `config.timeout`.
+    /// A dispatcher for `store`, opening endpoint secrets with `keyring`, with an HTTP client
+    /// that follows no redirects (a redirect is a failed attempt: the endpoint should be
+    /// registered at its final URL) and times out after `config.timeout`.
     ///
     /// # Errors
     /// When the HTTP client cannot be built (no TLS roots could be loaded).
-    pub fn new(store: Arc<dyn Store>, config: DispatcherConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        config: DispatcherConfig,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -86,6 +92,7 @@ impl Dispatcher {
             .build()?;
         Ok(Self {
             store,
+            keyring,
             config,
             client,
         })
@@ -188,9 +195,23 @@ impl Dispatcher {
     /// POSTs one delivery and says how it ended.
     async fn attempt(&self, claimed: &ClaimedDelivery) -> DeliveryOutcome {
         let delivery = &claimed.delivery;
+        let secret = match open_secret(
+            &self.keyring,
+            &claimed.url,
+            claimed.stored_secret.expose_secret(),
+        ) {
+            Ok(secret) => secret,
+            Err(e) => {
+                // Nothing is sent unsigned: a KEK missing from this process's configuration
+                // is fixed by configuring it (then the retry goes through); a secret that
+                // does not open for this URL means the row was altered.
+                let error = format!("the endpoint's signing secret does not open: {e}");
+                return self.failed_attempt(delivery.attempts, None, error);
+            }
+        };
         let body = claimed.body.clone().into_bytes();
         let signature = signature_header(
-            claimed.secret.expose_secret(),
+            secret.expose_secret(),
             chrono::Utc::now().timestamp(),
             &body,
         );
@@ -228,7 +249,18 @@ impl Dispatcher {
             }
             Err(e) => (None, describe(&e, self.config.timeout)),
         };
-        let attempt = delivery.attempts + 1;
+        self.failed_attempt(delivery.attempts, status_code, error)
+    }
+
+    /// A failed attempt after `attempts` earlier ones: retried with backoff, or failed for good
+    /// at `max_attempts`.
+    fn failed_attempt(
+        &self,
+        attempts: i64,
+        status_code: Option<i64>,
+        error: String,
+    ) -> DeliveryOutcome {
+        let attempt = attempts + 1;
         if attempt >= i64::from(self.config.max_attempts) {
             metrics::counter!("lethe_webhook_attempts_total", "outcome" => "failed").increment(1);
             tracing::warn!(attempt, error = %error, "webhook delivery failed for good");

@@ -16,11 +16,14 @@
 //! `created_at`, and de-duplicate on the event `id` (a dispatcher that dies after sending and
 //! before recording sends again).
 //!
+//! **Secrets** are stored sealed under the KEK, bound to the endpoint's URL ([`seal_secret`]).
+//!
 //! **Receivers** verify the `Lethe-Signature` header with [`verify_signature`].
 
 mod dispatcher;
 mod event;
 mod model;
+mod sealing;
 mod signature;
 mod subscription;
 
@@ -32,6 +35,10 @@ pub use event::{
 pub use model::{
     ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, NewWebhook, WebhookDelivery,
     WebhookEndpoint,
+};
+pub use sealing::{
+    SEALED_SECRET_PREFIX, SecretResealReport, open_secret, reseal_secret, reseal_secrets,
+    seal_secret,
 };
 pub use signature::{
     DEFAULT_TOLERANCE, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, SignatureError,

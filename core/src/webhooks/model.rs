@@ -14,9 +14,10 @@ pub struct WebhookEndpoint {
     pub id: String,
     /// Where events are POSTed (`http` or `https`).
     pub url: String,
-    /// The shared HMAC-SHA256 key events are signed with (`whsec_…`). Stored in the clear,
-    /// since signing needs it; shown to the admin once, on creation.
-    pub secret: SecretString,
+    /// The shared HMAC-SHA256 key events are signed with, as stored: sealed under the KEK
+    /// (`sealed:v1:…`, see [`super::open_secret`]), or a plain `whsec_…` in rows written before
+    /// sealing. Shown to the admin once, on creation, and never again.
+    pub stored_secret: SecretString,
     /// Event types it receives, or `["*"]` for all.
     pub events: Vec<String>,
     /// What it is for, e.g. `mobile app notifications`.
@@ -45,8 +46,9 @@ pub struct NewWebhook {
     pub events: EventSelection,
     /// Optional note.
     pub description: Option<String>,
-    /// Freshly generated secret ([`super::generate_secret`]).
-    pub secret: SecretString,
+    /// A freshly generated secret ([`super::generate_secret`]) sealed for `url`
+    /// ([`super::seal_secret`]).
+    pub sealed_secret: String,
     /// Who registers it.
     pub created_by: String,
 }
@@ -148,8 +150,8 @@ pub struct ClaimedDelivery {
     pub body: String,
     /// The endpoint's URL.
     pub url: String,
-    /// The endpoint's signing secret.
-    pub secret: SecretString,
+    /// The endpoint's signing secret as stored; [`super::open_secret`] gives the key.
+    pub stored_secret: SecretString,
     /// Fences the outcome: only the holder of this token may record it.
     pub lease_token: String,
 }

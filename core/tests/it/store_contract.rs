@@ -11,7 +11,7 @@ use lethe_core::domain::{
     SubjectId, extended_due_date,
 };
 use lethe_core::store::*;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 struct Db {
@@ -1157,7 +1157,7 @@ async fn webhook(
                 url: WebhookUrl::parse("https://app.example.com/hooks").unwrap(),
                 events: EventSelection::parse(events).unwrap(),
                 description: None,
-                secret: generate_secret(),
+                sealed_secret: generate_secret().expose_secret().to_string(),
                 created_by: "user:admin".into(),
             },
             audit("webhook.created"),
@@ -1738,5 +1738,63 @@ contract!(
             noise += n.unwrap();
         }
         assert!(noise > 0, "the writers ran alongside");
+    }
+);
+
+contract!(
+    plain_webhook_secrets_are_sealed_once_and_a_changed_row_is_not_overwritten,
+    |store| {
+        use lethe_core::keyring::{Kek, Keyring, MemoryKeyStore, SubjectHasher};
+        use lethe_core::webhooks::{SEALED_SECRET_PREFIX, open_secret, reseal_secrets};
+        let keyring = Keyring::new(
+            Kek::generate(),
+            Arc::new(MemoryKeyStore::new()),
+            SubjectHasher::new(&[5u8; 32]).unwrap(),
+        );
+        // Rows as written before secrets were sealed hold the plain `whsec_…` secret.
+        let legacy = webhook(&store, None).await;
+        let plain = legacy.stored_secret.expose_secret().to_string();
+        assert!(plain.starts_with("whsec_"));
+
+        let first = reseal_secrets(store.as_ref(), &keyring).await.unwrap();
+        assert_eq!((first.resealed, first.current), (1, 0), "{first:?}");
+        let sealed = store.webhook(&legacy.id).await.unwrap().stored_secret;
+        let sealed = sealed.expose_secret().to_string();
+        assert!(sealed.starts_with(SEALED_SECRET_PREFIX));
+        assert_eq!(
+            open_secret(&keyring, &legacy.url, &sealed)
+                .unwrap()
+                .expose_secret(),
+            plain
+        );
+        let again = reseal_secrets(store.as_ref(), &keyring).await.unwrap();
+        assert_eq!((again.resealed, again.current), (0, 1), "{again:?}");
+
+        // The replacement is a compare-and-swap: a row that changed since it was read stays.
+        assert!(
+            !store
+                .replace_webhook_secret(&legacy.id, &plain, "sealed:v1:stale")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .webhook(&legacy.id)
+                .await
+                .unwrap()
+                .stored_secret
+                .expose_secret(),
+            sealed
+        );
+        // A row that does not open is reported, not an error.
+        assert!(
+            store
+                .replace_webhook_secret(&legacy.id, &sealed, "sealed:v1:AAAA")
+                .await
+                .unwrap()
+        );
+        let broken = reseal_secrets(store.as_ref(), &keyring).await.unwrap();
+        assert_eq!(broken.failed.len(), 1, "{broken:?}");
+        assert!(broken.failed[0].starts_with(&legacy.id));
     }
 );

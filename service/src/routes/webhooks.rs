@@ -7,7 +7,7 @@ use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::Role;
 use lethe_core::webhooks::{
     DeliveryFilter, DeliveryStatus, EventSelection, NewWebhook, WebhookDelivery, WebhookEndpoint,
-    WebhookUrl, generate_secret, redact,
+    WebhookUrl, generate_secret, redact, seal_secret,
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -136,10 +136,10 @@ pub async fn create(
         .store
         .create_webhook(
             NewWebhook {
+                sealed_secret: seal_secret(&state.keyring, url.as_str(), &secret),
                 url,
                 events,
                 description: description.map(String::from),
-                secret: secret.clone(),
                 created_by: caller.actor(),
             },
             audit,

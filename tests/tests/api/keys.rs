@@ -6,6 +6,7 @@ use lethe_core::domain::SubjectId;
 use lethe_core::keyring::cell::{CellContext, decrypt_cell, encrypt_cell};
 use lethe_core::keyring::{KeyringError, keyring_from_settings};
 use lethe_core::store::SqlStore;
+use lethe_core::webhooks::open_secret;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -135,6 +136,9 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
     let context = lethe_core::jobs::export_context("r-rotated");
     let sealed = app.state.keyring.seal_blob(&context, &zip);
     std::fs::write(exports.join("r-rotated.zip"), &sealed).unwrap();
+    // A webhook endpoint, whose secret is sealed under the old KEK.
+    let hook_url = "http://127.0.0.1:9/hooks";
+    let (hook_id, hook_secret) = app.webhook_ok(hook_url, json!(["*"])).await;
 
     let new_kek = app.data_dir.path().join("kek-2.key");
     let code = lethe_service::cli::rotate_kek(app.state.settings.clone(), new_kek.clone())
@@ -176,4 +180,17 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
         .unwrap();
     assert_eq!(rotated[0].details["exports_rewrapped"], 1);
     assert_eq!(rotated[0].details["exports_failed"], 0);
+    assert_eq!(rotated[0].details["webhook_secrets_resealed"], 1);
+
+    // The webhook secret was re-sealed: the new KEK alone opens it, to the same secret.
+    let stored = app
+        .state
+        .store
+        .webhook(&hook_id)
+        .await
+        .unwrap()
+        .stored_secret;
+    let opened = open_secret(&keyring, hook_url, stored.expose_secret()).unwrap();
+    assert_eq!(opened.expose_secret(), hook_secret);
+    assert!(open_secret(&old, hook_url, stored.expose_secret()).is_err());
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use lethe_core::webhooks::{DEFAULT_TOLERANCE, verify_signature};
+use lethe_core::webhooks::{DEFAULT_TOLERANCE, SEALED_SECRET_PREFIX, verify_signature};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app};
@@ -147,6 +148,17 @@ async fn an_endpoint_receives_every_status_change_signed_and_without_the_subject
     let receiver = Receiver::spawn(0).await;
     let (webhook_id, secret) = app.webhook_ok(&receiver.url, json!(["*"])).await;
     assert!(secret.starts_with("whsec_"), "{secret}");
+    // At rest the secret is sealed under the KEK: a copy of the database cannot sign events.
+    let stored = app
+        .state
+        .store
+        .webhook(&webhook_id)
+        .await
+        .unwrap()
+        .stored_secret;
+    let stored = stored.expose_secret();
+    assert!(stored.starts_with(SEALED_SECRET_PREFIX), "{stored}");
+    assert!(!stored.contains(secret.trim_start_matches("whsec_")));
 
     let subject = app.summary.subjects[0].user_id.clone();
     let token = app.subject_token("ana@example.com", &subject).await;

@@ -49,10 +49,15 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
         let store: Arc<dyn Store> = store;
         let config = WorkerConfig::from_settings(&settings);
         let _ = writeln!(output.err, "worker {} started", config.worker_id);
-        let dispatcher = Dispatcher::new(store.clone(), DispatcherConfig::from_settings(&settings))
-            .context("building the webhook HTTP client")
-            .map_err(CommandError::Failed)?;
-        let worker = Worker::new(store, config).with_keyring(Arc::new(keyring));
+        let keyring = Arc::new(keyring);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            keyring.clone(),
+            DispatcherConfig::from_settings(&settings),
+        )
+        .context("building the webhook HTTP client")
+        .map_err(CommandError::Failed)?;
+        let worker = Worker::new(store, config).with_keyring(keyring);
         if args.until_idle {
             while worker
                 .try_execute_job()
