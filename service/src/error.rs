@@ -179,10 +179,12 @@ impl From<StoreError> for ApiError {
                 code: "invalid_webhook_state",
                 detail,
             },
-            busy @ StoreError::DatasetBusy(_) => ApiError::Conflict {
-                code: "dataset_busy",
-                detail: busy.to_string(),
-            },
+            busy @ (StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. }) => {
+                ApiError::Conflict {
+                    code: "dataset_busy",
+                    detail: busy.to_string(),
+                }
+            }
             transient if transient.is_transient() => {
                 tracing::warn!(error = %transient, "database busy; answered 503");
                 ApiError::Unavailable(

@@ -39,7 +39,8 @@ use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
 use crate::lake::{DataFile, LakeRoot};
 use crate::store::{
-    Dataset, IndexedFile, LeaseMode, Store, process_lease_holder, with_dataset_lease,
+    Dataset, HeldDatasetLease, IndexedFile, LeaseMode, Store, process_lease_holder,
+    with_dataset_lease,
 };
 
 /// Folder (under the dataset root) of compaction manifests; hidden from listings.
@@ -134,7 +135,7 @@ pub async fn compact(
         &process_lease_holder(actor),
         LeaseMode::Exclusive,
         "compaction",
-        compact_leased(store, keyring, dataset, actor),
+        |lease| compact_leased(store, keyring, dataset, actor, lease),
     )
     .await
 }
@@ -145,6 +146,7 @@ async fn compact_leased(
     keyring: &Arc<Keyring>,
     dataset: &Dataset,
     actor: &str,
+    lease: Arc<HeldDatasetLease>,
 ) -> Result<CompactReport, IngestError> {
     let started = Instant::now();
     let schema = Arc::new(
@@ -184,6 +186,7 @@ async fn compact_leased(
             compact_partition(
                 store,
                 keyring,
+                &lease,
                 dataset,
                 &schema,
                 &policy,
@@ -220,6 +223,7 @@ async fn compact_leased(
 async fn compact_partition(
     store: &Arc<dyn Store>,
     keyring: &Arc<Keyring>,
+    lease: &HeldDatasetLease,
     dataset: &Dataset,
     schema: &Arc<DatasetSchema>,
     policy: &ErasePolicy,
@@ -311,6 +315,14 @@ async fn compact_partition(
                 return Err(e);
             }
         }
+    }
+    // The commit point: from here the inputs are deleted. Only while the dataset is still ours
+    // without a gap; otherwise a rewrite may have swapped an input meanwhile, and deleting it
+    // would undo that rewrite.
+    if let Err(e) = lease.confirm().await {
+        remove_written(root, &written).await;
+        root.delete_if_exists(&manifest_path(&tag)).await?;
+        return Err(e.into());
     }
     let indexed: Vec<IndexedFile> = written.iter().map(|f| index_entry(keyring, f)).collect();
     store.index_files(&dataset.id, &indexed, &inputs).await?;

@@ -15,7 +15,8 @@ use crate::ingest::cells::decrypt_column;
 use crate::keyring::Keyring;
 use crate::keyring::KeyringError;
 use crate::lake::{
-    self, CommitGuard, Erase, ErasePolicy, FileStatus, LakeError, LakeRoot, Locate, LocatorHint,
+    self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeError, LakeRoot, Locate,
+    LocatorHint,
 };
 use crate::store::{
     Dataset, Job, JobKind, LeaseMode, NewJob, PrivacyRequest, Store, StoreError, Transition,
@@ -41,7 +42,9 @@ impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Database { .. } => JobError::Transient(e.to_string()),
-            StoreError::DatasetBusy(_) => JobError::Busy(e.to_string()),
+            StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. } => {
+                JobError::Busy(e.to_string())
+            }
             other => JobError::Permanent(other.to_string()),
         }
     }
@@ -396,7 +399,10 @@ async fn erase_file(
         &format!("job:{}", job.id),
         LeaseMode::Shared,
         "erasure",
-        erase_file_leased(store, ctx, &task, request, guard),
+        |lease| {
+            let guard: Arc<dyn CommitGuard> = Arc::new(AllGuards(vec![guard, lease]));
+            erase_file_leased(store, ctx, &task, request, guard)
+        },
     )
     .await
 }

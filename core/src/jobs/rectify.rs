@@ -16,7 +16,9 @@ use super::execute::{ExecuteContext, Execution, JobError, lake_error, locate_in_
 use crate::domain::{Rectification, SubjectId};
 use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;
-use crate::lake::{self, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Rectify};
+use crate::lake::{
+    self, AllGuards, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Rectify,
+};
 use crate::store::{Dataset, LeaseMode, PrivacyRequest, Store, with_dataset_lease};
 
 /// Seals new values with the subject's key, bound to the dataset and column like ingest does.
@@ -127,7 +129,10 @@ pub(super) async fn rectify(
         &format!("request:{}", request.id),
         LeaseMode::Shared,
         "rectification",
-        rectify_leased(store, ctx, request, guard, &dataset, &rectification),
+        |lease| {
+            let guard: Arc<dyn CommitGuard> = Arc::new(AllGuards(vec![guard, lease]));
+            rectify_leased(store, ctx, request, guard, &dataset, &rectification)
+        },
     )
     .await
 }

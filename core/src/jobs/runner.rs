@@ -325,7 +325,10 @@ impl Worker {
             crate::ingest::compact::compact(&self.store, &keyring, &dataset, &self.actor())
                 .await
                 .map_err(|e| {
-                    if let IngestError::Store(StoreError::DatasetBusy(_)) = e {
+                    if let IngestError::Store(
+                        StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. },
+                    ) = e
+                    {
                         JobError::Busy(e.to_string())
                     } else if e.is_client_error() {
                         JobError::Permanent(e.to_string())
@@ -373,7 +376,10 @@ impl Worker {
                 .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
             let dataset_id = job.payload["dataset_id"].as_str();
             let classify = |e: crate::residency::ResidencyError| {
-                if let ResidencyError::Store(StoreError::DatasetBusy(_)) = e {
+                if let ResidencyError::Store(
+                    StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. },
+                ) = e
+                {
                     JobError::Busy(e.to_string())
                 } else if e.is_transient() {
                     JobError::Transient(e.to_string())

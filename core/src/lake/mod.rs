@@ -30,9 +30,9 @@ pub use export::{
 };
 pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, LocatorHint};
 pub use rewrite::{
-    CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome, ErasePolicy,
-    EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile, Rectify,
-    RectifyMetrics, RectifyOutcome, RowFilter, erase_rows, subject_values,
+    AllGuards, CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome,
+    ErasePolicy, EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile,
+    Rectify, RectifyMetrics, RectifyOutcome, RowFilter, erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{

@@ -46,7 +46,9 @@ use crate::keyring::Keyring;
 use crate::lake::columns::read_columns;
 use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::failpoint::{Failpoint, hit};
-use crate::lake::{CommitGuard, DataFile, Erase, FileStatus, LakeError, LakeRoot, subject_values};
+use crate::lake::{
+    AllGuards, CommitGuard, DataFile, Erase, FileStatus, LakeError, LakeRoot, subject_values,
+};
 use crate::store::{
     Dataset, IndexedFile, LeaseMode, Store, process_lease_holder, with_dataset_lease,
 };
@@ -221,7 +223,13 @@ pub async fn remediate_dataset(
         &process_lease_holder(actor),
         LeaseMode::Exclusive,
         "residency remediation",
-        remediate_leased(store, keyring, policies, dataset, actor, guard),
+        |lease| {
+            // The source of each file is swapped only while the dataset is still ours.
+            let mut guards: Vec<Arc<dyn CommitGuard>> = vec![lease];
+            guards.extend(guard);
+            let guard: Option<Arc<dyn CommitGuard>> = Some(Arc::new(AllGuards(guards)));
+            remediate_leased(store, keyring, policies, dataset, actor, guard)
+        },
     )
     .await
 }

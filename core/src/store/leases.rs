@@ -14,8 +14,8 @@
 //! on SQLite the first statement of the transaction is a write, which takes the database's
 //! writer lock.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::sql::{SqlStore, db, get_s, get_ts, now};
 use super::{Backend, DatasetLease, LeaseMode, Store, StoreError, StoreResult};
 use crate::domain::to_db;
+use crate::lake::CommitGuard;
 
 /// How long a dataset lease lives without renewal. A holder renews every third of it, so a
 /// stalled or killed holder blocks others for at most this long.
@@ -148,8 +149,46 @@ impl SqlStore {
 pub struct HeldDatasetLease {
     store: Arc<dyn Store>,
     lease: DatasetLease,
+    ttl: Duration,
+    continuity: Arc<Mutex<Continuity>>,
     stop: watch::Sender<bool>,
     renewer: JoinHandle<()>,
+}
+
+/// Whether the lease has been held without a gap since it was taken.
+#[derive(Debug)]
+struct Continuity {
+    /// When the last successful acquisition or renewal was *started*: the row's expiry is at
+    /// least this plus the TTL.
+    renewed_from: Instant,
+    /// Set for good once a renewal came too late or was refused.
+    lost: Option<String>,
+}
+
+impl Continuity {
+    /// Records a renewal started at `started` that ended at `ended`: the lease stayed
+    /// continuous if the new expiry was written before the old one (less `margin` for the
+    /// clocks of other hosts) had passed.
+    fn renewed(&mut self, started: Instant, ended: Instant, ttl: Duration, margin: Duration) {
+        if self.lost.is_some() {
+            return;
+        }
+        let gap = ended.saturating_duration_since(self.renewed_from);
+        if gap + margin >= ttl {
+            self.lost = Some(format!(
+                "not renewed for {:.0} s (time to live {} s): another holder may have had the dataset meanwhile",
+                gap.as_secs_f64(),
+                ttl.as_secs()
+            ));
+        } else {
+            self.renewed_from = started;
+        }
+    }
+}
+
+/// How much earlier than its expiry a lease counts as lapsed, for clock skew between hosts.
+fn skew_margin(ttl: Duration) -> Duration {
+    ttl / 6
 }
 
 impl HeldDatasetLease {
@@ -167,8 +206,24 @@ impl HeldDatasetLease {
         mode: LeaseMode,
         purpose: &str,
     ) -> StoreResult<Self> {
+        Self::acquire_for(store, dataset_id, holder, mode, purpose, DATASET_LEASE_TTL).await
+    }
+
+    /// [`acquire`](Self::acquire) with a time to live of `ttl` (renewed every third of it).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_for(
+        store: &Arc<dyn Store>,
+        dataset_id: &str,
+        holder: &str,
+        mode: LeaseMode,
+        purpose: &str,
+        ttl: Duration,
+    ) -> StoreResult<Self> {
+        let started = Instant::now();
         let lease = match store
-            .acquire_dataset_lease(dataset_id, holder, mode, purpose, DATASET_LEASE_TTL)
+            .acquire_dataset_lease(dataset_id, holder, mode, purpose, ttl)
             .await
         {
             Err(StoreError::DatasetBusy(blocking)) if died_on_this_host(&blocking.holder) => {
@@ -180,30 +235,25 @@ impl HeldDatasetLease {
                     .release_dataset_lease(dataset_id, &blocking.holder)
                     .await?;
                 store
-                    .acquire_dataset_lease(dataset_id, holder, mode, purpose, DATASET_LEASE_TTL)
+                    .acquire_dataset_lease(dataset_id, holder, mode, purpose, ttl)
                     .await?
             }
             other => other?,
         };
+        let continuity = Arc::new(Mutex::new(Continuity {
+            renewed_from: started,
+            lost: None,
+        }));
         let (stop, mut stopped) = watch::channel(false);
         let renewer = {
-            let (store, lease) = (store.clone(), lease.clone());
+            let (store, lease, continuity) = (store.clone(), lease.clone(), continuity.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(DATASET_LEASE_TTL / 3) => {}
+                        _ = tokio::time::sleep(ttl / 3) => {}
                         _ = stopped.changed() => return,
                     }
-                    let renewed = store
-                        .acquire_dataset_lease(
-                            &lease.dataset_id,
-                            &lease.holder,
-                            lease.mode,
-                            &lease.purpose,
-                            DATASET_LEASE_TTL,
-                        )
-                        .await;
-                    if let Err(e) = renewed {
+                    if let Err(e) = renew(store.as_ref(), &lease, ttl, &continuity).await {
                         tracing::warn!(dataset_id = %lease.dataset_id, holder = %lease.holder,
                             error = %e, "could not renew a dataset lease");
                     }
@@ -219,6 +269,8 @@ impl HeldDatasetLease {
         Ok(Self {
             store: store.clone(),
             lease,
+            ttl,
+            continuity,
             stop,
             renewer,
         })
@@ -229,16 +281,37 @@ impl HeldDatasetLease {
         &self.lease
     }
 
+    /// Renews the lease now and checks that it has been held without a gap since it was
+    /// taken. Call it right before a step that relies on the lease (compaction deleting the
+    /// files it merged): a holder stalled for longer than the time to live (a paused VM, a
+    /// long GC of the object store) may have let another holder in.
+    ///
+    /// # Errors
+    /// [`StoreError::DatasetLeaseLost`] when a renewal came too late or another holder has the
+    /// dataset now; [`StoreError::Database`]. Either way, stop before changing anything more.
+    pub async fn confirm(&self) -> StoreResult<()> {
+        renew(self.store.as_ref(), &self.lease, self.ttl, &self.continuity).await
+    }
+
     /// Stops renewing and deletes the lease, so waiting holders can go on at once.
     ///
     /// # Errors
     /// [`StoreError::Database`]; the lease then lapses after [`DATASET_LEASE_TTL`].
-    pub async fn release(self) -> StoreResult<()> {
+    pub async fn release(&self) -> StoreResult<()> {
         let _ = self.stop.send(true);
         self.renewer.abort();
         self.store
             .release_dataset_lease(&self.lease.dataset_id, &self.lease.holder)
             .await
+    }
+}
+
+/// A rewrite under a dataset lease swaps a file only while the lease is still held without a
+/// gap ([`HeldDatasetLease::confirm`]).
+#[async_trait::async_trait]
+impl CommitGuard for HeldDatasetLease {
+    async fn may_commit(&self, _file: &str) -> Result<(), String> {
+        self.confirm().await.map_err(|e| e.to_string())
     }
 }
 
@@ -253,6 +326,48 @@ impl std::fmt::Debug for HeldDatasetLease {
 impl Drop for HeldDatasetLease {
     fn drop(&mut self) {
         self.renewer.abort();
+    }
+}
+
+/// Renews `lease` for `ttl` and records in `continuity` whether it stayed continuous.
+async fn renew(
+    store: &dyn Store,
+    lease: &DatasetLease,
+    ttl: Duration,
+    continuity: &Mutex<Continuity>,
+) -> StoreResult<()> {
+    let lost = |detail: String| StoreError::DatasetLeaseLost {
+        dataset_id: lease.dataset_id.clone(),
+        detail,
+    };
+    if let Some(why) = &continuity.lock().expect("not poisoned").lost {
+        return Err(lost(why.clone()));
+    }
+    let started = Instant::now();
+    let renewed = store
+        .acquire_dataset_lease(
+            &lease.dataset_id,
+            &lease.holder,
+            lease.mode,
+            &lease.purpose,
+            ttl,
+        )
+        .await;
+    let mut state = continuity.lock().expect("not poisoned");
+    match renewed {
+        Ok(_) => {
+            state.renewed(started, Instant::now(), ttl, skew_margin(ttl));
+            match &state.lost {
+                Some(why) => Err(lost(why.clone())),
+                None => Ok(()),
+            }
+        }
+        Err(StoreError::DatasetBusy(other)) => {
+            let why = format!("taken by {other}");
+            state.lost = Some(why.clone());
+            Err(lost(why))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -308,13 +423,15 @@ fn died_on_this_host(holder: &str) -> bool {
 }
 
 /// Runs `work` while holding a `mode` lease on dataset `dataset_id` (see
-/// [`HeldDatasetLease::acquire`]), and releases it afterwards whatever `work` returned. A
-/// failed release is logged; the lease then lapses after [`DATASET_LEASE_TTL`].
+/// [`HeldDatasetLease::acquire`]), and releases it afterwards whatever `work` returned. `work`
+/// gets the lease, to [`confirm`](HeldDatasetLease::confirm) it (or use it as a
+/// [`CommitGuard`]) right before each step that relies on it. A failed release is logged; the
+/// lease then lapses after [`DATASET_LEASE_TTL`].
 ///
 /// # Errors
 /// [`StoreError::DatasetBusy`] (converted into `E`) when the lease cannot be taken, and
 /// `work`'s own errors.
-pub async fn with_dataset_lease<T, E, F>(
+pub async fn with_dataset_lease<T, E, F, Fut>(
     store: &Arc<dyn Store>,
     dataset_id: &str,
     holder: &str,
@@ -324,10 +441,11 @@ pub async fn with_dataset_lease<T, E, F>(
 ) -> Result<T, E>
 where
     E: From<StoreError>,
-    F: std::future::Future<Output = Result<T, E>>,
+    F: FnOnce(Arc<HeldDatasetLease>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let held = HeldDatasetLease::acquire(store, dataset_id, holder, mode, purpose).await?;
-    let outcome = work.await;
+    let held = Arc::new(HeldDatasetLease::acquire(store, dataset_id, holder, mode, purpose).await?);
+    let outcome = work(held.clone()).await;
     if let Err(e) = held.release().await {
         tracing::warn!(dataset_id, holder, error = %e, "could not release a dataset lease");
     }
@@ -337,6 +455,52 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_renewed_too_late_counts_as_lost_for_good() {
+        let ttl = Duration::from_secs(60);
+        let margin = skew_margin(ttl);
+        let t0 = Instant::now();
+        let mut held = Continuity {
+            renewed_from: t0,
+            lost: None,
+        };
+        // Renewed every 20 s: continuous, and each renewal counts from when it started.
+        held.renewed(
+            t0 + Duration::from_secs(20),
+            t0 + Duration::from_secs(21),
+            ttl,
+            margin,
+        );
+        assert!(held.lost.is_none());
+        assert_eq!(held.renewed_from, t0 + Duration::from_secs(20));
+        // Next renewal written 45 s after the last one began: still inside 60 s less the margin.
+        held.renewed(
+            t0 + Duration::from_secs(64),
+            t0 + Duration::from_secs(65),
+            ttl,
+            margin,
+        );
+        assert!(held.lost.is_none());
+        // A stall: written 51 s after the last one began, within 10 s of its expiry (another
+        // host's clock may already see it expired).
+        held.renewed(
+            t0 + Duration::from_secs(114),
+            t0 + Duration::from_secs(115),
+            ttl,
+            margin,
+        );
+        let why = held.lost.clone().expect("lost");
+        assert!(why.contains("not renewed for 51 s"), "{why}");
+        // Lost stays lost, however promptly the next renewal comes.
+        held.renewed(
+            t0 + Duration::from_secs(116),
+            t0 + Duration::from_secs(117),
+            ttl,
+            margin,
+        );
+        assert_eq!(held.lost.as_deref(), Some(why.as_str()));
+    }
 
     #[test]
     fn a_holder_is_dead_only_when_its_process_here_is_gone() {

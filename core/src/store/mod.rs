@@ -92,6 +92,15 @@ pub enum StoreError {
     /// try again after it ends or lapses.
     #[error("dataset {} is busy: {}", .0.dataset_id, .0)]
     DatasetBusy(Box<DatasetLease>),
+    /// This process's lease on the dataset lapsed or was taken over while it worked (see
+    /// [`HeldDatasetLease::confirm`]); it stopped before changing anything more. Try again.
+    #[error("lost the lease on dataset {dataset_id}: {detail}")]
+    DatasetLeaseLost {
+        /// The dataset.
+        dataset_id: String,
+        /// How it was lost.
+        detail: String,
+    },
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -920,3 +920,92 @@ async fn compaction_and_rewrites_of_a_dataset_take_turns() {
     assert_eq!(parquet_files(&env.lake), compacted);
     compaction.release().await.unwrap();
 }
+
+/// A holder whose dataset lease was taken over while it worked (it stalled past the lease's
+/// time to live, and a compaction came in) swaps nothing more: its rewrite is fenced and the
+/// file stays as it was, and confirming the lease says who has the dataset now.
+#[tokio::test]
+async fn a_rewrite_whose_dataset_lease_was_taken_over_swaps_nothing() {
+    use lethe_core::lake::{CommitGuard, Erase, FileStatus, LakeRoot};
+    use lethe_core::store::{HeldDatasetLease, LeaseMode, StoreError};
+
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    let rows: Vec<_> = (0..4).map(|i| row(0, &format!("u-{i}"), "EU")).collect();
+    ingest(
+        &env.store,
+        &env.keyring,
+        &dataset,
+        InputFormat::JsonLines,
+        jsonl(&rows),
+        "test",
+    )
+    .await
+    .unwrap();
+    let files = parquet_files(&env.lake);
+    assert_eq!(files.len(), 1);
+    let before = std::fs::read(&files[0]).unwrap();
+
+    let erasure = Arc::new(
+        HeldDatasetLease::acquire(
+            &env.store,
+            &dataset.id,
+            "job:stalled",
+            LeaseMode::Shared,
+            "erasure",
+        )
+        .await
+        .unwrap(),
+    );
+    erasure.confirm().await.expect("held and renewed");
+    // The lease lapses while its holder is stalled (here: removed as an expired row would
+    // be), and a compaction takes the dataset.
+    env.store
+        .release_dataset_lease(&dataset.id, "job:stalled")
+        .await
+        .unwrap();
+    let compaction = HeldDatasetLease::acquire(
+        &env.store,
+        &dataset.id,
+        "cli:compaction",
+        LeaseMode::Exclusive,
+        "compaction",
+    )
+    .await
+    .unwrap();
+
+    match erasure.confirm().await {
+        Err(StoreError::DatasetLeaseLost { dataset_id, detail }) => {
+            assert_eq!(dataset_id, dataset.id);
+            assert!(detail.contains("cli:compaction"), "{detail}");
+        }
+        other => panic!("expected a lost lease, got {other:?}"),
+    }
+    let relative = files[0]
+        .strip_prefix(&env.lake)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let guard: Arc<dyn CommitGuard> = erasure.clone();
+    let outcome = Erase::new(
+        LakeRoot::parse(&dataset.root_url).unwrap(),
+        "user_id".to_string(),
+    )
+    .subjects(["u-1".to_string()])
+    .files([relative])
+    .commit_guard(guard)
+    .execute()
+    .await
+    .unwrap();
+    match &outcome.files[0].status {
+        FileStatus::Failed { error } => assert!(error.contains("lost the lease"), "{error}"),
+        other => panic!("the swap should have been fenced, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        before,
+        "the file is as it was"
+    );
+    assert_eq!(parquet_files(&env.lake), files, "no stray copy is left");
+    compaction.release().await.unwrap();
+}

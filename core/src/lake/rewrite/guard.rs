@@ -30,3 +30,17 @@ pub trait CommitGuard: Send + Sync {
     /// [`LakeError::Fenced`](crate::lake::LakeError::Fenced) carrying `reason`.
     async fn may_commit(&self, file: &str) -> Result<(), String>;
 }
+
+/// Several guards that must all agree, asked in order (e.g. a job's lease, then the dataset
+/// lease the job works under).
+pub struct AllGuards(pub Vec<std::sync::Arc<dyn CommitGuard>>);
+
+#[async_trait]
+impl CommitGuard for AllGuards {
+    async fn may_commit(&self, file: &str) -> Result<(), String> {
+        for guard in &self.0 {
+            guard.may_commit(file).await?;
+        }
+        Ok(())
+    }
+}

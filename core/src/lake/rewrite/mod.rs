@@ -19,7 +19,7 @@ pub use rectify::{
     CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
 };
 
-pub use guard::CommitGuard;
+pub use guard::{AllGuards, CommitGuard};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
