@@ -435,6 +435,10 @@ pub struct WorkerSettings {
     /// within the window are applied in one pass per file. `0` (embedded default): at once;
     /// production might use a day (`86400`).
     pub erasure_batch_window_s: u64,
+    /// Where a standalone `lethe-worker run` serves Prometheus metrics (`host:port`, e.g.
+    /// `0.0.0.0:9464`); unset: not served. The service serves them at its own `/metrics`.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
 }
 
 /// Logging settings.

@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod keyring;
 pub mod lake;
+pub mod process_metrics;
 pub mod residency;
 pub mod store;
 pub mod webhooks;

@@ -19,6 +19,8 @@
 //! | `lethe_requests_overdue` | gauge | — |
 //! | `lethe_rows_removed_total` | counter | — |
 //! | `lethe_bytes_rewritten_total` | counter | — |
+//! | `lethe_jobs_ended_total` | counter | `kind`, `outcome` (`succeeded`, `retry`, `deferred`, `failed`) |
+//! | `lethe_webhook_attempts_total` | counter | `outcome` (`delivered`, `retry`, `failed`) |
 //!
 //! The endpoint needs no token: serve it to the internal network only.
 
@@ -43,10 +45,9 @@ pub const HTTP_DURATION: &str = "lethe_http_request_duration_seconds";
 pub const JOBS: &str = "lethe_jobs";
 /// Open privacy requests past their due date (GDPR Art. 12(3)), read at scrape time.
 pub const REQUESTS_OVERDUE: &str = "lethe_requests_overdue";
-/// Rows removed from the lake by erasures (process-wide counter, incremented by the runner).
-pub const ROWS_REMOVED: &str = "lethe_rows_removed_total";
-/// Bytes of rewritten files written to the lake (process-wide counter, incremented by the runner).
-pub const BYTES_REWRITTEN: &str = "lethe_bytes_rewritten_total";
+pub use lethe_core::process_metrics::{
+    BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED, WEBHOOK_ATTEMPTS,
+};
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -161,18 +162,7 @@ pub fn global() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a global metrics recorder was already installed; runner counters will not appear at /metrics");
         }
-        metrics::describe_counter!(
-            ROWS_REMOVED,
-            "Rows removed from lake files by erasures (this process)"
-        );
-        metrics::describe_counter!(
-            BYTES_REWRITTEN,
-            metrics::Unit::Bytes,
-            "Bytes of rewritten lake files written by erasures (this process)"
-        );
-        // Registered at zero so the series exist before the first erasure.
-        metrics::counter!(ROWS_REMOVED).increment(0);
-        metrics::counter!(BYTES_REWRITTEN).increment(0);
+        lethe_core::process_metrics::describe();
         handle
     })
 }

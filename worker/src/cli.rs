@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// instead of waiting for more work.
     #[arg(long)]
     pub until_idle: bool,
+    /// Serve Prometheus metrics (job outcomes, rows removed, webhook attempts) over HTTP at
+    /// this address, e.g. `0.0.0.0:9464`; overrides `worker.metrics_addr`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Format of an ingest input file.

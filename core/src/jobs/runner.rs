@@ -14,6 +14,7 @@ use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
+use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::residency::ResidencyError;
 use crate::store::{
     Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store, StoreError, StoreResult,
@@ -209,7 +210,7 @@ impl Worker {
             let finish = JobFinish::new(JobOutcome::Failed {
                 error: "job has no request".into(),
             });
-            self.store.finish_job(&job.id, &token, finish).await?;
+            self.finish_job(&job, &token, finish).await?;
             return Ok(Some(job.id));
         };
         let request = self.store.request(&request_id).await?;
@@ -238,7 +239,7 @@ impl Worker {
                     let finish = JobFinish::new(JobOutcome::Failed {
                         error: format!("request is {from}; nothing to run"),
                     });
-                    self.store.finish_job(&job.id, &token, finish).await?;
+                    self.finish_job(&job, &token, finish).await?;
                     return Ok(Some(job.id));
                 }
                 Err(e) => return Err(e),
@@ -359,7 +360,7 @@ impl Worker {
                 })
             }
         };
-        self.store.finish_job(&job.id, token, finish).await?;
+        self.finish_job(&job, token, finish).await?;
         Ok(Some(job.id))
     }
 
@@ -438,7 +439,7 @@ impl Worker {
                 })
             }
         };
-        self.store.finish_job(&job.id, token, finish).await?;
+        self.finish_job(&job, token, finish).await?;
         Ok(Some(job.id))
     }
 
@@ -483,7 +484,7 @@ impl Worker {
                 transition.export_path = export_path;
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 finish.requests = vec![(request.id.clone(), transition)];
-                self.store.finish_job(&job.id, token, finish).await
+                self.finish_job(job, token, finish).await
             }
             Execution::Planned { plan, tasks } => {
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
@@ -513,12 +514,12 @@ impl Worker {
                     );
                     finish.children = tasks;
                 }
-                self.store.finish_job(&job.id, token, finish).await
+                self.finish_job(job, token, finish).await
             }
             Execution::Task { result } => {
-                metrics::counter!("lethe_rows_removed_total")
+                metrics::counter!(ROWS_REMOVED)
                     .increment(result["rows_removed"].as_u64().unwrap_or(0));
-                metrics::counter!("lethe_bytes_rewritten_total")
+                metrics::counter!(BYTES_REWRITTEN)
                     .increment(result["bytes_written"].as_u64().unwrap_or(0));
                 let mut entry = NewAuditEntry::new(self.actor(), "file.erased")
                     .request(&request.id)
@@ -638,7 +639,7 @@ impl Worker {
     async fn end(&self, job: &Job, token: &str, finish: JobFinish) -> StoreResult<bool> {
         let plan = match &job.parent_id {
             Some(id) => self.store.job(id).await?,
-            None => return self.store.finish_job(&job.id, token, finish).await,
+            None => return self.finish_job(job, token, finish).await,
         };
         let members = self.batch_requests(&plan).await?;
         let decide = |plan: &Job, tasks: &[Job]| -> Vec<(String, Transition)> {
@@ -673,10 +674,23 @@ impl Worker {
                 .map(|m| (m.id.clone(), self.failed_transition(m, plan, error.clone())))
                 .collect()
         };
+        record_end(job, &finish);
         self.store
             .finish_task(&job.id, token, finish, &decide)
             .await
     }
+
+    /// Ends `job` as `finish` says (see [`Store::finish_job`]) and counts it.
+    async fn finish_job(&self, job: &Job, token: &str, finish: JobFinish) -> StoreResult<bool> {
+        record_end(job, &finish);
+        self.store.finish_job(&job.id, token, finish).await
+    }
+}
+
+/// Counts a job run that ended, by kind and outcome.
+fn record_end(job: &Job, finish: &JobFinish) {
+    metrics::counter!(JOBS_ENDED, "kind" => job.kind.as_str(), "outcome" => finish.outcome.as_str())
+        .increment(1);
 }
 
 /// A running heartbeat task.

@@ -732,6 +732,18 @@ pub enum JobOutcome {
     },
 }
 
+impl JobOutcome {
+    /// Stable name, for metrics: `succeeded`, `retry`, `deferred` or `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Retry { .. } => "retry",
+            JobOutcome::Defer { .. } => "deferred",
+            JobOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// Which audit entries to read.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

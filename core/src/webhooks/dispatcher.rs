@@ -14,6 +14,7 @@ use super::{
 use crate::config::Settings;
 use crate::domain::Timestamp;
 use crate::keyring::Keyring;
+use crate::process_metrics::WEBHOOK_ATTEMPTS;
 use crate::store::{Store, StoreResult};
 
 /// Deliveries claimed per pass.
@@ -227,8 +228,7 @@ impl Dispatcher {
             .await;
         let (status_code, error) = match sent {
             Ok(response) if response.status().is_success() => {
-                metrics::counter!("lethe_webhook_attempts_total", "outcome" => "delivered")
-                    .increment(1);
+                metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => "delivered").increment(1);
                 tracing::debug!(status = response.status().as_u16(), "webhook delivered");
                 return DeliveryOutcome::Delivered {
                     status_code: i64::from(response.status().as_u16()),
@@ -262,11 +262,11 @@ impl Dispatcher {
     ) -> DeliveryOutcome {
         let attempt = attempts + 1;
         if attempt >= i64::from(self.config.max_attempts) {
-            metrics::counter!("lethe_webhook_attempts_total", "outcome" => "failed").increment(1);
+            metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => "failed").increment(1);
             tracing::warn!(attempt, error = %error, "webhook delivery failed for good");
             DeliveryOutcome::Failed { status_code, error }
         } else {
-            metrics::counter!("lethe_webhook_attempts_total", "outcome" => "retry").increment(1);
+            metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => "retry").increment(1);
             let at = self.after_failure(attempt);
             tracing::info!(attempt, error = %error, retry_at = %at, "webhook attempt failed");
             DeliveryOutcome::Retry {

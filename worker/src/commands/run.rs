@@ -47,6 +47,14 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
             .context("re-applying journaled tombstones")
             .map_err(CommandError::Failed)?;
         let store: Arc<dyn Store> = store;
+        if let Some(addr) = args
+            .metrics_addr
+            .as_ref()
+            .or(settings.worker.metrics_addr.as_ref())
+        {
+            serve_metrics(addr)?;
+            let _ = writeln!(output.err, "metrics at http://{addr}/metrics");
+        }
         let config = WorkerConfig::from_settings(&settings);
         let _ = writeln!(output.err, "worker {} started", config.worker_id);
         let keyring = Arc::new(keyring);
@@ -109,4 +117,20 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Installs the Prometheus recorder with its HTTP listener on `addr` (it answers every path;
+/// scrape `/metrics`). Must run inside the runtime.
+fn serve_metrics(addr: &str) -> Result<(), CommandError> {
+    let socket: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("worker.metrics_addr / --metrics-addr {addr:?}: expected host:port, e.g. 0.0.0.0:9464"))
+        .map_err(CommandError::Usage)?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(socket)
+        .install()
+        .with_context(|| format!("serving metrics at {addr}"))
+        .map_err(CommandError::Failed)?;
+    lethe_core::process_metrics::describe();
+    Ok(())
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 /// Rows per file (rendered as text) of every visible file; panics on a temp file or an
 /// unreadable file.
-fn lake_rows(root: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn lake_rows(root: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -80,17 +80,18 @@ fn temp_objects(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    lake: PathBuf,
-    db_url: String,
-    store: Arc<SqlStore>,
-    request_id: String,
-    subject: String,
-    before: BTreeMap<String, Vec<String>>,
+pub(crate) struct Setup {
+    pub dir: tempfile::TempDir,
+    pub lake: PathBuf,
+    pub db_url: String,
+    pub store: Arc<SqlStore>,
+    pub request_id: String,
+    pub subject: String,
+    pub before: BTreeMap<String, Vec<String>>,
 }
 
-async fn setup() -> Setup {
+/// A demo lake of 3,000 subjects over two days, registered, with one approved erasure queued.
+pub(crate) async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let options = DemoLakeOptions {
@@ -179,9 +180,16 @@ async fn setup() -> Setup {
     }
 }
 
-fn spawn_worker(s: &Setup, failpoint: Option<&str>, name: &str) -> Child {
+/// `lethe-worker run` on the setup's database, logging to `<name>.log`, with `args` after `run`.
+pub(crate) fn spawn_worker_with(
+    s: &Setup,
+    failpoint: Option<&str>,
+    name: &str,
+    args: &[&str],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe-worker"));
     cmd.arg("run")
+        .args(args)
         .env("LETHE_CONFIG", s.dir.path().join("none.toml"))
         .env("LETHE__DATABASE__URL", &s.db_url)
         .env("LETHE__STORAGE__DATA_DIR", s.dir.path())
@@ -197,6 +205,10 @@ fn spawn_worker(s: &Setup, failpoint: Option<&str>, name: &str) -> Child {
             .env("LETHE_FAILPOINT_MARKER", s.dir.path().join("marker"));
     }
     cmd.spawn().expect("lethe-worker starts")
+}
+
+fn spawn_worker(s: &Setup, failpoint: Option<&str>, name: &str) -> Child {
+    spawn_worker_with(s, failpoint, name, &[])
 }
 
 async fn crash_at(point: &str) {
