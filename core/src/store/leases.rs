@@ -253,9 +253,18 @@ impl HeldDatasetLease {
                         _ = tokio::time::sleep(ttl / 3) => {}
                         _ = stopped.changed() => return,
                     }
-                    if let Err(e) = renew(store.as_ref(), &lease, ttl, &continuity).await {
-                        tracing::warn!(dataset_id = %lease.dataset_id, holder = %lease.holder,
-                            error = %e, "could not renew a dataset lease");
+                    match renew(store.as_ref(), &lease, ttl, &continuity).await {
+                        Ok(()) => {}
+                        Err(e @ StoreError::DatasetLeaseLost { .. }) => {
+                            // For good: the holder stops at its next confirmation.
+                            tracing::warn!(dataset_id = %lease.dataset_id, holder = %lease.holder,
+                                error = %e, "dataset lease lost");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(dataset_id = %lease.dataset_id, holder = %lease.holder,
+                                error = %e, "could not renew a dataset lease");
+                        }
                     }
                 }
             })
