@@ -35,7 +35,7 @@ fn context(url: &str) -> String {
 /// If the operating system's random generator fails.
 pub fn seal_secret(keyring: &Keyring, url: &str, secret: &SecretString) -> String {
     let sealed = keyring.seal_blob(&context(url), secret.expose_secret().as_bytes());
-    format!("{SEALED_SECRET_PREFIX}{}", STANDARD.encode(sealed))
+    encode(&sealed)
 }
 
 /// The signing secret of the endpoint at `url` from its stored form (sealed, or a plain
@@ -76,7 +76,12 @@ pub fn reseal_secret(
     let sealed = decode(stored)?;
     Ok(keyring
         .rewrap_blob(&context(url), &sealed)?
-        .map(|blob| format!("{SEALED_SECRET_PREFIX}{}", STANDARD.encode(blob))))
+        .map(|blob| encode(&blob)))
+}
+
+/// The stored form of a sealed blob; [`decode`] reverses it.
+fn encode(sealed: &[u8]) -> String {
+    format!("{SEALED_SECRET_PREFIX}{}", STANDARD.encode(sealed))
 }
 
 fn decode(stored: &str) -> Result<Vec<u8>, KeyringError> {
