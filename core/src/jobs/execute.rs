@@ -477,6 +477,10 @@ async fn erase_file_leased(
             "rows_removed": file.rows_removed,
             "bytes_read": file.bytes_read,
             "bytes_written": file.bytes_written,
+            "row_groups_rewritten": file.surgery.row_groups_rewritten,
+            "row_groups_copied": file.surgery.row_groups_copied,
+            "bytes_reencoded": file.surgery.bytes_reencoded,
+            "bytes_copied": file.surgery.bytes_copied,
         }),
     })
 }
@@ -518,6 +522,10 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
                 "rows_removed": rows_removed,
                 "bytes_read": d["bytes_read"].as_u64().unwrap_or(0) + sum("bytes_read"),
                 "bytes_written": sum("bytes_written"),
+                "row_groups_rewritten": sum("row_groups_rewritten"),
+                "row_groups_copied": sum("row_groups_copied"),
+                "bytes_reencoded": sum("bytes_reencoded"),
+                "bytes_copied": sum("bytes_copied"),
                 "rewritten": rewritten,
             })
         })

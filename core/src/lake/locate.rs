@@ -299,13 +299,14 @@ pub(crate) async fn locate_open(
     subjects: &BTreeSet<String>,
 ) -> Result<Found, LakeError> {
     let leaf = opened.subject_leaf(subject_column)?;
+    check_value_counts(opened, leaf)?;
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
         opened.reader.clone(),
         opened.metadata.clone(),
     );
     let mut found = Found {
         row_groups_total: builder.metadata().num_row_groups() as u64,
-        pruning: prune(&mut builder, leaf, subjects).await,
+        pruning: prune(&mut builder, leaf, subjects, opened.footer_rows_agree).await,
         ..Found::default()
     };
     if found.pruning.candidates.is_empty() {
@@ -350,6 +351,27 @@ pub(crate) async fn locate_open(
         }
     }
     Ok(found)
+}
+
+/// Fails when a row group's subject column (top-level, so one value or null per row) holds
+/// another number of values than the row group says it has rows: the reader would stop at the
+/// footer's count and miss the rest (or read past it), so the file is not searched on its word.
+fn check_value_counts(opened: &OpenFile, leaf: usize) -> Result<(), LakeError> {
+    for (i, rg) in opened.metadata.metadata().row_groups().iter().enumerate() {
+        let values = rg.column(leaf).num_values();
+        if values != rg.num_rows() {
+            return Err(LakeError::Corrupt {
+                file: opened.relative.clone(),
+                reason: format!(
+                    "row group {i} says {} rows but its column {:?} holds {values} values",
+                    rg.num_rows(),
+                    rg.column(leaf).column_path().string()
+                ),
+                source: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Column `index` of `batch` cast to Utf8 (how subject ids are compared).

@@ -11,6 +11,10 @@
 //! | [`rewrite`] | [`Erase`], [`Rectify`]: copy-on-write rewrites dropping or correcting subjects' rows, verified and atomic |
 //! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV / JSON / Parquet (GDPR Art. 15, 20) |
 //!
+//! Files are rewritten at Parquet's physical level with row-group surgery
+//! ([`rewrite`]): what a footer says is trusted only where it is known to be right
+//! (`trust`).
+//!
 //! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused:
 //! rewriting their files one by one would corrupt them.
 
@@ -23,6 +27,7 @@ mod prune;
 pub mod rewrite;
 pub mod root;
 pub mod store;
+pub(crate) mod trust;
 
 pub use error::LakeError;
 pub use export::{
@@ -30,9 +35,10 @@ pub use export::{
 };
 pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, LocatorHint};
 pub use rewrite::{
-    AllGuards, CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome,
+    AllGuards, CellEdit, CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome,
     ErasePolicy, EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile,
-    Rectify, RectifyMetrics, RectifyOutcome, RowFilter, erase_rows, subject_values,
+    Rectify, RectifyMetrics, RectifyOutcome, RowEdits, RowFilter, SurgeryMetrics, erase_plan,
+    erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{

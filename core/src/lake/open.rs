@@ -15,7 +15,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    FileMetaData, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader,
+};
 use parquet::schema::types::SchemaDescriptor;
 
 use super::error::LakeError;
@@ -40,6 +42,11 @@ impl LakeFileReader {
             size,
             bytes_read: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Size of the object in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.size
     }
 
     /// Bytes fetched so far by this reader and its clones.
@@ -109,8 +116,11 @@ pub(crate) struct OpenFile {
     pub relative: String,
     /// Reader to build record batch streams from (clones share the byte counter).
     pub reader: LakeFileReader,
-    /// Footer and Arrow schema.
+    /// Footer (mended, see [`mend_footer`]) and Arrow schema.
     pub metadata: ArrowReaderMetadata,
+    /// Whether the footer's file-level row count agreed with its row groups (a footer that
+    /// did not is not trusted to prune row groups).
+    pub footer_rows_agree: bool,
 }
 
 impl OpenFile {
@@ -119,9 +129,15 @@ impl OpenFile {
         self.metadata.parquet_schema()
     }
 
-    /// Rows in the file according to its footer.
+    /// Rows in the file: the sum of its row groups' row counts (the file-level count of some
+    /// writers is wrong; see [`crate::lake::trust`]).
     pub fn num_rows(&self) -> u64 {
-        u64::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+        self.metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| u64::try_from(rg.num_rows()).unwrap_or(0))
+            .sum()
     }
 
     /// Index of the leaf column that is the top-level column `name`.
@@ -138,6 +154,42 @@ impl OpenFile {
                 column: name.to_string(),
             })
     }
+}
+
+/// `footer` with the mistakes readers forgive mended, and whether it needed mending of its row
+/// count: a file-level `num_rows` that disagrees with the sum of the row groups' is replaced by
+/// that sum (the Arrow reader sizes its batches by the file-level count, so a footer saying 0
+/// rows would read as empty), and row groups are mended as
+/// [`crate::lake::rewrite::mended_row_group`] says.
+fn mend_footer(footer: Arc<ParquetMetaData>) -> Result<(Arc<ParquetMetaData>, bool), ParquetError> {
+    let rows_agree = crate::lake::trust::row_counts_agree(&footer);
+    let offsets_ok = !footer
+        .row_groups()
+        .iter()
+        .flat_map(|rg| rg.columns())
+        .any(|c| c.dictionary_page_offset().is_some_and(|o| o < 4));
+    if rows_agree && offsets_ok {
+        return Ok((footer, true));
+    }
+    let fm = footer.file_metadata();
+    let rows: i64 = footer.row_groups().iter().map(|rg| rg.num_rows()).sum();
+    let file_metadata = FileMetaData::new(
+        fm.version(),
+        rows,
+        fm.created_by().map(str::to_string),
+        fm.key_value_metadata().cloned(),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let row_groups = footer
+        .row_groups()
+        .iter()
+        .map(crate::lake::rewrite::mended_row_group)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mended = ParquetMetaDataBuilder::new(file_metadata)
+        .set_row_groups(row_groups)
+        .build();
+    Ok((Arc::new(mended), rows_agree))
 }
 
 /// Opens `location` (size `size` bytes): checks the `PAR1` magic, reads the footer and maps the
@@ -185,6 +237,14 @@ pub(crate) async fn open(
         .get_metadata(None)
         .await
         .map_err(|e| LakeError::corrupt(relative, "reading the footer", e))?;
+    let (footer, footer_rows_agree) =
+        mend_footer(footer).map_err(|e| LakeError::corrupt(relative, "reading the footer", e))?;
+    if !footer_rows_agree {
+        tracing::warn!(
+            file = relative,
+            "the footer's row count disagrees with its row groups; the row groups are believed"
+        );
+    }
     let metadata =
         ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| {
             LakeError::Unsupported {
@@ -196,5 +256,6 @@ pub(crate) async fn open(
         relative: relative.to_string(),
         reader,
         metadata,
+        footer_rows_agree,
     })
 }

@@ -16,6 +16,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescriptor;
 
 use super::open::LakeFileReader;
+use super::trust::{row_counts_agree, stats_trusted};
 
 /// How the subject column's values can be compared with subject ids in the footer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,15 +75,20 @@ pub(crate) struct Pruning {
     pub by_bloom_filter: usize,
 }
 
-/// Subjects that may be in a row group according to its statistics.
+/// Subjects that may be in a row group according to its statistics (all of them when the
+/// statistics cannot be trusted, see [`stats_trusted`]).
 fn by_statistics<'s>(
     rg: &RowGroupMetaData,
     leaf: usize,
     kind: KeyKind,
     subjects: &'s BTreeSet<String>,
+    created_by: Option<&str>,
 ) -> Vec<&'s str> {
     let all: Vec<&str> = subjects.iter().map(String::as_str).collect();
     let chunk = rg.column(leaf);
+    if !stats_trusted(chunk, created_by) {
+        return all;
+    }
     let Some(stats) = chunk.statistics() else {
         return if kind == KeyKind::Int {
             // A subject that is not a canonical integer can never equal a cast integer.
@@ -145,18 +151,26 @@ fn bloom_may_contain(sbbf: &Sbbf, col: &ColumnDescriptor, kind: KeyKind, subject
 
 /// Decides which row groups of the file behind `builder` may contain any of `subjects` in leaf
 /// column `leaf`: statistics first, then bloom filters (fetched only for surviving row groups).
-/// A bloom filter that cannot be read is ignored (the row group stays a candidate).
+/// A bloom filter that cannot be read is ignored (the row group stays a candidate). A footer
+/// whose file-level row count disagrees with its row groups prunes nothing: every row group
+/// is a candidate, so the data decides.
 pub(crate) async fn prune(
     builder: &mut ParquetRecordBatchStreamBuilder<LakeFileReader>,
     leaf: usize,
     subjects: &BTreeSet<String>,
+    footer_rows_agree: bool,
 ) -> Pruning {
     let metadata = builder.metadata().clone();
     let col = metadata.file_metadata().schema_descr().column(leaf);
     let kind = key_kind(&col);
     let mut out = Pruning::default();
+    if !footer_rows_agree || !row_counts_agree(&metadata) {
+        out.candidates = (0..metadata.num_row_groups()).collect();
+        return out;
+    }
+    let created_by = metadata.file_metadata().created_by();
     for (i, rg) in metadata.row_groups().iter().enumerate() {
-        let mut maybe = by_statistics(rg, leaf, kind, subjects);
+        let mut maybe = by_statistics(rg, leaf, kind, subjects, created_by);
         if maybe.is_empty() {
             out.by_statistics += 1;
             continue;

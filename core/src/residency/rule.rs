@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::filter::filter_record_batch;
 use serde::{Deserialize, Serialize};
 
-use crate::lake::{LakeError, RowFilter, subject_values};
+use crate::lake::{LakeError, RowEdits, RowFilter, subject_values};
 
 /// Where the rows of one file are stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +152,15 @@ impl RowFilter for RemoveMoved {
         &self.rule.subject_columns
     }
 
-    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
+    fn input_columns(&self) -> Vec<String> {
+        let mut columns = self.rule.subject_columns.clone();
+        if let RegionSource::Column(name) = &self.rule.region {
+            columns.push(name.clone());
+        }
+        columns
+    }
+
+    fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError> {
         let placed = self
             .rule
             .classify(batch)
@@ -162,12 +169,10 @@ impl RowFilter for RemoveMoved {
             .iter()
             .map(|p| Some(p.as_ref().is_none_or(|m| m.target.is_none())))
             .collect();
-        let removed = keep.false_count() as u64;
-        if removed == 0 {
-            return Ok((batch.clone(), 0));
-        }
-        let kept = filter_record_batch(batch, &keep).map_err(|e| LakeError::arrow(file, e))?;
-        Ok((kept, removed))
+        Ok(RowEdits {
+            keep,
+            cells: Vec::new(),
+        })
     }
 }
 
@@ -259,8 +264,10 @@ mod tests {
             filter.subjects().iter().collect::<Vec<_>>(),
             ["br-1", "eu-1"]
         );
-        let (kept, removed) = filter.apply("f", &batch()).unwrap();
-        assert_eq!(removed, 2);
+        assert_eq!(filter.input_columns(), ["sender", "receiver", "region"]);
+        let edits = filter.plan("f", &batch()).unwrap();
+        assert_eq!(edits.rows_removed(), 2);
+        let kept = edits.apply(&batch()).unwrap();
         let senders = subject_values(&kept, "sender").unwrap().unwrap();
         assert_eq!(
             senders.iter().collect::<Vec<_>>(),

@@ -730,12 +730,13 @@ async fn a_message_table_erases_one_side_of_a_conversation() {
         .unwrap();
     assert_eq!(found.files.len(), 1);
 
-    Erase::new(root, "sender")
+    let outcome = Erase::new(root, "sender")
         .policy(ErasePolicy::from_schema(&schema))
         .subjects(["ann"])
         .execute()
         .await
         .unwrap();
+    assert!(!outcome.has_failures(), "{:?}", outcome.files);
     let files = parquet_files(&env.lake);
     let batch = &read_all(&files[0])[0];
     let col = |name: &str| batch.column_by_name(name).unwrap().clone();

@@ -156,15 +156,15 @@ fn positions(batches: &[RecordBatch]) -> impl Iterator<Item = (&RecordBatch, usi
 }
 
 /// Compares `after` with `before` minus the rows whose `column` equals `subject`, in order, cell
-/// by cell. Returns the number of rows removed or a description of the first difference.
+/// by cell. Returns the positions of the rows removed or a description of the first difference.
 fn compare_rows(
     before: &Contents,
     after: &Contents,
     column: &str,
     subject: &str,
-) -> Result<u64, String> {
+) -> Result<Vec<usize>, String> {
     let index = before.schema.index_of(column).map_err(|e| e.to_string())?;
-    let mut removed = 0u64;
+    let mut removed = Vec::new();
     let mut kept = positions(&after.batches);
     let mut subject_values = None::<(usize, StringArray)>;
     for (n, (batch, i)) in positions(&before.batches).enumerate() {
@@ -174,7 +174,7 @@ fn compare_rows(
         }
         let values = &subject_values.as_ref().ok_or("no values")?.1;
         if values.is_valid(i) && values.value(i) == subject {
-            removed += 1;
+            removed.push(n);
             continue;
         }
         let Some((new_batch, j)) = kept.next() else {
@@ -200,8 +200,9 @@ fn compare_rows(
 
 /// What happened to one test file.
 enum Verdict {
-    /// Rewritten, checked faithful.
-    Faithful(String),
+    /// Rewritten, checked faithful; the rewritten copy and the positions of the rows removed
+    /// are kept for pyarrow's check.
+    Faithful(String, Option<(PathBuf, Vec<usize>)>),
     /// Refused by the engine with this error (file byte-identical).
     Refused(String),
     /// Not run (with the reason).
@@ -210,7 +211,7 @@ enum Verdict {
     Broken(String),
 }
 
-async fn check_file(path: &Path, relative: &str) -> Verdict {
+async fn check_file(path: &Path, relative: &str, keep: &Path) -> Verdict {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = path.file_name().expect("file name");
     let copy = dir.path().join(name);
@@ -295,6 +296,18 @@ async fn check_file(path: &Path, relative: &str) -> Verdict {
                 Ok(after) => after,
                 Err(e) => return Verdict::Broken(format!("rewritten file unreadable: {e}")),
             };
+            // A rewrite records the original writer under one added key-value entry.
+            let mut after = after;
+            let mut metadata = after.schema.metadata().clone();
+            let original = metadata.remove("lethe.original_created_by");
+            let created_by = created_by_of(path);
+            if original != created_by {
+                return Verdict::Broken(format!(
+                    "lethe.original_created_by is {original:?}, the original says {created_by:?}"
+                ));
+            }
+            after.schema =
+                std::sync::Arc::new(after.schema.as_ref().clone().with_metadata(metadata));
             if after.schema != before.schema {
                 return Verdict::Broken(format!(
                     "Arrow schema changed: {:?} became {:?}",
@@ -308,17 +321,37 @@ async fn check_file(path: &Path, relative: &str) -> Verdict {
                 ));
             }
             match compare_rows(&before, &after, &column, &subject) {
-                Ok(removed) if removed == file.rows_removed && removed > 0 => Verdict::Faithful(
-                    format!("{column}: {removed} of {} rows removed", file.rows_before),
-                ),
+                Ok(removed) if removed.len() as u64 == file.rows_removed && !removed.is_empty() => {
+                    let kept = keep.join(format!("{}.parquet", relative.replace('/', "__")));
+                    std::fs::copy(&copy, &kept).expect("keep the rewritten copy");
+                    Verdict::Faithful(
+                        format!(
+                            "{column}: {} of {} rows removed",
+                            removed.len(),
+                            file.rows_before
+                        ),
+                        Some((kept, removed)),
+                    )
+                }
                 Ok(removed) => Verdict::Broken(format!(
-                    "engine removed {} rows, the original has {removed} with that value",
-                    file.rows_removed
+                    "engine removed {} rows, the original has {} with that value",
+                    file.rows_removed,
+                    removed.len()
                 )),
                 Err(diff) => Verdict::Broken(diff),
             }
         }
     }
+}
+
+/// The `created_by` of the file at `path`.
+fn created_by_of(path: &Path) -> Option<String> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
+    reader
+        .metadata()
+        .file_metadata()
+        .created_by()
+        .map(str::to_string)
 }
 
 fn relative_name(relative: &str) -> &str {
@@ -346,15 +379,25 @@ async fn every_readable_file_is_rewritten_faithfully_and_every_other_is_refused_
 
     let (mut faithful, mut refused, mut skipped, mut broken) = (0, 0, 0, Vec::new());
     let mut table = String::new();
+    let kept = tempfile::tempdir().expect("tempdir");
+    let mut manifest = Vec::new();
     for path in &files {
         let relative = path
             .strip_prefix(&base)
             .unwrap_or(path)
             .display()
             .to_string();
-        let (label, detail) = match check_file(path, &relative).await {
-            Verdict::Faithful(d) => {
+        let (label, detail) = match check_file(path, &relative, kept.path()).await {
+            Verdict::Faithful(d, copy) => {
                 faithful += 1;
+                if let Some((rewritten, removed)) = copy {
+                    manifest.push(serde_json::json!({
+                        "name": relative,
+                        "original": path,
+                        "rewritten": rewritten,
+                        "removed": removed,
+                    }));
+                }
                 ("faithful", d)
             }
             Verdict::Refused(d) => {
@@ -386,5 +429,89 @@ async fn every_readable_file_is_rewritten_faithfully_and_every_other_is_refused_
     assert!(
         faithful > 50,
         "only {faithful} files were rewritten faithfully"
+    );
+    pyarrow_agrees(kept.path(), &manifest);
+}
+
+/// Runs `tests/fixtures/corpus_check.py` on the rewritten copies: pyarrow's reading of each
+/// original, minus the removed rows, must equal its reading of the rewrite (schema, Parquet
+/// schema, rows). Required on CI; skipped elsewhere when pyarrow is missing.
+fn pyarrow_agrees(dir: &Path, manifest: &[serde_json::Value]) {
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_vec(manifest).expect("manifest")).expect("write manifest");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus_check.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output();
+    let on_ci = std::env::var_os("CI").is_some();
+    match out {
+        Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("No module named 'pyarrow'") && !on_ci {
+                println!("skipped pyarrow's check: pyarrow is not installed");
+            } else {
+                panic!(
+                    "pyarrow disagrees:\n{}\n{stderr}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+        Err(e) if !on_ci => println!("skipped pyarrow's check: {e}"),
+        Err(e) => panic!("python3 not found: {e}"),
+    }
+}
+
+/// `repeated_no_annotation.parquet` (an old parquet-rs) says `num_rows = 0` in its footer while
+/// its one row group holds 6 rows: the row group is believed, the subject's row removed, and the
+/// new footer counts the 5 rows left.
+#[tokio::test]
+async fn a_footer_that_says_zero_rows_does_not_hide_the_subjects_row() {
+    let source = testing_dir().join("data/repeated_no_annotation.parquet");
+    if !source.is_file() {
+        println!("skipped: ../shared is absent");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("repeated_no_annotation.parquet");
+    std::fs::copy(&source, &copy).unwrap();
+    let footer_rows = SerializedFileReader::new(std::fs::File::open(&copy).unwrap())
+        .unwrap()
+        .metadata()
+        .file_metadata()
+        .num_rows();
+    assert_eq!(footer_rows, 0, "the fixture still lies");
+
+    let outcome = Erase::new(
+        LakeRoot::parse(&dir.path().display().to_string()).unwrap(),
+        "id",
+    )
+    .subjects(["1"])
+    .execute()
+    .await
+    .unwrap();
+    let file = &outcome.files[0];
+    assert_eq!(file.status, FileStatus::Rewritten, "{file:?}");
+    assert_eq!((file.rows_before, file.rows_removed), (6, 1));
+
+    let reader = SerializedFileReader::new(std::fs::File::open(&copy).unwrap()).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 5);
+    let after = read(&copy).unwrap();
+    let ids: Vec<String> = after
+        .batches
+        .iter()
+        .flat_map(|b| {
+            as_strings(b.column(0))
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap_or("null").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ids, ["2", "3", "4", "5", "6"]);
+    assert_eq!(
+        after.parquet_root,
+        read_partial(&source).unwrap().parquet_root
     );
 }

@@ -2,4 +2,5 @@
 //! (`../shared/testdata`) and the worker command line against a real store.
 
 mod lake_parquet_testing;
+mod spark_lake;
 mod worker_cli;

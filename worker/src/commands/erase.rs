@@ -30,7 +30,7 @@ pub struct EraseSummary {
     pub files_rewritten: u64,
     /// Files that failed and were left untouched.
     pub files_failed: u64,
-    /// Rows in the files examined (footer counts; 0 for files that could not be read).
+    /// Rows in the files examined (the row groups' counts; 0 for files that could not be read).
     pub rows_scanned: u64,
     /// Rows removed.
     pub rows_removed: u64,
@@ -38,6 +38,14 @@ pub struct EraseSummary {
     pub bytes_read: u64,
     /// Bytes of new files written.
     pub bytes_written: u64,
+    /// Row groups decoded, filtered and encoded again (they held rows of the subjects).
+    pub row_groups_rewritten: u64,
+    /// Row groups of rewritten files copied as encoded bytes (none of the subjects' rows).
+    pub row_groups_copied: u64,
+    /// Compressed bytes (as in the input) of the row groups decoded and encoded again.
+    pub bytes_reencoded: u64,
+    /// Compressed bytes of the row groups copied without decoding.
+    pub bytes_copied: u64,
     /// Wall-clock seconds of the erase (listing included).
     pub elapsed_s: f64,
     /// `rows_scanned / elapsed_s`.
@@ -60,6 +68,10 @@ impl EraseSummary {
             rows_removed: m.rows_removed,
             bytes_read: m.bytes_read,
             bytes_written: m.bytes_written,
+            row_groups_rewritten: m.surgery.row_groups_rewritten,
+            row_groups_copied: m.surgery.row_groups_copied,
+            bytes_reencoded: m.surgery.bytes_reencoded,
+            bytes_copied: m.surgery.bytes_copied,
             elapsed_s: m.elapsed_s,
             rows_per_s: if m.elapsed_s > 0.0 {
                 rows_scanned as f64 / m.elapsed_s

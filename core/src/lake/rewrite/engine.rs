@@ -1,12 +1,13 @@
 //! The copy-on-write engine: rewrite one Parquet file through a [`RowFilter`].
 //!
 //! Steps: open the footer → locate the filter's subjects (statistics, bloom filters, subject
-//! column) → nothing found: return `Unchanged` without writing → check the file can be written
-//! back faithfully → stream row group by row group (one row group in flight; each input row
-//! group becomes at most one output row group) into a hidden temporary object beside the file
-//! → verify the new footer → ask the [`CommitGuard`] → check the original did not change
-//! meanwhile → swap the new file in (see [`swap`]) → rewrite the Hadoop `.crc` sidecar if there
-//! is one. Any error leaves the original untouched and deletes the temporary objects; a crash
+//! column) → nothing found: return `Unchanged` without writing → load the page index → stream
+//! row group by row group (one row group in flight; each input row group becomes exactly one
+//! output row group) into a hidden temporary object beside the file: a row group without
+//! affected rows is copied as encoded bytes, an affected one is filtered at Parquet's physical
+//! level ([`super::surgery`]) → verify the new footer → ask the [`CommitGuard`] → check the
+//! original did not change meanwhile → swap the new file in (see [`swap`]) → rewrite the
+//! Hadoop `.crc` sidecar if there is one. Any error leaves the original untouched and deletes the temporary objects; a crash
 //! leaves at most a temporary object, removed by the next attempt ([`remove_stale_temps`]).
 //!
 //! The upload streams: a new file smaller than the root's part size (10 MiB by default) goes
@@ -14,14 +15,13 @@
 //! bound to one row group plus the parts in flight.
 //!
 //! Concurrency: I/O (fetching a row group's column chunks, uploading output) stays on the async
-//! runtime; decoding, filtering and encoding a row group is CPU-bound and runs on the blocking
-//! pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
+//! runtime; decoding, filtering and encoding (or copying) a row group is CPU-bound and runs on
+//! the blocking pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
 //! memory bound to one row group per file and keeps the runtime's workers responsive.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::buffered::BufWriter;
@@ -29,16 +29,18 @@ use object_store::path::Path;
 use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use parquet::file::properties::WriterProperties;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use tokio::io::AsyncWriteExt;
 
 use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
 use super::failpoint::{Failpoint, hit};
-use super::{CommitGuard, FileOutcome, FileStatus, RowFilter, faithful};
+use super::surgery::{
+    FetchedRanges, SourceRowGroup, Surgeon, SurgeryMetrics, chunk_range, key_value_metadata,
+    plan_row_group,
+};
+use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_open;
 use crate::lake::open::{OpenFile, open};
@@ -46,9 +48,6 @@ pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
 use crate::lake::run_blocking;
 use crate::lake::store::StoreKind;
-
-/// Rows decoded per batch.
-const BATCH_ROWS: usize = 8192;
 
 /// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
 fn temp_beside(location: &Path) -> Path {
@@ -122,6 +121,60 @@ pub(crate) async fn remove_stale_temps(
     removed
 }
 
+/// On a local file system, an upload killed mid-way leaves object_store's staging file
+/// `<temporary object>#<n>` behind, which no listing shows: deletes those of `file` older
+/// than `attempt_started`. Returns how many were deleted; failures are logged.
+pub(crate) fn remove_stale_staging(
+    root: &LakeRoot,
+    file: &DataFile,
+    attempt_started: DateTime<Utc>,
+) -> u64 {
+    if root.kind() != StoreKind::Local {
+        return 0;
+    }
+    let Some(folder) = crate::lake::local_folder(root.url()) else {
+        return 0;
+    };
+    let mut dir = std::path::PathBuf::from(folder);
+    if let Some(parent) = file.location.parent() {
+        dir.extend(parent.parts().map(|p| p.as_ref().to_string()));
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let cutoff = std::time::SystemTime::from(attempt_started);
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some((temp, n)) = name.rsplit_once('#') else {
+            continue;
+        };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let temp_path = file
+            .location
+            .parent()
+            .map_or_else(|| Path::from(temp), |p| p.join(temp));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m < cutoff);
+        if is_temp_of(&temp_path, &file.location) && old {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %file.relative, object = %name, "stale upload staging file removed");
+                    removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(object = %name, error = %e, "stale staging file not removed")
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// Rewrites `file` without the rows `filter` drops; `guard` (if any) is asked right before the
 /// swap. See the module documentation.
 ///
@@ -153,14 +206,9 @@ pub(crate) async fn rewrite_file(
             bytes_written: 0,
             upload_parts: 0,
             stale_temps_removed: 0,
+            surgery: SurgeryMetrics::default(),
         });
     }
-    faithful::check(
-        &file.relative,
-        opened.parquet_schema(),
-        opened.metadata.schema(),
-    )?;
-
     let tmp = temp_beside(&file.location);
     let sidecar = sidecar_of(&file.location);
     let sidecar_tmp = temp_beside(&sidecar);
@@ -206,6 +254,7 @@ pub(crate) async fn rewrite_file(
         bytes_written: written.bytes,
         upload_parts: written.parts,
         stale_temps_removed: 0,
+        surgery: written.surgery,
     })
 }
 
@@ -222,6 +271,8 @@ struct Written {
     bytes: u64,
     /// Parts of its multipart upload (0: one PUT).
     parts: u64,
+    /// Row groups copied and rewritten.
+    surgery: SurgeryMetrics,
 }
 
 /// Writes the filtered copy to `temps.data`, verifies it, asks `guard` and swaps it in.
@@ -249,35 +300,18 @@ async fn write_verify_swap(
         Err(e) => return Err(LakeError::store(temps.sidecar, e)),
     };
 
-    let stream_builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        opened.reader.clone(),
-        opened.metadata.clone(),
-    )
-    .with_batch_size(BATCH_ROWS);
-    let num_row_groups = stream_builder.metadata().num_row_groups();
-    let mut stream = stream_builder
-        .build()
-        .map_err(|e| LakeError::corrupt(relative, "planning the read", e))?;
-    let schema = stream.schema().clone();
+    let (md, arrow_md) = load_page_index(opened).await?;
     for column in filter.columns() {
-        schema
+        arrow_md
+            .schema()
             .index_of(column)
             .map_err(|_| LakeError::MissingColumn {
                 file: relative.to_string(),
                 column: column.clone(),
             })?;
     }
-    let options = ArrowWriterOptions::new()
-        .with_properties(writer_properties(opened, filter.columns()))
-        .with_skip_arrow_metadata(true)
-        .with_parquet_schema(opened.parquet_schema().clone());
-    let mut writer =
-        ArrowWriter::try_new_with_options(Vec::new(), schema, options).map_err(|e| {
-            LakeError::Unsupported {
-                file: relative.to_string(),
-                reason: format!("the Parquet writer refused its schema: {e}"),
-            }
-        })?;
+    let reference = affected.first().copied().unwrap_or(0);
+    let mut surgeon = Surgeon::new(relative, &md, reference)?;
 
     let part_size = root.upload_part_size();
     let mut sink = Sink {
@@ -288,32 +322,40 @@ async fn write_verify_swap(
         written: 0,
     };
     let mut removed = 0u64;
-    for rg in 0..num_row_groups {
+    for rg in 0..md.num_row_groups() {
         let step = async {
-            let reader = stream
-                .next_row_group()
-                .await
-                .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?
-                .ok_or_else(|| LakeError::Corrupt {
-                    file: relative.to_string(),
-                    reason: format!("row group {rg} missing from the stream"),
-                    source: None,
-                })?;
-            let job = RowGroupJob {
-                relative: relative.to_string(),
-                row_group: rg,
-                filter: affected.contains(&rg).then(|| Arc::clone(filter)),
-            };
-            run_blocking(move || job.run(writer, reader)).await?
+            let is_affected = affected.contains(&rg);
+            let source = fetch_row_group(opened, &md, &arrow_md, rg, !is_affected).await?;
+            let relative = relative.to_string();
+            let filter = is_affected.then(|| Arc::clone(filter));
+            let arrow_md = arrow_md.clone();
+            run_blocking(move || {
+                let plan = match &filter {
+                    Some(filter) => Some(plan_row_group(&relative, &arrow_md, &source, filter)?),
+                    None => None,
+                };
+                let (bytes, n) = match plan {
+                    Some(plan) if plan.removes_all() => {
+                        surgeon.drop_row_group(&source);
+                        (Vec::new(), plan.removed)
+                    }
+                    Some(plan) if !plan.is_noop() => {
+                        (surgeon.filter(&source, &plan)?, plan.removed)
+                    }
+                    _ => (surgeon.copy(&source)?, 0),
+                };
+                Ok::<_, LakeError>((surgeon, n, bytes))
+            })
+            .await?
         };
-        let (w, n, bytes) = match step.await {
+        let (s, n, bytes) = match step.await {
             Ok(done) => done,
             Err(e) => {
                 sink.abort().await;
                 return Err(e);
             }
         };
-        writer = w;
+        surgeon = s;
         removed += n;
         if let Err(e) = sink.put(bytes).await {
             sink.abort().await;
@@ -323,16 +365,12 @@ async fn write_verify_swap(
             hit(Failpoint::MidWrite).await;
         }
     }
-    let tail = run_blocking(move || {
-        writer.finish()?;
-        Ok::<_, parquet::errors::ParquetError>(std::mem::take(writer.inner_mut()))
-    })
-    .await?;
-    let tail = match tail {
+    let surgery = surgeon.metrics;
+    let tail = match run_blocking(move || surgeon.finish()).await? {
         Ok(tail) => tail,
         Err(e) => {
             sink.abort().await;
-            return Err(LakeError::writer(relative, "writing the footer", e));
+            return Err(e);
         }
     };
     if let Err(e) = sink.put(tail).await {
@@ -383,6 +421,7 @@ async fn write_verify_swap(
         rows_removed: removed,
         bytes: finished.written,
         parts,
+        surgery,
     })
 }
 
@@ -473,95 +512,94 @@ async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
     }
 }
 
-/// Writer settings that keep the input's layout: same key-value metadata, same codec per
-/// column, a bloom filter on the subject column if the input had one, row groups never split.
-fn writer_properties(opened: &OpenFile, subject_columns: &[String]) -> WriterProperties {
-    let md = opened.metadata.metadata();
-    let mut b = WriterProperties::builder()
-        .set_max_row_group_row_count(None)
-        .set_max_row_group_bytes(None)
-        .set_key_value_metadata(md.file_metadata().key_value_metadata().cloned());
-    if let Some(first) = md.row_groups().first() {
-        for col in first.columns() {
-            b = b.set_column_compression(col.column_path().clone(), col.compression());
-        }
-        if let Some(sorting) = first.sorting_columns() {
-            b = b.set_sorting_columns(Some(sorting.clone()));
-        }
-    }
-    for leaf in subject_columns
-        .iter()
-        .filter_map(|c| opened.subject_leaf(c).ok())
-    {
-        let has_bloom = md
-            .row_groups()
-            .iter()
-            .any(|rg| rg.column(leaf).bloom_filter_offset().is_some());
-        if has_bloom {
-            let path = opened.parquet_schema().column(leaf).path().clone();
-            let ndv = md
-                .row_groups()
-                .iter()
-                .map(|rg| rg.num_rows())
-                .max()
-                .unwrap_or(0);
-            b = b
-                .set_column_bloom_filter_enabled(path.clone(), true)
-                .set_column_bloom_filter_max_ndv(path, u64::try_from(ndv).unwrap_or(0).max(1));
-        }
-    }
-    b.build()
-}
-
-/// Decoding, filtering and encoding of one row group (runs on the blocking pool).
-struct RowGroupJob {
-    relative: String,
-    row_group: usize,
-    /// `Some` when the row group holds subject rows.
-    filter: Option<Arc<dyn RowFilter>>,
-}
-
-type JobOutput = (ArrowWriter<Vec<u8>>, u64, Vec<u8>);
-
-impl RowGroupJob {
-    fn run(
-        self,
-        mut writer: ArrowWriter<Vec<u8>>,
-        reader: ParquetRecordBatchReader,
-    ) -> Result<JobOutput, LakeError> {
-        let mut removed = 0u64;
-        for batch in reader {
-            let batch: RecordBatch = batch.map_err(|e| LakeError::Corrupt {
-                file: self.relative.clone(),
-                reason: format!("decoding row group {}: {e}", self.row_group),
-                source: None,
-            })?;
-            let kept = match &self.filter {
-                Some(filter) => {
-                    let (kept, n) = filter.apply(&self.relative, &batch)?;
-                    removed += n;
-                    kept
-                }
-                None => batch,
-            };
-            writer.write(&kept).map_err(|e| {
-                LakeError::writer(
-                    &self.relative,
-                    format_args!("on row group {}", self.row_group),
-                    e,
-                )
-            })?;
-        }
-        writer.flush().map_err(|e| {
-            LakeError::writer(
-                &self.relative,
-                format_args!("on row group {}", self.row_group),
-                e,
-            )
+/// The footer of `opened` with its page index (column and offset indexes, where the file has
+/// them), and its Arrow form.
+///
+/// # Errors
+/// [`LakeError::Corrupt`] when the page index does not decode.
+async fn load_page_index(
+    opened: &OpenFile,
+) -> Result<(Arc<ParquetMetaData>, ArrowReaderMetadata), LakeError> {
+    let mut reader = opened.reader.clone();
+    let mut with_index =
+        ParquetMetaDataReader::new_with_metadata(opened.metadata.metadata().as_ref().clone())
+            .with_page_index_policy(PageIndexPolicy::Optional);
+    with_index
+        .load_page_index(&mut reader)
+        .await
+        .map_err(|e| LakeError::corrupt(&opened.relative, "reading the page index", e))?;
+    let md = Arc::new(
+        with_index
+            .finish()
+            .map_err(|e| LakeError::corrupt(&opened.relative, "reading the page index", e))?,
+    );
+    let arrow_md = ArrowReaderMetadata::try_new(Arc::clone(&md), ArrowReaderOptions::new())
+        .map_err(|e| LakeError::Unsupported {
+            file: opened.relative.clone(),
+            reason: format!("its schema cannot be mapped to Arrow: {e}"),
         })?;
-        let bytes = std::mem::take(writer.inner_mut());
-        Ok((writer, removed, bytes))
+    Ok((md, arrow_md))
+}
+
+/// Fetches the column chunks of row group `rg` (and, when it is to be copied, its bloom
+/// filters).
+///
+/// # Errors
+/// [`LakeError::Corrupt`] when a chunk's offsets are impossible, store errors.
+async fn fetch_row_group(
+    opened: &OpenFile,
+    md: &Arc<ParquetMetaData>,
+    arrow_md: &ArrowReaderMetadata,
+    rg: usize,
+    with_blooms: bool,
+) -> Result<SourceRowGroup, LakeError> {
+    let relative = opened.relative.as_str();
+    let meta = md.row_group(rg).clone();
+    let file_len = opened.reader.len();
+    let ranges = meta
+        .columns()
+        .iter()
+        .map(|c| chunk_range(c, file_len))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| LakeError::Corrupt {
+            file: relative.to_string(),
+            reason: format!("row group {rg}: {reason}"),
+            source: None,
+        })?;
+    let parts = opened
+        .reader
+        .clone()
+        .get_byte_ranges(ranges.clone())
+        .await
+        .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?;
+    let mut blooms = vec![None; meta.num_columns()];
+    if with_blooms {
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            opened.reader.clone(),
+            arrow_md.clone(),
+        );
+        for (i, col) in meta.columns().iter().enumerate() {
+            if col.bloom_filter_offset().is_some() {
+                blooms[i] = builder
+                    .get_row_group_column_bloom_filter(rg, i)
+                    .await
+                    .map_err(|e| {
+                        LakeError::corrupt(
+                            relative,
+                            format!("reading a bloom filter of row group {rg}"),
+                            e,
+                        )
+                    })?;
+            }
+        }
     }
+    Ok(SourceRowGroup {
+        index: rg,
+        data: FetchedRanges::new(file_len, &ranges, parts),
+        page_index: md.page_index_for_row_group(rg),
+        meta,
+        blooms,
+    })
 }
 
 /// The upload of the new file, with its byte count and (optional) Hadoop checksum.
@@ -624,8 +662,9 @@ impl Sink {
     }
 }
 
-/// Reads the new file's footer back: it must decode, hold `old − removed` rows and have the
-/// original Parquet schema and key-value metadata.
+/// Reads the new file's footer back: it must decode, hold `old − removed` rows (counted by
+/// row group, not by the original's file-level count, which some writers get wrong) and have
+/// the original Parquet schema and key-value metadata (plus the original `created_by`).
 async fn verify(
     store: &Arc<dyn ObjectStore>,
     original: &OpenFile,
@@ -649,14 +688,14 @@ async fn verify(
             reason: "the rewritten file's Parquet schema differs from the original".into(),
         });
     }
-    let kv = |f: &OpenFile| {
-        f.metadata
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .cloned()
-    };
-    if kv(&new) != kv(original) {
+    let expected_kv = key_value_metadata(original.metadata.metadata());
+    let new_kv = new
+        .metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    if new_kv != expected_kv {
         return Err(LakeError::Unsupported {
             file: relative.clone(),
             reason: "the rewritten file's key-value metadata differs from the original".into(),

@@ -7,17 +7,21 @@
 //! the complete, verified new one.
 
 mod crc;
+mod edits;
 mod engine;
 pub(crate) mod failpoint;
-mod faithful;
 mod guard;
 mod policy;
 mod rectify;
+mod surgery;
 
-pub use policy::{ErasePolicy, Erased, erase_rows, subject_values};
+pub use edits::{CellEdit, RowEdits};
+pub use policy::{ErasePolicy, Erased, erase_plan, erase_rows, subject_values};
 pub use rectify::{
     CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
 };
+pub use surgery::SurgeryMetrics;
+pub(crate) use surgery::mended as mended_row_group;
 
 pub use guard::{AllGuards, CommitGuard};
 
@@ -34,12 +38,14 @@ use serde::{Deserialize, Serialize};
 use super::error::LakeError;
 use super::root::{DataFile, LakeRoot};
 
-/// Decides, batch by batch, what a rewrite keeps of a file.
+/// Decides, batch by batch, what a rewrite keeps of a file and which cells it sets.
 ///
 /// The engine reads only the [`columns`](RowFilter::columns) to find the row groups holding
 /// [`subjects`](RowFilter::subjects) (pruning), so a filter must only affect rows where one
-/// of those columns (cast to a string) holds one of them. Implementations must be cheap to
-/// call and free of I/O (they run on the blocking pool).
+/// of those columns (cast to a string) holds one of them. It hands [`plan`](RowFilter::plan)
+/// the [`input_columns`](RowFilter::input_columns) of the affected row groups only, and
+/// applies the returned [`RowEdits`] to every column at Parquet's physical level.
+/// Implementations must be cheap to call and free of I/O (they run on the blocking pool).
 pub trait RowFilter: Send + Sync + std::fmt::Debug {
     /// The subject ids whose rows this filter affects.
     fn subjects(&self) -> &BTreeSet<String>;
@@ -47,13 +53,19 @@ pub trait RowFilter: Send + Sync + std::fmt::Debug {
     /// The columns holding subject ids (the first is the primary one).
     fn columns(&self) -> &[String];
 
-    /// `batch` as it must be written, and the number of rows removed from it. Rows may also
-    /// be changed (e.g. an erased subject's columns nulled); the schema must not change.
-    /// `file` (relative path) is for error messages.
+    /// The top-level columns [`plan`](RowFilter::plan) reads (default: the subject columns).
+    fn input_columns(&self) -> Vec<String> {
+        self.columns().to_vec()
+    }
+
+    /// What to do with the rows of `batch`, which holds the
+    /// [`input_columns`](RowFilter::input_columns) present in the file. Edited cells must be
+    /// top-level columns. `file` (relative path) is for error messages.
     ///
     /// # Errors
-    /// [`LakeError::Arrow`] when the subject columns cannot be evaluated.
-    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError>;
+    /// [`LakeError::Arrow`] when the subject columns cannot be evaluated, or any error
+    /// naming the file and column when a new value cannot be made.
+    fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError>;
 }
 
 /// The erasure filter: applies an [`ErasePolicy`] (delete the row, or null the erased
@@ -94,10 +106,10 @@ impl RowFilter for EraseSubjects {
         &self.policy.subject_columns
     }
 
-    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
-        let erased = erase_rows(batch, &self.policy, &|s| self.subjects.contains(s))
+    fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError> {
+        let (edits, _nulled) = erase_plan(batch, &self.policy, &|s| self.subjects.contains(s))
             .map_err(|e| LakeError::arrow(file, e))?;
-        Ok((erased.batch, erased.rows_removed))
+        Ok(edits)
     }
 }
 
@@ -154,6 +166,9 @@ pub struct FileOutcome {
     /// this one.
     #[serde(default)]
     pub stale_temps_removed: u64,
+    /// Row groups copied as encoded bytes and rewritten (row-group surgery).
+    #[serde(flatten)]
+    pub surgery: SurgeryMetrics,
 }
 
 impl FileOutcome {
@@ -169,6 +184,7 @@ impl FileOutcome {
             bytes_written: 0,
             upload_parts: 0,
             stale_temps_removed: 0,
+            surgery: SurgeryMetrics::default(),
         }
     }
 }
@@ -188,6 +204,9 @@ pub struct EraseMetrics {
     pub bytes_read: u64,
     /// Bytes of new files written.
     pub bytes_written: u64,
+    /// Row groups copied as encoded bytes and rewritten, in all files.
+    #[serde(flatten)]
+    pub surgery: SurgeryMetrics,
     /// Wall-clock duration in seconds.
     pub elapsed_s: f64,
 }
@@ -380,6 +399,7 @@ impl Erase {
             m.rows_removed += done.rows_removed;
             m.bytes_read += done.bytes_read;
             m.bytes_written += done.bytes_written;
+            m.surgery.add(&done.surgery);
             progress.files_done += 1;
             progress.rows_removed = m.rows_removed;
             progress.bytes_read = m.bytes_read;
@@ -432,7 +452,8 @@ impl FileTask<'_> {
         };
         let stale =
             engine::remove_stale_temps(self.root.store(), &file, &temps, self.attempt_started)
-                .await;
+                .await
+                + engine::remove_stale_staging(self.root, &file, self.attempt_started);
         drop(temps);
         let mut done = match engine::rewrite_file(self.root, &file, self.filter, self.guard).await {
             Ok(done) => done,

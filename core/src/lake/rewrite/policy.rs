@@ -1,13 +1,14 @@
-//! What erasing a subject does to a row: the [`ErasePolicy`] of a dataset, applied to one
-//! batch by [`erase_rows`]. Shared by the rewrite, ingest (the resurrection guard) and
+//! What erasing a subject does to a row: the [`ErasePolicy`] of a dataset, decided for one
+//! batch by [`erase_plan`] and applied to a whole batch by [`erase_rows`]. Shared by the rewrite, ingest (the resurrection guard) and
 //! compaction, so the three agree row for row.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, NullArray, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::filter::filter_record_batch;
+
+use super::edits::{CellEdit, RowEdits};
 
 use crate::domain::{DatasetSchema, ErasureStrategy};
 
@@ -81,8 +82,27 @@ pub fn erase_rows(
     policy: &ErasePolicy,
     is_erased: &dyn Fn(&str) -> bool,
 ) -> Result<Erased, ArrowError> {
+    let (edits, rows_nulled) = erase_plan(batch, policy, is_erased)?;
+    Ok(Erased {
+        batch: edits.apply(batch)?,
+        rows_removed: edits.rows_removed(),
+        rows_nulled,
+    })
+}
+
+/// What `policy` does to the rows of `batch` (which needs only the subject columns) for the
+/// subjects `is_erased` says yes to, and how many kept rows get columns nulled.
+///
+/// # Errors
+/// Arrow errors (a subject column that cannot be read as text).
+pub fn erase_plan(
+    batch: &RecordBatch,
+    policy: &ErasePolicy,
+    is_erased: &dyn Fn(&str) -> bool,
+) -> Result<(RowEdits, u64), ArrowError> {
     let rows = batch.num_rows();
     let mut hits: Vec<(String, BooleanArray)> = Vec::new();
+    let mut present: Vec<(String, StringArray)> = Vec::new();
     for name in &policy.subject_columns {
         if let Some(values) = subject_values(batch, name)? {
             let hit: BooleanArray = values
@@ -92,60 +112,62 @@ pub fn erase_rows(
             if hit.true_count() > 0 {
                 hits.push((name.clone(), hit));
             }
+            present.push((name.clone(), values));
         }
     }
     if hits.is_empty() {
-        return Ok(Erased {
-            batch: batch.clone(),
-            rows_removed: 0,
-            rows_nulled: 0,
-        });
+        return Ok((RowEdits::keep_all(rows), 0));
     }
     match policy.strategy {
         ErasureStrategy::DeleteRow => {
             let keep: BooleanArray = (0..rows)
                 .map(|i| Some(!hits.iter().any(|(_, h)| h.value(i))))
                 .collect();
-            let kept = filter_record_batch(batch, &keep)?;
-            Ok(Erased {
-                rows_removed: (rows - kept.num_rows()) as u64,
-                batch: kept,
-                rows_nulled: 0,
-            })
+            Ok((
+                RowEdits {
+                    keep,
+                    cells: Vec::new(),
+                },
+                0,
+            ))
         }
         ErasureStrategy::NullSubjectColumns => {
-            let schema = batch.schema();
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            // Per column nulled: the rows where it is nulled.
+            let mut nulled: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
             for (subject_column, hit) in &hits {
                 let targets = std::iter::once(subject_column)
                     .chain(policy.owned.get(subject_column).into_iter().flatten());
                 for target in targets {
-                    if let Ok(i) = schema.index_of(target) {
-                        columns[i] = arrow_select::nullif::nullif(&columns[i], hit)?;
+                    let rows_of = nulled
+                        .entry(target.as_str())
+                        .or_insert_with(|| vec![false; rows]);
+                    for (r, h) in rows_of.iter_mut().zip(hit.values().iter()) {
+                        *r |= h;
                     }
                 }
             }
-            let nulled = RecordBatch::try_new(Arc::clone(&schema), columns)?;
             // A row left with no subject at all belongs to nobody: remove it.
-            let present: Vec<StringArray> = policy
-                .subject_columns
-                .iter()
-                .filter_map(|c| subject_values(&nulled, c).transpose())
-                .collect::<Result<_, _>>()?;
             let keep: BooleanArray = (0..rows)
-                .map(|i| Some(present.iter().any(|p| p.is_valid(i))))
+                .map(|i| {
+                    Some(present.iter().any(|(name, values)| {
+                        values.is_valid(i) && !nulled.get(name.as_str()).is_some_and(|n| n[i])
+                    }))
+                })
                 .collect();
             let touched: HashSet<usize> = hits
                 .iter()
                 .flat_map(|(_, h)| (0..rows).filter(|i| h.value(*i)))
                 .collect();
-            let kept = filter_record_batch(&nulled, &keep)?;
-            let removed = (rows - kept.num_rows()) as u64;
-            Ok(Erased {
-                batch: kept,
-                rows_removed: removed,
-                rows_nulled: touched.len() as u64 - removed,
-            })
+            let removed = keep.false_count();
+            let cells = nulled
+                .into_iter()
+                .map(|(column, rows_of)| CellEdit {
+                    column: column.to_string(),
+                    rows: BooleanArray::from(rows_of),
+                    values: Arc::new(NullArray::new(rows)) as ArrayRef,
+                })
+                .collect();
+            Ok((RowEdits { keep, cells }, (touched.len() - removed) as u64))
         }
     }
 }

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use chrono::Utc;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{CellEdit, RowEdits};
 use super::{CommitGuard, LakeError, LakeRoot};
 use super::{FileOutcome, FileStatus, FileTask, RowFilter, Target, subject_values};
 use crate::domain::typed_value;
@@ -396,11 +397,11 @@ impl RowFilter for RectifySubject {
         &self.owners
     }
 
-    fn apply(&self, file: &str, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
+    fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError> {
         let arrow = |e| LakeError::arrow(file, e);
-        let schema = batch.schema();
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        let mut changed = vec![false; batch.num_rows()];
+        let rows = batch.num_rows();
+        let mut cells = Vec::new();
+        let mut changed = vec![false; rows];
         for change in &self.changes {
             let owners = subject_values(batch, &change.owner)
                 .map_err(arrow)?
@@ -418,7 +419,6 @@ impl RowFilter for RectifySubject {
             for (c, m) in changed.iter_mut().zip(mask.values().iter()) {
                 *c |= m;
             }
-            let index = schema.index_of(&change.column).map_err(arrow)?;
             let resolved = self
                 .resolved
                 .get(&(file.to_string(), change.column.clone()))
@@ -427,12 +427,16 @@ impl RowFilter for RectifySubject {
                     column: change.column.clone(),
                     reason: "the file was not checked before its rewrite".into(),
                 })?;
-            let old = &columns[index];
-            columns[index] = match resolved {
-                Resolved::Plain(value) => {
-                    arrow_select::zip::zip(&mask, &Scalar::new(Arc::clone(value)), old)
-                        .map_err(arrow)?
-                }
+            let repeat = |value: &ArrayRef| {
+                arrow_select::take::take(
+                    value.as_ref(),
+                    &arrow_array::UInt32Array::from(vec![0u32; rows]),
+                    None,
+                )
+                .map_err(arrow)
+            };
+            let values: ArrayRef = match resolved {
+                Resolved::Plain(value) => repeat(value)?,
                 Resolved::Sealed(value) => {
                     let sealer = self
                         .sealer
@@ -442,12 +446,6 @@ impl RowFilter for RectifySubject {
                             column: change.column.clone(),
                             reason: "it is encrypted and no key was given to seal it".into(),
                         })?;
-                    let repeated = arrow_select::take::take(
-                        value.as_ref(),
-                        &arrow_array::UInt32Array::from(vec![0u32; batch.num_rows()]),
-                        None,
-                    )
-                    .map_err(arrow)?;
                     // Only the subject's rows are sealed; the others stay as they are.
                     let others: BooleanArray = mask.values().iter().map(|m| Some(!m)).collect();
                     let only_subject =
@@ -457,26 +455,32 @@ impl RowFilter for RectifySubject {
                         .downcast_ref::<StringArray>()
                         .expect("nullif keeps the type");
                     let sealed = sealer
-                        .seal(&change.column, &repeated, only_subject)
+                        .seal(&change.column, &repeat(value)?, only_subject)
                         .map_err(|reason| LakeError::InvalidValue {
                             file: file.to_string(),
                             column: change.column.clone(),
                             reason,
                         })?;
-                    let sealed = arrow_cast::cast(&sealed, old.data_type()).map_err(arrow)?;
-                    arrow_select::zip::zip(&mask, &sealed, old).map_err(arrow)?
+                    Arc::new(sealed)
                 }
             };
+            cells.push(CellEdit {
+                column: change.column.clone(),
+                rows: mask,
+                values,
+            });
         }
-        let rows = changed.iter().filter(|c| **c).count() as u64;
+        let count = changed.iter().filter(|c| **c).count() as u64;
         *self
             .counts
             .lock()
             .expect("counts lock")
             .entry(file.to_string())
-            .or_default() += rows;
-        let batch = RecordBatch::try_new(schema, columns).map_err(arrow)?;
-        Ok((batch, 0))
+            .or_default() += count;
+        Ok(RowEdits {
+            keep: BooleanArray::from(vec![true; rows]),
+            cells,
+        })
     }
 }
 

@@ -143,9 +143,23 @@ async fn a_rewrite_keeps_schema_metadata_codecs_bloom_filters_and_row_group_layo
         after.file_metadata().schema_descr().root_schema(),
         before.file_metadata().schema_descr().root_schema()
     );
-    assert_eq!(
-        after.file_metadata().key_value_metadata(),
-        before.file_metadata().key_value_metadata()
+    let mut kv = before
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap();
+    kv.push(parquet::file::metadata::KeyValue::new(
+        surgery::ORIGINAL_CREATED_BY.to_string(),
+        before.file_metadata().created_by().unwrap().to_string(),
+    ));
+    assert_eq!(after.file_metadata().key_value_metadata(), Some(&kv));
+    assert!(
+        after
+            .file_metadata()
+            .created_by()
+            .unwrap()
+            .starts_with("lethe version "),
+        "created_by says who wrote the file"
     );
     assert_eq!(read_all(&path)[0].schema(), arrow_before);
     // One output row group per input row group, each minus its "b" rows.
@@ -484,4 +498,111 @@ async fn erase_works_on_an_in_memory_lake_with_a_prefix() {
         .map(|m| m.location.to_string())
         .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// The bytes of every column chunk of row group `rg` of the file at `path`.
+fn chunk_bytes(path: &std::path::Path, rg: usize) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .row_group(rg)
+        .columns()
+        .iter()
+        .map(|c| {
+            let (start, len) = c.byte_range();
+            bytes[start as usize..(start + len) as usize].to_vec()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn row_groups_without_the_subject_are_copied_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sorted by subject, 10 rows per row group: "u3" sits in row group 3 only.
+    let rows: Vec<(String, i64)> = (0..80).map(|i| (format!("u{}", i / 10), i)).collect();
+    let rows: Vec<(&str, i64)> = rows.iter().map(|(u, i)| (u.as_str(), *i)).collect();
+    let props = props(10)
+        .set_column_bloom_filter_enabled("user_id".into(), true)
+        .set_column_dictionary_enabled("notes".into(), true)
+        .build();
+    let path = write_file(dir.path(), "f.parquet", &[events(&rows)], props);
+    let before: Vec<Vec<Vec<u8>>> = (0..8).map(|rg| chunk_bytes(&path, rg)).collect();
+    let pairs_before = pairs(&path);
+
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["u3"])
+        .execute()
+        .await
+        .unwrap();
+    let m = &outcome.metrics;
+    assert_eq!(m.rows_removed, 10);
+    assert_eq!(
+        m.surgery.row_groups_rewritten, 1,
+        "only row group 3 is decoded"
+    );
+    assert_eq!(m.surgery.row_groups_copied, 7);
+    assert!(m.surgery.bytes_copied > 6 * m.surgery.bytes_reencoded);
+
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let md = reader.metadata();
+    assert_eq!(md.num_row_groups(), 7, "the emptied row group is dropped");
+    let kept: Vec<usize> = vec![0, 1, 2, 4, 5, 6, 7];
+    for (new, old) in kept.iter().enumerate() {
+        assert_eq!(
+            chunk_bytes(&path, new),
+            before[*old],
+            "row group {old} copied byte for byte"
+        );
+        let rg = md.row_group(new);
+        assert!(
+            rg.column(0).bloom_filter_offset().is_some(),
+            "bloom filter copied"
+        );
+        assert!(rg.column(0).statistics().is_some(), "statistics copied");
+    }
+    assert_eq!(pairs(&path), without(pairs_before, &["u3"]));
+    // The copied bloom filters still answer for their row groups.
+    let sbbf = reader
+        .get_row_group(0)
+        .unwrap()
+        .get_column_bloom_filter(0)
+        .cloned();
+    assert!(sbbf.is_none_or(|b| b.check(&"u0")));
+    let located = crate::lake::Locate::new(root_of(&dir), "user_id")
+        .subjects(["u5"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(located.files[0].rows, 10);
+    assert_eq!(located.files[0].row_groups, vec![4]);
+}
+
+#[tokio::test]
+async fn a_killed_local_upload_leaves_no_staging_file_after_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    three_file_lake(dir.path());
+    let folder = dir.path().join("date=2025-01-07/region=US");
+    // What object_store's local multipart upload leaves when the process is killed mid-way.
+    let staging = folder.join(format!(
+        ".part-0.parquet{}{}#1",
+        engine::TEMP_MARKER,
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::write(&staging, b"half an upload").unwrap();
+    let unrelated = folder.join("notes#1");
+    std::fs::write(&unrelated, b"not ours").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    // The subject is not in that file: it is found unchanged, and still cleaned.
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["u1"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(outcome_of(&outcome, US).status, FileStatus::Unchanged);
+    assert_eq!(outcome_of(&outcome, US).stale_temps_removed, 1);
+    assert!(!staging.exists(), "staging file removed");
+    assert!(unrelated.exists(), "only Lethe's own leftovers are removed");
+    no_temp_files(dir.path());
 }

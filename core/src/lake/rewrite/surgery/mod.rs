@@ -1,0 +1,421 @@
+//! Row-group surgery: the new file is written at Parquet's physical level, row group by row
+//! group. A row group holding none of the rows to change is **copied** as encoded bytes —
+//! column chunks with their dictionary pages, bloom filters and page index, offsets rewritten
+//! in the new footer — never decoded. A row group that holds such rows is **filtered**: each
+//! leaf column is read with the parquet crate's typed column reader and written back with the
+//! typed column writer of its own physical type ([`levels`]), so every column keeps its
+//! physical, logical and converted type, repetition, levels, field id and type length.
+//!
+//! The schema written is the input's own (`SchemaDescriptor::root_schema_ptr`), the writer
+//! settings keep each column's layout ([`props`]), and statistics the input's writer is known
+//! to get wrong (PARQUET-251) are dropped from copied chunks rather than vouched for under
+//! Lethe's `created_by`.
+
+mod chunks;
+mod levels;
+mod props;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Type as PhysicalType;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::{
+    BoolType, ByteArrayType, DoubleType, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
+    Int96Type,
+};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::page_index::RowGroupPageIndex;
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::properties::ReaderProperties;
+use parquet::file::reader::RowGroupReader;
+use parquet::file::serialized_reader::SerializedRowGroupReader;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
+use serde::{Deserialize, Serialize};
+
+pub(crate) use chunks::{FetchedRanges, chunk_range, mended};
+#[cfg(test)]
+pub(crate) use props::ORIGINAL_CREATED_BY;
+pub(crate) use props::key_value_metadata;
+
+use super::RowFilter;
+use crate::lake::error::LakeError;
+use crate::lake::trust::stats_trusted;
+use levels::{ColumnPlan, filter_column};
+use values::{PhysValue, physical_value};
+
+/// Rows decoded per batch when a filter reads its input columns.
+const PLAN_BATCH_ROWS: usize = 8192;
+
+/// Counters of the row groups of a rewrite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SurgeryMetrics {
+    /// Row groups decoded, filtered and encoded again.
+    pub row_groups_rewritten: u64,
+    /// Row groups copied as encoded bytes.
+    pub row_groups_copied: u64,
+    /// Compressed bytes of the row groups decoded and encoded again (as in the input).
+    pub bytes_reencoded: u64,
+    /// Compressed bytes of the row groups copied.
+    pub bytes_copied: u64,
+}
+
+impl SurgeryMetrics {
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, other: &SurgeryMetrics) {
+        self.row_groups_rewritten += other.row_groups_rewritten;
+        self.row_groups_copied += other.row_groups_copied;
+        self.bytes_reencoded += other.bytes_reencoded;
+        self.bytes_copied += other.bytes_copied;
+    }
+}
+
+/// What a filter decided for one row group, in the physical terms the writer applies.
+pub(crate) struct RowGroupPlan {
+    /// Per record: kept or not.
+    keep: Vec<bool>,
+    /// Leaf column → record → new value (`None`: null).
+    edits: HashMap<usize, HashMap<usize, Option<PhysValue>>>,
+    /// Records removed.
+    pub removed: u64,
+    /// Kept records with a cell set.
+    pub changed: u64,
+}
+
+impl RowGroupPlan {
+    /// True when the plan changes nothing (the row group can be copied).
+    pub fn is_noop(&self) -> bool {
+        self.removed == 0 && self.edits.values().all(HashMap::is_empty)
+    }
+
+    /// True when the plan removes every row.
+    pub fn removes_all(&self) -> bool {
+        self.removed > 0 && self.removed == self.keep.len() as u64
+    }
+}
+
+/// One row group of the input: its (mended) metadata and its fetched column chunks.
+pub(crate) struct SourceRowGroup {
+    /// Index in the input file.
+    pub index: usize,
+    /// Its metadata, with known footer mistakes mended ([`mended`]).
+    pub meta: RowGroupMetaData,
+    /// Its column chunks' bytes.
+    pub data: FetchedRanges,
+    /// Bloom filters per leaf column (only needed to copy the row group).
+    pub blooms: Vec<Option<Sbbf>>,
+    /// Its page index in the input (empty when the input has none or it was not loaded).
+    pub page_index: RowGroupPageIndex,
+}
+
+impl SourceRowGroup {
+    /// Compressed bytes of its column chunks.
+    fn compressed_bytes(&self) -> u64 {
+        self.meta
+            .columns()
+            .iter()
+            .map(|c| u64::try_from(c.compressed_size()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Reads the filter's input columns of `source` and turns its decision into a
+/// [`RowGroupPlan`] (runs on the blocking pool).
+///
+/// # Errors
+/// [`LakeError`] naming the file when the columns do not decode, the filter fails, or a new
+/// value has no encoding in its column's physical type.
+pub(crate) fn plan_row_group(
+    relative: &str,
+    metadata: &ArrowReaderMetadata,
+    source: &SourceRowGroup,
+    filter: &Arc<dyn RowFilter>,
+) -> Result<RowGroupPlan, LakeError> {
+    let schema = metadata.schema();
+    let descr = metadata.parquet_schema();
+    let inputs: Vec<usize> = filter
+        .input_columns()
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .collect();
+    let mask = ProjectionMask::roots(descr, inputs);
+    let reader =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(source.data.clone(), metadata.clone())
+            .with_row_groups(vec![source.index])
+            .with_projection(mask)
+            .with_batch_size(PLAN_BATCH_ROWS)
+            .build()
+            .map_err(|e| LakeError::corrupt(relative, "planning the read", e))?;
+    let rows = usize::try_from(source.meta.num_rows()).unwrap_or(0);
+    let mut plan = RowGroupPlan {
+        keep: Vec::with_capacity(rows),
+        edits: HashMap::new(),
+        removed: 0,
+        changed: 0,
+    };
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| LakeError::Corrupt {
+            file: relative.to_string(),
+            reason: format!("decoding row group {}: {e}", source.index),
+            source: None,
+        })?;
+        let base = plan.keep.len();
+        let edits = filter.plan(relative, &batch)?;
+        plan.removed += edits.rows_removed();
+        plan.changed += edits.rows_changed();
+        plan.keep.extend(edits.keep.values().iter());
+        for cell in &edits.cells {
+            let leaf =
+                top_level_leaf(descr, &cell.column).ok_or_else(|| LakeError::InvalidValue {
+                    file: relative.to_string(),
+                    column: cell.column.clone(),
+                    reason: "only top-level primitive columns can be set".into(),
+                })?;
+            let col = descr.column(leaf);
+            let slot = plan.edits.entry(leaf).or_default();
+            for row in (0..cell.rows.len()).filter(|&r| cell.rows.value(r)) {
+                let value = physical_value(&cell.values, row, &col).map_err(|reason| {
+                    LakeError::InvalidValue {
+                        file: relative.to_string(),
+                        column: cell.column.clone(),
+                        reason,
+                    }
+                })?;
+                slot.insert(base + row, value);
+            }
+        }
+    }
+    if plan.keep.len() != rows {
+        return Err(LakeError::Corrupt {
+            file: relative.to_string(),
+            reason: format!(
+                "row group {} says {rows} rows but its columns decode to {}",
+                source.index,
+                plan.keep.len()
+            ),
+            source: None,
+        });
+    }
+    Ok(plan)
+}
+
+/// The leaf index of top-level primitive column `name`.
+fn top_level_leaf(descr: &SchemaDescriptor, name: &str) -> Option<usize> {
+    descr
+        .columns()
+        .iter()
+        .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
+}
+
+/// Writes the new file row group by row group; the bytes of each row group are taken out as
+/// soon as it is closed, so they can be uploaded while the next one is prepared.
+pub(crate) struct Surgeon {
+    writer: SerializedFileWriter<Vec<u8>>,
+    descr: SchemaDescPtr,
+    created_by: Option<String>,
+    relative: String,
+    /// What was done so far.
+    pub metrics: SurgeryMetrics,
+}
+
+impl Surgeon {
+    /// A writer of the rewrite of the file whose footer (with its page index, if loaded) is
+    /// `md`, taking each column's layout from row group `reference`.
+    ///
+    /// # Errors
+    /// [`LakeError::Unsupported`] when the writer refuses the file's schema.
+    pub fn new(relative: &str, md: &ParquetMetaData, reference: usize) -> Result<Self, LakeError> {
+        let schema = md.file_metadata().schema_descr().root_schema_ptr();
+        let descr = Arc::new(SchemaDescriptor::new(Arc::clone(&schema)));
+        let props = Arc::new(props::writer_properties(md, reference));
+        let writer = SerializedFileWriter::new(Vec::new(), schema, props).map_err(|e| {
+            LakeError::Unsupported {
+                file: relative.to_string(),
+                reason: format!("the Parquet writer refused its schema: {e}"),
+            }
+        })?;
+        Ok(Self {
+            writer,
+            descr,
+            created_by: md.file_metadata().created_by().map(str::to_string),
+            relative: relative.to_string(),
+            metrics: SurgeryMetrics::default(),
+        })
+    }
+
+    /// Copies `source` as encoded bytes; returns the bytes written since the last call.
+    ///
+    /// # Errors
+    /// [`LakeError::Writer`] naming the row group.
+    pub fn copy(&mut self, source: &SourceRowGroup) -> Result<Vec<u8>, LakeError> {
+        let wrap = |e: ParquetError| {
+            LakeError::writer(
+                &self.relative,
+                format_args!("copying row group {}", source.index),
+                e,
+            )
+        };
+        let page_index = &source.page_index;
+        let mut rg = self.writer.next_row_group().map_err(wrap)?;
+        let rows = u64::try_from(source.meta.num_rows()).unwrap_or(0);
+        for (i, col) in source.meta.columns().iter().enumerate() {
+            let (mut metadata, mut column_index) =
+                (col.clone(), page_index.column_index(i).cloned());
+            if !stats_trusted(col, self.created_by.as_deref()) {
+                metadata = metadata
+                    .into_builder()
+                    .clear_statistics()
+                    .build()
+                    .map_err(wrap)?;
+                column_index = None;
+            }
+            let close = ColumnCloseResult {
+                bytes_written: u64::try_from(col.compressed_size()).unwrap_or(0),
+                rows_written: rows,
+                metadata,
+                bloom_filter: source.blooms.get(i).cloned().flatten(),
+                column_index,
+                offset_index: page_index.offset_index(i).cloned(),
+            };
+            rg.append_column(&source.data, close).map_err(wrap)?;
+        }
+        rg.close().map_err(wrap)?;
+        self.metrics.row_groups_copied += 1;
+        self.metrics.bytes_copied += source.compressed_bytes();
+        self.take(source.index)
+    }
+
+    /// Writes `source` filtered by `plan`; returns the bytes written since the last call.
+    ///
+    /// # Errors
+    /// [`LakeError::Corrupt`] when a column does not decode or holds another number of
+    /// records than the row group says; [`LakeError::Writer`] when encoding fails.
+    pub fn filter(
+        &mut self,
+        source: &SourceRowGroup,
+        plan: &RowGroupPlan,
+    ) -> Result<Vec<u8>, LakeError> {
+        let relative = self.relative.clone();
+        let corrupt = |what: String, e: ParquetError| LakeError::corrupt(&relative, what, e);
+        let props = Arc::new(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(false)
+                .build(),
+        );
+        let reader = SerializedRowGroupReader::new(
+            Arc::new(source.data.clone()),
+            &source.meta,
+            RowGroupPageIndex::new(source.index, None),
+            props,
+        )
+        .map_err(|e| corrupt(format!("reading row group {}", source.index), e))?;
+        let descr = Arc::clone(&self.descr);
+        let expected = usize::try_from(source.meta.num_rows()).unwrap_or(0);
+        let mut rg = self.writer.next_row_group().map_err(|e| {
+            LakeError::writer(&relative, format_args!("on row group {}", source.index), e)
+        })?;
+        for i in 0..descr.num_columns() {
+            let col = descr.column(i);
+            let path = col.path().string();
+            let column_reader = reader
+                .get_column_reader(i)
+                .map_err(|e| corrupt(format!("row group {}, column {path:?}", source.index), e))?;
+            let mut column_writer = rg
+                .next_column()
+                .and_then(|c| {
+                    c.ok_or_else(|| ParquetError::General("fewer columns than the schema".into()))
+                })
+                .map_err(|e| LakeError::writer(&relative, format_args!("on column {path:?}"), e))?;
+            let column_plan = ColumnPlan {
+                keep: &plan.keep,
+                edits: plan.edits.get(&i),
+            };
+            let w = &mut column_writer;
+            let records = match col.physical_type() {
+                PhysicalType::BOOLEAN => {
+                    filter_column::<BoolType>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::INT32 => {
+                    filter_column::<Int32Type>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::INT64 => {
+                    filter_column::<Int64Type>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::INT96 => {
+                    filter_column::<Int96Type>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::FLOAT => {
+                    filter_column::<FloatType>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::DOUBLE => {
+                    filter_column::<DoubleType>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::BYTE_ARRAY => {
+                    filter_column::<ByteArrayType>(column_reader, w.typed(), &col, &column_plan)
+                }
+                PhysicalType::FIXED_LEN_BYTE_ARRAY => filter_column::<FixedLenByteArrayType>(
+                    column_reader,
+                    w.typed(),
+                    &col,
+                    &column_plan,
+                ),
+            }
+            .map_err(|e| corrupt(format!("row group {}, column {path:?}", source.index), e))?;
+            if records != expected {
+                return Err(LakeError::Corrupt {
+                    file: relative.clone(),
+                    reason: format!(
+                        "row group {}: column {path:?} holds {records} records, the footer says {expected}",
+                        source.index
+                    ),
+                    source: None,
+                });
+            }
+            column_writer
+                .close()
+                .map_err(|e| LakeError::writer(&relative, format_args!("on column {path:?}"), e))?;
+        }
+        rg.close().map_err(|e| {
+            LakeError::writer(&relative, format_args!("on row group {}", source.index), e)
+        })?;
+        self.metrics.row_groups_rewritten += 1;
+        self.metrics.bytes_reencoded += source.compressed_bytes();
+        self.take(source.index)
+    }
+
+    /// Leaves `source` out of the new file: the plan removes all its rows (a row group left
+    /// empty is dropped, not written with 0 rows).
+    pub fn drop_row_group(&mut self, source: &SourceRowGroup) {
+        self.metrics.row_groups_rewritten += 1;
+        self.metrics.bytes_reencoded += source.compressed_bytes();
+    }
+
+    /// Writes the footer; returns the last bytes of the file.
+    ///
+    /// # Errors
+    /// [`LakeError::Writer`].
+    pub fn finish(mut self) -> Result<Vec<u8>, LakeError> {
+        self.writer
+            .finish()
+            .map_err(|e| LakeError::writer(&self.relative, "writing the footer", e))?;
+        self.take(usize::MAX)
+    }
+
+    fn take(&mut self, row_group: usize) -> Result<Vec<u8>, LakeError> {
+        self.writer.flush().map_err(|e| {
+            LakeError::writer(
+                &self.relative,
+                format_args!("flushing row group {row_group}"),
+                ParquetError::from(e),
+            )
+        })?;
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+}
