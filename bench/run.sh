@@ -65,7 +65,7 @@ row() { # row <label> <json>
   jq -r --arg name "$1" '
     def mb: . / 1e6;
     def r1: (. * 10 | round) / 10;
-    "| \($name) | \(.rows_scanned) | \(.rows_removed) | \(.files_scanned) / \(.files_rewritten) / \(.files_failed) | \(.elapsed_s | r1) s | \(.rows_per_s | round) | \(.bytes_read / .elapsed_s | mb | r1) | \(.bytes_written / .elapsed_s | mb | r1) | \(.bytes_read | mb | r1) / \(.bytes_written | mb | r1) | \(if .peak_rss_bytes then (.peak_rss_bytes / 1048576 | r1 | tostring) + " MiB" else "n/a" end) |"
+    "| \($name) | \(.rows_scanned) | \(.rows_removed) | \(.files_scanned) / \(.files_rewritten) / \(.files_failed) | \(.row_groups_rewritten) / \(.row_groups_copied) | \(.elapsed_s | r1) s | \(.rows_per_s | round) | \(.bytes_read / .elapsed_s | mb | r1) | \(.bytes_written / .elapsed_s | mb | r1) | \(.bytes_read | mb | r1) / \(.bytes_written | mb | r1) | \(if .peak_rss_bytes then (.peak_rss_bytes / 1048576 | r1 | tostring) + " MiB" else "n/a" end) |"
   ' <<<"$2"
 }
 
@@ -92,8 +92,8 @@ reads the JSON summary each prints as its last stdout line.
 - lake: $(jq -r '"\(.rows) rows, \(.files) files, \(.bytes / 1e6 | round) MB"' <<<"$GEN") (ZSTD, row groups of $ROW_GROUP_ROWS rows, sorted by \`user_id\`, bloom filter on \`user_id\`); $SUBJECTS subjects x $DAYS days x ~$EVENTS_PER_DAY runs/day, 3 regions, seed $SEED; generated in $(jq -r '.elapsed_s * 10 | round / 10' <<<"$GEN") s
 - erase: \`--jobs $JOBS\`, local disk (\`file://\`)
 
-| erase | rows scanned | rows removed | files scanned / rewritten / failed | elapsed | rows scanned/s | MB/s read | MB/s written | MB read / written | peak RSS |
-|---|---:|---:|---|---:|---:|---:|---:|---:|---:|
+| erase | rows scanned | rows removed | files scanned / rewritten / failed | row groups rewritten / copied | elapsed | rows scanned/s | MB/s read | MB/s written | MB read / written | peak RSS |
+|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|
 $R1
 $R100
 
@@ -101,9 +101,11 @@ $R100
 engine skipped without reading their data because statistics and bloom filters showed the
 subjects are not in them; "MB read" is what was actually fetched (footers, bloom filters, column
 chunks). Peak RSS is the erase process's \`VmHWM\`. Each 100-subject erase rewrites every file
-(the subjects span all regions and days); copy-on-write means a 1-subject erase still rewrites
-each whole file holding one of its rows. Figures are from a single run; on a small shared
-machine they vary by tens of percent from run to run.
+(the subjects span all regions and days). In a rewritten file only the row groups holding a
+subject's rows are decoded and encoded again; the others are copied as encoded bytes (row-group
+surgery): the lake is sorted by subject, so a 1-subject erase decodes one row group per file it
+touches. Figures are from a single run; on a small shared machine they vary by tens of percent
+from run to run.
 
 Raw summaries:
 
@@ -117,6 +119,11 @@ EOF
 # The ingest / locate / shred figures (bench/ingest.sh) follow, kept across reruns.
 if [ -f bench/ingest.md ]; then
   { echo; echo "<!-- ingest-bench -->"; cat bench/ingest.md; } >>"$README"
+fi
+
+# The row-group surgery figures (bench/surgery.sh) follow, kept across reruns.
+if [ -f bench/surgery.md ]; then
+  { echo; echo "<!-- surgery-bench -->"; cat bench/surgery.md; echo "<!-- /surgery-bench -->"; } >>"$README"
 fi
 
 cat "$README"

@@ -43,7 +43,6 @@ rm -rf "$OUT/copy"
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 L100=$(jq -r .elapsed_s <<<"$HUNDRED"); D100=$(jq -r .elapsed_s <<<"$DUCK")
 SECTION=$(cat <<MD
-<!-- surgery-bench -->
 # Row-group surgery against DuckDB (unsorted lake)
 
 Produced by \`bench/surgery.sh\` (do not edit by hand; rerun it).
@@ -62,15 +61,22 @@ Produced by \`bench/surgery.sh\` (do not edit by hand; rerun it).
 - 1 subject: the row groups holding it are $(jq -r .row_groups <<<"$HOLD1") in $(jq -r .files <<<"$HOLD1") files, $(jq -r '.compressed_bytes/1e6*10|round/10' <<<"$HOLD1") MB compressed; Lethe re-encoded $(ratio "$(jq -r .bytes_reencoded <<<"$ONE")" "$(jq -r .compressed_bytes <<<"$HOLD1")") x that (target <= 1.2 x).
 - 100 subjects: Lethe took $(ratio "$L100" "$D100") x DuckDB's time (target <= 0.3 x).
 
-Raw: \`$(tr -d '\n' <<<"$ONE")\` / \`$(tr -d '\n' <<<"$HUNDRED")\` / \`$(tr -d '\n' <<<"$DUCK")\` / holding 1: \`$(tr -d '\n' <<<"$HOLD1")\`
-<!-- /surgery-bench -->
+Raw summaries (Lethe 1, Lethe 100, DuckDB 100, row groups holding subject 1):
+
+\`\`\`json
+$ONE
+$HUNDRED
+$DUCK
+$HOLD1
+\`\`\`
 MD
 )
+printf '%s\n' "$SECTION" >bench/surgery.md
 python3 - "$SECTION" <<'PY'
 import re, sys
 path = "bench/README.md"
 text = open(path).read()
-section = sys.argv[1]
+section = "<!-- surgery-bench -->\n" + sys.argv[1] + "\n<!-- /surgery-bench -->"
 pattern = re.compile(r"<!-- surgery-bench -->.*?<!-- /surgery-bench -->", re.S)
 text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
 open(path, "w").write(text)

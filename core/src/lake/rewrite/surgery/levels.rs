@@ -96,14 +96,24 @@ pub(crate) fn filter_column<T: FromPhys>(
         if records == 0 && levels == 0 {
             break;
         }
-        out_defs.clear();
-        out_reps.clear();
-        out_values.clear();
         let levels = if max_def > 0 || max_rep > 0 {
             levels
         } else {
             records
         };
+        if plan.edits.is_none() {
+            record = copy_kept_runs(
+                writer,
+                descr,
+                plan.keep,
+                record,
+                (levels, &defs, &reps, &values),
+            )?;
+            continue;
+        }
+        out_defs.clear();
+        out_reps.clear();
+        out_values.clear();
         let mut next_value = values.iter();
         // The record the current level belongs to (`record` counts records started).
         let mut current = record;
@@ -171,6 +181,65 @@ pub(crate) fn filter_column<T: FromPhys>(
                 (max_rep > 0).then_some(out_reps.as_slice()),
             )?;
         }
+    }
+    Ok(record)
+}
+
+/// Writes the kept records of one read (`levels` levels starting at record `first`) as runs
+/// of whole slices, without copying values one by one: erasures remove few rows, so a read is
+/// a handful of long kept runs. Returns the number of records seen after this read.
+///
+/// # Errors
+/// The writer's errors; more or fewer values than the definition levels say.
+fn copy_kept_runs<T: FromPhys>(
+    writer: &mut ColumnWriterImpl<'_, T>,
+    descr: &ColumnDescriptor,
+    keep: &[bool],
+    first: usize,
+    (levels, defs, reps, values): (usize, &[i16], &[i16], &[T::T]),
+) -> Result<usize, ParquetError> {
+    let max_def = descr.max_def_level();
+    let max_rep = descr.max_rep_level();
+    let kept = |record: usize| keep.get(record).copied().unwrap_or(true);
+    let mut flush = |levels: std::ops::Range<usize>, vals: std::ops::Range<usize>| {
+        if levels.is_empty() {
+            return Ok::<_, ParquetError>(());
+        }
+        let d = (max_def > 0).then(|| &defs[levels.clone()]);
+        let r = (max_rep > 0).then(|| &reps[levels]);
+        writer.write_batch(&values[vals], d, r)?;
+        Ok(())
+    };
+    let mut record = first;
+    // The run being kept or skipped: its first level and first value, and whether it is kept.
+    let (mut run_level, mut run_value, mut run_kept) = (0usize, 0usize, true);
+    let mut value = 0usize;
+    for level in 0..levels {
+        if max_rep == 0 || reps[level] == 0 {
+            let k = kept(record);
+            if level == 0 {
+                run_kept = k;
+            } else if k != run_kept {
+                if run_kept {
+                    flush(run_level..level, run_value..value)?;
+                }
+                (run_level, run_value, run_kept) = (level, value, k);
+            }
+            record += 1;
+        }
+        if max_def == 0 || defs[level] == max_def {
+            value += 1;
+        }
+    }
+    if value != values.len() {
+        return Err(ParquetError::General(format!(
+            "column {:?}: {} values where its definition levels say {value}",
+            descr.path().string(),
+            values.len()
+        )));
+    }
+    if run_kept {
+        flush(run_level..levels, run_value..value)?;
     }
     Ok(record)
 }
