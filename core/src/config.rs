@@ -417,6 +417,10 @@ where
     }
 }
 
+fn default_job_concurrency() -> usize {
+    2
+}
+
 /// Worker settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkerSettings {
@@ -431,6 +435,10 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// Files read in parallel while locating subjects.
     pub file_concurrency: usize,
+    /// Jobs one worker runs at the same time (the tasks of a large erasure, one file each,
+    /// share the cores this way); at least 1.
+    #[serde(default = "default_job_concurrency")]
+    pub job_concurrency: usize,
     /// Approved erasures wait this long (seconds) before they run, so that erasures approved
     /// within the window are applied in one pass per file. `0` (embedded default): at once;
     /// production might use a day (`86400`).
@@ -491,6 +499,7 @@ poll_interval_ms = 500
 lease_s = 60
 max_attempts = 5
 file_concurrency = 2
+job_concurrency = 2
 erasure_batch_window_s = 0
 
 [log]

@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub exports_url: String,
     /// Files read in parallel while locating.
     pub file_concurrency: usize,
+    /// Jobs run at the same time by [`Worker::run_until_stopped`] (at least 1).
+    pub job_concurrency: usize,
     /// How long an access export stays downloadable (`requests.export_ttl_s`).
     pub export_ttl: Duration,
 }
@@ -47,6 +49,7 @@ impl WorkerConfig {
             poll_interval: Duration::from_millis(settings.worker.poll_interval_ms.max(10)),
             exports_url: settings.storage.exports_location(),
             file_concurrency: settings.worker.file_concurrency,
+            job_concurrency: settings.worker.job_concurrency.max(1),
             export_ttl: Duration::from_secs(settings.requests.export_ttl_s),
         }
     }
@@ -83,6 +86,15 @@ fn deferred(reason: String) -> JobFinish {
         at: chrono::Utc::now() + chrono::Duration::seconds(BUSY_RETRY_S),
         reason,
     })
+}
+
+/// Logs how a job's task ended when it did not end cleanly.
+fn log_job_end(done: Result<StoreResult<Option<String>>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "a job could not be recorded as ended"),
+        Err(e) => tracing::error!(error = %e, "a job's task panicked; its lease will lapse"),
+    }
 }
 
 /// Fences a rewrite: the file is swapped in only while this worker still holds the job's
@@ -142,17 +154,23 @@ impl Worker {
         format!("worker:{}", self.config.worker_id)
     }
 
-    /// Polls the queue until `shutdown` becomes `true`; finishes the job in hand first.
+    /// Polls the queue until `shutdown` becomes `true`, running up to
+    /// [`WorkerConfig::job_concurrency`] jobs at a time, each in its own task; finishes the jobs
+    /// in hand first. A job whose task panics is left to its lease (retried by a worker once the
+    /// lease lapses), and the loop goes on.
     pub async fn run_until_stopped(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.config.worker_id, "worker started");
         // Expired exports are swept when the queue is idle, every 20 polls (at least 1 s).
         let sweep_every = (self.config.poll_interval * 20).max(Duration::from_secs(1));
         let mut last_sweep: Option<std::time::Instant> = None;
+        let capacity = self.config.job_concurrency.max(1);
+        let mut running: tokio::task::JoinSet<StoreResult<Option<String>>> =
+            tokio::task::JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
+            if running.is_empty() && last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
                 last_sweep = Some(std::time::Instant::now());
                 if let Err(e) =
                     super::sweep_expired_exports(self.store.as_ref(), &self.actor()).await
@@ -160,15 +178,39 @@ impl Worker {
                     tracing::warn!(error = %e, "export sweep failed");
                 }
             }
-            match self.try_execute_job().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "worker could not poll the queue"),
+            let mut queue_empty = false;
+            while running.len() < capacity {
+                match self
+                    .store
+                    .claim_job(&self.config.worker_id, self.config.lease)
+                    .await
+                {
+                    Ok(Some(job)) => {
+                        let span = tracing::info_span!("job", job_id = %job.id, kind = ?job.kind, attempt = job.attempts);
+                        let worker = self.clone();
+                        running
+                            .spawn(async move { worker.run_claimed(job).await }.instrument(span));
+                    }
+                    Ok(None) => {
+                        queue_empty = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker could not poll the queue");
+                        queue_empty = true;
+                        break;
+                    }
+                }
             }
+            let wait_for_queue = queue_empty || running.len() >= capacity;
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                Some(done) = running.join_next(), if !running.is_empty() => log_job_end(done),
+                _ = tokio::time::sleep(self.config.poll_interval), if wait_for_queue => {}
                 _ = shutdown.changed() => {}
             }
+        }
+        while let Some(done) = running.join_next().await {
+            log_job_end(done);
         }
         tracing::info!(worker = %self.config.worker_id, "worker stopped");
     }

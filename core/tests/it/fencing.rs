@@ -154,6 +154,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
         poll_interval: Duration::from_millis(10),
         exports_url: dir.path().join("exports").display().to_string(),
         file_concurrency: 1,
+        job_concurrency: 1,
         export_ttl: Duration::from_secs(3600),
     };
     let worker_b = Worker::new(store.clone(), config("B"));

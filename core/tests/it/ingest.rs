@@ -900,6 +900,7 @@ async fn compaction_and_rewrites_of_a_dataset_take_turns() {
             poll_interval: Duration::from_millis(10),
             exports_url: env.lake.join("../exports").display().to_string(),
             file_concurrency: 1,
+            job_concurrency: 1,
             export_ttl: Duration::from_secs(3600),
         },
     )
