@@ -353,6 +353,36 @@ pub(crate) async fn locate_open(
     Ok(found)
 }
 
+/// The row groups of `opened` that may hold any of `subjects` in any of `columns`, by the
+/// footer alone (statistics and bloom filters where they can be trusted); the data of these
+/// must still be read to know.
+///
+/// # Errors
+/// [`LakeError::MissingColumn`] when a column is not a top-level column of the file;
+/// [`LakeError::Corrupt`] when a row group's column holds another number of values than it
+/// has rows.
+pub(crate) async fn candidate_row_groups(
+    opened: &OpenFile,
+    columns: &[String],
+    subjects: &BTreeSet<String>,
+) -> Result<BTreeSet<usize>, LakeError> {
+    let mut out = BTreeSet::new();
+    for column in columns {
+        let leaf = opened.subject_leaf(column)?;
+        check_value_counts(opened, leaf)?;
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            opened.reader.clone(),
+            opened.metadata.clone(),
+        );
+        out.extend(
+            prune(&mut builder, leaf, subjects, opened.footer_rows_agree)
+                .await
+                .candidates,
+        );
+    }
+    Ok(out)
+}
+
 /// Fails when a row group's subject column (top-level, so one value or null per row) holds
 /// another number of values than the row group says it has rows: the reader would stop at the
 /// footer's count and miss the rest (or read past it), so the file is not searched on its word.
@@ -401,9 +431,11 @@ fn count_subjects(
     counts: &mut BTreeMap<String, u64>,
 ) -> Result<(), LakeError> {
     let values = subject_strings(file, batch, index)?;
+    // One hash per row instead of a dozen string comparisons in the ordered set.
+    let wanted: std::collections::HashSet<&str> = subjects.iter().map(String::as_str).collect();
     for value in values.iter().flatten() {
-        if let Some(subject) = subjects.get(value) {
-            *counts.entry(subject.clone()).or_default() += 1;
+        if wanted.contains(value) {
+            *counts.entry(value.to_string()).or_default() += 1;
         }
     }
     Ok(())

@@ -19,7 +19,7 @@
 //! the blocking pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
 //! memory bound to one row group per file and keeps the runtime's workers responsive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,7 +29,6 @@ use object_store::path::Path;
 use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use tokio::io::AsyncWriteExt;
@@ -37,12 +36,12 @@ use tokio::io::AsyncWriteExt;
 use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
 use super::failpoint::{Failpoint, hit};
 use super::surgery::{
-    FetchedRanges, SourceRowGroup, Surgeon, SurgeryMetrics, chunk_range, key_value_metadata,
-    plan_row_group,
+    FetchedRanges, RowGroupPlan, SourceRowGroup, Surgeon, SurgeryMetrics, chunk_range,
+    key_value_metadata, plan_row_group,
 };
 use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
-use crate::lake::locate::locate_open;
+use crate::lake::locate::candidate_row_groups;
 use crate::lake::open::{OpenFile, open};
 pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
@@ -190,12 +189,9 @@ pub(crate) async fn rewrite_file(
     let store = root.store();
     let opened = open(store, &file.location, &file.relative, file.size).await?;
     let rows_before = opened.num_rows();
-    let mut affected: BTreeSet<usize> = BTreeSet::new();
-    for column in filter.columns() {
-        let found = locate_open(&opened, column, filter.subjects()).await?;
-        affected.extend(found.row_groups.iter().copied());
-    }
-    if affected.is_empty() {
+    let candidates = candidate_row_groups(&opened, filter.columns(), filter.subjects()).await?;
+    let plans = plan_candidates(&opened, filter, &candidates).await?;
+    if plans.is_empty() {
         tracing::debug!(file = %file.relative, "no subject rows; file left as is");
         return Ok(FileOutcome {
             relative: file.relative.clone(),
@@ -216,9 +212,8 @@ pub(crate) async fn rewrite_file(
         root,
         file,
         &opened,
-        filter,
         guard,
-        &affected,
+        plans,
         Temps {
             data: &tmp,
             sidecar: &sidecar,
@@ -281,9 +276,8 @@ async fn write_verify_swap(
     root: &LakeRoot,
     file: &DataFile,
     opened: &OpenFile,
-    filter: &Arc<dyn RowFilter>,
     guard: Option<&Arc<dyn CommitGuard>>,
-    affected: &BTreeSet<usize>,
+    mut plans: BTreeMap<usize, RowGroupPlan>,
     temps: Temps<'_>,
 ) -> Result<Written, LakeError> {
     let store = root.store();
@@ -300,17 +294,8 @@ async fn write_verify_swap(
         Err(e) => return Err(LakeError::store(temps.sidecar, e)),
     };
 
-    let (md, arrow_md) = load_page_index(opened).await?;
-    for column in filter.columns() {
-        arrow_md
-            .schema()
-            .index_of(column)
-            .map_err(|_| LakeError::MissingColumn {
-                file: relative.to_string(),
-                column: column.clone(),
-            })?;
-    }
-    let reference = affected.first().copied().unwrap_or(0);
+    let md = load_page_index(opened).await?;
+    let reference = plans.keys().next().copied().unwrap_or(0);
     let mut surgeon = Surgeon::new(relative, &md, reference)?;
 
     let part_size = root.upload_part_size();
@@ -324,25 +309,16 @@ async fn write_verify_swap(
     let mut removed = 0u64;
     for rg in 0..md.num_row_groups() {
         let step = async {
-            let is_affected = affected.contains(&rg);
-            let source = fetch_row_group(opened, &md, &arrow_md, rg, !is_affected).await?;
-            let relative = relative.to_string();
-            let filter = is_affected.then(|| Arc::clone(filter));
-            let arrow_md = arrow_md.clone();
+            let plan = plans.remove(&rg);
+            let source = fetch_row_group(opened, &md, rg, None, plan.is_none()).await?;
             run_blocking(move || {
-                let plan = match &filter {
-                    Some(filter) => Some(plan_row_group(&relative, &arrow_md, &source, filter)?),
-                    None => None,
-                };
                 let (bytes, n) = match plan {
                     Some(plan) if plan.removes_all() => {
                         surgeon.drop_row_group(&source);
                         (Vec::new(), plan.removed)
                     }
-                    Some(plan) if !plan.is_noop() => {
-                        (surgeon.filter(&source, &plan)?, plan.removed)
-                    }
-                    _ => (surgeon.copy(&source)?, 0),
+                    Some(plan) => (surgeon.filter(&source, &plan)?, plan.removed),
+                    None => (surgeon.copy(&source)?, 0),
                 };
                 Ok::<_, LakeError>((surgeon, n, bytes))
             })
@@ -513,13 +489,11 @@ async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
 }
 
 /// The footer of `opened` with its page index (column and offset indexes, where the file has
-/// them), and its Arrow form.
+/// them).
 ///
 /// # Errors
 /// [`LakeError::Corrupt`] when the page index does not decode.
-async fn load_page_index(
-    opened: &OpenFile,
-) -> Result<(Arc<ParquetMetaData>, ArrowReaderMetadata), LakeError> {
+async fn load_page_index(opened: &OpenFile) -> Result<Arc<ParquetMetaData>, LakeError> {
     let mut reader = opened.reader.clone();
     let mut with_index =
         ParquetMetaDataReader::new_with_metadata(opened.metadata.metadata().as_ref().clone())
@@ -528,29 +502,60 @@ async fn load_page_index(
         .load_page_index(&mut reader)
         .await
         .map_err(|e| LakeError::corrupt(&opened.relative, "reading the page index", e))?;
-    let md = Arc::new(
-        with_index
-            .finish()
-            .map_err(|e| LakeError::corrupt(&opened.relative, "reading the page index", e))?,
-    );
-    let arrow_md = ArrowReaderMetadata::try_new(Arc::clone(&md), ArrowReaderOptions::new())
-        .map_err(|e| LakeError::Unsupported {
-            file: opened.relative.clone(),
-            reason: format!("its schema cannot be mapped to Arrow: {e}"),
-        })?;
-    Ok((md, arrow_md))
+    let md = with_index
+        .finish()
+        .map_err(|e| LakeError::corrupt(&opened.relative, "reading the page index", e))?;
+    Ok(Arc::new(md))
 }
 
-/// Fetches the column chunks of row group `rg` (and, when it is to be copied, its bloom
-/// filters).
+/// The plans of the candidate row groups that change something, by row group: each
+/// candidate's input columns are fetched and decoded once, and the filter decides.
+///
+/// # Errors
+/// [`LakeError`] naming the file when a column does not decode or the filter fails.
+async fn plan_candidates(
+    opened: &OpenFile,
+    filter: &Arc<dyn RowFilter>,
+    candidates: &BTreeSet<usize>,
+) -> Result<BTreeMap<usize, RowGroupPlan>, LakeError> {
+    let md = opened.metadata.metadata();
+    let descr = opened.parquet_schema();
+    let schema = opened.metadata.schema();
+    let roots: BTreeSet<usize> = filter
+        .input_columns()
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .collect();
+    let leaves: Vec<usize> = (0..descr.num_columns())
+        .filter(|&i| roots.contains(&descr.get_column_root_idx(i)))
+        .collect();
+    let mut plans = BTreeMap::new();
+    for &rg in candidates {
+        let source = fetch_row_group(opened, md, rg, Some(&leaves), false).await?;
+        let (relative, filter, arrow_md) = (
+            opened.relative.clone(),
+            Arc::clone(filter),
+            opened.metadata.clone(),
+        );
+        let plan =
+            run_blocking(move || plan_row_group(&relative, &arrow_md, &source, &filter)).await??;
+        if !plan.is_noop() {
+            plans.insert(rg, plan);
+        }
+    }
+    Ok(plans)
+}
+
+/// Fetches the column chunks of row group `rg` (only `leaves` when given; and, when it is to
+/// be copied, its bloom filters).
 ///
 /// # Errors
 /// [`LakeError::Corrupt`] when a chunk's offsets are impossible, store errors.
 async fn fetch_row_group(
     opened: &OpenFile,
-    md: &Arc<ParquetMetaData>,
-    arrow_md: &ArrowReaderMetadata,
+    md: &ParquetMetaData,
     rg: usize,
+    leaves: Option<&[usize]>,
     with_blooms: bool,
 ) -> Result<SourceRowGroup, LakeError> {
     let relative = opened.relative.as_str();
@@ -559,7 +564,9 @@ async fn fetch_row_group(
     let ranges = meta
         .columns()
         .iter()
-        .map(|c| chunk_range(c, file_len))
+        .enumerate()
+        .filter(|(i, _)| leaves.is_none_or(|l| l.contains(i)))
+        .map(|(_, c)| chunk_range(c, file_len))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| LakeError::Corrupt {
             file: relative.to_string(),
@@ -576,7 +583,7 @@ async fn fetch_row_group(
     if with_blooms {
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
             opened.reader.clone(),
-            arrow_md.clone(),
+            opened.metadata.clone(),
         );
         for (i, col) in meta.columns().iter().enumerate() {
             if col.bloom_filter_offset().is_some() {

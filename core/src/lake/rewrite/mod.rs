@@ -107,7 +107,9 @@ impl RowFilter for EraseSubjects {
     }
 
     fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError> {
-        let (edits, _nulled) = erase_plan(batch, &self.policy, &|s| self.subjects.contains(s))
+        let wanted: std::collections::HashSet<&str> =
+            self.subjects.iter().map(String::as_str).collect();
+        let (edits, _nulled) = erase_plan(batch, &self.policy, &|s| wanted.contains(s))
             .map_err(|e| LakeError::arrow(file, e))?;
         Ok(edits)
     }

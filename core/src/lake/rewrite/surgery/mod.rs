@@ -78,6 +78,7 @@ impl SurgeryMetrics {
 }
 
 /// What a filter decided for one row group, in the physical terms the writer applies.
+#[derive(Debug)]
 pub(crate) struct RowGroupPlan {
     /// Per record: kept or not.
     keep: Vec<bool>,
