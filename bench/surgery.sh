@@ -71,6 +71,12 @@ $HOLD1
 \`\`\`
 MD
 )
+# The hand-written profile notes (where the time goes, distance to the floor) follow the figures.
+if [ -f bench/surgery-profile.md ]; then
+  SECTION="$SECTION
+
+$(cat bench/surgery-profile.md)"
+fi
 printf '%s\n' "$SECTION" >bench/surgery.md
 python3 - "$SECTION" <<'PY'
 import re, sys

@@ -14,6 +14,8 @@ use lethe_worker::progress::ProgressMode;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+use crate::copy_dir;
+
 /// What a command printed and how it ended.
 struct Run {
     exit: Exit,
@@ -60,19 +62,6 @@ fn fixture_dir() -> PathBuf {
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixture_dir().join("pyarrow_lake.expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A private copy of the pyarrow lake: `(tempdir guard, lake root)`.

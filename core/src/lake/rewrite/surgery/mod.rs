@@ -339,34 +339,20 @@ impl Surgeon {
                 edits: plan.edits.get(&i),
             };
             let w = &mut column_writer;
+            macro_rules! filter_as {
+                ($t:ty) => {
+                    filter_column::<$t>(column_reader, w.typed(), &col, &column_plan)
+                };
+            }
             let records = match col.physical_type() {
-                PhysicalType::BOOLEAN => {
-                    filter_column::<BoolType>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::INT32 => {
-                    filter_column::<Int32Type>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::INT64 => {
-                    filter_column::<Int64Type>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::INT96 => {
-                    filter_column::<Int96Type>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::FLOAT => {
-                    filter_column::<FloatType>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::DOUBLE => {
-                    filter_column::<DoubleType>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::BYTE_ARRAY => {
-                    filter_column::<ByteArrayType>(column_reader, w.typed(), &col, &column_plan)
-                }
-                PhysicalType::FIXED_LEN_BYTE_ARRAY => filter_column::<FixedLenByteArrayType>(
-                    column_reader,
-                    w.typed(),
-                    &col,
-                    &column_plan,
-                ),
+                PhysicalType::BOOLEAN => filter_as!(BoolType),
+                PhysicalType::INT32 => filter_as!(Int32Type),
+                PhysicalType::INT64 => filter_as!(Int64Type),
+                PhysicalType::INT96 => filter_as!(Int96Type),
+                PhysicalType::FLOAT => filter_as!(FloatType),
+                PhysicalType::DOUBLE => filter_as!(DoubleType),
+                PhysicalType::BYTE_ARRAY => filter_as!(ByteArrayType),
+                PhysicalType::FIXED_LEN_BYTE_ARRAY => filter_as!(FixedLenByteArrayType),
             }
             .map_err(|e| corrupt(format!("row group {}, column {path:?}", source.index), e))?;
             if records != expected {
