@@ -57,12 +57,12 @@ impl RowEdits {
         self.keep.false_count() == 0 && self.cells.iter().all(|c| c.rows.true_count() == 0)
     }
 
-    /// `batch` (which must hold every edited column) with the edits applied: cells set, then
-    /// removed rows dropped.
+    /// `batch` with the edits applied: cells set (edits of columns the batch does not have are
+    /// skipped), then removed rows dropped.
     ///
     /// # Errors
-    /// [`ArrowError`] when an edited column is missing, a value does not cast to the column's
-    /// type, or a null is set in a non-nullable column.
+    /// [`ArrowError`] when a value does not cast to the column's type, or a null is set in a
+    /// non-nullable column.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         if self.is_noop() {
             return Ok(batch.clone());
@@ -70,7 +70,10 @@ impl RowEdits {
         let schema = batch.schema();
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         for cell in self.cells.iter().filter(|c| c.rows.true_count() > 0) {
-            let i = schema.index_of(&cell.column)?;
+            // A column the batch does not have (an older file of the dataset) has nothing to set.
+            let Ok(i) = schema.index_of(&cell.column) else {
+                continue;
+            };
             let values = if cell.values.data_type() == columns[i].data_type() {
                 cell.values.clone()
             } else {

@@ -606,3 +606,57 @@ async fn a_killed_local_upload_leaves_no_staging_file_after_the_next_run() {
     assert!(unrelated.exists(), "only Lethe's own leftovers are removed");
     no_temp_files(dir.path());
 }
+
+#[tokio::test]
+async fn nulling_a_subjects_columns_skips_those_an_older_file_does_not_have() {
+    use arrow_array::StringArray;
+    use arrow_schema::{DataType, Field, Schema};
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("sender", DataType::Utf8, true),
+        Field::new("receiver", DataType::Utf8, true),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            Arc::new(StringArray::from(vec!["b", "a", "b"])),
+            Arc::new(StringArray::from(vec!["a's", "b's", "c's"])),
+        ],
+    )
+    .unwrap();
+    let path = write_file(dir.path(), "m.parquet", &[batch], props(10).build());
+    let policy = ErasePolicy {
+        subject_columns: vec!["sender".into(), "receiver".into()],
+        strategy: crate::domain::ErasureStrategy::NullSubjectColumns,
+        // `sender_email` came with a later version of the dataset's schema.
+        owned: [(
+            "sender".to_string(),
+            vec!["note".to_string(), "sender_email".to_string()],
+        )]
+        .into(),
+    };
+    let outcome = Erase::new(root_of(&dir), "sender")
+        .policy(policy)
+        .subjects(["a"])
+        .execute()
+        .await
+        .unwrap();
+    assert!(!outcome.has_failures(), "{:?}", outcome.files);
+    let after = &read_all(&path)[0];
+    let col = |n: &str| {
+        after
+            .column_by_name(n)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(col("sender"), [None, Some("b".into()), Some("c".into())]);
+    assert_eq!(col("receiver"), [Some("b".into()), None, Some("b".into())]);
+    assert_eq!(col("note"), [None, Some("b's".into()), Some("c's".into())]);
+}

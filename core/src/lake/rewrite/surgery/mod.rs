@@ -173,12 +173,17 @@ pub(crate) fn plan_row_group(
         plan.changed += edits.rows_changed();
         plan.keep.extend(edits.keep.values().iter());
         for cell in &edits.cells {
-            let leaf =
-                top_level_leaf(descr, &cell.column).ok_or_else(|| LakeError::InvalidValue {
+            let Some(leaf) = top_level_leaf(descr, &cell.column) else {
+                if schema.index_of(&cell.column).is_err() {
+                    // Not in this file (an older file of the dataset): nothing to set.
+                    continue;
+                }
+                return Err(LakeError::InvalidValue {
                     file: relative.to_string(),
                     column: cell.column.clone(),
                     reason: "only top-level primitive columns can be set".into(),
-                })?;
+                });
+            };
             let col = descr.column(leaf);
             let slot = plan.edits.entry(leaf).or_default();
             for row in (0..cell.rows.len()).filter(|&r| cell.rows.value(r)) {
