@@ -9,7 +9,8 @@
 # `worker.erasure_batch_window_s` would see it.
 #
 # Usage: bench/service.sh   Tunables: ERASURES (100), SUBJECTS (100000), DAYS (30),
-#   EVENTS_PER_DAY (1), SEED (42), SKIP_BUILD=1 to reuse target/release/lethe-{service,worker}
+#   EVENTS_PER_DAY (1), SEED (42), SKIP_BUILD=1 to reuse target/release/lethe-{service,worker},
+#   WORKER_LOG_FILTER (e.g. "info,sqlx::query=debug" to log every statement with its time)
 # Needs: cargo, jq, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +69,7 @@ done <"$OUT/erase-subjects.txt"
 
 echo "== service: one worker applies them" >&2
 START=$(date +%s.%N)
-HOSTNAME=bench-w1 "$WORKER" run >"$OUT/worker.log" 2>&1 &
+HOSTNAME=bench-w1 LETHE__LOG__FILTER=${WORKER_LOG_FILTER:-info} "$WORKER" run >"$OUT/worker.log" 2>&1 &
 WPID=$!
 PIDS+=($WPID)
 DONE=0
