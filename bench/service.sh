@@ -10,6 +10,7 @@
 #
 # Usage: bench/service.sh   Tunables: ERASURES (100), SUBJECTS (100000), DAYS (30),
 #   EVENTS_PER_DAY (1), SEED (42), SKIP_BUILD=1 to reuse target/release/lethe-{service,worker},
+#   JOB_CONCURRENCY (the worker's worker.job_concurrency, 4),
 #   WORKER_LOG_FILTER (e.g. "info,sqlx::query=debug" to log every statement with its time)
 # Needs: cargo, jq, curl.
 set -euo pipefail
@@ -69,7 +70,8 @@ done <"$OUT/erase-subjects.txt"
 
 echo "== service: one worker applies them" >&2
 START=$(date +%s.%N)
-HOSTNAME=bench-w1 LETHE__LOG__FILTER=${WORKER_LOG_FILTER:-info} "$WORKER" run >"$OUT/worker.log" 2>&1 &
+HOSTNAME=bench-w1 LETHE__LOG__FILTER=${WORKER_LOG_FILTER:-info} \
+  LETHE__WORKER__JOB_CONCURRENCY=${JOB_CONCURRENCY:-4} "$WORKER" run >"$OUT/worker.log" 2>&1 &
 WPID=$!
 PIDS+=($WPID)
 DONE=0
@@ -94,7 +96,7 @@ Produced by \`bench/service.sh\` (rerun it; do not edit by hand).
 - date: $(date -u +%Y-%m-%dT%H:%MZ), commit \`$(git rev-parse --short HEAD)\`
 - machine: $(machine_line)
 - lake: $(jq -r '"\(.rows) rows, \(.files) files"' <<<"$GEN") (\`lethe-worker generate --subjects $SUBJECTS --days $DAYS --events-per-day $EVENTS_PER_DAY\`), local disk, SQLite
-- service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` 2) timed from its start until all are completed
+- service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` ${JOB_CONCURRENCY:-4}) timed from its start until all are completed
 - offline: \`lethe-worker erase --jobs $(nproc)\` of the same subjects on a copy of the same lake
 
 | path | elapsed | rows removed | files rewritten | worker peak RSS |

@@ -418,7 +418,7 @@ where
 }
 
 fn default_job_concurrency() -> usize {
-    2
+    4
 }
 
 /// Worker settings.
@@ -436,7 +436,8 @@ pub struct WorkerSettings {
     /// Files read in parallel while locating subjects.
     pub file_concurrency: usize,
     /// Jobs one worker runs at the same time (the tasks of a large erasure, one file each,
-    /// share the cores this way); at least 1.
+    /// share the cores this way, and one task's queue bookkeeping overlaps another's rewrite);
+    /// at least 1. Each job holds about one row group in memory.
     #[serde(default = "default_job_concurrency")]
     pub job_concurrency: usize,
     /// Approved erasures wait this long (seconds) before they run, so that erasures approved
@@ -499,7 +500,7 @@ poll_interval_ms = 500
 lease_s = 60
 max_attempts = 5
 file_concurrency = 2
-job_concurrency = 2
+job_concurrency = 4
 erasure_batch_window_s = 0
 
 [log]

@@ -6,6 +6,7 @@
 //! Each backend runs its own embedded migrations from `migrations/<backend>/` at connect.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,41 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's one writer, taken in turn by this process's write transactions (see
+    /// [`SqlStore::begin_write`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction from [`SqlStore::begin_write`]: the transaction (used through its
+/// connection, as `&mut *tx`) and, on SQLite, this process's writer turn, given back when the
+/// transaction ends.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 pub(super) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -100,7 +136,11 @@ impl SqlStore {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// A bare pool on `url` without migrations (maintenance, e.g. creating test databases).
@@ -222,12 +262,21 @@ impl SqlStore {
     /// # Errors
     /// `Database` when no connection is free within the acquire timeout, or the lock is not
     /// granted within `busy_timeout`.
-    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let (tx, turn) = match self.backend {
+            Backend::Sqlite => {
+                // Writers of this process queue here, in order, rather than in SQLite's busy
+                // handler, which sleeps 1, 2, 5 … 100 ms between tries: with several jobs at
+                // once those sleeps were most of a short task's overhead.
+                let turn = Arc::clone(&self.writer).lock_owned().await;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await, Some(turn))
+            }
+            Backend::Postgres => (self.pool.begin().await, None),
         };
-        tx.map_err(db("starting a transaction"))
+        Ok(WriteTx {
+            tx: tx.map_err(db("starting a transaction"))?,
+            _turn: turn,
+        })
     }
 }
 
