@@ -86,12 +86,21 @@ impl Armed {
             "failpoint reached; waiting forever"
         );
         if let Some(marker) = &self.marker
-            && let Err(e) = std::fs::write(marker, point.name())
+            && let Err(e) = write_marker(marker, point.name())
         {
             tracing::error!(marker = %marker.display(), error = %e, "failpoint marker not written");
         }
         std::future::pending::<()>().await;
     }
+}
+
+/// Writes `name` to `marker` atomically (a sibling file renamed over it): a test that waits for
+/// the marker to exist must never read it empty, half written.
+fn write_marker(marker: &std::path::Path, name: &str) -> std::io::Result<()> {
+    let mut tmp = marker.as_os_str().to_owned();
+    tmp.push(".writing");
+    std::fs::write(&tmp, name)?;
+    std::fs::rename(&tmp, marker)
 }
 
 static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
