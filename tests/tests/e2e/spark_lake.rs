@@ -1,7 +1,7 @@
 //! Erasure on a lake written by Apache Spark 4 with its default settings
 //! (`tests/fixtures/spark_lake/`: INT96 `ts`, snappy, `_SUCCESS`, Hadoop `.crc` sidecars,
 //! `parquet-mr` as writer), checked row by row against pyarrow's reading of the original by
-//! the fixture's own checker (`check_erased.py`).
+//! the fixture's own checker (`check_erased.py`), and read back by DuckDB where it is installed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -116,11 +116,18 @@ async fn a_spark_default_lake_is_erased_and_reads_back_as_pyarrow_expects() {
 
     // pyarrow's reading, row by row, schema, physical types and .crc sidecars.
     let checker = fixture().join("check_erased.py");
+    // DuckDB reads the erased lake too where it is installed (CI installs it).
+    let duckdb = std::env::var_os("CI").is_some()
+        || Command::new("python3")
+            .args(["-c", "import duckdb"])
+            .output()
+            .is_ok_and(|o| o.status.success());
     let run = Command::new("python3")
         .arg(&checker)
         .arg(fixture().join("lake"))
         .arg(&lake)
         .arg(fixture().join("subjects.txt"))
+        .args(duckdb.then_some("--duckdb"))
         .output();
     match run {
         Ok(out) if out.status.success() => {
