@@ -14,6 +14,7 @@
 mod chunks;
 mod levels;
 mod props;
+mod source;
 mod values;
 
 use std::collections::HashMap;
@@ -39,10 +40,12 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use chunks::{FetchedRanges, chunk_range, mended};
+use chunks::FetchedRanges;
+pub(crate) use chunks::mended;
 #[cfg(test)]
 pub(crate) use props::ORIGINAL_CREATED_BY;
 pub(crate) use props::key_value_metadata;
+pub(crate) use source::{fetch_row_group, load_page_index, plan_candidates};
 
 use super::RowFilter;
 use crate::lake::error::LakeError;
