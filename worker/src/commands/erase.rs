@@ -46,6 +46,10 @@ pub struct EraseSummary {
     pub bytes_reencoded: u64,
     /// Compressed bytes of the row groups copied without decoding.
     pub bytes_copied: u64,
+    /// Data pages of rewritten row groups copied as encoded bytes (they lost no row).
+    pub pages_copied: u64,
+    /// Data pages of rewritten row groups encoded again.
+    pub pages_reencoded: u64,
     /// Wall-clock seconds of the erase (listing included).
     pub elapsed_s: f64,
     /// `rows_scanned / elapsed_s`.
@@ -72,6 +76,8 @@ impl EraseSummary {
             row_groups_copied: m.surgery.row_groups_copied,
             bytes_reencoded: m.surgery.bytes_reencoded,
             bytes_copied: m.surgery.bytes_copied,
+            pages_copied: m.surgery.pages_copied,
+            pages_reencoded: m.surgery.pages_reencoded,
             elapsed_s: m.elapsed_s,
             rows_per_s: if m.elapsed_s > 0.0 {
                 rows_scanned as f64 / m.elapsed_s

@@ -660,3 +660,109 @@ async fn nulling_a_subjects_columns_skips_those_an_older_file_does_not_have() {
     assert_eq!(col("receiver"), [Some("b".into()), None, Some("b".into())]);
     assert_eq!(col("note"), [None, Some("b's".into()), Some("c's".into())]);
 }
+
+#[tokio::test]
+async fn an_affected_row_group_is_filtered_page_by_page_and_the_erased_values_leave_the_file() {
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+    use parquet::file::statistics::Statistics;
+
+    let dir = tempfile::tempdir().unwrap();
+    // One row group of 2,000 rows in pages of 100; the subject's 6 rows sit in one page.
+    let rows: Vec<(String, i64)> = (0..2000)
+        .map(|i| {
+            let user = if (500..506).contains(&i) {
+                "zz-victim".to_string()
+            } else {
+                format!("u{:03}", i % 150)
+            };
+            (user, i)
+        })
+        .collect();
+    let rows: Vec<(&str, i64)> = rows.iter().map(|(u, i)| (u.as_str(), *i)).collect();
+    let props = props(10_000)
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_column_compression("notes".into(), Compression::UNCOMPRESSED)
+        .set_data_page_row_count_limit(100)
+        .set_write_batch_size(50)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_bloom_filter_enabled("user_id".into(), true)
+        .build();
+    let path = write_file(dir.path(), "f.parquet", &[events(&rows)], props);
+    let before = std::fs::read(&path).unwrap();
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(&before, b"zz-victim") && contains(&before, b"note 502"));
+    let pairs_before = pairs(&path);
+
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["zz-victim"])
+        .execute()
+        .await
+        .unwrap();
+    let m = &outcome.metrics.surgery;
+    assert_eq!(outcome.metrics.rows_removed, 6);
+    assert_eq!(m.row_groups_rewritten, 1);
+    assert!(
+        m.pages_copied > 10 * m.pages_reencoded && m.pages_reencoded > 0,
+        "only the pages that held the subject are encoded again: {m:?}"
+    );
+
+    let after = std::fs::read(&path).unwrap();
+    assert!(
+        !contains(&after, b"zz-victim") && !contains(&after, b"note 502"),
+        "the subject's values are gone from dictionaries, statistics and page index"
+    );
+    assert_eq!(pairs(&path), without(pairs_before, &["zz-victim"]));
+
+    let options = ReadOptionsBuilder::new()
+        .with_page_index()
+        .with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader =
+        SerializedFileReader::new_with_options(std::fs::File::open(&path).unwrap(), options)
+            .unwrap();
+    let md = reader.metadata();
+    let user_id = md.row_group(0).column(0);
+    assert!(
+        user_id.dictionary_page_offset().is_some(),
+        "still dictionary encoded"
+    );
+    match user_id.statistics() {
+        Some(Statistics::ByteArray(s)) => {
+            assert_eq!(s.min_opt().unwrap().data(), b"u000");
+            assert_eq!(
+                s.max_opt().unwrap().data(),
+                b"u149",
+                "recomputed, not carried over"
+            );
+        }
+        other => panic!("user_id statistics: {other:?}"),
+    }
+    let offsets = md
+        .page_index_for_row_group(0)
+        .offset_index(0)
+        .cloned()
+        .expect("offset index written");
+    let first_rows: Vec<i64> = offsets
+        .page_locations()
+        .iter()
+        .map(|p| p.first_row_index)
+        .collect();
+    assert_eq!(first_rows.len(), 20);
+    assert_eq!(
+        first_rows[5..7],
+        [500, 594],
+        "the page that lost 6 rows holds 94"
+    );
+    let bloom = reader
+        .get_row_group(0)
+        .unwrap()
+        .get_column_bloom_filter(0)
+        .cloned()
+        .expect("bloom filter rebuilt");
+    assert!(bloom.check(&"u007") && !bloom.check(&"zz-victim"));
+}

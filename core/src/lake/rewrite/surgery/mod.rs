@@ -13,8 +13,11 @@
 
 mod chunks;
 mod levels;
+mod order;
+mod pages;
 mod props;
 mod source;
+mod thrift;
 mod values;
 
 use std::collections::HashMap;
@@ -33,15 +36,16 @@ use parquet::data_type::{
 use parquet::errors::ParquetError;
 use parquet::file::metadata::page_index::RowGroupPageIndex;
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
-use parquet::file::properties::ReaderProperties;
+use parquet::file::properties::{ReaderProperties, WriterPropertiesPtr};
 use parquet::file::reader::RowGroupReader;
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
-use chunks::FetchedRanges;
 pub(crate) use chunks::mended;
+use chunks::{FetchedRanges, chunk_range};
 #[cfg(test)]
 pub(crate) use props::ORIGINAL_CREATED_BY;
 pub(crate) use props::key_value_metadata;
@@ -51,6 +55,7 @@ use super::RowFilter;
 use crate::lake::error::LakeError;
 use crate::lake::trust::stats_trusted;
 use levels::{ColumnPlan, filter_column};
+use pages::{ChunkJob, filter_chunk};
 use values::{PhysValue, physical_value};
 
 /// Rows decoded per batch when a filter reads its input columns.
@@ -68,6 +73,10 @@ pub struct SurgeryMetrics {
     pub bytes_reencoded: u64,
     /// Compressed bytes of the row groups copied.
     pub bytes_copied: u64,
+    /// Data pages of rewritten row groups copied as encoded bytes (they lost no row).
+    pub pages_copied: u64,
+    /// Data pages of rewritten row groups encoded again.
+    pub pages_reencoded: u64,
 }
 
 impl SurgeryMetrics {
@@ -77,6 +86,8 @@ impl SurgeryMetrics {
         self.row_groups_copied += other.row_groups_copied;
         self.bytes_reencoded += other.bytes_reencoded;
         self.bytes_copied += other.bytes_copied;
+        self.pages_copied += other.pages_copied;
+        self.pages_reencoded += other.pages_reencoded;
     }
 }
 
@@ -228,6 +239,7 @@ fn top_level_leaf(descr: &SchemaDescriptor, name: &str) -> Option<usize> {
 pub(crate) struct Surgeon {
     writer: SerializedFileWriter<Vec<u8>>,
     descr: SchemaDescPtr,
+    props: WriterPropertiesPtr,
     created_by: Option<String>,
     relative: String,
     /// What was done so far.
@@ -244,15 +256,17 @@ impl Surgeon {
         let schema = md.file_metadata().schema_descr().root_schema_ptr();
         let descr = Arc::new(SchemaDescriptor::new(Arc::clone(&schema)));
         let props = Arc::new(props::writer_properties(md, reference));
-        let writer = SerializedFileWriter::new(Vec::new(), schema, props).map_err(|e| {
-            LakeError::Unsupported {
-                file: relative.to_string(),
-                reason: format!("the Parquet writer refused its schema: {e}"),
-            }
-        })?;
+        let writer =
+            SerializedFileWriter::new(Vec::new(), schema, Arc::clone(&props)).map_err(|e| {
+                LakeError::Unsupported {
+                    file: relative.to_string(),
+                    reason: format!("the Parquet writer refused its schema: {e}"),
+                }
+            })?;
         Ok(Self {
             writer,
             descr,
+            props,
             created_by: md.file_metadata().created_by().map(str::to_string),
             relative: relative.to_string(),
             metrics: SurgeryMetrics::default(),
@@ -327,12 +341,38 @@ impl Surgeon {
         .map_err(|e| corrupt(format!("reading row group {}", source.index), e))?;
         let descr = Arc::clone(&self.descr);
         let expected = usize::try_from(source.meta.num_rows()).unwrap_or(0);
+        let context = PageContext {
+            relative: &relative,
+            descr: &descr,
+            props: &Arc::clone(&self.props),
+            created_by: self.created_by.clone(),
+        };
         let mut rg = self.writer.next_row_group().map_err(|e| {
             LakeError::writer(&relative, format_args!("on row group {}", source.index), e)
         })?;
         for i in 0..descr.num_columns() {
             let col = descr.column(i);
             let path = col.path().string();
+            if plan.edits.get(&i).is_none_or(HashMap::is_empty)
+                && let Some(chunk) = filter_pages(&context, &reader, source, plan, i)?
+            {
+                if chunk.records != expected {
+                    return Err(LakeError::Corrupt {
+                        file: relative.clone(),
+                        reason: format!(
+                            "row group {}: column {path:?} holds {} records, the footer says {expected}",
+                            source.index, chunk.records
+                        ),
+                        source: None,
+                    });
+                }
+                self.metrics.pages_copied += chunk.pages_copied as u64;
+                self.metrics.pages_reencoded += chunk.pages_encoded as u64;
+                rg.append_column(&chunk.bytes, chunk.close).map_err(|e| {
+                    LakeError::writer(&relative, format_args!("on column {path:?}"), e)
+                })?;
+                continue;
+            }
             let column_reader = reader
                 .get_column_reader(i)
                 .map_err(|e| corrupt(format!("row group {}, column {path:?}", source.index), e))?;
@@ -413,4 +453,63 @@ impl Surgeon {
         })?;
         Ok(std::mem::take(self.writer.inner_mut()))
     }
+}
+
+/// What [`filter_pages`] needs of the [`Surgeon`] while its row group writer is open.
+struct PageContext<'a> {
+    relative: &'a str,
+    descr: &'a SchemaDescPtr,
+    props: &'a WriterPropertiesPtr,
+    created_by: Option<String>,
+}
+
+/// Filters leaf column `i` of `source` page by page ([`pages`]); `None` when the chunk is
+/// one that path leaves to the typed writer.
+///
+/// # Errors
+/// [`LakeError::Corrupt`] when its pages do not decode.
+fn filter_pages(
+    this: &PageContext<'_>,
+    reader: &SerializedRowGroupReader<'_, FetchedRanges>,
+    source: &SourceRowGroup,
+    plan: &RowGroupPlan,
+    i: usize,
+) -> Result<Option<pages::FilteredChunk>, LakeError> {
+    let col = source.meta.column(i);
+    let path = col.column_path().string();
+    let corrupt = |e: ParquetError| {
+        LakeError::corrupt(
+            this.relative,
+            format!("row group {}, column {path:?}", source.index),
+            e,
+        )
+    };
+    let range =
+        chunk_range(col, Length::len(&source.data)).map_err(|reason| LakeError::Corrupt {
+            file: this.relative.to_string(),
+            reason,
+            source: None,
+        })?;
+    let raw = source
+        .data
+        .get_bytes(range.start, (range.end - range.start) as usize)
+        .map_err(corrupt)?;
+    let mut page_reader = reader.get_column_page_reader(i).map_err(corrupt)?;
+    let bloom = col.bloom_filter_offset().and_then(|_| {
+        this.props
+            .bloom_filter_properties(col.column_path())
+            .map(|b| (b.ndv(), b.fpp()))
+    });
+    let descr = this.descr.column(i);
+    let job = ChunkJob {
+        descr: &descr,
+        source: col,
+        raw,
+        keep: &plan.keep,
+        column_index: source.page_index.column_index(i).is_some(),
+        offset_index: source.page_index.offset_index(i).is_some(),
+        bloom,
+        copy_unchanged: stats_trusted(col, this.created_by.as_deref()),
+    };
+    filter_chunk(page_reader.as_mut(), &job).map_err(corrupt)
 }

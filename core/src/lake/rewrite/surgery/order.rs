@@ -1,0 +1,253 @@
+//! How the values of a column compare, and the statistics of the values a filtered column
+//! chunk keeps: min and max by the column's sort order (parquet-format `LogicalTypes.md`,
+//! "Sort Order"; `ColumnOrder` in `parquet.thrift`), NaN left out of min and max and counted,
+//! a zero minimum written as `-0.0` and a zero maximum as `+0.0` (as parquet-format asks).
+
+use std::cmp::Ordering;
+
+use parquet::basic::{SortOrder, Type as PhysicalType};
+use parquet::data_type::{ByteArray, FixedLenByteArray};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnDescriptor;
+
+/// How two plain-encoded values (little-endian numbers, or the bytes of a byte array) compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// INT32, signed.
+    I32,
+    /// INT32 with an unsigned logical type.
+    U32,
+    /// INT64, signed.
+    I64,
+    /// INT64 with an unsigned logical type.
+    U64,
+    /// FLOAT (IEEE 754, NaN excluded).
+    F32,
+    /// DOUBLE (IEEE 754, NaN excluded).
+    F64,
+    /// BYTE_ARRAY or FIXED_LEN_BYTE_ARRAY compared as unsigned bytes.
+    Bytes,
+}
+
+impl Order {
+    /// The order of `descr`'s values, `None` when its sort order is one the surgery leaves to
+    /// the parquet crate's writer (signed byte arrays such as decimals, INT96, BOOLEAN,
+    /// undefined orders).
+    pub fn of(descr: &ColumnDescriptor) -> Option<Order> {
+        use PhysicalType as P;
+        Some(match (descr.physical_type(), descr.sort_order()) {
+            (P::INT32, SortOrder::SIGNED) => Order::I32,
+            (P::INT32, SortOrder::UNSIGNED) => Order::U32,
+            (P::INT64, SortOrder::SIGNED) => Order::I64,
+            (P::INT64, SortOrder::UNSIGNED) => Order::U64,
+            (P::FLOAT, SortOrder::SIGNED) => Order::F32,
+            (P::DOUBLE, SortOrder::SIGNED) => Order::F64,
+            (P::BYTE_ARRAY | P::FIXED_LEN_BYTE_ARRAY, SortOrder::UNSIGNED) => Order::Bytes,
+            _ => return None,
+        })
+    }
+
+    /// True for a NaN of a floating-point column.
+    pub fn is_nan(self, v: &[u8]) -> bool {
+        match self {
+            Order::F32 => v.try_into().is_ok_and(|b| f32::from_le_bytes(b).is_nan()),
+            Order::F64 => v.try_into().is_ok_and(|b| f64::from_le_bytes(b).is_nan()),
+            _ => false,
+        }
+    }
+
+    /// True for floating-point columns (their page index carries NaN counts).
+    pub fn is_float(self) -> bool {
+        matches!(self, Order::F32 | Order::F64)
+    }
+
+    /// Compares two values of this order (neither a NaN). Values of the wrong width compare
+    /// as bytes; the caller checks widths when it reads them.
+    pub fn cmp(self, a: &[u8], b: &[u8]) -> Ordering {
+        fn num<const N: usize, T: PartialOrd>(a: &[u8], b: &[u8], f: fn([u8; N]) -> T) -> Ordering {
+            match (<[u8; N]>::try_from(a), <[u8; N]>::try_from(b)) {
+                (Ok(a), Ok(b)) => f(a).partial_cmp(&f(b)).unwrap_or(Ordering::Equal),
+                _ => a.cmp(b),
+            }
+        }
+        match self {
+            Order::I32 => num(a, b, i32::from_le_bytes),
+            Order::U32 => num(a, b, u32::from_le_bytes),
+            Order::I64 => num(a, b, i64::from_le_bytes),
+            Order::U64 => num(a, b, u64::from_le_bytes),
+            Order::F32 => num(a, b, f32::from_le_bytes),
+            Order::F64 => num(a, b, f64::from_le_bytes),
+            Order::Bytes => a.cmp(b),
+        }
+    }
+}
+
+/// Min, max, nulls and NaNs of some values (a page's, or a chunk's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bounds {
+    /// Smallest and largest non-NaN value, plain-encoded.
+    pub min_max: Option<(Vec<u8>, Vec<u8>)>,
+    /// Levels without a value.
+    pub nulls: u64,
+    /// NaN values.
+    pub nans: u64,
+    /// Values (NaN included).
+    pub values: u64,
+}
+
+impl Bounds {
+    /// Takes `v` into account.
+    pub fn add(&mut self, order: Order, v: &[u8]) {
+        self.values += 1;
+        if order.is_nan(v) {
+            self.nans += 1;
+            return;
+        }
+        match &mut self.min_max {
+            None => self.min_max = Some((v.to_vec(), v.to_vec())),
+            Some((min, max)) => {
+                if order.cmp(v, min) == Ordering::Less {
+                    *min = v.to_vec();
+                } else if order.cmp(v, max) == Ordering::Greater {
+                    *max = v.to_vec();
+                }
+            }
+        }
+    }
+
+    /// Takes the bounds `other` into account.
+    pub fn merge(&mut self, order: Order, other: &Bounds) {
+        self.nulls += other.nulls;
+        self.nans += other.nans;
+        self.values += other.values;
+        let Some((omin, omax)) = &other.min_max else {
+            return;
+        };
+        match &mut self.min_max {
+            None => self.min_max = other.min_max.clone(),
+            Some((min, max)) => {
+                if order.cmp(omin, min) == Ordering::Less {
+                    min.clone_from(omin);
+                }
+                if order.cmp(omax, max) == Ordering::Greater {
+                    max.clone_from(omax);
+                }
+            }
+        }
+    }
+
+    /// Min and max as written to a footer or page index: a zero float minimum as `-0.0`, a
+    /// zero float maximum as `+0.0`.
+    pub fn written_min_max(&self, order: Order) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (mut min, mut max) = self.min_max.clone()?;
+        match order {
+            Order::F32 => {
+                if f32::from_le_bytes(min.as_slice().try_into().ok()?) == 0.0 {
+                    min = (-0.0f32).to_le_bytes().to_vec();
+                }
+                if f32::from_le_bytes(max.as_slice().try_into().ok()?) == 0.0 {
+                    max = 0.0f32.to_le_bytes().to_vec();
+                }
+            }
+            Order::F64 => {
+                if f64::from_le_bytes(min.as_slice().try_into().ok()?) == 0.0 {
+                    min = (-0.0f64).to_le_bytes().to_vec();
+                }
+                if f64::from_le_bytes(max.as_slice().try_into().ok()?) == 0.0 {
+                    max = 0.0f64.to_le_bytes().to_vec();
+                }
+            }
+            _ => {}
+        }
+        Some((min, max))
+    }
+
+    /// Chunk statistics of a column of physical type `physical`.
+    pub fn statistics(&self, order: Order, physical: PhysicalType) -> Statistics {
+        let mm = self.written_min_max(order);
+        let (min, max) = match &mm {
+            Some((a, b)) => (Some(a.as_slice()), Some(b.as_slice())),
+            None => (None, None),
+        };
+        let nulls = Some(self.nulls);
+        fn arr<const N: usize>(v: Option<&[u8]>) -> Option<[u8; N]> {
+            v.and_then(|v| v.try_into().ok())
+        }
+        match physical {
+            PhysicalType::INT32 => Statistics::int32(
+                arr(min).map(i32::from_le_bytes),
+                arr(max).map(i32::from_le_bytes),
+                None,
+                nulls,
+                false,
+            ),
+            PhysicalType::INT64 => Statistics::int64(
+                arr(min).map(i64::from_le_bytes),
+                arr(max).map(i64::from_le_bytes),
+                None,
+                nulls,
+                false,
+            ),
+            PhysicalType::FLOAT => Statistics::float(
+                arr(min).map(f32::from_le_bytes),
+                arr(max).map(f32::from_le_bytes),
+                None,
+                nulls,
+                false,
+            ),
+            PhysicalType::DOUBLE => Statistics::double(
+                arr(min).map(f64::from_le_bytes),
+                arr(max).map(f64::from_le_bytes),
+                None,
+                nulls,
+                false,
+            ),
+            PhysicalType::FIXED_LEN_BYTE_ARRAY => Statistics::fixed_len_byte_array(
+                min.map(|v| FixedLenByteArray::from(ByteArray::from(v.to_vec()))),
+                max.map(|v| FixedLenByteArray::from(ByteArray::from(v.to_vec()))),
+                None,
+                nulls,
+                false,
+            ),
+            _ => Statistics::byte_array(
+                min.map(|v| ByteArray::from(v.to_vec())),
+                max.map(|v| ByteArray::from(v.to_vec())),
+                None,
+                nulls,
+                false,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_by_value_and_bytes_unsigned() {
+        let le = |v: i32| v.to_le_bytes().to_vec();
+        assert_eq!(Order::I32.cmp(&le(-1), &le(1)), Ordering::Less);
+        assert_eq!(Order::U32.cmp(&le(-1), &le(1)), Ordering::Greater);
+        assert_eq!(Order::Bytes.cmp(b"\xff", b"a"), Ordering::Greater);
+        let f = |v: f64| v.to_le_bytes().to_vec();
+        assert_eq!(Order::F64.cmp(&f(-2.5), &f(1.0)), Ordering::Less);
+    }
+
+    #[test]
+    fn nan_is_counted_not_bounded_and_zeros_are_signed_as_the_format_asks() {
+        let f = |v: f32| v.to_le_bytes().to_vec();
+        let mut b = Bounds::default();
+        for v in [0.0f32, f32::NAN, 3.5, -0.0] {
+            b.add(Order::F32, &f(v));
+        }
+        assert_eq!((b.nans, b.values), (1, 4));
+        let (min, max) = b.written_min_max(Order::F32).unwrap();
+        assert!(f32::from_le_bytes(min.try_into().unwrap()).is_sign_negative());
+        assert_eq!(f32::from_le_bytes(max.try_into().unwrap()), 3.5);
+        let mut zero = Bounds::default();
+        zero.add(Order::F32, &f(-0.0));
+        let (_, max) = zero.written_min_max(Order::F32).unwrap();
+        assert!(f32::from_le_bytes(max.try_into().unwrap()).is_sign_positive());
+    }
+}
