@@ -766,3 +766,54 @@ async fn an_affected_row_group_is_filtered_page_by_page_and_the_erased_values_le
         .expect("bloom filter rebuilt");
     assert!(bloom.check(&"u007") && !bloom.check(&"zz-victim"));
 }
+
+#[tokio::test]
+async fn a_chunk_whose_dictionary_overflowed_into_plain_pages_is_filtered_in_both_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Distinct ids overflow a 1 KiB dictionary after a few pages: the chunk holds dictionary
+    // pages, then PLAIN pages. The subject has rows in both kinds.
+    let rows: Vec<(String, i64)> = (0..3000)
+        .map(|i| {
+            let user = if i == 10 || i == 2900 {
+                "victim".to_string()
+            } else {
+                format!("user-{i:05}")
+            };
+            (user, i)
+        })
+        .collect();
+    let rows: Vec<(&str, i64)> = rows.iter().map(|(u, i)| (u.as_str(), *i)).collect();
+    let props = props(10_000)
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_column_compression("notes".into(), Compression::UNCOMPRESSED)
+        .set_dictionary_page_size_limit(1024)
+        .set_data_page_row_count_limit(100)
+        .set_write_batch_size(50)
+        .build();
+    let path = write_file(dir.path(), "f.parquet", &[events(&rows)], props);
+    let encodings: Vec<_> = {
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        reader
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .encodings()
+            .collect()
+    };
+    assert!(
+        encodings.contains(&parquet::basic::Encoding::PLAIN)
+            && encodings.contains(&parquet::basic::Encoding::RLE_DICTIONARY),
+        "{encodings:?}"
+    );
+    let pairs_before = pairs(&path);
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["victim"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(outcome.metrics.rows_removed, 2);
+    assert!(outcome.metrics.surgery.pages_copied > 0);
+    let after = std::fs::read(&path).unwrap();
+    assert!(!after.windows(6).any(|w| w == b"victim"));
+    assert_eq!(pairs(&path), without(pairs_before, &["victim"]));
+}
