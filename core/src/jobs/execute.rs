@@ -417,13 +417,13 @@ async fn erase_file_leased(
 ) -> Result<Execution, JobError> {
     // The batch's other requests, read at the same time (one task carries up to the whole
     // batch; one after the other they were a good part of a task's overhead).
-    let others = futures::future::try_join_all(
-        task.request_ids
-            .iter()
-            .filter(|id| **id != request.id)
-            .map(|id| store.request(id)),
-    )
-    .await?;
+    let other_ids: Vec<String> = task
+        .request_ids
+        .iter()
+        .filter(|id| **id != request.id)
+        .cloned()
+        .collect();
+    let others = store.requests(&other_ids).await?;
     let subjects: Vec<String> = std::iter::once(request)
         .chain(&others)
         .map(|r| r.subject_id.as_str().to_string())

@@ -616,11 +616,7 @@ impl Worker {
 
     /// The requests of an erasure plan's batch (its own first).
     async fn batch_requests(&self, plan: &Job) -> StoreResult<Vec<PrivacyRequest>> {
-        let mut members = Vec::new();
-        for id in batch_of(plan) {
-            members.push(self.store.request(&id).await?);
-        }
-        Ok(members)
+        self.store.requests(&batch_of(plan)).await
     }
 
     fn completed(

@@ -204,6 +204,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(PrivacyRequest, bool)>;
     /// The request with that id; `NotFound` otherwise.
     async fn request(&self, id: &str) -> StoreResult<PrivacyRequest>;
+    /// The requests with these ids, in the order given, read in one query per 500 ids (an
+    /// erasure batch's members are read by every one of its file tasks); `NotFound` naming
+    /// the first id that does not exist.
+    async fn requests(&self, ids: &[String]) -> StoreResult<Vec<PrivacyRequest>>;
     /// Requests matching the filter, newest first.
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>>;
     /// The status history of a request, oldest first.

@@ -5,6 +5,7 @@
 //! (claiming a job with `FOR UPDATE SKIP LOCKED`, connection pragmas) branch on [`Backend`].
 //! Each backend runs its own embedded migrations from `migrations/<backend>/` at connect.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1026,6 +1027,37 @@ impl Store for SqlStore {
             request_from,
         )
         .await
+    }
+
+    async fn requests(&self, ids: &[String]) -> StoreResult<Vec<PrivacyRequest>> {
+        let mut found: HashMap<String, PrivacyRequest> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let params = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id IN ({params})");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading requests"))?
+            {
+                let request = request_from(&row)?;
+                found.insert(request.id.clone(), request);
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                found.get(id).cloned().ok_or_else(|| StoreError::NotFound {
+                    entity: "request",
+                    id: id.clone(),
+                })
+            })
+            .collect()
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>> {

@@ -370,3 +370,31 @@ async fn an_admin_retries_a_dead_lettered_erasure_after_fixing_the_lake() {
         .unwrap();
     assert_problem(again, StatusCode::CONFLICT, "invalid_job_state").await;
 }
+
+#[tokio::test]
+async fn the_store_reads_many_requests_in_one_call_in_the_order_asked() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for (i, subject) in app.summary.subjects.iter().take(3).enumerate() {
+        let token = app
+            .subject_token(&format!("many{i}@example.com"), &subject.user_id)
+            .await;
+        ids.push(app.file_request_ok(&token, "access").await);
+    }
+    let asked = vec![ids[2].clone(), ids[0].clone(), ids[1].clone()];
+    let read = app.state.store.requests(&asked).await.unwrap();
+    let got: Vec<&str> = read.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(got, asked.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(read[1].subject_id.as_str(), app.summary.subjects[0].user_id);
+    assert!(app.state.store.requests(&[]).await.unwrap().is_empty());
+    let missing = app
+        .state
+        .store
+        .requests(&[ids[0].clone(), "no-such-request".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, lethe_core::store::StoreError::NotFound { ref id, .. } if id == "no-such-request"),
+        "{missing:?}"
+    );
+}
