@@ -14,7 +14,8 @@
 //! - statistics, page index and bloom filter are computed from the values kept (never carried
 //!   over: a minimum or a bloom filter bit may be the erased subject's).
 //!
-//! Chunks this path does not handle (INT96 and BOOLEAN columns, signed byte arrays such as
+//! Chunks this path does not handle (INT96 and BOOLEAN columns, FLOAT and DOUBLE ones, whose
+//! IEEE 754 total-order statistics stay the parquet crate's, signed byte arrays such as
 //! decimals, DELTA and BYTE_STREAM_SPLIT encodings, BIT_PACKED levels, pages it cannot tile)
 //! are left to the typed column writer ([`super::levels`]); nothing has been written then.
 
@@ -181,6 +182,16 @@ fn encode_rle(values: impl Iterator<Item = u64>, bit_width: u8, len: usize) -> V
     enc.consume()
 }
 
+/// Logs why a chunk is left to the typed writer; `None`.
+fn declined(job: &ChunkJob<'_>, reason: &'static str) -> Option<FilteredChunk> {
+    tracing::debug!(
+        column = %job.descr.path().string(),
+        reason,
+        "column chunk left to the typed column writer"
+    );
+    None
+}
+
 /// Filters one column chunk; `Ok(None)` when the chunk is one this path leaves to the typed
 /// writer (nothing is written then).
 ///
@@ -192,7 +203,10 @@ pub(crate) fn filter_chunk(
 ) -> Result<Option<FilteredChunk>> {
     let descr = job.descr;
     let Some(order) = Order::of(descr) else {
-        return Ok(None);
+        return Ok(declined(
+            job,
+            "its sort order is not one the page filter computes statistics for",
+        ));
     };
     let layout = match descr.physical_type() {
         PhysicalType::INT32 | PhysicalType::FLOAT => Layout::Fixed(4),
@@ -201,10 +215,10 @@ pub(crate) fn filter_chunk(
             Layout::Fixed(usize::try_from(descr.type_length()).unwrap_or(0))
         }
         PhysicalType::BYTE_ARRAY => Layout::Var,
-        _ => return Ok(None),
+        _ => return Ok(declined(job, "its physical type is INT96 or BOOLEAN")),
     };
     let Ok(raw_pages) = split_pages(&job.raw) else {
-        return Ok(None);
+        return Ok(declined(job, "its pages do not split by their headers"));
     };
     let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
 
@@ -216,7 +230,10 @@ pub(crate) fn filter_chunk(
     let mut next_raw = raw_pages.into_iter();
     while let Some(page) = pages.get_next_page()? {
         let Some(raw) = next_raw.next() else {
-            return Ok(None);
+            return Ok(declined(
+                job,
+                "the reader returned more pages than the headers hold",
+            ));
         };
         let (buf, n, encoding, reps, defs, v2) = match page {
             Page::DictionaryPage {
@@ -226,7 +243,7 @@ pub(crate) fn filter_chunk(
                 is_sorted,
             } => {
                 if dict.is_some() || !data.is_empty() {
-                    return Ok(None);
+                    return Ok(declined(job, "a second dictionary page"));
                 }
                 let entries = plain_ranges(layout, &buf, num_values as usize)?;
                 dict = Some(Dictionary {
@@ -265,10 +282,10 @@ pub(crate) fn filter_chunk(
                     Ok(Some(levels))
                 };
                 let Some(reps) = v1_levels(max_rep, rep_level_encoding)? else {
-                    return Ok(None);
+                    return Ok(declined(job, "its repetition levels are not RLE"));
                 };
                 let Some(defs) = v1_levels(max_def, def_level_encoding)? else {
-                    return Ok(None);
+                    return Ok(declined(job, "its definition levels are not RLE"));
                 };
                 (buf.slice(at..), n, encoding, reps, defs, None)
             }
@@ -323,7 +340,12 @@ pub(crate) fn filter_chunk(
                 let ranges = plain_ranges(layout, &buf, present)?;
                 Values::Plain(buf, ranges)
             }
-            _ => return Ok(None),
+            _ => {
+                return Ok(declined(
+                    job,
+                    "a page's value encoding is not PLAIN or dictionary",
+                ));
+            }
         };
         // Which levels are kept: records start at repetition level 0.
         let mut kept_levels: Vec<Range<usize>> = Vec::new();
@@ -414,7 +436,10 @@ pub(crate) fn filter_chunk(
         }
     }
     if next_raw.next().is_some() {
-        return Ok(None);
+        return Ok(declined(
+            job,
+            "the reader returned fewer pages than the headers hold",
+        ));
     }
 
     // The dictionary: values no kept row references are removed, each hole filled with the
@@ -440,7 +465,7 @@ pub(crate) fn filter_chunk(
     let size = used.iter().filter(|&&u| u).count();
     if size < used.len() {
         if size == 0 {
-            return Ok(None);
+            return Ok(declined(job, "no value of its dictionary is left"));
         }
         let holes = (0..size).filter(|&i| !used[i]);
         let movers = (size..used.len()).filter(|&i| used[i]);
@@ -457,10 +482,6 @@ pub(crate) fn filter_chunk(
 
     // Statistics, page index and bloom filter of the values kept.
     let need_stats = job.source.statistics().is_some() || job.column_index;
-    let ranks = match (&dict, need_stats) {
-        (Some(d), true) => Some(dictionary_ranks(order, d)),
-        _ => None,
-    };
     let mut chunk_bounds = Bounds::default();
     let mut page_bounds = Vec::with_capacity(data.len());
     let mut bloom = match job.bloom {
@@ -477,8 +498,8 @@ pub(crate) fn filter_chunk(
         if need_stats || bloom.is_some() {
             match &p.values {
                 Values::Indices(ix, _) => {
-                    if let (Some(d), Some(ranks)) = (&dict, &ranks) {
-                        page_bounds_from_ranks(d, ranks, ix, &mut b);
+                    if let (Some(d), true) = (&dict, need_stats) {
+                        dictionary_page_bounds(order, d, ix, &mut b);
                     }
                 }
                 Values::Plain(buf, ranges) => {
@@ -646,44 +667,41 @@ fn decode_indices(buf: &Bytes, count: usize, len: usize) -> Result<(Vec<u32>, u8
     Ok((out, width))
 }
 
-/// Each dictionary value's rank in the column's order (NaN ranks `u32::MAX`).
-fn dictionary_ranks(order: Order, d: &Dictionary) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..d.entries.len() as u32)
-        .filter(|&i| !order.is_nan(&d.buf[d.entries[i as usize].clone()]))
-        .collect();
-    ids.sort_by(|&a, &b| {
-        order.cmp(
-            &d.buf[d.entries[a as usize].clone()],
-            &d.buf[d.entries[b as usize].clone()],
-        )
-    });
-    let mut ranks = vec![u32::MAX; d.entries.len()];
-    for (rank, &id) in ids.iter().enumerate() {
-        ranks[id as usize] = rank as u32;
-    }
-    ranks
-}
-
-/// Min, max and NaN count of the dictionary values `ix` refers to.
-fn page_bounds_from_ranks(d: &Dictionary, ranks: &[u32], ix: &[u32], b: &mut Bounds) {
-    let (mut lo, mut hi) = (None::<(u32, u32)>, None::<(u32, u32)>);
+/// Min, max and NaN count of the dictionary values `ix` refers to: one pass, comparing each
+/// run of equal indices once (sorting the dictionary to rank it cost more than the rest of the
+/// filter on high-cardinality columns).
+fn dictionary_page_bounds(order: Order, d: &Dictionary, ix: &[u32], b: &mut Bounds) {
+    let value = |i: u32| &d.buf[d.entries[i as usize].clone()];
+    let (mut lo, mut hi) = (None::<u32>, None::<u32>);
+    let mut last: Option<(u32, bool)> = None;
     for &i in ix {
-        let r = ranks[i as usize];
         b.values += 1;
-        if r == u32::MAX {
+        let nan = match last {
+            Some((l, nan)) if l == i => {
+                b.nans += u64::from(nan);
+                continue;
+            }
+            _ => order.is_nan(value(i)),
+        };
+        last = Some((i, nan));
+        if nan {
             b.nans += 1;
             continue;
         }
-        if lo.is_none_or(|(lr, _)| r < lr) {
-            lo = Some((r, i));
-        }
-        if hi.is_none_or(|(hr, _)| r > hr) {
-            hi = Some((r, i));
+        match (lo, hi) {
+            (Some(l), Some(h)) => {
+                let v = value(i);
+                if order.cmp(v, value(l)) == std::cmp::Ordering::Less {
+                    lo = Some(i);
+                } else if order.cmp(v, value(h)) == std::cmp::Ordering::Greater {
+                    hi = Some(i);
+                }
+            }
+            _ => (lo, hi) = (Some(i), Some(i)),
         }
     }
-    if let (Some((_, lo)), Some((_, hi))) = (lo, hi) {
-        let value = |i: u32| d.buf[d.entries[i as usize].clone()].to_vec();
-        b.min_max = Some((value(lo), value(hi)));
+    if let (Some(l), Some(h)) = (lo, hi) {
+        b.min_max = Some((value(l).to_vec(), value(h).to_vec()));
     }
 }
 
