@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lethe_core::audit::{AuditEntry, NewAuditEntry, verify_entries};
+use lethe_core::audit::{
+    AuditEntry, ExportScope, NewAuditEntry, PublicKeys, parse_checkpoints, verify_document,
+    verify_entries, verify_with_checkpoints,
+};
 use lethe_core::config::Settings;
 use lethe_core::domain::{Email, Role};
 use lethe_core::store::NewUser;
@@ -110,12 +113,34 @@ pub enum TokenCommand {
 /// Audit commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain: of the database (default) or of an exported JSON Lines file.
-    /// Exit code 0 when intact, 1 when broken (the first bad entry is named).
+    /// Verify the hash chain: of the database (default, also against the external
+    /// checkpoints) or of an exported JSON Lines file (offline; with `--checkpoints` and
+    /// `--public-key`, against the signed checkpoints). Exit code 0 when intact, 1 when broken
+    /// (the first bad entry is named).
     Verify {
         /// An export from `GET /v1/audit/export` to verify offline.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The signed checkpoints (`GET /v1/audit/checkpoints`, downloaded after the export).
+        #[arg(long, requires = "file", requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public keys (`GET /v1/audit/public-keys`, or one base64 key per line).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
+        /// The export is a slice (a time range or other filter), not the whole log: verify it
+        /// against the checkpoints it spans, without requiring entries up to the last one.
+        #[arg(long, requires = "checkpoints")]
+        range: bool,
+    },
+    /// Verify a signed erasure certificate (`GET /v1/requests/{id}/certificate`) offline.
+    /// Exit code 0 when the signature holds, 1 when not.
+    VerifyCertificate {
+        /// The certificate (JSON).
+        #[arg(long)]
+        file: PathBuf,
+        /// The public keys (`GET /v1/audit/public-keys`, or one base64 key per line).
+        #[arg(long)]
+        public_key: PathBuf,
     },
 }
 
@@ -144,8 +169,17 @@ pub async fn run(args: Args) -> ExitCode {
             command: TokenCommand::Create { name },
         } => create_token(settings, name).await,
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit_verify(settings, file).await,
+            command:
+                AuditCommand::Verify {
+                    file,
+                    checkpoints,
+                    public_key,
+                    range,
+                },
+        } => audit_verify(settings, file, checkpoints, public_key, range).await,
+        Command::Audit {
+            command: AuditCommand::VerifyCertificate { file, public_key },
+        } => verify_certificate(file, public_key),
         Command::Keys {
             command: KeysCommand::RotateKek { new_kek_file },
         } => rotate_kek(settings, new_kek_file).await,
@@ -321,11 +355,20 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn audit_verify(
+    settings: Settings,
+    file: Option<PathBuf>,
+    checkpoints: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+    range: bool,
+) -> anyhow::Result<ExitCode> {
     let report = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = read_text(&path)?;
             let mut entries = Vec::new();
             for (i, line) in text
                 .lines()
@@ -337,11 +380,30 @@ async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Resu
                 })?;
                 entries.push(entry);
             }
-            verify_entries(entries, None)
+            match (checkpoints, public_key) {
+                (Some(checkpoints), Some(public_key)) => {
+                    let checkpoints = parse_checkpoints(&read_text(&checkpoints)?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoints.display()))?;
+                    let keys = PublicKeys::parse(&read_text(&public_key)?)
+                        .with_context(|| public_key.display().to_string())?;
+                    let scope = if range {
+                        ExportScope::Range
+                    } else {
+                        ExportScope::Whole
+                    };
+                    verify_with_checkpoints(entries, &checkpoints, &keys, scope)
+                }
+                _ => {
+                    eprintln!(
+                        "warning: without --checkpoints and --public-key only the links between entries are checked; a cut-off tail or a rewritten chain cannot be detected"
+                    );
+                    verify_entries(entries, None)
+                }
+            }
         }
         None => {
             let state = open_state(&settings).await?;
-            crate::routes::audit::verify_store(state.store.as_ref()).await?
+            state.audit.verify_store(state.store.as_ref()).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -352,6 +414,24 @@ async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Resu
         }
         Some(p) => {
             eprintln!("audit chain BROKEN at entry {}: {}", p.seq, p.detail);
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// Verifies a signed erasure certificate against the public keys.
+fn verify_certificate(file: PathBuf, public_key: PathBuf) -> anyhow::Result<ExitCode> {
+    let document: serde_json::Value = serde_json::from_str(&read_text(&file)?)
+        .with_context(|| format!("{}: not JSON", file.display()))?;
+    let keys = PublicKeys::parse(&read_text(&public_key)?)
+        .with_context(|| public_key.display().to_string())?;
+    Ok(match verify_document(&document, &keys) {
+        Ok(()) => {
+            eprintln!("certificate signature valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("certificate INVALID: {e}");
             ExitCode::from(1)
         }
     })

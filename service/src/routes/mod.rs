@@ -52,6 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(audit::list)
                 .service(audit::export)
                 .service(audit::verify)
+                .service(audit::checkpoints)
+                .service(audit::public_keys)
                 .service(register::export)
                 .service(jobs::list)
                 .service(jobs::get)

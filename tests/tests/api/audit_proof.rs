@@ -1,0 +1,464 @@
+//! Proof an auditor need not take on trust (issue 13): signed checkpoints kept outside the
+//! database, tampering by direct SQL caught by the API and offline, a database restored from
+//! an older copy caught at start.
+
+use lethe_core::audit::{
+    AuditEntry, ExportScope, NewAuditEntry, ProblemKind, PublicKeys, entry_hash, parse_checkpoints,
+    verify_entries, verify_with_checkpoints,
+};
+use lethe_core::store::{AuditFilter, Backend, SqlStore, Store};
+use lethe_service::startup::Application;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Spawn, TestApp, spawn_app_with};
+
+async fn app() -> TestApp {
+    spawn_app_with(Spawn {
+        subjects: 4,
+        days: 1,
+        register_lake: false,
+        ..Spawn::default()
+    })
+    .await
+}
+
+/// Appends `n` entries straight through the store (as the service's own writes do).
+async fn append(app: &TestApp, n: usize) {
+    for i in 0..n {
+        app.state
+            .store
+            .append_audit(NewAuditEntry::new("system:test", "test.step").details(json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+}
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(&app.auditor_token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn export_text(app: &TestApp) -> String {
+    let response = get(app, "/v1/audit/export").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+fn entries(text: &str) -> Vec<AuditEntry> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The checkpoints and public keys, as an auditor downloads them.
+async fn proof(app: &TestApp) -> (String, String) {
+    let checkpoints = get(app, "/v1/audit/checkpoints").await;
+    assert_eq!(checkpoints.status(), StatusCode::OK);
+    assert_eq!(
+        checkpoints.headers()["content-type"],
+        "application/x-ndjson"
+    );
+    let keys = get(app, "/v1/audit/public-keys").await;
+    assert_eq!(keys.status(), StatusCode::OK);
+    (
+        checkpoints.text().await.unwrap(),
+        keys.text().await.unwrap(),
+    )
+}
+
+fn offline(export: &str, checkpoints: &str, keys: &str) -> lethe_core::audit::VerifyReport {
+    verify_with_checkpoints(
+        entries(export),
+        &parse_checkpoints(checkpoints).unwrap(),
+        &PublicKeys::parse(keys).unwrap(),
+        ExportScope::Whole,
+    )
+}
+
+async fn readyz(app: &TestApp) -> Value {
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_whole_export_ends_at_a_signed_checkpoint_and_verifies_offline() {
+    let app = app().await;
+    append(&app, 30).await;
+    let export = export_text(&app).await;
+    let (checkpoints, keys) = proof(&app).await;
+    let report = offline(&export, &checkpoints, &keys);
+    assert!(report.is_intact(), "{report:?}");
+    let last = entries(&export).last().unwrap().seq;
+    assert_eq!(report.anchored_through_seq, Some(last));
+    assert!(report.checkpoints_checked >= 1);
+    // The checkpoint is in the sink outside the database, one file per checkpoint.
+    let sink = app.data_dir.path().join("audit-checkpoints");
+    let files: Vec<_> = std::fs::read_dir(&sink).unwrap().collect();
+    assert_eq!(files.len() as u64, report.checkpoints_checked);
+    // The signing key is a 0600 file beside the other keys, never in the database.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = app.data_dir.path().join("audit-signing.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let keys: Value = serde_json::from_str(&keys).unwrap();
+    assert_eq!(keys["keys"][0]["algorithm"], "Ed25519");
+    assert_eq!(keys["keys"][0]["current"], true);
+    // Cutting the tail, or checking against another key, fails.
+    let cut: String = export.lines().take(10).map(|l| format!("{l}\n")).collect();
+    let p = offline(&cut, &checkpoints, &keys.to_string())
+        .problem
+        .unwrap();
+    assert_eq!(p.kind, ProblemKind::Missing);
+    let other = lethe_core::audit::AuditSigner::generate();
+    let other_keys = PublicKeys::new(&other, &[]).unwrap();
+    let other_keys = json!({ "keys": other_keys.list() }).to_string();
+    assert_eq!(
+        offline(&export, &checkpoints, &other_keys)
+            .problem
+            .unwrap()
+            .kind,
+        ProblemKind::Checkpoint
+    );
+    // The database verifies against the sink, and readiness says so.
+    let verified: Value = get(&app, "/v1/audit/verify").await.json().await.unwrap();
+    assert_eq!(verified["problem"], Value::Null, "{verified}");
+    assert!(verified["checkpoints_checked"].as_u64().unwrap() >= 1);
+    assert_eq!(readyz(&app).await["audit_checkpoints"], "consistent");
+}
+
+#[tokio::test]
+async fn the_checkpoint_endpoints_are_for_auditors() {
+    let app = app().await;
+    for path in ["/v1/audit/checkpoints", "/v1/audit/public-keys"] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn checkpoints_are_made_every_n_entries_in_the_background() {
+    let app = spawn_app_with(Spawn {
+        subjects: 4,
+        days: 1,
+        register_lake: false,
+        configure: Some(|s| s.audit.checkpoint_every_entries = 5),
+        ..Spawn::default()
+    })
+    .await;
+    append(&app, 12).await;
+    let mut made = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        made = app.state.audit.checkpoints().await.unwrap();
+        if made.last().is_some_and(|c| c.seq >= 12) {
+            break;
+        }
+    }
+    let (head, _) = app.state.store.audit_head().await.unwrap();
+    assert!(
+        made.last().is_some_and(|c| c.seq == head),
+        "checkpoint of the head: {made:?}"
+    );
+    assert!(
+        made.windows(2)
+            .all(|w| w[1].prev_checkpoint_hash == w[0].hash)
+    );
+}
+
+/// What a DBA can do first: remove the append-only guard.
+async fn remove_guard(pool: &sqlx::AnyPool, backend: Backend) {
+    let statements: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+        ],
+        Backend::Postgres => &["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+    };
+    for statement in statements {
+        sqlx::query(*statement).execute(pool).await.unwrap();
+    }
+}
+
+async fn exec(pool: &sqlx::AnyPool, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    Update,
+    Delete,
+    Insert,
+    Reorder,
+    Truncate,
+    RewriteChainAndHead,
+}
+
+async fn tamper(app: &TestApp, how: Tamper, all: &[AuditEntry]) {
+    let store = SqlStore::connect(&app.state.settings.database.url, 1)
+        .await
+        .unwrap();
+    let pool = store.pool();
+    remove_guard(pool, store.backend()).await;
+    match how {
+        Tamper::Update => {
+            exec(
+                pool,
+                "UPDATE audit_log SET details = '{\"i\":99}' WHERE seq = 10".into(),
+            )
+            .await
+        }
+        Tamper::Delete => exec(pool, "DELETE FROM audit_log WHERE seq = 10".into()).await,
+        Tamper::Insert => {
+            // Make room at 11 and put a forged entry there that links to entry 10.
+            exec(
+                pool,
+                "UPDATE audit_log SET seq = -(seq + 1) WHERE seq > 10".into(),
+            )
+            .await;
+            exec(pool, "UPDATE audit_log SET seq = -seq WHERE seq < 0".into()).await;
+            exec(
+                pool,
+                "UPDATE audit_head SET seq = seq + 1 WHERE id = 1".into(),
+            )
+            .await;
+            let prev = &all[9];
+            let at = prev.at;
+            let details = json!({"forged": true});
+            let hash = entry_hash(
+                &prev.hash,
+                11,
+                at,
+                "system",
+                "export.downloaded",
+                None,
+                None,
+                &details,
+            );
+            exec(
+                pool,
+                format!(
+                    "INSERT INTO audit_log (seq, at, actor, action, request_id, subject, details, prev_hash, hash) \
+                     VALUES (11, '{}', 'system', 'export.downloaded', NULL, NULL, '{details}', '{}', '{hash}')",
+                    lethe_core::domain::to_db(at),
+                    prev.hash
+                ),
+            )
+            .await;
+        }
+        Tamper::Reorder => {
+            exec(pool, "UPDATE audit_log SET seq = -1 WHERE seq = 10".into()).await;
+            exec(pool, "UPDATE audit_log SET seq = 10 WHERE seq = 11".into()).await;
+            exec(pool, "UPDATE audit_log SET seq = 11 WHERE seq = -1".into()).await;
+        }
+        Tamper::Truncate => {
+            let statement = match store.backend() {
+                Backend::Sqlite => "DELETE FROM audit_log",
+                Backend::Postgres => "TRUNCATE audit_log",
+            };
+            exec(pool, statement.into()).await;
+            exec(
+                pool,
+                format!(
+                    "UPDATE audit_head SET seq = 0, hash = '{}' WHERE id = 1",
+                    lethe_core::audit::GENESIS_HASH
+                ),
+            )
+            .await;
+        }
+        Tamper::RewriteChainAndHead => {
+            // Remove entry 10, renumber the rest, recompute every hash and the head: the chain
+            // in the database is perfect again.
+            let mut rewritten: Vec<AuditEntry> = Vec::new();
+            for e in all.iter().filter(|e| e.seq != 10) {
+                let mut e = e.clone();
+                e.seq = rewritten.len() as i64 + 1;
+                e.prev_hash = rewritten
+                    .last()
+                    .map_or(lethe_core::audit::GENESIS_HASH.to_string(), |p| {
+                        p.hash.clone()
+                    });
+                e.hash = e.computed_hash();
+                rewritten.push(e);
+            }
+            exec(pool, "DELETE FROM audit_log".into()).await;
+            for e in &rewritten {
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, action, request_id, subject, details, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(e.seq)
+                .bind(lethe_core::domain::to_db(e.at))
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.request_id)
+                .bind(&e.subject)
+                .bind(e.details.to_string())
+                .bind(&e.prev_hash)
+                .bind(&e.hash)
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+            let last = rewritten.last().unwrap();
+            exec(
+                pool,
+                format!(
+                    "UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 1",
+                    last.seq, last.hash
+                ),
+            )
+            .await;
+            let db = app
+                .state
+                .store
+                .audit_entries(&AuditFilter::default())
+                .await
+                .unwrap();
+            let (head_seq, head_hash) = app.state.store.audit_head().await.unwrap();
+            assert!(
+                verify_entries(db, Some((head_seq, &head_hash))).is_intact(),
+                "the rewritten chain alone verifies: only the checkpoints can tell"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tampering_by_direct_sql_is_detected_by_the_api_and_offline() {
+    for how in [
+        Tamper::Update,
+        Tamper::Delete,
+        Tamper::Insert,
+        Tamper::Reorder,
+        Tamper::Truncate,
+        Tamper::RewriteChainAndHead,
+    ] {
+        let app = app().await;
+        append(&app, 30).await;
+        let before = export_text(&app).await;
+        assert!(offline(&before, &proof(&app).await.0, &proof(&app).await.1).is_intact());
+        tamper(&app, how, &entries(&before)).await;
+
+        // The API's verification fails, and the mismatch is reported four ways.
+        let report: Value = get(&app, "/v1/audit/verify").await.json().await.unwrap();
+        assert!(!report["problem"].is_null(), "{how:?}: {report}");
+        let ready = readyz(&app).await;
+        assert_eq!(ready["status"], "degraded", "{how:?}: {ready}");
+        assert!(
+            matches!(
+                ready["audit_checkpoints"].as_str(),
+                Some("behind" | "diverged")
+            ),
+            "{how:?}: {ready}"
+        );
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("lethe_audit_checkpoint_mismatch 1"),
+            "{how:?}: {metrics}"
+        );
+        let mismatches = app
+            .state
+            .store
+            .audit_entries(&AuditFilter {
+                action: Some("audit.checkpoint_mismatch".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(mismatches.len(), 1, "{how:?}: audited once");
+
+        // Offline: the export taken now fails against the checkpoints taken now.
+        let after = export_text(&app).await;
+        let (checkpoints, keys) = proof(&app).await;
+        let offline_report = offline(&after, &checkpoints, &keys);
+        assert!(!offline_report.is_intact(), "{how:?}: {offline_report:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_restored_from_an_older_copy_is_detected_at_start() {
+    let app = app().await;
+    append(&app, 5).await;
+    // An older copy of the database: a snapshot on SQLite, a fresh database on PostgreSQL
+    // (which holds even less).
+    let older_url = match app.state.store.backend() {
+        Backend::Sqlite => {
+            let copy = app.data_dir.path().join("backup.db");
+            let store = SqlStore::connect(&app.state.settings.database.url, 1)
+                .await
+                .unwrap();
+            exec(store.pool(), format!("VACUUM INTO '{}'", copy.display())).await;
+            secrecy::SecretString::from(format!("sqlite://{}", copy.display()))
+        }
+        Backend::Postgres => crate::helpers::postgres_database().await.unwrap(),
+    };
+    append(&app, 20).await;
+    let _ = export_text(&app).await; // signs the head
+    let (head, _) = app.state.store.audit_head().await.unwrap();
+    assert!(
+        app.state
+            .audit
+            .checkpoints()
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .seq
+            == head
+    );
+
+    // Start again on the older copy, with the same sink and key.
+    let mut settings = app.state.settings.clone();
+    settings.database.url = older_url;
+    settings.server.port = 0;
+    let restored = Application::build(settings).await.unwrap();
+    let state = restored.state();
+    let comparison = state.audit.comparison();
+    assert_eq!(
+        comparison.state,
+        lethe_service::checkpoints::SinkState::Behind,
+        "{comparison:?}"
+    );
+    let audited = state
+        .store
+        .audit_entries(&AuditFilter {
+            action: Some("audit.checkpoint_mismatch".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].details["state"], "behind");
+    assert_eq!(audited[0].details["last_checkpoint_seq"], head);
+}
