@@ -462,3 +462,80 @@ async fn a_database_restored_from_an_older_copy_is_detected_at_start() {
     assert_eq!(audited[0].details["state"], "behind");
     assert_eq!(audited[0].details["last_checkpoint_seq"], head);
 }
+
+/// Runs `tools/verify_audit.py` with `args`; `None` when Python or its `cryptography` package
+/// is missing (required on CI).
+fn python_verifier(args: &[&std::path::Path], flags: &[&str]) -> Option<(bool, String)> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_audit.py");
+    let on_ci = std::env::var_os("CI").is_some();
+    let mut command = std::process::Command::new("python3");
+    command.arg(&script);
+    for (flag, path) in flags.iter().zip(args) {
+        command.arg(flag).arg(path);
+    }
+    match command.output() {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            if stderr.contains("No module named 'cryptography'") && !on_ci {
+                println!("skipped the Python verifier: the cryptography package is not installed");
+                return None;
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            Some((out.status.success(), format!("{stdout}{stderr}")))
+        }
+        Err(e) if !on_ci => {
+            println!("skipped the Python verifier: python3 not found ({e})");
+            None
+        }
+        Err(e) => panic!("python3 is required on CI: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_python_verifier_accepts_a_real_export_and_catches_one_changed_byte() {
+    let app = app().await;
+    // Details as varied as real ones: floats in every layout, escapes, non-ASCII text.
+    for details in [
+        json!({"elapsed_s": 0.1, "rows_per_s": 123456.789, "tiny": 1.2e-7, "huge": 1e20, "whole": 3.0}),
+        json!({"note": "é – \u{1}\t\"quoted\" / back\\slash", "nested": {"b": [1, {"z": null, "a": true}]}}),
+        json!({"small": 0.00001, "neg": -2.5, "big_int": 9007199254740993_i64}),
+    ] {
+        app.state
+            .store
+            .append_audit(NewAuditEntry::new("system:test", "test.varied").details(details))
+            .await
+            .unwrap();
+    }
+    append(&app, 20).await;
+    let export = export_text(&app).await;
+    let (checkpoints, keys) = proof(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, cps, pubkey) = (
+        dir.path().join("audit.jsonl"),
+        dir.path().join("checkpoints.jsonl"),
+        dir.path().join("audit.pub"),
+    );
+    std::fs::write(&file, &export).unwrap();
+    std::fs::write(&cps, &checkpoints).unwrap();
+    std::fs::write(&pubkey, &keys).unwrap();
+    let flags = ["--file", "--checkpoints", "--public-key"];
+    let Some((ok, out)) = python_verifier(&[&file, &cps, &pubkey], &flags) else {
+        return;
+    };
+    assert!(ok, "the Python verifier accepts the real export: {out}");
+    assert!(out.contains("\"problem\": null"), "{out}");
+
+    // One byte changed in one entry: refused.
+    let changed = export.replacen("test.step", "test.stop", 1);
+    std::fs::write(&file, &changed).unwrap();
+    let (ok, out) = python_verifier(&[&file, &cps, &pubkey], &flags).unwrap();
+    assert!(!ok, "a changed byte is caught: {out}");
+    // The tail cut: refused.
+    let cut: String = export.lines().take(5).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, &cut).unwrap();
+    let (ok, out) = python_verifier(&[&file, &cps, &pubkey], &flags).unwrap();
+    assert!(
+        !ok && out.contains("missing"),
+        "a cut tail is caught: {out}"
+    );
+}
