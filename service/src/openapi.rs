@@ -27,7 +27,7 @@ use crate::routes;
         routes::lifecycle::release_hold,
         routes::deadlines::extend, routes::register::export,
         routes::audit::list, routes::audit::export, routes::audit::verify,
-        routes::audit::checkpoints, routes::audit::public_keys,
+        routes::audit::checkpoints, routes::audit::public_keys, routes::certificates::certificate,
         routes::jobs::list, routes::jobs::get, routes::jobs::retry, routes::jobs::cancel,
         routes::webhooks::create, routes::webhooks::list, routes::webhooks::deactivate,
         routes::webhooks::deliveries, routes::webhooks::retry,

@@ -539,3 +539,109 @@ async fn the_python_verifier_accepts_a_real_export_and_catches_one_changed_byte(
         "a cut tail is caught: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_erasure_gets_a_signed_certificate_that_fails_with_one_byte_changed() {
+    let app = crate::helpers::spawn_app_with(Spawn {
+        subjects: 8,
+        days: 2,
+        ..Spawn::default()
+    })
+    .await;
+    let subject = app.summary.subjects[0].user_id.clone();
+    let token = app.subject_token("erased@example.com", &subject).await;
+    let erasure = app.file_request_ok(&token, "erasure").await;
+    // Not yet completed: no certificate.
+    let early = app
+        .client
+        .get(app.url(&format!("/v1/requests/{erasure}/certificate")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    app.approve(&app.admin_token, &erasure).await;
+    let done = app.wait_until_final(&token, &erasure).await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    let fetch = |who: String| {
+        let app = &app;
+        let erasure = erasure.clone();
+        async move {
+            app.client
+                .get(app.url(&format!("/v1/requests/{erasure}/certificate")))
+                .bearer_auth(who)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The admin may not; the subject and the auditor may.
+    assert_eq!(
+        fetch(app.admin_token.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let response = fetch(app.auditor_token.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = fetch(token.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let certificate: Value = serde_json::from_str(&text).unwrap();
+
+    // What it says, and what it must not hold.
+    assert!(!text.contains(&subject), "no subject id in the certificate");
+    assert!(!text.contains("erased@example.com"));
+    assert_eq!(certificate["kind"], "lethe.erasure_certificate.v1");
+    assert_eq!(certificate["request_id"], erasure.as_str());
+    assert_eq!(certificate["subject_pseudonym"], done["subject_pseudonym"]);
+    assert_eq!(certificate["status"], "completed");
+    assert!(certificate["key_destroyed_at"].is_string());
+    assert_eq!(certificate["rows_removed"], done["result"]["rows_removed"]);
+    let datasets = certificate["datasets"].as_array().unwrap();
+    assert_eq!(datasets[0]["dataset"], "running_events");
+    assert!(
+        datasets[0]["rows_removed"].as_u64().unwrap() > 0,
+        "{certificate}"
+    );
+    assert!(!datasets[0]["files"].as_array().unwrap().is_empty());
+    let audit = &certificate["audit"];
+    let checkpoint_seq = audit["checkpoint"]["seq"].as_i64().unwrap();
+    assert!(checkpoint_seq >= audit["last_seq"].as_i64().unwrap());
+    let checkpoints = parse_checkpoints(&proof(&app).await.0).unwrap();
+    assert!(
+        checkpoints
+            .iter()
+            .any(|c| c.seq == checkpoint_seq && c.hash == audit["checkpoint"]["hash"]),
+        "the covering checkpoint is in the sink"
+    );
+
+    // Verifies with the public keys; one byte changed does not.
+    let keys = PublicKeys::parse(&proof(&app).await.1).unwrap();
+    assert_eq!(
+        lethe_core::audit::verify_document(&certificate, &keys),
+        Ok(())
+    );
+    let changed_text = text.replacen("\"rows_removed\":", "\"rows_removed\":1", 1);
+    let changed: Value = serde_json::from_str(&changed_text).unwrap();
+    assert!(lethe_core::audit::verify_document(&changed, &keys).is_err());
+    let mut one_byte = certificate.clone();
+    let sig = one_byte["request_id"]
+        .as_str()
+        .unwrap()
+        .replacen('-', "_", 1);
+    one_byte["request_id"] = json!(sig);
+    assert!(lethe_core::audit::verify_document(&one_byte, &keys).is_err());
+
+    // The Python verifier agrees.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, pubkey) = (dir.path().join("cert.json"), dir.path().join("audit.pub"));
+    std::fs::write(&cert, &text).unwrap();
+    std::fs::write(&pubkey, proof(&app).await.1).unwrap();
+    let flags = ["--certificate", "--public-key"];
+    if let Some((ok, out)) = python_verifier(&[&cert, &pubkey], &flags) {
+        assert!(ok, "{out}");
+        std::fs::write(&cert, &changed_text).unwrap();
+        let (ok, out) = python_verifier(&[&cert, &pubkey], &flags).unwrap();
+        assert!(!ok, "{out}");
+    }
+}
