@@ -136,6 +136,12 @@ def load_keys(path):
     raw = []
     if text.lstrip().startswith("{"):
         raw = [k["public_key"] for k in json.loads(text)["keys"]]
+    elif "-----BEGIN PUBLIC KEY-----" in text:
+        for block in text.split("-----BEGIN PUBLIC KEY-----")[1:]:
+            der = base64.b64decode("".join(block.split("-----END PUBLIC KEY-----")[0].split()))
+            if len(der) != 44 or der[:12] != bytes.fromhex("302a300506032b6570032100"):
+                raise ValueError("PEM is not an Ed25519 public key")
+            raw.append(base64.b64encode(der[12:]).decode())
     else:
         raw = [line.strip() for line in text.splitlines() if line.strip()]
     keys = {}

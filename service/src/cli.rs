@@ -132,6 +132,10 @@ pub enum AuditCommand {
         #[arg(long, requires = "checkpoints")]
         range: bool,
     },
+    /// Print the audit public keys (JSON, as `GET /v1/audit/public-keys`) from the configured
+    /// signing key and `audit.previous_public_keys`, without the database: hand them to
+    /// auditors through a channel other than the API.
+    PublicKeys,
     /// Verify a signed erasure certificate (`GET /v1/requests/{id}/certificate`) offline.
     /// Exit code 0 when the signature holds, 1 when not.
     VerifyCertificate {
@@ -180,6 +184,9 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Audit {
             command: AuditCommand::VerifyCertificate { file, public_key },
         } => verify_certificate(file, public_key),
+        Command::Audit {
+            command: AuditCommand::PublicKeys,
+        } => print_public_keys(&settings),
         Command::Keys {
             command: KeysCommand::RotateKek { new_kek_file },
         } => rotate_kek(settings, new_kek_file).await,
@@ -435,4 +442,14 @@ fn verify_certificate(file: PathBuf, public_key: PathBuf) -> anyhow::Result<Exit
             ExitCode::from(1)
         }
     })
+}
+
+/// Prints the audit public keys of the configured signing key (generated if missing).
+fn print_public_keys(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let audit = crate::checkpoints::AuditCheckpoints::from_settings(settings)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "keys": audit.public_keys().list() }))?
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -199,6 +199,10 @@ pub struct PublicKeyInfo {
     pub algorithm: String,
     /// The 32 bytes of the public key, base64 (standard alphabet, padded).
     pub public_key: String,
+    /// The same key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo, RFC 8410), for tools such as
+    /// `openssl pkey -pubin`.
+    #[serde(default)]
+    pub public_key_pem: String,
     /// Whether this is the key signing new checkpoints and certificates.
     pub current: bool,
 }
@@ -254,6 +258,24 @@ impl PublicKeys {
                 }
                 keys.insert(key, info.current);
             }
+        } else if text.contains("-----BEGIN PUBLIC KEY-----") {
+            for block in text.split("-----BEGIN PUBLIC KEY-----").skip(1) {
+                let body = block
+                    .split("-----END PUBLIC KEY-----")
+                    .next()
+                    .unwrap_or_default();
+                let der: String = body.split_whitespace().collect();
+                let der = BASE64
+                    .decode(der)
+                    .map_err(|_| SigningError::InvalidPublicKey("PEM is not base64".into()))?;
+                let raw = der
+                    .strip_prefix(ED25519_SPKI_PREFIX.as_slice())
+                    .filter(|raw| raw.len() == 32)
+                    .ok_or_else(|| {
+                        SigningError::InvalidPublicKey("PEM is not an Ed25519 public key".into())
+                    })?;
+                keys.insert(parse_public_key(&BASE64.encode(raw))?, false);
+            }
         } else {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 keys.insert(parse_public_key(line)?, false);
@@ -274,6 +296,7 @@ impl PublicKeys {
                 key_id: id.clone(),
                 algorithm: "Ed25519".into(),
                 public_key: BASE64.encode(key.as_bytes()),
+                public_key_pem: to_pem(key),
                 current: *current,
             })
             .collect();
@@ -298,6 +321,20 @@ impl PublicKeys {
         key.verify_strict(message, &signature)
             .map_err(|_| format!("signature does not verify with key {key_id}"))
     }
+}
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4): the 32 key bytes follow.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+fn to_pem(key: &VerifyingKey) -> String {
+    let mut der = ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(key.as_bytes());
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        BASE64.encode(der)
+    )
 }
 
 fn parse_public_key(text: &str) -> Result<VerifyingKey, SigningError> {
@@ -359,5 +396,8 @@ mod tests {
         let parsed = PublicKeys::parse(&text).unwrap();
         let sig = old.sign(b"m");
         assert!(parsed.verify(old.key_id(), b"m", &sig).is_ok());
+        // The PEM form reads back too.
+        let pem = PublicKeys::parse(&list[1].public_key_pem).unwrap();
+        assert!(pem.verify(old.key_id(), b"m", &sig).is_ok());
     }
 }

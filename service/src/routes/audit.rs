@@ -183,7 +183,9 @@ pub async fn checkpoints(
 /// compare the key ids with ones obtained through another channel (e.g. from the DPO).
 #[utoipa::path(get, path = "/v1/audit/public-keys", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = PublicKeyList, example = json!({"keys": [{"key_id": "3f2a9c0d1b7e4a55",
-            "algorithm": "Ed25519", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", "current": true}]})),
+            "algorithm": "Ed25519", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+            "public_key_pem": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n",
+            "current": true}]})),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/audit/public-keys")]
 pub async fn public_keys(
