@@ -210,10 +210,12 @@ impl AuditCheckpoints {
                 (c.seq, c.entry_hash.clone())
             });
         let mut newest: Option<AuditEntry> = None;
+        // Small pages: each read holds a pooled connection only briefly, so requests being
+        // served at the same time do not wait for one.
         let mut filter = AuditFilter {
             after_seq: Some(prev_seq),
             until_seq: Some(head_seq),
-            limit: Some(10_000),
+            limit: Some(250),
             ..Default::default()
         };
         loop {
