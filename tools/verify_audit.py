@@ -4,7 +4,7 @@
 Needs Python 3.9+ and the `cryptography` package (Ed25519); nothing of Lethe.
 The formats are described in docs/audit.md.
 
-    verify_audit.py --file audit.jsonl --checkpoints checkpoints.jsonl --public-key audit.pub [--range]
+    verify_audit.py --file audit.jsonl --checkpoints checkpoints.jsonl --public-key audit.pub [--range | --strict]
     verify_audit.py --file audit.jsonl                # chain links only: cannot see a cut tail
     verify_audit.py --certificate cert.json --public-key audit.pub
 
@@ -191,7 +191,7 @@ def verify_checkpoints(checkpoints, keys):
         prev = cp
 
 
-def verify_export(entries, checkpoints, keys, whole):
+def verify_export(entries, checkpoints, keys, whole, strict=False):
     """Returns the last entry seq covered by a matching checkpoint; raises Problem."""
     first = entries[0] if entries else None
     last_seq = entries[-1]["seq"] if entries else 0
@@ -219,7 +219,7 @@ def verify_export(entries, checkpoints, keys, whole):
             raise Problem(cp["seq"], "altered", f"entry {cp['seq']} differs from signed checkpoint {cp['n']}")
         if cp["seq"] >= first_seq:
             anchored = cp["seq"]
-    if whole and last_seq > (anchored or 0):
+    if whole and strict and last_seq > (anchored or 0):
         raise Problem((anchored or 0) + 1, "unanchored",
                       f"entries {(anchored or 0) + 1}..{last_seq} come after the last signed checkpoint")
     return anchored
@@ -238,6 +238,8 @@ def main():
     ap.add_argument("--checkpoints", help="signed checkpoints (JSON Lines)")
     ap.add_argument("--public-key", help="public keys (GET /v1/audit/public-keys, or base64 lines)")
     ap.add_argument("--range", action="store_true", help="the export is a slice, not the whole log")
+    ap.add_argument("--strict", action="store_true",
+                    help="a whole-log export must end exactly at the last checkpoint (nothing unsigned)")
     ap.add_argument("--certificate", help="an erasure certificate (JSON) to verify")
     args = ap.parse_args()
     try:
@@ -268,7 +270,7 @@ def main():
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        anchored = verify_export(entries, checkpoints, keys, whole=not args.range)
+        anchored = verify_export(entries, checkpoints, keys, whole=not args.range, strict=args.strict)
     except (KeyError, TypeError, ValueError) as e:
         print(json.dumps({"entries_checked": len(entries), "problem": {"kind": "malformed", "detail": str(e)}}))
         return 1
@@ -280,6 +282,9 @@ def main():
                       "checkpoints_checked": len(checkpoints or []), "anchored_through_seq": anchored}))
     if checkpoints is None:
         print("warning: without --checkpoints only the links are checked; a cut tail is not seen", file=sys.stderr)
+    elif entries and entries[-1]["seq"] > (anchored or 0):
+        print(f"warning: entries {(anchored or 0) + 1}..{entries[-1]['seq']} come after the last signed "
+              "checkpoint: no signature covers them (download the checkpoints after the export)", file=sys.stderr)
     return 0
 
 

@@ -129,8 +129,12 @@ pub enum AuditCommand {
         public_key: Option<PathBuf>,
         /// The export is a slice (a time range or other filter), not the whole log: verify it
         /// against the checkpoints it spans, without requiring entries up to the last one.
-        #[arg(long, requires = "checkpoints")]
+        #[arg(long, requires = "checkpoints", conflicts_with = "strict")]
         range: bool,
+        /// A whole-log export must end exactly at the last checkpoint: nothing unsigned (true of
+        /// `GET /v1/audit/export` when the checkpoints are downloaded right after it).
+        #[arg(long, requires = "checkpoints")]
+        strict: bool,
     },
     /// Print the audit public keys (JSON, as `GET /v1/audit/public-keys`) from the configured
     /// signing key and `audit.previous_public_keys`, without the database: hand them to
@@ -179,8 +183,9 @@ pub async fn run(args: Args) -> ExitCode {
                     checkpoints,
                     public_key,
                     range,
+                    strict,
                 },
-        } => audit_verify(settings, file, checkpoints, public_key, range).await,
+        } => audit_verify(settings, file, checkpoints, public_key, range, strict).await,
         Command::Audit {
             command: AuditCommand::VerifyCertificate { file, public_key },
         } => verify_certificate(file, public_key),
@@ -372,6 +377,7 @@ async fn audit_verify(
     checkpoints: Option<PathBuf>,
     public_key: Option<PathBuf>,
     range: bool,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let report = match file {
         Some(path) => {
@@ -393,12 +399,21 @@ async fn audit_verify(
                         .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoints.display()))?;
                     let keys = PublicKeys::parse(&read_text(&public_key)?)
                         .with_context(|| public_key.display().to_string())?;
-                    let scope = if range {
-                        ExportScope::Range
-                    } else {
-                        ExportScope::Whole
+                    let scope = match (range, strict) {
+                        (true, _) => ExportScope::Range,
+                        (false, true) => ExportScope::WholeAnchored,
+                        (false, false) => ExportScope::Whole,
                     };
-                    verify_with_checkpoints(entries, &checkpoints, &keys, scope)
+                    let last = entries.last().map_or(0, |e| e.seq);
+                    let report = verify_with_checkpoints(entries, &checkpoints, &keys, scope);
+                    let anchored = report.anchored_through_seq.unwrap_or(0);
+                    if report.is_intact() && last > anchored {
+                        eprintln!(
+                            "warning: entries {}..{last} come after the last signed checkpoint: no signature covers them (download the checkpoints after the export)",
+                            anchored + 1
+                        );
+                    }
+                    report
                 }
                 _ => {
                     eprintln!(

@@ -196,9 +196,14 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportScope {
     /// The whole log (`GET /v1/audit/export` without filters): it must start at entry 1 and
-    /// end exactly at the last checkpoint given, so a cut-off tail and appended entries are
-    /// both caught.
+    /// hold every entry up to the last checkpoint given, so a cut-off tail is caught. Entries
+    /// after the last checkpoint are allowed (no signature covers them yet); the report's
+    /// `anchored_through_seq` says where the signed part ends.
     Whole,
+    /// [`ExportScope::Whole`], and the export must end exactly at the last checkpoint: nothing
+    /// unsigned (an export from `GET /v1/audit/export` always does, when the checkpoints are
+    /// downloaded right after it), so an entry appended to it is caught too.
+    WholeAnchored,
     /// A slice (a time range): verified against the checkpoints whose entry it holds (and one
     /// signing the entry just before its first); entries after the last of them are reported
     /// unanchored in `anchored_through_seq`, not as a problem.
@@ -208,8 +213,8 @@ pub enum ExportScope {
 /// Verifies an export against signed checkpoints: the checkpoints' own chain and signatures
 /// ([`verify_checkpoints`]), the entries' chain ([`verify_entries`]), and every checkpoint
 /// that signs an entry of the export must name that entry's hash. With
-/// [`ExportScope::Whole`], entries up to the last checkpoint must all be present and none may
-/// follow it.
+/// [`ExportScope::Whole`], entries up to the last checkpoint must all be present; with
+/// [`ExportScope::WholeAnchored`], none may follow it either.
 pub fn verify_with_checkpoints(
     entries: Vec<AuditEntry>,
     checkpoints: &[Checkpoint],
@@ -269,7 +274,7 @@ pub fn verify_with_checkpoints(
                     anchored,
                 );
             }
-            None if scope == ExportScope::Whole && cp.seq > last_seq => {
+            None if scope != ExportScope::Range && cp.seq > last_seq => {
                 let detail = format!(
                     "signed checkpoint {} covers entry {} but the export ends at entry {last_seq}: entries {}..{} were removed",
                     cp.n,
@@ -286,7 +291,7 @@ pub fn verify_with_checkpoints(
             None => {}
         }
     }
-    if scope == ExportScope::Whole && last_seq > anchored.unwrap_or(0) {
+    if scope == ExportScope::WholeAnchored && last_seq > anchored.unwrap_or(0) {
         let from = anchored.unwrap_or(0) + 1;
         let detail = format!(
             "entries {from}..{last_seq} come after the last signed checkpoint: no signature covers them (download the checkpoints after the export)"
@@ -433,7 +438,16 @@ mod tests {
         extra.prev_hash = last.hash.clone();
         extra.hash = extra.computed_hash();
         appended.push(extra);
-        let p = check(appended).problem.unwrap();
+        let lenient = check(appended.clone());
+        assert!(lenient.is_intact(), "{lenient:?}");
+        assert_eq!(
+            lenient.anchored_through_seq,
+            Some(120),
+            "the signed part ends before it"
+        );
+        let p = verify_with_checkpoints(appended, &cps, &keys, ExportScope::WholeAnchored)
+            .problem
+            .unwrap();
         assert_eq!(p.kind, ProblemKind::Unanchored);
     }
 

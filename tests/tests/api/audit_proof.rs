@@ -76,7 +76,7 @@ fn offline(export: &str, checkpoints: &str, keys: &str) -> lethe_core::audit::Ve
         entries(export),
         &parse_checkpoints(checkpoints).unwrap(),
         &PublicKeys::parse(keys).unwrap(),
-        ExportScope::Whole,
+        ExportScope::WholeAnchored,
     )
 }
 
