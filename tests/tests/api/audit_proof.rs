@@ -645,3 +645,124 @@ async fn a_completed_erasure_gets_a_signed_certificate_that_fails_with_one_byte_
         assert!(!ok, "{out}");
     }
 }
+
+#[tokio::test]
+async fn a_time_range_export_verifies_against_the_checkpoints_it_spans() {
+    let app = spawn_app_with(Spawn {
+        subjects: 4,
+        days: 1,
+        register_lake: false,
+        configure: Some(|s| s.audit.checkpoint_every_entries = 10),
+        ..Spawn::default()
+    })
+    .await;
+    for _ in 0..4 {
+        append(&app, 10).await;
+        app.state
+            .audit
+            .checkpoint_now(app.state.store.as_ref())
+            .await
+            .unwrap();
+    }
+    let all = entries(&export_text(&app).await);
+    let (from, to) = (all[11].at, all[36].at);
+    let response = app
+        .client
+        .get(app.url("/v1/audit/export"))
+        .bearer_auth(&app.auditor_token)
+        .query(&[("from", from.to_rfc3339()), ("to", to.to_rfc3339())])
+        .send()
+        .await
+        .unwrap();
+    let range = response.text().await.unwrap();
+    let slice = entries(&range);
+    assert!(slice.first().unwrap().seq > 1 && slice.len() < all.len());
+    let (checkpoints, keys) = proof(&app).await;
+    let (checkpoints, keys) = (
+        parse_checkpoints(&checkpoints).unwrap(),
+        PublicKeys::parse(&keys).unwrap(),
+    );
+    let report = verify_with_checkpoints(slice.clone(), &checkpoints, &keys, ExportScope::Range);
+    assert!(report.is_intact(), "{report:?}");
+    let spanned: Vec<i64> = checkpoints
+        .iter()
+        .map(|c| c.seq)
+        .filter(|s| (slice[0].seq..=slice.last().unwrap().seq).contains(s))
+        .collect();
+    assert!(!spanned.is_empty());
+    assert_eq!(report.anchored_through_seq, spanned.last().copied());
+    // Any entry changed inside the slice up to its last checkpoint fails.
+    for i in 0..slice.len() {
+        if slice[i].seq > *spanned.last().unwrap() {
+            break;
+        }
+        let mut changed = slice.clone();
+        changed[i].actor = "someone else".into();
+        changed[i].hash = changed[i].computed_hash();
+        let mut prev = changed[i].hash.clone();
+        for e in changed.iter_mut().skip(i + 1) {
+            e.prev_hash = prev;
+            e.hash = e.computed_hash();
+            prev = e.hash.clone();
+        }
+        assert!(
+            !verify_with_checkpoints(changed, &checkpoints, &keys, ExportScope::Range).is_intact(),
+            "rewritten from entry {}",
+            slice[i].seq
+        );
+    }
+    // As a whole-log export it is refused: it does not start at entry 1.
+    assert!(!verify_with_checkpoints(slice, &checkpoints, &keys, ExportScope::Whole).is_intact());
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_old_checkpoints_still_verify_with_the_kept_public_key() {
+    let app = app().await;
+    append(&app, 10).await;
+    let _ = export_text(&app).await; // checkpoint 1 under the first key
+    let old_keys = PublicKeys::parse(&proof(&app).await.1).unwrap();
+    let old_public = old_keys.list()[0].public_key.clone();
+
+    // Restart with a new signing key and the old public key kept.
+    let mut settings = app.state.settings.clone();
+    settings.server.port = 0;
+    settings.audit.signing_key = Some(secrecy::SecretString::from(
+        "bmV3LWF1ZGl0LXNpZ25pbmcta2V5LWZvci10ZXN0cyE=".to_string(),
+    ));
+    settings.audit.previous_public_keys = vec![old_public.clone()];
+    let rotated = Application::build(settings).await.unwrap();
+    let state = rotated.state();
+    assert_eq!(
+        state.audit.comparison().state,
+        lethe_service::checkpoints::SinkState::Consistent
+    );
+    append(&app, 5).await;
+    let second = state
+        .audit
+        .checkpoint_now(state.store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.n, 2);
+    assert_ne!(second.key_id, old_keys.list()[0].key_id);
+    let list = state.audit.public_keys().list();
+    assert_eq!(list.len(), 2);
+    assert!(list[0].current && list[1].public_key == old_public);
+    let keys = PublicKeys::parse(&json!({ "keys": list }).to_string()).unwrap();
+    let checkpoints = state.audit.checkpoints().await.unwrap();
+    let all = app
+        .state
+        .store
+        .audit_entries(&AuditFilter {
+            until_seq: Some(second.seq),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let report =
+        verify_with_checkpoints(all.clone(), &checkpoints, &keys, ExportScope::WholeAnchored);
+    assert!(report.is_intact(), "{report:?}");
+    // Without the old key the first checkpoint no longer verifies.
+    let only_new = PublicKeys::parse(&list[0].public_key).unwrap();
+    assert!(!verify_with_checkpoints(all, &checkpoints, &only_new, ExportScope::Whole).is_intact());
+}
