@@ -33,11 +33,13 @@ pub const CERTIFICATE_KIND: &str = "lethe.erasure_certificate.v1";
             "issued_at": "2026-01-08T12:00:00.000000Z",
             "datasets": [{"dataset": "running_events", "format": "hive_parquet", "files_scanned": 360,
                 "files_rewritten": 2, "rows_removed": 31,
-                "files": ["date=2025-01-07/region=EU/part-0001.parquet", "date=2025-01-08/region=EU/part-0001.parquet"]}],
+                "files": [{"file": "date=2025-01-07/region=EU/part-0001.parquet",
+                    "before": {"size": 134217728, "e_tag": "\"9b2cf535f27731c974343645a3985328\""},
+                    "after": {"size": 134201344, "e_tag": "\"5d41402abc4b2a76b9719d911017c592\""}}]}],
             "legal_holds_respected": [],
             "audit": {"first_seq": 812, "last_seq": 819, "entries": 8,
                 "checkpoint": {"n": 4, "seq": 820, "hash": "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"}},
-            "not_recorded": ["per-file SHA-256 or ETag and size before and after the rewrite"],
+            "not_recorded": ["a SHA-256 of each file's content (each file's size and ETag, as the object store reports them, are given instead)"],
             "key_id": "3f2a9c0d1b7e4a55",
             "hash": "9b1f0e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff",
             "signature": "q0b3…base64 of 64 bytes…=="})),
@@ -132,7 +134,9 @@ fn certificate_body(
                 "files_scanned": d["files_scanned"],
                 "files_rewritten": d["files_rewritten"],
                 "rows_removed": d["rows_removed"],
-                "files": d["rewritten"],
+                // Each file with its size and ETag before and after the rewrite, where the
+                // erasure recorded them (erasures run before this was recorded list names only).
+                "files": if d["files"].is_array() { d["files"].clone() } else { d["rewritten"].clone() },
             })
         })
         .collect();
@@ -157,7 +161,7 @@ fn certificate_body(
             "checkpoint": checkpoint.map(|c| json!({ "n": c.n, "seq": c.seq, "hash": c.hash })),
         },
         "not_recorded": [
-            "per-file SHA-256 or ETag and size before and after the rewrite (the rewrite does not report them yet)"
+            "a SHA-256 of each file's content (each file's size and ETag, as the object store reports them, are given instead)"
         ],
     })
 }

@@ -603,7 +603,26 @@ async fn a_completed_erasure_gets_a_signed_certificate_that_fails_with_one_byte_
         datasets[0]["rows_removed"].as_u64().unwrap() > 0,
         "{certificate}"
     );
-    assert!(!datasets[0]["files"].as_array().unwrap().is_empty());
+    let files = datasets[0]["files"].as_array().unwrap();
+    assert!(!files.is_empty());
+    for file in files {
+        let (before, after) = (&file["before"], &file["after"]);
+        assert!(
+            file["file"].as_str().unwrap().ends_with(".parquet"),
+            "{file}"
+        );
+        assert!(
+            before["size"].as_u64().unwrap() > after["size"].as_u64().unwrap(),
+            "{file}"
+        );
+        assert!(
+            before["e_tag"].is_string() && after["e_tag"] != before["e_tag"],
+            "{file}"
+        );
+        // The size after is the file in the lake now.
+        let on_disk = std::fs::metadata(app.lake.join(file["file"].as_str().unwrap())).unwrap();
+        assert_eq!(after["size"].as_u64().unwrap(), on_disk.len());
+    }
     let audit = &certificate["audit"];
     let checkpoint_seq = audit["checkpoint"]["seq"].as_i64().unwrap();
     assert!(checkpoint_seq >= audit["last_seq"].as_i64().unwrap());
