@@ -472,6 +472,9 @@ impl AuditCheckpoints {
         mut stop: watch::Receiver<bool>,
     ) {
         let period = self.every.min(Duration::from_secs(1));
+        // A sink that stays unreachable is logged when the error changes and once a minute,
+        // not on every poll.
+        let mut last_warning: Option<(String, Instant)> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -483,8 +486,18 @@ impl AuditCheckpoints {
             if self.comparison().state.is_mismatch() {
                 continue;
             }
-            if let Err(e) = self.tick(store.as_ref()).await {
-                tracing::warn!(error = %format!("{e:#}"), "making an audit checkpoint failed");
+            match self.tick(store.as_ref()).await {
+                Ok(_) => last_warning = None,
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    let repeat = last_warning.as_ref().is_some_and(|(previous, at)| {
+                        *previous == error && at.elapsed() < Duration::from_secs(60)
+                    });
+                    if !repeat {
+                        tracing::warn!(%error, "making an audit checkpoint failed");
+                        last_warning = Some((error, Instant::now()));
+                    }
+                }
             }
         }
         // A last checkpoint of what was appended, so a clean stop leaves nothing unsigned.
