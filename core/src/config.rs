@@ -31,6 +31,94 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// The privacy-request lifecycle: approval policy, cooling-off, export expiry.
     pub requests: RequestSettings,
+    /// Signed checkpoints of the audit log and where they are kept.
+    pub audit: AuditSettings,
+}
+
+/// Signed audit checkpoints (`[audit]`): how often the chain's head is signed, with which
+/// key, and where the checkpoints are written outside the database.
+#[derive(Clone, Deserialize)]
+pub struct AuditSettings {
+    /// Where checkpoints are written: a folder or an object store URL (e.g.
+    /// `s3://bucket/lethe-audit`, ideally a bucket with S3 Object Lock and a default
+    /// retention). Default `<data_dir>/audit-checkpoints`. Every replica must use the same.
+    pub checkpoint_url: Option<String>,
+    /// A checkpoint is made once this many entries were appended since the last one (default
+    /// 1,000).
+    pub checkpoint_every_entries: u64,
+    /// …or once this many seconds passed since the last one and entries were appended
+    /// (default 60).
+    pub checkpoint_every_s: u64,
+    /// The Ed25519 signing key as base64 of its 32-byte seed (`LETHE__AUDIT__SIGNING_KEY`).
+    /// Wins over `signing_key_file`.
+    pub signing_key: Option<SecretString>,
+    /// A file holding the signing key (one line of base64, mode 0600). Default
+    /// `<data_dir>/audit-signing.key`, generated on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// Public keys (base64 of 32 bytes) of earlier signing keys, kept so that checkpoints and
+    /// certificates they signed still verify after a rotation. In the environment, one string
+    /// with the keys separated by commas.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub previous_public_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for AuditSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSettings")
+            .field("checkpoint_url", &self.checkpoint_url)
+            .field("checkpoint_every_entries", &self.checkpoint_every_entries)
+            .field("checkpoint_every_s", &self.checkpoint_every_s)
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "***"))
+            .field("signing_key_file", &self.signing_key_file)
+            .field("previous_public_keys", &self.previous_public_keys)
+            .finish()
+    }
+}
+
+impl AuditSettings {
+    /// The checkpoint sink: `checkpoint_url`, or the absolute `<data_dir>/audit-checkpoints`.
+    pub fn checkpoint_location(&self, data_dir: &Path) -> String {
+        match &self.checkpoint_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let dir = data_dir.join("audit-checkpoints");
+                std::path::absolute(&dir)
+                    .unwrap_or(dir)
+                    .display()
+                    .to_string()
+            }
+        }
+    }
+
+    /// The signing key file: `signing_key_file`, or `<data_dir>/audit-signing.key`.
+    pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit-signing.key"))
+    }
+}
+
+/// Reads a list of strings either as a list or as one comma-separated string (the form an
+/// environment variable can hold).
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// How an approval policy treats a request type.
@@ -519,6 +607,10 @@ timeout_s = 10
 retry_base_ms = 10000
 retry_max_s = 3600
 
+[audit]
+checkpoint_every_entries = 1000
+checkpoint_every_s = 60
+
 [requests]
 access_approval = "review"
 erasure_approval = "review"
@@ -673,6 +765,39 @@ mod tests {
         let file = dir.path().join("lethe.toml");
         std::fs::write(&file, text).unwrap();
         Settings::load_with_env(Some(&file), Some(Default::default()))
+    }
+
+    #[test]
+    fn audit_checkpoints_default_to_the_data_dir_and_read_the_environment() {
+        let s = Settings::load_with_env(None, Some(Default::default())).unwrap();
+        assert_eq!(s.audit.checkpoint_every_entries, 1000);
+        assert_eq!(s.audit.checkpoint_every_s, 60);
+        assert!(s.audit.previous_public_keys.is_empty());
+        assert!(
+            s.audit
+                .checkpoint_location(Path::new("/d"))
+                .ends_with("/d/audit-checkpoints")
+        );
+        assert_eq!(
+            s.audit.signing_key_path(Path::new("/d")),
+            PathBuf::from("/d/audit-signing.key")
+        );
+        let env = [
+            ("LETHE__AUDIT__CHECKPOINT_URL", "s3://bucket/audit"),
+            ("LETHE__AUDIT__CHECKPOINT_EVERY_ENTRIES", "50"),
+            ("LETHE__AUDIT__PREVIOUS_PUBLIC_KEYS", "a2V5MQ==, a2V5Mg=="),
+        ];
+        let env = env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let s = Settings::load_with_env(None, Some(env)).unwrap();
+        assert_eq!(
+            s.audit.checkpoint_location(Path::new("/d")),
+            "s3://bucket/audit"
+        );
+        assert_eq!(s.audit.checkpoint_every_entries, 50);
+        assert_eq!(s.audit.previous_public_keys, ["a2V5MQ==", "a2V5Mg=="]);
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lethe_core::audit::{AuditEntry, NewAuditEntry, verify_entries};
+use lethe_core::audit::{
+    AuditEntry, ExportScope, NewAuditEntry, PublicKeys, parse_checkpoints, verify_document,
+    verify_entries, verify_with_checkpoints,
+};
 use lethe_core::config::Settings;
 use lethe_core::domain::{Email, Role};
 use lethe_core::store::NewUser;
@@ -110,12 +113,42 @@ pub enum TokenCommand {
 /// Audit commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain: of the database (default) or of an exported JSON Lines file.
-    /// Exit code 0 when intact, 1 when broken (the first bad entry is named).
+    /// Verify the hash chain: of the database (default, also against the external
+    /// checkpoints) or of an exported JSON Lines file (offline; with `--checkpoints` and
+    /// `--public-key`, against the signed checkpoints). Exit code 0 when intact, 1 when broken
+    /// (the first bad entry is named).
     Verify {
         /// An export from `GET /v1/audit/export` to verify offline.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The signed checkpoints (`GET /v1/audit/checkpoints`, downloaded after the export).
+        #[arg(long, requires = "file", requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public keys (`GET /v1/audit/public-keys`, or one base64 key per line).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
+        /// The export is a slice (a time range or other filter), not the whole log: verify it
+        /// against the checkpoints it spans, without requiring entries up to the last one.
+        #[arg(long, requires = "checkpoints", conflicts_with = "strict")]
+        range: bool,
+        /// A whole-log export must end exactly at the last checkpoint: nothing unsigned (true of
+        /// `GET /v1/audit/export` when the checkpoints are downloaded right after it).
+        #[arg(long, requires = "checkpoints")]
+        strict: bool,
+    },
+    /// Print the audit public keys (JSON, as `GET /v1/audit/public-keys`) from the configured
+    /// signing key and `audit.previous_public_keys`, without the database: hand them to
+    /// auditors through a channel other than the API.
+    PublicKeys,
+    /// Verify a signed erasure certificate (`GET /v1/requests/{id}/certificate`) offline.
+    /// Exit code 0 when the signature holds, 1 when not.
+    VerifyCertificate {
+        /// The certificate (JSON).
+        #[arg(long)]
+        file: PathBuf,
+        /// The public keys (`GET /v1/audit/public-keys`, or one base64 key per line).
+        #[arg(long)]
+        public_key: PathBuf,
     },
 }
 
@@ -144,8 +177,21 @@ pub async fn run(args: Args) -> ExitCode {
             command: TokenCommand::Create { name },
         } => create_token(settings, name).await,
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit_verify(settings, file).await,
+            command:
+                AuditCommand::Verify {
+                    file,
+                    checkpoints,
+                    public_key,
+                    range,
+                    strict,
+                },
+        } => audit_verify(settings, file, checkpoints, public_key, range, strict).await,
+        Command::Audit {
+            command: AuditCommand::VerifyCertificate { file, public_key },
+        } => verify_certificate(file, public_key),
+        Command::Audit {
+            command: AuditCommand::PublicKeys,
+        } => print_public_keys(&settings),
         Command::Keys {
             command: KeysCommand::RotateKek { new_kek_file },
         } => rotate_kek(settings, new_kek_file).await,
@@ -321,11 +367,21 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn audit_verify(
+    settings: Settings,
+    file: Option<PathBuf>,
+    checkpoints: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+    range: bool,
+    strict: bool,
+) -> anyhow::Result<ExitCode> {
     let report = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = read_text(&path)?;
             let mut entries = Vec::new();
             for (i, line) in text
                 .lines()
@@ -337,11 +393,39 @@ async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Resu
                 })?;
                 entries.push(entry);
             }
-            verify_entries(entries, None)
+            match (checkpoints, public_key) {
+                (Some(checkpoints), Some(public_key)) => {
+                    let checkpoints = parse_checkpoints(&read_text(&checkpoints)?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoints.display()))?;
+                    let keys = PublicKeys::parse(&read_text(&public_key)?)
+                        .with_context(|| public_key.display().to_string())?;
+                    let scope = match (range, strict) {
+                        (true, _) => ExportScope::Range,
+                        (false, true) => ExportScope::WholeAnchored,
+                        (false, false) => ExportScope::Whole,
+                    };
+                    let last = entries.last().map_or(0, |e| e.seq);
+                    let report = verify_with_checkpoints(entries, &checkpoints, &keys, scope);
+                    let anchored = report.anchored_through_seq.unwrap_or(0);
+                    if report.is_intact() && last > anchored {
+                        eprintln!(
+                            "warning: entries {}..{last} come after the last signed checkpoint: no signature covers them (download the checkpoints after the export)",
+                            anchored + 1
+                        );
+                    }
+                    report
+                }
+                _ => {
+                    eprintln!(
+                        "warning: without --checkpoints and --public-key only the links between entries are checked; a cut-off tail or a rewritten chain cannot be detected"
+                    );
+                    verify_entries(entries, None)
+                }
+            }
         }
         None => {
             let state = open_state(&settings).await?;
-            crate::routes::audit::verify_store(state.store.as_ref()).await?
+            state.audit.verify_store(state.store.as_ref()).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -355,4 +439,32 @@ async fn audit_verify(settings: Settings, file: Option<PathBuf>) -> anyhow::Resu
             ExitCode::from(1)
         }
     })
+}
+
+/// Verifies a signed erasure certificate against the public keys.
+fn verify_certificate(file: PathBuf, public_key: PathBuf) -> anyhow::Result<ExitCode> {
+    let document: serde_json::Value = serde_json::from_str(&read_text(&file)?)
+        .with_context(|| format!("{}: not JSON", file.display()))?;
+    let keys = PublicKeys::parse(&read_text(&public_key)?)
+        .with_context(|| public_key.display().to_string())?;
+    Ok(match verify_document(&document, &keys) {
+        Ok(()) => {
+            eprintln!("certificate signature valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("certificate INVALID: {e}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// Prints the audit public keys of the configured signing key (generated if missing).
+fn print_public_keys(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let audit = crate::checkpoints::AuditCheckpoints::from_settings(settings)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "keys": audit.public_keys().list() }))?
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -221,9 +221,15 @@ Walk an erasure through (needs curl and jq):
   curl -s -X POST {base}/v1/requests/$ERASE/approve -H "authorization: Bearer $ADMIN" | jq .status
   sleep 3; curl -s {base}/v1/requests/$ERASE -H "authorization: Bearer $SUBJECT" | jq '{{status, result}}'
 
-  # the auditor exports the hash-chained log and verifies it offline
+  # the subject's signed erasure certificate
+  curl -s {base}/v1/requests/$ERASE/certificate -H "authorization: Bearer $SUBJECT" -o certificate.json
+
+  # the auditor exports the hash-chained log with its signed checkpoints and verifies it offline
   curl -s {base}/v1/audit/export -H "authorization: Bearer $AUDITOR" -o audit.jsonl
-  ./target/release/lethe-service audit verify --file audit.jsonl
+  curl -s {base}/v1/audit/checkpoints -H "authorization: Bearer $AUDITOR" -o checkpoints.jsonl
+  curl -s {base}/v1/audit/public-keys -H "authorization: Bearer $AUDITOR" -o audit.pub
+  ./target/release/lethe-service audit verify --file audit.jsonl --checkpoints checkpoints.jsonl --public-key audit.pub
+  python3 tools/verify_audit.py --certificate certificate.json --public-key audit.pub
 
 Credentials are kept in {creds}.
 "#,

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod checkpoints;
 pub mod cli;
 pub mod demo;
 pub mod error;

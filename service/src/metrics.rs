@@ -17,6 +17,7 @@
 //! | `lethe_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `lethe_jobs` | gauge | `kind`, `status` |
 //! | `lethe_requests_overdue` | gauge | — |
+//! | `lethe_audit_checkpoint_mismatch` | gauge | — (1 when the audit log does not match its external checkpoints) |
 //! | `lethe_rows_removed_total` | counter | — |
 //! | `lethe_bytes_rewritten_total` | counter | — |
 //! | `lethe_jobs_ended_total` | counter | `kind`, `outcome` (`succeeded`, `retry`, `deferred`, `failed`) |
@@ -45,6 +46,8 @@ pub const HTTP_DURATION: &str = "lethe_http_request_duration_seconds";
 pub const JOBS: &str = "lethe_jobs";
 /// Open privacy requests past their due date (GDPR Art. 12(3)), read at scrape time.
 pub const REQUESTS_OVERDUE: &str = "lethe_requests_overdue";
+/// 1 when the audit log is behind or diverges from its external signed checkpoints, else 0.
+pub const AUDIT_CHECKPOINT_MISMATCH: &str = "lethe_audit_checkpoint_mismatch";
 pub use lethe_core::process_metrics::{
     BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED, WEBHOOK_ATTEMPTS,
 };
@@ -93,6 +96,10 @@ impl Metrics {
                 REQUESTS_OVERDUE,
                 "Open privacy requests past their due date (GDPR Art. 12(3))"
             );
+            metrics::describe_gauge!(
+                AUDIT_CHECKPOINT_MISMATCH,
+                "1 when the audit log does not match its external signed checkpoints"
+            );
         });
         Self {
             recorder,
@@ -116,7 +123,7 @@ impl Metrics {
     }
 
     /// Sets the store-derived gauges: jobs per `(kind, status)` and overdue requests.
-    fn set_store_gauges(&self, jobs: &[(String, String, i64)], overdue: i64) {
+    fn set_store_gauges(&self, jobs: &[(String, String, i64)], overdue: i64, audit_mismatch: bool) {
         let mut seen = self.job_labels.lock().unwrap_or_else(|e| e.into_inner());
         metrics::with_local_recorder(&self.recorder, || {
             let now: BTreeSet<(String, String)> = jobs
@@ -132,6 +139,7 @@ impl Metrics {
             }
             seen.extend(now);
             metrics::gauge!(REQUESTS_OVERDUE).set(overdue as f64);
+            metrics::gauge!(AUDIT_CHECKPOINT_MISMATCH).set(if audit_mismatch { 1.0 } else { 0.0 });
         });
     }
 
@@ -191,7 +199,8 @@ pub async fn metrics_endpoint(
                     (kind.as_str().to_string(), status.as_str().to_string(), n)
                 })
                 .collect();
-            metrics.set_store_gauges(&jobs, overdue);
+            let mismatch = state.audit.comparison().state.is_mismatch();
+            metrics.set_store_gauges(&jobs, overdue, mismatch);
             HttpResponse::Ok()
                 .content_type("text/plain; version=0.0.4; charset=utf-8")
                 .body(metrics.render())

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{TokenKeys, TrustedIssuers};
+use crate::checkpoints::AuditCheckpoints;
 use crate::error::problem_response;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Per-subject data keys (crypto-shredding).
     pub keyring: Arc<Keyring>,
+    /// The audit signing key, its public keys and the external checkpoint sink.
+    pub audit: Arc<AuditCheckpoints>,
 }
 
 /// A built, bound, not yet running service (and its in-process worker and webhook dispatcher,
@@ -96,7 +99,10 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
     for failure in &sealing.failed {
         tracing::warn!(endpoint = %failure, "a webhook secret does not open with the configured KEKs; its deliveries fail until the endpoint is registered again");
     }
+    let audit = AuditCheckpoints::from_settings(settings)
+        .context("opening the audit signing key and checkpoint sink (audit.*)")?;
     Ok(AppState {
+        audit: Arc::new(audit),
         keyring: Arc::new(keyring),
         store,
         tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
@@ -113,6 +119,14 @@ impl Application {
     /// When the store cannot be opened or the port cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = web::Data::new(open_state(&settings).await?);
+        // A database restored from an older copy, or a log rewritten while Lethe was down,
+        // is reported before the first request is served.
+        let comparison = state.audit.compare(state.store.as_ref()).await;
+        tracing::info!(
+            state = comparison.state.as_str(),
+            detail = %comparison.detail,
+            "audit log compared with its external checkpoints"
+        );
         let prefetch = state.clone();
         tokio::spawn(async move { prefetch.issuers.prefetch().await });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -176,8 +190,17 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
+        let (stop_checkpoints, stopped) = watch::channel(false);
+        let checkpointing = tokio::spawn(
+            self.state
+                .audit
+                .clone()
+                .run_until_stopped(self.state.store.clone(), stopped),
+        );
         let served = self.server.await;
         upkeep.abort();
+        let _ = stop_checkpoints.send(true);
+        let _ = checkpointing.await;
         if let Some((task, dispatching, tx)) = worker_task {
             let _ = tx.send(true);
             let _ = task.await;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::canonical::canonical_json;
 use crate::domain::{Timestamp, to_db};
 
 /// The `prev_hash` of the first entry: 64 zeros.
@@ -120,44 +121,12 @@ pub fn entry_hash(
         "subject": subject,
         "details": details,
     });
-    let mut canonical = String::new();
-    write_canonical(&body, &mut canonical);
+    let canonical = canonical_json(&body);
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
     hasher.update(canonical.as_bytes());
     hex::encode(hasher.finalize())
-}
-
-/// Compact JSON with object keys sorted at every depth, independent of serde_json features.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 
 use crate::audit::NewAuditEntry;
@@ -430,6 +431,14 @@ async fn erase_file_leased(
         .collect();
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
     let policy = task_policy(store, task).await?;
+    // Size and ETag of the file before and after the rewrite, for the erasure certificate
+    // (one HEAD each; a digest of the content would mean reading the whole file again).
+    let (objects, location) = (root.store().clone(), root.location(&task.file));
+    let object_meta = |meta: object_store::Result<object_store::ObjectMeta>| {
+        meta.ok()
+            .map(|m| json!({ "size": m.size, "e_tag": m.e_tag }))
+    };
+    let before = object_meta(objects.head(&location).await);
     let outcome = Erase::new(root, task.subject_column.clone())
         .policy(policy)
         .subjects(subjects.iter().cloned())
@@ -477,10 +486,17 @@ async fn erase_file_leased(
             )));
         }
     };
+    let after = if status == "rewritten" {
+        object_meta(objects.head(&location).await)
+    } else {
+        before.clone()
+    };
     Ok(Execution::Task {
         result: json!({
             "dataset": task.dataset,
             "file": task.file,
+            "before": before,
+            "after": after,
             "status": status,
             "subjects": task.request_ids.len().max(1),
             "rows_removed": file.rows_removed,
@@ -522,6 +538,18 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
                     .sum::<u64>()
             };
             let rewritten: Vec<Value> = mine[name]["files"].as_array().cloned().unwrap_or_default();
+            // Per file: its size and ETag before and after the rewrite (from the file's task).
+            let files: Vec<Value> = rewritten
+                .iter()
+                .map(|file| {
+                    let task = results.iter().find(|r| r["file"] == *file);
+                    json!({
+                        "file": file,
+                        "before": task.map_or(Value::Null, |r| r["before"].clone()),
+                        "after": task.map_or(Value::Null, |r| r["after"].clone()),
+                    })
+                })
+                .collect();
             let rows_removed = mine[name]["rows"].as_u64().unwrap_or(0);
             total_rows += rows_removed;
             json!({
@@ -536,6 +564,7 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
                 "bytes_reencoded": sum("bytes_reencoded"),
                 "bytes_copied": sum("bytes_copied"),
                 "rewritten": rewritten,
+                "files": files,
             })
         })
         .collect();

@@ -749,6 +749,8 @@ impl JobOutcome {
 pub struct AuditFilter {
     /// Only entries with `seq > after_seq` (keyset pagination).
     pub after_seq: Option<i64>,
+    /// Only entries with `seq <= until_seq` (an export that ends at a checkpoint).
+    pub until_seq: Option<i64>,
     /// Only entries at or after this time.
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     /// Only entries before this time.

@@ -1551,6 +1551,7 @@ impl Store for SqlStore {
             "SELECT {AUDIT_COLS} FROM audit_log \
              WHERE seq > $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
                AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR request_id = $5) \
+               AND seq <= $7 \
              ORDER BY seq LIMIT $6"
         )))
         .bind(filter.after_seq.unwrap_or(0))
@@ -1559,6 +1560,7 @@ impl Store for SqlStore {
         .bind(&filter.action)
         .bind(&filter.request_id)
         .bind(limit)
+        .bind(filter.until_seq.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading the audit log"))?

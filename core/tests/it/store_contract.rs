@@ -442,7 +442,33 @@ contract!(
             page.iter().map(|e| e.seq).collect::<Vec<_>>(),
             [16, 17, 18, 19, 20]
         );
-        // Tamper in the database: the verifier names the entry.
+        // The database itself refuses to change or remove an entry.
+        for statement in [
+            "UPDATE audit_log SET action = 'test.forged' WHERE seq = 7",
+            "DELETE FROM audit_log WHERE seq = 20",
+        ] {
+            let refused = sqlx::query(statement)
+                .execute(store.pool())
+                .await
+                .expect_err(statement);
+            assert!(
+                refused.to_string().contains("append-only"),
+                "{statement}: {refused}"
+            );
+        }
+        if store.backend() == Backend::Postgres {
+            let refused = sqlx::query("TRUNCATE audit_log")
+                .execute(store.pool())
+                .await
+                .expect_err("truncate refused");
+            assert!(refused.to_string().contains("append-only"), "{refused}");
+        }
+        assert_eq!(
+            store.audit_entries(&AuditFilter::default()).await.unwrap(),
+            entries
+        );
+        // A DBA who removes the guard can tamper: the verifier names the entry.
+        remove_append_only_guard(&store).await;
         sqlx::query("UPDATE audit_log SET action = 'test.forged' WHERE seq = 7")
             .execute(store.pool())
             .await
@@ -468,6 +494,20 @@ contract!(
         assert_eq!(problem.seq, 19);
     }
 );
+
+/// What a DBA (or anyone holding the database file) can do: drop the append-only triggers.
+async fn remove_append_only_guard(store: &SqlStore) {
+    let statements: &[&str] = match store.backend() {
+        Backend::Sqlite => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+        ],
+        Backend::Postgres => &["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+    };
+    for statement in statements {
+        sqlx::query(*statement).execute(store.pool()).await.unwrap();
+    }
+}
 
 fn task(request_id: &str, file: &str) -> NewJob {
     NewJob {

@@ -3,10 +3,10 @@
 use actix_web::{HttpResponse, get, web};
 use bytes::Bytes;
 use futures::stream;
-use lethe_core::audit::{AuditEntry, VerifyReport, verify_entries};
+use lethe_core::audit::{AuditEntry, PublicKeyInfo, VerifyReport};
 use lethe_core::domain::Role;
 use lethe_core::store::{AuditFilter, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::IntoParams;
 
@@ -32,9 +32,19 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
+    /// Whether the query selects the whole log (no filter at all).
+    fn is_whole_log(&self) -> bool {
+        self.from.is_none()
+            && self.to.is_none()
+            && self.action.is_none()
+            && self.request_id.is_none()
+            && self.after_seq.is_none()
+    }
+
     fn filter(&self) -> AuditFilter {
         AuditFilter {
             after_seq: self.after_seq,
+            until_seq: None,
             from: self.from,
             to: self.to,
             action: self.action.clone(),
@@ -75,6 +85,16 @@ pub async fn export(
     let store: Arc<dyn Store> = state.store.clone();
     let mut filter = query.filter();
     filter.limit = Some(1000);
+    // Sign the head first, so the export ends at a checkpoint: nothing in it is unsigned, and
+    // a whole-log export verifies offline with `--checkpoints` down to its last entry.
+    let whole = query.is_whole_log();
+    match state.audit.checkpoint_now(store.as_ref()).await {
+        Ok(Some(checkpoint)) if whole => filter.until_seq = Some(checkpoint.seq),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no checkpoint before the audit export")
+        }
+    }
     let pages = stream::unfold(Some(filter), move |filter| {
         let store = store.clone();
         async move {
@@ -111,36 +131,76 @@ pub async fn export(
         .streaming(pages))
 }
 
-/// Verifies the whole chain in the database against its recorded head (auditor).
+/// Verifies the whole chain in the database against its recorded head and against every
+/// signed checkpoint kept outside the database (auditor). A mismatch with the checkpoints is
+/// also audited (`audit.checkpoint_mismatch`), logged and shown in `/readyz`.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = VerifyReport), (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = VerifyReport, example = json!({"entries_checked": 5231,
+            "head_hash": "5e0c8f3f1d2a4b6c8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
+            "problem": null, "checkpoints_checked": 6, "anchored_through_seq": 5200})),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/audit/verify")]
 pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
-    Ok(HttpResponse::Ok().json(verify_store(state.store.as_ref()).await?))
+    Ok(HttpResponse::Ok().json(state.audit.verify_store(state.store.as_ref()).await?))
 }
 
-/// Reads the chain page by page and verifies it against the recorded head.
-///
-/// # Errors
-/// Store errors.
-pub async fn verify_store(
-    store: &dyn Store,
-) -> Result<VerifyReport, lethe_core::store::StoreError> {
-    let (head_seq, head_hash) = store.audit_head().await?;
-    let mut entries = Vec::new();
-    let mut filter = AuditFilter {
-        limit: Some(10_000),
-        ..Default::default()
-    };
-    loop {
-        let page = store.audit_entries(&filter).await?;
-        let Some(last) = page.last() else { break };
-        filter.after_seq = Some(last.seq);
-        entries.extend(page);
+/// Every signed checkpoint, from the sink outside the database, as JSON Lines (auditor): save
+/// it as `checkpoints.jsonl` for `lethe-service audit verify --checkpoints` or
+/// `tools/verify_audit.py`. Download it right after the export it should verify.
+#[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "One Checkpoint per line, in order of `n`",
+            content_type = "application/x-ndjson", body = String,
+            example = "{\"kind\":\"lethe.audit.checkpoint.v1\",\"n\":1,\"seq\":1000,\"entry_hash\":\"5e0c…\",\"prev_checkpoint_hash\":\"0000…\",\"at\":\"2026-01-07T10:00:00.000000Z\",\"key_id\":\"3f2a9c0d1b7e4a55\",\"hash\":\"0a1b…\",\"signature\":\"q0b3…\"}\n"),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/audit/checkpoints")]
+pub async fn checkpoints(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    let checkpoints = state
+        .audit
+        .checkpoints()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut body = String::with_capacity(checkpoints.len() * 420);
+    for checkpoint in &checkpoints {
+        body.push_str(&checkpoint.to_line());
+        body.push('\n');
     }
-    Ok(verify_entries(
-        entries,
-        Some((head_seq, head_hash.as_str())),
-    ))
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"lethe-audit-checkpoints.jsonl\"",
+        ))
+        .body(body))
+}
+
+/// The public keys of the audit signing keys (auditor): the current one and those kept from
+/// before a rotation. Save the body as `audit.pub` for `--public-key`. An auditor should
+/// compare the key ids with ones obtained through another channel (e.g. from the DPO).
+#[utoipa::path(get, path = "/v1/audit/public-keys", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = PublicKeyList, example = json!({"keys": [{"key_id": "3f2a9c0d1b7e4a55",
+            "algorithm": "Ed25519", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+            "public_key_pem": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n",
+            "current": true}]})),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/audit/public-keys")]
+pub async fn public_keys(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    Ok(HttpResponse::Ok().json(PublicKeyList {
+        keys: state.audit.public_keys().list(),
+    }))
+}
+
+/// The audit public keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublicKeyList {
+    /// Current key first.
+    pub keys: Vec<PublicKeyInfo>,
 }

@@ -33,13 +33,17 @@ struct DatasetCheck {
 /// Readiness: the database answers, and so does the object store of every registered dataset
 /// (one page of its root is listed, within 5 s each, all datasets at once). 503 when any check
 /// fails. Failure details are logged, not returned: the body names only what failed.
+/// `audit_checkpoints` is the last comparison of the audit log with its external signed
+/// checkpoints (`consistent`, `behind`, `diverged`, `unavailable`, `unknown`); `behind` or
+/// `diverged` make the status `degraded` (still 200).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", example = json!({"status": "ready", "database": "ok",
-            "datasets": [{"name": "running_events", "status": "ok"}]})),
+        (status = 200, description = "Ready, or `degraded` when the audit log does not match its external checkpoints",
+            example = json!({"status": "ready", "database": "ok",
+            "datasets": [{"name": "running_events", "status": "ok"}], "audit_checkpoints": "consistent"})),
         (status = 503, description = "The database or a dataset's lake root is unreachable",
             example = json!({"status": "not_ready", "database": "ok",
-                "datasets": [{"name": "running_events", "status": "timeout"}]}))))]
+                "datasets": [{"name": "running_events", "status": "timeout"}], "audit_checkpoints": "consistent"}))))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let datasets = match state.store.ping().await {
@@ -57,10 +61,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let checks: Vec<DatasetCheck> =
         futures::future::join_all(datasets.iter().map(check_dataset)).await;
     let ready = checks.iter().all(|c| c.status == "ok");
+    // A log that does not match its external checkpoints degrades readiness without taking
+    // the service out of rotation: requests must still be answered (GDPR Art. 12(3)).
+    let audit = state.audit.comparison().state;
+    let status = match (ready, audit.is_mismatch()) {
+        (false, _) => "not_ready",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "database": "ok",
         "datasets": checks,
+        "audit_checkpoints": audit.as_str(),
     });
     if ready {
         HttpResponse::Ok().json(body)

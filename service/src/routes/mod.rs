@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod datasets;
 pub mod deadlines;
 pub mod health;
@@ -52,6 +53,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(audit::list)
                 .service(audit::export)
                 .service(audit::verify)
+                .service(audit::checkpoints)
+                .service(audit::public_keys)
+                .service(certificates::certificate)
                 .service(register::export)
                 .service(jobs::list)
                 .service(jobs::get)

@@ -178,7 +178,11 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
 }
 
 /// Loads a request the caller may see; others' requests are 404 to a subject.
-async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyRequest, ApiError> {
+pub(crate) async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<PrivacyRequest, ApiError> {
     let request = state.store.request(id).await?;
     match caller.role {
         Role::Admin | Role::Auditor => Ok(request),

@@ -143,7 +143,7 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
 
 /// With `LETHE_TEST_API_BACKEND=postgres` and `LETHE_TEST_POSTGRES_URL` set, a fresh
 /// PostgreSQL database for this test; otherwise `None` (SQLite in the data folder).
-async fn postgres_database() -> Option<secrecy::SecretString> {
+pub async fn postgres_database() -> Option<secrecy::SecretString> {
     if std::env::var("LETHE_TEST_API_BACKEND").ok()?.as_str() != "postgres" {
         return None;
     }

@@ -225,6 +225,30 @@ async fn erasure_under_a_legal_hold_is_partial_and_says_what_was_kept() {
     assert_eq!(kept["scope"], "subject");
     assert_eq!(kept["legal_basis"], "Art. 17(3)(e): legal claims");
     assert_eq!(done["result"]["rows_removed"], 0);
+    // The partial erasure has a signed certificate naming the hold it respected.
+    let certificate: Value = app
+        .client
+        .get(app.url(&format!("/v1/requests/{erasure}/certificate")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        certificate["status"], "partially_completed",
+        "{certificate}"
+    );
+    assert_eq!(
+        certificate["legal_holds_respected"][0]["legal_basis"],
+        "Art. 17(3)(e): legal claims"
+    );
+    assert!(
+        certificate["key_destroyed_at"].is_null(),
+        "the key was kept"
+    );
+    assert!(!certificate.to_string().contains(&id), "no subject id");
     assert_eq!(
         jurisdiction_status().await,
         StatusCode::OK,

@@ -3,6 +3,7 @@
 mod helpers;
 mod lake_snapshot;
 
+mod audit_proof;
 mod auth;
 mod datasets;
 mod deadlines;
