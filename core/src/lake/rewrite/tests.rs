@@ -817,3 +817,57 @@ async fn a_chunk_whose_dictionary_overflowed_into_plain_pages_is_filtered_in_bot
     assert!(!after.windows(6).any(|w| w == b"victim"));
     assert_eq!(pairs(&path), without(pairs_before, &["victim"]));
 }
+
+#[tokio::test]
+async fn chunk_statistics_without_a_page_index_come_from_the_values_kept() {
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::file::statistics::Statistics;
+
+    let dir = tempfile::tempdir().unwrap();
+    // "zz" is the largest id and "aa" the smallest; both are erased.
+    let rows: Vec<(String, i64)> = (0..1000)
+        .map(|i| {
+            let user = match i {
+                3 => "aa".to_string(),
+                700 => "zz".to_string(),
+                _ => format!("m{:02}", i % 40),
+            };
+            (user, i)
+        })
+        .collect();
+    let rows: Vec<(&str, i64)> = rows.iter().map(|(u, i)| (u.as_str(), *i)).collect();
+    let props = props(10_000)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_data_page_row_count_limit(100)
+        .set_write_batch_size(50)
+        .build();
+    let path = write_file(dir.path(), "f.parquet", &[events(&rows)], props);
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["aa", "zz"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(outcome.metrics.rows_removed, 2);
+    assert!(outcome.metrics.surgery.pages_copied > 0);
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let rg = reader.metadata().row_group(0);
+    match rg.column(0).statistics() {
+        Some(Statistics::ByteArray(s)) => {
+            assert_eq!(s.min_opt().unwrap().data(), b"m00");
+            assert_eq!(s.max_opt().unwrap().data(), b"m39");
+            assert_eq!(s.null_count_opt(), Some(0));
+        }
+        other => panic!("user_id statistics: {other:?}"),
+    }
+    match rg.column(1).statistics() {
+        Some(Statistics::Int64(s)) => {
+            assert_eq!((s.min_opt(), s.max_opt()), (Some(&0), Some(&999)))
+        }
+        other => panic!("id statistics: {other:?}"),
+    }
+    match rg.column(4).statistics() {
+        // Odd ids have no note; id 3 was one of them.
+        Some(Statistics::ByteArray(s)) => assert_eq!(s.null_count_opt(), Some(499)),
+        other => panic!("notes statistics: {other:?}"),
+    }
+}

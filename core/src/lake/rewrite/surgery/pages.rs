@@ -497,8 +497,10 @@ pub(crate) fn filter_chunk(
         b.nulls = (p.levels - present) as u64;
         if need_stats || bloom.is_some() {
             match &p.values {
+                // Per page only for a column index; the chunk's bounds come from the
+                // dictionary values still used (below), one comparison per value.
                 Values::Indices(ix, _) => {
-                    if let (Some(d), true) = (&dict, need_stats) {
+                    if let (Some(d), true) = (&dict, job.column_index) {
                         dictionary_page_bounds(order, d, ix, &mut b);
                     }
                 }
@@ -517,6 +519,16 @@ pub(crate) fn filter_chunk(
         }
         chunk_bounds.merge(order, &b);
         page_bounds.push(b);
+    }
+    if let (Some(d), true, false) = (&dict, need_stats, job.column_index) {
+        let mut from_dictionary = Bounds::default();
+        for (i, r) in d.entries.iter().enumerate() {
+            if used[i] {
+                from_dictionary.add(order, &d.buf[r.clone()]);
+            }
+        }
+        from_dictionary.values = 0;
+        chunk_bounds.merge(order, &from_dictionary);
     }
     if let (Some(bf), Some(d)) = (&mut bloom, &dict) {
         for (i, r) in d.entries.iter().enumerate() {
