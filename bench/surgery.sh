@@ -4,14 +4,14 @@
 # DuckDB (`COPY (SELECT … WHERE user_id NOT IN …) TO` per affected file), each on a fresh copy;
 # writes the figures to bench/README.md between the `surgery-bench` markers.
 #
-# Usage: bench/surgery.sh   Tunables: FILES (150), ROWS_PER_FILE (120000), JOBS (cores),
+# Usage: bench/surgery.sh   Tunables: FILES (150), ROWS_PER_FILE (120000), JOBS (cores + 1),
 #                           SKIP_BUILD=1 to reuse target/release/lethe-worker
 # Needs: cargo, jq, python3 with pyarrow and duckdb (pip install pyarrow duckdb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FILES=${FILES:-150}
 ROWS_PER_FILE=${ROWS_PER_FILE:-120000}
-JOBS=${JOBS:-$(nproc)}
+JOBS=${JOBS:-$(( $(nproc) + 1 ))}  # lethe-worker's default
 OUT=bench/out/surgery
 BIN=target/release/lethe-worker
 PY=bench/surgery_lake.py

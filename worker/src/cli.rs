@@ -180,7 +180,7 @@ pub struct LocateArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Files read at the same time; default: the number of CPU cores.
+    /// Files read at the same time; default: the number of CPU cores plus one.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
 }
@@ -198,7 +198,7 @@ pub struct EraseArgs {
     #[arg(long, value_name = "FILE")]
     pub subjects: PathBuf,
     /// Files processed at the same time (each holds about one row group in memory);
-    /// default: the number of CPU cores.
+    /// default: the number of CPU cores plus one.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
 }
