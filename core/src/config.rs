@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod secret_strength;
+
+pub use secret_strength::{
+    MIN_SECRET_BYTES, WeakSecret, check_base64_secret, check_text_secret, estimated_bits,
+};
+
 /// Everything Lethe reads at start.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -572,7 +578,38 @@ impl Settings {
             .build()?;
         let settings: Self = settings.try_deserialize()?;
         settings.auth.validate()?;
+        settings.check_secrets()?;
         Ok(settings)
+    }
+
+    /// Refuses configured secrets that anybody could know or guess: `auth.jwt_secret`,
+    /// `auth.pseudonym_key`, `crypto.subject_key` (text, at least 32 bytes) and `crypto.kek`
+    /// (base64 of 32 bytes) must not hold a placeholder, repeat a short pattern or look
+    /// predictable ([`check_text_secret`]). Unset secrets are generated into files under
+    /// `data_dir` (the embedded default) and need no check here.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the setting and the rule it breaks, never its value.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let weak = |name: &str, e: WeakSecret| {
+            ConfigError::Invalid(format!(
+                "{name} {e}; refusing to start with a secret that could be known or guessed"
+            ))
+        };
+        let texts = [
+            ("auth.jwt_secret", &self.auth.jwt_secret),
+            ("auth.pseudonym_key", &self.auth.pseudonym_key),
+            ("crypto.subject_key", &self.crypto.subject_key),
+        ];
+        for (name, secret) in texts {
+            if let Some(secret) = secret {
+                check_text_secret(secret.expose_secret()).map_err(|e| weak(name, e))?;
+            }
+        }
+        if let Some(kek) = &self.crypto.kek {
+            check_base64_secret(kek.expose_secret()).map_err(|e| weak("crypto.kek", e))?;
+        }
+        Ok(())
     }
 
     /// Defaults with every path under `data_dir` and a SQLite database there; used by tests
@@ -590,7 +627,8 @@ impl Settings {
 /// The file is created with mode 0600 on Unix.
 ///
 /// # Errors
-/// [`ConfigError::SecretFile`] when the file cannot be read or written.
+/// [`ConfigError::SecretFile`] when the file cannot be read or written;
+/// [`ConfigError::Invalid`] when it holds a weak secret ([`check_text_secret`]).
 pub fn load_or_create_secret(path: &Path) -> Result<SecretString, ConfigError> {
     use rand::RngCore;
     let wrap = |source| ConfigError::SecretFile {
@@ -598,7 +636,15 @@ pub fn load_or_create_secret(path: &Path) -> Result<SecretString, ConfigError> {
         source,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(text) => {
+            check_text_secret(&text).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "secret file {} {e}; delete it to have a new one generated",
+                    path.display()
+                ))
+            })?;
+            return Ok(SecretString::from(text.trim().to_string()));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(wrap(e)),
     }

@@ -12,5 +12,6 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod secrets;
 pub mod startup;
 pub mod telemetry;

@@ -54,9 +54,12 @@ pub struct Application {
 /// Opens the store and loads (or creates) the secrets named in `settings`.
 ///
 /// # Errors
-/// When a trusted issuer is misconfigured or its key cannot be read, the database is
+/// When a configured secret is weak ([`Settings::check_secrets`]), a trusted issuer is misconfigured or its key cannot be read, the database is
 /// unreachable, migrations fail, or a secret file cannot be written.
 pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
+    settings
+        .check_secrets()
+        .context("checking the configured secrets")?;
     let issuers = TrustedIssuers::load(&settings.auth.trusted_issuers)
         .context("loading the trusted issuers (auth.trusted_issuers)")?;
     let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)

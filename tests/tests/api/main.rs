@@ -17,5 +17,6 @@ mod requests;
 mod residency;
 mod rights;
 mod s3;
+mod secrets;
 mod story;
 mod webhooks;
