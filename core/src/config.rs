@@ -139,6 +139,10 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest accepted JSON body, in bytes.
     pub max_body_bytes: usize,
+    /// Take the client's address from `Forwarded` / `X-Forwarded-For` (default `false`: the
+    /// TCP peer). Set it only behind a reverse proxy that overwrites those headers, or every
+    /// client can pick the address its rate limits are counted under.
+    pub trust_forwarded_for: bool,
 }
 
 /// Database settings. The URL's scheme selects the backend (`sqlite:` or `postgres:`).
@@ -225,6 +229,24 @@ pub struct AuthSettings {
     /// same list as a JSON array). Empty by default: only Lethe's own accounts sign in.
     #[serde(default, deserialize_with = "trusted_issuers_from_list_or_json")]
     pub trusted_issuers: Vec<TrustedIssuerSettings>,
+    /// Sign-in and sign-up attempts (`POST /v1/auth/login`, `/v1/auth/register`) one client
+    /// IP address may make per minute, both together (default 30; a burst of that many, then
+    /// one every 60/n seconds). Beyond: 429 with `Retry-After`.
+    pub attempts_per_ip_per_minute: u32,
+    /// Attempts per minute on one e-mail address, from any address (default 10).
+    pub attempts_per_account_per_minute: u32,
+    /// Consecutive failed sign-ins on one e-mail address after which it is locked (default 5).
+    /// Known and unknown addresses are treated alike, so a lockout says nothing about whether
+    /// an account exists.
+    pub lockout_after_failures: u32,
+    /// First lockout, in seconds (default 30); doubled at each further failure.
+    pub lockout_base_s: u64,
+    /// Longest lockout, in seconds (default 900).
+    pub lockout_max_s: u64,
+    /// Password hashes (argon2id, 19 MiB and a core each) computed at the same time; `0`
+    /// (default): the number of cores. A sign-in or sign-up that finds none free within
+    /// 500 ms gets 503 with `Retry-After`.
+    pub max_concurrent_hashes: usize,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -234,6 +256,18 @@ impl std::fmt::Debug for AuthSettings {
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "***"))
             .field("trusted_issuers", &self.trusted_issuers)
+            .field(
+                "attempts_per_ip_per_minute",
+                &self.attempts_per_ip_per_minute,
+            )
+            .field(
+                "attempts_per_account_per_minute",
+                &self.attempts_per_account_per_minute,
+            )
+            .field("lockout_after_failures", &self.lockout_after_failures)
+            .field("lockout_base_s", &self.lockout_base_s)
+            .field("lockout_max_s", &self.lockout_max_s)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .finish()
     }
 }
@@ -489,6 +523,7 @@ const DEFAULTS: &str = r#"
 host = "127.0.0.1"
 port = 8080
 max_body_bytes = 1048576
+trust_forwarded_for = false
 
 [database]
 url = "sqlite://./lethe-data/lethe.db"
@@ -499,6 +534,12 @@ data_dir = "./lethe-data"
 
 [auth]
 access_token_ttl_s = 900
+attempts_per_ip_per_minute = 30
+attempts_per_account_per_minute = 10
+lockout_after_failures = 5
+lockout_base_s = 30
+lockout_max_s = 900
+max_concurrent_hashes = 0
 
 [worker]
 in_process = true

@@ -18,7 +18,7 @@ use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{TokenKeys, TrustedIssuers};
+use crate::auth::{AuthThrottle, TokenKeys, TrustedIssuers};
 use crate::error::problem_response;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Per-subject data keys (crypto-shredding).
     pub keyring: Arc<Keyring>,
+    /// Rate limits, lockouts and the hashing bound of sign-in and sign-up.
+    pub throttle: AuthThrottle,
 }
 
 /// A built, bound, not yet running service (and its in-process worker and webhook dispatcher,
@@ -105,6 +107,7 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
         issuers,
         pseudonyms: Pseudonymizer::new(pseudonym_key),
+        throttle: AuthThrottle::new(&settings.auth),
         settings: settings.clone(),
     })
 }

@@ -35,6 +35,18 @@ fn argon2() -> Argon2<'static> {
 /// # Errors
 /// [`PasswordError::Policy`] for a too short or too long password.
 pub async fn hash_password(password: String) -> Result<String, PasswordError> {
+    hash_password_holding(password, ()).await
+}
+
+/// [`hash_password`] that keeps `guard` (e.g. a hashing slot) alive until the hash is done,
+/// even when the caller stops waiting (a client that hangs up does not free the slot early).
+///
+/// # Errors
+/// As [`hash_password`].
+pub async fn hash_password_holding<G: Send + 'static>(
+    password: String,
+    guard: G,
+) -> Result<String, PasswordError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordError::Policy(format!(
             "password must be at least {MIN_PASSWORD_CHARS} characters"
@@ -46,6 +58,7 @@ pub async fn hash_password(password: String) -> Result<String, PasswordError> {
         )));
     }
     tokio::task::spawn_blocking(move || {
+        let _guard = guard;
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -63,12 +76,23 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// Whether `password` matches `stored` (a PHC string). `None` for `stored` burns the same time
 /// and returns `false`.
 pub async fn verify_password(password: String, stored: Option<String>) -> bool {
+    verify_password_holding(password, stored, ()).await
+}
+
+/// [`verify_password`] that keeps `guard` alive until the hash is done (see
+/// [`hash_password_holding`]).
+pub async fn verify_password_holding<G: Send + 'static>(
+    password: String,
+    stored: Option<String>,
+    guard: G,
+) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
     let known = stored.is_some();
     let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
     tokio::task::spawn_blocking(move || {
+        let _guard = guard;
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };

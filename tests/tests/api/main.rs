@@ -19,4 +19,5 @@ mod rights;
 mod s3;
 mod secrets;
 mod story;
+mod throttle;
 mod webhooks;
