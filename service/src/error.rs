@@ -185,6 +185,10 @@ impl From<StoreError> for ApiError {
                 },
                 detail: refusal.to_string(),
             },
+            destroyed @ StoreError::KeyDestroyed(_) => ApiError::Conflict {
+                code: "key_destroyed",
+                detail: destroyed.to_string(),
+            },
             StoreError::InvalidWebhookState(detail) => ApiError::Conflict {
                 code: "invalid_webhook_state",
                 detail,

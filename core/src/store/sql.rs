@@ -637,7 +637,8 @@ async fn transition_in(
            export_path = COALESCE($9, export_path), \
            cooling_off_until = COALESCE($11, cooling_off_until), \
            export_expires_at = COALESCE($12, export_expires_at) \
-         WHERE id = $10 AND status IN ({in_list}) RETURNING {REQUEST_COLS}"
+         WHERE id = $10 AND status IN ({in_list}) \
+           AND ($13 = 0 OR key_destroyed_at IS NULL) RETURNING {REQUEST_COLS}"
     );
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(t.to.as_str())
@@ -652,11 +653,12 @@ async fn transition_in(
         .bind(id)
         .bind(t.cooling_off_until.map(to_db))
         .bind(t.export_expires_at.map(to_db))
+        .bind(i64::from(t.to == RequestStatus::Cancelled))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("changing a request's status"))?;
     let Some(row) = row else {
-        let current = sqlx::query("SELECT status FROM requests WHERE id = $1")
+        let current = sqlx::query("SELECT status, key_destroyed_at FROM requests WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await
@@ -666,6 +668,12 @@ async fn transition_in(
                 entity: "request",
                 id: id.to_string(),
             },
+            Some(row)
+                if t.to == RequestStatus::Cancelled
+                    && get_os(&row, "requests", "key_destroyed_at")?.is_some() =>
+            {
+                StoreError::KeyDestroyed(id.to_string())
+            }
             Some(row) => StoreError::InvalidTransition {
                 from: RequestStatus::parse(&get_s(&row, "requests", "status")?)
                     .map_err(|e| corrupt("requests", e))?,
@@ -1448,27 +1456,20 @@ impl Store for SqlStore {
         Ok(job)
     }
 
-    async fn mark_key_destroyed(
-        &self,
-        request_id: &str,
-        audit: NewAuditEntry,
-    ) -> StoreResult<bool> {
+    async fn claim_key_destruction(&self, request_id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE requests SET key_destroyed_at = $1, updated_at = $1 \
-             WHERE id = $2 AND key_destroyed_at IS NULL",
+             WHERE id = $2 AND key_destroyed_at IS NULL AND status NOT IN ('cancelled', 'rejected')",
         )
         .bind(to_db(now()))
         .bind(request_id)
         .execute(&mut *tx)
         .await
-        .map_err(db("recording a destroyed key"))?;
-        if done.rows_affected() == 1 {
-            append_audit_in(&mut tx, audit).await?;
-        }
+        .map_err(db("claiming a key destruction"))?;
         tx.commit()
             .await
-            .map_err(db("committing a destroyed key"))?;
+            .map_err(db("committing a key destruction claim"))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1573,6 +1574,10 @@ impl Store for SqlStore {
 
     async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>> {
         self.expired_exports_impl(limit).await
+    }
+
+    async fn live_exports_of(&self, subject_pseudonym: &str) -> StoreResult<Vec<PrivacyRequest>> {
+        self.live_exports_of_impl(subject_pseudonym).await
     }
 
     async fn mark_export_deleted(

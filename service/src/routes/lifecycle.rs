@@ -131,13 +131,15 @@ pub struct CancelRequest {
 
 /// Cancels a request that has not started (the subject for their own, or an admin): in
 /// `received` or `pending_approval`, or `approved` while its job is still queued — e.g. during
-/// an erasure's cooling-off period. Its queued job is cancelled in the same transaction.
+/// an erasure's cooling-off period. Its queued job is cancelled in the same transaction. An
+/// approved erasure whose data key is already destroyed (no cooling-off period) cannot be
+/// cancelled: 409 `key_destroyed`.
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "Request id")), request_body(content = Option<CancelRequest>),
     responses((status = 200, body = super::requests::RequestView),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_transition`: the request's job already started, or it is final", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`invalid_transition`: the request's job already started, or it is final. `key_destroyed`: an approved erasure whose data key is already destroyed (the subject is erased whatever happens to the request)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/requests/{id}/cancel")]
 pub async fn cancel(
     state: web::Data<AppState>,

@@ -528,7 +528,7 @@ pub async fn reject(
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`no_export`: not an access or portability request; `export_not_ready`: not completed yet", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep. `export_erased`: deleted when the subject was erased", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests/{id}/export")]
 pub async fn export(
     state: web::Data<AppState>,
@@ -541,6 +541,16 @@ pub async fn export(
         return Err(ApiError::Conflict {
             code: "no_export",
             detail: "only access and portability requests have an export".into(),
+        });
+    }
+    // Deleted before it expired: the subject was erased since (an erasure deletes the
+    // subject's earlier exports with the data key).
+    if let Some(deleted) = request.export_deleted_at
+        && request.export_expires_at.is_none_or(|at| deleted < at)
+    {
+        return Err(ApiError::Gone {
+            code: "export_erased",
+            detail: "the export was deleted when its subject was erased".into(),
         });
     }
     let expired = request.export_deleted_at.is_some()
