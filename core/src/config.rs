@@ -143,6 +143,9 @@ pub struct ServerSettings {
     /// TCP peer). Set it only behind a reverse proxy that overwrites those headers, or every
     /// client can pick the address its rate limits are counted under.
     pub trust_forwarded_for: bool,
+    /// Seconds a request body may take to arrive after the headers (default 60); a body that
+    /// is short of its `Content-Length`, or trickles in, is cut off with 408.
+    pub body_timeout_s: u64,
 }
 
 /// Database settings. The URL's scheme selects the backend (`sqlite:` or `postgres:`).
@@ -524,6 +527,7 @@ host = "127.0.0.1"
 port = 8080
 max_body_bytes = 1048576
 trust_forwarded_for = false
+body_timeout_s = 60
 
 [database]
 url = "sqlite://./lethe-data/lethe.db"

@@ -201,8 +201,15 @@ fn run(
     metrics: web::Data<Metrics>,
 ) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs(state.settings.server.body_timeout_s.max(1));
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                crate::guards::body_deadline(body_timeout, req, next)
+            }))
+            .wrap(actix_web::middleware::from_fn(
+                crate::guards::security_headers,
+            ))
             .wrap(actix_web::middleware::from_fn(telemetry::trace_request))
             .app_data(state.clone())
             .app_data(metrics.clone())
@@ -214,13 +221,16 @@ fn run(
             .service(
                 SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", crate::openapi::document()),
             )
-            .default_service(web::to(|| async {
-                problem_response(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such endpoint".into(),
-                )
-            }))
+            // The printed link has no trailing slash; the UI's relative assets need one.
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::PermanentRedirect()
+                        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(crate::guards::no_route))
     })
     .listen(listener)?
     .shutdown_timeout(30)
@@ -239,6 +249,11 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 }
                 actix_web::error::JsonPayloadError::ContentType => {
                     (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                actix_web::error::JsonPayloadError::Payload(e)
+                    if crate::guards::is_body_timeout(e) =>
+                {
+                    (StatusCode::REQUEST_TIMEOUT, "request_timeout")
                 }
                 _ => (StatusCode::BAD_REQUEST, "malformed_json"),
             };

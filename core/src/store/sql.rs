@@ -281,6 +281,46 @@ impl SqlStore {
 }
 
 /// Adds `mode=rwc` so SQLite creates the file, and creates its folder.
+/// Creates the SQLite database file with mode 0600 when it is missing (SQLite then creates its
+/// `-wal` and `-shm` files with the same mode), and takes group and other access away from
+/// existing ones: the database holds every account's password hash and the wrapped keys, like
+/// the key files beside it.
+fn restrict_sqlite_files(path: &std::path::Path) -> StoreResult<()> {
+    let failed = |e| StoreError::Database {
+        context: "restricting the SQLite files to their owner",
+        source: sqlx::Error::Io(e),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(e)),
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(failed)?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, failed);
+    Ok(())
+}
+
 fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
     let rest = raw.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -290,6 +330,9 @@ fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
             context: "creating the SQLite folder",
             source: sqlx::Error::Io(e),
         })?;
+    }
+    if path != ":memory:" && !path.is_empty() {
+        restrict_sqlite_files(std::path::Path::new(path))?;
     }
     let query = if query.contains("mode=") {
         query.to_string()

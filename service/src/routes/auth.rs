@@ -16,6 +16,7 @@ use crate::startup::AppState;
 
 /// Credentials.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "ana@example.com", "password": "correct horse battery"}))]
 pub struct Credentials {
     /// Login e-mail.

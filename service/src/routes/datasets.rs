@@ -16,6 +16,7 @@ use crate::startup::AppState;
 /// A dataset to register: a lake written by others (by its root and subject column), or a
 /// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))]
 pub struct CreateDataset {
     /// Unique name: `[a-z][a-z0-9_-]{0,63}`.
@@ -110,7 +111,7 @@ impl From<Dataset> for DatasetView {
         }))),
     )),
     responses((status = 201, body = DatasetView),
-        (status = 400, description = "Invalid name or schema, missing root, a table format root, a non-empty root for a schema", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
@@ -138,12 +139,7 @@ pub async fn create(
         create_local_root(&body.root_url).await?;
     }
     let root = LakeRoot::parse(&body.root_url).map_err(|e| ApiError::validation(e.to_string()))?;
-    let files = root.list_files().await.map_err(|e| match e {
-        LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
-            ApiError::validation(e.to_string())
-        }
-        other => ApiError::Internal(other.into()),
-    })?;
+    let files = list_root(&root, &body.root_url).await?;
     if body.schema.is_some() && !files.is_empty() {
         return Err(ApiError::validation(format!(
             "a dataset with a schema starts empty (Lethe writes every file of it), but {} already holds {} files",
@@ -238,11 +234,12 @@ async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<
         create_local_root(url).await?;
         let root = LakeRoot::parse(url)
             .map_err(|e| ApiError::validation(format!("region_roots: {region}: {e}")))?;
-        let files = root.list_files().await.map_err(|e| match e {
-            LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
-                ApiError::validation(format!("region_roots: {region}: {e}"))
-            }
-            other => ApiError::Internal(other.into()),
+        let files = list_root(&root, url).await.map_err(|e| match e {
+            ApiError::BadRequest { code, detail } => ApiError::BadRequest {
+                code,
+                detail: format!("region_roots: {region}: {detail}"),
+            },
+            other => other,
         })?;
         if !files.is_empty() {
             return Err(ApiError::validation(format!(
@@ -252,6 +249,49 @@ async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<
         }
     }
     Ok(())
+}
+
+/// How long registering a dataset waits for its root to list, in seconds (an object store
+/// without credentials may try the cloud metadata endpoint and retry for much longer).
+const ROOT_LIST_TIMEOUT_S: u64 = 10;
+
+/// The data files under `root` (`url` as given, for messages). A root that cannot be listed is
+/// the caller's mistake to fix (a wrong bucket, missing credentials, a table format), never a
+/// 500: 400 `validation` for a table format or an invalid root, 400 `root_unreachable`
+/// otherwise (after at most 10 s), with a short reason.
+///
+/// # Errors
+/// [`ApiError::BadRequest`].
+async fn list_root(
+    root: &LakeRoot,
+    url: &str,
+) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {
+    let unreachable = |reason: String| {
+        let mut reason = reason.replace('\n', " ");
+        if let Some((cut, _)) = reason.char_indices().nth(300) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        ApiError::BadRequest {
+            code: "root_unreachable",
+            detail: format!("the root {url} could not be listed: {reason}"),
+        }
+    };
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(ROOT_LIST_TIMEOUT_S),
+        root.list_files(),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer within {ROOT_LIST_TIMEOUT_S} s")))?;
+    listed.map_err(|e| match e {
+        LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
+            ApiError::validation(e.to_string())
+        }
+        other => {
+            tracing::warn!(error = %other, "a dataset root could not be listed");
+            unreachable(other.to_string())
+        }
+    })
 }
 
 /// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store

@@ -19,6 +19,7 @@ use crate::startup::AppState;
 /// A request to file. Every type takes `type` (and, from an admin, `subject_id` and
 /// `verification_note`); a rectification also names the dataset and the new values.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"type": "rectification", "dataset_id": "5f1c…",
     "changes": {"email": "ana.new@example.com", "notes": null}}))]
 pub struct CreateRequest {
@@ -46,6 +47,7 @@ pub struct CreateRequest {
 
 /// A rejection.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "The identity of the requester could not be verified."}))]
 pub struct RejectRequest {
     /// Why; shown to the subject (GDPR Art. 12(4)).

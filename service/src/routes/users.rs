@@ -42,6 +42,7 @@ impl From<User> for UserView {
 
 /// Link to a data subject.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"subject_id": "0b3e3f4c-…", "verification_note": "matched passport and app account e-mail"}))]
 pub struct LinkSubject {
     /// The subject's id in the lake's subject column (e.g. `user_id`).

@@ -23,6 +23,7 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// An endpoint to register.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://app.example.com/hooks/lethe",
     "events": ["request.completed", "request.rejected"], "description": "tell users in the app"}))]
 pub struct CreateWebhook {

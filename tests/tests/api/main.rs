@@ -8,6 +8,7 @@ mod datasets;
 mod deadlines;
 mod encrypted_story;
 mod external_identity;
+mod hygiene;
 mod ingest;
 mod keys;
 mod lifecycle;
