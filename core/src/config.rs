@@ -88,6 +88,12 @@ pub struct WebhookSettings {
     pub retry_base_ms: u64,
     /// Longest delay between two attempts, in seconds (default 3600).
     pub retry_max_s: u64,
+    /// Allow webhook URLs whose host is (or resolves to) a loopback, private, link-local or
+    /// unique-local address (default `false`: refused at registration and at each delivery,
+    /// against server-side request forgery). Set it when the receiving app runs on the same
+    /// private network.
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 /// Ingest settings.
@@ -569,6 +575,7 @@ poll_interval_ms = 1000
 timeout_s = 10
 retry_base_ms = 10000
 retry_max_s = 3600
+allow_private_networks = false
 
 [requests]
 access_approval = "review"
