@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod dataset_roots;
 mod secret_strength;
 
 pub use secret_strength::{
@@ -195,6 +196,34 @@ pub struct StorageSettings {
     /// `s3://bucket/lethe-exports` (S3 credentials from the standard `AWS_*` variables). Wins
     /// over `exports_dir`. Every service and worker replica must see the same location.
     pub exports_url: Option<String>,
+    /// URL prefixes a dataset root may be registered under (`file:///srv/lake/`,
+    /// `s3://company-lake/`); a list, or one comma-separated string in the environment
+    /// (`LETHE__STORAGE__ALLOWED_ROOTS`). Unset (default): the local folder `<data_dir>/lake`
+    /// only. Whatever it says, the folders holding Lethe's database, keys, tombstone journal and
+    /// exports are never allowed (see [`Settings::check_dataset_root`]).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub allowed_roots: Option<Vec<String>>,
+}
+
+/// Reads an optional list of strings either as a list or as one comma-separated string.
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        )),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
 }
 
 impl StorageSettings {

@@ -111,7 +111,7 @@ impl From<Dataset> for DatasetView {
         }))),
     )),
     responses((status = 201, body = DatasetView),
-        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store). `root_not_allowed`: the root (or a region root) is not under `storage.allowed_roots`, or overlaps Lethe's own database, keys, tombstone journal or exports", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
@@ -135,6 +135,12 @@ pub async fn create(
             (column, body.partition_columns)
         }
     };
+    check_root(&state, &body.root_url)?;
+    if let Some(schema) = &body.schema {
+        for url in schema.region_roots.values() {
+            check_root(&state, url)?;
+        }
+    }
     if body.schema.is_some() {
         create_local_root(&body.root_url).await?;
     }
@@ -249,6 +255,21 @@ async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<
         }
     }
     Ok(())
+}
+
+/// Refuses a root outside `storage.allowed_roots`, or over Lethe's own folders, before
+/// anything touches it (not even a listing).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] with code `root_not_allowed`.
+fn check_root(state: &AppState, url: &str) -> Result<(), ApiError> {
+    state
+        .settings
+        .check_dataset_root(url)
+        .map_err(|detail| ApiError::BadRequest {
+            code: "root_not_allowed",
+            detail,
+        })
 }
 
 /// How long registering a dataset waits for its root to list, in seconds (an object store
