@@ -211,7 +211,11 @@ async fn demo(settings: Settings, subjects: usize, days: u32) -> anyhow::Result<
     let state = app.state();
     let demo = crate::demo::ensure_demo(&state, subjects, days).await?;
     let base = format!("http://{}:{}", settings.server.host, app.port());
-    println!("{}", crate::demo::instructions(&demo, &base));
+    // The walk-through names this binary by its absolute path, so it runs from any folder.
+    let binary = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| std::path::PathBuf::from("lethe-service"));
+    println!("{}", crate::demo::instructions(&demo, &base, &binary));
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }
