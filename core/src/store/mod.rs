@@ -5,6 +5,7 @@
 //! must be audited takes its [`NewAuditEntry`] and appends it in the same transaction, so the
 //! audit log and the state it describes cannot disagree.
 
+mod accounts;
 mod deadlines;
 mod holds;
 mod keys;
@@ -151,6 +152,24 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // ---- accounts ----------------------------------------------------------------------
+
+    /// Raises the account's token epoch: every access token issued before is refused (sign
+    /// out everywhere). Audited with `audit` in the same transaction.
+    async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User>;
+    /// Sets a new password hash and raises the token epoch (every other session ends).
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User>;
+    /// Disables (`true`) or enables an account, raising its token epoch either way.
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User>;
 
     /// Creates an account. `Conflict` when the e-mail is taken.
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User>;

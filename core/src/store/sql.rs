@@ -383,9 +383,10 @@ fn get_json(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<
         .transpose()
 }
 
-const USER_COLS: &str = "id, email, password_hash, role, subject_id, created_at";
+pub(super) const USER_COLS: &str =
+    "id, email, password_hash, role, subject_id, created_at, token_epoch, disabled_at";
 
-fn user_from(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let t = "users";
     Ok(User {
         id: get_s(row, t, "id")?,
@@ -397,6 +398,10 @@ fn user_from(row: &AnyRow) -> StoreResult<User> {
             .transpose()
             .map_err(|e| corrupt(t, e))?,
         created_at: get_ts(row, t, "created_at")?,
+        token_epoch: row
+            .try_get::<i64, _>("token_epoch")
+            .map_err(|e| corrupt(t, e))?,
+        disabled_at: get_ots(row, t, "disabled_at")?,
     })
 }
 
@@ -896,6 +901,39 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User> {
+        self.change_account_impl(user_id, super::accounts::AccountChange::Epoch, audit)
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account_impl(
+            user_id,
+            super::accounts::AccountChange::Password(password_hash),
+            audit,
+        )
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account_impl(
+            user_id,
+            super::accounts::AccountChange::Disabled(disabled),
+            audit,
+        )
+        .await
+    }
+
     async fn link_subject(
         &self,
         user_id: &str,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::auth::{PasswordError, hash_password_holding, verify_password_holding};
+use crate::auth::{Caller, PasswordError, hash_password_holding, verify_password_holding};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -159,7 +159,8 @@ pub async fn login(
     )
     .await;
     let user = match (ok, user) {
-        (true, Some(user)) => user,
+        // A disabled account is refused like a wrong password (nothing to learn from it).
+        (true, Some(user)) if user.disabled_at.is_none() => user,
         _ => {
             state.throttle.failed(&account);
             return Err(wrong());
@@ -168,11 +169,101 @@ pub async fn login(
     state.throttle.succeeded(&account);
     let token = state
         .tokens
-        .issue(&user.id, user.role)
+        .issue(&user.id, user.role, user.token_epoch)
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(HttpResponse::Ok().json(TokenResponse {
         access_token: token,
         token_type: "Bearer".into(),
         expires_in: state.tokens.ttl_s(),
     }))
+}
+
+/// Signs the caller's account out everywhere: every access token issued to it so far is
+/// refused from now on (its token epoch moves on). Audited as `account.signed_out`.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out: every token of the account is refused from now on"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an account (an API token, or a trusted issuer's token: end those where they were issued)", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    require_account(&caller)?;
+    let audit = NewAuditEntry::new(caller.actor(), "account.signed_out");
+    state.store.end_sessions(&caller.user_id, audit).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery", "new_password": "a new and longer passphrase"}))]
+pub struct PasswordChange {
+    /// The password in use.
+    pub current_password: String,
+    /// The new one: 12 characters or more.
+    pub new_password: String,
+}
+
+/// Changes the caller's password. Every other session ends (all tokens issued before are
+/// refused); the answer carries a fresh access token. A wrong current password counts as a
+/// failed sign-in (rate limits and lockout apply). Audited as `account.password_changed`.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; a fresh token (the old ones are refused)", body = TokenResponse),
+        (status = 400, description = "`validation`: the new password breaks the policy", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong current password, or no valid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an account", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`temporarily_unavailable`: every password-hashing slot is busy", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/auth/password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    require_account(&caller)?;
+    let body = body.into_inner();
+    let user = state.store.user(&caller.user_id).await?;
+    state
+        .throttle
+        .attempt(client_ip(&req, &state), &user.email)?;
+    let permit = state.throttle.hash_permit().await?;
+    if !verify_password_holding(body.current_password, Some(user.password_hash), permit).await {
+        state.throttle.failed(&user.email);
+        return Err(ApiError::Unauthorized("wrong current password".into()));
+    }
+    let permit = state.throttle.hash_permit().await?;
+    let password_hash = hash_password_holding(body.new_password, permit)
+        .await
+        .map_err(|e| match e {
+            PasswordError::Policy(m) => ApiError::validation(m),
+            other => ApiError::Internal(other.into()),
+        })?;
+    let audit = NewAuditEntry::new(caller.actor(), "account.password_changed");
+    let user = state
+        .store
+        .set_password(&user.id, password_hash, audit)
+        .await?;
+    state.throttle.succeeded(&user.email);
+    let token = state
+        .tokens
+        .issue(&user.id, user.role, user.token_epoch)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer".into(),
+        expires_in: state.tokens.ttl_s(),
+    }))
+}
+
+/// Fails with 403 unless the caller is one of Lethe's own accounts.
+fn require_account(caller: &Caller) -> Result<(), ApiError> {
+    if caller.issuer.is_some() || caller.role == Role::Producer {
+        return Err(ApiError::Forbidden(
+            "only Lethe accounts have sessions and passwords here".into(),
+        ));
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ mod residency;
 mod rights;
 mod s3;
 mod secrets;
+mod sessions;
 mod story;
 mod throttle;
 mod webhooks;
