@@ -143,28 +143,29 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         .details
         .filter(|_| r.request_type == RequestType::Rectification)
         .and_then(|d| serde_json::from_value::<Rectification>(d).ok());
+    let shown = Shown { caller };
     RequestView {
         id: r.id,
         request_type: r.request_type,
         status: r.status,
         subject_id: (caller.role != Role::Auditor).then(|| r.subject_id.into()),
         subject_pseudonym: r.subject_pseudonym,
-        filed_by: r.filed_by,
-        verification_note: r.verification_note,
+        filed_by: shown.actor(r.filed_by),
+        verification_note: shown.free_text(r.verification_note, true),
         received_at: r.received_at,
         due_at: r.due_at,
         days_left,
         original_due_at: extension.as_ref().map(|e| e.original_due_at),
         extended_at: extension.as_ref().map(|e| e.at),
-        extended_by: extension.as_ref().map(|e| e.by.clone()),
+        extended_by: extension.as_ref().map(|e| shown.actor(e.by.clone())),
         extension_months: extension.as_ref().map(|e| e.months),
-        extension_reason: extension.map(|e| e.reason),
-        decided_by: r.decided_by,
+        extension_reason: shown.free_text(extension.map(|e| e.reason), false),
+        decided_by: r.decided_by.map(|a| shown.actor(a)),
         decided_at: r.decided_at,
-        decision_reason: r.decision_reason,
+        decision_reason: shown.free_text(r.decision_reason, false),
         completed_at: r.completed_at,
         result: r.result,
-        error: r.error,
+        error: shown.free_text(r.error, false),
         export_available: r.export_path.is_some()
             && r.export_deleted_at.is_none()
             && r.export_expires_at.is_none_or(|at| at > chrono::Utc::now()),
@@ -175,7 +176,56 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         changes: rectification
             .filter(|_| caller.role != Role::Auditor)
             .map(|d| json!(d.changes)),
-        history,
+        history: history
+            .into_iter()
+            .map(|e| RequestEvent {
+                actor: shown.actor(e.actor),
+                note: shown.free_text(e.note, true),
+                ..e
+            })
+            .collect(),
+    }
+}
+
+/// Longest free text (a reason, a note, an error) shown to an auditor, in characters.
+const AUDITOR_TEXT_CHARS: usize = 200;
+
+/// What of a request each role is shown (least privilege): a subject sees who acted as
+/// `admin` or `system` (or the approval `policy:…`), never an admin's account id or a
+/// worker's host name; an auditor sees reasons and errors cut to 200 characters and no
+/// free-text notes (verification notes, cancellation reasons: they may name people).
+struct Shown<'a> {
+    caller: &'a Caller,
+}
+
+impl Shown<'_> {
+    /// An actor (`user:<id>`, `worker:<host>#…`, `policy:auto`, …) as the caller may see it.
+    fn actor(&self, actor: String) -> String {
+        if self.caller.role != Role::Subject || actor == self.caller.actor() {
+            return actor;
+        }
+        match actor.split_once(':').map(|(kind, _)| kind) {
+            Some("user") => "admin".into(),
+            // `policy:auto` / `policy:review` say how, not who.
+            Some("policy") => actor,
+            _ => "system".into(),
+        }
+    }
+
+    /// A free text: whole for admins and subjects; for auditors, notes (`redact`) are replaced
+    /// by their length and reasons cut to 200 characters.
+    fn free_text(&self, text: Option<String>, redact: bool) -> Option<String> {
+        let text = text?;
+        if self.caller.role != Role::Auditor {
+            return Some(text);
+        }
+        if redact {
+            return Some(format!("[redacted: {} characters]", text.chars().count()));
+        }
+        Some(match text.char_indices().nth(AUDITOR_TEXT_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ mod external_identity;
 mod hygiene;
 mod ingest;
 mod keys;
+mod least_privilege;
 mod lifecycle;
 mod metrics;
 mod openapi;
