@@ -11,6 +11,8 @@ use serde::Deserialize;
 mod dataset_roots;
 mod secret_strength;
 
+pub use dataset_roots::roots_overlap;
+
 pub use secret_strength::{
     MIN_SECRET_BYTES, WeakSecret, check_base64_secret, check_text_secret, estimated_bits,
 };

@@ -81,6 +81,16 @@ fn within(inner: &Location, outer: &Location) -> bool {
     }
 }
 
+/// Whether two dataset roots overlap: the same location, or one inside the other (a root
+/// belongs to one dataset only: two datasets over the same files would rewrite each other's).
+/// Roots that cannot be read as locations never overlap.
+pub fn roots_overlap(a: &str, b: &str) -> bool {
+    match (location(a), location(b)) {
+        (Ok(a), Ok(b)) => within(&a, &b) || within(&b, &a),
+        _ => false,
+    }
+}
+
 impl Settings {
     /// The folders and URLs that hold Lethe's own data: the data folder itself (database and
     /// key files), the SQLite database's folder, the KEK file's folder, the tombstone journal

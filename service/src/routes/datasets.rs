@@ -113,7 +113,7 @@ impl From<Dataset> for DatasetView {
     responses((status = 201, body = DatasetView),
         (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store). `root_not_allowed`: the root (or a region root) is not under `storage.allowed_roots`, or overlaps Lethe's own database, keys, tombstone journal or exports", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`dataset_exists`: name taken. `root_taken`: the root (or a region root) is, contains or lies in another dataset's root", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -156,6 +156,7 @@ pub async fn create(
     if let Some(schema) = &body.schema {
         prepare_region_roots(&body.root_url, schema).await?;
     }
+    check_root_is_free(&state, name.as_str(), &body.root_url, body.schema.as_ref()).await?;
     let partition_columns = match declared_partitions {
         Some(columns) => columns,
         None => files
@@ -270,6 +271,48 @@ fn check_root(state: &AppState, url: &str) -> Result<(), ApiError> {
             code: "root_not_allowed",
             detail,
         })
+}
+
+/// Refuses a root (or region root) that is, contains or lies in a root of another dataset:
+/// two datasets over the same files would rewrite each other's files and count each row
+/// twice. (A dataset of the same name is left to the store's own 409 `dataset_exists`.)
+///
+/// # Errors
+/// [`ApiError::Conflict`] with code `root_taken`; store errors.
+async fn check_root_is_free(
+    state: &AppState,
+    name: &str,
+    root_url: &str,
+    schema: Option<&DatasetSchema>,
+) -> Result<(), ApiError> {
+    let mut new_roots = vec![root_url.to_string()];
+    if let Some(schema) = schema {
+        new_roots.extend(schema.region_roots.values().cloned());
+    }
+    for existing in state.store.list_datasets().await? {
+        if existing.name == name {
+            continue;
+        }
+        let mut taken = vec![existing.root_url.clone()];
+        if let Some(schema) = &existing.schema {
+            taken.extend(schema.region_roots.values().cloned());
+        }
+        for new in &new_roots {
+            if taken
+                .iter()
+                .any(|old| lethe_core::config::roots_overlap(new, old))
+            {
+                return Err(ApiError::Conflict {
+                    code: "root_taken",
+                    detail: format!(
+                        "{new} overlaps the root of dataset {}; a root belongs to one dataset only",
+                        existing.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long registering a dataset waits for its root to list, in seconds (an object store

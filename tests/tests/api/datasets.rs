@@ -128,3 +128,21 @@ async fn an_allow_list_never_opens_lethes_own_folders() {
         assert_problem(response, StatusCode::BAD_REQUEST, "root_not_allowed").await;
     }
 }
+
+#[tokio::test]
+async fn a_root_belongs_to_one_dataset_only() {
+    let app = spawn_app_with(Spawn::default()).await;
+    for root in [
+        app.lake.display().to_string(),
+        format!("file://{}", app.lake.display()),
+        app.lake.join("date=2025-01-01").display().to_string(),
+        app.lake.parent().unwrap().display().to_string(),
+    ] {
+        let response = app
+            .create_dataset(
+                &json!({ "name": "again", "root_url": root, "subject_column": "user_id" }),
+            )
+            .await;
+        assert_problem(response, StatusCode::CONFLICT, "root_taken").await;
+    }
+}
