@@ -73,6 +73,15 @@ pub struct RequestSettings {
     /// Seconds an access export stays downloadable (default 604,800 = 7 days); a sweep then
     /// deletes it.
     pub export_ttl_s: u64,
+    /// Open (not final) requests of one type a subject may have at once (default 3; `0`: no
+    /// bound). Beyond, filing is refused as manifestly excessive (GDPR Art. 12(5)) and the
+    /// refusal is audited with its reason.
+    #[serde(default = "default_max_open_per_type")]
+    pub max_open_per_type: u32,
+}
+
+fn default_max_open_per_type() -> u32 {
+    3
 }
 
 /// Webhook delivery settings (`[webhooks]`). The dispatcher runs wherever a worker runs: in the
@@ -616,6 +625,7 @@ rectification_approval = "review"
 restriction_approval = "review"
 erasure_cooling_off_s = 0
 export_ttl_s = 604800
+max_open_per_type = 3
 "#;
 
 impl Settings {

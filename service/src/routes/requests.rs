@@ -229,6 +229,68 @@ impl Shown<'_> {
     }
 }
 
+/// Refuses a new request when the subject already has `requests.max_open_per_type` open
+/// requests of its type: manifestly excessive because repetitive (GDPR Art. 12(5)). The
+/// refusal is audited (`request.refused_excessive`, with the reason and the counts). A retry
+/// of one of the open requests (the same `Idempotency-Key`) is not refused.
+///
+/// # Errors
+/// 409 `excessive_requests`; store errors.
+async fn refuse_excessive(
+    state: &AppState,
+    caller: &Caller,
+    subject: &SubjectId,
+    pseudonym: &str,
+    request_type: RequestType,
+    idempotency_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let limit = state.settings.requests.max_open_per_type;
+    if limit == 0 {
+        return Ok(());
+    }
+    let filter = lethe_core::store::RequestFilter {
+        subject_id: Some(subject.clone()),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let open: Vec<PrivacyRequest> = state
+        .store
+        .list_requests(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| r.request_type == request_type && !r.status.is_final())
+        .collect();
+    let retry = idempotency_key.is_some_and(|key| {
+        open.iter()
+            .any(|r| r.idempotency_key.as_deref() == Some(key))
+    });
+    if retry || open.len() < limit as usize {
+        return Ok(());
+    }
+    let reason = "GDPR Art. 12(5): manifestly excessive, because repetitive: the subject already has this many open requests of this type";
+    state
+        .store
+        .append_audit(
+            NewAuditEntry::new(caller.actor(), "request.refused_excessive")
+                .subject(pseudonym)
+                .details(json!({
+                    "type": request_type,
+                    "open": open.len(),
+                    "limit": limit,
+                    "reason": reason,
+                })),
+        )
+        .await?;
+    Err(ApiError::Conflict {
+        code: "excessive_requests",
+        detail: format!(
+            "there are already {} open {} requests for this subject (at most {limit}); follow them, or cancel one, before filing another ({reason})",
+            open.len(),
+            request_type.as_str()
+        ),
+    })
+}
+
 /// Loads a request the caller may see; others' requests are 404 to a subject.
 async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PrivacyRequest, ApiError> {
     let request = state.store.request(id).await?;
@@ -325,7 +387,7 @@ async fn rectification_of(
         (status = 400, description = "`validation`: a missing field, an invalid subject id, or a rectification whose dataset is unknown or whose changes break a rule (subject or partition column, undeclared column, value not of the column's type)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Account not linked to a subject, or an auditor", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency-Key reused for a different request", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`idempotency_key_reused`: Idempotency-Key reused for a different request. `excessive_requests`: the subject already has `requests.max_open_per_type` open requests of this type (GDPR Art. 12(5); the refusal is audited)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/requests")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -379,6 +441,15 @@ pub async fn create(
         }
     };
     let pseudonym = state.pseudonyms.pseudonym(&subject);
+    refuse_excessive(
+        &state,
+        &caller,
+        &subject,
+        &pseudonym,
+        body.request_type,
+        idempotency_key.as_deref(),
+    )
+    .await?;
     let mut details = json!({
         "type": body.request_type,
         "identity_verified_by_admin": caller.role == Role::Admin,

@@ -81,3 +81,61 @@ async fn an_auditor_sees_no_free_text_notes() {
         .unwrap();
     assert!(admin.to_string().contains("Ana Ruiz"));
 }
+
+#[tokio::test]
+async fn repetitive_requests_beyond_the_bound_are_refused_and_the_refusal_is_recorded() {
+    let app = spawn_app().await;
+    let subject = app.summary.subjects[6].user_id.clone();
+    let token = app.subject_token("eve@example.com", &subject).await;
+    let mut first = None;
+    for i in 0..3 {
+        let response = app
+            .client
+            .post(app.url("/v1/requests"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", format!("k{i}"))
+            .json(&json!({ "type": "access" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        first.get_or_insert(response.json::<Value>().await.unwrap()["id"].clone());
+    }
+    let response = app.file_request(&token, &json!({ "type": "access" })).await;
+    let body = crate::helpers::assert_problem(
+        response,
+        reqwest::StatusCode::CONFLICT,
+        "excessive_requests",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("12(5)"), "{body}");
+    // A retry of an open one is not a new request; another type is not bounded by this one.
+    let retry = app
+        .client
+        .post(app.url("/v1/requests"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "k0")
+        .json(&json!({ "type": "access" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(retry.status().is_success(), "{}", retry.status());
+    assert_eq!(retry.json::<Value>().await.unwrap()["id"], first.unwrap());
+    app.file_request_ok(&token, "erasure").await;
+    let refusals = app
+        .state
+        .store
+        .audit_entries(&lethe_core::store::AuditFilter {
+            action: Some("request.refused_excessive".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refusals.len(), 1);
+    assert!(
+        refusals[0].details["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Art. 12(5)")
+    );
+}
