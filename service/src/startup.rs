@@ -62,8 +62,11 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
     settings
         .check_secrets()
         .context("checking the configured secrets")?;
-    let issuers = TrustedIssuers::load(&settings.auth.trusted_issuers)
-        .context("loading the trusted issuers (auth.trusted_issuers)")?;
+    let issuers = TrustedIssuers::load_with_egress(
+        &settings.auth.trusted_issuers,
+        settings.webhooks.allow_private_networks,
+    )
+    .context("loading the trusted issuers (auth.trusted_issuers)")?;
     let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
         .await
         .context("opening the database")?;

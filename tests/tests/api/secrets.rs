@@ -1,5 +1,6 @@
-//! No known secrets: the service refuses placeholder, short or predictable secrets, compose
-//! requires every secret, and `lethe-service secrets generate` writes fresh ones.
+//! What stops the start. No known secrets: the service refuses placeholder, short or
+//! predictable secrets, compose requires every secret, and `lethe-service secrets generate`
+//! writes fresh ones. No JWK Set on a private address unless the operator allows it.
 
 use lethe_core::config::Settings;
 use lethe_service::startup::Application;
@@ -179,4 +180,31 @@ fn compose_requires_every_secret_and_ships_none() {
         );
     }
     assert!(!compose.to_lowercase().contains("change-me"));
+}
+
+#[tokio::test]
+async fn a_jwks_url_on_a_private_or_metadata_address_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "https://169.254.169.254/jwks.json",
+        "https://10.0.0.8/.well-known/jwks.json",
+        "https://[fd00::8]/jwks.json",
+    ] {
+        let mut s = settings(dir.path());
+        s.auth.trusted_issuers = vec![lethe_core::config::TrustedIssuerSettings {
+            issuer: "https://login.example.com/".into(),
+            audience: "lethe".into(),
+            jwks_file: None,
+            jwks_url: Some(url.into()),
+            public_key_pem: None,
+            algorithm: None,
+            leeway_s: 60,
+            subject_claim: "sub".into(),
+        }];
+        let error = refused(s.clone()).await;
+        assert!(error.contains("allow_private_networks"), "{error}");
+        // An operator whose identity provider runs on the private network says so.
+        s.webhooks.allow_private_networks = true;
+        Application::build(s).await.unwrap();
+    }
 }
