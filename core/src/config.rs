@@ -164,6 +164,11 @@ pub struct ServerSettings {
     /// Seconds a request body may take to arrive after the headers (default 60); a body that
     /// is short of its `Content-Length`, or trickles in, is cut off with 408.
     pub body_timeout_s: u64,
+    /// Origins (`https://app.example.com`) whose browser pages may call the API (CORS); a
+    /// list, or one comma-separated string in the environment. Empty (default): no CORS
+    /// header is ever sent, so browsers keep other origins from reading answers.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// Database settings. The URL's scheme selects the backend (`sqlite:` or `postgres:`).

@@ -1,11 +1,12 @@
-//! HTTP-level guards every endpoint gets: security headers, a deadline on request bodies, and
-//! 405 (not 404) for a known path called with a method it does not have.
+//! HTTP-level guards every endpoint gets: security headers, CORS for configured origins only,
+//! a deadline on request bodies, and 405 (not 404) for a known path called with a method it
+//! does not have.
 
 use std::sync::LazyLock;
 use std::task::Poll;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -23,8 +24,8 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 
 /// Adds `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
 /// `X-Frame-Options: DENY`, a `Content-Security-Policy` (the docs UI's own under `/docs`) and,
-/// unless the handler chose one, `Cache-Control: no-store` (answers hold personal data). No
-/// CORS header is ever sent, so browsers keep other origins from reading answers. No HSTS:
+/// unless the handler chose one, `Cache-Control: no-store` (answers hold personal data). CORS
+/// headers come only from [`cors`], for configured origins. No HSTS:
 /// Lethe serves plain HTTP and TLS ends at the proxy in front of it, which should send it.
 ///
 /// # Errors
@@ -53,6 +54,62 @@ pub async fn security_headers<B: MessageBody>(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(response)
+}
+
+/// CORS for the origins of `server.cors_allowed_origins` only (exact match): a preflight
+/// (`OPTIONS` with `Access-Control-Request-Method`) from such an origin is answered 204 with
+/// the path's methods and the headers the API reads; other answers to it carry
+/// `Access-Control-Allow-Origin`. Any other origin gets no CORS header at all. Bearer tokens
+/// travel in a header, so credentials (cookies) are never allowed.
+///
+/// # Errors
+/// Those of the inner service.
+pub async fn cors<B: MessageBody>(
+    origins: std::sync::Arc<Vec<String>>,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| origins.iter().any(|allowed| allowed == o))
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        let methods = allowed_methods(req.path())
+            .unwrap_or_default()
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut response = HttpResponse::NoContent();
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, methods))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type, idempotency-key, x-request-id",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+            .insert_header((header::VARY, "Origin"));
+        return Ok(req.into_response(response.finish()).map_into_right_body());
+    }
+    let mut response = next.call(req).await?;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("x-request-id, retry-after, location"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    Ok(response.map_into_left_body())
 }
 
 /// Why a body read was cut short: the whole body did not arrive within the deadline.

@@ -205,10 +205,22 @@ fn run(
 ) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
     let body_timeout = std::time::Duration::from_secs(state.settings.server.body_timeout_s.max(1));
+    let cors_origins = Arc::new(
+        state
+            .settings
+            .server
+            .cors_allowed_origins
+            .clone()
+            .unwrap_or_default(),
+    );
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 crate::guards::body_deadline(body_timeout, req, next)
+            }))
+            .wrap(actix_web::middleware::from_fn({
+                let origins = cors_origins.clone();
+                move |req, next| crate::guards::cors(origins.clone(), req, next)
             }))
             .wrap(actix_web::middleware::from_fn(
                 crate::guards::security_headers,

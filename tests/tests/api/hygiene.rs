@@ -218,3 +218,79 @@ async fn the_database_files_are_private_to_their_owner() {
     }
     assert!(checked >= 1);
 }
+
+#[tokio::test]
+async fn cors_opens_to_configured_origins_only() {
+    let app = spawn_app_with(Spawn {
+        configure: Some(|s| {
+            s.server.cors_allowed_origins = Some(vec!["https://app.example.com".into()])
+        }),
+        ..Spawn::default()
+    })
+    .await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/requests"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("GET"),
+        "{methods}"
+    );
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    let response = app
+        .client
+        .get(app.url("/v1/requests"))
+        .bearer_auth(&app.admin_token)
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    for origin in [
+        "https://evil.example",
+        "https://app.example.com.evil.example",
+    ] {
+        let response = app
+            .client
+            .get(app.url("/v1/requests"))
+            .bearer_auth(&app.admin_token)
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+        let preflight = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/requests"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            preflight
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+    }
+}
