@@ -126,4 +126,9 @@ if [ -f bench/surgery.md ]; then
   { echo; echo "<!-- surgery-bench -->"; cat bench/surgery.md; echo "<!-- /surgery-bench -->"; } >>"$README"
 fi
 
+# The sign-in flood figures (bench/auth.sh) follow, kept across reruns.
+if [ -f bench/auth.md ]; then
+  { echo; echo "<!-- auth-bench -->"; cat bench/auth.md; echo "<!-- /auth-bench -->"; } >>"$README"
+fi
+
 cat "$README"

@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod dataset_roots;
+mod secret_strength;
+
+pub use dataset_roots::roots_overlap;
+
+pub use secret_strength::{
+    MIN_SECRET_BYTES, WeakSecret, check_base64_secret, check_text_secret, estimated_bits,
+};
+
 /// Everything Lethe reads at start.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -152,6 +161,15 @@ pub struct RequestSettings {
     /// Seconds an access export stays downloadable (default 604,800 = 7 days); a sweep then
     /// deletes it.
     pub export_ttl_s: u64,
+    /// Open (not final) requests of one type a subject may have at once (default 3; `0`: no
+    /// bound). Beyond, filing is refused as manifestly excessive (GDPR Art. 12(5)) and the
+    /// refusal is audited with its reason.
+    #[serde(default = "default_max_open_per_type")]
+    pub max_open_per_type: u32,
+}
+
+fn default_max_open_per_type() -> u32 {
+    3
 }
 
 /// Webhook delivery settings (`[webhooks]`). The dispatcher runs wherever a worker runs: in the
@@ -170,6 +188,12 @@ pub struct WebhookSettings {
     pub retry_base_ms: u64,
     /// Longest delay between two attempts, in seconds (default 3600).
     pub retry_max_s: u64,
+    /// Allow webhook URLs whose host is (or resolves to) a loopback, private, link-local or
+    /// unique-local address (default `false`: refused at registration and at each delivery,
+    /// against server-side request forgery). Set it when the receiving app runs on the same
+    /// private network.
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 /// Ingest settings.
@@ -221,6 +245,18 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest accepted JSON body, in bytes.
     pub max_body_bytes: usize,
+    /// Take the client's address from `Forwarded` / `X-Forwarded-For` (default `false`: the
+    /// TCP peer). Set it only behind a reverse proxy that overwrites those headers, or every
+    /// client can pick the address its rate limits are counted under.
+    pub trust_forwarded_for: bool,
+    /// Seconds a request body may take to arrive after the headers (default 60); a body that
+    /// is short of its `Content-Length`, or trickles in, is cut off with 408.
+    pub body_timeout_s: u64,
+    /// Origins (`https://app.example.com`) whose browser pages may call the API (CORS); a
+    /// list, or one comma-separated string in the environment. Empty (default): no CORS
+    /// header is ever sent, so browsers keep other origins from reading answers.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// Database settings. The URL's scheme selects the backend (`sqlite:` or `postgres:`).
@@ -264,6 +300,34 @@ pub struct StorageSettings {
     /// `s3://bucket/lethe-exports` (S3 credentials from the standard `AWS_*` variables). Wins
     /// over `exports_dir`. Every service and worker replica must see the same location.
     pub exports_url: Option<String>,
+    /// URL prefixes a dataset root may be registered under (`file:///srv/lake/`,
+    /// `s3://company-lake/`); a list, or one comma-separated string in the environment
+    /// (`LETHE__STORAGE__ALLOWED_ROOTS`). Unset (default): the local folder `<data_dir>/lake`
+    /// only. Whatever it says, the folders holding Lethe's database, keys, tombstone journal and
+    /// exports are never allowed (see [`Settings::check_dataset_root`]).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub allowed_roots: Option<Vec<String>>,
+}
+
+/// Reads an optional list of strings either as a list or as one comma-separated string.
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        )),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
 }
 
 impl StorageSettings {
@@ -307,6 +371,24 @@ pub struct AuthSettings {
     /// same list as a JSON array). Empty by default: only Lethe's own accounts sign in.
     #[serde(default, deserialize_with = "trusted_issuers_from_list_or_json")]
     pub trusted_issuers: Vec<TrustedIssuerSettings>,
+    /// Sign-in and sign-up attempts (`POST /v1/auth/login`, `/v1/auth/register`) one client
+    /// IP address may make per minute, both together (default 30; a burst of that many, then
+    /// one every 60/n seconds). Beyond: 429 with `Retry-After`.
+    pub attempts_per_ip_per_minute: u32,
+    /// Attempts per minute on one e-mail address, from any address (default 10).
+    pub attempts_per_account_per_minute: u32,
+    /// Consecutive failed sign-ins on one e-mail address after which it is locked (default 5).
+    /// Known and unknown addresses are treated alike, so a lockout says nothing about whether
+    /// an account exists.
+    pub lockout_after_failures: u32,
+    /// First lockout, in seconds (default 30); doubled at each further failure.
+    pub lockout_base_s: u64,
+    /// Longest lockout, in seconds (default 900).
+    pub lockout_max_s: u64,
+    /// Password hashes (argon2id, 19 MiB and a core each) computed at the same time; `0`
+    /// (default): the number of cores. A sign-in or sign-up that finds none free within
+    /// 500 ms gets 503 with `Retry-After`.
+    pub max_concurrent_hashes: usize,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -316,6 +398,18 @@ impl std::fmt::Debug for AuthSettings {
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "***"))
             .field("trusted_issuers", &self.trusted_issuers)
+            .field(
+                "attempts_per_ip_per_minute",
+                &self.attempts_per_ip_per_minute,
+            )
+            .field(
+                "attempts_per_account_per_minute",
+                &self.attempts_per_account_per_minute,
+            )
+            .field("lockout_after_failures", &self.lockout_after_failures)
+            .field("lockout_base_s", &self.lockout_base_s)
+            .field("lockout_max_s", &self.lockout_max_s)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .finish()
     }
 }
@@ -571,6 +665,8 @@ const DEFAULTS: &str = r#"
 host = "127.0.0.1"
 port = 8080
 max_body_bytes = 1048576
+trust_forwarded_for = false
+body_timeout_s = 60
 
 [database]
 url = "sqlite://./lethe-data/lethe.db"
@@ -581,6 +677,12 @@ data_dir = "./lethe-data"
 
 [auth]
 access_token_ttl_s = 900
+attempts_per_ip_per_minute = 30
+attempts_per_account_per_minute = 10
+lockout_after_failures = 5
+lockout_base_s = 30
+lockout_max_s = 900
+max_concurrent_hashes = 0
 
 [worker]
 in_process = true
@@ -606,6 +708,7 @@ poll_interval_ms = 1000
 timeout_s = 10
 retry_base_ms = 10000
 retry_max_s = 3600
+allow_private_networks = false
 
 [audit]
 checkpoint_every_entries = 1000
@@ -619,6 +722,7 @@ rectification_approval = "review"
 restriction_approval = "review"
 erasure_cooling_off_s = 0
 export_ttl_s = 604800
+max_open_per_type = 3
 "#;
 
 impl Settings {
@@ -664,7 +768,38 @@ impl Settings {
             .build()?;
         let settings: Self = settings.try_deserialize()?;
         settings.auth.validate()?;
+        settings.check_secrets()?;
         Ok(settings)
+    }
+
+    /// Refuses configured secrets that anybody could know or guess: `auth.jwt_secret`,
+    /// `auth.pseudonym_key`, `crypto.subject_key` (text, at least 32 bytes) and `crypto.kek`
+    /// (base64 of 32 bytes) must not hold a placeholder, repeat a short pattern or look
+    /// predictable ([`check_text_secret`]). Unset secrets are generated into files under
+    /// `data_dir` (the embedded default) and need no check here.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the setting and the rule it breaks, never its value.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let weak = |name: &str, e: WeakSecret| {
+            ConfigError::Invalid(format!(
+                "{name} {e}; refusing to start with a secret that could be known or guessed"
+            ))
+        };
+        let texts = [
+            ("auth.jwt_secret", &self.auth.jwt_secret),
+            ("auth.pseudonym_key", &self.auth.pseudonym_key),
+            ("crypto.subject_key", &self.crypto.subject_key),
+        ];
+        for (name, secret) in texts {
+            if let Some(secret) = secret {
+                check_text_secret(secret.expose_secret()).map_err(|e| weak(name, e))?;
+            }
+        }
+        if let Some(kek) = &self.crypto.kek {
+            check_base64_secret(kek.expose_secret()).map_err(|e| weak("crypto.kek", e))?;
+        }
+        Ok(())
     }
 
     /// Defaults with every path under `data_dir` and a SQLite database there; used by tests
@@ -682,7 +817,8 @@ impl Settings {
 /// The file is created with mode 0600 on Unix.
 ///
 /// # Errors
-/// [`ConfigError::SecretFile`] when the file cannot be read or written.
+/// [`ConfigError::SecretFile`] when the file cannot be read or written;
+/// [`ConfigError::Invalid`] when it holds a weak secret ([`check_text_secret`]).
 pub fn load_or_create_secret(path: &Path) -> Result<SecretString, ConfigError> {
     use rand::RngCore;
     let wrap = |source| ConfigError::SecretFile {
@@ -690,7 +826,15 @@ pub fn load_or_create_secret(path: &Path) -> Result<SecretString, ConfigError> {
         source,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(text) => {
+            check_text_secret(&text).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "secret file {} {e}; delete it to have a new one generated",
+                    path.display()
+                ))
+            })?;
+            return Ok(SecretString::from(text.trim().to_string()));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(wrap(e)),
     }

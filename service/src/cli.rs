@@ -67,6 +67,25 @@ pub enum Command {
     },
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+    /// Secrets of a deployment.
+    Secrets {
+        /// Secrets command.
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+/// Secrets commands.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Write a `.env` file (mode 0600) with fresh random values for every secret
+    /// `docker-compose.yml` requires: the database and MinIO passwords, the JWT secret, the
+    /// pseudonym key, the KEK and the subject key. Never overwrites an existing file.
+    Generate {
+        /// Where to write it.
+        #[arg(long, default_value = ".env")]
+        output: PathBuf,
+    },
 }
 
 /// Key commands.
@@ -154,6 +173,25 @@ pub enum AuditCommand {
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(args: Args) -> ExitCode {
+    // Needs no configuration, so that it works before any secret is set.
+    if let Some(Command::Secrets {
+        command: SecretsCommand::Generate { output },
+    }) = &args.command
+    {
+        return match crate::secrets::generate(output) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote fresh secrets to {} (mode 0600); back it up, and keep it out of version control",
+                    output.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -199,6 +237,7 @@ pub async fn run(args: Args) -> ExitCode {
             println!("{}", crate::openapi::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Secrets { .. } => unreachable!("handled before the settings are loaded"),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -218,7 +257,11 @@ async fn demo(settings: Settings, subjects: usize, days: u32) -> anyhow::Result<
     let state = app.state();
     let demo = crate::demo::ensure_demo(&state, subjects, days).await?;
     let base = format!("http://{}:{}", settings.server.host, app.port());
-    println!("{}", crate::demo::instructions(&demo, &base));
+    // The walk-through names this binary by its absolute path, so it runs from any folder.
+    let binary = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| std::path::PathBuf::from("lethe-service"));
+    println!("{}", crate::demo::instructions(&demo, &base, &binary));
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }

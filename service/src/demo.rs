@@ -190,8 +190,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text printed at start: accounts and a walk-through with `curl`.
-pub fn instructions(d: &DemoAccounts, base: &str) -> String {
+/// The text printed when the demo starts: the credentials, and a walk-through of an access
+/// request and an erasure as one shell block (bash, curl, jq) that runs as printed from any
+/// folder: every call is `curl -f` inside `set -euo pipefail`, so it stops at the first failing
+/// step; it waits on each request's status instead of sleeping; and it verifies the audit
+/// export with this very binary, named by its absolute path.
+pub fn instructions(d: &DemoAccounts, base: &str, binary: &Path) -> String {
     format!(
         r#"
 Lethe demo is up at {base}   (API docs: {base}/docs)
@@ -201,35 +205,51 @@ Lethe demo is up at {base}   (API docs: {base}/docs)
   subject  {subject_email}  /  {subject_pw}   (linked to user_id {subject_id})
   lake     {lake}
 
-Walk an erasure through (needs curl and jq):
+Walk an erasure through (bash, curl and jq; paste the block as is, from any folder):
 
-  login() {{ curl -s {base}/v1/auth/login -H 'content-type: application/json' \
-      -d "{{\"email\":\"$1\",\"password\":\"$2\"}}" | jq -r .access_token; }}
+(
+  set -euo pipefail
+  API={base}
+  login() {{ curl -fsS "$API/v1/auth/login" -H 'content-type: application/json' \
+      -d "{{\"email\":\"$1\",\"password\":\"$2\"}}" | jq -er .access_token; }}
   SUBJECT=$(login '{subject_email}' '{subject_pw}')
   ADMIN=$(login '{admin_email}' '{admin_pw}')
   AUDITOR=$(login '{auditor_email}' '{auditor_pw}')
+  # waits until request $1 is final and prints its status
+  wait_final() {{
+    for _ in $(seq 1 600); do
+      status=$(curl -fsS "$API/v1/requests/$1" -H "authorization: Bearer $ADMIN" | jq -er .status)
+      case $status in completed|partially_completed|failed|rejected|cancelled) echo "$status"; return;; esac
+      sleep 0.5
+    done
+    echo "request $1 is still $status after 5 minutes" >&2; return 1
+  }}
 
   # the subject asks for a copy of their data, then for erasure
-  ACCESS=$(curl -s {base}/v1/requests -H "authorization: Bearer $SUBJECT" -H 'content-type: application/json' -d '{{"type":"access"}}' | jq -r .id)
-  ERASE=$(curl -s {base}/v1/requests -H "authorization: Bearer $SUBJECT" -H 'content-type: application/json' -d '{{"type":"erasure"}}' | jq -r .id)
+  ACCESS=$(curl -fsS "$API/v1/requests" -H "authorization: Bearer $SUBJECT" -H 'content-type: application/json' -d '{{"type":"access"}}' | jq -er .id)
+  ERASE=$(curl -fsS "$API/v1/requests" -H "authorization: Bearer $SUBJECT" -H 'content-type: application/json' -d '{{"type":"erasure"}}' | jq -er .id)
 
   # the admin approves the access request; the in-process worker exports the rows
-  curl -s -X POST {base}/v1/requests/$ACCESS/approve -H "authorization: Bearer $ADMIN" | jq .status
-  sleep 2; curl -s {base}/v1/requests/$ACCESS/export -H "authorization: Bearer $SUBJECT" -o my-data.zip
+  curl -fsS -X POST "$API/v1/requests/$ACCESS/approve" -H "authorization: Bearer $ADMIN" | jq -r .status
+  wait_final "$ACCESS"
+  curl -fsS "$API/v1/requests/$ACCESS/export" -H "authorization: Bearer $SUBJECT" -o my-data.zip
+  echo "export: $(wc -c < my-data.zip) bytes in my-data.zip"
 
   # then the erasure: every file holding the subject is rewritten without their rows
-  curl -s -X POST {base}/v1/requests/$ERASE/approve -H "authorization: Bearer $ADMIN" | jq .status
-  sleep 3; curl -s {base}/v1/requests/$ERASE -H "authorization: Bearer $SUBJECT" | jq '{{status, result}}'
+  curl -fsS -X POST "$API/v1/requests/$ERASE/approve" -H "authorization: Bearer $ADMIN" | jq -r .status
+  wait_final "$ERASE"
+  curl -fsS "$API/v1/requests/$ERASE" -H "authorization: Bearer $SUBJECT" | jq '{{status, result}}'
 
   # the subject's signed erasure certificate
-  curl -s {base}/v1/requests/$ERASE/certificate -H "authorization: Bearer $SUBJECT" -o certificate.json
+  curl -fsS "$API/v1/requests/$ERASE/certificate" -H "authorization: Bearer $SUBJECT" -o certificate.json
 
   # the auditor exports the hash-chained log with its signed checkpoints and verifies it offline
-  curl -s {base}/v1/audit/export -H "authorization: Bearer $AUDITOR" -o audit.jsonl
-  curl -s {base}/v1/audit/checkpoints -H "authorization: Bearer $AUDITOR" -o checkpoints.jsonl
-  curl -s {base}/v1/audit/public-keys -H "authorization: Bearer $AUDITOR" -o audit.pub
-  ./target/release/lethe-service audit verify --file audit.jsonl --checkpoints checkpoints.jsonl --public-key audit.pub
-  python3 tools/verify_audit.py --certificate certificate.json --public-key audit.pub
+  curl -fsS "$API/v1/audit/export" -H "authorization: Bearer $AUDITOR" -o audit.jsonl
+  curl -fsS "$API/v1/audit/checkpoints" -H "authorization: Bearer $AUDITOR" -o checkpoints.jsonl
+  curl -fsS "$API/v1/audit/public-keys" -H "authorization: Bearer $AUDITOR" -o audit.pub
+  '{binary}' audit verify --file audit.jsonl --checkpoints checkpoints.jsonl --public-key audit.pub
+  '{binary}' audit verify-certificate --file certificate.json --public-key audit.pub
+)
 
 Credentials are kept in {creds}.
 "#,
@@ -241,6 +261,7 @@ Credentials are kept in {creds}.
         subject_pw = d.subject.1,
         subject_id = d.subject_id,
         lake = d.lake.display(),
+        binary = binary.display(),
         creds = "lethe-data/demo-credentials.json",
     )
 }

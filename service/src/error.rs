@@ -108,6 +108,15 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// Too many attempts from one address or on one account, or the account is locked after
+    /// repeated failed sign-ins (429, code `too_many_requests`, with `Retry-After`).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Seconds to wait before the next attempt may pass.
+        retry_after_s: u64,
+        /// What was limited.
+        detail: String,
+    },
     /// The database is momentarily overloaded (a lock or a pooled connection was not granted
     /// in time): 503 with `Retry-After`, code `temporarily_unavailable`. Nothing was changed.
     #[error("{0}")]
@@ -137,6 +146,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidRow { .. } => "invalid_row",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "temporarily_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -174,6 +184,10 @@ impl From<StoreError> for ApiError {
                     ExtensionRefusal::TooLate { .. } => "extension_too_late",
                 },
                 detail: refusal.to_string(),
+            },
+            destroyed @ StoreError::KeyDestroyed(_) => ApiError::Conflict {
+                code: "key_destroyed",
+                detail: destroyed.to_string(),
             },
             StoreError::InvalidWebhookState(detail) => ApiError::Conflict {
                 code: "invalid_webhook_state",
@@ -265,6 +279,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidRow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -293,6 +308,14 @@ impl ResponseError for ApiError {
                 response.headers_mut().insert(
                     actix_web::http::header::RETRY_AFTER,
                     actix_web::http::header::HeaderValue::from_static("1"),
+                );
+                response
+            }
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                let mut response = problem_response(status, self.code(), detail);
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*retry_after_s),
                 );
                 response
             }

@@ -15,8 +15,9 @@ use crate::routes;
     ),
     paths(
         routes::health::healthz, routes::health::readyz, crate::metrics::metrics_endpoint,
-        routes::auth::register, routes::auth::login,
+        routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::change_password,
         routes::users::me, routes::users::list, routes::users::link_subject,
+        routes::users::disable, routes::users::enable,
         routes::datasets::create, routes::datasets::list, routes::datasets::get,
         routes::ingest::ingest, routes::ingest::compact,
         routes::tokens::create, routes::tokens::list, routes::tokens::revoke,

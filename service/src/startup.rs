@@ -18,7 +18,7 @@ use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{TokenKeys, TrustedIssuers};
+use crate::auth::{AuthThrottle, TokenKeys, TrustedIssuers};
 use crate::checkpoints::AuditCheckpoints;
 use crate::error::problem_response;
 use crate::metrics::Metrics;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// The audit signing key, its public keys and the external checkpoint sink.
     pub audit: Arc<AuditCheckpoints>,
+    /// Rate limits, lockouts and the hashing bound of sign-in and sign-up.
+    pub throttle: AuthThrottle,
 }
 
 /// A built, bound, not yet running service (and its in-process worker and webhook dispatcher,
@@ -57,11 +59,17 @@ pub struct Application {
 /// Opens the store and loads (or creates) the secrets named in `settings`.
 ///
 /// # Errors
-/// When a trusted issuer is misconfigured or its key cannot be read, the database is
+/// When a configured secret is weak ([`Settings::check_secrets`]), a trusted issuer is misconfigured or its key cannot be read, the database is
 /// unreachable, migrations fail, or a secret file cannot be written.
 pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
-    let issuers = TrustedIssuers::load(&settings.auth.trusted_issuers)
-        .context("loading the trusted issuers (auth.trusted_issuers)")?;
+    settings
+        .check_secrets()
+        .context("checking the configured secrets")?;
+    let issuers = TrustedIssuers::load_with_egress(
+        &settings.auth.trusted_issuers,
+        settings.webhooks.allow_private_networks,
+    )
+    .context("loading the trusted issuers (auth.trusted_issuers)")?;
     let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
         .await
         .context("opening the database")?;
@@ -108,6 +116,7 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
         tokens: TokenKeys::new(&jwt_secret, settings.auth.access_token_ttl_s),
         issuers,
         pseudonyms: Pseudonymizer::new(pseudonym_key),
+        throttle: AuthThrottle::new(&settings.auth),
         settings: settings.clone(),
     })
 }
@@ -218,8 +227,27 @@ fn run(
     metrics: web::Data<Metrics>,
 ) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs(state.settings.server.body_timeout_s.max(1));
+    let cors_origins = Arc::new(
+        state
+            .settings
+            .server
+            .cors_allowed_origins
+            .clone()
+            .unwrap_or_default(),
+    );
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                crate::guards::body_deadline(body_timeout, req, next)
+            }))
+            .wrap(actix_web::middleware::from_fn({
+                let origins = cors_origins.clone();
+                move |req, next| crate::guards::cors(origins.clone(), req, next)
+            }))
+            .wrap(actix_web::middleware::from_fn(
+                crate::guards::security_headers,
+            ))
             .wrap(actix_web::middleware::from_fn(telemetry::trace_request))
             .app_data(state.clone())
             .app_data(metrics.clone())
@@ -231,13 +259,16 @@ fn run(
             .service(
                 SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", crate::openapi::document()),
             )
-            .default_service(web::to(|| async {
-                problem_response(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such endpoint".into(),
-                )
-            }))
+            // The printed link has no trailing slash; the UI's relative assets need one.
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::PermanentRedirect()
+                        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(crate::guards::no_route))
     })
     .listen(listener)?
     .shutdown_timeout(30)
@@ -256,6 +287,11 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 }
                 actix_web::error::JsonPayloadError::ContentType => {
                     (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                actix_web::error::JsonPayloadError::Payload(e)
+                    if crate::guards::is_body_timeout(e) =>
+                {
+                    (StatusCode::REQUEST_TIMEOUT, "request_timeout")
                 }
                 _ => (StatusCode::BAD_REQUEST, "malformed_json"),
             };

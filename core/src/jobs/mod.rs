@@ -21,4 +21,4 @@ pub use exports::{ExportRewrapReport, rewrap_exports};
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
 pub use shred::{destroy_subject_key, reapply_tombstones};
-pub use sweep::sweep_expired_exports;
+pub use sweep::{destroy_subject_exports, sweep_expired_exports};

@@ -19,6 +19,12 @@ use crate::store::{PrivacyRequest, Store};
 /// reason `erased`): nothing is left to restrict, and the list of restricted subjects must not
 /// keep an erased subject's id. Idempotent. Returns whether this call recorded it.
 ///
+/// The destruction is claimed on the request first ([`Store::claim_key_destruction`]): a
+/// request cancelled or rejected meanwhile keeps its key, and once claimed the request can no
+/// longer be cancelled, so a cancelled request never has an erased subject. A crash between
+/// the claim and the destruction is repaired by the next call (the plan's): the key of a
+/// claimed request is destroyed again (idempotent) and audited if it was still there.
+///
 /// # Errors
 /// [`JobError::Transient`] when the key store or the database fails.
 pub async fn destroy_subject_key(
@@ -27,14 +33,25 @@ pub async fn destroy_subject_key(
     request: &PrivacyRequest,
     actor: &str,
 ) -> Result<bool, JobError> {
-    if request.key_destroyed_at.is_some() {
-        return Ok(false);
+    let claimed = store.claim_key_destruction(&request.id).await?;
+    if !claimed {
+        let current = store.request(&request.id).await?;
+        if current.key_destroyed_at.is_none() {
+            // Cancelled or rejected: the subject keeps their key.
+            return Ok(false);
+        }
     }
+    // Earlier access and portability exports hold the subject's PII sealed under the KEK, not
+    // under the data key: they go with the key (again on a retry, until none is left).
+    super::destroy_subject_exports(store, request, actor).await?;
     let started = Instant::now();
     let outcome = keyring
         .shred(&request.subject_id)
         .await
         .map_err(|e| JobError::Transient(format!("destroying the subject's data key: {e}")))?;
+    if !claimed && outcome != ShredOutcome::Destroyed {
+        return Ok(false);
+    }
     // Whole microseconds: audit details hold no floats, so they hash the same after any JSON
     // round trip.
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -48,13 +65,13 @@ pub async fn destroy_subject_key(
         .request(&request.id)
         .subject(&request.subject_pseudonym)
         .details(json!({ "outcome": outcome, "elapsed_us": elapsed_us }));
-    let recorded = store.mark_key_destroyed(&request.id, audit).await?;
+    store.append_audit(audit).await?;
     let lift = NewAuditEntry::new(actor, "subject.restriction_lifted")
         .request(&request.id)
         .subject(&request.subject_pseudonym)
         .details(json!({ "reason": "erased" }));
     store.lift_restriction(&request.subject_id, lift).await?;
-    Ok(recorded)
+    Ok(true)
 }
 
 /// Re-applies the keyring's tombstone journal at start (see

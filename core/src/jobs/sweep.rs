@@ -26,15 +26,9 @@ pub async fn sweep_expired_exports(store: &dyn Store, actor: &str) -> Result<u64
         let Some(path) = &request.export_path else {
             continue;
         };
-        let (dir, name) = path.rsplit_once('/').unwrap_or((".", path.as_str()));
-        let (objects, prefix) = object_store_for_url(dir)
-            .map_err(|e| JobError::Transient(format!("export store for {path}: {e}")))?;
-        match objects.delete(&prefix.join(name)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!(request_id = %request.id, error = %e, "expired export not deleted");
-                continue;
-            }
+        if let Err(e) = delete_export_file(path).await {
+            tracing::warn!(request_id = %request.id, error = %e, "expired export not deleted");
+            continue;
         }
         let audit = NewAuditEntry::new(actor, "export.deleted")
             .request(&request.id)
@@ -46,6 +40,49 @@ pub async fn sweep_expired_exports(store: &dyn Store, actor: &str) -> Result<u64
     }
     if deleted > 0 {
         tracing::info!(deleted, "expired exports deleted");
+    }
+    Ok(deleted)
+}
+
+/// Deletes one export archive (`<dir>/<name>`, a local path or object store URL); a file
+/// already gone counts as deleted.
+async fn delete_export_file(path: &str) -> Result<(), JobError> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or((".", path));
+    let (objects, prefix) = object_store_for_url(dir)
+        .map_err(|e| JobError::Transient(format!("export store for {path}: {e}")))?;
+    match objects.delete(&prefix.join(name)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(JobError::Transient(format!("deleting export {path}: {e}"))),
+    }
+}
+
+/// Deletes every export of the subject of erasure `request` still on file (access and
+/// portability archives of earlier requests), each audited as `export.deleted` with reason
+/// `erased`: an export is sealed under the KEK, not under the subject's data key, so it would
+/// otherwise stay downloadable, with the subject's PII, until it expired. Downloads answer
+/// 410 afterwards. Returns how many were deleted.
+///
+/// # Errors
+/// [`JobError::Transient`] when the database or the export store fails (the erasure's plan
+/// calls this again).
+pub async fn destroy_subject_exports(
+    store: &dyn Store,
+    request: &crate::store::PrivacyRequest,
+    actor: &str,
+) -> Result<u64, JobError> {
+    let mut deleted = 0;
+    for export in store.live_exports_of(&request.subject_pseudonym).await? {
+        let Some(path) = &export.export_path else {
+            continue;
+        };
+        delete_export_file(path).await?;
+        let audit = NewAuditEntry::new(actor, "export.deleted")
+            .request(&export.id)
+            .subject(&export.subject_pseudonym)
+            .details(json!({ "reason": "erased", "erasure_request_id": request.id }));
+        if store.mark_export_deleted(&export.id, audit).await? {
+            deleted += 1;
+        }
     }
     Ok(deleted)
 }

@@ -161,6 +161,24 @@ impl SqlStore {
         .collect()
     }
 
+    pub(super) async fn live_exports_of_impl(
+        &self,
+        subject_pseudonym: &str,
+    ) -> StoreResult<Vec<PrivacyRequest>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLS} FROM requests \
+             WHERE subject_pseudonym = $1 AND export_deleted_at IS NULL \
+               AND export_path IS NOT NULL ORDER BY received_at"
+        )))
+        .bind(subject_pseudonym)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("listing a subject's exports"))?
+        .iter()
+        .map(request_from)
+        .collect()
+    }
+
     pub(super) async fn mark_export_deleted_impl(
         &self,
         request_id: &str,

@@ -5,6 +5,7 @@
 //! must be audited takes its [`NewAuditEntry`] and appends it in the same transaction, so the
 //! audit log and the state it describes cannot disagree.
 
+mod accounts;
 mod deadlines;
 mod holds;
 mod keys;
@@ -60,6 +61,12 @@ pub enum StoreError {
     /// A deadline extension broke a rule of GDPR Art. 12(3) (final, already extended, too late).
     #[error("{0}")]
     ExtensionRefused(#[from] ExtensionRefusal),
+    /// The erasure's data key is already destroyed, so the request can no longer be cancelled:
+    /// its subject is erased whatever happens to the request.
+    #[error(
+        "the data key of erasure request {0} is already destroyed: the subject is erased and the request can no longer be cancelled"
+    )]
+    KeyDestroyed(String),
     /// The job is not in a state that allows the action.
     #[error("job is {status}; {action} is not possible")]
     InvalidJobState {
@@ -145,6 +152,24 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // ---- accounts ----------------------------------------------------------------------
+
+    /// Raises the account's token epoch: every access token issued before is refused (sign
+    /// out everywhere). Audited with `audit` in the same transaction.
+    async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User>;
+    /// Sets a new password hash and raises the token epoch (every other session ends).
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User>;
+    /// Disables (`true`) or enables an account, raising its token epoch either way.
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User>;
 
     /// Creates an account. `Conflict` when the e-mail is taken.
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User>;
@@ -299,10 +324,12 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidJobState` for a running or finished job.
     async fn cancel_job(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Job>;
 
-    /// Records, once, that the subject's data key of erasure request `request_id` was
-    /// destroyed, with its audit entry; `false` when it was recorded before.
-    async fn mark_key_destroyed(&self, request_id: &str, audit: NewAuditEntry)
-    -> StoreResult<bool>;
+    /// Claims the destruction of erasure request `request_id`'s data key, before the key is
+    /// destroyed: records now as its `key_destroyed_at` unless that is recorded already or the
+    /// request was cancelled or rejected. From then on the request can no longer be cancelled
+    /// (a cancellation after the key is gone would leave a cancelled request whose subject is
+    /// erased). `true` when this call claimed it.
+    async fn claim_key_destruction(&self, request_id: &str) -> StoreResult<bool>;
     /// How many jobs are in each status, per kind: `(kind, status, count)`; for metrics.
     async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>>;
     /// How many requests are open (not completed, rejected or failed) past their due date.
@@ -340,6 +367,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<LegalHold>;
     /// Requests whose export expired and was not deleted yet, oldest first, at most `limit`.
     async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>>;
+    /// Requests of the subject named by `subject_pseudonym` whose export is on file (written
+    /// and not deleted yet), expired or not: what an erasure must delete.
+    async fn live_exports_of(&self, subject_pseudonym: &str) -> StoreResult<Vec<PrivacyRequest>>;
     /// Records that a request's expired export was deleted (audited once); `false` when it
     /// already was.
     async fn mark_export_deleted(

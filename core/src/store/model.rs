@@ -24,6 +24,12 @@ pub struct User {
     pub subject_id: Option<SubjectId>,
     /// When the account was created.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Raised when every session of the account must end (sign-out everywhere, a password
+    /// change, disabling): access tokens carry the epoch they were issued under and are
+    /// refused once it moved on.
+    pub token_epoch: i64,
+    /// When an admin disabled the account; a disabled account cannot sign in.
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A new account.

@@ -282,6 +282,46 @@ impl SqlStore {
 }
 
 /// Adds `mode=rwc` so SQLite creates the file, and creates its folder.
+/// Creates the SQLite database file with mode 0600 when it is missing (SQLite then creates its
+/// `-wal` and `-shm` files with the same mode), and takes group and other access away from
+/// existing ones: the database holds every account's password hash and the wrapped keys, like
+/// the key files beside it.
+fn restrict_sqlite_files(path: &std::path::Path) -> StoreResult<()> {
+    let failed = |e| StoreError::Database {
+        context: "restricting the SQLite files to their owner",
+        source: sqlx::Error::Io(e),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(e)),
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(failed)?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, failed);
+    Ok(())
+}
+
 fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
     let rest = raw.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -291,6 +331,9 @@ fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
             context: "creating the SQLite folder",
             source: sqlx::Error::Io(e),
         })?;
+    }
+    if path != ":memory:" && !path.is_empty() {
+        restrict_sqlite_files(std::path::Path::new(path))?;
     }
     let query = if query.contains("mode=") {
         query.to_string()
@@ -341,9 +384,10 @@ fn get_json(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<
         .transpose()
 }
 
-const USER_COLS: &str = "id, email, password_hash, role, subject_id, created_at";
+pub(super) const USER_COLS: &str =
+    "id, email, password_hash, role, subject_id, created_at, token_epoch, disabled_at";
 
-fn user_from(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let t = "users";
     Ok(User {
         id: get_s(row, t, "id")?,
@@ -355,6 +399,10 @@ fn user_from(row: &AnyRow) -> StoreResult<User> {
             .transpose()
             .map_err(|e| corrupt(t, e))?,
         created_at: get_ts(row, t, "created_at")?,
+        token_epoch: row
+            .try_get::<i64, _>("token_epoch")
+            .map_err(|e| corrupt(t, e))?,
+        disabled_at: get_ots(row, t, "disabled_at")?,
     })
 }
 
@@ -638,7 +686,8 @@ async fn transition_in(
            export_path = COALESCE($9, export_path), \
            cooling_off_until = COALESCE($11, cooling_off_until), \
            export_expires_at = COALESCE($12, export_expires_at) \
-         WHERE id = $10 AND status IN ({in_list}) RETURNING {REQUEST_COLS}"
+         WHERE id = $10 AND status IN ({in_list}) \
+           AND ($13 = 0 OR key_destroyed_at IS NULL) RETURNING {REQUEST_COLS}"
     );
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(t.to.as_str())
@@ -653,11 +702,12 @@ async fn transition_in(
         .bind(id)
         .bind(t.cooling_off_until.map(to_db))
         .bind(t.export_expires_at.map(to_db))
+        .bind(i64::from(t.to == RequestStatus::Cancelled))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("changing a request's status"))?;
     let Some(row) = row else {
-        let current = sqlx::query("SELECT status FROM requests WHERE id = $1")
+        let current = sqlx::query("SELECT status, key_destroyed_at FROM requests WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await
@@ -667,6 +717,12 @@ async fn transition_in(
                 entity: "request",
                 id: id.to_string(),
             },
+            Some(row)
+                if t.to == RequestStatus::Cancelled
+                    && get_os(&row, "requests", "key_destroyed_at")?.is_some() =>
+            {
+                StoreError::KeyDestroyed(id.to_string())
+            }
             Some(row) => StoreError::InvalidTransition {
                 from: RequestStatus::parse(&get_s(&row, "requests", "status")?)
                     .map_err(|e| corrupt("requests", e))?,
@@ -846,6 +902,39 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User> {
+        self.change_account_impl(user_id, super::accounts::AccountChange::Epoch, audit)
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account_impl(
+            user_id,
+            super::accounts::AccountChange::Password(password_hash),
+            audit,
+        )
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account_impl(
+            user_id,
+            super::accounts::AccountChange::Disabled(disabled),
+            audit,
+        )
+        .await
+    }
+
     async fn link_subject(
         &self,
         user_id: &str,
@@ -1480,27 +1569,20 @@ impl Store for SqlStore {
         Ok(job)
     }
 
-    async fn mark_key_destroyed(
-        &self,
-        request_id: &str,
-        audit: NewAuditEntry,
-    ) -> StoreResult<bool> {
+    async fn claim_key_destruction(&self, request_id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE requests SET key_destroyed_at = $1, updated_at = $1 \
-             WHERE id = $2 AND key_destroyed_at IS NULL",
+             WHERE id = $2 AND key_destroyed_at IS NULL AND status NOT IN ('cancelled', 'rejected')",
         )
         .bind(to_db(now()))
         .bind(request_id)
         .execute(&mut *tx)
         .await
-        .map_err(db("recording a destroyed key"))?;
-        if done.rows_affected() == 1 {
-            append_audit_in(&mut tx, audit).await?;
-        }
+        .map_err(db("claiming a key destruction"))?;
         tx.commit()
             .await
-            .map_err(db("committing a destroyed key"))?;
+            .map_err(db("committing a key destruction claim"))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1607,6 +1689,10 @@ impl Store for SqlStore {
 
     async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>> {
         self.expired_exports_impl(limit).await
+    }
+
+    async fn live_exports_of(&self, subject_pseudonym: &str) -> StoreResult<Vec<PrivacyRequest>> {
+        self.live_exports_of_impl(subject_pseudonym).await
     }
 
     async fn mark_export_deleted(

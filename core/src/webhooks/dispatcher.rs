@@ -19,8 +19,8 @@ use crate::store::{Store, StoreResult};
 
 /// Deliveries claimed per pass.
 const BATCH: usize = 16;
-/// Bytes of a failed answer's body kept in `last_error`.
-const ERROR_BODY_BYTES: usize = 256;
+/// Characters of a transport error kept in `last_error` (the remote's answer body never is).
+const ERROR_CHARS: usize = 200;
 
 /// How a dispatcher behaves (`[webhooks]` settings).
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct DispatcherConfig {
     pub retry_base: Duration,
     /// Longest delay between attempts.
     pub retry_max: Duration,
+    /// Deliver to loopback, private and link-local addresses too (`webhooks.allow_private_networks`).
+    pub allow_private_networks: bool,
 }
 
 impl DispatcherConfig {
@@ -47,6 +49,7 @@ impl DispatcherConfig {
             max_attempts: w.max_attempts.max(1),
             retry_base: Duration::from_millis(w.retry_base_ms),
             retry_max: Duration::from_secs(w.retry_max_s),
+            allow_private_networks: w.allow_private_networks,
         }
     }
 
@@ -86,11 +89,16 @@ impl Dispatcher {
         keyring: Arc<Keyring>,
         config: DispatcherConfig,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Lethe-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("Lethe-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !config.allow_private_networks {
+            // Checked again when connecting: a name that now resolves to a private address
+            // (DNS rebinding) is refused.
+            client = client.dns_resolver(std::sync::Arc::new(super::egress::PublicOnlyResolver));
+        }
+        let client = client.build()?;
         Ok(Self {
             store,
             keyring,
@@ -210,6 +218,11 @@ impl Dispatcher {
                 return self.failed_attempt(delivery.attempts, None, error);
             }
         };
+        if let Err(refused) =
+            super::egress::check_url(&claimed.url, self.config.allow_private_networks).await
+        {
+            return self.failed_attempt(delivery.attempts, None, format!("refused: {refused}"));
+        }
         let body = claimed.body.clone().into_bytes();
         let signature = signature_header(
             secret.expose_secret(),
@@ -235,16 +248,18 @@ impl Dispatcher {
                 };
             }
             Ok(response) => {
+                // Only the status: the answer's body is the remote's, and may hold anything
+                // (an internal service's error page, a secret) that admins and auditors
+                // reading the delivery log must not see.
                 let status = response.status();
                 let hint = if status.is_redirection() {
                     " (redirects are not followed; register the final URL)"
                 } else {
                     ""
                 };
-                let excerpt = body_excerpt(response).await;
                 (
                     Some(i64::from(status.as_u16())),
-                    format!("HTTP {}{hint}{excerpt}", status.as_u16()),
+                    format!("HTTP {}{hint}", status.as_u16()),
                 )
             }
             Err(e) => (None, describe(&e, self.config.timeout)),
@@ -278,28 +293,6 @@ impl Dispatcher {
     }
 }
 
-/// `": <the first 256 bytes of the answer>"`, single-line, or nothing for an empty answer.
-async fn body_excerpt(mut response: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    bytes.truncate(ERROR_BODY_BYTES);
-    let text: String = String::from_utf8_lossy(&bytes)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let text = text.trim();
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    }
-}
-
 /// A transport error with its causes, without the URL (it may hold a token in its query).
 fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
@@ -315,6 +308,10 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if let Some((cut, _)) = text.char_indices().nth(ERROR_CHARS) {
+        text.truncate(cut);
+        text.push('…');
     }
     text
 }

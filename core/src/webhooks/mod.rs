@@ -21,6 +21,7 @@
 //! **Receivers** verify the `Lethe-Signature` header with [`verify_signature`].
 
 mod dispatcher;
+pub mod egress;
 mod event;
 mod model;
 mod sealing;

@@ -15,8 +15,8 @@ pub const SECRET_PREFIX: &str = "whsec_";
 const MAX_URL_CHARS: usize = 2048;
 
 /// A receiver URL: absolute `http` or `https`, with a host, at most 2,048 characters, no
-/// fragment. Only admins register endpoints, so any host is allowed (including private
-/// addresses, where the company's app usually runs).
+/// fragment. Whether its host may be a private address is checked apart, at registration and
+/// at each delivery ([`super::egress`], `webhooks.allow_private_networks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(String);
 

@@ -125,12 +125,28 @@ impl TrustedIssuers {
     /// malformed key file, a PEM that is not a public key of the configured algorithm, a JWK Set
     /// without one usable signing key.
     pub fn load(settings: &[TrustedIssuerSettings]) -> anyhow::Result<Self> {
+        Self::load_with_egress(settings, false)
+    }
+
+    /// [`TrustedIssuers::load`], where a `jwks_url` may reach private networks only when
+    /// `allow_private` (`webhooks.allow_private_networks`): otherwise an `https://` JWK Set
+    /// URL naming a non-public address stops the start, and one naming a host is fetched
+    /// through a resolver that refuses non-public addresses (server-side request forgery,
+    /// DNS rebinding). The loopback `http://` form stays allowed: it names a sidecar on
+    /// purpose.
+    ///
+    /// # Errors
+    /// As [`TrustedIssuers::load`], and for a `jwks_url` on a non-public address.
+    pub fn load_with_egress(
+        settings: &[TrustedIssuerSettings],
+        allow_private: bool,
+    ) -> anyhow::Result<Self> {
         let mut issuers = Vec::with_capacity(settings.len());
         for (i, entry) in settings.iter().enumerate() {
             entry
                 .validate()
                 .map_err(|e| anyhow::anyhow!("auth.trusted_issuers[{i}]: {e}"))?;
-            let keys = load_keys(entry)
+            let keys = load_keys(entry, allow_private)
                 .with_context(|| format!("auth.trusted_issuers[{i}] ({})", entry.issuer))?;
             issuers.push(Issuer {
                 settings: entry.clone(),
@@ -244,7 +260,7 @@ impl Issuer {
     }
 }
 
-fn load_keys(entry: &TrustedIssuerSettings) -> anyhow::Result<KeySource> {
+fn load_keys(entry: &TrustedIssuerSettings, allow_private: bool) -> anyhow::Result<KeySource> {
     if let (Some(pem), Some(algorithm)) = (&entry.public_key_pem, entry.algorithm) {
         return Ok(KeySource::Pem(key_from_pem(pem, algorithm)?));
     }
@@ -262,7 +278,7 @@ fn load_keys(entry: &TrustedIssuerSettings) -> anyhow::Result<KeySource> {
         return Ok(KeySource::File(Arc::new(keys)));
     }
     if let Some(url) = &entry.jwks_url {
-        return Ok(KeySource::Remote(RemoteJwks::new(url)?));
+        return Ok(KeySource::Remote(RemoteJwks::new(url, allow_private)?));
     }
     anyhow::bail!("no key source")
 }
@@ -361,11 +377,29 @@ struct JwksCache {
 }
 
 impl RemoteJwks {
-    fn new(url: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+    fn new(url: &str, allow_private: bool) -> anyhow::Result<Self> {
+        let mut client = reqwest::Client::builder()
             .timeout(JWKS_FETCH_TIMEOUT)
             .connect_timeout(JWKS_FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        let parsed = reqwest::Url::parse(url).context("jwks_url is not a URL")?;
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let literal = host.parse::<std::net::IpAddr>().ok();
+        let loopback = host == "localhost" || literal.is_some_and(|ip| ip.is_loopback());
+        if !allow_private && !loopback {
+            if let Some(ip) = literal.filter(|ip| !lethe_core::webhooks::egress::is_public(*ip)) {
+                anyhow::bail!(
+                    "jwks_url names {ip}, a private, link-local or otherwise non-public address; set webhooks.allow_private_networks to allow it"
+                );
+            }
+            client =
+                client.dns_resolver(Arc::new(lethe_core::webhooks::egress::PublicOnlyResolver));
+        }
+        let client = client
             .build()
             .context("building the HTTP client for jwks_url")?;
         Ok(Self {

@@ -112,6 +112,14 @@ impl FromRequest for Caller {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if user.disabled_at.is_some() {
+                return Err(ApiError::Unauthorized("the account is disabled".into()));
+            }
+            if claims.epoch != user.token_epoch {
+                return Err(ApiError::Unauthorized(
+                    "this session has ended (signed out, password changed or account re-enabled); sign in again".into(),
+                ));
+            }
             Ok(Caller {
                 user_id: user.id,
                 role: user.role,

@@ -4,9 +4,13 @@
 mod external;
 mod extractor;
 mod password;
+mod throttle;
 mod token;
 
 pub use external::{ExternalIdentity, ExternalTokenError, TrustedIssuers};
 pub use extractor::Caller;
-pub use password::{PasswordError, hash_password, verify_password};
+pub use password::{
+    PasswordError, hash_password, hash_password_holding, verify_password, verify_password_holding,
+};
+pub use throttle::{AuthThrottle, HashPermit};
 pub use token::{Claims, TokenKeys};

@@ -18,6 +18,10 @@ pub struct Claims {
     pub exp: i64,
     /// Issuer: `lethe`.
     pub iss: String,
+    /// The account's token epoch at issue time; the token is refused once the account's epoch
+    /// moved on (signed out everywhere, password changed, account disabled).
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// Signing and verification keys plus the token lifetime.
@@ -46,11 +50,16 @@ impl TokenKeys {
         self.ttl_s
     }
 
-    /// Issues a token for `user_id` with `role`.
+    /// Issues a token for `user_id` with `role`, under the account's token `epoch`.
     ///
     /// # Errors
     /// The signing error (should not happen with an HMAC key).
-    pub fn issue(&self, user_id: &str, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        role: Role,
+        epoch: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -58,6 +67,7 @@ impl TokenKeys {
             iat: now,
             exp: now + self.ttl_s as i64,
             iss: ISSUER.to_string(),
+            epoch,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -82,7 +92,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_other_keys() {
         let keys = TokenKeys::new(&SecretString::from("a".repeat(32)), 60);
-        let token = keys.issue("u1", Role::Admin).unwrap();
+        let token = keys.issue("u1", Role::Admin, 0).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Admin));
         let other = TokenKeys::new(&SecretString::from("b".repeat(32)), 60);
@@ -93,7 +103,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let keys = TokenKeys::new(&SecretString::from("a".repeat(32)), 0);
-        let token = keys.issue("u1", Role::Subject).unwrap();
+        let token = keys.issue("u1", Role::Subject, 0).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(keys.verify(&token).is_err());
     }

@@ -16,6 +16,7 @@ use crate::startup::AppState;
 /// A dataset to register: a lake written by others (by its root and subject column), or a
 /// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))]
 pub struct CreateDataset {
     /// Unique name: `[a-z][a-z0-9_-]{0,63}`.
@@ -110,9 +111,9 @@ impl From<Dataset> for DatasetView {
         }))),
     )),
     responses((status = 201, body = DatasetView),
-        (status = 400, description = "Invalid name or schema, missing root, a table format root, a non-empty root for a schema", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store). `root_not_allowed`: the root (or a region root) is not under `storage.allowed_roots`, or overlaps Lethe's own database, keys, tombstone journal or exports", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`dataset_exists`: name taken. `root_taken`: the root (or a region root) is, contains or lies in another dataset's root", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -134,16 +135,17 @@ pub async fn create(
             (column, body.partition_columns)
         }
     };
+    check_root(&state, &body.root_url)?;
+    if let Some(schema) = &body.schema {
+        for url in schema.region_roots.values() {
+            check_root(&state, url)?;
+        }
+    }
     if body.schema.is_some() {
         create_local_root(&body.root_url).await?;
     }
     let root = LakeRoot::parse(&body.root_url).map_err(|e| ApiError::validation(e.to_string()))?;
-    let files = root.list_files().await.map_err(|e| match e {
-        LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
-            ApiError::validation(e.to_string())
-        }
-        other => ApiError::Internal(other.into()),
-    })?;
+    let files = list_root(&root, &body.root_url).await?;
     if body.schema.is_some() && !files.is_empty() {
         return Err(ApiError::validation(format!(
             "a dataset with a schema starts empty (Lethe writes every file of it), but {} already holds {} files",
@@ -154,6 +156,7 @@ pub async fn create(
     if let Some(schema) = &body.schema {
         prepare_region_roots(&body.root_url, schema).await?;
     }
+    check_root_is_free(&state, name.as_str(), &body.root_url, body.schema.as_ref()).await?;
     let partition_columns = match declared_partitions {
         Some(columns) => columns,
         None => files
@@ -238,11 +241,12 @@ async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<
         create_local_root(url).await?;
         let root = LakeRoot::parse(url)
             .map_err(|e| ApiError::validation(format!("region_roots: {region}: {e}")))?;
-        let files = root.list_files().await.map_err(|e| match e {
-            LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
-                ApiError::validation(format!("region_roots: {region}: {e}"))
-            }
-            other => ApiError::Internal(other.into()),
+        let files = list_root(&root, url).await.map_err(|e| match e {
+            ApiError::BadRequest { code, detail } => ApiError::BadRequest {
+                code,
+                detail: format!("region_roots: {region}: {detail}"),
+            },
+            other => other,
         })?;
         if !files.is_empty() {
             return Err(ApiError::validation(format!(
@@ -252,6 +256,106 @@ async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<
         }
     }
     Ok(())
+}
+
+/// Refuses a root outside `storage.allowed_roots`, or over Lethe's own folders, before
+/// anything touches it (not even a listing).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] with code `root_not_allowed`.
+fn check_root(state: &AppState, url: &str) -> Result<(), ApiError> {
+    state
+        .settings
+        .check_dataset_root(url)
+        .map_err(|detail| ApiError::BadRequest {
+            code: "root_not_allowed",
+            detail,
+        })
+}
+
+/// Refuses a root (or region root) that is, contains or lies in a root of another dataset:
+/// two datasets over the same files would rewrite each other's files and count each row
+/// twice. (A dataset of the same name is left to the store's own 409 `dataset_exists`.)
+///
+/// # Errors
+/// [`ApiError::Conflict`] with code `root_taken`; store errors.
+async fn check_root_is_free(
+    state: &AppState,
+    name: &str,
+    root_url: &str,
+    schema: Option<&DatasetSchema>,
+) -> Result<(), ApiError> {
+    let mut new_roots = vec![root_url.to_string()];
+    if let Some(schema) = schema {
+        new_roots.extend(schema.region_roots.values().cloned());
+    }
+    for existing in state.store.list_datasets().await? {
+        if existing.name == name {
+            continue;
+        }
+        let mut taken = vec![existing.root_url.clone()];
+        if let Some(schema) = &existing.schema {
+            taken.extend(schema.region_roots.values().cloned());
+        }
+        for new in &new_roots {
+            if taken
+                .iter()
+                .any(|old| lethe_core::config::roots_overlap(new, old))
+            {
+                return Err(ApiError::Conflict {
+                    code: "root_taken",
+                    detail: format!(
+                        "{new} overlaps the root of dataset {}; a root belongs to one dataset only",
+                        existing.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long registering a dataset waits for its root to list, in seconds (an object store
+/// without credentials may try the cloud metadata endpoint and retry for much longer).
+const ROOT_LIST_TIMEOUT_S: u64 = 10;
+
+/// The data files under `root` (`url` as given, for messages). A root that cannot be listed is
+/// the caller's mistake to fix (a wrong bucket, missing credentials, a table format), never a
+/// 500: 400 `validation` for a table format or an invalid root, 400 `root_unreachable`
+/// otherwise (after at most 10 s), with a short reason.
+///
+/// # Errors
+/// [`ApiError::BadRequest`].
+async fn list_root(
+    root: &LakeRoot,
+    url: &str,
+) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {
+    let unreachable = |reason: String| {
+        let mut reason = reason.replace('\n', " ");
+        if let Some((cut, _)) = reason.char_indices().nth(300) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        ApiError::BadRequest {
+            code: "root_unreachable",
+            detail: format!("the root {url} could not be listed: {reason}"),
+        }
+    };
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(ROOT_LIST_TIMEOUT_S),
+        root.list_files(),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer within {ROOT_LIST_TIMEOUT_S} s")))?;
+    listed.map_err(|e| match e {
+        LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
+            ApiError::validation(e.to_string())
+        }
+        other => {
+            tracing::warn!(error = %other, "a dataset root could not be listed");
+            unreachable(other.to_string())
+        }
+    })
 }
 
 /// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store

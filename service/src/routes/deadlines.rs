@@ -16,6 +16,7 @@ use crate::startup::AppState;
 
 /// An extension of a request's deadline.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "months": 2,
     "reason": "Your data is held in twelve systems across three regions; searching them all takes longer."

@@ -123,6 +123,7 @@ pub(crate) async fn approve_now(
 
 /// A cancellation.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "I changed my mind."}))]
 pub struct CancelRequest {
     /// Why (optional; kept in the history).
@@ -131,19 +132,22 @@ pub struct CancelRequest {
 
 /// Cancels a request that has not started (the subject for their own, or an admin): in
 /// `received` or `pending_approval`, or `approved` while its job is still queued — e.g. during
-/// an erasure's cooling-off period. Its queued job is cancelled in the same transaction.
+/// an erasure's cooling-off period. Its queued job is cancelled in the same transaction. An
+/// approved erasure whose data key is already destroyed (no cooling-off period) cannot be
+/// cancelled: 409 `key_destroyed`.
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "Request id")), request_body(content = Option<CancelRequest>),
     responses((status = 200, body = super::requests::RequestView),
+        (status = 400, description = "`malformed_json`: a body that is not a cancellation (an empty body is fine)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_transition`: the request's job already started, or it is final", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`invalid_transition`: the request's job already started, or it is final. `key_destroyed`: an approved erasure whose data key is already destroyed (the subject is erased whatever happens to the request)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/requests/{id}/cancel")]
 pub async fn cancel(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    body: Option<web::Json<CancelRequest>>,
+    body: crate::optional_json::OptionalJson<CancelRequest>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Subject, Role::Admin])?;
     let request = state.store.request(&path).await?;
@@ -154,7 +158,8 @@ pub async fn cancel(
         )));
     }
     let reason = body
-        .and_then(|b| b.into_inner().reason)
+        .into_inner()
+        .and_then(|b| b.reason)
         .filter(|r| !r.trim().is_empty());
     let audit = NewAuditEntry::new(caller.actor(), "request.cancelled")
         .request(&request.id)
@@ -172,6 +177,7 @@ pub async fn cancel(
 
 /// A legal hold to place: on a dataset or on a subject (exactly one).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"subject_id": "u-1042", "legal_basis": "Art. 17(3)(e): legal claims",
     "reason": "Litigation hold, case 2025-117", "ends_at": "2026-06-30T00:00:00Z"}))]
 pub struct CreateHold {

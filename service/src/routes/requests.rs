@@ -19,6 +19,7 @@ use crate::startup::AppState;
 /// A request to file. Every type takes `type` (and, from an admin, `subject_id` and
 /// `verification_note`); a rectification also names the dataset and the new values.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"type": "rectification", "dataset_id": "5f1c…",
     "changes": {"email": "ana.new@example.com", "notes": null}}))]
 pub struct CreateRequest {
@@ -46,6 +47,7 @@ pub struct CreateRequest {
 
 /// A rejection.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "The identity of the requester could not be verified."}))]
 pub struct RejectRequest {
     /// Why; shown to the subject (GDPR Art. 12(4)).
@@ -141,28 +143,29 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         .details
         .filter(|_| r.request_type == RequestType::Rectification)
         .and_then(|d| serde_json::from_value::<Rectification>(d).ok());
+    let shown = Shown { caller };
     RequestView {
         id: r.id,
         request_type: r.request_type,
         status: r.status,
         subject_id: (caller.role != Role::Auditor).then(|| r.subject_id.into()),
         subject_pseudonym: r.subject_pseudonym,
-        filed_by: r.filed_by,
-        verification_note: r.verification_note,
+        filed_by: shown.actor(r.filed_by),
+        verification_note: shown.free_text(r.verification_note, true),
         received_at: r.received_at,
         due_at: r.due_at,
         days_left,
         original_due_at: extension.as_ref().map(|e| e.original_due_at),
         extended_at: extension.as_ref().map(|e| e.at),
-        extended_by: extension.as_ref().map(|e| e.by.clone()),
+        extended_by: extension.as_ref().map(|e| shown.actor(e.by.clone())),
         extension_months: extension.as_ref().map(|e| e.months),
-        extension_reason: extension.map(|e| e.reason),
-        decided_by: r.decided_by,
+        extension_reason: shown.free_text(extension.map(|e| e.reason), false),
+        decided_by: r.decided_by.map(|a| shown.actor(a)),
         decided_at: r.decided_at,
-        decision_reason: r.decision_reason,
+        decision_reason: shown.free_text(r.decision_reason, false),
         completed_at: r.completed_at,
         result: r.result,
-        error: r.error,
+        error: shown.free_text(r.error, false),
         export_available: r.export_path.is_some()
             && r.export_deleted_at.is_none()
             && r.export_expires_at.is_none_or(|at| at > chrono::Utc::now()),
@@ -173,8 +176,119 @@ pub(crate) fn view(r: PrivacyRequest, caller: &Caller, history: Vec<RequestEvent
         changes: rectification
             .filter(|_| caller.role != Role::Auditor)
             .map(|d| json!(d.changes)),
-        history,
+        history: history
+            .into_iter()
+            .map(|e| RequestEvent {
+                actor: shown.actor(e.actor),
+                note: shown.free_text(e.note, true),
+                ..e
+            })
+            .collect(),
     }
+}
+
+/// Longest free text (a reason, a note, an error) shown to an auditor, in characters.
+const AUDITOR_TEXT_CHARS: usize = 200;
+
+/// What of a request each role is shown (least privilege): a subject sees who acted as
+/// `admin` or `system` (or the approval `policy:…`), never an admin's account id or a
+/// worker's host name; an auditor sees reasons and errors cut to 200 characters and no
+/// free-text notes (verification notes, cancellation reasons: they may name people).
+struct Shown<'a> {
+    caller: &'a Caller,
+}
+
+impl Shown<'_> {
+    /// An actor (`user:<id>`, `worker:<host>#…`, `policy:auto`, …) as the caller may see it.
+    fn actor(&self, actor: String) -> String {
+        if self.caller.role != Role::Subject || actor == self.caller.actor() {
+            return actor;
+        }
+        match actor.split_once(':').map(|(kind, _)| kind) {
+            Some("user") => "admin".into(),
+            // `policy:auto` / `policy:review` say how, not who.
+            Some("policy") => actor,
+            _ => "system".into(),
+        }
+    }
+
+    /// A free text: whole for admins and subjects; for auditors, notes (`redact`) are replaced
+    /// by their length and reasons cut to 200 characters.
+    fn free_text(&self, text: Option<String>, redact: bool) -> Option<String> {
+        let text = text?;
+        if self.caller.role != Role::Auditor {
+            return Some(text);
+        }
+        if redact {
+            return Some(format!("[redacted: {} characters]", text.chars().count()));
+        }
+        Some(match text.char_indices().nth(AUDITOR_TEXT_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        })
+    }
+}
+
+/// Refuses a new request when the subject already has `requests.max_open_per_type` open
+/// requests of its type: manifestly excessive because repetitive (GDPR Art. 12(5)). The
+/// refusal is audited (`request.refused_excessive`, with the reason and the counts). A retry
+/// of one of the open requests (the same `Idempotency-Key`) is not refused.
+///
+/// # Errors
+/// 409 `excessive_requests`; store errors.
+async fn refuse_excessive(
+    state: &AppState,
+    caller: &Caller,
+    subject: &SubjectId,
+    pseudonym: &str,
+    request_type: RequestType,
+    idempotency_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let limit = state.settings.requests.max_open_per_type;
+    if limit == 0 {
+        return Ok(());
+    }
+    let filter = lethe_core::store::RequestFilter {
+        subject_id: Some(subject.clone()),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let open: Vec<PrivacyRequest> = state
+        .store
+        .list_requests(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| r.request_type == request_type && !r.status.is_final())
+        .collect();
+    let retry = idempotency_key.is_some_and(|key| {
+        open.iter()
+            .any(|r| r.idempotency_key.as_deref() == Some(key))
+    });
+    if retry || open.len() < limit as usize {
+        return Ok(());
+    }
+    let reason = "GDPR Art. 12(5): manifestly excessive, because repetitive: the subject already has this many open requests of this type";
+    state
+        .store
+        .append_audit(
+            NewAuditEntry::new(caller.actor(), "request.refused_excessive")
+                .subject(pseudonym)
+                .details(json!({
+                    "type": request_type,
+                    "open": open.len(),
+                    "limit": limit,
+                    "reason": reason,
+                })),
+        )
+        .await?;
+    Err(ApiError::Conflict {
+        code: "excessive_requests",
+        detail: format!(
+            "there are already {} open {} requests for this subject (at most {limit}); follow them, or cancel one, before filing another ({reason})",
+            open.len(),
+            request_type.as_str()
+        ),
+    })
 }
 
 /// Loads a request the caller may see; others' requests are 404 to a subject.
@@ -277,7 +391,7 @@ async fn rectification_of(
         (status = 400, description = "`validation`: a missing field, an invalid subject id, or a rectification whose dataset is unknown or whose changes break a rule (subject or partition column, undeclared column, value not of the column's type)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Account not linked to a subject, or an auditor", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency-Key reused for a different request", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`idempotency_key_reused`: Idempotency-Key reused for a different request. `excessive_requests`: the subject already has `requests.max_open_per_type` open requests of this type (GDPR Art. 12(5); the refusal is audited)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/requests")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -331,6 +445,15 @@ pub async fn create(
         }
     };
     let pseudonym = state.pseudonyms.pseudonym(&subject);
+    refuse_excessive(
+        &state,
+        &caller,
+        &subject,
+        &pseudonym,
+        body.request_type,
+        idempotency_key.as_deref(),
+    )
+    .await?;
     let mut details = json!({
         "type": body.request_type,
         "identity_verified_by_admin": caller.role == Role::Admin,
@@ -532,7 +655,7 @@ pub async fn reject(
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`no_export`: not an access or portability request; `export_not_ready`: not completed yet", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 410, description = "`export_expired`: past `export_expires_at` (`requests.export_ttl_s`, default 7 days); the file is deleted by the sweep. `export_erased`: deleted when the subject was erased", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/requests/{id}/export")]
 pub async fn export(
     state: web::Data<AppState>,
@@ -545,6 +668,16 @@ pub async fn export(
         return Err(ApiError::Conflict {
             code: "no_export",
             detail: "only access and portability requests have an export".into(),
+        });
+    }
+    // Deleted before it expired: the subject was erased since (an erasure deletes the
+    // subject's earlier exports with the data key).
+    if let Some(deleted) = request.export_deleted_at
+        && request.export_expires_at.is_none_or(|at| deleted < at)
+    {
+        return Err(ApiError::Gone {
+            code: "export_erased",
+            detail: "the export was deleted when its subject was erased".into(),
         });
     }
     let expired = request.export_deleted_at.is_some()

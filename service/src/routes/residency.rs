@@ -17,6 +17,7 @@ use crate::startup::AppState;
 
 /// A subject's jurisdiction to record.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"jurisdiction": "EU"}))]
 pub struct SetJurisdiction {
     /// Jurisdiction code: 2–16 letters, digits, `-`, `_` (upper-cased), e.g. `EU`, `US`, `BR`.
@@ -120,6 +121,7 @@ pub async fn get_jurisdiction(
 
 /// The regions of a residency policy.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"regions": ["EU"]}))]
 pub struct SetPolicy {
     /// Regions where rows of the jurisdiction's subjects may be stored, in order of preference
@@ -211,6 +213,7 @@ pub async fn list_policies(
 
 /// Which datasets a residency job covers.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"dataset_id": "5f0c…"}))]
 pub struct ResidencyJobRequest {
     /// One dataset; absent: every registered dataset.
@@ -222,11 +225,11 @@ async fn enqueue(
     state: &AppState,
     caller: &Caller,
     kind: JobKind,
-    body: Option<web::Json<ResidencyJobRequest>>,
+    body: crate::optional_json::OptionalJson<ResidencyJobRequest>,
     action: &str,
 ) -> Result<Job, ApiError> {
     caller.require(&[Role::Admin])?;
-    let dataset_id = body.and_then(|b| b.into_inner().dataset_id);
+    let dataset_id = body.into_inner().and_then(|b| b.dataset_id);
     let dataset = match &dataset_id {
         Some(id) => Some(state.store.dataset(id).await?),
         None => None,
@@ -258,13 +261,14 @@ async fn enqueue(
 #[utoipa::path(post, path = "/v1/residency/scan", tag = "residency", security(("bearer" = [])),
     request_body(content = Option<ResidencyJobRequest>),
     responses((status = 202, description = "Scan queued", body = Job),
+        (status = 400, description = "`malformed_json`: a body that is not a `ResidencyJobRequest`, e.g. a misspelt field (an empty body is fine: every dataset)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/residency/scan")]
 pub async fn scan(
     state: web::Data<AppState>,
     caller: Caller,
-    body: Option<web::Json<ResidencyJobRequest>>,
+    body: crate::optional_json::OptionalJson<ResidencyJobRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let job = enqueue(
         &state,
@@ -286,6 +290,7 @@ pub async fn scan(
 #[utoipa::path(post, path = "/v1/residency/remediate", tag = "residency", security(("bearer" = [])),
     request_body(content = Option<ResidencyJobRequest>),
     responses((status = 202, description = "Remediation queued", body = Job),
+        (status = 400, description = "`malformed_json`: a body that is not a `ResidencyJobRequest`, e.g. a misspelt field (an empty body is fine: every dataset)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`remediation_in_progress`: a remediation is queued or running", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -293,7 +298,7 @@ pub async fn scan(
 pub async fn remediate(
     state: web::Data<AppState>,
     caller: Caller,
-    body: Option<web::Json<ResidencyJobRequest>>,
+    body: crate::optional_json::OptionalJson<ResidencyJobRequest>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     for status in [JobStatus::Queued, JobStatus::Running] {

@@ -20,6 +20,7 @@ const MAX_NAME_CHARS: usize = 100;
 
 /// A token to create.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "events-pipeline"}))]
 pub struct CreateToken {
     /// What the token is for (1–100 characters, no control characters), e.g. the pipeline's

@@ -1,6 +1,6 @@
 //! Accounts: who am I, list accounts, link an account to a data subject.
 
-use actix_web::{HttpResponse, get, put, web};
+use actix_web::{HttpResponse, get, post, put, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{Role, SubjectId};
 use lethe_core::store::User;
@@ -14,7 +14,7 @@ use crate::startup::AppState;
 
 /// An account as shown by the API (never the password hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "7b0e…", "email": "ana@example.com", "role": "subject", "subject_id": null, "created_at": "2025-01-07T10:00:00Z"}))]
+#[schema(example = json!({"id": "7b0e…", "email": "ana@example.com", "role": "subject", "subject_id": null, "created_at": "2025-01-07T10:00:00Z", "disabled_at": null}))]
 pub struct UserView {
     /// Account id.
     pub id: String,
@@ -26,6 +26,8 @@ pub struct UserView {
     pub subject_id: Option<String>,
     /// Created.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When an admin disabled the account (it cannot sign in); `null` when enabled.
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<User> for UserView {
@@ -36,12 +38,14 @@ impl From<User> for UserView {
             role: u.role,
             subject_id: u.subject_id.map(String::from),
             created_at: u.created_at,
+            disabled_at: u.disabled_at,
         }
     }
 }
 
 /// Link to a data subject.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"subject_id": "0b3e3f4c-…", "verification_note": "matched passport and app account e-mail"}))]
 pub struct LinkSubject {
     /// The subject's id in the lake's subject column (e.g. `user_id`).
@@ -157,6 +161,66 @@ pub async fn link_subject(
     let user = state
         .store
         .link_subject(&target.id, &subject, audit)
+        .await?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
+}
+
+/// Disables an account (admin): it cannot sign in, and every token issued to it is refused at
+/// once. Audited as `account.disabled`. An admin cannot disable their own account.
+#[utoipa::path(post, path = "/v1/users/{id}/disable", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = UserView),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`own_account`: an admin cannot disable their own account", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/users/{id}/disable")]
+pub async fn disable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&state, &caller, &path, true).await
+}
+
+/// Enables a disabled account again (admin); tokens issued before it was disabled stay
+/// refused. Audited as `account.enabled`.
+#[utoipa::path(post, path = "/v1/users/{id}/enable", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = UserView),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/users/{id}/enable")]
+pub async fn enable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&state, &caller, &path, false).await
+}
+
+async fn set_disabled(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let target = state.store.user(id).await?;
+    if disabled && target.id == caller.user_id {
+        return Err(ApiError::Conflict {
+            code: "own_account",
+            detail: "an admin cannot disable their own account".into(),
+        });
+    }
+    let action = if disabled {
+        "account.disabled"
+    } else {
+        "account.enabled"
+    };
+    let audit = NewAuditEntry::new(caller.actor(), action).details(json!({ "user_id": target.id }));
+    let user = state
+        .store
+        .set_disabled(&target.id, disabled, audit)
         .await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }

@@ -23,6 +23,7 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// An endpoint to register.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://app.example.com/hooks/lethe",
     "events": ["request.completed", "request.rejected"], "description": "tell users in the app"}))]
 pub struct CreateWebhook {
@@ -105,7 +106,7 @@ pub struct DeliveriesQuery {
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     request_body = CreateWebhook,
     responses((status = 201, body = CreatedWebhook),
-        (status = 400, description = "Invalid URL (not http/https), unknown event type, or over-long description", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid URL (not http/https), unknown event type, or over-long description. `url_not_allowed`: the host is, or resolves to, a loopback, private, link-local or unique-local address (unless `webhooks.allow_private_networks`), or does not resolve", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/webhooks")]
@@ -116,6 +117,15 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let url = WebhookUrl::parse(&body.url)?;
+    lethe_core::webhooks::egress::check_url(
+        url.as_str(),
+        state.settings.webhooks.allow_private_networks,
+    )
+    .await
+    .map_err(|refused| ApiError::BadRequest {
+        code: "url_not_allowed",
+        detail: format!("url: {refused}"),
+    })?;
     let events = EventSelection::parse(body.events.as_deref())?;
     let description = body
         .description

@@ -58,3 +58,91 @@ async fn a_missing_root_or_a_delta_table_is_refused() {
         .await;
     assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
 }
+
+#[tokio::test]
+async fn dataset_roots_must_be_allowed_and_never_lethes_own_folders() {
+    // The embedded default: the lake folder under the data folder only.
+    let app = spawn_app_with(Spawn {
+        register_lake: false,
+        configure: Some(|s| s.storage.allowed_roots = None),
+        ..Spawn::default()
+    })
+    .await;
+    let data = app.data_dir.path().to_path_buf();
+    for root in [
+        "/etc".to_string(),
+        data.display().to_string(),
+        format!("file://{}", data.join("exports").display()),
+        data.join("tombstones").display().to_string(),
+        format!("{}/lake/../exports", data.display()),
+        "s3://some-bucket/lake".to_string(),
+    ] {
+        let response = app
+            .create_dataset(
+                &json!({ "name": "sneaky", "root_url": root, "subject_column": "user_id" }),
+            )
+            .await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "root_not_allowed").await;
+    }
+    let response = app
+        .create_dataset(&json!({ "name": "running_events", "root_url": format!("file://{}", app.lake.display()), "subject_column": "user_id" }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Requests kept working: nothing was registered on /etc.
+    let listed: Vec<serde_json::Value> = app
+        .client
+        .get(app.url("/v1/datasets"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn an_allow_list_never_opens_lethes_own_folders() {
+    let app = spawn_app_with(Spawn {
+        register_lake: false,
+        ..Spawn::default()
+    })
+    .await;
+    // The test settings allow every local path; the data folder and its exports still not.
+    for root in [
+        "/".to_string(),
+        app.data_dir.path().display().to_string(),
+        app.data_dir
+            .path()
+            .join("exports")
+            .join("x")
+            .display()
+            .to_string(),
+    ] {
+        let response = app
+            .create_dataset(
+                &json!({ "name": "sneaky", "root_url": root, "subject_column": "user_id" }),
+            )
+            .await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "root_not_allowed").await;
+    }
+}
+
+#[tokio::test]
+async fn a_root_belongs_to_one_dataset_only() {
+    let app = spawn_app_with(Spawn::default()).await;
+    for root in [
+        app.lake.display().to_string(),
+        format!("file://{}", app.lake.display()),
+        app.lake.join("date=2025-01-01").display().to_string(),
+        app.lake.parent().unwrap().display().to_string(),
+    ] {
+        let response = app
+            .create_dataset(
+                &json!({ "name": "again", "root_url": root, "subject_column": "user_id" }),
+            )
+            .await;
+        assert_problem(response, StatusCode::CONFLICT, "root_taken").await;
+    }
+}

@@ -394,3 +394,132 @@ async fn an_export_expires_and_is_deleted_by_the_sweep() {
     let view: Value = app.get_request(&token, &access).await.json().await.unwrap();
     assert_eq!(view["export_available"], false);
 }
+
+#[tokio::test]
+async fn an_erasure_whose_key_is_destroyed_can_no_longer_be_cancelled() {
+    // The batch window keeps the erasure's job queued after approval; without a cooling-off
+    // period the key is destroyed at approval.
+    let app = spawn_app_with(Spawn {
+        batch_window_s: 3600,
+        ..Spawn::default()
+    })
+    .await;
+    let (id, token) = subject(&app, "k@example.com", 7).await;
+    let erasure = app.file_request_ok(&token, "erasure").await;
+    let approved: Value = app
+        .approve(&app.admin_token, &erasure)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(approved["key_destroyed_at"].is_string(), "{approved}");
+    for caller in [&token, &app.admin_token] {
+        let body = assert_problem(
+            cancel(&app, caller, &erasure).await,
+            StatusCode::CONFLICT,
+            "key_destroyed",
+        )
+        .await;
+        assert!(!body["detail"].as_str().unwrap().contains(&id), "{body}");
+    }
+    let view: Value = app
+        .get_request(&token, &erasure)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "approved", "the erasure still runs");
+    let jobs: Vec<Value> = app
+        .client
+        .get(app.url("/v1/jobs?status=queued"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jobs.iter().any(|j| j["request_id"] == erasure.as_str()),
+        "its job stays queued"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_erasure_never_destroys_the_key() {
+    let app = spawn_app().await;
+    let (id, token) = subject(&app, "l@example.com", 8).await;
+    let erasure = app.file_request_ok(&token, "erasure").await;
+    app.reject(&app.admin_token, &erasure, "identity not verified")
+        .await;
+    let request = app.state.store.request(&erasure).await.unwrap();
+    let destroyed = lethe_core::jobs::destroy_subject_key(
+        app.state.store.as_ref(),
+        &app.state.keyring,
+        &request,
+        "system:test",
+    )
+    .await
+    .unwrap();
+    assert!(!destroyed);
+    assert!(
+        app.state
+            .keyring
+            .shredded_among([id.as_str()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_erasure_deletes_the_subjects_earlier_exports_and_downloads_answer_410() {
+    let app = spawn_app().await;
+    let (_, token) = subject(&app, "m@example.com", 9).await;
+    let access = app.file_request_ok(&token, "access").await;
+    app.approve(&app.admin_token, &access).await;
+    let done = app.wait_until_final(&token, &access).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let file = app
+        .data_dir
+        .path()
+        .join("exports")
+        .join(format!("{access}.zip"));
+    assert!(file.exists());
+    assert_eq!(app.export(&token, &access).await.status(), StatusCode::OK);
+
+    let erasure = app.file_request_ok(&token, "erasure").await;
+    let approved: Value = app
+        .approve(&app.admin_token, &erasure)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(approved["key_destroyed_at"].is_string(), "{approved}");
+    assert!(!file.exists(), "the export went with the key");
+    assert_problem(
+        app.export(&app.admin_token, &access).await,
+        StatusCode::GONE,
+        "export_erased",
+    )
+    .await;
+    let view: Value = app
+        .get_request(&app.admin_token, &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["export_available"], false);
+    let entries = app
+        .state
+        .store
+        .audit_entries(&lethe_core::store::AuditFilter {
+            action: Some("export.deleted".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].details["reason"], "erased");
+    assert_eq!(entries[0].request_id.as_deref(), Some(access.as_str()));
+}

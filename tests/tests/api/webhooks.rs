@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::helpers::{Spawn, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 /// One POST the receiver got.
 #[derive(Clone, Debug)]
@@ -341,7 +341,8 @@ async fn a_delivery_that_keeps_failing_is_marked_failed_and_an_admin_can_requeue
     assert_eq!(delivery["last_status_code"], 500);
     let error = delivery["last_error"].as_str().unwrap();
     assert!(error.starts_with("HTTP 500"), "{error}");
-    assert!(error.contains("down for maintenance"), "{error}");
+    // Only the status: the receiver's answer body never reaches the delivery log.
+    assert!(!error.contains("down for maintenance"), "{error}");
     let delivery_id = delivery["id"].as_str().unwrap();
 
     assert_problem(
@@ -552,4 +553,83 @@ async fn a_deadline_extension_is_announced_with_its_reason() {
     assert_eq!(body["data"]["extension"]["reason"], reason);
     assert!(body["data"]["extension"]["original_due_at"].is_string());
     assert_eq!(app.deliveries(&webhook_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn webhooks_to_loopback_link_local_or_private_addresses_are_refused() {
+    let app = spawn_app_with(Spawn {
+        configure: Some(|s| s.webhooks.allow_private_networks = false),
+        ..Spawn::default()
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:9/hooks",
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://10.0.0.5/hooks",
+        "http://192.168.1.10:8080/hooks",
+        "http://[::1]/hooks",
+        "http://[fd00::5]/hooks",
+        "http://localhost:8080/hooks",
+    ] {
+        let response = app
+            .create_webhook(&app.admin_token, &json!({ "url": url }))
+            .await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "url_not_allowed").await;
+    }
+    let listed: Vec<Value> = app
+        .list_webhooks(&app.admin_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_to_a_host_that_is_now_private_is_refused_and_nothing_is_sent() {
+    let app = spawn_app_with(Spawn {
+        configure: Some(|s| s.webhooks.allow_private_networks = false),
+        ..Spawn::default()
+    })
+    .await;
+    let receiver = Receiver::spawn(0).await;
+    // Registered behind the API's back (as if its name resolved to a public address then).
+    let url = lethe_core::webhooks::WebhookUrl::parse(&receiver.url).unwrap();
+    let secret = lethe_core::webhooks::generate_secret();
+    let endpoint = app
+        .state
+        .store
+        .create_webhook(
+            lethe_core::webhooks::NewWebhook {
+                sealed_secret: lethe_core::webhooks::seal_secret(
+                    &app.state.keyring,
+                    url.as_str(),
+                    &secret,
+                ),
+                url,
+                events: lethe_core::webhooks::EventSelection::parse(Some(&[
+                    "request.received".to_string()
+                ]))
+                .unwrap(),
+                description: None,
+                created_by: "system:test".into(),
+            },
+            lethe_core::audit::NewAuditEntry::new("system:test", "webhook.created"),
+        )
+        .await
+        .unwrap();
+    let token = app
+        .subject_token("ssrf@example.com", &app.summary.subjects[3].user_id)
+        .await;
+    app.file_request_ok(&token, "access").await;
+    let log = wait_for_log(&app, &endpoint.id, |log| {
+        log.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    let error = log[0]["last_error"].as_str().unwrap();
+    assert!(error.starts_with("refused:"), "{error}");
+    assert!(
+        receiver.hits().is_empty(),
+        "nothing reached the private address"
+    );
 }
