@@ -255,7 +255,7 @@ pub struct ServerSettings {
     /// Origins (`https://app.example.com`) whose browser pages may call the API (CORS); a
     /// list, or one comma-separated string in the environment. Empty (default): no CORS
     /// header is ever sent, so browsers keep other origins from reading answers.
-    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    #[serde(default, deserialize_with = "optional_list_or_comma_separated")]
     pub cors_allowed_origins: Option<Vec<String>>,
 }
 
@@ -305,29 +305,21 @@ pub struct StorageSettings {
     /// (`LETHE__STORAGE__ALLOWED_ROOTS`). Unset (default): the local folder `<data_dir>/lake`
     /// only. Whatever it says, the folders holding Lethe's database, keys, tombstone journal and
     /// exports are never allowed (see [`Settings::check_dataset_root`]).
-    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    #[serde(default, deserialize_with = "optional_list_or_comma_separated")]
     pub allowed_roots: Option<Vec<String>>,
 }
 
-/// Reads an optional list of strings either as a list or as one comma-separated string.
-fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+/// Reads an optional list of strings either as a list or as one comma-separated string
+/// ([`list_or_comma_separated`]); absent or null: `None`.
+fn optional_list_or_comma_separated<'de, D>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    use serde::de::Error;
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => Ok(Some(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )),
-        Some(value) => serde_json::from_value(value)
-            .map(Some)
-            .map_err(D::Error::custom),
-    }
+    #[derive(Deserialize)]
+    struct Listed(#[serde(deserialize_with = "list_or_comma_separated")] Vec<String>);
+    Ok(Option::<Listed>::deserialize(deserializer)?.map(|l| l.0))
 }
 
 impl StorageSettings {
