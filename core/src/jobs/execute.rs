@@ -117,23 +117,6 @@ pub struct EraseFileTask {
     pub request_ids: Vec<String>,
 }
 
-/// The request ids of an erasure plan's batch: its payload's `batch`, or its own request.
-pub fn batch_of(plan: &Job) -> Vec<String> {
-    let batch: Vec<String> = plan.payload["batch"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if batch.is_empty() {
-        plan.request_id.iter().cloned().collect()
-    } else {
-        batch
-    }
-}
-
 /// Runs one job to its end.
 ///
 /// `guard` is asked right before a rewritten file is swapped in (lease fencing).
@@ -568,7 +551,7 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
             })
         })
         .collect();
-    let batch = batch_of(plan).len();
+    let batch = plan.batch().len();
     let kept = plan_result["kept"][request_id].clone();
     json!({
         "kept": if kept.is_null() { json!([]) } else { kept },

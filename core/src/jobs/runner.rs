@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::execute::{ExecuteContext, Execution, JobError, batch_of, erasure_result, execute_job};
+use super::execute::{ExecuteContext, Execution, JobError, erasure_result, execute_job};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::IngestError;
@@ -545,7 +545,7 @@ impl Worker {
                     let details = json!({
                         "job_id": job.id,
                         "tasks": tasks.len(),
-                        "batch": batch_of(&plan_job).len(),
+                        "batch": plan_job.batch().len(),
                         "datasets": plan_job.result.as_ref().map(|r| r["datasets"].clone()),
                     });
                     finish.audit = Some(
@@ -616,7 +616,7 @@ impl Worker {
 
     /// The requests of an erasure plan's batch (its own first).
     async fn batch_requests(&self, plan: &Job) -> StoreResult<Vec<PrivacyRequest>> {
-        self.store.requests(&batch_of(plan)).await
+        self.store.requests(&plan.batch()).await
     }
 
     fn completed(
@@ -675,12 +675,11 @@ impl Worker {
 
     /// Ends a job; a task also decides, with its siblings, what its plan's requests become.
     async fn end(&self, job: &Job, token: &str, finish: JobFinish) -> StoreResult<bool> {
-        let plan = match &job.parent_id {
-            Some(id) => self.store.job(id).await?,
-            None => return self.finish_job(job, token, finish).await,
-        };
-        let members = self.batch_requests(&plan).await?;
-        let decide = |plan: &Job, tasks: &[Job]| -> Vec<(String, Transition)> {
+        if job.parent_id.is_none() {
+            return self.finish_job(job, token, finish).await;
+        }
+        // Called by the store only once the plan ends, inside the transaction that ends it.
+        let decide = |plan: &Job, tasks: &[Job], members: &[PrivacyRequest]| {
             if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
                 return members
                     .iter()

@@ -287,10 +287,12 @@ pub trait Store: Send + Sync + 'static {
         finish: JobFinish,
     ) -> StoreResult<bool>;
     /// Ends a task (a job with a parent), fenced by `lease_token`, then — serialised with its
-    /// siblings by a lock on the parent — asks `decide` what the request becomes given the plan
-    /// and all tasks. When every task succeeded the plan becomes `succeeded`; when one failed
-    /// for good, `failed`. A transition refused because the request is already final is
-    /// skipped. `false` when the lease was lost: nothing was written.
+    /// siblings by a lock on the parent — counts the plan's tasks by status. When every task
+    /// succeeded the plan becomes `succeeded`; when one failed for good, `failed`; in both cases
+    /// (and only then) `decide` is asked what the plan's requests become, given the plan, all
+    /// its tasks and the requests of its batch, and its transitions are applied in the same
+    /// transaction. A transition refused because the request is already final is skipped.
+    /// `false` when the lease was lost: nothing was written.
     async fn finish_task(
         &self,
         job_id: &str,

@@ -676,6 +676,26 @@ pub struct Job {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl Job {
+    /// The request ids of an erasure plan's batch: its payload's `batch` (a JSON array of
+    /// request ids), or else its own request.
+    pub fn batch(&self) -> Vec<String> {
+        let batch: Vec<String> = self.payload["batch"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if batch.is_empty() {
+            self.request_id.iter().cloned().collect()
+        } else {
+            batch
+        }
+    }
+}
+
 /// Everything that happens when a job ends, in one transaction.
 #[derive(Debug, Clone)]
 pub struct JobFinish {
@@ -706,10 +726,11 @@ impl JobFinish {
     }
 }
 
-/// Decides, once a task has ended, what happens to the requests of its plan given the plan and
-/// every sibling task (the ended one included): the transitions to apply (none: wait).
+/// Decides, once the last task of a plan has succeeded or one has failed for good, what happens
+/// to the plan's requests, given the plan, every task (the ended one included) and the requests
+/// of the plan's batch ([`Job::batch`], in that order): the transitions to apply.
 pub type SiblingsDecision<'a> =
-    dyn Fn(&Job, &[Job]) -> Vec<(String, Transition)> + Send + Sync + 'a;
+    dyn Fn(&Job, &[Job], &[PrivacyRequest]) -> Vec<(String, Transition)> + Send + Sync + 'a;
 
 /// How a job ended.
 #[derive(Debug, Clone)]

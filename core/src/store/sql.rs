@@ -797,6 +797,41 @@ fn job_state_error(job: &Job, action: &'static str) -> StoreError {
     }
 }
 
+/// The requests named by `ids`, in that order, read in chunks of 500 ids (`IN` lists).
+///
+/// # Errors
+/// [`StoreError::NotFound`] for an id with no request; database errors.
+async fn requests_in(conn: &mut AnyConnection, ids: &[String]) -> StoreResult<Vec<PrivacyRequest>> {
+    let mut found: HashMap<String, PrivacyRequest> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let params = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id IN ({params})");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("reading requests"))?
+        {
+            let request = request_from(&row)?;
+            found.insert(request.id.clone(), request);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            found.get(id).cloned().ok_or_else(|| StoreError::NotFound {
+                entity: "request",
+                id: id.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Ends a job if `lease_token` still holds it. `false` when fenced.
 async fn finish_in(
     conn: &mut AnyConnection,
@@ -1119,34 +1154,8 @@ impl Store for SqlStore {
     }
 
     async fn requests(&self, ids: &[String]) -> StoreResult<Vec<PrivacyRequest>> {
-        let mut found: HashMap<String, PrivacyRequest> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let params = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id IN ({params})");
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading requests"))?
-            {
-                let request = request_from(&row)?;
-                found.insert(request.id.clone(), request);
-            }
-        }
-        ids.iter()
-            .map(|id| {
-                found.get(id).cloned().ok_or_else(|| StoreError::NotFound {
-                    entity: "request",
-                    id: id.clone(),
-                })
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await.map_err(db("reading requests"))?;
+        requests_in(&mut conn, ids).await
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<PrivacyRequest>> {
@@ -1334,41 +1343,65 @@ impl Store for SqlStore {
         if let Some(audit) = finish.audit {
             append_audit_in(&mut tx, audit).await?;
         }
-        let parent = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
-        )))
-        .bind(&parent_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db("reading a plan"))?;
-        let parent = job_from(&parent)?;
-        let children: Vec<Job> = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
-        )))
+        // Most tasks end while siblings still run: counting statuses is enough to know that,
+        // and the plan, its tasks and its requests are read only when it ends.
+        let mut succeeded = 0i64;
+        let mut total = 0i64;
+        let mut failed = false;
+        for row in sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM jobs WHERE parent_id = $1 GROUP BY status",
+        )
         .bind(&parent_id)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db("reading a plan's tasks"))?
-        .iter()
-        .map(job_from)
-        .collect::<StoreResult<_>>()?;
-        let all_done = children.iter().all(|c| c.status == JobStatus::Succeeded);
-        let any_failed = children
-            .iter()
-            .any(|c| matches!(c.status, JobStatus::Failed | JobStatus::Cancelled));
-        if parent.status == JobStatus::Waiting && (all_done || any_failed) {
-            sqlx::query("UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3")
-                .bind(if all_done { "succeeded" } else { "failed" })
-                .bind(to_db(now()))
-                .bind(&parent_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("ending a plan"))?;
+        .map_err(db("counting a plan's tasks"))?
+        {
+            let status: String = row
+                .try_get("status")
+                .map_err(db("counting a plan's tasks"))?;
+            let n: i64 = row.try_get("n").map_err(db("counting a plan's tasks"))?;
+            total += n;
+            match status.as_str() {
+                "succeeded" => succeeded += n,
+                "failed" | "cancelled" => failed = true,
+                _ => {}
+            }
         }
-        for (request_id, transition) in decide(&parent, &children) {
-            match transition_in(&mut tx, &request_id, transition).await {
-                Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
-                Err(e) => return Err(e),
+        let all_done = succeeded == total;
+        if all_done || failed {
+            let parent = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
+            )))
+            .bind(&parent_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("reading a plan"))?;
+            let parent = job_from(&parent)?;
+            let children: Vec<Job> = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
+            )))
+            .bind(&parent_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("reading a plan's tasks"))?
+            .iter()
+            .map(job_from)
+            .collect::<StoreResult<_>>()?;
+            if parent.status == JobStatus::Waiting {
+                sqlx::query("UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3")
+                    .bind(if all_done { "succeeded" } else { "failed" })
+                    .bind(to_db(now()))
+                    .bind(&parent_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("ending a plan"))?;
+            }
+            let members = requests_in(&mut tx, &parent.batch()).await?;
+            for (request_id, transition) in decide(&parent, &children, &members) {
+                match transition_in(&mut tx, &request_id, transition).await {
+                    Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         tx.commit().await.map_err(db("committing a task outcome"))?;

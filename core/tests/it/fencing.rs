@@ -222,7 +222,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
             &task_a.id,
             task_a.lease_token.as_deref().unwrap(),
             JobFinish::new(JobOutcome::Succeeded),
-            &|_, _| Vec::new(),
+            &|_, _, _| Vec::new(),
         )
         .await
         .unwrap();

@@ -520,17 +520,25 @@ fn task(request_id: &str, file: &str) -> NewJob {
 }
 
 /// Completes the request when every task succeeded, fails it when one failed.
-fn decide(request_id: String) -> impl Fn(&Job, &[Job]) -> Vec<(String, Transition)> {
-    move |_plan, tasks| {
+/// The decision a worker makes; it also checks that the store asks only once the plan ends and
+/// hands over the plan's batch.
+fn decide(
+    request_id: String,
+) -> impl Fn(&Job, &[Job], &[PrivacyRequest]) -> Vec<(String, Transition)> {
+    move |_plan, tasks, members| {
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, [request_id.as_str()], "the batch's requests");
         if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
             let t = Transition::new(RequestStatus::Completed, "w", audit("request.completed"));
             return vec![(request_id.clone(), t)];
         }
-        if tasks.iter().any(|t| t.status == JobStatus::Failed) {
-            let t = Transition::new(RequestStatus::Failed, "w", audit("request.failed"));
-            return vec![(request_id.clone(), t)];
-        }
-        Vec::new()
+        assert!(
+            tasks.iter().any(|t| t.status == JobStatus::Failed),
+            "asked while the plan still runs: {:?}",
+            tasks.iter().map(|t| t.status).collect::<Vec<_>>()
+        );
+        let t = Transition::new(RequestStatus::Failed, "w", audit("request.failed"));
+        vec![(request_id.clone(), t)]
     }
 }
 
