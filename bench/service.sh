@@ -42,8 +42,9 @@ head -n "$ERASURES" "$OUT/subjects.txt" >"$OUT/erase-subjects.txt"
 
 echo "== offline: lethe-worker erase" >&2
 cp -r "$OUT/lake" "$OUT/offline"; sync
-OFFLINE=$("$WORKER" erase --root "$OUT/offline" --subject-column user_id \
-  --subjects "$OUT/erase-subjects.txt" --jobs "$(nproc)" 2>"$OUT/offline.err" | tail -n 1)
+OFFLINE=$(/usr/bin/time -f '%U %S' -o "$OUT/offline.time" "$WORKER" erase --root "$OUT/offline" \
+  --subject-column user_id --subjects "$OUT/erase-subjects.txt" --jobs "$(nproc)" 2>"$OUT/offline.err" | tail -n 1)
+OFFLINE_CPU=$(awk '{printf "%.2f", $1 + $2}' "$OUT/offline.time")
 
 echo "== service: file and approve $ERASURES erasures" >&2
 cp -r "$OUT/lake" "$OUT/served"; sync
@@ -83,6 +84,8 @@ while ((DONE < ERASURES)); do
 done
 END=$(date +%s.%N)
 WORKER_RSS=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$WPID/status" 2>/dev/null || echo 0)
+# utime + stime of the worker so far (fields 14 and 15 of /proc/PID/stat, in clock ticks).
+WORKER_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$WPID/stat" 2>/dev/null || echo 0)
 cd - >/dev/null
 LEFT=$("$WORKER" locate --root "$OUT/served" $(sed 's/^/--subject /' "$OUT/erase-subjects.txt") --json | jq .rows)
 
@@ -99,10 +102,10 @@ Produced by \`bench/service.sh\` (rerun it; do not edit by hand).
 - service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` ${JOB_CONCURRENCY:-4}) timed from its start until all are completed
 - offline: \`lethe-worker erase --jobs $(nproc)\` of the same subjects on a copy of the same lake
 
-| path | elapsed | rows removed | files rewritten | worker peak RSS |
-|---|---:|---:|---:|---:|
-| offline \`lethe-worker erase\` | $OFFLINE_S s | $(jq -r .rows_removed <<<"$OFFLINE") | $(jq -r .files_rewritten <<<"$OFFLINE") | $(jq -r '.peak_rss_bytes / 1048576 | round' <<<"$OFFLINE") MiB |
-| service (plan + per-file tasks) | $SERVICE_S s | (rows of the erased subjects left in the lake: $LEFT) | – | $WORKER_RSS MiB |
+| path | elapsed | CPU (user + sys) | rows removed | files rewritten | worker peak RSS |
+|---|---:|---:|---:|---:|---:|
+| offline \`lethe-worker erase\` | $OFFLINE_S s | $OFFLINE_CPU s | $(jq -r .rows_removed <<<"$OFFLINE") | $(jq -r .files_rewritten <<<"$OFFLINE") | $(jq -r '.peak_rss_bytes / 1048576 | round' <<<"$OFFLINE") MiB |
+| service (plan + per-file tasks) | $SERVICE_S s | $WORKER_CPU s | (rows of the erased subjects left in the lake: $LEFT) | – | $WORKER_RSS MiB |
 
 Service / offline: $(python3 -c "print(f'{$SERVICE_S / $OFFLINE_S:.2f}')") x (target <= 1.3 x).
 MD
