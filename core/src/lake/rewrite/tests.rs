@@ -871,3 +871,163 @@ async fn chunk_statistics_without_a_page_index_come_from_the_values_kept() {
         other => panic!("notes statistics: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn float_chunks_are_filtered_page_by_page_with_the_total_order_statistics_of_the_crate() {
+    use arrow_array::{Float32Array, Float64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+    use parquet::file::statistics::Statistics;
+
+    // 2,000 rows in pages of 100. The subject's rows (500..506) hold both extremes of both
+    // float columns; NaN every 37 rows, -0.0 and +0.0 elsewhere. `score` is dictionary
+    // encoded, `ratio` plain.
+    let victim = |i: usize| (500..506).contains(&i);
+    let user = |i: usize| {
+        if victim(i) {
+            "zz-victim".to_string()
+        } else {
+            format!("u{:03}", i % 150)
+        }
+    };
+    let score = |i: usize| match i {
+        500 => 1e9,
+        501 => -1e9,
+        _ if i % 37 == 0 => f64::NAN,
+        7 => -0.0,
+        _ => (i % 50) as f64 / 4.0,
+    };
+    let ratio = |i: usize| match i {
+        502 => f32::INFINITY,
+        503 => f32::NEG_INFINITY,
+        _ if i % 37 == 0 => f32::NAN,
+        _ => i as f32 / 3.0,
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("ratio", DataType::Float32, false),
+    ]));
+    let batch_of = |rows: &[usize]| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|&i| user(i)))),
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|&i| score(i)),
+                )),
+                Arc::new(Float32Array::from_iter_values(
+                    rows.iter().map(|&i| ratio(i)),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    let props = || {
+        props(10_000)
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(50)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_column_dictionary_enabled("ratio".into(), false)
+            .build()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<usize> = (0..2000).collect();
+    let path = write_file(dir.path(), "f.parquet", &[batch_of(&all)], props());
+    let kept: Vec<usize> = all.iter().copied().filter(|&i| !victim(i)).collect();
+    let expected_dir = tempfile::tempdir().unwrap();
+    let expected = write_file(
+        expected_dir.path(),
+        "e.parquet",
+        &[batch_of(&kept)],
+        props(),
+    );
+
+    let outcome = Erase::new(root_of(&dir), "user_id")
+        .subjects(["zz-victim"])
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(outcome.metrics.rows_removed, 6);
+    let m = &outcome.metrics.surgery;
+    assert!(
+        m.pages_copied >= 3 * 19,
+        "the float chunks' untouched pages are copied too: {m:?}"
+    );
+
+    let open = |p: &std::path::Path| {
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        SerializedFileReader::new_with_options(std::fs::File::open(p).unwrap(), options).unwrap()
+    };
+    let (got, want) = (open(&path), open(&expected));
+    for column in [1, 2] {
+        let (g, w) = (
+            got.metadata().row_group(0).column(column),
+            want.metadata().row_group(0).column(column),
+        );
+        assert_eq!(
+            g.statistics(),
+            w.statistics(),
+            "column {column}: the statistics the parquet crate writes for the rows kept"
+        );
+        assert_eq!(
+            g.encodings().collect::<Vec<_>>(),
+            w.encodings().collect::<Vec<_>>()
+        );
+    }
+    match got.metadata().row_group(0).column(1).statistics() {
+        Some(Statistics::Double(s)) => {
+            assert_eq!(s.min_opt(), Some(&-0.0));
+            assert!(s.min_opt().unwrap().is_sign_negative());
+            assert_eq!(s.max_opt(), Some(&12.25));
+            assert_eq!(
+                s.nan_count_opt(),
+                Some(kept.iter().filter(|&&i| i % 37 == 0).count() as u64)
+            );
+        }
+        other => panic!("score statistics: {other:?}"),
+    }
+    // The page that lost the subject's rows is bounded by what it kept.
+    match got.metadata().page_index_for_row_group(0).column_index(1) {
+        Some(ColumnIndexMetaData::DOUBLE(ci)) => {
+            let maxes: Vec<f64> = (0..ci.num_pages() as usize)
+                .map(|p| *ci.max_value(p).unwrap())
+                .collect();
+            assert!(maxes.iter().all(|&m| m < 1e9), "{maxes:?}");
+            let nans: i64 = (0..ci.num_pages() as usize)
+                .map(|p| ci.nan_count(p).unwrap())
+                .sum();
+            assert_eq!(nans as usize, kept.iter().filter(|&&i| i % 37 == 0).count());
+        }
+        other => panic!("score column index: {other:?}"),
+    }
+    let read = |p: &std::path::Path| {
+        read_all(p)
+            .iter()
+            .flat_map(|b| {
+                let s = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .unwrap()
+                    .clone();
+                let r = b
+                    .column(2)
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .unwrap()
+                    .clone();
+                (0..b.num_rows())
+                    .map(move |i| (s.value(i).to_bits(), r.value(i).to_bits()))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(&path),
+        read(&expected),
+        "every kept value, bit for bit"
+    );
+}

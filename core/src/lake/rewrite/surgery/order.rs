@@ -1,13 +1,15 @@
 //! How the values of a column compare, and the statistics of the values a filtered column
 //! chunk keeps: min and max by the column's sort order (parquet-format `LogicalTypes.md`,
-//! "Sort Order"; `ColumnOrder` in `parquet.thrift`), NaN left out of min and max and counted,
-//! a zero minimum written as `-0.0` and a zero maximum as `+0.0` (as parquet-format asks).
+//! "Sort Order"; `ColumnOrder` in `parquet.thrift`). FLOAT and DOUBLE columns follow
+//! `IEEE_754_TOTAL_ORDER`, the column order the parquet crate declares for them in every file
+//! it writes: NaN is counted (`nan_count`) and left out of min and max unless every value is
+//! NaN, and `-0.0` sorts before `+0.0`.
 
 use std::cmp::Ordering;
 
 use parquet::basic::{SortOrder, Type as PhysicalType};
 use parquet::data_type::{ByteArray, FixedLenByteArray};
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescriptor;
 
 /// How two plain-encoded values (little-endian numbers, or the bytes of a byte array) compare.
@@ -21,9 +23,9 @@ pub(crate) enum Order {
     I64,
     /// INT64 with an unsigned logical type.
     U64,
-    /// FLOAT (IEEE 754, NaN excluded).
+    /// FLOAT, IEEE 754 total order (`f32::total_cmp`).
     F32,
-    /// DOUBLE (IEEE 754, NaN excluded).
+    /// DOUBLE, IEEE 754 total order (`f64::total_cmp`).
     F64,
     /// BYTE_ARRAY or FIXED_LEN_BYTE_ARRAY compared as unsigned bytes.
     Bytes,
@@ -31,7 +33,7 @@ pub(crate) enum Order {
 
 impl Order {
     /// The order of `descr`'s values, `None` when its sort order is one the surgery leaves to
-    /// the parquet crate's writer (signed byte arrays such as decimals, INT96, BOOLEAN,
+    /// the parquet crate's writer (signed byte arrays such as decimals, INT96, BOOLEAN, FLOAT16,
     /// undefined orders).
     pub fn of(descr: &ColumnDescriptor) -> Option<Order> {
         use PhysicalType as P;
@@ -40,8 +42,8 @@ impl Order {
             (P::INT32, SortOrder::UNSIGNED) => Order::U32,
             (P::INT64, SortOrder::SIGNED) => Order::I64,
             (P::INT64, SortOrder::UNSIGNED) => Order::U64,
-            (P::FLOAT, SortOrder::SIGNED) => Order::F32,
-            (P::DOUBLE, SortOrder::SIGNED) => Order::F64,
+            (P::FLOAT, SortOrder::SIGNED | SortOrder::TOTAL_ORDER) => Order::F32,
+            (P::DOUBLE, SortOrder::SIGNED | SortOrder::TOTAL_ORDER) => Order::F64,
             (P::BYTE_ARRAY | P::FIXED_LEN_BYTE_ARRAY, SortOrder::UNSIGNED) => Order::Bytes,
             _ => return None,
         })
@@ -61,12 +63,24 @@ impl Order {
         matches!(self, Order::F32 | Order::F64)
     }
 
-    /// Compares two values of this order (neither a NaN). Values of the wrong width compare
-    /// as bytes; the caller checks widths when it reads them.
+    /// Compares two values of this order (a total order: NaNs too compare, by their bits, as
+    /// IEEE 754 `totalOrder` says). Values of the wrong width compare as bytes; the caller
+    /// checks widths when it reads them.
     pub fn cmp(self, a: &[u8], b: &[u8]) -> Ordering {
-        fn num<const N: usize, T: PartialOrd>(a: &[u8], b: &[u8], f: fn([u8; N]) -> T) -> Ordering {
+        fn num<const N: usize, T: Ord>(a: &[u8], b: &[u8], f: fn([u8; N]) -> T) -> Ordering {
             match (<[u8; N]>::try_from(a), <[u8; N]>::try_from(b)) {
-                (Ok(a), Ok(b)) => f(a).partial_cmp(&f(b)).unwrap_or(Ordering::Equal),
+                (Ok(a), Ok(b)) => f(a).cmp(&f(b)),
+                _ => a.cmp(b),
+            }
+        }
+        fn float<const N: usize, T>(
+            a: &[u8],
+            b: &[u8],
+            f: fn([u8; N]) -> T,
+            total: fn(&T, &T) -> Ordering,
+        ) -> Ordering {
+            match (<[u8; N]>::try_from(a), <[u8; N]>::try_from(b)) {
+                (Ok(a), Ok(b)) => total(&f(a), &f(b)),
                 _ => a.cmp(b),
             }
         }
@@ -75,8 +89,8 @@ impl Order {
             Order::U32 => num(a, b, u32::from_le_bytes),
             Order::I64 => num(a, b, i64::from_le_bytes),
             Order::U64 => num(a, b, u64::from_le_bytes),
-            Order::F32 => num(a, b, f32::from_le_bytes),
-            Order::F64 => num(a, b, f64::from_le_bytes),
+            Order::F32 => float(a, b, f32::from_le_bytes, f32::total_cmp),
+            Order::F64 => float(a, b, f64::from_le_bytes, f64::total_cmp),
             Order::Bytes => a.cmp(b),
         }
     }
@@ -87,6 +101,8 @@ impl Order {
 pub(crate) struct Bounds {
     /// Smallest and largest non-NaN value, plain-encoded.
     pub min_max: Option<(Vec<u8>, Vec<u8>)>,
+    /// Smallest and largest NaN (by total order), the bounds when every value is NaN.
+    pub nan_min_max: Option<(Vec<u8>, Vec<u8>)>,
     /// Levels without a value.
     pub nulls: u64,
     /// NaN values.
@@ -101,18 +117,15 @@ impl Bounds {
         self.values += 1;
         if order.is_nan(v) {
             self.nans += 1;
+            widen(&mut self.nan_min_max, order, v, v);
             return;
         }
-        match &mut self.min_max {
-            None => self.min_max = Some((v.to_vec(), v.to_vec())),
-            Some((min, max)) => {
-                if order.cmp(v, min) == Ordering::Less {
-                    *min = v.to_vec();
-                } else if order.cmp(v, max) == Ordering::Greater {
-                    *max = v.to_vec();
-                }
-            }
-        }
+        widen(&mut self.min_max, order, v, v);
+    }
+
+    /// Takes NaN `v` into account (its count is the caller's).
+    pub fn add_nan_bound(&mut self, order: Order, v: &[u8]) {
+        widen(&mut self.nan_min_max, order, v, v);
     }
 
     /// Takes the bounds `other` into account.
@@ -120,46 +133,18 @@ impl Bounds {
         self.nulls += other.nulls;
         self.nans += other.nans;
         self.values += other.values;
-        let Some((omin, omax)) = &other.min_max else {
-            return;
-        };
-        match &mut self.min_max {
-            None => self.min_max = other.min_max.clone(),
-            Some((min, max)) => {
-                if order.cmp(omin, min) == Ordering::Less {
-                    min.clone_from(omin);
-                }
-                if order.cmp(omax, max) == Ordering::Greater {
-                    max.clone_from(omax);
-                }
-            }
+        if let Some((min, max)) = &other.min_max {
+            widen(&mut self.min_max, order, min, max);
+        }
+        if let Some((min, max)) = &other.nan_min_max {
+            widen(&mut self.nan_min_max, order, min, max);
         }
     }
 
-    /// Min and max as written to a footer or page index: a zero float minimum as `-0.0`, a
-    /// zero float maximum as `+0.0`.
-    pub fn written_min_max(&self, order: Order) -> Option<(Vec<u8>, Vec<u8>)> {
-        let (mut min, mut max) = self.min_max.clone()?;
-        match order {
-            Order::F32 => {
-                if f32::from_le_bytes(min.as_slice().try_into().ok()?) == 0.0 {
-                    min = (-0.0f32).to_le_bytes().to_vec();
-                }
-                if f32::from_le_bytes(max.as_slice().try_into().ok()?) == 0.0 {
-                    max = 0.0f32.to_le_bytes().to_vec();
-                }
-            }
-            Order::F64 => {
-                if f64::from_le_bytes(min.as_slice().try_into().ok()?) == 0.0 {
-                    min = (-0.0f64).to_le_bytes().to_vec();
-                }
-                if f64::from_le_bytes(max.as_slice().try_into().ok()?) == 0.0 {
-                    max = 0.0f64.to_le_bytes().to_vec();
-                }
-            }
-            _ => {}
-        }
-        Some((min, max))
+    /// Min and max as written to a footer or page index: those of the non-NaN values, or,
+    /// when every value is NaN, those of the NaNs (as the parquet crate writes them).
+    pub fn written_min_max(&self, _order: Order) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.min_max.clone().or_else(|| self.nan_min_max.clone())
     }
 
     /// Chunk statistics of a column of physical type `physical`.
@@ -188,19 +173,26 @@ impl Bounds {
                 nulls,
                 false,
             ),
-            PhysicalType::FLOAT => Statistics::float(
-                arr(min).map(f32::from_le_bytes),
-                arr(max).map(f32::from_le_bytes),
-                None,
-                nulls,
-                false,
+            // Float statistics always carry their NaN count, as the parquet crate's do.
+            PhysicalType::FLOAT => Statistics::Float(
+                ValueStatistics::new(
+                    arr(min).map(f32::from_le_bytes),
+                    arr(max).map(f32::from_le_bytes),
+                    None,
+                    nulls,
+                    false,
+                )
+                .with_nan_count(Some(self.nans)),
             ),
-            PhysicalType::DOUBLE => Statistics::double(
-                arr(min).map(f64::from_le_bytes),
-                arr(max).map(f64::from_le_bytes),
-                None,
-                nulls,
-                false,
+            PhysicalType::DOUBLE => Statistics::Double(
+                ValueStatistics::new(
+                    arr(min).map(f64::from_le_bytes),
+                    arr(max).map(f64::from_le_bytes),
+                    None,
+                    nulls,
+                    false,
+                )
+                .with_nan_count(Some(self.nans)),
             ),
             PhysicalType::FIXED_LEN_BYTE_ARRAY => Statistics::fixed_len_byte_array(
                 min.map(|v| FixedLenByteArray::from(ByteArray::from(v.to_vec()))),
@@ -220,6 +212,21 @@ impl Bounds {
     }
 }
 
+/// Widens `bounds` to take in `min` and `max`.
+fn widen(bounds: &mut Option<(Vec<u8>, Vec<u8>)>, order: Order, min: &[u8], max: &[u8]) {
+    match bounds {
+        None => *bounds = Some((min.to_vec(), max.to_vec())),
+        Some((lo, hi)) => {
+            if order.cmp(min, lo) == Ordering::Less {
+                *lo = min.to_vec();
+            }
+            if order.cmp(max, hi) == Ordering::Greater {
+                *hi = max.to_vec();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn nan_is_counted_not_bounded_and_zeros_are_signed_as_the_format_asks() {
+    fn nan_is_counted_not_bounded_and_zeros_follow_the_total_order() {
         let f = |v: f32| v.to_le_bytes().to_vec();
         let mut b = Bounds::default();
         for v in [0.0f32, f32::NAN, 3.5, -0.0] {
@@ -243,11 +250,36 @@ mod tests {
         }
         assert_eq!((b.nans, b.values), (1, 4));
         let (min, max) = b.written_min_max(Order::F32).unwrap();
-        assert!(f32::from_le_bytes(min.try_into().unwrap()).is_sign_negative());
+        let min = f32::from_le_bytes(min.try_into().unwrap());
+        assert!(
+            min == 0.0 && min.is_sign_negative(),
+            "-0.0 sorts before +0.0"
+        );
         assert_eq!(f32::from_le_bytes(max.try_into().unwrap()), 3.5);
         let mut zero = Bounds::default();
-        zero.add(Order::F32, &f(-0.0));
-        let (_, max) = zero.written_min_max(Order::F32).unwrap();
-        assert!(f32::from_le_bytes(max.try_into().unwrap()).is_sign_positive());
+        zero.add(Order::F32, &f(0.0));
+        let (min, _) = zero.written_min_max(Order::F32).unwrap();
+        assert!(f32::from_le_bytes(min.try_into().unwrap()).is_sign_positive());
+        let Statistics::Float(stats) = b.statistics(Order::F32, PhysicalType::FLOAT) else {
+            panic!("float statistics");
+        };
+        assert_eq!(stats.nan_count_opt(), Some(1));
+    }
+
+    #[test]
+    fn only_nans_are_bounded_by_the_nans_themselves() {
+        let d = |v: f64| v.to_le_bytes().to_vec();
+        let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+        let mut b = Bounds::default();
+        b.add(Order::F64, &d(f64::NAN));
+        b.add(Order::F64, &d(negative_nan));
+        let (min, max) = b.written_min_max(Order::F64).unwrap();
+        assert_eq!(min, d(negative_nan));
+        assert_eq!(max, d(f64::NAN));
+        let mut other = Bounds::default();
+        other.add(Order::F64, &d(1.5));
+        b.merge(Order::F64, &other);
+        assert_eq!(b.written_min_max(Order::F64).unwrap(), (d(1.5), d(1.5)));
+        assert_eq!((b.nans, b.values), (2, 3));
     }
 }

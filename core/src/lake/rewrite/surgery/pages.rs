@@ -14,10 +14,13 @@
 //! - statistics, page index and bloom filter are computed from the values kept (never carried
 //!   over: a minimum or a bloom filter bit may be the erased subject's).
 //!
-//! Chunks this path does not handle (INT96 and BOOLEAN columns, FLOAT and DOUBLE ones, whose
-//! IEEE 754 total-order statistics stay the parquet crate's, signed byte arrays such as
-//! decimals, DELTA and BYTE_STREAM_SPLIT encodings, BIT_PACKED levels, pages it cannot tile)
-//! are left to the typed column writer ([`super::levels`]); nothing has been written then.
+//! FLOAT and DOUBLE chunks get the statistics the parquet crate would write for them (it
+//! declares `IEEE_754_TOTAL_ORDER` for them in every file): min and max by total order, NaN
+//! counted and left out unless every value is NaN ([`super::order`]).
+//!
+//! Chunks this path does not handle (INT96 and BOOLEAN columns, signed byte arrays such as
+//! decimals, FLOAT16, DELTA and BYTE_STREAM_SPLIT encodings, BIT_PACKED levels, pages it cannot
+//! tile) are left to the typed column writer ([`super::levels`]); nothing has been written then.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -584,9 +587,9 @@ pub(crate) fn filter_chunk(
         };
         let offset = sink.bytes_written() as i64;
         encodings.insert(p.encoding);
-        if max_def > 0 || max_rep > 0 {
-            encodings.insert(Encoding::RLE);
-        }
+        // Level encoding: listed even for a required column, as the parquet crate's writer
+        // lists it (V1 page headers always name RLE for their levels).
+        encodings.insert(Encoding::RLE);
         if !p.changed && !remapped && job.copy_unchanged {
             sink.write_all(&job.raw[p.raw.range.clone()])?;
             compressed += p.raw.range.len();
@@ -698,6 +701,7 @@ fn dictionary_page_bounds(order: Order, d: &Dictionary, ix: &[u32], b: &mut Boun
         last = Some((i, nan));
         if nan {
             b.nans += 1;
+            b.add_nan_bound(order, value(i));
             continue;
         }
         match (lo, hi) {
