@@ -123,6 +123,79 @@ impl Bounds {
         widen(&mut self.min_max, order, v, v);
     }
 
+    /// Takes into account the fixed-width values packed one after the other in `packed`
+    /// (`width` bytes each): one typed pass for numbers, instead of a comparison of slices
+    /// per value.
+    pub fn add_packed(&mut self, order: Order, width: usize, packed: &[u8]) {
+        fn ints<const N: usize, T: Ord + Copy>(
+            b: &mut Bounds,
+            order: Order,
+            packed: &[u8],
+            read: fn([u8; N]) -> T,
+            write: fn(T) -> [u8; N],
+        ) {
+            let mut values = packed
+                .chunks_exact(N)
+                .map(|c| read(c.try_into().expect("chunks of N bytes")));
+            let Some(first) = values.next() else {
+                return;
+            };
+            let (min, max) = values.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            b.values += (packed.len() / N) as u64;
+            widen(&mut b.min_max, order, &write(min), &write(max));
+        }
+        match (order, width) {
+            (Order::I32, 4) => ints(self, order, packed, i32::from_le_bytes, i32::to_le_bytes),
+            (Order::U32, 4) => ints(self, order, packed, u32::from_le_bytes, u32::to_le_bytes),
+            (Order::I64, 8) => ints(self, order, packed, i64::from_le_bytes, i64::to_le_bytes),
+            (Order::U64, 8) => ints(self, order, packed, u64::from_le_bytes, u64::to_le_bytes),
+            // Floats by their total-order keys (as `f32::total_cmp` maps them), NaN apart.
+            (Order::F32, 4) => {
+                let key = |bits: u32| (bits ^ ((((bits as i32) >> 31) as u32) >> 1)) as i32;
+                let mut bounds: Option<(i32, i32)> = None;
+                for c in packed.chunks_exact(4) {
+                    let bits = u32::from_le_bytes(c.try_into().expect("4 bytes"));
+                    if f32::from_bits(bits).is_nan() {
+                        self.nans += 1;
+                        self.add_nan_bound(order, c);
+                        continue;
+                    }
+                    let k = key(bits);
+                    bounds = Some(bounds.map_or((k, k), |(lo, hi)| (lo.min(k), hi.max(k))));
+                }
+                self.values += (packed.len() / 4) as u64;
+                if let Some((lo, hi)) = bounds {
+                    let back = |k: i32| key(k as u32).to_le_bytes();
+                    widen(&mut self.min_max, order, &back(lo), &back(hi));
+                }
+            }
+            (Order::F64, 8) => {
+                let key = |bits: u64| (bits ^ ((((bits as i64) >> 63) as u64) >> 1)) as i64;
+                let mut bounds: Option<(i64, i64)> = None;
+                for c in packed.chunks_exact(8) {
+                    let bits = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                    if f64::from_bits(bits).is_nan() {
+                        self.nans += 1;
+                        self.add_nan_bound(order, c);
+                        continue;
+                    }
+                    let k = key(bits);
+                    bounds = Some(bounds.map_or((k, k), |(lo, hi)| (lo.min(k), hi.max(k))));
+                }
+                self.values += (packed.len() / 8) as u64;
+                if let Some((lo, hi)) = bounds {
+                    let back = |k: i64| key(k as u64).to_le_bytes();
+                    widen(&mut self.min_max, order, &back(lo), &back(hi));
+                }
+            }
+            _ => {
+                for v in packed.chunks_exact(width.max(1)) {
+                    self.add(order, v);
+                }
+            }
+        }
+    }
+
     /// Takes NaN `v` into account (its count is the caller's).
     pub fn add_nan_bound(&mut self, order: Order, v: &[u8]) {
         widen(&mut self.nan_min_max, order, v, v);
@@ -281,5 +354,80 @@ mod tests {
         b.merge(Order::F64, &other);
         assert_eq!(b.written_min_max(Order::F64).unwrap(), (d(1.5), d(1.5)));
         assert_eq!((b.nans, b.values), (2, 3));
+    }
+
+    #[test]
+    fn packed_values_are_bounded_as_one_by_one() {
+        let mut cases: Vec<(Order, usize, Vec<u8>)> = Vec::new();
+        let ints: Vec<i64> = vec![5, -3, i64::MAX, 0, -7, 42];
+        cases.push((
+            Order::I64,
+            8,
+            ints.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        cases.push((
+            Order::U64,
+            8,
+            ints.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        let i32s: Vec<i32> = vec![9, -1, 3];
+        cases.push((
+            Order::I32,
+            4,
+            i32s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        cases.push((
+            Order::U32,
+            4,
+            i32s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+        let f64s = [
+            2.5,
+            f64::NAN,
+            -0.0,
+            0.0,
+            f64::NEG_INFINITY,
+            negative_nan,
+            1e300,
+        ];
+        cases.push((
+            Order::F64,
+            8,
+            f64s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        let only_nans = [f64::NAN, negative_nan];
+        cases.push((
+            Order::F64,
+            8,
+            only_nans.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        let f32s = [-1.5f32, f32::NAN, 0.0, -0.0, f32::INFINITY];
+        cases.push((
+            Order::F32,
+            4,
+            f32s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        for (order, width, packed) in cases {
+            let mut one_by_one = Bounds::default();
+            for v in packed.chunks_exact(width) {
+                one_by_one.add(order, v);
+            }
+            let mut packed_bounds = Bounds::default();
+            packed_bounds.add_packed(order, width, &packed);
+            assert_eq!(
+                (
+                    packed_bounds.written_min_max(order),
+                    packed_bounds.nans,
+                    packed_bounds.values
+                ),
+                (
+                    one_by_one.written_min_max(order),
+                    one_by_one.nans,
+                    one_by_one.values
+                ),
+                "{order:?}"
+            );
+        }
     }
 }

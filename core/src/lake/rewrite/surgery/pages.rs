@@ -491,6 +491,7 @@ pub(crate) fn filter_chunk(
         Some((ndv, fpp)) => Some(Sbbf::new_with_ndv_fpp(ndv, fpp)?),
         None => None,
     };
+    let mut seen: Option<SeenValues> = None;
     for p in &data {
         let mut b = Bounds::default();
         let present = match &p.values {
@@ -504,13 +505,28 @@ pub(crate) fn filter_chunk(
                 // dictionary values still used (below), one comparison per value.
                 Values::Indices(ix, _) => {
                     if let (Some(d), true) = (&dict, job.column_index) {
-                        dictionary_page_bounds(order, d, ix, &mut b);
+                        let seen = seen.get_or_insert_with(|| SeenValues::new(order, d));
+                        dictionary_page_bounds(order, d, ix, &mut b, seen);
                     }
                 }
                 Values::Plain(buf, ranges) => {
-                    for r in ranges {
+                    // Fixed-width values lie packed one after the other.
+                    let packed = match (layout, ranges.first(), ranges.last()) {
+                        (Layout::Fixed(w), Some(first), Some(last))
+                            if last.end - first.start == w * ranges.len() =>
+                        {
+                            Some((w, &buf[first.start..last.end]))
+                        }
+                        _ => None,
+                    };
+                    if let (true, Some((w, values))) = (need_stats, packed) {
+                        b.add_packed(order, w, values);
+                    }
+                    let one_by_one = need_stats && packed.is_none();
+                    let each = one_by_one || bloom.is_some();
+                    for r in ranges.iter().filter(|_| each) {
                         let v = &buf[r.clone()];
-                        if need_stats {
+                        if one_by_one {
                             b.add(order, v);
                         }
                         if let Some(bf) = &mut bloom {
@@ -682,26 +698,57 @@ fn decode_indices(buf: &Bytes, count: usize, len: usize) -> Result<(Vec<u32>, u8
     Ok((out, width))
 }
 
-/// Min, max and NaN count of the dictionary values `ix` refers to: one pass, comparing each
-/// run of equal indices once (sorting the dictionary to rank it cost more than the rest of the
-/// filter on high-cardinality columns).
-fn dictionary_page_bounds(order: Order, d: &Dictionary, ix: &[u32], b: &mut Bounds) {
-    let value = |i: u32| &d.buf[d.entries[i as usize].clone()];
-    let (mut lo, mut hi) = (None::<u32>, None::<u32>);
-    let mut last: Option<(u32, bool)> = None;
-    for &i in ix {
-        b.values += 1;
-        let nan = match last {
-            Some((l, nan)) if l == i => {
-                b.nans += u64::from(nan);
-                continue;
-            }
-            _ => order.is_nan(value(i)),
+/// Which dictionary values a page already compared, by page (a stamp per value, so nothing is
+/// cleared between pages), and which values are NaN.
+struct SeenValues {
+    stamp: Vec<u32>,
+    page: u32,
+    nan: Vec<bool>,
+}
+
+impl SeenValues {
+    fn new(order: Order, d: &Dictionary) -> Self {
+        let nan = if order.is_float() {
+            d.entries
+                .iter()
+                .map(|r| order.is_nan(&d.buf[r.clone()]))
+                .collect()
+        } else {
+            Vec::new()
         };
-        last = Some((i, nan));
-        if nan {
+        SeenValues {
+            stamp: vec![0; d.entries.len()],
+            page: 0,
+            nan,
+        }
+    }
+}
+
+/// Min, max and NaN count of the dictionary values `ix` refers to: each value is compared once
+/// per page however many rows use it (sorting the dictionary to rank it cost more than the
+/// rest of the filter on high-cardinality columns).
+fn dictionary_page_bounds(
+    order: Order,
+    d: &Dictionary,
+    ix: &[u32],
+    b: &mut Bounds,
+    seen: &mut SeenValues,
+) {
+    let value = |i: u32| &d.buf[d.entries[i as usize].clone()];
+    seen.page += 1;
+    let page = seen.page;
+    let (mut lo, mut hi) = (None::<u32>, None::<u32>);
+    b.values += ix.len() as u64;
+    for &i in ix {
+        let first = std::mem::replace(&mut seen.stamp[i as usize], page) != page;
+        if seen.nan.get(i as usize).copied().unwrap_or(false) {
             b.nans += 1;
-            b.add_nan_bound(order, value(i));
+            if first {
+                b.add_nan_bound(order, value(i));
+            }
+            continue;
+        }
+        if !first {
             continue;
         }
         match (lo, hi) {
