@@ -120,7 +120,19 @@ impl Bounds {
             widen(&mut self.nan_min_max, order, v, v);
             return;
         }
-        widen(&mut self.min_max, order, v, v);
+        // One comparison for most values; the bounds' buffers are reused.
+        match &mut self.min_max {
+            None => self.min_max = Some((v.to_vec(), v.to_vec())),
+            Some((min, max)) => {
+                if order.cmp(v, min) == Ordering::Less {
+                    min.clear();
+                    min.extend_from_slice(v);
+                } else if order.cmp(v, max) == Ordering::Greater {
+                    max.clear();
+                    max.extend_from_slice(v);
+                }
+            }
+        }
     }
 
     /// Takes into account the fixed-width values packed one after the other in `packed`
