@@ -118,6 +118,27 @@ fn plain_ranges(layout: Layout, buf: &[u8], count: usize) -> Result<Vec<Range<us
     Ok(out)
 }
 
+/// The runs of `true` in `keep`, found by searching for the few `false` (removed records are
+/// rare: most pages lose none).
+fn kept_runs(keep: &[bool]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0usize;
+    while start < keep.len() {
+        let Some(cut) = keep[start..].iter().position(|&k| !k).map(|o| start + o) else {
+            runs.push(start..keep.len());
+            break;
+        };
+        if cut > start {
+            runs.push(start..cut);
+        }
+        start = keep[cut..]
+            .iter()
+            .position(|&k| k)
+            .map_or(keep.len(), |o| cut + o);
+    }
+    runs
+}
+
 /// A value's whole PLAIN encoding (length prefix included) from its data range.
 fn plain_extent(layout: Layout, r: &Range<usize>) -> Range<usize> {
     match layout {
@@ -353,32 +374,65 @@ pub(crate) fn filter_chunk(
         // Which levels are kept: records start at repetition level 0.
         let mut kept_levels: Vec<Range<usize>> = Vec::new();
         let mut kept_values: Vec<Range<usize>> = Vec::new();
-        let (mut rows, mut value) = (0usize, 0usize);
-        let (mut run_start, mut run_value) = (0usize, 0usize);
-        let mut run_kept = current_kept;
-        for l in 0..n {
-            if max_rep == 0 || reps[l] == 0 {
-                let k = *job.keep.get(record).ok_or_else(|| {
-                    corrupt("the column holds more records than its row group says")
-                })?;
-                record += 1;
-                rows += usize::from(k);
-                if k != run_kept {
-                    if run_kept {
-                        kept_levels.push(run_start..l);
-                        kept_values.push(run_value..value);
+        let mut rows = 0usize;
+        if max_rep == 0 {
+            // One level per record: the kept runs come from the record mask alone, and values
+            // are counted only where a run is cut.
+            let keep = job
+                .keep
+                .get(record..record + n)
+                .ok_or_else(|| corrupt("the column holds more records than its row group says"))?;
+            record += n;
+            kept_levels = kept_runs(keep);
+            rows = kept_levels.iter().map(ExactSizeIterator::len).sum();
+            kept_values = if rows == n {
+                vec![0..present]
+            } else if max_def == 0 {
+                kept_levels.clone()
+            } else {
+                let (mut level, mut value) = (0usize, 0usize);
+                let mut value_at = |to: usize| {
+                    value += defs[level..to].iter().filter(|&&d| d == max_def).count();
+                    level = to;
+                    value
+                };
+                kept_levels
+                    .iter()
+                    .map(|r| {
+                        let start = value_at(r.start);
+                        start..value_at(r.end)
+                    })
+                    .collect()
+            };
+            current_kept = keep.last().copied().unwrap_or(current_kept);
+        } else {
+            let mut value = 0usize;
+            let (mut run_start, mut run_value) = (0usize, 0usize);
+            let mut run_kept = current_kept;
+            for l in 0..n {
+                if reps[l] == 0 {
+                    let k = *job.keep.get(record).ok_or_else(|| {
+                        corrupt("the column holds more records than its row group says")
+                    })?;
+                    record += 1;
+                    rows += usize::from(k);
+                    if k != run_kept {
+                        if run_kept {
+                            kept_levels.push(run_start..l);
+                            kept_values.push(run_value..value);
+                        }
+                        (run_start, run_value, run_kept) = (l, value, k);
                     }
-                    (run_start, run_value, run_kept) = (l, value, k);
+                    current_kept = k;
                 }
-                current_kept = k;
+                if max_def == 0 || defs[l] == max_def {
+                    value += 1;
+                }
             }
-            if max_def == 0 || defs[l] == max_def {
-                value += 1;
+            if run_kept {
+                kept_levels.push(run_start..n);
+                kept_values.push(run_value..value);
             }
-        }
-        if run_kept {
-            kept_levels.push(run_start..n);
-            kept_values.push(run_value..value);
         }
         let levels: usize = kept_levels.iter().map(ExactSizeIterator::len).sum();
         let changed = levels != n;
@@ -884,5 +938,20 @@ fn encode_page(
                 rep.len() + def.len() + values.len(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_runs_are_the_runs_between_removed_records() {
+        let mask = |s: &str| s.bytes().map(|b| b == b'k').collect::<Vec<bool>>();
+        assert_eq!(kept_runs(&mask("kkkk")), [0..4]);
+        assert_eq!(kept_runs(&mask("rrrr")), Vec::<Range<usize>>::new());
+        assert_eq!(kept_runs(&mask("rkkrrkr")), [1..3, 5..6]);
+        assert_eq!(kept_runs(&mask("kkrk")), [0..2, 3..4]);
+        assert_eq!(kept_runs(&[]), Vec::<Range<usize>>::new());
     }
 }
