@@ -4,6 +4,7 @@
 //!
 //! One area: `cargo test -p lethe-core --test it store_contract`.
 
+mod audit_tamper;
 mod fencing;
 mod ingest;
 mod lake_s3;
