@@ -895,14 +895,14 @@ async fn float_chunks_are_filtered_page_by_page_with_the_total_order_statistics_
     let score = |i: usize| match i {
         500 => 1e9,
         501 => -1e9,
-        _ if i % 37 == 0 => f64::NAN,
+        _ if i.is_multiple_of(37) => f64::NAN,
         7 => -0.0,
         _ => (i % 50) as f64 / 4.0,
     };
     let ratio = |i: usize| match i {
         502 => f32::INFINITY,
         503 => f32::NEG_INFINITY,
-        _ if i % 37 == 0 => f32::NAN,
+        _ if i.is_multiple_of(37) => f32::NAN,
         _ => i as f32 / 3.0,
     };
     let schema = Arc::new(Schema::new(vec![
@@ -984,7 +984,7 @@ async fn float_chunks_are_filtered_page_by_page_with_the_total_order_statistics_
             assert_eq!(s.max_opt(), Some(&12.25));
             assert_eq!(
                 s.nan_count_opt(),
-                Some(kept.iter().filter(|&&i| i % 37 == 0).count() as u64)
+                Some(kept.iter().filter(|&&i| i.is_multiple_of(37)).count() as u64)
             );
         }
         other => panic!("score statistics: {other:?}"),
@@ -999,7 +999,10 @@ async fn float_chunks_are_filtered_page_by_page_with_the_total_order_statistics_
             let nans: i64 = (0..ci.num_pages() as usize)
                 .map(|p| ci.nan_count(p).unwrap())
                 .sum();
-            assert_eq!(nans as usize, kept.iter().filter(|&&i| i % 37 == 0).count());
+            assert_eq!(
+                nans as usize,
+                kept.iter().filter(|&&i| i.is_multiple_of(37)).count()
+            );
         }
         other => panic!("score column index: {other:?}"),
     }

@@ -386,7 +386,7 @@ pub(crate) fn filter_chunk(
             kept_levels = kept_runs(keep);
             rows = kept_levels.iter().map(ExactSizeIterator::len).sum();
             kept_values = if rows == n {
-                vec![0..present]
+                std::iter::once(0..present).collect()
             } else if max_def == 0 {
                 kept_levels.clone()
             } else {
@@ -948,7 +948,7 @@ mod tests {
     #[test]
     fn kept_runs_are_the_runs_between_removed_records() {
         let mask = |s: &str| s.bytes().map(|b| b == b'k').collect::<Vec<bool>>();
-        assert_eq!(kept_runs(&mask("kkkk")), [0..4]);
+        assert_eq!(kept_runs(&mask("kkkk")), vec![0..4]);
         assert_eq!(kept_runs(&mask("rrrr")), Vec::<Range<usize>>::new());
         assert_eq!(kept_runs(&mask("rkkrrkr")), [1..3, 5..6]);
         assert_eq!(kept_runs(&mask("kkrk")), [0..2, 3..4]);
