@@ -1034,3 +1034,60 @@ async fn float_chunks_are_filtered_page_by_page_with_the_total_order_statistics_
         "every kept value, bit for bit"
     );
 }
+
+#[tokio::test]
+async fn pages_encoded_again_keep_every_codec_the_page_filter_writes() {
+    use parquet::basic::{BrotliLevel, GzipLevel, ZstdLevel};
+    let rows: Vec<(String, i64)> = (0..1500)
+        .map(|i| {
+            let user = if i == 5 || i == 1205 {
+                "victim".to_string()
+            } else {
+                format!("u{:03}", i % 40)
+            };
+            (user, i)
+        })
+        .collect();
+    let rows: Vec<(&str, i64)> = rows.iter().map(|(u, i)| (u.as_str(), *i)).collect();
+    for compression in [
+        Compression::UNCOMPRESSED,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::BROTLI(BrotliLevel::default()),
+        Compression::LZ4_RAW,
+        Compression::ZSTD(ZstdLevel::try_new(3).unwrap()),
+        Compression::SNAPPY,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let props = props(10_000)
+            .set_compression(compression)
+            .set_column_compression("notes".into(), compression)
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(50)
+            .build();
+        let path = write_file(dir.path(), "f.parquet", &[events(&rows)], props);
+        let before = pairs(&path);
+        let outcome = Erase::new(root_of(&dir), "user_id")
+            .subjects(["victim"])
+            .execute()
+            .await
+            .unwrap();
+        let m = &outcome.metrics.surgery;
+        assert!(
+            m.pages_reencoded > 0 && m.pages_copied > 0,
+            "{compression:?}: {m:?}"
+        );
+        assert_eq!(
+            pairs(&path),
+            without(before, &["victim"]),
+            "{compression:?}"
+        );
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let column = reader.metadata().row_group(0).column(0);
+        // Levels are not recorded in a file: the codec is.
+        assert_eq!(
+            std::mem::discriminant(&column.compression()),
+            std::mem::discriminant(&compression),
+            "the chunk keeps its codec"
+        );
+    }
+}

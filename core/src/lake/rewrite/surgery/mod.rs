@@ -12,10 +12,12 @@
 //! Lethe's `created_by`.
 
 mod chunks;
+mod codec;
 mod levels;
 mod order;
 mod pages;
 mod props;
+mod rle;
 mod source;
 mod thrift;
 mod values;

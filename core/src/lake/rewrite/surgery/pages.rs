@@ -31,14 +31,14 @@ use parquet::basic::{BoundaryOrder, Encoding, Type as PhysicalType};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::page::{CompressedPage, Page, PageReader, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::compression::{Codec, CodecOptionsBuilder, create_codec};
-use parquet::encodings::rle::{RleDecoder, RleEncoder};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use super::codec::PageCodec;
 use super::order::{Bounds, Order};
+use super::rle;
 use super::thrift::{RawPage, split_pages};
 
 /// What to filter: one column chunk of an affected row group.
@@ -188,22 +188,17 @@ fn levels_bit_width(max: i16) -> u8 {
 }
 
 fn decode_levels(data: Bytes, max: i16, n: usize) -> Result<Vec<i16>> {
-    let mut dec = RleDecoder::new(levels_bit_width(max));
-    dec.set_data(data)?;
-    let mut out = vec![0i16; n];
-    let got = dec.get_batch(&mut out)?;
-    if got != n || out.iter().any(|&l| l < 0 || l > max) {
+    let mut raw = vec![0u32; n];
+    let got = rle::decode(&data, levels_bit_width(max), &mut raw).map_err(corrupt)?;
+    if got != n || raw.iter().any(|&l| l > max as u32) {
         return Err(corrupt("a page's levels do not decode"));
     }
-    Ok(out)
+    Ok(raw.into_iter().map(|l| l as i16).collect())
 }
 
-fn encode_rle(values: impl Iterator<Item = u64>, bit_width: u8, len: usize) -> Vec<u8> {
-    let mut enc = RleEncoder::new(bit_width, RleEncoder::max_buffer_size(bit_width, len));
-    for v in values {
-        enc.put(v);
-    }
-    enc.consume()
+fn encode_rle(values: impl Iterator<Item = u32>, bit_width: u8) -> Vec<u8> {
+    let values: Vec<u32> = values.collect();
+    rle::encode(&values, bit_width)
 }
 
 /// Logs why a chunk is left to the typed writer; `None`.
@@ -240,6 +235,12 @@ pub(crate) fn filter_chunk(
         }
         PhysicalType::BYTE_ARRAY => Layout::Var,
         _ => return Ok(declined(job, "its physical type is INT96 or BOOLEAN")),
+    };
+    let Some(mut codec) = PageCodec::new(job.source.compression()) else {
+        return Ok(declined(
+            job,
+            "its codec (LZ4 with Hadoop framing, or LZO) is not one the page filter writes",
+        ));
     };
     let Ok(raw_pages) = split_pages(&job.raw) else {
         return Ok(declined(job, "its pages do not split by their headers"));
@@ -613,7 +614,6 @@ pub(crate) fn filter_chunk(
 
     // Write the chunk.
     let codec_kind = job.source.compression();
-    let mut codec = create_codec(codec_kind, &CodecOptionsBuilder::default().build())?;
     let mut sink = TrackedWrite::new(Vec::new());
     let mut encodings = BTreeSet::new();
     let (mut compressed, mut uncompressed) = (0usize, 0usize);
@@ -740,10 +740,8 @@ fn decode_indices(buf: &Bytes, count: usize, len: usize) -> Result<(Vec<u32>, u8
     if width > 32 {
         return Err(corrupt("a dictionary index wider than 32 bits"));
     }
-    let mut dec = RleDecoder::new(width);
-    dec.set_data(buf.slice(1..))?;
     let mut out = vec![0u32; count];
-    if dec.get_batch(&mut out)? != count {
+    if rle::decode(&buf[1..], width, &mut out).map_err(corrupt)? != count {
         return Err(corrupt("a page holds fewer indices than its levels say"));
     }
     if out.iter().any(|&i| i as usize >= len) {
@@ -840,47 +838,28 @@ fn boundary_order(order: Order, pages: &[Bounds]) -> BoundaryOrder {
     }
 }
 
-fn compress(codec: &mut Option<Box<dyn Codec>>, body: &[u8]) -> Result<Vec<u8>> {
-    match codec {
-        Some(c) => {
-            let mut out = Vec::new();
-            c.compress(body, &mut out)?;
-            Ok(out)
-        }
-        None => Ok(body.to_vec()),
-    }
+fn compress(codec: &mut PageCodec, body: &[u8]) -> Result<Vec<u8>> {
+    codec
+        .compress(body)
+        .map_err(|e| ParquetError::General(format!("compressing a page: {e}")))
 }
 
 /// Encodes a filtered data page in the page format and value encoding it had.
 fn encode_page(
     p: &DataPage,
-    codec: &mut Option<Box<dyn Codec>>,
+    codec: &mut PageCodec,
     remap: Option<&[u32]>,
     (max_rep, max_def): (i16, i16),
 ) -> Result<CompressedPage> {
-    let rep = (max_rep > 0).then(|| {
-        encode_rle(
-            p.reps.iter().map(|&l| l as u64),
-            levels_bit_width(max_rep),
-            p.reps.len(),
-        )
-    });
-    let def = (max_def > 0).then(|| {
-        encode_rle(
-            p.defs.iter().map(|&l| l as u64),
-            levels_bit_width(max_def),
-            p.defs.len(),
-        )
-    });
+    let rep = (max_rep > 0)
+        .then(|| encode_rle(p.reps.iter().map(|&l| l as u32), levels_bit_width(max_rep)));
+    let def = (max_def > 0)
+        .then(|| encode_rle(p.defs.iter().map(|&l| l as u32), levels_bit_width(max_def)));
     let values: Vec<u8> = match &p.values {
         Values::Indices(ix, width) => {
             let mut v = vec![*width];
             let map = |i: u32| remap.map_or(i, |m| m[i as usize]);
-            v.extend(encode_rle(
-                ix.iter().map(|&i| u64::from(map(i))),
-                *width,
-                ix.len(),
-            ));
+            v.extend(encode_rle(ix.iter().map(|&i| map(i)), *width));
             v
         }
         // Unchanged or gathered: the values start at byte 0 of `buf`.
