@@ -15,7 +15,7 @@ use parquet::basic::Compression;
 pub(crate) enum PageCodec {
     /// UNCOMPRESSED: the page as it is.
     None,
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     Gzip(u32),
     Brotli(u32),
     Zstd(Box<zstd::bulk::Compressor<'static>>),
@@ -29,7 +29,7 @@ impl PageCodec {
     pub(crate) fn new(compression: Compression) -> Option<Self> {
         Some(match compression {
             Compression::UNCOMPRESSED => PageCodec::None,
-            Compression::SNAPPY => PageCodec::Snappy(snap::raw::Encoder::new()),
+            Compression::SNAPPY => PageCodec::Snappy(Box::new(snap::raw::Encoder::new())),
             Compression::GZIP(level) => PageCodec::Gzip(level.compression_level()),
             Compression::BROTLI(level) => PageCodec::Brotli(level.compression_level()),
             Compression::ZSTD(level) => PageCodec::Zstd(Box::new(
