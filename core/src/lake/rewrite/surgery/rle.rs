@@ -116,7 +116,8 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Reads `out.len()` values of `width` bits, least significant bit first.
+/// Reads `out.len()` values of `width` bits, least significant bit first: one unaligned 64-bit
+/// load per value (a value of up to 32 bits at a bit offset of up to 7 fits in it).
 fn unpack(data: &[u8], width: usize, out: &mut [u32]) {
     if width == 0 {
         out.fill(0);
@@ -127,20 +128,24 @@ fn unpack(data: &[u8], width: usize, out: &mut [u32]) {
     } else {
         (1u64 << width) - 1
     };
-    let (mut acc, mut bits, mut at) = (0u64, 0usize, 0usize);
-    for v in out {
-        while bits < width {
-            acc |= u64::from(data.get(at).copied().unwrap_or(0)) << bits;
-            at += 1;
-            bits += 8;
-        }
-        *v = (acc & mask) as u32;
-        acc >>= width;
-        bits -= width;
+    for (k, v) in out.iter_mut().enumerate() {
+        let bit = k * width;
+        let at = bit / 8;
+        let word = match data.get(at..at + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut le = [0u8; 8];
+                let tail = data.get(at..).unwrap_or_default();
+                le[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(le)
+            }
+        };
+        *v = ((word >> (bit % 8)) & mask) as u32;
     }
 }
 
-/// Writes `values` padded with zeros to `count`, `width` bits each, least significant first.
+/// Writes `values` padded with zeros to `count` (a multiple of 8), `width` bits each, least
+/// significant first, 32 bits at a time.
 fn pack(values: &[u32], count: usize, width: usize, out: &mut Vec<u8>) {
     if width == 0 {
         return;
@@ -149,14 +154,16 @@ fn pack(values: &[u32], count: usize, width: usize, out: &mut Vec<u8>) {
     for i in 0..count {
         acc |= u64::from(values.get(i).copied().unwrap_or(0)) << bits;
         bits += width;
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 32 {
+            out.extend_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
+            bits -= 32;
         }
     }
-    if bits > 0 {
+    while bits > 0 {
         out.push(acc as u8);
+        acc >>= 8;
+        bits = bits.saturating_sub(8);
     }
 }
 
