@@ -354,6 +354,12 @@ pub struct AuthSettings {
     pub jwt_secret: Option<SecretString>,
     /// Lifetime of an access token, in seconds (default 900 = 15 minutes).
     pub access_token_ttl_s: u64,
+    /// How long a refresh token stays usable when not used, in seconds (default 1209600 = 14
+    /// days); each refresh issues a new one with a new lifetime, never past `session_max_s`.
+    pub refresh_token_ttl_s: u64,
+    /// Longest life of a session (a refresh-token family, started by a sign-in), in seconds
+    /// (default 2592000 = 30 days); then the user signs in again.
+    pub session_max_s: u64,
     /// Key of the HMAC that turns subject ids into pseudonyms for the audit log. When absent,
     /// generated into `<data_dir>/pseudonym.key` on first start. Changing it breaks the link
     /// between old and new audit entries of the same subject.
@@ -388,6 +394,8 @@ impl std::fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("access_token_ttl_s", &self.access_token_ttl_s)
+            .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
+            .field("session_max_s", &self.session_max_s)
             .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "***"))
             .field("trusted_issuers", &self.trusted_issuers)
             .field(
@@ -669,6 +677,8 @@ data_dir = "./lethe-data"
 
 [auth]
 access_token_ttl_s = 900
+refresh_token_ttl_s = 1209600
+session_max_s = 2592000
 attempts_per_ip_per_minute = 30
 attempts_per_account_per_minute = 10
 lockout_after_failures = 5

@@ -15,7 +15,7 @@ use crate::routes;
     ),
     paths(
         routes::health::healthz, routes::health::readyz, crate::metrics::metrics_endpoint,
-        routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::change_password,
+        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::change_password,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::users::disable, routes::users::enable,
         routes::datasets::create, routes::datasets::list, routes::datasets::get,

@@ -12,6 +12,7 @@ mod keys;
 mod leases;
 mod locator;
 mod model;
+mod refresh;
 mod residency;
 mod restrictions;
 mod sql;
@@ -170,6 +171,19 @@ pub trait Store: Send + Sync + 'static {
         disabled: bool,
         audit: NewAuditEntry,
     ) -> StoreResult<User>;
+
+    /// Starts a refresh-token family (a sign-in) with its first token; returns the family id.
+    async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String>;
+    /// Spends the refresh token whose hash is `token_hash` and records its successor
+    /// (`next_hash`, accepted until `next_expires_at` and never past the family's end) in one
+    /// transaction. A token spent before revokes its whole family (reuse detection, RFC 9700
+    /// §4.14.2) and appends `account.refresh_token_reused`.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: crate::domain::Timestamp,
+    ) -> StoreResult<RefreshOutcome>;
 
     /// Creates an account. `Conflict` when the e-mail is taken.
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User>;

@@ -902,6 +902,22 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String> {
+        self.start_refresh_family_impl(token).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: Timestamp,
+    ) -> StoreResult<RefreshOutcome> {
+        self.rotate_refresh_token_impl(token_hash, next_hash, next_expires_at)
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User> {
         self.change_account_impl(user_id, super::accounts::AccountChange::Epoch, audit)
             .await

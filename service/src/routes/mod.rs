@@ -27,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .service(auth::register)
                 .service(auth::login)
+                .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::change_password)
                 .service(users::me)

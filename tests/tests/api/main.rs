@@ -16,6 +16,7 @@ mod least_privilege;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod refresh;
 mod requests;
 mod residency;
 mod rights;
