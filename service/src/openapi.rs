@@ -41,7 +41,7 @@ use crate::routes;
         lethe_core::domain::DatasetSchema, lethe_core::domain::ColumnSpec, lethe_core::domain::ColumnType,
         lethe_core::domain::PiiHandling, lethe_core::domain::PartitionSpec, lethe_core::domain::PartitionTransform,
         lethe_core::domain::ErasureStrategy, lethe_core::domain::Layout,
-        lethe_core::ingest::IngestReport, lethe_core::store::LegalHold,
+        lethe_core::ingest::IngestReport, lethe_core::store::LegalHold, lethe_core::store::TokenScope,
         crate::routes::lifecycle::CreateHold, crate::routes::lifecycle::CancelRequest,
         lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
         lethe_core::store::RequestEvent, lethe_core::store::RestrictedSubject, lethe_core::store::RegisterEntry, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,

@@ -166,6 +166,34 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked token authenticates nothing.
     pub revoked_at: Option<Timestamp>,
+    /// What the token may do; `None` for tokens created before scopes existed (every dataset
+    /// and the restricted list).
+    pub scope: Option<TokenScope>,
+}
+
+/// What a producer token may do (least privilege).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"datasets": ["7f8e…"], "list_restricted": false}))]
+pub struct TokenScope {
+    /// Ids of the datasets it may ingest into; any other dataset is 403.
+    pub datasets: Vec<String>,
+    /// Whether it may read the list of restricted subjects (`GET /v1/subjects/restricted`,
+    /// GDPR Art. 18), which holds subject ids.
+    #[serde(default)]
+    pub list_restricted: bool,
+}
+
+impl TokenScope {
+    /// Whether the token may ingest into the dataset `dataset_id`.
+    pub fn allows_dataset(scope: Option<&Self>, dataset_id: &str) -> bool {
+        scope.is_none_or(|s| s.datasets.iter().any(|d| d == dataset_id))
+    }
+
+    /// Whether the token may read the restricted list.
+    pub fn allows_restricted_list(scope: Option<&Self>) -> bool {
+        scope.is_none_or(|s| s.list_restricted)
+    }
 }
 
 /// An API token to record.
@@ -177,6 +205,8 @@ pub struct NewApiToken {
     pub token_hash: String,
     /// Who creates it.
     pub created_by: String,
+    /// What it may do.
+    pub scope: TokenScope,
 }
 
 /// A refresh token to record: only its hash is stored.

@@ -326,7 +326,7 @@ const ROOT_LIST_TIMEOUT_S: u64 = 10;
 ///
 /// # Errors
 /// [`ApiError::BadRequest`].
-async fn list_root(
+pub(crate) async fn list_root(
     root: &LakeRoot,
     url: &str,
 ) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {

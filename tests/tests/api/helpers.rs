@@ -271,12 +271,24 @@ impl TestApp {
             .unwrap()
     }
 
-    /// `POST /v1/tokens` as the admin.
+    /// `POST /v1/tokens` as the admin: a token granted every dataset registered so far and
+    /// the restricted list.
     pub async fn create_token(&self, name: &str) -> Response {
+        let datasets: Vec<Value> = self
+            .client
+            .get(self.url("/v1/datasets"))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&Value> = datasets.iter().map(|d| &d["id"]).collect();
         self.client
             .post(self.url("/v1/tokens"))
             .bearer_auth(&self.admin_token)
-            .json(&json!({ "name": name }))
+            .json(&json!({ "name": name, "datasets": ids, "list_restricted": true }))
             .send()
             .await
             .unwrap()
