@@ -18,7 +18,7 @@ use crate::routes;
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::change_password,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::users::disable, routes::users::enable,
-        routes::datasets::create, routes::datasets::list, routes::datasets::get,
+        routes::datasets::create, routes::datasets::list, routes::datasets::get, routes::datasets::remove,
         routes::ingest::ingest, routes::ingest::compact,
         routes::tokens::create, routes::tokens::list, routes::tokens::revoke,
         routes::requests::create, routes::requests::list, routes::requests::get,

@@ -6,6 +6,7 @@
 //! audit log and the state it describes cannot disagree.
 
 mod accounts;
+mod dataset_removal;
 mod deadlines;
 mod holds;
 mod keys;
@@ -75,6 +76,15 @@ pub enum StoreError {
         status: &'static str,
         /// The action refused.
         action: &'static str,
+    },
+    /// A dataset cannot be deleted now: `dataset_held` (an active legal hold) or
+    /// `dataset_in_use` (leases, unfinished jobs, open erasures or rectifications).
+    #[error("{detail}")]
+    DatasetInUse {
+        /// Stable problem code.
+        code: &'static str,
+        /// What is in the way.
+        detail: String,
     },
     /// A stored value could not be decoded (a bug or a manual edit of the database).
     #[error("corrupt row in {table}: {detail}")]
@@ -209,9 +219,15 @@ pub trait Store: Send + Sync + 'static {
         dataset: NewDataset,
         audit: NewAuditEntry,
     ) -> StoreResult<Dataset>;
-    /// Every dataset, by name.
+    /// Deletes (unregisters) a dataset, appending `audit` in the same transaction; its files
+    /// are not touched. Refused with [`StoreError::DatasetInUse`] while a legal hold is on it
+    /// (`dataset_held`) or while a lease is live on its files, any job is unfinished, or an
+    /// erasure or rectification is open (`dataset_in_use`): those may still need it. `NotFound`
+    /// when there is no such dataset (or it is deleted already).
+    async fn delete_dataset(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Dataset>;
+    /// Every dataset, by name (deleted ones left out).
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>>;
-    /// The dataset with that id; `NotFound` otherwise.
+    /// The dataset with that id; `NotFound` otherwise (deleted ones too).
     async fn dataset(&self, id: &str) -> StoreResult<Dataset>;
 
     // ---- API tokens (producer role) ------------------------------------------------------

@@ -406,10 +406,10 @@ pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-const DATASET_COLS: &str =
+pub(super) const DATASET_COLS: &str =
     "id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json";
 
-fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
+pub(super) fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
     let t = "datasets";
     Ok(Dataset {
         id: get_s(row, t, "id")?,
@@ -1011,9 +1011,14 @@ impl Store for SqlStore {
         Ok(created)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn delete_dataset(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Dataset> {
+        self.delete_dataset_impl(id, audit).await
+    }
+
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>> {
         self.all(
-            format!("SELECT {DATASET_COLS} FROM datasets ORDER BY name"),
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE deleted_at IS NULL ORDER BY name"),
             "listing datasets",
             dataset_from,
         )
@@ -1022,7 +1027,7 @@ impl Store for SqlStore {
 
     async fn dataset(&self, id: &str) -> StoreResult<Dataset> {
         self.by_id(
-            format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1"),
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1 AND deleted_at IS NULL"),
             id,
             "dataset",
             "reading a dataset",

@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(datasets::create)
                 .service(datasets::list)
                 .service(datasets::get)
+                .service(datasets::remove)
                 .service(ingest::ingest)
                 .service(ingest::compact)
                 .service(tokens::create)
