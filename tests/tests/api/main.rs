@@ -9,6 +9,7 @@ mod datasets;
 mod deadlines;
 mod encrypted_story;
 mod external_identity;
+mod holds;
 mod hygiene;
 mod ingest;
 mod keys;
