@@ -8,6 +8,7 @@
 mod accounts;
 mod dataset_removal;
 mod deadlines;
+mod forget;
 mod holds;
 mod keys;
 mod leases;

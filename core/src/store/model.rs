@@ -209,6 +209,17 @@ pub struct NewApiToken {
     pub scope: TokenScope,
 }
 
+/// A subject whose erasure completed: what Lethe's own database replaces (GDPR Art. 17,
+/// keeping by pseudonym only what accountability needs, Art. 5(2)).
+#[derive(Debug, Clone)]
+pub struct ForgetSubject {
+    /// The subject id, as stored until now.
+    pub subject_id: String,
+    /// The audit pseudonym (keyed hash) of the subject; requests keep `pseudonym:<it>` in
+    /// place of the id.
+    pub pseudonym: String,
+}
+
 /// A refresh token to record: only its hash is stored.
 #[derive(Debug, Clone)]
 pub struct NewRefreshToken {
@@ -550,6 +561,9 @@ pub struct Transition {
     /// Keyed subject reference whose recorded jurisdiction to delete in the same transaction
     /// (a completed erasure: nothing of the subject is left whose residency would matter).
     pub forget_jurisdiction_of: Option<String>,
+    /// A completed erasure: from now on Lethe's own database names this subject only by
+    /// pseudonym (requests, account links, the restricted list).
+    pub forget_subject: Option<ForgetSubject>,
     /// The audit entry for this change.
     pub audit: NewAuditEntry,
 }
@@ -570,6 +584,7 @@ impl Transition {
             cooling_off_until: None,
             export_expires_at: None,
             forget_jurisdiction_of: None,
+            forget_subject: None,
             audit,
         }
     }

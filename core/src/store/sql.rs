@@ -126,6 +126,9 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 15000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Deleted and overwritten content is zeroed, not left on free pages:
+                        // an erased subject's id must not linger in the file.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })
@@ -742,6 +745,9 @@ async fn transition_in(
             .execute(&mut *conn)
             .await
             .map_err(db("deleting an erased subject's jurisdiction"))?;
+    }
+    if let Some(forget) = &t.forget_subject {
+        super::forget::forget_subject_in(conn, forget).await?;
     }
     append_audit_in(conn, t.audit).await?;
     Ok(request)

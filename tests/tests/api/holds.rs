@@ -190,3 +190,52 @@ async fn a_rectification_never_rewrites_data_under_a_legal_hold() {
         assert_eq!(after[path].bytes, old.bytes, "{path} was rewritten");
     }
 }
+
+#[tokio::test]
+async fn after_a_completed_erasure_lethes_database_names_the_subject_by_pseudonym_only() {
+    let app = spawn_app().await;
+    let subject = app.summary.subjects[5].user_id.clone();
+    let token = app.subject_token("gone@example.com", &subject).await;
+    let access = file_and_approve(&app, &token, json!({"type": "access"})).await;
+    app.wait_until_final(&token, &access).await;
+    let erasure = file_and_approve(&app, &token, json!({"type": "erasure"})).await;
+    let done = app.wait_until_final(&token, &erasure).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // The subject still follows their requests…
+    let listed: Vec<Value> = app.list_requests(&token).await.json().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // …but no table of Lethe's own database holds the id any more.
+    let store = lethe_core::store::SqlStore::connect(&app.state.settings.database.url, 1)
+        .await
+        .unwrap();
+    for (table, column) in [
+        ("requests", "subject_id"),
+        ("users", "subject_id"),
+        ("restricted_subjects", "subject_id"),
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&subject)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 0, "{table}.{column} still names the subject");
+    }
+    let replaced: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE subject_id LIKE 'pseudonym:%'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(replaced, 2);
+    let entries = app
+        .state
+        .store
+        .audit_entries(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| !serde_json::to_string(e).unwrap().contains(&subject))
+    );
+}
