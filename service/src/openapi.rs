@@ -16,6 +16,7 @@ use crate::routes;
     paths(
         routes::health::healthz, routes::health::readyz, crate::metrics::metrics_endpoint,
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::change_password,
+        routes::email::resend, routes::email::verify,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::users::disable, routes::users::enable,
         routes::datasets::create, routes::datasets::list, routes::datasets::get, routes::datasets::remove,

@@ -8,6 +8,7 @@
 mod accounts;
 mod dataset_removal;
 mod deadlines;
+mod email_codes;
 mod forget;
 mod holds;
 mod keys;
@@ -183,6 +184,24 @@ pub trait Store: Send + Sync + 'static {
         audit: NewAuditEntry,
     ) -> StoreResult<User>;
 
+    /// Records the hash of a new e-mail verification code for the account, replacing any
+    /// earlier one (one live code per account).
+    async fn set_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        expires_at: crate::domain::Timestamp,
+    ) -> StoreResult<()>;
+    /// Checks a code's hash against the account's live code, in one transaction: a right code
+    /// verifies the account (appending `audit`) and is spent; a wrong one counts, and the
+    /// `max_attempts`-th wrong one voids the code; an expired code is void.
+    async fn check_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        max_attempts: u32,
+        audit: NewAuditEntry,
+    ) -> StoreResult<EmailCodeOutcome>;
     /// Starts a refresh-token family (a sign-in) with its first token; returns the family id.
     async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String>;
     /// Spends the refresh token whose hash is `token_hash` and records its successor

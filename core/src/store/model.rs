@@ -30,6 +30,23 @@ pub struct User {
     pub token_epoch: i64,
     /// When an admin disabled the account; a disabled account cannot sign in.
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the account proved it controls its e-mail (a one-time code); admins and auditors
+    /// are verified at creation. An unverified subject account cannot be linked.
+    pub email_verified_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What checking an e-mail verification code led to.
+#[derive(Debug, Clone)]
+pub enum EmailCodeOutcome {
+    /// Right: the account is verified now (audited as `account.email_verified`).
+    Verified(User),
+    /// Wrong; this many more tries are left for this code.
+    Wrong {
+        /// Tries left.
+        left: u32,
+    },
+    /// No live code: never sent, expired, used up by wrong guesses, or already used.
+    NoCode,
 }
 
 /// A new account.

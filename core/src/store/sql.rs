@@ -387,8 +387,8 @@ fn get_json(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<
         .transpose()
 }
 
-pub(super) const USER_COLS: &str =
-    "id, email, password_hash, role, subject_id, created_at, token_epoch, disabled_at";
+pub(super) const USER_COLS: &str = "id, email, password_hash, role, subject_id, created_at, \
+     token_epoch, disabled_at, email_verified_at";
 
 pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let t = "users";
@@ -406,6 +406,7 @@ pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
             .try_get::<i64, _>("token_epoch")
             .map_err(|e| corrupt(t, e))?,
         disabled_at: get_ots(row, t, "disabled_at")?,
+        email_verified_at: get_ots(row, t, "email_verified_at")?,
     })
 }
 
@@ -857,14 +858,16 @@ impl Store for SqlStore {
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING {USER_COLS}"
+            "INSERT INTO users (id, email, password_hash, role, created_at, email_verified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(user.email.as_str())
         .bind(&user.password_hash)
         .bind(user.role.as_str())
         .bind(to_db(now()))
+        // Admins and auditors are created by an operator; a subject proves their e-mail.
+        .bind((user.role != Role::Subject).then(|| to_db(now())))
         .fetch_one(&mut *tx)
         .await
         .map_err(db("creating an account"))?;
@@ -905,6 +908,29 @@ impl Store for SqlStore {
             user_from,
         )
         .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.set_email_code_impl(user_id, code_hash, expires_at)
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        max_attempts: u32,
+        audit: NewAuditEntry,
+    ) -> StoreResult<EmailCodeOutcome> {
+        self.check_email_code_impl(user_id, code_hash, max_attempts, audit)
+            .await
     }
 
     #[tracing::instrument(skip_all)]

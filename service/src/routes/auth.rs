@@ -40,7 +40,7 @@ pub struct RefreshRequest {
 /// account: the same status, body and (one argon2id hash either way) timing, so that
 /// registration cannot be used to learn who has an account.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"status": "accepted", "detail": "If this e-mail address can be registered, its account now exists: sign in with it. An admin links it to your data after verifying your identity."}))]
+#[schema(example = json!({"status": "accepted", "detail": "If this e-mail address can be registered, its account now exists and a verification code was sent to it: sign in, then enter the code (POST /v1/auth/email/verify). An admin links the account to your data after verifying your identity."}))]
 pub struct RegistrationAccepted {
     /// Always `accepted`.
     pub status: String,
@@ -48,7 +48,7 @@ pub struct RegistrationAccepted {
     pub detail: String,
 }
 
-const REGISTRATION_ACCEPTED: &str = "If this e-mail address can be registered, its account now exists: sign in with it. An admin links it to your data after verifying your identity.";
+const REGISTRATION_ACCEPTED: &str = "If this e-mail address can be registered, its account now exists and a verification code was sent to it: sign in, then enter the code (POST /v1/auth/email/verify). An admin links the account to your data after verifying your identity.";
 
 /// The client's IP address: the TCP peer, or the `Forwarded` / `X-Forwarded-For` address
 /// when `server.trust_forwarded_for` is set (behind a reverse proxy that overwrites them).
@@ -116,7 +116,9 @@ pub async fn register(
         )
         .await;
     match created {
-        Ok(_) | Err(lethe_core::store::StoreError::Conflict(_)) => {}
+        // The new account proves it controls the address: a code goes to it.
+        Ok(user) => super::email::send_code(&state, &user).await?,
+        Err(lethe_core::store::StoreError::Conflict(_)) => {}
         Err(other) => return Err(other.into()),
     }
     Ok(HttpResponse::Accepted().json(RegistrationAccepted {

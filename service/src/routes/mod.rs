@@ -5,6 +5,7 @@ pub mod auth;
 pub mod certificates;
 pub mod datasets;
 pub mod deadlines;
+pub mod email;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
@@ -30,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::change_password)
+                .service(email::resend)
+                .service(email::verify)
                 .service(users::me)
                 .service(users::list)
                 .service(users::link_subject)

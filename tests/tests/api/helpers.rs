@@ -235,11 +235,50 @@ impl TestApp {
         me["id"].as_str().unwrap().to_string()
     }
 
-    /// Registers a subject account, has the admin link it to `subject_id`, and logs it in.
+    /// The last verification code mailed to `email`, read from the outbox folder (the
+    /// embedded default writes each message there as an `.eml` file).
+    pub fn mailed_code(&self, email: &str) -> Option<String> {
+        let outbox = self.state.settings.storage.data_dir.join("outbox");
+        let mut messages: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(outbox)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let modified = e.metadata().ok()?.modified().ok()?;
+                text.contains(&format!("To: {email}"))
+                    .then_some((modified, text))
+            })
+            .collect();
+        messages.sort();
+        let text = &messages.last()?.1;
+        let at = text.find("code is ")? + "code is ".len();
+        Some(text[at..at + 6].to_string())
+    }
+
+    /// `POST /v1/auth/email/verify` with `code`.
+    pub async fn verify_email(&self, token: &str, code: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/email/verify"))
+            .bearer_auth(token)
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a subject account, verifies its e-mail with the mailed code, has the admin
+    /// link it to `subject_id`, and logs it in.
     pub async fn subject_token(&self, email: &str, subject_id: &str) -> String {
         let response = self.register(email, PASSWORD).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let token = self.login_ok(email).await;
+        let code = self
+            .mailed_code(email)
+            .expect("a verification code was mailed");
+        assert_eq!(
+            self.verify_email(&token, &code).await.status(),
+            StatusCode::NO_CONTENT
+        );
         let id = self.my_id(&token).await;
         let response = self.link_subject(&id, subject_id).await;
         assert_eq!(
