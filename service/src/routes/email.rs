@@ -33,8 +33,9 @@ fn code_hash(user_id: &str, code: &str) -> String {
     hex::encode(Sha256::digest(format!("{user_id}:{code}").as_bytes()))
 }
 
-/// Makes a new code for `user`, stores its hash and mails it. A mail failure is logged, not
-/// returned: the caller answers the same either way, and the user can ask for another code.
+/// Makes a new code for `user`, stores its hash and mails it in the background. A mail
+/// failure is logged, not returned: the caller answers the same either way, and the user can
+/// ask for another code.
 ///
 /// # Errors
 /// The store's error.
@@ -53,13 +54,14 @@ pub(crate) async fn send_code(state: &AppState, user: &User) -> Result<(), ApiEr
          account, ignore this message.\n",
         ttl.div_ceil(60)
     );
-    if let Err(e) = state
-        .mailer
-        .send(&user.email, "Your Lethe verification code", body)
-        .await
-    {
-        tracing::warn!(error = format!("{e:#}"), user_id = %user.id, "the verification code could not be mailed");
-    }
+    // Sent in the background: a registration must take as long whether or not it created an
+    // account (an SMTP round trip would tell), and the caller answers the same either way.
+    let (mailer, to, user_id) = (state.mailer.clone(), user.email.clone(), user.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = mailer.send(&to, "Your Lethe verification code", body).await {
+            tracing::warn!(error = format!("{e:#}"), %user_id, "the verification code could not be mailed");
+        }
+    });
     Ok(())
 }
 

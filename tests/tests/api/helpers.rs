@@ -236,8 +236,19 @@ impl TestApp {
     }
 
     /// The last verification code mailed to `email`, read from the outbox folder (the
-    /// embedded default writes each message there as an `.eml` file).
-    pub fn mailed_code(&self, email: &str) -> Option<String> {
+    /// embedded default writes each message there as an `.eml` file); waits up to 5 s for
+    /// `count` messages to `email` (codes are mailed in the background).
+    pub async fn mailed_code(&self, email: &str, count: usize) -> Option<String> {
+        for _ in 0..100 {
+            if let Some(code) = self.mailed_code_now(email, count) {
+                return Some(code);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    fn mailed_code_now(&self, email: &str, count: usize) -> Option<String> {
         let outbox = self.state.settings.storage.data_dir.join("outbox");
         let mut messages: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(outbox)
             .ok()?
@@ -249,6 +260,9 @@ impl TestApp {
                     .then_some((modified, text))
             })
             .collect();
+        if messages.len() < count {
+            return None;
+        }
         messages.sort();
         let text = &messages.last()?.1;
         let at = text.find("code is ")? + "code is ".len();
@@ -273,7 +287,8 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let token = self.login_ok(email).await;
         let code = self
-            .mailed_code(email)
+            .mailed_code(email, 1)
+            .await
             .expect("a verification code was mailed");
         assert_eq!(
             self.verify_email(&token, &code).await.status(),

@@ -177,7 +177,7 @@ async fn an_account_is_linked_only_after_it_proves_it_controls_its_email() {
     assert_problem(response, StatusCode::CONFLICT, "email_not_verified").await;
 
     // Guessing is bounded: five wrong codes void the code.
-    let code = app.mailed_code("victim@example.com").unwrap();
+    let code = app.mailed_code("victim@example.com", 1).await.unwrap();
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
         let response = app.verify_email(&attacker, wrong).await;
@@ -191,7 +191,7 @@ async fn an_account_is_linked_only_after_it_proves_it_controls_its_email() {
     // Only the hash of a code is stored.
     let response = post(&app, "/v1/auth/email/code", &attacker, None).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let code = app.mailed_code("victim@example.com").unwrap();
+    let code = app.mailed_code("victim@example.com", 2).await.unwrap();
     let store = lethe_core::store::SqlStore::connect(&app.state.settings.database.url, 1)
         .await
         .unwrap();
