@@ -42,6 +42,40 @@ pub struct Settings {
     pub requests: RequestSettings,
     /// Signed checkpoints of the audit log and where they are kept.
     pub audit: AuditSettings,
+    /// Outgoing mail (e-mail verification codes).
+    pub mail: MailSettings,
+}
+
+/// Outgoing mail (`[mail]`): verification codes proving a self-registered account controls
+/// its e-mail address.
+#[derive(Clone, Deserialize)]
+pub struct MailSettings {
+    /// SMTP server URL (`LETHE__MAIL__SMTP_URL`), e.g. `smtps://user:password@smtp.example.com`
+    /// (TLS on 465) or `smtp://user:password@smtp.example.com:587?tls=required` (STARTTLS).
+    /// Unset (the embedded default): messages are written as `.eml` files to `outbox_dir` and
+    /// the service logs where.
+    pub smtp_url: Option<SecretString>,
+    /// The sender, e.g. `Privacy team <privacy@example.com>` (default `Lethe <lethe@localhost>`).
+    pub from: String,
+    /// Folder of the `.eml` files when no SMTP server is set (default `<data_dir>/outbox`).
+    pub outbox_dir: Option<PathBuf>,
+    /// How long a verification code stays valid, in seconds (default 900).
+    pub code_ttl_s: u64,
+    /// Wrong codes accepted for one code before it is void and a new one must be sent
+    /// (default 5).
+    pub code_max_attempts: u32,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "***"))
+            .field("from", &self.from)
+            .field("outbox_dir", &self.outbox_dir)
+            .field("code_ttl_s", &self.code_ttl_s)
+            .field("code_max_attempts", &self.code_max_attempts)
+            .finish()
+    }
 }
 
 /// Signed audit checkpoints (`[audit]`): how often the chain's head is signed, with which
@@ -354,6 +388,12 @@ pub struct AuthSettings {
     pub jwt_secret: Option<SecretString>,
     /// Lifetime of an access token, in seconds (default 900 = 15 minutes).
     pub access_token_ttl_s: u64,
+    /// How long a refresh token stays usable when not used, in seconds (default 1209600 = 14
+    /// days); each refresh issues a new one with a new lifetime, never past `session_max_s`.
+    pub refresh_token_ttl_s: u64,
+    /// Longest life of a session (a refresh-token family, started by a sign-in), in seconds
+    /// (default 2592000 = 30 days); then the user signs in again.
+    pub session_max_s: u64,
     /// Key of the HMAC that turns subject ids into pseudonyms for the audit log. When absent,
     /// generated into `<data_dir>/pseudonym.key` on first start. Changing it breaks the link
     /// between old and new audit entries of the same subject.
@@ -388,6 +428,8 @@ impl std::fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("access_token_ttl_s", &self.access_token_ttl_s)
+            .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
+            .field("session_max_s", &self.session_max_s)
             .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "***"))
             .field("trusted_issuers", &self.trusted_issuers)
             .field(
@@ -669,6 +711,8 @@ data_dir = "./lethe-data"
 
 [auth]
 access_token_ttl_s = 900
+refresh_token_ttl_s = 1209600
+session_max_s = 2592000
 attempts_per_ip_per_minute = 30
 attempts_per_account_per_minute = 10
 lockout_after_failures = 5
@@ -701,6 +745,11 @@ timeout_s = 10
 retry_base_ms = 10000
 retry_max_s = 3600
 allow_private_networks = false
+
+[mail]
+from = "Lethe <lethe@localhost>"
+code_ttl_s = 900
+code_max_attempts = 5
 
 [audit]
 checkpoint_every_entries = 1000

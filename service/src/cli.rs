@@ -126,6 +126,12 @@ pub enum TokenCommand {
         /// What the token is for, e.g. the pipeline's name.
         #[arg(long)]
         name: String,
+        /// Id of a dataset the token may ingest into (repeat for several).
+        #[arg(long = "dataset")]
+        datasets: Vec<String>,
+        /// Let the token read the list of restricted subjects (GDPR Art. 18).
+        #[arg(long)]
+        list_restricted: bool,
     },
 }
 
@@ -212,8 +218,19 @@ pub async fn run(args: Args) -> ExitCode {
                 },
         } => create_user(settings, email, role, password_stdin).await,
         Command::Token {
-            command: TokenCommand::Create { name },
-        } => create_token(settings, name).await,
+            command:
+                TokenCommand::Create {
+                    name,
+                    datasets,
+                    list_restricted,
+                },
+        } => {
+            let scope = lethe_core::store::TokenScope {
+                datasets,
+                list_restricted,
+            };
+            create_token(settings, name, scope).await
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -316,14 +333,18 @@ async fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates a producer token named `name` and prints it, once.
+/// Creates a producer token named `name` with `scope` and prints it, once.
 ///
 /// # Errors
-/// When the name is invalid or the store fails.
-async fn create_token(settings: Settings, name: String) -> anyhow::Result<ExitCode> {
+/// When the name or a dataset id is invalid or the store fails.
+async fn create_token(
+    settings: Settings,
+    name: String,
+    scope: lethe_core::store::TokenScope,
+) -> anyhow::Result<ExitCode> {
     let state = open_state(&settings).await?;
     let (token, secret) =
-        crate::routes::tokens::issue(state.store.as_ref(), &name, "system:cli").await?;
+        crate::routes::tokens::issue(state.store.as_ref(), &name, scope, "system:cli").await?;
     println!("created producer token {} ({})", token.name, token.id);
     println!("token: {}", secret.expose());
     eprintln!(

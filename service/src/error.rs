@@ -189,6 +189,7 @@ impl From<StoreError> for ApiError {
                 code: "key_destroyed",
                 detail: destroyed.to_string(),
             },
+            StoreError::DatasetInUse { code, detail } => ApiError::Conflict { code, detail },
             StoreError::InvalidWebhookState(detail) => ApiError::Conflict {
                 code: "invalid_webhook_state",
                 detail,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod guards;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod optional_json;

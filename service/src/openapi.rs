@@ -15,10 +15,11 @@ use crate::routes;
     ),
     paths(
         routes::health::healthz, routes::health::readyz, crate::metrics::metrics_endpoint,
-        routes::auth::register, routes::auth::login, routes::auth::logout, routes::auth::change_password,
+        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::change_password,
+        routes::email::resend, routes::email::verify,
         routes::users::me, routes::users::list, routes::users::link_subject,
         routes::users::disable, routes::users::enable,
-        routes::datasets::create, routes::datasets::list, routes::datasets::get,
+        routes::datasets::create, routes::datasets::list, routes::datasets::get, routes::datasets::remove,
         routes::ingest::ingest, routes::ingest::compact,
         routes::tokens::create, routes::tokens::list, routes::tokens::revoke,
         routes::requests::create, routes::requests::list, routes::requests::get,
@@ -41,7 +42,7 @@ use crate::routes;
         lethe_core::domain::DatasetSchema, lethe_core::domain::ColumnSpec, lethe_core::domain::ColumnType,
         lethe_core::domain::PiiHandling, lethe_core::domain::PartitionSpec, lethe_core::domain::PartitionTransform,
         lethe_core::domain::ErasureStrategy, lethe_core::domain::Layout,
-        lethe_core::ingest::IngestReport, lethe_core::store::LegalHold,
+        lethe_core::ingest::IngestReport, lethe_core::store::LegalHold, lethe_core::store::TokenScope,
         crate::routes::lifecycle::CreateHold, crate::routes::lifecycle::CancelRequest,
         lethe_core::domain::Role, lethe_core::domain::RequestType, lethe_core::domain::RequestStatus,
         lethe_core::store::RequestEvent, lethe_core::store::RestrictedSubject, lethe_core::store::RegisterEntry, lethe_core::store::Job, lethe_core::store::JobKind, lethe_core::store::JobStatus,
@@ -122,10 +123,55 @@ pub fn document() -> utoipa::openapi::OpenApi {
         for (method, operation) in operations {
             if let Some(op) = operation {
                 op.operation_id = Some(format!("{method}_{slug}"));
+                document_common_problems(op, path.contains('{'));
             }
         }
     }
     doc
+}
+
+/// Adds the problems any operation of its kind can answer, where its own annotations do not
+/// already say more: 400 (a query, path or body that does not parse), 401 and 403 (a secured
+/// operation without a valid token, or called by a role it is not for), 404 (a path naming nothing), 413 and 415 (a body too large or of
+/// another media type). Found by the OpenAPI-driven fuzzer (`.ci/fuzz.sh`): every answer the
+/// service gives must be in the document.
+fn document_common_problems(op: &mut utoipa::openapi::path::Operation, has_path_params: bool) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let mut common = vec![(
+        "400",
+        "`malformed_json` or `validation`: the query, path or body does not parse",
+    )];
+    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        common.push(("401", "`unauthorized`: no valid bearer token"));
+        common.push(("403", "`forbidden`: the caller's role may not do this"));
+    }
+    if has_path_params {
+        common.push(("404", "`not_found`: nothing has that id"));
+    }
+    if op.request_body.is_some() {
+        common.push(("413", "`payload_too_large`: the body is over the limit"));
+        common.push((
+            "415",
+            "`unsupported_media_type`: the body is not of a type the operation takes",
+        ));
+    }
+    for (status, description) in common {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| problem(description).into());
+    }
 }
 
 /// The document as pretty JSON, as committed in `openapi/openapi.json`.

@@ -43,6 +43,8 @@ pub struct AppState {
     pub audit: Arc<AuditCheckpoints>,
     /// Rate limits, lockouts and the hashing bound of sign-in and sign-up.
     pub throttle: AuthThrottle,
+    /// Outgoing mail (verification codes).
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 /// A built, bound, not yet running service (and its in-process worker and webhook dispatcher,
@@ -109,7 +111,10 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
     }
     let audit = AuditCheckpoints::from_settings(settings)
         .context("opening the audit signing key and checkpoint sink (audit.*)")?;
+    let mailer =
+        crate::mail::Mailer::from_settings(settings).context("setting up outgoing mail")?;
     Ok(AppState {
+        mailer: Arc::new(mailer),
         audit: Arc::new(audit),
         keyring: Arc::new(keyring),
         store,

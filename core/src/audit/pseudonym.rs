@@ -21,8 +21,17 @@ impl Pseudonymizer {
         Self { key }
     }
 
-    /// The pseudonym of `subject`: 64 lower-case hex digits.
+    /// The pseudonym of `subject`: 64 lower-case hex digits. The stand-in of an erased
+    /// subject (`pseudonym:<hex>`, see [`SubjectId::is_erased_stand_in`]) has the pseudonym it
+    /// carries, so requests filed after the erasure link to the earlier ones in the audit log.
     pub fn pseudonym(&self, subject: &SubjectId) -> String {
+        if let Some(carried) = subject
+            .as_str()
+            .strip_prefix(crate::domain::ERASED_SUBJECT_PREFIX)
+            .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return carried.to_string();
+        }
         let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(subject.as_str().as_bytes());

@@ -30,7 +30,17 @@ impl ParseError {
 #[serde(try_from = "String", into = "String")]
 pub struct SubjectId(String);
 
+/// The prefix of the stand-in that replaces an erased subject's id in Lethe's own database
+/// once their erasure completed (`pseudonym:<audit pseudonym>`): such a subject is erased by
+/// construction.
+pub const ERASED_SUBJECT_PREFIX: &str = "pseudonym:";
+
 impl SubjectId {
+    /// Whether this is the stand-in of an erased subject ([`ERASED_SUBJECT_PREFIX`]).
+    pub fn is_erased_stand_in(&self) -> bool {
+        self.0.starts_with(ERASED_SUBJECT_PREFIX)
+    }
+
     /// Validates a subject id.
     ///
     /// # Errors

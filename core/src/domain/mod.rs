@@ -16,7 +16,7 @@ pub use api_token::{API_TOKEN_PREFIX, ApiTokenSecret};
 pub use deadline::{
     ExtensionMonths, ExtensionReason, ExtensionRefusal, check_extension, extended_due_date,
 };
-pub use ids::{DatasetName, Email, ParseError, Role, SubjectId};
+pub use ids::{DatasetName, ERASED_SUBJECT_PREFIX, Email, ParseError, Role, SubjectId};
 pub use rectification::{MAX_CHANGED_COLUMNS, Rectification, RectificationError, typed_value};
 pub use request::{RequestStatus, RequestType};
 pub use residency::{Jurisdiction, Region};

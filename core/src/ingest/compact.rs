@@ -66,6 +66,9 @@ pub struct CompactReport {
     pub rows_out: u64,
     /// Rows removed because their subject was erased (pending erasures applied).
     pub rows_erased: u64,
+    /// A legal hold (GDPR Art. 17(3)) is on the dataset: files were merged, but no row of an
+    /// erased subject was removed (the hold keeps the data as it is).
+    pub erasures_held: bool,
     /// Bytes read.
     pub bytes_in: u64,
     /// Bytes written.
@@ -159,6 +162,11 @@ async fn compact_leased(
     );
     let mut report = CompactReport {
         dataset: dataset.name.clone(),
+        erasures_held: store
+            .list_legal_holds(true)
+            .await?
+            .iter()
+            .any(|h| h.dataset_id.as_deref() == Some(dataset.id.as_str())),
         ..CompactReport::default()
     };
     let small = (schema.layout.target_file_bytes as f64 * SMALL_FRACTION) as u64;
@@ -206,6 +214,7 @@ async fn compact_leased(
         "files_in": report.files_in,
         "files_out": report.files_out,
         "rows_erased": report.rows_erased,
+        "erasures_held": report.erasures_held,
         "recovered": report.recovered,
     }));
     store.append_audit(audit).await?;
@@ -269,9 +278,14 @@ async fn compact_partition(
             subjects.extend(v.iter().flatten().map(String::from));
         }
     }
-    let erased = keyring
-        .shredded_among(subjects.iter().map(String::as_str))
-        .await?;
+    // Under a dataset hold, pending erasures wait for its release.
+    let erased = if report.erasures_held {
+        HashSet::new()
+    } else {
+        keyring
+            .shredded_among(subjects.iter().map(String::as_str))
+            .await?
+    };
     let kept = erase_rows(&merged, policy, &|s| erased.contains(s))
         .map_err(|e| IngestError::Write(e.to_string()))?;
 

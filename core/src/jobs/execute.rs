@@ -10,6 +10,7 @@ use std::sync::Arc;
 use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 
+use super::holds::{ActiveHolds, kept_entry};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::cells::decrypt_column;
@@ -166,8 +167,11 @@ async fn plan_erasure(
         .await?
         .ok_or_else(|| JobError::Transient("lease lost before the erasure was planned".into()))?;
     let mut requests = Vec::new();
+    // Legal holds (GDPR Art. 17(3)), as they are now: a held subject keeps everything,
+    // including their key; a held dataset is skipped for everyone, and keeps the keys of the
+    // subjects that have rows in it (decided once they are located, below).
+    let holds = ActiveHolds::load(store.as_ref()).await?;
     let mut held_subjects: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut held_datasets: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut kept_by_request: serde_json::Map<String, Value> = serde_json::Map::new();
     for id in &batch {
         let request = store.request(id).await?;
@@ -185,32 +189,9 @@ async fn plan_erasure(
                 Err(e) => return Err(e.into()),
             }
         }
-        // Legal holds (GDPR Art. 17(3)): a held subject keeps everything, including their
-        // key; a held dataset is skipped for everyone, and since keys span datasets, the key
-        // of a subject under any hold is kept too.
-        let holds = store.active_holds_for(&request.subject_pseudonym).await?;
-        let mut kept = Vec::new();
-        for hold in &holds {
-            kept.push(json!({
-                "scope": if hold.dataset_id.is_some() { "dataset" } else { "subject" },
-                "dataset_id": hold.dataset_id,
-                "hold_id": hold.id,
-                "legal_basis": hold.legal_basis,
-                "ends_at": hold.ends_at,
-            }));
-            if let Some(dataset) = &hold.dataset_id {
-                held_datasets.insert(dataset.clone());
-            } else {
-                held_subjects.insert(request.id.clone());
-            }
-        }
-        if holds.is_empty() {
-            if let Some(keyring) = &ctx.keyring {
-                let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
-                super::destroy_subject_key(store.as_ref(), keyring, &request, &actor).await?;
-            }
-        } else {
-            kept_by_request.insert(request.id.clone(), Value::Array(kept));
+        if let Some(hold) = holds.on_subject(&request.subject_pseudonym) {
+            kept_by_request.insert(request.id.clone(), json!([kept_entry(hold)]));
+            held_subjects.insert(request.id.clone());
         }
         requests.push(request);
     }
@@ -224,16 +205,32 @@ async fn plan_erasure(
 
     let mut per_dataset = Vec::new();
     let mut per_request: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    // Subjects with rows in a held dataset, and the holds that keep those rows.
+    let mut in_held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for dataset in store.list_datasets().await? {
-        if held_datasets.contains(&dataset.id) || subjects.is_empty() {
-            per_dataset.push(json!({ "dataset": dataset.name, "held": held_datasets.contains(&dataset.id),
+        if subjects.is_empty() {
+            per_dataset.push(json!({ "dataset": dataset.name, "held": false,
                                      "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
             continue;
         }
         let wanted: Vec<&str> = subjects.keys().copied().collect();
         let reports =
             locate_in_roots(store, ctx, &dataset, &dataset.subject_columns(), &wanted).await?;
+        if let Some(hold) = holds.on_dataset(&dataset.id) {
+            // Located, never rewritten: only to learn whose keys the hold keeps.
+            for file in reports.iter().flat_map(|(_, r)| &r.files) {
+                for subject in file.rows_by_subject.keys() {
+                    let entry = in_held.entry(subject.clone()).or_default();
+                    if !entry.iter().any(|k| k["hold_id"] == json!(hold.id)) {
+                        entry.push(kept_entry(hold));
+                    }
+                }
+            }
+            per_dataset.push(json!({ "dataset": dataset.name, "held": true,
+                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            continue;
+        }
         let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
             reports.iter().map(|(_, r)| f(&r.metrics)).sum()
         };
@@ -258,8 +255,9 @@ async fn plan_erasure(
                             .entry(request_id.to_string())
                             .or_default()
                             .entry(dataset.name.clone())
-                            .or_insert_with(|| json!({ "files": [], "rows": 0 }));
+                            .or_insert_with(|| json!({ "files": [], "rows": 0, "file_rows": {} }));
                         entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
+                        entry["file_rows"][&file.file.relative] = json!(rows);
                         if let Some(files) = entry["files"].as_array_mut() {
                             files.push(json!(file.file.relative));
                         }
@@ -273,6 +271,15 @@ async fn plan_erasure(
                     request_ids,
                 ));
             }
+        }
+    }
+    // Data keys: destroyed unless a hold keeps rows the key makes readable.
+    for request in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
+        if let Some(kept) = in_held.get(request.subject_id.as_str()) {
+            kept_by_request.insert(request.id.clone(), Value::Array(kept.clone()));
+        } else if let Some(keyring) = &ctx.keyring {
+            let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
+            super::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
         }
     }
     Ok(Execution::Planned {
@@ -408,10 +415,28 @@ async fn erase_file_leased(
         .cloned()
         .collect();
     let others = store.requests(&other_ids).await?;
-    let subjects: Vec<String> = std::iter::once(request)
-        .chain(&others)
-        .map(|r| r.subject_id.as_str().to_string())
-        .collect();
+    // Holds placed since the plan are honoured here: the task keeps what they hold.
+    let holds = ActiveHolds::load(store.as_ref()).await?;
+    let mut held = Vec::new();
+    let mut subjects: Vec<String> = Vec::new();
+    for r in std::iter::once(request).chain(&others) {
+        match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
+            Some(hold) => {
+                let mut entry = kept_entry(hold);
+                entry["request_id"] = json!(r.id);
+                entry["file"] = json!(task.file);
+                held.push(entry);
+            }
+            None => subjects.push(r.subject_id.as_str().to_string()),
+        }
+    }
+    if subjects.is_empty() {
+        return Ok(Execution::Task {
+            result: json!({ "dataset": task.dataset, "file": task.file, "status": "held",
+                            "held": held, "subjects": task.request_ids.len().max(1),
+                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+        });
+    }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
     let policy = task_policy(store, task).await?;
     // Size and ETag of the file before and after the rewrite, for the erasure certificate
@@ -481,6 +506,7 @@ async fn erase_file_leased(
             "before": before,
             "after": after,
             "status": status,
+            "held": held,
             "subjects": task.request_ids.len().max(1),
             "rows_removed": file.rows_removed,
             "bytes_read": file.bytes_read,
@@ -520,7 +546,20 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
                     .map(|r| r[key].as_u64().unwrap_or(0))
                     .sum::<u64>()
             };
-            let rewritten: Vec<Value> = mine[name]["files"].as_array().cloned().unwrap_or_default();
+            // Files a hold placed after the plan kept for this request (see `erase_file`).
+            let held_files: Vec<&Value> = results
+                .iter()
+                .flat_map(|r| r["held"].as_array().into_iter().flatten())
+                .filter(|h| h["request_id"] == request_id)
+                .map(|h| &h["file"])
+                .collect();
+            let rewritten: Vec<Value> = mine[name]["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !held_files.contains(&f))
+                .collect();
             // Per file: its size and ETag before and after the rewrite (from the file's task).
             let files: Vec<Value> = rewritten
                 .iter()
@@ -533,7 +572,15 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
                     })
                 })
                 .collect();
-            let rows_removed = mine[name]["rows"].as_u64().unwrap_or(0);
+            let rows_kept: u64 = held_files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .map(|f| mine[name]["file_rows"][f].as_u64().unwrap_or(0))
+                .sum();
+            let rows_removed = mine[name]["rows"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(rows_kept);
             total_rows += rows_removed;
             json!({
                 "dataset": name,
@@ -552,9 +599,25 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
         })
         .collect();
     let batch = plan.batch().len();
-    let kept = plan_result["kept"][request_id].clone();
+    let mut kept: Vec<Value> = plan_result["kept"][request_id]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for entry in tasks
+        .iter()
+        .filter_map(|t| t.result.as_ref())
+        .flat_map(|r| r["held"].as_array().into_iter().flatten())
+        .filter(|h| h["request_id"] == request_id)
+    {
+        kept.push(
+            json!({ "scope": entry["scope"], "dataset_id": entry["dataset_id"],
+                          "hold_id": entry["hold_id"], "legal_basis": entry["legal_basis"],
+                          "ends_at": entry["ends_at"], "file": entry["file"],
+                          "placed_after_plan": true }),
+        );
+    }
     json!({
-        "kept": if kept.is_null() { json!([]) } else { kept },
+        "kept": kept,
         "rows_removed": total_rows,
         "batch": { "requests": batch, "tasks": tasks.len(),
                    "rows_removed": tasks.iter().filter_map(|t| t.result.as_ref()).map(|r| r["rows_removed"].as_u64().unwrap_or(0)).sum::<u64>() },

@@ -7,6 +7,7 @@
 
 mod execute;
 mod exports;
+mod holds;
 mod rectify;
 mod restrict;
 mod runner;

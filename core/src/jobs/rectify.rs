@@ -121,6 +121,20 @@ pub(super) async fn rectify(
             &dataset.partition_columns,
         )
         .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
+    // A legal hold (GDPR Art. 17(3)) keeps the data as it is: no rectification rewrites it,
+    // whether the hold is on the dataset or on the subject, and whenever it was placed.
+    let holds = super::holds::ActiveHolds::load(store.as_ref()).await?;
+    if let Some(hold) = holds.any_on(&dataset.id, [request.subject_pseudonym.as_str()]) {
+        let scope = if hold.dataset_id.is_some() {
+            format!("dataset {}", dataset.name)
+        } else {
+            "the subject's data".to_string()
+        };
+        return Err(JobError::Permanent(format!(
+            "{scope} is under legal hold {} ({}): it is kept as it is and cannot be rectified until the hold is released",
+            hold.id, hold.legal_basis
+        )));
+    }
     // Shared with other rewrites of the dataset; a compaction or a residency remediation
     // (exclusive) would delete the files this rewrites.
     with_dataset_lease(

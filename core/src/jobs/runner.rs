@@ -17,8 +17,8 @@ use crate::lake::CommitGuard;
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::residency::ResidencyError;
 use crate::store::{
-    Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store, StoreError, StoreResult,
-    Transition,
+    ForgetSubject, Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store,
+    StoreError, StoreResult, Transition,
 };
 
 /// How a worker behaves.
@@ -652,6 +652,14 @@ impl Worker {
         {
             transition.forget_jurisdiction_of =
                 Some(keyring.subject_ref_str(request.subject_id.as_str()));
+        }
+        // Nothing of the subject is left: Lethe's own records name them by pseudonym only
+        // from now on (Art. 5(2) accountability without the id).
+        if request.request_type == RequestType::Erasure && status == RequestStatus::Completed {
+            transition.forget_subject = Some(ForgetSubject {
+                subject_id: request.subject_id.as_str().to_string(),
+                pseudonym: request.subject_pseudonym.clone(),
+            });
         }
         if matches!(job.kind, JobKind::Access | JobKind::Portability) {
             transition.export_expires_at = chrono::Duration::from_std(self.config.export_ttl)

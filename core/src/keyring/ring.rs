@@ -337,6 +337,13 @@ impl Keyring {
         Ok(tombstoned
             .iter()
             .filter_map(|r| by_ref.get(r).map(|s| (*s).to_string()))
+            // The stand-in of a subject whose erasure completed is erased by construction.
+            .chain(
+                by_ref
+                    .values()
+                    .filter(|s| s.starts_with(crate::domain::ERASED_SUBJECT_PREFIX))
+                    .map(|s| (*s).to_string()),
+            )
             .collect())
     }
 

@@ -54,3 +54,21 @@ pub(crate) async fn read_columns(
     }
     Ok((batches, opened.reader.bytes_read()))
 }
+
+/// The top-level column names of `file` (its footer only; no column chunk is fetched), in
+/// schema order. Used to check a rectification of a dataset written by others against the
+/// columns its files really have (GDPR Art. 16) before anything is recorded.
+///
+/// # Errors
+/// [`LakeError`] when the file cannot be opened (not Parquet, corrupt or unsupported footer,
+/// object store failure).
+pub async fn column_names(root: &LakeRoot, file: &DataFile) -> Result<Vec<String>, LakeError> {
+    let opened = open(root.store(), &file.location, &file.relative, file.size).await?;
+    Ok(opened
+        .metadata
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
+}

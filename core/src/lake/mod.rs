@@ -29,6 +29,7 @@ pub mod root;
 pub mod store;
 pub(crate) mod trust;
 
+pub use columns::column_names;
 pub use error::LakeError;
 pub use export::{
     SubjectRows, collect_subject_rows, write_csv, write_json_array, write_json_lines, write_parquet,

@@ -1,6 +1,6 @@
 //! Ending sessions on the SQL store: the token epoch of an account, its password, and whether
 //! it is disabled. Each change raises the epoch (every access token issued before is refused)
-//! and is audited in the same transaction.
+//! and is audited in the same transaction; it also revokes every refresh token of the account.
 
 use sqlx::AssertSqlSafe;
 
@@ -49,6 +49,7 @@ impl SqlStore {
                 id: user_id.to_string(),
             })?;
         let user = user_from(&row)?;
+        super::refresh::revoke_all_of(&mut tx, user_id).await?;
         append_audit_in(&mut tx, audit).await?;
         tx.commit()
             .await

@@ -6,12 +6,16 @@
 //! audit log and the state it describes cannot disagree.
 
 mod accounts;
+mod dataset_removal;
 mod deadlines;
+mod email_codes;
+mod forget;
 mod holds;
 mod keys;
 mod leases;
 mod locator;
 mod model;
+mod refresh;
 mod residency;
 mod restrictions;
 mod sql;
@@ -74,6 +78,15 @@ pub enum StoreError {
         status: &'static str,
         /// The action refused.
         action: &'static str,
+    },
+    /// A dataset cannot be deleted now: `dataset_held` (an active legal hold) or
+    /// `dataset_in_use` (leases, unfinished jobs, open erasures or rectifications).
+    #[error("{detail}")]
+    DatasetInUse {
+        /// Stable problem code.
+        code: &'static str,
+        /// What is in the way.
+        detail: String,
     },
     /// A stored value could not be decoded (a bug or a manual edit of the database).
     #[error("corrupt row in {table}: {detail}")]
@@ -171,6 +184,37 @@ pub trait Store: Send + Sync + 'static {
         audit: NewAuditEntry,
     ) -> StoreResult<User>;
 
+    /// Records the hash of a new e-mail verification code for the account, replacing any
+    /// earlier one (one live code per account).
+    async fn set_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        expires_at: crate::domain::Timestamp,
+    ) -> StoreResult<()>;
+    /// Checks a code's hash against the account's live code, in one transaction: a right code
+    /// verifies the account (appending `audit`) and is spent; a wrong one counts, and the
+    /// `max_attempts`-th wrong one voids the code; an expired code is void.
+    async fn check_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        max_attempts: u32,
+        audit: NewAuditEntry,
+    ) -> StoreResult<EmailCodeOutcome>;
+    /// Starts a refresh-token family (a sign-in) with its first token; returns the family id.
+    async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String>;
+    /// Spends the refresh token whose hash is `token_hash` and records its successor
+    /// (`next_hash`, accepted until `next_expires_at` and never past the family's end) in one
+    /// transaction. A token spent before revokes its whole family (reuse detection, RFC 9700
+    /// §4.14.2) and appends `account.refresh_token_reused`.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: crate::domain::Timestamp,
+    ) -> StoreResult<RefreshOutcome>;
+
     /// Creates an account. `Conflict` when the e-mail is taken.
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User>;
     /// The account with that e-mail, if any.
@@ -195,9 +239,15 @@ pub trait Store: Send + Sync + 'static {
         dataset: NewDataset,
         audit: NewAuditEntry,
     ) -> StoreResult<Dataset>;
-    /// Every dataset, by name.
+    /// Deletes (unregisters) a dataset, appending `audit` in the same transaction; its files
+    /// are not touched. Refused with [`StoreError::DatasetInUse`] while a legal hold is on it
+    /// (`dataset_held`) or while a lease is live on its files, any job is unfinished, or an
+    /// erasure or rectification is open (`dataset_in_use`): those may still need it. `NotFound`
+    /// when there is no such dataset (or it is deleted already).
+    async fn delete_dataset(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Dataset>;
+    /// Every dataset, by name (deleted ones left out).
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>>;
-    /// The dataset with that id; `NotFound` otherwise.
+    /// The dataset with that id; `NotFound` otherwise (deleted ones too).
     async fn dataset(&self, id: &str) -> StoreResult<Dataset>;
 
     // ---- API tokens (producer role) ------------------------------------------------------

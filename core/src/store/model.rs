@@ -30,6 +30,23 @@ pub struct User {
     pub token_epoch: i64,
     /// When an admin disabled the account; a disabled account cannot sign in.
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the account proved it controls its e-mail (a one-time code); admins and auditors
+    /// are verified at creation. An unverified subject account cannot be linked.
+    pub email_verified_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What checking an e-mail verification code led to.
+#[derive(Debug, Clone)]
+pub enum EmailCodeOutcome {
+    /// Right: the account is verified now (audited as `account.email_verified`).
+    Verified(User),
+    /// Wrong; this many more tries are left for this code.
+    Wrong {
+        /// Tries left.
+        left: u32,
+    },
+    /// No live code: never sent, expired, used up by wrong guesses, or already used.
+    NoCode,
 }
 
 /// A new account.
@@ -166,6 +183,34 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked token authenticates nothing.
     pub revoked_at: Option<Timestamp>,
+    /// What the token may do; `None` for tokens created before scopes existed (every dataset
+    /// and the restricted list).
+    pub scope: Option<TokenScope>,
+}
+
+/// What a producer token may do (least privilege).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"datasets": ["7f8e…"], "list_restricted": false}))]
+pub struct TokenScope {
+    /// Ids of the datasets it may ingest into; any other dataset is 403.
+    pub datasets: Vec<String>,
+    /// Whether it may read the list of restricted subjects (`GET /v1/subjects/restricted`,
+    /// GDPR Art. 18), which holds subject ids.
+    #[serde(default)]
+    pub list_restricted: bool,
+}
+
+impl TokenScope {
+    /// Whether the token may ingest into the dataset `dataset_id`.
+    pub fn allows_dataset(scope: Option<&Self>, dataset_id: &str) -> bool {
+        scope.is_none_or(|s| s.datasets.iter().any(|d| d == dataset_id))
+    }
+
+    /// Whether the token may read the restricted list.
+    pub fn allows_restricted_list(scope: Option<&Self>) -> bool {
+        scope.is_none_or(|s| s.list_restricted)
+    }
 }
 
 /// An API token to record.
@@ -177,6 +222,53 @@ pub struct NewApiToken {
     pub token_hash: String,
     /// Who creates it.
     pub created_by: String,
+    /// What it may do.
+    pub scope: TokenScope,
+}
+
+/// A subject whose erasure completed: what Lethe's own database replaces (GDPR Art. 17,
+/// keeping by pseudonym only what accountability needs, Art. 5(2)).
+#[derive(Debug, Clone)]
+pub struct ForgetSubject {
+    /// The subject id, as stored until now.
+    pub subject_id: String,
+    /// The audit pseudonym (keyed hash) of the subject; requests keep `pseudonym:<it>` in
+    /// place of the id.
+    pub pseudonym: String,
+}
+
+/// A refresh token to record: only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// The account it refreshes.
+    pub user_id: String,
+    /// Hex SHA-256 of the whole token.
+    pub token_hash: String,
+    /// The account's token epoch at sign-in; the family stops refreshing once it moved on.
+    pub epoch: i64,
+    /// When this token stops being accepted (idle timeout: `auth.refresh_token_ttl_s`).
+    pub expires_at: Timestamp,
+    /// When the whole family stops (absolute session lifetime: `auth.session_max_s`).
+    pub family_expires_at: Timestamp,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The token was spent and its successor recorded; the account as it is now.
+    Rotated {
+        /// The account (not disabled, same token epoch).
+        user: User,
+        /// The token family (one per sign-in).
+        family_id: String,
+        /// When the successor stops being accepted.
+        expires_at: Timestamp,
+    },
+    /// The token had been spent already: its whole family is now revoked (audited as
+    /// `account.refresh_token_reused`).
+    Reused,
+    /// Unknown, expired or revoked, or its account disabled or signed out since.
+    Refused,
 }
 
 /// A privacy request (data subject request, DSR).
@@ -486,6 +578,9 @@ pub struct Transition {
     /// Keyed subject reference whose recorded jurisdiction to delete in the same transaction
     /// (a completed erasure: nothing of the subject is left whose residency would matter).
     pub forget_jurisdiction_of: Option<String>,
+    /// A completed erasure: from now on Lethe's own database names this subject only by
+    /// pseudonym (requests, account links, the restricted list).
+    pub forget_subject: Option<ForgetSubject>,
     /// The audit entry for this change.
     pub audit: NewAuditEntry,
 }
@@ -506,6 +601,7 @@ impl Transition {
             cooling_off_until: None,
             export_expires_at: None,
             forget_jurisdiction_of: None,
+            forget_subject: None,
             audit,
         }
     }

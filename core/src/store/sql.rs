@@ -126,6 +126,9 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 15000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Deleted and overwritten content is zeroed, not left on free pages:
+                        // an erased subject's id must not linger in the file.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })
@@ -384,8 +387,8 @@ fn get_json(row: &AnyRow, table: &'static str, col: &str) -> StoreResult<Option<
         .transpose()
 }
 
-pub(super) const USER_COLS: &str =
-    "id, email, password_hash, role, subject_id, created_at, token_epoch, disabled_at";
+pub(super) const USER_COLS: &str = "id, email, password_hash, role, subject_id, created_at, \
+     token_epoch, disabled_at, email_verified_at";
 
 pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let t = "users";
@@ -403,13 +406,14 @@ pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
             .try_get::<i64, _>("token_epoch")
             .map_err(|e| corrupt(t, e))?,
         disabled_at: get_ots(row, t, "disabled_at")?,
+        email_verified_at: get_ots(row, t, "email_verified_at")?,
     })
 }
 
-const DATASET_COLS: &str =
+pub(super) const DATASET_COLS: &str =
     "id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json";
 
-fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
+pub(super) fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
     let t = "datasets";
     Ok(Dataset {
         id: get_s(row, t, "id")?,
@@ -743,6 +747,9 @@ async fn transition_in(
             .await
             .map_err(db("deleting an erased subject's jurisdiction"))?;
     }
+    if let Some(forget) = &t.forget_subject {
+        super::forget::forget_subject_in(conn, forget).await?;
+    }
     append_audit_in(conn, t.audit).await?;
     Ok(request)
 }
@@ -886,14 +893,16 @@ impl Store for SqlStore {
     async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING {USER_COLS}"
+            "INSERT INTO users (id, email, password_hash, role, created_at, email_verified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(user.email.as_str())
         .bind(&user.password_hash)
         .bind(user.role.as_str())
         .bind(to_db(now()))
+        // Admins and auditors are created by an operator; a subject proves their e-mail.
+        .bind((user.role != Role::Subject).then(|| to_db(now())))
         .fetch_one(&mut *tx)
         .await
         .map_err(db("creating an account"))?;
@@ -934,6 +943,45 @@ impl Store for SqlStore {
             user_from,
         )
         .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.set_email_code_impl(user_id, code_hash, expires_at)
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_email_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        max_attempts: u32,
+        audit: NewAuditEntry,
+    ) -> StoreResult<EmailCodeOutcome> {
+        self.check_email_code_impl(user_id, code_hash, max_attempts, audit)
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String> {
+        self.start_refresh_family_impl(token).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: Timestamp,
+    ) -> StoreResult<RefreshOutcome> {
+        self.rotate_refresh_token_impl(token_hash, next_hash, next_expires_at)
+            .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -1030,9 +1078,14 @@ impl Store for SqlStore {
         Ok(created)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn delete_dataset(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Dataset> {
+        self.delete_dataset_impl(id, audit).await
+    }
+
     async fn list_datasets(&self) -> StoreResult<Vec<Dataset>> {
         self.all(
-            format!("SELECT {DATASET_COLS} FROM datasets ORDER BY name"),
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE deleted_at IS NULL ORDER BY name"),
             "listing datasets",
             dataset_from,
         )
@@ -1041,7 +1094,7 @@ impl Store for SqlStore {
 
     async fn dataset(&self, id: &str) -> StoreResult<Dataset> {
         self.by_id(
-            format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1"),
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1 AND deleted_at IS NULL"),
             id,
             "dataset",
             "reading a dataset",

@@ -9,13 +9,13 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::sql::{
-    SqlStore, append_audit_in, corrupt, db, get_ots, get_s, get_ts, now, with_detail,
+    SqlStore, append_audit_in, corrupt, db, get_os, get_ots, get_s, get_ts, now, with_detail,
 };
 use super::{ApiToken, NewApiToken, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Role, to_db};
 
-const TOKEN_COLS: &str = "id, name, role, created_by, created_at, revoked_at";
+const TOKEN_COLS: &str = "id, name, role, created_by, created_at, revoked_at, scope";
 
 fn token_from(row: &AnyRow) -> StoreResult<ApiToken> {
     let t = "api_tokens";
@@ -26,6 +26,10 @@ fn token_from(row: &AnyRow) -> StoreResult<ApiToken> {
         created_by: get_s(row, t, "created_by")?,
         created_at: get_ts(row, t, "created_at")?,
         revoked_at: get_ots(row, t, "revoked_at")?,
+        scope: get_os(row, t, "scope")?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| corrupt(t, e))?,
     })
 }
 
@@ -37,8 +41,8 @@ impl SqlStore {
     ) -> StoreResult<ApiToken> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLS}"
+            "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TOKEN_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(&token.name)
@@ -46,6 +50,7 @@ impl SqlStore {
         .bind(Role::Producer.as_str())
         .bind(&token.created_by)
         .bind(to_db(now()))
+        .bind(serde_json::to_string(&token.scope).map_err(|e| corrupt("api_tokens", e))?)
         .fetch_one(&mut *tx)
         .await
         .map_err(db("creating an API token"))?;

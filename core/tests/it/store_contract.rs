@@ -901,6 +901,10 @@ contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
                 name: "events-pipeline".into(),
                 token_hash: "a".repeat(64),
                 created_by: "user:a".into(),
+                scope: lethe_core::store::TokenScope {
+                    datasets: vec!["d1".into()],
+                    list_restricted: false,
+                },
             },
             audit("token.created").details(json!({ "name": "events-pipeline" })),
         )
@@ -909,6 +913,13 @@ contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
     assert_eq!(token.role, Role::Producer);
     assert!(token.revoked_at.is_none());
     let found = store.api_token_by_hash(&"a".repeat(64)).await.unwrap();
+    assert_eq!(
+        found
+            .as_ref()
+            .and_then(|t| t.scope.as_ref())
+            .map(|s| s.datasets.clone()),
+        Some(vec!["d1".to_string()])
+    );
     assert_eq!(found.map(|t| t.id), Some(token.id.clone()));
     assert!(
         store
@@ -923,6 +934,10 @@ contract!(api_tokens_are_found_by_hash_and_revoked_once, |store| {
                 name: "copy".into(),
                 token_hash: "a".repeat(64),
                 created_by: "user:a".into(),
+                scope: lethe_core::store::TokenScope {
+                    datasets: vec!["d1".into()],
+                    list_restricted: false,
+                },
             },
             audit("token.created"),
         )

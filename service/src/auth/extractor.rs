@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use lethe_core::domain::{ApiTokenSecret, Role, SubjectId};
+use lethe_core::store::TokenScope;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -28,6 +29,9 @@ pub struct Caller {
     /// The trusted issuer whose token identified the caller; `None` for Lethe's own accounts
     /// and API tokens.
     pub issuer: Option<String>,
+    /// A producer token's scope; `None` for everyone else and for tokens created before
+    /// scopes existed.
+    pub scope: Option<TokenScope>,
 }
 
 impl Caller {
@@ -47,6 +51,35 @@ impl Caller {
     /// `jwt:<issuer>`; `None` for Lethe's own accounts and API tokens.
     pub fn verification(&self) -> Option<String> {
         self.issuer.as_ref().map(|issuer| format!("jwt:{issuer}"))
+    }
+
+    /// Fails with 403 when the caller is a producer token not granted the dataset
+    /// `dataset_id`; anyone else passes (their role is checked by [`Caller::require`]).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming the dataset.
+    pub fn require_dataset(&self, dataset_id: &str) -> Result<(), ApiError> {
+        if self.role != Role::Producer
+            || TokenScope::allows_dataset(self.scope.as_ref(), dataset_id)
+        {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this token is not granted the dataset {dataset_id}"
+        )))
+    }
+
+    /// Fails with 403 when the caller is a producer token not granted the restricted list.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`].
+    pub fn require_restricted_list(&self) -> Result<(), ApiError> {
+        if self.role != Role::Producer || TokenScope::allows_restricted_list(self.scope.as_ref()) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(
+            "this token is not granted the list of restricted subjects (list_restricted)".into(),
+        ))
     }
 
     /// Fails with 403 unless the caller has one of `roles`.
@@ -125,6 +158,7 @@ impl FromRequest for Caller {
                 role: user.role,
                 subject_id: user.subject_id,
                 issuer: None,
+                scope: None,
             })
         })
     }
@@ -149,6 +183,7 @@ async fn external_caller(
         role: Role::Subject,
         subject_id: Some(identity.subject),
         issuer: Some(identity.issuer),
+        scope: None,
     })
 }
 
@@ -162,6 +197,7 @@ async fn api_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiEr
             role: t.role,
             subject_id: None,
             issuer: None,
+            scope: t.scope,
         }),
         _ => Err(ApiError::Unauthorized(
             "invalid access token: unknown or revoked API token".into(),

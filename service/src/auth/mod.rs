@@ -4,6 +4,7 @@
 mod external;
 mod extractor;
 mod password;
+pub mod session;
 mod throttle;
 mod token;
 
@@ -12,5 +13,6 @@ pub use extractor::Caller;
 pub use password::{
     PasswordError, hash_password, hash_password_holding, verify_password, verify_password_holding,
 };
+pub use session::TokenResponse;
 pub use throttle::{AuthThrottle, HashPermit};
 pub use token::{Claims, TokenKeys};

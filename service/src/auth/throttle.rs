@@ -121,6 +121,22 @@ impl AuthThrottle {
         Ok(())
     }
 
+    /// Spends one attempt of `ip` only, for calls that name no account (a token refresh);
+    /// they share the address's budget with sign-ins and sign-ups.
+    ///
+    /// # Errors
+    /// [`ApiError::TooManyRequests`] with the seconds to wait.
+    pub fn attempt_from(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let now = DefaultClock::default().now();
+        if let Err(not_until) = self.per_ip.check_key(&ip) {
+            return Err(limited(not_until.wait_time_from(now), "from this address"));
+        }
+        if self.per_ip.len() > MAX_LIMITER_KEYS {
+            self.per_ip.retain_recent();
+        }
+        Ok(())
+    }
+
     fn locked_until(&self, account: &str) -> Option<Instant> {
         let failures = self.failures.lock().expect("lockout map");
         failures

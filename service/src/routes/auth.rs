@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, PasswordError, hash_password_holding, verify_password_holding};
+use crate::auth::{Caller, PasswordError, hash_password_holding, session, verify_password_holding};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -25,23 +25,22 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// An access token.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9…", "token_type": "Bearer", "expires_in": 900}))]
-pub struct TokenResponse {
-    /// The JWT (HS256) to send as `Authorization: Bearer <token>`.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
+pub use crate::auth::TokenResponse;
+
+/// A refresh token to exchange.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "lethe_rt_Vb0y9Jq3kX2m8TtQ1cWfR7pZ4sL6nH0aD5eG2uI9oYk"}))]
+pub struct RefreshRequest {
+    /// The refresh token of the last sign-in or refresh (`lethe_rt_…`).
+    pub refresh_token: String,
 }
 
 /// The answer to every well-formed registration, whether or not the e-mail already had an
 /// account: the same status, body and (one argon2id hash either way) timing, so that
 /// registration cannot be used to learn who has an account.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"status": "accepted", "detail": "If this e-mail address can be registered, its account now exists: sign in with it. An admin links it to your data after verifying your identity."}))]
+#[schema(example = json!({"status": "accepted", "detail": "If this e-mail address can be registered, its account now exists and a verification code was sent to it: sign in, then enter the code (POST /v1/auth/email/verify). An admin links the account to your data after verifying your identity."}))]
 pub struct RegistrationAccepted {
     /// Always `accepted`.
     pub status: String,
@@ -49,7 +48,7 @@ pub struct RegistrationAccepted {
     pub detail: String,
 }
 
-const REGISTRATION_ACCEPTED: &str = "If this e-mail address can be registered, its account now exists: sign in with it. An admin links it to your data after verifying your identity.";
+const REGISTRATION_ACCEPTED: &str = "If this e-mail address can be registered, its account now exists and a verification code was sent to it: sign in, then enter the code (POST /v1/auth/email/verify). An admin links the account to your data after verifying your identity.";
 
 /// The client's IP address: the TCP peer, or the `Forwarded` / `X-Forwarded-For` address
 /// when `server.trust_forwarded_for` is set (behind a reverse proxy that overwrites them).
@@ -117,7 +116,9 @@ pub async fn register(
         )
         .await;
     match created {
-        Ok(_) | Err(lethe_core::store::StoreError::Conflict(_)) => {}
+        // The new account proves it controls the address: a code goes to it.
+        Ok(user) => super::email::send_code(&state, &user).await?,
+        Err(lethe_core::store::StoreError::Conflict(_)) => {}
         Err(other) => return Err(other.into()),
     }
     Ok(HttpResponse::Accepted().json(RegistrationAccepted {
@@ -126,7 +127,8 @@ pub async fn register(
     }))
 }
 
-/// Exchanges e-mail and password for a short-lived access token.
+/// Exchanges e-mail and password for a short-lived access token and a refresh token (a new
+/// session).
 ///
 /// Limited per client address and per e-mail; after `auth.lockout_after_failures` failed
 /// sign-ins in a row an e-mail is locked for `auth.lockout_base_s`, doubled at each further
@@ -167,22 +169,38 @@ pub async fn login(
         }
     };
     state.throttle.succeeded(&account);
-    let token = state
-        .tokens
-        .issue(&user.id, user.role, user.token_epoch)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer".into(),
-        expires_in: state.tokens.ttl_s(),
-    }))
+    Ok(HttpResponse::Ok().json(session::start(&state, &user).await?))
+}
+
+/// Exchanges a refresh token for a new access token and a new refresh token (rotation: the
+/// token sent is spent). A refresh token that was already spent is a stolen copy or a replay:
+/// the whole session (every token descended from the same sign-in) is revoked, the call is
+/// 401, and `account.refresh_token_reused` is audited (RFC 9700 §4.14.2). Signing out,
+/// changing the password and disabling the account revoke every session's refresh tokens.
+/// Limited per client address (`auth.attempts_per_ip_per_minute`, shared with sign-ins).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and refresh token; the one sent is spent", body = TokenResponse),
+        (status = 400, description = "`malformed_json`: the body is not `{\"refresh_token\": …}`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: unknown, expired, revoked or already used (then the session is ended) refresh token, or the account is disabled or signed out since", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`: too many attempts from this address; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/auth/refresh")]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.throttle.attempt_from(client_ip(&req, &state))?;
+    let answer = session::refresh(&state, &body.refresh_token).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Signs the caller's account out everywhere: every access token issued to it so far is
-/// refused from now on (its token epoch moves on). Audited as `account.signed_out`.
+/// refused from now on (its token epoch moves on) and every refresh-token family of the
+/// account is revoked. Audited as `account.signed_out`.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
-        (status = 204, description = "Signed out: every token of the account is refused from now on"),
+        (status = 204, description = "Signed out: every access and refresh token of the account is refused from now on"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an account (an API token, or a trusted issuer's token: end those where they were issued)", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/auth/logout")]
@@ -210,7 +228,7 @@ pub struct PasswordChange {
 #[utoipa::path(post, path = "/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = PasswordChange,
     responses(
-        (status = 200, description = "Changed; a fresh token (the old ones are refused)", body = TokenResponse),
+        (status = 200, description = "Changed; a fresh session (every earlier access and refresh token is refused)", body = TokenResponse),
         (status = 400, description = "`validation`: the new password breaks the policy", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong current password, or no valid token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an account", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -247,15 +265,7 @@ pub async fn change_password(
         .set_password(&user.id, password_hash, audit)
         .await?;
     state.throttle.succeeded(&user.email);
-    let token = state
-        .tokens
-        .issue(&user.id, user.role, user.token_epoch)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer".into(),
-        expires_in: state.tokens.ttl_s(),
-    }))
+    Ok(HttpResponse::Ok().json(session::start(&state, &user).await?))
 }
 
 /// Fails with 403 unless the caller is one of Lethe's own accounts.

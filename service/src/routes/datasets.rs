@@ -326,7 +326,7 @@ const ROOT_LIST_TIMEOUT_S: u64 = 10;
 ///
 /// # Errors
 /// [`ApiError::BadRequest`].
-async fn list_root(
+pub(crate) async fn list_root(
     root: &LakeRoot,
     url: &str,
 ) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {
@@ -404,4 +404,33 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor])?;
     Ok(HttpResponse::Ok().json(DatasetView::from(state.store.dataset(&path).await?)))
+}
+
+/// Deletes (unregisters) a dataset (admin). Lethe forgets it: it is no longer listed, located,
+/// exported, erased or ingested into, its locator index and residency findings are dropped,
+/// and its name and root may be registered again. **Its files are not touched**: delete them
+/// yourself if they must go. Refused while a legal hold is on the dataset (409
+/// `dataset_held`, GDPR Art. 17(3): the held data must stay under Lethe's watch), and while
+/// anything may still need it (409 `dataset_in_use`): a lease on its files, any unfinished job,
+/// or an open erasure or rectification request, which would otherwise skip the dataset and
+/// report done while the subject's rows stay in it. Audited as `dataset.deleted`.
+#[utoipa::path(delete, path = "/v1/datasets/{id}", tag = "datasets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Dataset id")),
+    responses((status = 204, description = "Deleted (unregistered; the files stay)"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset (or deleted already)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`dataset_held`: a legal hold is on it. `dataset_in_use`: a lease on its files, an unfinished job or an open erasure or rectification", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[actix_web::delete("/datasets/{id}")]
+pub async fn remove(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let audit = NewAuditEntry::new(caller.actor(), "dataset.deleted")
+        .details(json!({ "dataset_id": path.as_str() }));
+    let dataset = state.store.delete_dataset(&path, audit).await?;
+    tracing::info!(dataset = dataset.name, "dataset deleted (unregistered)");
+    Ok(HttpResponse::NoContent().finish())
 }

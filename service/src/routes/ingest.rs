@@ -33,7 +33,7 @@ use crate::startup::AppState;
         (status = 201, description = "Written", body = lethe_core::ingest::IngestReport),
         (status = 400, description = "`unreadable_input`: not in the format named by Content-Type; `empty_input`: no rows", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No, an invalid or a revoked token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Neither a producer nor an admin", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither a producer nor an admin, or a producer token not granted this dataset", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`dataset_not_managed`: the dataset has no schema (written by others)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: larger than `ingest.max_body_bytes`", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -48,6 +48,7 @@ pub async fn ingest(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Producer, Role::Admin])?;
+    caller.require_dataset(&path)?;
     let dataset = state.store.dataset(&path).await?;
     if dataset.schema.is_none() {
         return Err(IngestError::NotManaged {

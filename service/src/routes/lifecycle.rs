@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::requests::view;
+use super::requests::{auditor_text, view};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -200,7 +200,7 @@ pub struct CreateHold {
 #[utoipa::path(post, path = "/v1/legal-holds", tag = "legal holds", security(("bearer" = [])),
     request_body = CreateHold,
     responses((status = 201, body = LegalHold),
-        (status = 400, description = "`validation`: not exactly one of dataset_id and subject_id, empty basis or reason, end date in the past", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: not exactly one of dataset_id and subject_id, empty or too long (200 / 2000 characters) basis or reason, end date in the past", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/legal-holds")]
@@ -215,6 +215,13 @@ pub async fn create_hold(
         return Err(ApiError::validation(
             "a legal hold needs a legal_basis and a reason",
         ));
+    }
+    if body.legal_basis.chars().count() > MAX_BASIS_CHARS
+        || body.reason.chars().count() > MAX_REASON_CHARS
+    {
+        return Err(ApiError::validation(format!(
+            "legal_basis is at most {MAX_BASIS_CHARS} characters and reason at most {MAX_REASON_CHARS}"
+        )));
     }
     if body.ends_at.is_some_and(|end| end <= chrono::Utc::now()) {
         return Err(ApiError::validation("ends_at must be in the future"));
@@ -264,7 +271,14 @@ pub struct HoldsQuery {
     pub active: Option<bool>,
 }
 
-/// Legal holds (admin, auditor), oldest first.
+/// Longest legal basis of a hold, in characters.
+const MAX_BASIS_CHARS: usize = 200;
+/// Longest reason of a hold, in characters.
+const MAX_REASON_CHARS: usize = 2000;
+
+/// Legal holds (admin, auditor), oldest first. An auditor sees each hold's `reason` as
+/// `[redacted: N characters]` (it may name the people concerned) and its `legal_basis` cut to
+/// 200 characters.
 #[utoipa::path(get, path = "/v1/legal-holds", tag = "legal holds", security(("bearer" = [])),
     params(HoldsQuery),
     responses((status = 200, body = [LegalHold]), (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -275,10 +289,16 @@ pub async fn list_holds(
     query: web::Query<HoldsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    let holds = state
+    let mut holds = state
         .store
         .list_legal_holds(query.active.unwrap_or(false))
         .await?;
+    if caller.role == Role::Auditor {
+        for hold in &mut holds {
+            hold.reason = auditor_text(std::mem::take(&mut hold.reason), true);
+            hold.legal_basis = auditor_text(std::mem::take(&mut hold.legal_basis), false);
+        }
+    }
     Ok(HttpResponse::Ok().json(holds))
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod certificates;
 pub mod datasets;
 pub mod deadlines;
+pub mod email;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
@@ -27,8 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .service(auth::register)
                 .service(auth::login)
+                .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::change_password)
+                .service(email::resend)
+                .service(email::verify)
                 .service(users::me)
                 .service(users::list)
                 .service(users::link_subject)
@@ -37,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(datasets::create)
                 .service(datasets::list)
                 .service(datasets::get)
+                .service(datasets::remove)
                 .service(ingest::ingest)
                 .service(ingest::compact)
                 .service(tokens::create)

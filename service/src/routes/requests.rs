@@ -219,13 +219,20 @@ impl Shown<'_> {
         if self.caller.role != Role::Auditor {
             return Some(text);
         }
-        if redact {
-            return Some(format!("[redacted: {} characters]", text.chars().count()));
-        }
-        Some(match text.char_indices().nth(AUDITOR_TEXT_CHARS) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
-        })
+        Some(auditor_text(text, redact))
+    }
+}
+
+/// A free text as an auditor sees it: a note that may name people (`redact`) is replaced by
+/// its length, anything else cut to 200 characters (least privilege; free text may hold
+/// personal data an auditor has no need for).
+pub(crate) fn auditor_text(text: String, redact: bool) -> String {
+    if redact {
+        return format!("[redacted: {} characters]", text.chars().count());
+    }
+    match text.char_indices().nth(AUDITOR_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
@@ -313,8 +320,9 @@ pub(crate) async fn visible(
 ///
 /// # Errors
 /// 400 `validation` when a rectification lacks `dataset_id` or `changes`, names no registered
-/// dataset, or a change breaks a rule of [`Rectification::check`]; when another type carries
-/// either field.
+/// dataset, a change breaks a rule of [`Rectification::check`] or names a column the
+/// dataset's files do not have (a dataset without a declared schema); when another type
+/// carries either field.
 async fn rectification_of(
     state: &AppState,
     body: &CreateRequest,
@@ -359,7 +367,53 @@ async fn rectification_of(
             &dataset.partition_columns,
         )
         .map_err(|e| ApiError::validation(format!("dataset {}: {e}", dataset.name)))?;
+    if dataset.schema.is_none() {
+        columns_in_files(&dataset, &rectification).await?;
+    }
     Ok(Some(rectification))
+}
+
+/// Files of a dataset written by others read for their columns when a rectification is
+/// filed: enough to see columns added by schema evolution, few enough to answer quickly.
+const FILES_READ_FOR_COLUMNS: usize = 16;
+
+/// Checks that every column a rectification changes is a column of the dataset's files (a
+/// dataset written by others declares no schema): the column names go into the audit log, so
+/// a name that is not a column (free text, perhaps personal data) is refused before anything
+/// is recorded. Reads the footers of up to 16 files.
+///
+/// # Errors
+/// 400 `validation` naming the first unknown column, or when the dataset has no readable
+/// file; 400 `root_unreachable` when its root cannot be listed.
+async fn columns_in_files(
+    dataset: &lethe_core::store::Dataset,
+    rectification: &Rectification,
+) -> Result<(), ApiError> {
+    let root = lethe_core::lake::LakeRoot::parse(&dataset.root_url)
+        .map_err(|e| ApiError::validation(e.to_string()))?;
+    let files = super::datasets::list_root(&root, &dataset.root_url).await?;
+    let mut known = std::collections::BTreeSet::new();
+    for file in files.iter().take(FILES_READ_FOR_COLUMNS) {
+        match lethe_core::lake::column_names(&root, file).await {
+            Ok(names) => known.extend(names),
+            Err(e) => {
+                tracing::warn!(file = file.relative, error = %e, "a file's columns could not be read")
+            }
+        }
+    }
+    if known.is_empty() {
+        return Err(ApiError::validation(format!(
+            "dataset {} has no readable data file: there is nothing to rectify",
+            dataset.name
+        )));
+    }
+    match rectification.changes.keys().find(|c| !known.contains(*c)) {
+        Some(column) => Err(ApiError::validation(format!(
+            "dataset {}: column {column} is not a column of the dataset",
+            dataset.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Files a privacy request.

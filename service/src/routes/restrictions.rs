@@ -35,13 +35,14 @@ pub struct RestrictedPage {
 /// their rows stored, do not process them. A subject appears once a `restriction` request
 /// completes and disappears once a `restriction_lift` request does. Ordered by subject id and
 /// paginated with a keyset cursor, so a page never skips a subject when others are added or
-/// lifted meanwhile. Admins and producer (pipeline) tokens only: the list holds subject ids.
+/// lifted meanwhile. Admins and producer (pipeline) tokens granted `list_restricted` only: the
+/// list holds subject ids.
 #[utoipa::path(get, path = "/v1/subjects/restricted", tag = "requests", security(("bearer" = [])),
     params(RestrictedQuery),
     responses((status = 200, body = RestrictedPage),
         (status = 400, description = "`validation`: limit out of 1–1000", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Neither an admin nor a producer token", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Neither an admin nor a producer token granted `list_restricted`", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/subjects/restricted")]
 pub async fn list_restricted(
     state: web::Data<AppState>,
@@ -49,6 +50,7 @@ pub async fn list_restricted(
     query: web::Query<RestrictedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin, Role::Producer])?;
+    caller.require_restricted_list()?;
     let query = query.into_inner();
     let limit = query.limit.unwrap_or(1000);
     if !(1..=1000).contains(&limit) {

@@ -1,4 +1,5 @@
-//! API tokens for pipelines: the producer role, which may ingest into Lethe-managed datasets.
+//! API tokens for pipelines: the producer role, which may ingest into the Lethe-managed
+//! datasets its token is granted, and read the restricted list when granted that.
 //!
 //! A token is shown once, in the response that creates it; the store keeps only its SHA-256.
 //! Producers send it as `Authorization: Bearer lethe_pat_…` and act as `token:<id>`.
@@ -6,7 +7,7 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{ApiTokenSecret, Role};
-use lethe_core::store::{ApiToken, NewApiToken, Store};
+use lethe_core::store::{ApiToken, NewApiToken, Store, TokenScope};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -21,18 +22,29 @@ const MAX_NAME_CHARS: usize = 100;
 /// A token to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "events-pipeline"}))]
+#[schema(example = json!({"name": "events-pipeline", "datasets": ["7f8e2c1a-…"], "list_restricted": false}))]
 pub struct CreateToken {
     /// What the token is for (1–100 characters, no control characters), e.g. the pipeline's
     /// name.
     pub name: String,
+    /// Ids of the datasets the token may ingest into (0–100, each registered); ingest into
+    /// any other dataset is 403.
+    pub datasets: Vec<String>,
+    /// Whether the token may read `GET /v1/subjects/restricted` (subject ids under a
+    /// restriction of processing, GDPR Art. 18); default `false`.
+    #[serde(default)]
+    pub list_restricted: bool,
 }
+
+/// Most datasets one token may be granted.
+const MAX_DATASETS: usize = 100;
 
 /// A created token, with its secret: the only time the secret is shown.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "9d1e…", "name": "events-pipeline", "role": "producer",
     "token": "lethe_pat_Jx3v2t0mH8d0bq5c3nq0yJ4uJ2k9pP1wYx6F7aQe5sM",
-    "created_at": "2025-01-07T10:00:00Z"}))]
+    "created_at": "2025-01-07T10:00:00Z",
+    "scope": {"datasets": ["7f8e2c1a-…"], "list_restricted": false}}))]
 pub struct CreatedToken {
     /// Token id; the producer acts as `token:<id>`.
     pub id: String,
@@ -45,12 +57,15 @@ pub struct CreatedToken {
     pub token: String,
     /// When.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// What it may do.
+    pub scope: TokenScope,
 }
 
 /// A token as listed (never its secret).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "9d1e…", "name": "events-pipeline", "role": "producer",
-    "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z", "revoked_at": null}))]
+    "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z", "revoked_at": null,
+    "scope": {"datasets": ["7f8e2c1a-…"], "list_restricted": false}}))]
 pub struct TokenView {
     /// Token id.
     pub id: String,
@@ -64,6 +79,9 @@ pub struct TokenView {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When it was revoked; `null` while it is valid.
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What it may do; `null` for a token created before scopes existed, which may ingest
+    /// into every dataset and read the restricted list (revoke it and issue a scoped one).
+    pub scope: Option<TokenScope>,
 }
 
 impl From<ApiToken> for TokenView {
@@ -75,22 +93,40 @@ impl From<ApiToken> for TokenView {
             created_by: t.created_by,
             created_at: t.created_at,
             revoked_at: t.revoked_at,
+            scope: t.scope,
         }
     }
 }
 
-/// Creates a producer token named `name` for `actor`, audited as `token.created` (with the
-/// token's id and name, never the secret). Used by `POST /v1/tokens` and
-/// `lethe-service token create`.
+/// Creates a producer token named `name` with `scope` for `actor`, audited as
+/// `token.created` (with the token's id, name and scope, never the secret). Used by
+/// `POST /v1/tokens` and `lethe-service token create`.
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] (`validation`) for an empty, over-long or control-character
-/// name; store failures otherwise.
+/// name, more than 100 datasets or one that is not registered; store failures otherwise.
 pub async fn issue(
     store: &dyn Store,
     name: &str,
+    scope: TokenScope,
     actor: &str,
 ) -> Result<(ApiToken, ApiTokenSecret), ApiError> {
+    if scope.datasets.len() > MAX_DATASETS {
+        return Err(ApiError::validation(format!(
+            "a token may be granted at most {MAX_DATASETS} datasets"
+        )));
+    }
+    for id in &scope.datasets {
+        match store.dataset(id).await {
+            Ok(_) => {}
+            Err(lethe_core::store::StoreError::NotFound { .. }) => {
+                return Err(ApiError::validation(format!(
+                    "datasets: no dataset has the id {id:?}"
+                )));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::validation(format!(
@@ -109,9 +145,10 @@ pub async fn issue(
                 name: name.to_string(),
                 token_hash: secret.hash(),
                 created_by: actor.to_string(),
+                scope: scope.clone(),
             },
             NewAuditEntry::new(actor, "token.created")
-                .details(json!({ "name": name, "role": Role::Producer })),
+                .details(json!({ "name": name, "role": Role::Producer, "scope": scope })),
         )
         .await?;
     Ok((token, secret))
@@ -122,7 +159,7 @@ pub async fn issue(
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
     request_body = CreateToken,
     responses((status = 201, body = CreatedToken),
-        (status = 400, description = "Invalid name", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid name, too many datasets or one not registered; `malformed_json`: no `datasets`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/tokens")]
@@ -132,13 +169,25 @@ pub async fn create(
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    let (token, secret) = issue(state.store.as_ref(), &body.name, &caller.actor()).await?;
+    let body = body.into_inner();
+    let scope = TokenScope {
+        datasets: body.datasets,
+        list_restricted: body.list_restricted,
+    };
+    let (token, secret) = issue(
+        state.store.as_ref(),
+        &body.name,
+        scope.clone(),
+        &caller.actor(),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(CreatedToken {
         id: token.id,
         name: token.name,
         role: token.role,
         token: secret.expose().to_string(),
         created_at: token.created_at,
+        scope,
     }))
 }
 

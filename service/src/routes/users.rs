@@ -14,7 +14,7 @@ use crate::startup::AppState;
 
 /// An account as shown by the API (never the password hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "7b0e…", "email": "ana@example.com", "role": "subject", "subject_id": null, "created_at": "2025-01-07T10:00:00Z", "disabled_at": null}))]
+#[schema(example = json!({"id": "7b0e…", "email": "ana@example.com", "role": "subject", "subject_id": null, "created_at": "2025-01-07T10:00:00Z", "disabled_at": null, "email_verified": true}))]
 pub struct UserView {
     /// Account id.
     pub id: String,
@@ -28,6 +28,9 @@ pub struct UserView {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When an admin disabled the account (it cannot sign in); `null` when enabled.
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether the account proved it controls its e-mail (a code sent to it); admins and
+    /// auditors are verified at creation.
+    pub email_verified: bool,
 }
 
 impl From<User> for UserView {
@@ -39,6 +42,7 @@ impl From<User> for UserView {
             subject_id: u.subject_id.map(String::from),
             created_at: u.created_at,
             disabled_at: u.disabled_at,
+            email_verified: u.email_verified_at.is_some(),
         }
     }
 }
@@ -126,13 +130,15 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 }
 
 /// Links a subject account to a data subject id (admin), after verifying the person's
-/// identity. A user can never link themselves.
+/// identity. A user can never link themselves, and an account is linked only once it proved
+/// it controls its e-mail address (`POST /v1/auth/email/verify`).
 #[utoipa::path(put, path = "/v1/users/{id}/subject", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")), request_body = LinkSubject,
     responses((status = 200, body = UserView),
         (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_a_subject_account`; `email_not_verified`: the account has not verified its e-mail", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[put("/users/{id}/subject")]
 pub async fn link_subject(
     state: web::Data<AppState>,
@@ -153,6 +159,13 @@ pub async fn link_subject(
         return Err(ApiError::Conflict {
             code: "not_a_subject_account",
             detail: "only subject accounts can be linked to a data subject".into(),
+        });
+    }
+    if target.email_verified_at.is_none() {
+        // Whoever registered an address first would otherwise get its owner's data.
+        return Err(ApiError::Conflict {
+            code: "email_not_verified",
+            detail: "the account has not proved it controls its e-mail address yet (POST /v1/auth/email/verify)".into(),
         });
     }
     let audit = NewAuditEntry::new(caller.actor(), "account.subject_linked")

@@ -146,3 +146,123 @@ async fn a_root_belongs_to_one_dataset_only() {
         assert_problem(response, StatusCode::CONFLICT, "root_taken").await;
     }
 }
+
+async fn delete_dataset(app: &crate::helpers::TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/v1/datasets/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dataset_is_deleted_only_when_no_hold_and_no_open_erasure_needs_it() {
+    let app = spawn_app_with(Spawn {
+        register_lake: false,
+        ..Spawn::default()
+    })
+    .await;
+    let body = json!({ "name": "running_events", "root_url": app.lake.display().to_string(), "subject_column": "user_id" });
+    let created: Value = app.create_dataset(&body).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_problem(
+        delete_dataset(&app, &app.auditor_token, &id).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
+    // A legal hold on the dataset keeps it.
+    let hold: Value = app
+        .client
+        .post(app.url("/v1/legal-holds"))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({ "dataset_id": id, "legal_basis": "Art. 17(3)(e)", "reason": "audit 2025" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_problem(
+        delete_dataset(&app, &app.admin_token, &id).await,
+        StatusCode::CONFLICT,
+        "dataset_held",
+    )
+    .await;
+    let released = app
+        .client
+        .post(app.url(&format!(
+            "/v1/legal-holds/{}/release",
+            hold["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), StatusCode::OK);
+
+    // An open erasure would skip a deleted dataset and report done: refused while it is open.
+    let subject = app.summary.subjects[0].user_id.clone();
+    let filed: Value = app
+        .file_request(
+            &app.admin_token,
+            &json!({ "type": "erasure", "subject_id": subject, "verification_note": "desk" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let request = filed["id"].as_str().unwrap();
+    assert_problem(
+        delete_dataset(&app, &app.admin_token, &id).await,
+        StatusCode::CONFLICT,
+        "dataset_in_use",
+    )
+    .await;
+    assert_eq!(
+        app.reject(&app.admin_token, request, "filed by mistake")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let files_before = std::fs::read_dir(&app.lake).unwrap().count();
+    let response = delete_dataset(&app, &app.admin_token, &id).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/datasets/{id}")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(
+        delete_dataset(&app, &app.admin_token, &id).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_dir(&app.lake).unwrap().count(),
+        files_before,
+        "the lake's files are not touched"
+    );
+    // The name and root are free again.
+    assert_eq!(
+        app.create_dataset(&body).await.status(),
+        StatusCode::CREATED
+    );
+    let actions: Vec<String> = app
+        .state
+        .store
+        .audit_entries(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"dataset.deleted".to_string()));
+}

@@ -235,11 +235,65 @@ impl TestApp {
         me["id"].as_str().unwrap().to_string()
     }
 
-    /// Registers a subject account, has the admin link it to `subject_id`, and logs it in.
+    /// The last verification code mailed to `email`, read from the outbox folder (the
+    /// embedded default writes each message there as an `.eml` file); waits up to 5 s for
+    /// `count` messages to `email` (codes are mailed in the background).
+    pub async fn mailed_code(&self, email: &str, count: usize) -> Option<String> {
+        for _ in 0..100 {
+            if let Some(code) = self.mailed_code_now(email, count) {
+                return Some(code);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    fn mailed_code_now(&self, email: &str, count: usize) -> Option<String> {
+        let outbox = self.state.settings.storage.data_dir.join("outbox");
+        let mut messages: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(outbox)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let modified = e.metadata().ok()?.modified().ok()?;
+                text.contains(&format!("To: {email}"))
+                    .then_some((modified, text))
+            })
+            .collect();
+        if messages.len() < count {
+            return None;
+        }
+        messages.sort();
+        let text = &messages.last()?.1;
+        let at = text.find("code is ")? + "code is ".len();
+        Some(text[at..at + 6].to_string())
+    }
+
+    /// `POST /v1/auth/email/verify` with `code`.
+    pub async fn verify_email(&self, token: &str, code: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/email/verify"))
+            .bearer_auth(token)
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a subject account, verifies its e-mail with the mailed code, has the admin
+    /// link it to `subject_id`, and logs it in.
     pub async fn subject_token(&self, email: &str, subject_id: &str) -> String {
         let response = self.register(email, PASSWORD).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let token = self.login_ok(email).await;
+        let code = self
+            .mailed_code(email, 1)
+            .await
+            .expect("a verification code was mailed");
+        assert_eq!(
+            self.verify_email(&token, &code).await.status(),
+            StatusCode::NO_CONTENT
+        );
         let id = self.my_id(&token).await;
         let response = self.link_subject(&id, subject_id).await;
         assert_eq!(
@@ -271,12 +325,24 @@ impl TestApp {
             .unwrap()
     }
 
-    /// `POST /v1/tokens` as the admin.
+    /// `POST /v1/tokens` as the admin: a token granted every dataset registered so far and
+    /// the restricted list.
     pub async fn create_token(&self, name: &str) -> Response {
+        let datasets: Vec<Value> = self
+            .client
+            .get(self.url("/v1/datasets"))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&Value> = datasets.iter().map(|d| &d["id"]).collect();
         self.client
             .post(self.url("/v1/tokens"))
             .bearer_auth(&self.admin_token)
-            .json(&json!({ "name": name }))
+            .json(&json!({ "name": name, "datasets": ids, "list_restricted": true }))
             .send()
             .await
             .unwrap()

@@ -356,7 +356,8 @@ async fn subjects_revoked_tokens_and_unmanaged_datasets_cannot_be_ingested_into(
             body.clone(),
         )
         .await;
-    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    // A producer token learns nothing of datasets it is not granted, existing or not.
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
 
     let response = app.revoke_token(&app.admin_token, &token_id).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -397,7 +398,7 @@ async fn only_admins_manage_tokens_and_the_secret_is_shown_once() {
         .client
         .post(app.url("/v1/tokens"))
         .bearer_auth(&app.auditor_token)
-        .json(&json!({ "name": "sneaky" }))
+        .json(&json!({ "name": "sneaky", "datasets": [] }))
         .send()
         .await
         .unwrap();

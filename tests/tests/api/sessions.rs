@@ -165,3 +165,55 @@ async fn an_admin_disables_an_account_and_its_tokens_are_refused_at_once() {
     assert!(actions.contains(&"account.disabled".to_string()));
     assert!(actions.contains(&"account.enabled".to_string()));
 }
+
+#[tokio::test]
+async fn an_account_is_linked_only_after_it_proves_it_controls_its_email() {
+    let app = spawn_app().await;
+    // An attacker pre-registers the victim's address; the code goes to the victim's mailbox.
+    app.register("victim@example.com", PASSWORD).await;
+    let attacker = app.login_ok("victim@example.com").await;
+    let id = app.my_id(&attacker).await;
+    let response = app.link_subject(&id, "u-42").await;
+    assert_problem(response, StatusCode::CONFLICT, "email_not_verified").await;
+
+    // Guessing is bounded: five wrong codes void the code.
+    let code = app.mailed_code("victim@example.com", 1).await.unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let response = app.verify_email(&attacker, wrong).await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    }
+    let response = app.verify_email(&attacker, &code).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    let response = app.link_subject(&id, "u-42").await;
+    assert_problem(response, StatusCode::CONFLICT, "email_not_verified").await;
+
+    // Only the hash of a code is stored.
+    let response = post(&app, "/v1/auth/email/code", &attacker, None).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let code = app.mailed_code("victim@example.com", 2).await.unwrap();
+    let store = lethe_core::store::SqlStore::connect(&app.state.settings.database.url, 1)
+        .await
+        .unwrap();
+    let stored: String = sqlx::query_scalar("SELECT code_hash FROM email_codes WHERE user_id = $1")
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!stored.contains(&code) && stored.len() == 64);
+
+    // The owner of the mailbox enters the code: now the admin may link the account.
+    assert_eq!(
+        app.verify_email(&attacker, &code).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let me: Value = me(&app, &attacker).await.json().await.unwrap();
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(app.link_subject(&id, "u-42").await.status(), StatusCode::OK);
+    assert_problem(
+        app.verify_email(&attacker, &code).await,
+        StatusCode::CONFLICT,
+        "already_verified",
+    )
+    .await;
+}

@@ -1,0 +1,68 @@
+//! Legal holds (GDPR Art. 17(3)) as the jobs see them: read when a job runs, not when it was
+//! planned or filed, so a hold placed in between is honoured.
+//!
+//! A subject hold keeps everything of that subject (rows and data key). A dataset hold keeps
+//! the dataset's rows; it keeps a subject's data key only when the subject has rows in that
+//! dataset (the key is what makes them readable), never the keys of everyone else.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::store::{LegalHold, Store, StoreResult};
+
+/// The holds in force, by what they hold.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveHolds {
+    datasets: HashMap<String, LegalHold>,
+    subjects: HashMap<String, LegalHold>,
+}
+
+impl ActiveHolds {
+    /// The holds in force now (one query).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub(crate) async fn load(store: &dyn Store) -> StoreResult<Self> {
+        let mut holds = Self::default();
+        for hold in store.list_legal_holds(true).await? {
+            if let Some(dataset) = &hold.dataset_id {
+                holds.datasets.entry(dataset.clone()).or_insert(hold);
+            } else if let Some(pseudonym) = &hold.subject_pseudonym {
+                holds.subjects.entry(pseudonym.clone()).or_insert(hold);
+            }
+        }
+        Ok(holds)
+    }
+
+    /// The hold on dataset `id`, if any.
+    pub(crate) fn on_dataset(&self, id: &str) -> Option<&LegalHold> {
+        self.datasets.get(id)
+    }
+
+    /// The hold on the subject with this audit pseudonym, if any.
+    pub(crate) fn on_subject(&self, pseudonym: &str) -> Option<&LegalHold> {
+        self.subjects.get(pseudonym)
+    }
+
+    /// Whether any hold is in force on the dataset or on one of the subjects.
+    pub(crate) fn any_on<'a>(
+        &self,
+        dataset_id: &str,
+        pseudonyms: impl IntoIterator<Item = &'a str>,
+    ) -> Option<&LegalHold> {
+        self.on_dataset(dataset_id)
+            .or_else(|| pseudonyms.into_iter().find_map(|p| self.on_subject(p)))
+    }
+}
+
+/// What a request's result says was kept under `hold` (never the hold's free-text reason).
+pub(crate) fn kept_entry(hold: &LegalHold) -> Value {
+    json!({
+        "scope": if hold.dataset_id.is_some() { "dataset" } else { "subject" },
+        "dataset_id": hold.dataset_id,
+        "hold_id": hold.id,
+        "legal_basis": hold.legal_basis,
+        "ends_at": hold.ends_at,
+    })
+}

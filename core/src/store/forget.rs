@@ -1,0 +1,60 @@
+//! What Lethe's own database keeps of a subject once their erasure completed (GDPR Art. 17),
+//! in the erasure's completing transaction: accountability (Art. 5(2)) needs to show which
+//! requests were received and answered, not whose they were, so the subject is named by
+//! pseudonym only from then on.
+//!
+//! - `requests.subject_id` of every request of the subject becomes `pseudonym:<audit pseudonym>`;
+//!   their `verification_note` (free text on how identity was checked) becomes `[erased]`, and
+//!   the `details` of their finished rectifications (the new values: personal data) are
+//!   dropped; an open request goes on under the stand-in, which counts as erased (an access
+//!   answers `erased: true`, a rectification fails);
+//! - every account linked to the subject is linked to `pseudonym:<audit pseudonym>` instead,
+//!   so its owner still follows their requests (they carry the same replacement) and fetches
+//!   the erasure certificate; the account's e-mail stays while the account exists (it is the
+//!   login);
+//! - the subject leaves the restricted list.
+//!
+//! See `docs/erasure.md` ("What Lethe keeps after an erasure").
+
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use super::sql::{db, final_statuses_sql};
+use super::{ForgetSubject, StoreResult};
+
+/// Applies [`ForgetSubject`] inside the caller's transaction.
+pub(super) async fn forget_subject_in(
+    conn: &mut AnyConnection,
+    forget: &ForgetSubject,
+) -> StoreResult<()> {
+    let replacement = format!("pseudonym:{}", forget.pseudonym);
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE requests SET details = NULL \
+         WHERE subject_id = $1 AND request_type = 'rectification' AND status IN ({})",
+        final_statuses_sql()
+    )))
+    .bind(&forget.subject_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("dropping an erased subject's rectification values"))?;
+    sqlx::query(
+        "UPDATE requests SET subject_id = $1, verification_note = CASE \
+         WHEN verification_note IS NULL THEN NULL ELSE '[erased]' END WHERE subject_id = $2",
+    )
+    .bind(&replacement)
+    .bind(&forget.subject_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("replacing an erased subject's id by its pseudonym"))?;
+    sqlx::query("UPDATE users SET subject_id = $1 WHERE subject_id = $2")
+        .bind(&replacement)
+        .bind(&forget.subject_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("replacing an erased subject's id on their accounts"))?;
+    sqlx::query("DELETE FROM restricted_subjects WHERE subject_id = $1")
+        .bind(&forget.subject_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("lifting an erased subject's restriction"))?;
+    Ok(())
+}
