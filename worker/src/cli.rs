@@ -5,7 +5,8 @@
 //!                       [--events-per-day F] [--seed N] [--subjects-out <file>]
 //! lethe-worker locate   (--root <path|url> [--subject-column user_id] | --dataset <name>)
 //!                       --subject <id>... [--json]
-//! lethe-worker erase    --root <path|url> [--subject-column user_id] --subjects <file> [--jobs N]
+//! lethe-worker erase    [--format parquet|delta] --root <path|url> [--subject-column user_id]
+//!                       --subjects <file> [--jobs N]
 //! lethe-worker ingest   --dataset <name> --input <file> [--format csv|jsonl|parquet]
 //! lethe-worker compact  --dataset <name>
 //! lethe-worker scan-residency      [--dataset <name>]
@@ -188,7 +189,12 @@ pub struct LocateArgs {
 /// Arguments of `lethe-worker erase`.
 #[derive(Debug, Clone, Args)]
 pub struct EraseArgs {
-    /// Lake root: a local directory, or a `file://` URL.
+    /// What the root holds: `parquet` (a Hive-partitioned folder of Parquet files; a Delta
+    /// Lake or Iceberg table there is refused) or `delta` (a Delta Lake table: one commit,
+    /// then the purge of the replaced files).
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: LakeFormatArg,
+    /// Lake root (or Delta table root): a local directory, or a `file://` / `s3://` URL.
     #[arg(long, value_name = "PATH|URL")]
     pub root: String,
     /// Top-level column holding the subject id.
@@ -201,6 +207,15 @@ pub struct EraseArgs {
     /// default: the number of CPU cores plus one.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+}
+
+/// What `erase --root` points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LakeFormatArg {
+    /// A Hive-partitioned folder of Parquet files (the default).
+    Parquet,
+    /// A Delta Lake table (the folder holding `_delta_log/`).
+    Delta,
 }
 
 /// How a command ended, and the process exit code that says so.

@@ -31,6 +31,54 @@ pub enum LakeError {
         format: &'static str,
     },
 
+    /// A Delta Lake table uses a table feature Lethe cannot honour when it rewrites files
+    /// (PROTOCOL.md "Table Features"); the table was left exactly as it was.
+    #[error(
+        "Delta table {root:?} uses table feature {feature:?}, which Lethe cannot honour: {reason}"
+    )]
+    TableFeature {
+        /// The table root URL.
+        root: String,
+        /// The feature's name as in the protocol (`columnMapping`, `deletionVectors`…).
+        feature: String,
+        /// Why Lethe cannot honour it.
+        reason: String,
+    },
+
+    /// A table's log or metadata cannot be read or used (no `_delta_log/`, a commit that is
+    /// not JSON, an unknown column…).
+    #[error("table {root:?}: {reason}")]
+    Table {
+        /// The table root URL.
+        root: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Other writers committed to the table every time Lethe tried; nothing was committed and
+    /// Lethe's new files were deleted. Retry later.
+    #[error(
+        "table {root:?}: commit lost to concurrent writers {attempts} times; nothing committed"
+    )]
+    CommitConflict {
+        /// The table root URL.
+        root: String,
+        /// Commits attempted.
+        attempts: u32,
+    },
+
+    /// After the commit, a file of the table still holds rows of the erased subjects (read
+    /// back from the data): the erasure is not complete.
+    #[error("table {root:?}: file {file:?} still holds {rows} rows of the erased subjects")]
+    NotErased {
+        /// The table root URL.
+        root: String,
+        /// The file, relative to the table root.
+        file: String,
+        /// Rows found.
+        rows: u64,
+    },
+
     /// The file has no top-level column of that name.
     #[error("file {file:?} has no top-level column {column:?}")]
     MissingColumn {

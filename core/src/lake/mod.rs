@@ -10,13 +10,15 @@
 //! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
 //! | [`rewrite`] | [`Erase`], [`Rectify`]: copy-on-write rewrites dropping or correcting subjects' rows, verified and atomic |
 //! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV / JSON / Parquet (GDPR Art. 15, 20) |
+//! | [`table`] | tables of table formats (Delta Lake): erasure through the format's own commit, then the purge |
 //!
 //! Files are rewritten at Parquet's physical level with row-group surgery
 //! ([`rewrite`]): what a footer says is trusted only where it is known to be right
 //! (`trust`).
 //!
-//! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused:
-//! rewriting their files one by one would corrupt them.
+//! Tables of table formats with their own file log (Delta Lake, Apache Iceberg) are refused by
+//! the folder operations: rewriting their files one by one would corrupt them. Delta Lake
+//! tables are erased through [`table::delta`] instead.
 
 pub(crate) mod columns;
 pub mod error;
@@ -27,6 +29,7 @@ mod prune;
 pub mod rewrite;
 pub mod root;
 pub mod store;
+pub mod table;
 pub(crate) mod trust;
 
 pub use columns::column_names;

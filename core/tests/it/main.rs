@@ -1,10 +1,11 @@
 //! Integration tests of the core crate, in one binary so that a build links the dependency tree
 //! once instead of once per file: the store contract on SQLite and PostgreSQL, the lake engine on
-//! S3, ingest, residency and lease fencing.
+//! S3, ingest, residency, lease fencing, Delta Lake tables and audit tampering.
 //!
 //! One area: `cargo test -p lethe-core --test it store_contract`.
 
 mod audit_tamper;
+mod delta;
 mod fencing;
 mod ingest;
 mod lake_s3;

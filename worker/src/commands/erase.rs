@@ -1,6 +1,12 @@
 //! `lethe-worker erase`: removes every row of the listed subjects from a lake, in one pass per
 //! file (GDPR Art. 17), with the lake engine's verified copy-on-write rewrite.
 //!
+//! With `--format delta` the root is a Delta Lake table: the files holding the subjects are
+//! rewritten beside themselves, committed once (`remove` + `add` actions), the replaced files
+//! purged, and the summary names the commit (`commit`), the versions made unreadable
+//! (`snapshots_expired`) and the files deleted (`files_purged`); each purged file also gets a
+//! `purged: <file>` line on stderr.
+//!
 //! Progress goes to stderr, each failed file gets one `failed: <file>: <error>` line on stderr,
 //! and the last line of stdout is an [`EraseSummary`] in JSON. Exit codes: 0 all files done,
 //! 1 some files failed (left untouched; the others were still processed), 2 bad input found
@@ -10,12 +16,13 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lethe_core::lake::table::delta::{DeltaErase, DeltaEraseOutcome, DeltaTable};
 use lethe_core::lake::{Erase, EraseOutcome, EraseProgress, FileStatus, LakeRoot};
 use serde::{Deserialize, Serialize};
 
 use super::generate::print_json;
 use super::{CommandError, default_jobs, runtime};
-use crate::cli::{EraseArgs, Exit, Output};
+use crate::cli::{EraseArgs, Exit, LakeFormatArg, Output};
 use crate::progress::{ProgressMode, Reporter, human_bytes};
 use crate::subject_list;
 
@@ -56,6 +63,19 @@ pub struct EraseSummary {
     pub rows_per_s: f64,
     /// Peak resident memory of the process in bytes (Linux `VmHWM`); `null` where unknown.
     pub peak_rss_bytes: Option<u64>,
+    /// `--format delta`: the version of the table commit that removed the rows (`null`: no
+    /// commit, nothing held the subjects; always `null` for `--format parquet`).
+    #[serde(default)]
+    pub commit: Option<u64>,
+    /// `--format delta`: table versions that became unreadable (time travel) because a file
+    /// they reference was purged (0 for `--format parquet`, which keeps no versions).
+    #[serde(default)]
+    pub snapshots_expired: u64,
+    /// `--format delta`: data files deleted from storage after the commit (the replaced
+    /// files, and removed files of older versions holding the subjects); 0 for
+    /// `--format parquet`, whose files are replaced in place.
+    #[serde(default)]
+    pub files_purged: u64,
 }
 
 impl EraseSummary {
@@ -85,6 +105,23 @@ impl EraseSummary {
                 0.0
             },
             peak_rss_bytes: crate::rss::peak_rss_bytes(),
+            commit: None,
+            snapshots_expired: 0,
+            files_purged: 0,
+        }
+    }
+
+    /// The summary of a Delta table's erasure.
+    pub fn from_delta(outcome: &DeltaEraseOutcome, subjects: usize) -> Self {
+        let folder = EraseOutcome {
+            files: outcome.files.clone(),
+            metrics: outcome.metrics.clone(),
+        };
+        Self {
+            commit: outcome.commit,
+            snapshots_expired: outcome.snapshots_expired,
+            files_purged: outcome.files_purged.len() as u64,
+            ..Self::from_outcome(&folder, subjects)
         }
     }
 }
@@ -98,6 +135,9 @@ pub fn run(args: &EraseArgs, output: &mut Output<'_>) -> Result<Exit, CommandErr
     let subjects = subject_list::read(&args.subjects).map_err(|e| CommandError::Usage(e.into()))?;
     let root = LakeRoot::parse(&args.root).map_err(CommandError::from_lake)?;
     let count = subjects.len();
+    if args.format == LakeFormatArg::Delta {
+        return run_delta(args, root, subjects, output);
+    }
 
     let latest: Arc<Mutex<Option<EraseProgress>>> = Arc::default();
     let sink = Arc::clone(&latest);
@@ -152,6 +192,56 @@ pub fn run(args: &EraseArgs, output: &mut Output<'_>) -> Result<Exit, CommandErr
         summary.files_failed,
         human_bytes(summary.bytes_read),
         human_bytes(summary.bytes_written),
+        summary.elapsed_s
+    );
+    let _ = output.err.flush();
+    print_json(output, &summary)?;
+    Ok(if outcome.has_failures() {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}
+
+/// `erase --format delta`: one commit on the table, then the purge.
+fn run_delta(
+    args: &EraseArgs,
+    root: LakeRoot,
+    subjects: std::collections::BTreeSet<String>,
+    output: &mut Output<'_>,
+) -> Result<Exit, CommandError> {
+    let count = subjects.len();
+    let table = DeltaTable::new(root).map_err(CommandError::from_lake)?;
+    let erase = DeltaErase::new(table, &args.subject_column)
+        .subjects(subjects)
+        .concurrency(args.jobs.unwrap_or_else(default_jobs));
+    let outcome = runtime()?
+        .block_on(erase.execute())
+        .map_err(CommandError::from_lake)?;
+    for f in &outcome.files {
+        if let FileStatus::Failed { error } = &f.status {
+            let _ = writeln!(output.err, "failed: {}: {error}", f.relative);
+        }
+    }
+    for f in &outcome.files_purged {
+        let _ = writeln!(output.err, "purged: {f}");
+    }
+    let summary = EraseSummary::from_delta(&outcome, count);
+    let commit = outcome
+        .commit
+        .map_or_else(|| "no commit".to_string(), |v| format!("commit {v}"));
+    let _ = writeln!(
+        output.err,
+        "erased {} rows of {} subjects from Delta table version {}: {}, {} of {} files rewritten, {} failed, {} files purged, {} older versions unreadable; {:.1} s",
+        summary.rows_removed,
+        count,
+        outcome.read_version,
+        commit,
+        summary.files_rewritten,
+        summary.files_scanned,
+        summary.files_failed,
+        summary.files_purged,
+        summary.snapshots_expired,
         summary.elapsed_s
     );
     let _ = output.err.flush();

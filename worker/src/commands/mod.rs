@@ -41,13 +41,14 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 impl CommandError {
-    /// Sorts a root-level lake error: a missing root or a table-format table is bad input (the
-    /// operator pointed at the wrong thing); anything else is a failure.
+    /// Sorts a root-level lake error: a missing root, a table-format table or a table feature
+    /// Lethe cannot honour is bad input (the operator pointed at the wrong thing; nothing was
+    /// changed); anything else is a failure.
     pub fn from_lake(e: LakeError) -> Self {
         match e {
-            LakeError::InvalidRoot { .. } | LakeError::TableFormat { .. } => {
-                CommandError::Usage(e.into())
-            }
+            LakeError::InvalidRoot { .. }
+            | LakeError::TableFormat { .. }
+            | LakeError::TableFeature { .. } => CommandError::Usage(e.into()),
             other => CommandError::Failed(other.into()),
         }
     }

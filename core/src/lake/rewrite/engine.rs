@@ -184,6 +184,50 @@ pub(crate) async fn rewrite_file(
     filter: &Arc<dyn RowFilter>,
     guard: Option<&Arc<dyn CommitGuard>>,
 ) -> Result<FileOutcome, LakeError> {
+    rewrite_file_to(root, file, filter, guard, Destination::Swap)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// Where [`rewrite_file_to`] puts the verified new file.
+#[derive(Debug, Clone)]
+pub(crate) enum Destination {
+    /// In place of the original: written to a hidden temporary object, then swapped in
+    /// (Hive-partitioned folders, where the folder listing is the table).
+    Swap,
+    /// A new object at this location beside the original, which stays as it is (table
+    /// formats: the new file counts only once the table's log commits it, so no swap, no
+    /// temporary object, no `.crc` sidecar). A file losing every row is not written.
+    Beside(Path),
+}
+
+/// The new file [`rewrite_file_to`] wrote to a [`Destination::Beside`] location, verified.
+#[derive(Debug, Clone)]
+pub(crate) struct NewFile {
+    /// Where it was written.
+    pub location: Path,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its footer, as read back for the verification (row count, statistics).
+    pub metadata: Arc<parquet::file::metadata::ParquetMetaData>,
+    /// Its Arrow schema.
+    pub schema: arrow_schema::SchemaRef,
+}
+
+/// [`rewrite_file`] to a chosen [`Destination`]. With [`Destination::Beside`], returns the new
+/// file, or `None` when the filter removes every row of `file` (nothing written) or none
+/// (`FileStatus::Unchanged`).
+///
+/// # Errors
+/// As [`rewrite_file`]; with [`Destination::Beside`] a failed attempt deletes what it wrote at
+/// the new location.
+pub(crate) async fn rewrite_file_to(
+    root: &LakeRoot,
+    file: &DataFile,
+    filter: &Arc<dyn RowFilter>,
+    guard: Option<&Arc<dyn CommitGuard>>,
+    destination: Destination,
+) -> Result<(FileOutcome, Option<NewFile>), LakeError> {
     let store = root.store();
     let opened = open(store, &file.location, &file.relative, file.size).await?;
     let rows_before = opened.num_rows();
@@ -191,19 +235,44 @@ pub(crate) async fn rewrite_file(
     let plans = plan_candidates(&opened, filter, &candidates).await?;
     if plans.is_empty() {
         tracing::debug!(file = %file.relative, "no subject rows; file left as is");
-        return Ok(FileOutcome {
-            relative: file.relative.clone(),
-            status: FileStatus::Unchanged,
-            rows_before,
-            rows_removed: 0,
-            bytes_read: opened.reader.bytes_read(),
-            bytes_written: 0,
-            upload_parts: 0,
-            stale_temps_removed: 0,
-            surgery: SurgeryMetrics::default(),
-        });
+        return Ok((
+            FileOutcome {
+                relative: file.relative.clone(),
+                status: FileStatus::Unchanged,
+                rows_before,
+                rows_removed: 0,
+                bytes_read: opened.reader.bytes_read(),
+                bytes_written: 0,
+                upload_parts: 0,
+                stale_temps_removed: 0,
+                surgery: SurgeryMetrics::default(),
+            },
+            None,
+        ));
     }
-    let tmp = temp_beside(&file.location);
+    let removes_everything = plans.values().map(|p| p.removed).sum::<u64>() == rows_before;
+    if removes_everything && matches!(destination, Destination::Beside(_)) {
+        let removed = plans.values().map(|p| p.removed).sum();
+        tracing::info!(file = %file.relative, rows_removed = removed, "every row removed; no new file");
+        return Ok((
+            FileOutcome {
+                relative: file.relative.clone(),
+                status: FileStatus::Rewritten,
+                rows_before,
+                rows_removed: removed,
+                bytes_read: opened.reader.bytes_read(),
+                bytes_written: 0,
+                upload_parts: 0,
+                stale_temps_removed: 0,
+                surgery: SurgeryMetrics::default(),
+            },
+            None,
+        ));
+    }
+    let tmp = match &destination {
+        Destination::Swap => temp_beside(&file.location),
+        Destination::Beside(at) => at.clone(),
+    };
     let sidecar = sidecar_of(&file.location);
     let sidecar_tmp = temp_beside(&sidecar);
     let result = write_verify_swap(
@@ -216,6 +285,7 @@ pub(crate) async fn rewrite_file(
             data: &tmp,
             sidecar: &sidecar,
             sidecar_tmp: &sidecar_tmp,
+            swap: matches!(destination, Destination::Swap),
         },
     )
     .await;
@@ -238,23 +308,37 @@ pub(crate) async fn rewrite_file(
         "file rewritten"
     );
     hit(Failpoint::AfterSwap).await;
-    Ok(FileOutcome {
-        relative: file.relative.clone(),
-        status: FileStatus::Rewritten,
-        rows_before,
-        rows_removed: written.rows_removed,
-        bytes_read: opened.reader.bytes_read(),
-        bytes_written: written.bytes,
-        upload_parts: written.parts,
-        stale_temps_removed: 0,
-        surgery: written.surgery,
-    })
+    let new_file = match destination {
+        Destination::Swap => None,
+        Destination::Beside(location) => Some(NewFile {
+            location,
+            size: written.bytes,
+            metadata: Arc::clone(written.new.metadata.metadata()),
+            schema: Arc::clone(written.new.metadata.schema()),
+        }),
+    };
+    Ok((
+        FileOutcome {
+            relative: file.relative.clone(),
+            status: FileStatus::Rewritten,
+            rows_before,
+            rows_removed: written.rows_removed,
+            bytes_read: opened.reader.bytes_read(),
+            bytes_written: written.bytes,
+            upload_parts: written.parts,
+            stale_temps_removed: 0,
+            surgery: written.surgery,
+        },
+        new_file,
+    ))
 }
 
 struct Temps<'a> {
     data: &'a Path,
     sidecar: &'a Path,
     sidecar_tmp: &'a Path,
+    /// Swap `data` in place of the original (else `data` is the new file's final location).
+    swap: bool,
 }
 
 /// What [`write_verify_swap`] wrote.
@@ -266,6 +350,8 @@ struct Written {
     parts: u64,
     /// Row groups copied and rewritten.
     surgery: SurgeryMetrics,
+    /// The new file, opened for the verification.
+    new: OpenFile,
 }
 
 /// Writes the filtered copy to `temps.data`, verifies it, asks `guard` and swaps it in.
@@ -281,14 +367,14 @@ async fn write_verify_swap(
     let store = root.store();
     let relative = file.relative.as_str();
     let crc = match store.head(temps.sidecar).await {
-        Ok(_) => {
+        Ok(_) if temps.swap => {
             let header = store
                 .get_range(temps.sidecar, 0..8)
                 .await
                 .map_err(|e| LakeError::store(temps.sidecar, e))?;
             Some(ChecksumWriter::new(bytes_per_checksum(&header)))
         }
-        Err(object_store::Error::NotFound { .. }) => None,
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => None,
         Err(e) => return Err(LakeError::store(temps.sidecar, e)),
     };
 
@@ -361,7 +447,7 @@ async fn write_verify_swap(
         )
     })?;
 
-    verify(store, opened, temps.data, finished.written, removed).await?;
+    let new = verify(store, opened, temps.data, finished.written, removed).await?;
     if let Some(guard) = guard {
         guard
             .may_commit(relative)
@@ -370,6 +456,20 @@ async fn write_verify_swap(
                 file: relative.to_string(),
                 reason,
             })?;
+    }
+    let parts = if finished.multipart {
+        finished.written.div_ceil(part_size as u64)
+    } else {
+        0
+    };
+    if !temps.swap {
+        return Ok(Written {
+            rows_removed: removed,
+            bytes: finished.written,
+            parts,
+            surgery,
+            new,
+        });
     }
     if let Some(sidecar_bytes) = &finished.sidecar {
         store
@@ -386,16 +486,12 @@ async fn write_verify_swap(
             .await
             .map_err(|e| LakeError::store(temps.sidecar, e))?;
     }
-    let parts = if finished.multipart {
-        finished.written.div_ceil(part_size as u64)
-    } else {
-        0
-    };
     Ok(Written {
         rows_removed: removed,
         bytes: finished.written,
         parts,
         surgery,
+        new,
     })
 }
 
@@ -549,13 +645,14 @@ impl Sink {
 /// Reads the new file's footer back: it must decode, hold `old − removed` rows (counted by
 /// row group, not by the original's file-level count, which some writers get wrong) and have
 /// the original Parquet schema and key-value metadata (plus the original `created_by`).
+/// Returns the new file, opened.
 async fn verify(
     store: &Arc<dyn ObjectStore>,
     original: &OpenFile,
     tmp: &Path,
     size: u64,
     removed: u64,
-) -> Result<(), LakeError> {
+) -> Result<OpenFile, LakeError> {
     let relative = &original.relative;
     let new = open(store, tmp, relative, size).await?;
     let expected_rows = original.num_rows().saturating_sub(removed);
@@ -585,7 +682,7 @@ async fn verify(
             reason: "the rewritten file's key-value metadata differs from the original".into(),
         });
     }
-    Ok(())
+    Ok(new)
 }
 
 /// Fails when the original changed (size, ETag or mtime) since it was listed: someone else

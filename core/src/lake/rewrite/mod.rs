@@ -23,6 +23,7 @@ pub use rectify::{
 pub use surgery::SurgeryMetrics;
 pub(crate) use surgery::mended as mended_row_group;
 
+pub(crate) use engine::{Destination, NewFile, rewrite_file_to};
 pub use guard::{AllGuards, CommitGuard};
 
 use std::collections::BTreeSet;
