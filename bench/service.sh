@@ -50,6 +50,8 @@ echo "== service: file and approve $ERASURES erasures" >&2
 cp -r "$OUT/lake" "$OUT/served"; sync
 cd "$OUT/run"
 PORT=$(free_port)
+# The lake lies outside the embedded default's own lake folder: allow it (storage.allowed_roots).
+export LETHE__STORAGE__ALLOWED_ROOTS="$OUT/served"
 export LETHE__WORKER__IN_PROCESS=false LETHE__SERVER__PORT=$PORT LETHE__LOG__FORMAT=json \
   LETHE__WORKER__POLL_INTERVAL_MS=${POLL_MS:-200}
 API="http://127.0.0.1:$PORT"

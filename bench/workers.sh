@@ -130,6 +130,7 @@ bench() { # bench <workers>: writes the run's JSON summary to $OUT/result-<worke
 
   local port
   port=$(free_port)
+  export LETHE__STORAGE__ALLOWED_ROOTS="s3://$bucket/"
   export LETHE__DATABASE__URL=$dburl LETHE__STORAGE__DATA_DIR=$PWD/$run/data \
     LETHE__WORKER__IN_PROCESS=false LETHE__SERVER__PORT=$port LETHE__LOG__FORMAT=json \
     LETHE__WORKER__POLL_INTERVAL_MS=${POLL_MS:-200}
@@ -227,7 +228,7 @@ bench() { # bench <workers>: writes the run's JSON summary to $OUT/result-<worke
 
   kill "$service_pid" 2>/dev/null || true
   wait "$service_pid" 2>/dev/null || true
-  unset LETHE__DATABASE__URL LETHE__STORAGE__DATA_DIR LETHE__WORKER__IN_PROCESS LETHE__SERVER__PORT \
+  unset LETHE__STORAGE__ALLOWED_ROOTS LETHE__DATABASE__URL LETHE__STORAGE__DATA_DIR LETHE__WORKER__IN_PROCESS LETHE__SERVER__PORT \
     LETHE__LOG__FORMAT LETHE__WORKER__POLL_INTERVAL_MS
   s3 drop "$bucket"
 
