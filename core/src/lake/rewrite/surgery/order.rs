@@ -228,13 +228,13 @@ impl Bounds {
 
     /// Min and max as written to a footer or page index: those of the non-NaN values, or,
     /// when every value is NaN, those of the NaNs (as the parquet crate writes them).
-    pub fn written_min_max(&self, _order: Order) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub fn written_min_max(&self) -> Option<(Vec<u8>, Vec<u8>)> {
         self.min_max.clone().or_else(|| self.nan_min_max.clone())
     }
 
     /// Chunk statistics of a column of physical type `physical`.
-    pub fn statistics(&self, order: Order, physical: PhysicalType) -> Statistics {
-        let mm = self.written_min_max(order);
+    pub fn statistics(&self, physical: PhysicalType) -> Statistics {
+        let mm = self.written_min_max();
         let (min, max) = match &mm {
             Some((a, b)) => (Some(a.as_slice()), Some(b.as_slice())),
             None => (None, None),
@@ -334,7 +334,7 @@ mod tests {
             b.add(Order::F32, &f(v));
         }
         assert_eq!((b.nans, b.values), (1, 4));
-        let (min, max) = b.written_min_max(Order::F32).unwrap();
+        let (min, max) = b.written_min_max().unwrap();
         let min = f32::from_le_bytes(min.try_into().unwrap());
         assert!(
             min == 0.0 && min.is_sign_negative(),
@@ -343,9 +343,9 @@ mod tests {
         assert_eq!(f32::from_le_bytes(max.try_into().unwrap()), 3.5);
         let mut zero = Bounds::default();
         zero.add(Order::F32, &f(0.0));
-        let (min, _) = zero.written_min_max(Order::F32).unwrap();
+        let (min, _) = zero.written_min_max().unwrap();
         assert!(f32::from_le_bytes(min.try_into().unwrap()).is_sign_positive());
-        let Statistics::Float(stats) = b.statistics(Order::F32, PhysicalType::FLOAT) else {
+        let Statistics::Float(stats) = b.statistics(PhysicalType::FLOAT) else {
             panic!("float statistics");
         };
         assert_eq!(stats.nan_count_opt(), Some(1));
@@ -358,13 +358,13 @@ mod tests {
         let mut b = Bounds::default();
         b.add(Order::F64, &d(f64::NAN));
         b.add(Order::F64, &d(negative_nan));
-        let (min, max) = b.written_min_max(Order::F64).unwrap();
+        let (min, max) = b.written_min_max().unwrap();
         assert_eq!(min, d(negative_nan));
         assert_eq!(max, d(f64::NAN));
         let mut other = Bounds::default();
         other.add(Order::F64, &d(1.5));
         b.merge(Order::F64, &other);
-        assert_eq!(b.written_min_max(Order::F64).unwrap(), (d(1.5), d(1.5)));
+        assert_eq!(b.written_min_max().unwrap(), (d(1.5), d(1.5)));
         assert_eq!((b.nans, b.values), (2, 3));
     }
 
@@ -429,12 +429,12 @@ mod tests {
             packed_bounds.add_packed(order, width, &packed);
             assert_eq!(
                 (
-                    packed_bounds.written_min_max(order),
+                    packed_bounds.written_min_max(),
                     packed_bounds.nans,
                     packed_bounds.values
                 ),
                 (
-                    one_by_one.written_min_max(order),
+                    one_by_one.written_min_max(),
                     one_by_one.nans,
                     one_by_one.values
                 ),

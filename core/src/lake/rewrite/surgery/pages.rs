@@ -677,7 +677,7 @@ pub(crate) fn filter_chunk(
         offsets.append_row_count(p.rows as i64);
         num_values += p.levels;
         rows_total += p.rows;
-        match b.written_min_max(order) {
+        match b.written_min_max() {
             Some((min, max)) => column_index.append(
                 false,
                 min,
@@ -707,7 +707,7 @@ pub(crate) fn filter_chunk(
         .set_data_page_offset(data_page_offset)
         .set_dictionary_page_offset(dictionary_offset);
     if job.source.statistics().is_some() {
-        meta = meta.set_statistics(chunk_bounds.statistics(order, descr.physical_type()));
+        meta = meta.set_statistics(chunk_bounds.statistics(descr.physical_type()));
     }
     let close = ColumnCloseResult {
         bytes_written: bytes.len() as u64,
