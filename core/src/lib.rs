@@ -12,6 +12,8 @@
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |
 //! | [`jobs`] | the job queue runner that executes approved privacy requests |
+//! | [`ingest`] | writing new rows into a managed dataset: validation, residency routing, cell encryption, Parquet files sorted by subject |
+//! | [`compaction`] | merging a partition's small files, applying pending erasures in the same pass |
 //! | [`residency`] | data residency (GDPR Chapter V): policies per jurisdiction, the residency scan and its remediation |
 //! | [`webhooks`] | signed notifications of request status changes: outbox, dispatcher, signatures |
 //! | [`demo`] | a generator for the running-app demo lake |
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod compaction;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -15,7 +15,6 @@
 //! [`compact`] reuses the layout to merge small files and apply pending erasures.
 
 pub mod cells;
-pub mod compact;
 mod input;
 pub mod routing;
 pub mod write;

@@ -22,8 +22,7 @@ use super::IngestError;
 use crate::domain::{DatasetSchema, Jurisdiction};
 use crate::keyring::Keyring;
 use crate::lake::subject_values;
-use crate::residency::{Jurisdictions, PolicyBook};
-use crate::store::Store;
+use crate::store::{Jurisdictions, PolicyBook, Store};
 
 /// What routing learned about a batch it accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

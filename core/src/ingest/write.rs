@@ -329,3 +329,16 @@ pub async fn upload(root: &LakeRoot, relative: &str, bytes: Vec<u8>) -> Result<u
         .map_err(|e| IngestError::Lake(crate::lake::LakeError::store(&location, e)))?;
     Ok(size)
 }
+
+/// `batch` sorted by the primary subject column (stable).
+pub(crate) fn sort_by_subject(
+    schema: &DatasetSchema,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, IngestError> {
+    let values = subject_values(batch, schema.primary_subject())
+        .map_err(|e| IngestError::Write(e.to_string()))?
+        .ok_or_else(|| IngestError::Write("primary subject column missing".into()))?;
+    let mut idx: Vec<u32> = (0..u32::try_from(batch.num_rows()).unwrap_or(u32::MAX)).collect();
+    sort_rows_by(&values, &mut idx);
+    take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| IngestError::Write(e.to_string()))
+}

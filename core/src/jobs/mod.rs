@@ -5,20 +5,25 @@
 //! panic fails the job, not the worker. Errors are sorted into retry (transient: storage
 //! unreachable) and abort (permanent: missing column, corrupt file, bad root).
 
+mod context;
+mod erase;
 mod execute;
+mod export;
 mod exports;
 mod holds;
 mod rectify;
 mod restrict;
+mod roots;
 mod runner;
 mod shred;
 mod sweep;
 
-pub use execute::{
-    EraseFileTask, ExecuteContext, Execution, JobError, erasure_result, execute_job,
-    export_context, locator_hint,
-};
+pub use context::{ExecuteContext, Execution, JobError};
+pub use erase::{EraseFileTask, erasure_result};
+pub use execute::execute_job;
+pub use export::export_context;
 pub use exports::{ExportRewrapReport, rewrap_exports};
+pub use roots::locator_hint;
 pub use runner::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};
 pub use shred::{destroy_subject_key, reapply_tombstones};

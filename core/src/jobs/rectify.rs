@@ -12,7 +12,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, StringArray};
 use serde_json::{Value, json};
 
-use super::execute::{ExecuteContext, Execution, JobError, lake_error, locate_in_roots};
+use super::context::{ExecuteContext, Execution, JobError, lake_error};
+use super::roots::locate_in_roots;
 use crate::domain::{Rectification, SubjectId};
 use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::execute::{Execution, JobError};
+use super::context::{Execution, JobError};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestType, to_db};
 use crate::store::{Job, PrivacyRequest, Store};

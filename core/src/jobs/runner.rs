@@ -8,7 +8,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::execute::{ExecuteContext, Execution, JobError, erasure_result, execute_job};
+use super::context::{ExecuteContext, Execution, JobError};
+use super::erase::erasure_result;
+use super::execute::execute_job;
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::IngestError;
@@ -365,7 +367,7 @@ impl Worker {
                 .as_str()
                 .ok_or_else(|| JobError::Permanent("compact job without dataset_id".into()))?;
             let dataset = self.store.dataset(dataset_id).await?;
-            crate::ingest::compact::compact(&self.store, &keyring, &dataset, &self.actor())
+            crate::compaction::compact(&self.store, &keyring, &dataset, &self.actor())
                 .await
                 .map_err(|e| {
                     if let IngestError::Store(

@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
-    FileMetaData, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader,
+    FileMetaData, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader, RowGroupMetaData,
 };
 use parquet::schema::types::SchemaDescriptor;
 
@@ -160,7 +160,7 @@ impl OpenFile {
 /// count: a file-level `num_rows` that disagrees with the sum of the row groups' is replaced by
 /// that sum (the Arrow reader sizes its batches by the file-level count, so a footer saying 0
 /// rows would read as empty), and row groups are mended as
-/// [`crate::lake::rewrite::mended_row_group`] says.
+/// [`mended_row_group`] says.
 fn mend_footer(footer: Arc<ParquetMetaData>) -> Result<(Arc<ParquetMetaData>, bool), ParquetError> {
     let rows_agree = crate::lake::trust::row_counts_agree(&footer);
     let offsets_ok = !footer
@@ -184,12 +184,46 @@ fn mend_footer(footer: Arc<ParquetMetaData>) -> Result<(Arc<ParquetMetaData>, bo
     let row_groups = footer
         .row_groups()
         .iter()
-        .map(crate::lake::rewrite::mended_row_group)
+        .map(mended_row_group)
         .collect::<Result<Vec<_>, _>>()?;
     let mended = ParquetMetaDataBuilder::new(file_metadata)
         .set_row_groups(row_groups)
         .build();
     Ok((Arc::new(mended), rows_agree))
+}
+
+/// `rg` with the footer mistakes readers are known to forgive mended: a dictionary page
+/// offset inside the file's magic (`0`, as some writers put for "none"; parquet-mr and Arrow
+/// C++ ignore such offsets) is dropped, so the chunk starts at its first data page.
+///
+/// # Errors
+/// The parquet crate's error when the metadata cannot be rebuilt.
+pub(crate) fn mended_row_group(rg: &RowGroupMetaData) -> parquet::errors::Result<RowGroupMetaData> {
+    if !rg
+        .columns()
+        .iter()
+        .any(|c| c.dictionary_page_offset().is_some_and(|o| o < 4))
+    {
+        return Ok(rg.clone());
+    }
+    let columns = rg
+        .columns()
+        .iter()
+        .map(|c| {
+            if c.dictionary_page_offset().is_some_and(|o| o < 4) {
+                c.clone()
+                    .into_builder()
+                    .set_dictionary_page_offset(None)
+                    .build()
+            } else {
+                Ok(c.clone())
+            }
+        })
+        .collect::<parquet::errors::Result<Vec<_>>>()?;
+    rg.clone()
+        .into_builder()
+        .set_column_metadata(columns)
+        .build()
 }
 
 /// Opens `location` (size `size` bytes): checks the `PAR1` magic, reads the footer and maps the

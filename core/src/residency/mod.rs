@@ -25,12 +25,11 @@
 //! of its `region=` partition, or, when the region column is stored in the files, in the region
 //! its region column names.
 
-mod policy;
 pub mod remediate;
 mod rule;
 pub mod scan;
 
-pub use policy::{Jurisdictions, PolicyBook};
+pub use crate::store::{Jurisdictions, PolicyBook};
 pub use remediate::{RemediationReport, remediate_dataset};
 pub use rule::RegionSource;
 pub use scan::{DatasetScan, scan_dataset};

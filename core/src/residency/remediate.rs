@@ -34,14 +34,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ResidencyError;
-use super::policy::{Jurisdictions, PolicyBook};
 use super::rule::{RegionSource, RemoveMoved, Rule};
 use super::scan::{DatasetScan, FileFinding, find, records};
 use crate::audit::NewAuditEntry;
 use crate::domain::DatasetSchema;
-use crate::ingest::compact::sort_by_subject;
 use crate::ingest::index_entry;
-use crate::ingest::write::{WrittenFile, encode_files, upload};
+use crate::ingest::write::{WrittenFile, encode_files, sort_by_subject, upload};
 use crate::keyring::Keyring;
 use crate::lake::columns::read_columns;
 use crate::lake::export::read_whole_file;
@@ -52,6 +50,7 @@ use crate::lake::{
 use crate::store::{
     Dataset, IndexedFile, LeaseMode, Store, process_lease_holder, with_dataset_lease,
 };
+use crate::store::{Jurisdictions, PolicyBook};
 
 /// Folder (under a root) of remediation manifests; hidden from listings.
 const MANIFEST_DIR: &str = "_lethe";

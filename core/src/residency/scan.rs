@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ResidencyError;
-use super::policy::{Jurisdictions, PolicyBook};
 use super::rule::{RegionSource, Rule};
 use crate::audit::NewAuditEntry;
 use crate::domain::DatasetSchema;
@@ -23,6 +22,7 @@ use crate::keyring::Keyring;
 use crate::lake::columns::read_columns;
 use crate::lake::{DataFile, LakeRoot, subject_values};
 use crate::store::{Dataset, DatasetRoot, ResidencyScan, ResidencyViolation, ScanStatus, Store};
+use crate::store::{Jurisdictions, PolicyBook};
 
 /// What the scan of one dataset found (and recorded).
 #[derive(Debug, Clone, Serialize)]

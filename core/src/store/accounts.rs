@@ -4,7 +4,9 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::sql::{SqlStore, USER_COLS, append_audit_in, db, now, user_from};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, db, now};
+use super::rows::{USER_COLS, user_from};
 use super::{StoreError, StoreResult, User};
 use crate::audit::NewAuditEntry;
 use crate::domain::to_db;

@@ -8,10 +8,10 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::sql::{
-    DATASET_COLS, SqlStore, WriteTx, append_audit_in, dataset_from, db, final_statuses_sql, get_os,
-    now,
-};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, WriteTx, db, now};
+use super::rows::get_os;
+use super::rows::{DATASET_COLS, dataset_from, final_statuses_sql};
 use super::{Dataset, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{from_db, to_db};
@@ -29,7 +29,7 @@ async fn count(
     }
     let row = query.fetch_one(&mut **tx).await.map_err(db(context))?;
     row.try_get::<i64, _>(0)
-        .map_err(|e| super::sql::corrupt("datasets", e))
+        .map_err(|e| super::rows::corrupt("datasets", e))
 }
 
 impl SqlStore {

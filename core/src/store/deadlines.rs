@@ -8,15 +8,15 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::sql::{
-    REQUEST_COLS, SqlStore, append_audit_in, db, final_statuses_sql, now, request_from, with_detail,
-};
+use super::audit_chain::{append_audit_in, with_detail};
+use super::db::{SqlStore, db, now};
+use super::rows::{REQUEST_COLS, final_statuses_sql, request_from};
+use super::webhooks::RequestEventKind;
 use super::{
     NewExtension, PrivacyRequest, RegisterEntry, RegisterFilter, Store, StoreError, StoreResult,
 };
 use crate::audit::NewAuditEntry;
 use crate::domain::{check_extension, extended_due_date, from_db, to_db};
-use crate::webhooks::RequestEventKind;
 
 impl SqlStore {
     pub(super) async fn extend_deadline_impl(

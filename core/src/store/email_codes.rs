@@ -3,15 +3,16 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::sql::{
-    SqlStore, USER_COLS, append_audit_in, corrupt, db, get_s, get_ts, now, user_from,
-};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, db, now};
+use super::rows::{USER_COLS, user_from};
+use super::rows::{corrupt, get_s, get_ts};
 use super::{EmailCodeOutcome, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Timestamp, to_db};
 
 /// Deletes the account's code (spent, expired or used up).
-async fn void(tx: &mut super::sql::WriteTx, user_id: &str) -> StoreResult<()> {
+async fn void(tx: &mut super::db::WriteTx, user_id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM email_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)

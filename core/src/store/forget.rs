@@ -18,7 +18,8 @@
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::sql::{db, final_statuses_sql};
+use super::db::db;
+use super::rows::final_statuses_sql;
 use super::{ForgetSubject, StoreResult};
 
 /// Applies [`ForgetSubject`] inside the caller's transaction.

@@ -8,10 +8,10 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::sql::{
-    REQUEST_COLS, SqlStore, append_audit_in, db, get_os, get_ots, get_s, get_ts, now, request_from,
-    with_detail,
-};
+use super::audit_chain::{append_audit_in, with_detail};
+use super::db::{SqlStore, db, now};
+use super::rows::{REQUEST_COLS, request_from};
+use super::rows::{get_os, get_ots, get_s, get_ts};
 use super::{LegalHold, NewLegalHold, PrivacyRequest, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::to_db;

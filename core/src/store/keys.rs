@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::Store;
-use super::sql::{Backend, SqlStore};
+use super::db::{Backend, SqlStore};
 use crate::domain::{from_db, to_db};
 use crate::keyring::{KeyStore, KeyringError, StoredKey, WrappedDek};
 

@@ -22,7 +22,8 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::sql::{SqlStore, db, get_s, get_ts, now};
+use super::db::{SqlStore, db, now};
+use super::rows::{get_s, get_ts};
 use super::{Backend, DatasetLease, LeaseMode, Store, StoreError, StoreResult};
 use crate::domain::to_db;
 use crate::lake::CommitGuard;
@@ -38,7 +39,7 @@ fn lease_from(row: &AnyRow) -> StoreResult<DatasetLease> {
     let mode = match get_s(row, t, "mode")?.as_str() {
         "shared" => LeaseMode::Shared,
         "exclusive" => LeaseMode::Exclusive,
-        other => return Err(super::sql::corrupt(t, format!("mode: {other}"))),
+        other => return Err(super::rows::corrupt(t, format!("mode: {other}"))),
     };
     Ok(DatasetLease {
         dataset_id: get_s(row, t, "dataset_id")?,

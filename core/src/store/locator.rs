@@ -6,7 +6,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::sql::SqlStore;
+use super::db::SqlStore;
 use super::{IndexedFile, StoreError, StoreResult};
 use crate::domain::to_db;
 

@@ -6,11 +6,14 @@
 //! audit log and the state it describes cannot disagree.
 
 mod accounts;
+mod audit_chain;
 mod dataset_removal;
+mod db;
 mod deadlines;
 mod email_codes;
 mod forget;
 mod holds;
+mod jurisdictions;
 mod keys;
 mod leases;
 mod locator;
@@ -18,16 +21,18 @@ mod model;
 mod refresh;
 mod residency;
 mod restrictions;
+mod rows;
 mod sql;
 mod tokens;
-mod webhooks;
+pub mod webhooks;
 
+pub use db::{Backend, SqlStore};
+pub use jurisdictions::{Jurisdictions, PolicyBook};
 pub use leases::{DATASET_LEASE_TTL, HeldDatasetLease, process_lease_holder, with_dataset_lease};
 pub use model::*;
 pub use residency::{
     ResidencyPolicy, ResidencyScan, ResidencyViolation, ScanStatus, SubjectJurisdiction,
 };
-pub use sql::{Backend, SqlStore};
 
 use std::time::Duration;
 
@@ -35,7 +40,7 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::domain::{Email, ExtensionRefusal, RequestStatus, SubjectId};
-use crate::webhooks::{
+use webhooks::{
     ClaimedDelivery, DeliveryFilter, DeliveryOutcome, NewWebhook, WebhookDelivery, WebhookEndpoint,
 };
 

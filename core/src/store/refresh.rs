@@ -11,9 +11,10 @@ use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::sql::{
-    SqlStore, USER_COLS, WriteTx, append_audit_in, db, get_ots, get_s, get_ts, now, user_from,
-};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, WriteTx, db, now};
+use super::rows::{USER_COLS, user_from};
+use super::rows::{get_ots, get_s, get_ts};
 use super::{NewRefreshToken, RefreshOutcome, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Timestamp, to_db};
@@ -40,7 +41,7 @@ fn refresh_from(row: &sqlx::any::AnyRow) -> StoreResult<RefreshRow> {
         user_id: get_s(row, t, "user_id")?,
         epoch: row
             .try_get::<i64, _>("epoch")
-            .map_err(|e| super::sql::corrupt(t, e))?,
+            .map_err(|e| super::rows::corrupt(t, e))?,
         expires_at: get_ts(row, t, "expires_at")?,
         family_expires_at: get_ts(row, t, "family_expires_at")?,
         used_at: get_ots(row, t, "used_at")?,

@@ -11,7 +11,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::sql::{SqlStore, append_audit_in, corrupt, db, get_os, get_s, get_ts, now};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, db, now};
+use super::rows::{corrupt, get_os, get_s, get_ts};
 use super::{StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::to_db;

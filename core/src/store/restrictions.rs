@@ -10,7 +10,9 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::sql::{SqlStore, append_audit_in, db, get_s, get_ts, now};
+use super::audit_chain::append_audit_in;
+use super::db::{SqlStore, db, now};
+use super::rows::{get_s, get_ts};
 use super::{RestrictedSubject, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{SubjectId, to_db};
@@ -69,7 +71,7 @@ impl SqlStore {
         .await
         .map_err(db("restricting a subject"))?;
         let entry = entry_in(&mut tx, subject).await?.ok_or_else(|| {
-            super::sql::corrupt(
+            super::rows::corrupt(
                 "restricted_subjects",
                 "the restriction just written is gone",
             )

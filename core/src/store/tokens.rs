@@ -8,9 +8,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::sql::{
-    SqlStore, append_audit_in, corrupt, db, get_os, get_ots, get_s, get_ts, now, with_detail,
-};
+use super::audit_chain::{append_audit_in, with_detail};
+use super::db::{SqlStore, db, now};
+use super::rows::{corrupt, get_os, get_ots, get_s, get_ts};
 use super::{ApiToken, NewApiToken, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Role, to_db};

@@ -16,27 +16,26 @@
 //! `created_at`, and de-duplicate on the event `id` (a dispatcher that dies after sending and
 //! before recording sends again).
 //!
+//! The endpoints, deliveries and events themselves (rows and the outbox's payloads) live with
+//! their SQL in the store ([`crate::store::webhooks`]), which writes the outbox in the same
+//! transaction as each change; this module delivers them.
+//!
 //! **Secrets** are stored sealed under the KEK, bound to the endpoint's URL ([`seal_secret`]).
 //!
 //! **Receivers** verify the `Lethe-Signature` header with [`verify_signature`].
 
 mod dispatcher;
 pub mod egress;
-mod event;
-mod model;
 mod sealing;
 mod signature;
-mod subscription;
 
+pub use crate::store::webhooks::{
+    ClaimedDelivery, DEADLINE_EXTENDED, DeliveryFilter, DeliveryOutcome, DeliveryStatus,
+    EventExtension, EventSelection, NewWebhook, RequestEventData, RequestEventKind, SECRET_PREFIX,
+    WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookUrl, generate_secret, known_event_types,
+    redact, status_event_type,
+};
 pub use dispatcher::{Dispatcher, DispatcherConfig, retry_delay};
-pub use event::{
-    DEADLINE_EXTENDED, EventExtension, RequestEventData, RequestEventKind, WebhookEvent,
-    known_event_types, status_event_type,
-};
-pub use model::{
-    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, NewWebhook, WebhookDelivery,
-    WebhookEndpoint,
-};
 pub use sealing::{
     SEALED_SECRET_PREFIX, SecretResealReport, open_secret, reseal_secret, reseal_secrets,
     seal_secret,
@@ -45,4 +44,3 @@ pub use signature::{
     DEFAULT_TOLERANCE, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, SignatureError,
     signature_header, verify_signature,
 };
-pub use subscription::{EventSelection, SECRET_PREFIX, WebhookUrl, generate_secret, redact};

@@ -471,7 +471,7 @@ async fn compaction_merges_small_files_sorted_and_applies_pending_erasures() {
     let gone = SubjectId::parse("u-2").unwrap();
     env.keyring.shred(&gone).await.unwrap();
 
-    let report = lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test")
+    let report = lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test")
         .await
         .unwrap();
     assert_eq!((report.files_in, report.files_out), (3, 1));
@@ -548,7 +548,7 @@ async fn an_interrupted_compaction_is_rolled_back_before_the_next() {
             .to_string(),
     )
     .unwrap();
-    let report = lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test")
+    let report = lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test")
         .await
         .unwrap();
     assert_eq!(report.recovered, 1);
@@ -803,8 +803,7 @@ async fn compaction_and_rewrites_of_a_dataset_take_turns() {
     }
     let before = parquet_files(&env.lake);
     assert_eq!(before.len(), 2);
-    let compact =
-        || lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test");
+    let compact = || lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test");
 
     // A rectification holds the dataset (shared): compaction is refused and touches nothing.
     let rewrite = HeldDatasetLease::acquire(

@@ -612,10 +612,9 @@ async fn a_remediation_stopped_after_its_copy_is_finished_by_the_next_without_du
 
     // Compaction leaves the pending source alone (it would carry the rows on otherwise).
     let us_files = files(&env.root("us"));
-    let compacted =
-        lethe_core::ingest::compact::compact(&env.store, &env.keyring, &dataset, "test")
-            .await
-            .unwrap();
+    let compacted = lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test")
+        .await
+        .unwrap();
     assert_eq!(compacted.files_in, 0, "{compacted:?}");
     assert_eq!(files(&env.root("us")), us_files);
 

@@ -1,7 +1,7 @@
 //! `lethe-worker compact`: merge each partition's small files into files of the target size,
-//! applying pending erasures in the same pass (see `lethe_core::ingest::compact`).
+//! applying pending erasures in the same pass (see `lethe_core::compaction`).
 
-use lethe_core::ingest::compact::compact;
+use lethe_core::compaction::compact;
 
 use super::catalog::Catalog;
 use super::generate::print_json;

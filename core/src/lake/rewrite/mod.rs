@@ -21,7 +21,6 @@ pub use rectify::{
     CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
 };
 pub use surgery::SurgeryMetrics;
-pub(crate) use surgery::mended as mended_row_group;
 
 pub(crate) use engine::{Destination, NewFile, rewrite_file_to};
 pub use guard::{AllGuards, CommitGuard};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 
 /// Byte ranges of one file that were fetched, by offset in the file. Cheap to clone.
@@ -94,40 +94,6 @@ pub(crate) fn chunk_range(col: &ColumnChunkMetaData, file_len: u64) -> Result<Ra
         ));
     }
     Ok(start..start + len)
-}
-
-/// `rg` with the footer mistakes readers are known to forgive mended: a dictionary page
-/// offset inside the file's magic (`0`, as some writers put for "none"; parquet-mr and Arrow
-/// C++ ignore such offsets) is dropped, so the chunk starts at its first data page.
-///
-/// # Errors
-/// The parquet crate's error when the metadata cannot be rebuilt.
-pub(crate) fn mended(rg: &RowGroupMetaData) -> parquet::errors::Result<RowGroupMetaData> {
-    if !rg
-        .columns()
-        .iter()
-        .any(|c| c.dictionary_page_offset().is_some_and(|o| o < 4))
-    {
-        return Ok(rg.clone());
-    }
-    let columns = rg
-        .columns()
-        .iter()
-        .map(|c| {
-            if c.dictionary_page_offset().is_some_and(|o| o < 4) {
-                c.clone()
-                    .into_builder()
-                    .set_dictionary_page_offset(None)
-                    .build()
-            } else {
-                Ok(c.clone())
-            }
-        })
-        .collect::<parquet::errors::Result<Vec<_>>>()?;
-    rg.clone()
-        .into_builder()
-        .set_column_metadata(columns)
-        .build()
 }
 
 #[cfg(test)]

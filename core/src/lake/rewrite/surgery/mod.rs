@@ -46,7 +46,6 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use chunks::mended;
 use chunks::{FetchedRanges, chunk_range};
 #[cfg(test)]
 pub(crate) use props::ORIGINAL_CREATED_BY;
@@ -122,7 +121,7 @@ impl RowGroupPlan {
 pub(crate) struct SourceRowGroup {
     /// Index in the input file.
     pub index: usize,
-    /// Its metadata, with known footer mistakes mended ([`mended`]).
+    /// Its metadata, with known footer mistakes mended ([`mended_row_group`](crate::lake::open::mended_row_group)).
     pub meta: RowGroupMetaData,
     /// Its column chunks' bytes.
     pub data: FetchedRanges,

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{check_features, refuse_deletion_vector};
 use super::log::{AddAction, CommitFacts, RemoveAction, commit_body, decode, put_commit};
+use super::names::new_file_path;
 use super::purge::{Purged, purge, remove_orphans};
 use super::snapshot::{AddFile, DeltaSnapshot, DeltaTable};
 use super::stats::add_stats;
@@ -43,10 +44,6 @@ use crate::lake::rewrite::{
     NewFile, RowFilter, rewrite_file_to,
 };
 use crate::lake::root::DataFile;
-
-/// The marker in the names of the data files Lethe writes into a table:
-/// `<original name without .parquet>-lethe-<uuid>.parquet`.
-pub const LETHE_FILE_MARKER: &str = "-lethe-";
 
 /// The result of [`DeltaErase::execute`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -521,32 +518,6 @@ async fn rewrite_one(
     Ok((outcome, new.map(|n| (new_path, n))))
 }
 
-/// The `add` path of the file replacing `path`: same folder, the name without `.parquet` and
-/// without an earlier `-lethe-<uuid>`, then `-lethe-<new uuid>.parquet`.
-pub(crate) fn new_file_path(path: &str) -> String {
-    let (dir, name) = match path.rsplit_once('/') {
-        Some((dir, name)) => (Some(dir), name),
-        None => (None, path),
-    };
-    let stem = name.strip_suffix(".parquet").unwrap_or(name);
-    let stem = match stem.rsplit_once(LETHE_FILE_MARKER) {
-        Some((before, id)) if uuid::Uuid::parse_str(id).is_ok() => before,
-        _ => stem,
-    };
-    let name = format!("{stem}{LETHE_FILE_MARKER}{}.parquet", uuid::Uuid::new_v4());
-    match dir {
-        Some(dir) => format!("{dir}/{name}"),
-        None => name,
-    }
-}
-
-/// True when `name` (a file name) is one of Lethe's new files: `…-lethe-<uuid>.parquet`.
-pub(crate) fn is_lethe_file(name: &str) -> bool {
-    name.strip_suffix(".parquet")
-        .and_then(|stem| stem.rsplit_once(LETHE_FILE_MARKER))
-        .is_some_and(|(_, id)| uuid::Uuid::parse_str(id).is_ok())
-}
-
 fn metrics_of(files: &[FileOutcome]) -> EraseMetrics {
     let mut m = EraseMetrics::default();
     for f in files {
@@ -562,21 +533,4 @@ fn metrics_of(files: &[FileOutcome]) -> EraseMetrics {
         m.surgery.add(&f.surgery);
     }
     m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn new_files_sit_beside_the_old_one_and_carry_one_marker() {
-        let first = new_file_path("date=2025-01-07/region=EU/part-0.snappy.parquet");
-        assert!(first.starts_with("date=2025-01-07/region=EU/part-0.snappy-lethe-"));
-        assert!(is_lethe_file(first.rsplit('/').next().unwrap()));
-        let second = new_file_path(&first);
-        assert_eq!(second.matches(LETHE_FILE_MARKER).count(), 1);
-        assert_ne!(first, second);
-        assert!(!is_lethe_file("part-0.snappy.parquet"));
-        assert!(!is_lethe_file("x-lethe-notauuid.parquet"));
-    }
 }

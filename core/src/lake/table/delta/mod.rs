@@ -6,6 +6,7 @@
 //! | [`features`] | the table features Lethe honours, and the refusal of the others |
 //! | `stats` | the `stats` of an `add` action, from a file's footer |
 //! | `log` | one commit of `remove` + `add` actions, put-if-absent; the JSON commits read back |
+//! | `names` | the names of Lethe's data files (`…-lethe-<uuid>.parquet`) |
 //! | [`purge`] | deleting the replaced files after the commit; what crashed runs left |
 //! | [`erase`] | [`DeltaErase`]: locate, rewrite beside, commit, retry, purge, verify |
 //!
@@ -16,12 +17,14 @@
 pub mod erase;
 pub mod features;
 mod log;
+mod names;
 pub mod purge;
 pub mod snapshot;
 mod stats;
 
-pub use erase::{DeltaErase, DeltaEraseOutcome, LETHE_FILE_MARKER};
+pub use erase::{DeltaErase, DeltaEraseOutcome};
 pub use features::check_features;
 pub use log::engine_info;
+pub use names::LETHE_FILE_MARKER;
 pub use purge::Purged;
 pub use snapshot::{AddFile, DeltaSnapshot, DeltaTable};

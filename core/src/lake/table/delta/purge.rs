@@ -19,8 +19,8 @@ use object_store::ObjectMeta;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use super::erase::is_lethe_file;
 use super::log::{LogHistory, decode, read_history};
+use super::names::is_lethe_file;
 use super::snapshot::{DeltaSnapshot, DeltaTable};
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_file;

@@ -25,15 +25,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{RecordBatch, UInt32Array};
-use arrow_select::take::take_record_batch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::write::{WrittenFile, encode_files, upload};
-use super::{IngestError, index_entry, remove_written};
 use crate::audit::NewAuditEntry;
 use crate::domain::DatasetSchema;
+use crate::ingest::write::{WrittenFile, encode_files, sort_by_subject, upload};
+use crate::ingest::{IngestError, index_entry, remove_written};
 use crate::keyring::Keyring;
 use crate::lake::export::read_whole_file;
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
@@ -362,17 +360,4 @@ async fn compact_partition(
         "partition compacted"
     );
     Ok(())
-}
-
-/// `batch` sorted by the primary subject column (stable).
-pub(crate) fn sort_by_subject(
-    schema: &DatasetSchema,
-    batch: &RecordBatch,
-) -> Result<RecordBatch, IngestError> {
-    let values = subject_values(batch, schema.primary_subject())
-        .map_err(|e| IngestError::Write(e.to_string()))?
-        .ok_or_else(|| IngestError::Write("primary subject column missing".into()))?;
-    let mut idx: Vec<u32> = (0..u32::try_from(batch.num_rows()).unwrap_or(u32::MAX)).collect();
-    super::write::sort_rows_by(&values, &mut idx);
-    take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| IngestError::Write(e.to_string()))
 }

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::{Store, StoreResult};
 use crate::keyring::Keyring;
-use crate::store::{Store, StoreResult};
 
 /// The residency policies in force: jurisdiction → regions where its subjects' rows may be
 /// stored, in order of preference (GDPR Chapter V).

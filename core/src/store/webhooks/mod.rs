@@ -15,17 +15,26 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::sql::{
-    Backend, SqlStore, append_audit_in, corrupt, db, get_os, get_ots, get_s, get_ts, now,
-    with_detail,
-};
+use super::audit_chain::{append_audit_in, with_detail};
+use super::db::{Backend, SqlStore, db, now};
+use super::rows::{corrupt, get_os, get_ots, get_s, get_ts};
 use super::{PrivacyRequest, Store, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, to_db};
-use crate::webhooks::{
-    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, EventSelection, NewWebhook,
-    RequestEventKind, WebhookDelivery, WebhookEndpoint, WebhookEvent,
+
+mod event;
+mod model;
+mod subscription;
+
+pub use event::{
+    DEADLINE_EXTENDED, EventExtension, RequestEventData, RequestEventKind, WebhookEvent,
+    known_event_types, status_event_type,
 };
+pub use model::{
+    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, NewWebhook, WebhookDelivery,
+    WebhookEndpoint,
+};
+pub use subscription::{EventSelection, SECRET_PREFIX, WebhookUrl, generate_secret, redact};
 
 const ENDPOINT_COLS: &str =
     "id, url, secret, events, description, created_by, created_at, deactivated_at";

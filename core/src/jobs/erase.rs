@@ -1,0 +1,472 @@
+//! Erasure (GDPR Art. 17) as a plan that fans out one task per affected file, so that many
+//! workers share one erasure: the plan batches every due erasure and locates the batch's
+//! subjects; each [`EraseFileTask`] rewrites one file; [`erasure_result`] sums a request's
+//! part once every task succeeded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+use serde_json::{Value, json};
+
+use super::context::{ExecuteContext, Execution, JobError, lake_error};
+use super::holds::{ActiveHolds, kept_entry};
+use super::roots::locate_in_roots;
+use crate::audit::NewAuditEntry;
+use crate::domain::RequestStatus;
+use crate::lake::{self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot};
+use crate::store::{
+    Dataset, Job, JobKind, LeaseMode, NewJob, PrivacyRequest, Store, StoreError, Transition,
+    with_dataset_lease,
+};
+
+/// Parameters of an [`JobKind::EraseFile`] task. Subjects come from the request rows named in
+/// `request_ids`, so the queue holds no personal data.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EraseFileTask {
+    /// Dataset id.
+    pub dataset_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Root URL of the dataset.
+    pub root_url: String,
+    /// Subject column.
+    pub subject_column: String,
+    /// File path relative to the root.
+    pub file: String,
+    /// The erasure requests whose subjects have rows in this file.
+    #[serde(default)]
+    pub request_ids: Vec<String>,
+}
+
+/// Batches every due erasure into this plan, locates the batch's subjects in every dataset
+/// (one pass over each file's footer and subject column for all of them), and plans one task
+/// per affected file.
+pub(super) async fn plan_erasure(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    job: &Job,
+) -> Result<Execution, JobError> {
+    let token = job.lease_token.clone().unwrap_or_default();
+    let batch = store
+        .absorb_erasure_plans(&job.id, &token)
+        .await?
+        .ok_or_else(|| JobError::Transient("lease lost before the erasure was planned".into()))?;
+    let mut requests = Vec::new();
+    // Legal holds (GDPR Art. 17(3)), as they are now: a held subject keeps everything,
+    // including their key; a held dataset is skipped for everyone, and keeps the keys of the
+    // subjects that have rows in it (decided once they are located, below).
+    let holds = ActiveHolds::load(store.as_ref()).await?;
+    let mut held_subjects: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut kept_by_request: serde_json::Map<String, Value> = serde_json::Map::new();
+    for id in &batch {
+        let request = store.request(id).await?;
+        if request.status == RequestStatus::Approved {
+            let audit = NewAuditEntry::new(
+                format!("worker:{}", job.lease_owner.clone().unwrap_or_default()),
+                "job.started",
+            )
+            .request(&request.id)
+            .subject(&request.subject_pseudonym)
+            .details(json!({ "job_id": job.id, "kind": job.kind, "batch_size": batch.len() }));
+            let running = Transition::new(RequestStatus::Running, audit.actor.clone(), audit);
+            match store.transition_request(&request.id, running).await {
+                Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(hold) = holds.on_subject(&request.subject_pseudonym) {
+            kept_by_request.insert(request.id.clone(), json!([kept_entry(hold)]));
+            held_subjects.insert(request.id.clone());
+        }
+        requests.push(request);
+    }
+    let mut subjects: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
+        subjects
+            .entry(r.subject_id.as_str())
+            .or_default()
+            .push(r.id.as_str());
+    }
+
+    let mut per_dataset = Vec::new();
+    let mut per_request: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    // Subjects with rows in a held dataset, and the holds that keep those rows.
+    let mut in_held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for dataset in store.list_datasets().await? {
+        if subjects.is_empty() {
+            per_dataset.push(json!({ "dataset": dataset.name, "held": false,
+                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            continue;
+        }
+        let wanted: Vec<&str> = subjects.keys().copied().collect();
+        let reports =
+            locate_in_roots(store, ctx, &dataset, &dataset.subject_columns(), &wanted).await?;
+        if let Some(hold) = holds.on_dataset(&dataset.id) {
+            // Located, never rewritten: only to learn whose keys the hold keeps.
+            for file in reports.iter().flat_map(|(_, r)| &r.files) {
+                for subject in file.rows_by_subject.keys() {
+                    let entry = in_held.entry(subject.clone()).or_default();
+                    if !entry.iter().any(|k| k["hold_id"] == json!(hold.id)) {
+                        entry.push(kept_entry(hold));
+                    }
+                }
+            }
+            per_dataset.push(json!({ "dataset": dataset.name, "held": true,
+                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            continue;
+        }
+        let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
+            reports.iter().map(|(_, r)| f(&r.metrics)).sum()
+        };
+        per_dataset.push(json!({
+            "dataset": dataset.name,
+            "files_scanned": sum(|m| m.files_scanned),
+            "files_affected": reports.iter().map(|(_, r)| r.files.len()).sum::<usize>(),
+            "rows_located": reports.iter().flat_map(|(_, r)| &r.files).map(|f| f.rows).sum::<u64>(),
+            "bytes_read": sum(|m| m.bytes_read),
+            "row_groups_pruned_by_statistics": sum(|m| m.row_groups_pruned_by_statistics),
+            "row_groups_pruned_by_bloom_filter": sum(|m| m.row_groups_pruned_by_bloom_filter),
+            "files_answered_by_index": sum(|m| m.files_answered_by_index),
+            "files_skipped_by_index": sum(|m| m.files_skipped_by_index),
+        }));
+        for (root_url, report) in &reports {
+            for file in &report.files {
+                let mut request_ids = Vec::new();
+                for (subject, rows) in &file.rows_by_subject {
+                    for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
+                        request_ids.push(request_id.to_string());
+                        let entry = per_request
+                            .entry(request_id.to_string())
+                            .or_default()
+                            .entry(dataset.name.clone())
+                            .or_insert_with(|| json!({ "files": [], "rows": 0, "file_rows": {} }));
+                        entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
+                        entry["file_rows"][&file.file.relative] = json!(rows);
+                        if let Some(files) = entry["files"].as_array_mut() {
+                            files.push(json!(file.file.relative));
+                        }
+                    }
+                }
+                tasks.push(erase_task(
+                    job,
+                    &dataset,
+                    root_url,
+                    &file.file.relative,
+                    request_ids,
+                ));
+            }
+        }
+    }
+    // Data keys: destroyed unless a hold keeps rows the key makes readable.
+    for request in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
+        if let Some(kept) = in_held.get(request.subject_id.as_str()) {
+            kept_by_request.insert(request.id.clone(), Value::Array(kept.clone()));
+        } else if let Some(keyring) = &ctx.keyring {
+            let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
+            super::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
+        }
+    }
+    Ok(Execution::Planned {
+        plan: json!({ "batch": batch, "datasets": per_dataset, "requests": per_request,
+                      "kept": kept_by_request }),
+        tasks,
+    })
+}
+
+fn erase_task(
+    job: &Job,
+    dataset: &Dataset,
+    root_url: &str,
+    file: &str,
+    request_ids: Vec<String>,
+) -> NewJob {
+    let task = EraseFileTask {
+        dataset_id: dataset.id.clone(),
+        dataset: dataset.name.clone(),
+        root_url: root_url.to_string(),
+        subject_column: dataset.subject_column.clone(),
+        file: file.to_string(),
+        request_ids: request_ids.clone(),
+    };
+    NewJob {
+        kind: JobKind::EraseFile,
+        request_id: request_ids
+            .first()
+            .cloned()
+            .or_else(|| job.request_id.clone()),
+        payload: serde_json::to_value(task).expect("task serialises"),
+        max_attempts: u32::try_from(job.max_attempts).unwrap_or(5),
+        run_at: None,
+    }
+}
+
+/// The erasure policy of the dataset a task names (its schema's, or its one subject column).
+async fn task_policy(
+    store: &Arc<dyn Store>,
+    task: &EraseFileTask,
+) -> Result<ErasePolicy, JobError> {
+    match store.dataset(&task.dataset_id).await {
+        Ok(dataset) => Ok(dataset.schema.as_ref().map_or_else(
+            || ErasePolicy::single(task.subject_column.clone()),
+            ErasePolicy::from_schema,
+        )),
+        Err(StoreError::NotFound { .. }) => Ok(ErasePolicy::single(task.subject_column.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rewrites one file without the rows of its requests' subjects, and keeps the locator index
+/// in step.
+pub(super) async fn erase_file(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    job: &Job,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    let task: EraseFileTask = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("malformed erase_file task: {e}")))?;
+    // Shared with other rewrites of the dataset; a compaction or a residency remediation
+    // (exclusive) would delete the file this task swaps in.
+    with_dataset_lease(
+        store,
+        &task.dataset_id,
+        &format!("job:{}", job.id),
+        LeaseMode::Shared,
+        "erasure",
+        |lease| {
+            let guard: Arc<dyn CommitGuard> = Arc::new(AllGuards(vec![guard, lease]));
+            erase_file_leased(store, ctx, &task, request, guard)
+        },
+    )
+    .await
+}
+
+/// [`erase_file`] once the dataset lease is held.
+async fn erase_file_leased(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    task: &EraseFileTask,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    // The batch's other requests, read at the same time (one task carries up to the whole
+    // batch; one after the other they were a good part of a task's overhead).
+    let other_ids: Vec<String> = task
+        .request_ids
+        .iter()
+        .filter(|id| **id != request.id)
+        .cloned()
+        .collect();
+    let others = store.requests(&other_ids).await?;
+    // Holds placed since the plan are honoured here: the task keeps what they hold.
+    let holds = ActiveHolds::load(store.as_ref()).await?;
+    let mut held = Vec::new();
+    let mut subjects: Vec<String> = Vec::new();
+    for r in std::iter::once(request).chain(&others) {
+        match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
+            Some(hold) => {
+                let mut entry = kept_entry(hold);
+                entry["request_id"] = json!(r.id);
+                entry["file"] = json!(task.file);
+                held.push(entry);
+            }
+            None => subjects.push(r.subject_id.as_str().to_string()),
+        }
+    }
+    if subjects.is_empty() {
+        return Ok(Execution::Task {
+            result: json!({ "dataset": task.dataset, "file": task.file, "status": "held",
+                            "held": held, "subjects": task.request_ids.len().max(1),
+                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+        });
+    }
+    let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
+    let policy = task_policy(store, task).await?;
+    // Size and ETag of the file before and after the rewrite, for the erasure certificate
+    // (one HEAD each; a digest of the content would mean reading the whole file again).
+    let (objects, location) = (root.store().clone(), root.location(&task.file));
+    let object_meta = |meta: object_store::Result<object_store::ObjectMeta>| {
+        meta.ok()
+            .map(|m| json!({ "size": m.size, "e_tag": m.e_tag }))
+    };
+    let before = object_meta(objects.head(&location).await);
+    let outcome = Erase::new(root, task.subject_column.clone())
+        .policy(policy)
+        .subjects(subjects.iter().cloned())
+        .files([task.file.clone()])
+        .concurrency(1)
+        .commit_guard(guard)
+        .execute()
+        .await
+        .map_err(|e| lake_error(&task.dataset, e))?;
+    let Some(file) = outcome.files.first() else {
+        // The file is gone (compacted or deleted since the plan): nothing of the subjects is
+        // left in it.
+        return Ok(Execution::Task {
+            result: json!({ "dataset": task.dataset, "file": task.file, "status": "missing",
+                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+        });
+    };
+    let status = match &file.status {
+        FileStatus::Rewritten => {
+            if let Some(keyring) = &ctx.keyring {
+                let refs: Vec<String> = subjects
+                    .iter()
+                    .map(|s| keyring.subject_ref_str(s))
+                    .collect();
+                store
+                    .index_rewritten(
+                        &task.dataset_id,
+                        &task.file,
+                        &refs,
+                        file.rows_before - file.rows_removed,
+                        file.bytes_written,
+                    )
+                    .await?;
+            }
+            "rewritten"
+        }
+        FileStatus::Unchanged => "unchanged",
+        FileStatus::Failed { error } if error.contains("lease") || error.contains("fenced") => {
+            return Err(JobError::Transient(format!("{}: {error}", task.file)));
+        }
+        FileStatus::Failed { error } => {
+            return Err(JobError::Permanent(format!(
+                "dataset {}: {}: {error} (left untouched)",
+                task.dataset, task.file
+            )));
+        }
+    };
+    let after = if status == "rewritten" {
+        object_meta(objects.head(&location).await)
+    } else {
+        before.clone()
+    };
+    Ok(Execution::Task {
+        result: json!({
+            "dataset": task.dataset,
+            "file": task.file,
+            "before": before,
+            "after": after,
+            "status": status,
+            "held": held,
+            "subjects": task.request_ids.len().max(1),
+            "rows_removed": file.rows_removed,
+            "bytes_read": file.bytes_read,
+            "bytes_written": file.bytes_written,
+            "row_groups_rewritten": file.surgery.row_groups_rewritten,
+            "row_groups_copied": file.surgery.row_groups_copied,
+            "bytes_reencoded": file.surgery.bytes_reencoded,
+            "bytes_copied": file.surgery.bytes_copied,
+        }),
+    })
+}
+
+/// The result of erasure request `request_id` once every task of its `plan` succeeded: per
+/// dataset, files scanned by the plan, the files that held the subject and were rewritten, the
+/// subject's rows removed, and the bytes read and written by the whole batch (shared by every
+/// request in it).
+pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
+    let empty = Value::Null;
+    let plan_result = plan.result.as_ref().unwrap_or(&empty);
+    let mine = &plan_result["requests"][request_id];
+    let mut total_rows = 0u64;
+    let per_dataset: Vec<Value> = plan_result["datasets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let name = d["dataset"].as_str().unwrap_or_default();
+            let results: Vec<&Value> = tasks
+                .iter()
+                .filter_map(|t| t.result.as_ref())
+                .filter(|r| r["dataset"] == name)
+                .collect();
+            let sum = |key: &str| {
+                results
+                    .iter()
+                    .map(|r| r[key].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            };
+            // Files a hold placed after the plan kept for this request (see `erase_file`).
+            let held_files: Vec<&Value> = results
+                .iter()
+                .flat_map(|r| r["held"].as_array().into_iter().flatten())
+                .filter(|h| h["request_id"] == request_id)
+                .map(|h| &h["file"])
+                .collect();
+            let rewritten: Vec<Value> = mine[name]["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !held_files.contains(&f))
+                .collect();
+            // Per file: its size and ETag before and after the rewrite (from the file's task).
+            let files: Vec<Value> = rewritten
+                .iter()
+                .map(|file| {
+                    let task = results.iter().find(|r| r["file"] == *file);
+                    json!({
+                        "file": file,
+                        "before": task.map_or(Value::Null, |r| r["before"].clone()),
+                        "after": task.map_or(Value::Null, |r| r["after"].clone()),
+                    })
+                })
+                .collect();
+            let rows_kept: u64 = held_files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .map(|f| mine[name]["file_rows"][f].as_u64().unwrap_or(0))
+                .sum();
+            let rows_removed = mine[name]["rows"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(rows_kept);
+            total_rows += rows_removed;
+            json!({
+                "dataset": name,
+                "files_scanned": d["files_scanned"],
+                "files_rewritten": rewritten.len(),
+                "rows_removed": rows_removed,
+                "bytes_read": d["bytes_read"].as_u64().unwrap_or(0) + sum("bytes_read"),
+                "bytes_written": sum("bytes_written"),
+                "row_groups_rewritten": sum("row_groups_rewritten"),
+                "row_groups_copied": sum("row_groups_copied"),
+                "bytes_reencoded": sum("bytes_reencoded"),
+                "bytes_copied": sum("bytes_copied"),
+                "rewritten": rewritten,
+                "files": files,
+            })
+        })
+        .collect();
+    let batch = plan.batch().len();
+    let mut kept: Vec<Value> = plan_result["kept"][request_id]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for entry in tasks
+        .iter()
+        .filter_map(|t| t.result.as_ref())
+        .flat_map(|r| r["held"].as_array().into_iter().flatten())
+        .filter(|h| h["request_id"] == request_id)
+    {
+        kept.push(
+            json!({ "scope": entry["scope"], "dataset_id": entry["dataset_id"],
+                          "hold_id": entry["hold_id"], "legal_basis": entry["legal_basis"],
+                          "ends_at": entry["ends_at"], "file": entry["file"],
+                          "placed_after_plan": true }),
+        );
+    }
+    json!({
+        "kept": kept,
+        "rows_removed": total_rows,
+        "batch": { "requests": batch, "tasks": tasks.len(),
+                   "rows_removed": tasks.iter().filter_map(|t| t.result.as_ref()).map(|r| r["rows_removed"].as_u64().unwrap_or(0)).sum::<u64>() },
+        "datasets": per_dataset,
+    })
+}

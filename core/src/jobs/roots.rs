@@ -1,0 +1,144 @@
+//! A dataset's rows across all its roots (its `root_url` and, with data residency, one root
+//! per region): where its subjects are, and the rows of one subject.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::context::{ExecuteContext, JobError, lake_error};
+use crate::keyring::Keyring;
+use crate::lake::{self, LakeRoot, Locate, LocatorHint};
+use crate::store::{Dataset, Store};
+
+/// What the locator index knows of `subjects` in `dataset`: `None` for datasets without a
+/// schema (written by others), without a keyring, or with nothing indexed.
+///
+/// # Errors
+/// [`JobError::Transient`] when the database fails.
+pub async fn locator_hint(
+    store: &Arc<dyn Store>,
+    keyring: Option<&Keyring>,
+    dataset: &Dataset,
+    subjects: &[&str],
+) -> Result<Option<LocatorHint>, JobError> {
+    let (Some(_), Some(keyring)) = (&dataset.schema, keyring) else {
+        return Ok(None);
+    };
+    let known: HashMap<String, u64> = store
+        .indexed_files(&dataset.id)
+        .await?
+        .into_iter()
+        .collect();
+    if known.is_empty() {
+        return Ok(None);
+    }
+    let by_ref: HashMap<String, &str> = subjects
+        .iter()
+        .map(|s| (keyring.subject_ref_str(s), *s))
+        .collect();
+    let refs: Vec<String> = by_ref.keys().cloned().collect();
+    let mut hits: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for (subject_ref, path, rows) in store.index_lookup(&dataset.id, &refs).await? {
+        if let Some(subject) = by_ref.get(&subject_ref) {
+            *hits
+                .entry(path)
+                .or_default()
+                .entry((*subject).to_string())
+                .or_default() += rows;
+        }
+    }
+    Ok(Some(LocatorHint { known, hits }))
+}
+
+/// Locates `subjects` in the subject `columns` of every root of `dataset` (its `root_url` and,
+/// with data residency, one root per region), with the locator index's hint; returns each
+/// root's URL and report. Erasure looks in every subject column, rectification in the columns
+/// owning the changed values.
+///
+/// # Errors
+/// [`JobError::Permanent`] when a file cannot be read (naming every such file); lake and
+/// store errors as classified by [`lake_error`].
+pub(crate) async fn locate_in_roots(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    columns: &[String],
+    subjects: &[&str],
+) -> Result<Vec<(String, lake::LocateReport)>, JobError> {
+    let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, subjects).await?;
+    let mut reports = Vec::new();
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
+        let mut locate = Locate::new(root, dataset.subject_column.clone())
+            .also_columns(columns.iter().cloned())
+            .subjects(subjects.iter().copied())
+            .concurrency(ctx.file_concurrency.max(1));
+        if let Some(hint) = &hint {
+            locate = locate.index(hint.clone());
+        }
+        let report = locate
+            .execute()
+            .await
+            .map_err(|e| lake_error(&dataset.name, e))?;
+        if !report.failures.is_empty() {
+            let failed: Vec<String> = report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.relative, f.error))
+                .collect();
+            return Err(JobError::Permanent(format!(
+                "dataset {}: {} file(s) could not be read and were left untouched: {}",
+                dataset.name,
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        reports.push((dataset_root.url, report));
+    }
+    Ok(reports)
+}
+
+/// The rows of `subject` in every root of `dataset`, in root order.
+///
+/// # Errors
+/// Lake and store errors as classified by [`lake_error`]; [`JobError::Permanent`] when two
+/// roots of the dataset hold files of different schemas.
+pub(super) async fn collect_in_roots(
+    store: &Arc<dyn Store>,
+    ctx: &ExecuteContext,
+    dataset: &Dataset,
+    subject: &str,
+) -> Result<lake::SubjectRows, JobError> {
+    let hint = locator_hint(store, ctx.keyring.as_deref(), dataset, &[subject]).await?;
+    let mut all: Option<lake::SubjectRows> = None;
+    for dataset_root in dataset.roots() {
+        let root = LakeRoot::parse(&dataset_root.url).map_err(|e| lake_error(&dataset.name, e))?;
+        let rows =
+            lake::collect_subject_rows(&root, &dataset.subject_columns(), subject, hint.as_ref())
+                .await
+                .map_err(|e| lake_error(&dataset.name, e))?;
+        all = Some(match all {
+            None => rows,
+            Some(mut acc) if rows.rows == 0 => {
+                acc.files.extend(rows.files);
+                acc
+            }
+            Some(acc) if acc.rows == 0 => lake::SubjectRows {
+                files: acc.files.into_iter().chain(rows.files).collect(),
+                ..rows
+            },
+            Some(mut acc) if acc.schema == rows.schema => {
+                acc.batches.extend(rows.batches);
+                acc.files.extend(rows.files);
+                acc.rows += rows.rows;
+                acc
+            }
+            Some(_) => {
+                return Err(JobError::Permanent(format!(
+                    "dataset {}: the files of root {} have another schema than those of the other roots",
+                    dataset.name, dataset_root.url
+                )));
+            }
+        });
+    }
+    Ok(all.expect("a dataset has at least one root"))
+}
