@@ -22,6 +22,10 @@ pub enum JobError {
     /// failure; the job runs again a little later without spending an attempt.
     #[error("{0}")]
     Busy(String),
+    /// The job's task panicked (a bug): the job fails with the panic's message and is not
+    /// retried; the worker goes on with other jobs.
+    #[error("the job panicked: {0}")]
+    Panicked(String),
 }
 
 impl From<StoreError> for JobError {

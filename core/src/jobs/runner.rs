@@ -16,6 +16,7 @@ use crate::domain::{RequestStatus, RequestType};
 use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
+use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::residency::ResidencyError;
 use crate::store::{
@@ -90,6 +91,37 @@ fn deferred(reason: String) -> JobFinish {
     })
 }
 
+/// Runs `work` in a task of its own, so that a panic in it fails the job it belongs to
+/// ([`JobError::Panicked`], with the panic's message) instead of the worker; the failpoint
+/// `job.panic` (tests only) panics there.
+async fn isolated<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, JobError>> + Send + 'static,
+) -> Result<T, JobError> {
+    let task = tokio::spawn(
+        async move {
+            hit(Failpoint::JobPanic).await;
+            work.await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    match task.await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => {
+            let payload = join.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(panic = %message, "a job's task panicked; the job fails");
+            Err(JobError::Panicked(message))
+        }
+        Err(join) => Err(JobError::Transient(format!(
+            "the job's task was cancelled: {join}"
+        ))),
+    }
+}
+
 /// Logs how a job's task ended when it did not end cleanly.
 fn log_job_end(done: Result<StoreResult<Option<String>>, tokio::task::JoinError>) {
     match done {
@@ -158,8 +190,8 @@ impl Worker {
 
     /// Polls the queue until `shutdown` becomes `true`, running up to
     /// [`WorkerConfig::job_concurrency`] jobs at a time, each in its own task; finishes the jobs
-    /// in hand first. A job whose task panics is left to its lease (retried by a worker once the
-    /// lease lapses), and the loop goes on.
+    /// in hand first. A job whose work panics fails (the panic's message is its error), and
+    /// the loop goes on.
     pub async fn run_until_stopped(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.config.worker_id, "worker started");
         // Expired exports are swept when the queue is idle, every 20 polls (at least 1 s).
@@ -305,18 +337,9 @@ impl Worker {
             token.clone(),
             self.config.lease,
         ));
-        let task = {
+        let result = {
             let (store, job, request) = (self.store.clone(), job.clone(), request.clone());
-            tokio::spawn(
-                async move { execute_job(&store, &ctx, &job, &request, guard).await }
-                    .instrument(tracing::Span::current()),
-            )
-        };
-        let result = match task.await {
-            Ok(result) => result,
-            Err(join) => Err(JobError::Transient(format!(
-                "job task panicked or was cancelled: {join}"
-            ))),
+            isolated(async move { execute_job(&store, &ctx, &job, &request, guard).await }).await
         };
         heartbeat.stop().await;
 
@@ -358,16 +381,18 @@ impl Worker {
     /// heartbeating meanwhile; transient failures are retried with backoff.
     async fn run_compaction(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
         let heartbeat = self.spawn_heartbeat(&job, token);
-        let outcome = async {
-            let keyring = self
+        let (worker, job_in_task) = (self.clone(), job.clone());
+        let outcome = isolated(async move {
+            let (worker, job) = (&worker, &job_in_task);
+            let keyring = worker
                 .keyring
                 .clone()
                 .ok_or_else(|| JobError::Permanent("compaction needs the keyring".into()))?;
             let dataset_id = job.payload["dataset_id"]
                 .as_str()
                 .ok_or_else(|| JobError::Permanent("compact job without dataset_id".into()))?;
-            let dataset = self.store.dataset(dataset_id).await?;
-            crate::compaction::compact(&self.store, &keyring, &dataset, &self.actor())
+            let dataset = worker.store.dataset(dataset_id).await?;
+            crate::compaction::compact(&worker.store, &keyring, &dataset, &worker.actor())
                 .await
                 .map_err(|e| {
                     if let IngestError::Store(
@@ -381,7 +406,7 @@ impl Worker {
                         JobError::Transient(e.to_string())
                     }
                 })
-        }
+        })
         .await;
         heartbeat.stop().await;
         let finish = match outcome {
@@ -414,8 +439,10 @@ impl Worker {
     /// failures are retried with backoff (a remediation finishes what the failed attempt left).
     async fn run_residency(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
         let heartbeat = self.spawn_heartbeat(&job, token);
-        let outcome = async {
-            let keyring = self
+        let (worker, job_in_task, token_in_task) = (self.clone(), job.clone(), token.to_string());
+        let outcome = isolated(async move {
+            let (worker, job, token) = (&worker, &job_in_task, &token_in_task);
+            let keyring = worker
                 .keyring
                 .clone()
                 .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
@@ -434,33 +461,33 @@ impl Worker {
             };
             if job.kind == JobKind::ResidencyScan {
                 let scans = crate::residency::scan_datasets(
-                    &self.store,
+                    &worker.store,
                     &keyring,
                     dataset_id,
-                    &self.actor(),
+                    &worker.actor(),
                 )
                 .await
                 .map_err(classify)?;
                 Ok(json!({ "datasets": scans.iter().map(|s| &s.scan).collect::<Vec<_>>() }))
             } else {
                 let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
-                    self.store.clone(),
+                    worker.store.clone(),
                     job.id.clone(),
-                    token.to_string(),
-                    self.config.lease,
+                    token.clone(),
+                    worker.config.lease,
                 ));
                 let reports = crate::residency::remediate_datasets(
-                    &self.store,
+                    &worker.store,
                     &keyring,
                     dataset_id,
-                    &self.actor(),
+                    &worker.actor(),
                     Some(guard),
                 )
                 .await
                 .map_err(classify)?;
                 Ok(json!({ "datasets": reports }))
             }
-        }
+        })
         .await;
         heartbeat.stop().await;
         let finish = match outcome {

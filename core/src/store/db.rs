@@ -344,3 +344,29 @@ fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
     };
     Ok(format!("sqlite://{path}?{query}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both backends run the same migrations: same versions, same descriptions, in the same
+    /// order, so a change to one folder without the other fails here, not in production.
+    #[test]
+    fn the_sqlite_and_postgresql_migration_folders_hold_the_same_migrations() {
+        let names = |m: &sqlx::migrate::Migrator| -> Vec<(i64, String)> {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let sqlite = names(&SQLITE_MIGRATIONS);
+        let postgres = names(&POSTGRES_MIGRATIONS);
+        assert!(sqlite.len() >= 17, "{sqlite:?}");
+        assert_eq!(sqlite, postgres);
+        let versions: Vec<i64> = sqlite.iter().map(|(v, _)| *v).collect();
+        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+        assert_eq!(
+            versions, expected,
+            "versions are numbered 1, 2, 3… without gaps"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Integration tests of the core crate, in one binary so that a build links the dependency tree
 //! once instead of once per file: the store contract on SQLite and PostgreSQL, the lake engine on
-//! S3, ingest, residency, lease fencing, Delta Lake tables and audit tampering.
+//! S3, ingest, residency, lease fencing, Delta Lake tables, audit tampering and a panicking job.
 //!
 //! One area: `cargo test -p lethe-core --test it store_contract`.
 
@@ -8,6 +8,7 @@ mod audit_tamper;
 mod delta;
 mod fencing;
 mod ingest;
+mod job_panic;
 mod lake_s3;
 mod residency;
 mod store_contract;

@@ -11,6 +11,7 @@
 //! | `rewrite.before_swap` | the new file is complete, verified and cleared by the commit guard; the original is not yet replaced |
 //! | `rewrite.after_swap` | the new file replaced the original; the rewrite has not returned yet |
 //! | `residency.after_copy` | residency remediation copied a file's misplaced rows into their allowed region (manifest `copied`); the source is not yet rewritten |
+//! | `job.panic` | a job's task has started — **panics** there instead of freezing, once per process (the next job runs normally), to test that a panic fails its job only |
 //!
 //! The variables are read once per process ([`OnceLock`]); when `LETHE_FAILPOINT` is unset a
 //! failpoint costs one atomic load. An unknown name is ignored with a warning.
@@ -29,10 +30,13 @@ pub(crate) enum Failpoint {
     AfterSwap,
     /// Residency remediation: misplaced rows copied, source not yet rewritten.
     ResidencyAfterCopy,
+    /// A job's task has started: panics (once per process) instead of freezing.
+    JobPanic,
 }
 
 impl Failpoint {
-    const ALL: [Failpoint; 4] = [
+    /// The points that freeze the process.
+    const FREEZING: [Failpoint; 4] = [
         Self::MidWrite,
         Self::BeforeSwap,
         Self::AfterSwap,
@@ -46,20 +50,34 @@ impl Failpoint {
             Self::BeforeSwap => "rewrite.before_swap",
             Self::AfterSwap => "rewrite.after_swap",
             Self::ResidencyAfterCopy => "residency.after_copy",
+            Self::JobPanic => "job.panic",
         }
     }
 
     fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == name.trim())
+        Self::FREEZING
+            .into_iter()
+            .chain([Self::JobPanic])
+            .find(|p| p.name() == name.trim())
     }
 }
 
 /// The armed failpoint and its marker file.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Armed {
     point: Failpoint,
     marker: Option<PathBuf>,
+    /// Whether a once-only failpoint has fired.
+    fired: std::sync::atomic::AtomicBool,
 }
+
+impl PartialEq for Armed {
+    fn eq(&self, other: &Self) -> bool {
+        self.point == other.point && self.marker == other.marker
+    }
+}
+
+impl Eq for Armed {}
 
 impl Armed {
     /// Reads a configuration from the values of `LETHE_FAILPOINT` and `LETHE_FAILPOINT_MARKER`.
@@ -72,13 +90,20 @@ impl Armed {
         Some(Self {
             point,
             marker: marker.filter(|m| !m.is_empty()).map(PathBuf::from),
+            fired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// If `point` is the armed one: writes the marker (its content is the point's name), then
-    /// never returns.
+    /// never returns — or, for [`Failpoint::JobPanic`], panics the first time.
     pub(crate) async fn hit(&self, point: Failpoint) {
         if self.point != point {
+            return;
+        }
+        if point == Failpoint::JobPanic {
+            if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("failpoint {} reached", point.name());
+            }
             return;
         }
         tracing::warn!(
@@ -126,7 +151,7 @@ mod tests {
 
     #[test]
     fn names_parse_and_unknown_or_unset_names_arm_nothing() {
-        for point in Failpoint::ALL {
+        for point in Failpoint::FREEZING.into_iter().chain([Failpoint::JobPanic]) {
             let armed = Armed::from_values(Some(point.name()), Some("/tmp/m")).unwrap();
             assert_eq!(armed.point, point);
             assert_eq!(armed.marker, Some(PathBuf::from("/tmp/m")));
@@ -140,12 +165,12 @@ mod tests {
     #[tokio::test]
     async fn each_failpoint_writes_its_marker_and_then_never_returns() {
         let dir = tempfile::tempdir().unwrap();
-        for point in Failpoint::ALL {
+        for point in Failpoint::FREEZING {
             let marker = dir.path().join(point.name());
             let armed = Armed::from_values(Some(point.name()), Some(&marker.display().to_string()))
                 .unwrap();
             // Another point passes straight through, without a marker.
-            for other in Failpoint::ALL.into_iter().filter(|p| *p != point) {
+            for other in Failpoint::FREEZING.into_iter().filter(|p| *p != point) {
                 tokio::time::timeout(Duration::from_secs(1), armed.hit(other))
                     .await
                     .expect("a failpoint that is not armed returns at once");
@@ -155,5 +180,21 @@ mod tests {
             assert!(frozen.is_err(), "{} returned", point.name());
             assert_eq!(std::fs::read_to_string(&marker).unwrap(), point.name());
         }
+    }
+
+    #[tokio::test]
+    async fn the_job_panic_failpoint_panics_once_and_then_lets_jobs_run() {
+        let armed = Armed::from_values(Some("job.panic"), None).unwrap();
+        let first = tokio::spawn(async move {
+            armed.hit(Failpoint::JobPanic).await;
+            armed
+        })
+        .await;
+        assert!(first.unwrap_err().is_panic());
+        let armed = Armed::from_values(Some("job.panic"), None).unwrap();
+        armed.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(1), armed.hit(Failpoint::JobPanic))
+            .await
+            .expect("a fired once-only failpoint returns at once");
     }
 }
