@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use lethe_core::domain::to_db;
-use lethe_core::store::{JobFinish, JobOutcome, SqlStore, Store};
+use lethe_core::store::{JobFinish, JobOutcome, Store};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -41,7 +41,7 @@ fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
 
 /// The store under test plus what to clean up afterwards.
 struct Target {
-    store: SqlStore,
+    store: Store,
     label: String,
     /// PostgreSQL: (maintenance URL, database name) to drop at the end.
     drop_db: Option<(String, String)>,
@@ -52,7 +52,7 @@ async fn open(url: &str, pool_size: u32) -> anyhow::Result<Target> {
     if url.starts_with("sqlite:") {
         let dir = tempfile::tempdir().context("creating a temporary folder")?;
         let path = dir.path().join("claim_bench.db");
-        let store = SqlStore::connect(
+        let store = Store::connect(
             &SecretString::from(format!("sqlite://{}", path.display())),
             pool_size,
         )
@@ -69,7 +69,7 @@ async fn open(url: &str, pool_size: u32) -> anyhow::Result<Target> {
         bail!("LETHE_BENCH_DATABASE_URL must start with postgres: or sqlite:");
     }
     let name = format!("lethe_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = SqlStore::connect_raw(url)
+    let admin = Store::connect_raw(url)
         .await
         .context("connecting to PostgreSQL")?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -83,7 +83,7 @@ async fn open(url: &str, pool_size: u32) -> anyhow::Result<Target> {
         .unwrap_or(url)
         .rsplit_once('/')
         .context("the PostgreSQL URL must end in /<database>")?;
-    let store = SqlStore::connect(&SecretString::from(format!("{prefix}/{name}")), pool_size)
+    let store = Store::connect(&SecretString::from(format!("{prefix}/{name}")), pool_size)
         .await
         .context("opening the bench database")?;
     let version: String = sqlx::query("SELECT version()")
@@ -151,7 +151,7 @@ struct Claimed {
     empty_claims: u64,
 }
 
-async fn claimer(store: Arc<SqlStore>, worker: String) -> anyhow::Result<Claimed> {
+async fn claimer(store: Arc<Store>, worker: String) -> anyhow::Result<Claimed> {
     let mut seen = Claimed::default();
     let lease = Duration::from_secs(300);
     loop {
@@ -275,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some((admin_url, name)) = &target.drop_db
         && std::env::var("BENCH_KEEP_DB").as_deref() != Ok("1")
     {
-        let admin = SqlStore::connect_raw(admin_url).await?;
+        let admin = Store::connect_raw(admin_url).await?;
         sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
             .execute(&admin)
             .await

@@ -34,7 +34,7 @@ use lethe_core::ingest::{InputFormat, ingest};
 use lethe_core::jobs::locator_hint;
 use lethe_core::keyring::{Kek, Keyring, SubjectHasher, TombstoneJournal};
 use lethe_core::lake::{LakeRoot, Locate};
-use lethe_core::store::{NewDataset, SqlStore, Store};
+use lethe_core::store::{NewDataset, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
     let shreds = env_usize("BENCH_SHREDS", 200)?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("lethe.db").display());
-    let sql = Arc::new(SqlStore::connect(&SecretString::from(url), 4).await?);
+    let sql = Arc::new(Store::connect(&SecretString::from(url), 4).await?);
     let journal = Arc::new(TombstoneJournal::open(
         &dir.path().join("tombstones").display().to_string(),
     )?);
@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_journal(journal),
     );
-    let store: Arc<dyn Store> = sql;
+    let store: Arc<Store> = sql;
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake)?;
     let dataset = store

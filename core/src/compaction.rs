@@ -125,7 +125,7 @@ async fn recover(root: &LakeRoot) -> Result<u64, IngestError> {
 /// [`IngestError::Store`].
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name))]
 pub async fn compact(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Arc<Keyring>,
     dataset: &Dataset,
     actor: &str,
@@ -143,7 +143,7 @@ pub async fn compact(
 
 /// [`compact`] once the dataset lease is held.
 async fn compact_leased(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Arc<Keyring>,
     dataset: &Dataset,
     actor: &str,
@@ -228,7 +228,7 @@ async fn compact_leased(
 
 #[allow(clippy::too_many_arguments)]
 async fn compact_partition(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Arc<Keyring>,
     lease: &HeldDatasetLease,
     dataset: &Dataset,

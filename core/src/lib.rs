@@ -7,7 +7,7 @@
 //! | module | idea it owns |
 //! |---|---|
 //! | [`domain`] | validated newtypes and the privacy-request model (GDPR Art. 12, 15, 17) |
-//! | [`store`] | the database behind one [`store::Store`] trait (SQLite embedded, PostgreSQL in production), split by aggregate |
+//! | [`store`] | the database, [`store::Store`] (SQLite embedded, PostgreSQL in production), split by aggregate |
 //! | [`keyring`] | per-subject data keys (DEKs) wrapped by a KEK, and the cell envelope: crypto-shredding (GDPR Art. 17) |
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |

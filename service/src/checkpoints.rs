@@ -162,7 +162,7 @@ impl AuditCheckpoints {
     ///
     /// # Errors
     /// Store or sink failures.
-    pub async fn tick(&self, store: &dyn Store) -> anyhow::Result<Option<Checkpoint>> {
+    pub async fn tick(&self, store: &Store) -> anyhow::Result<Option<Checkpoint>> {
         self.checkpoint(store, false).await
     }
 
@@ -172,15 +172,11 @@ impl AuditCheckpoints {
     ///
     /// # Errors
     /// Store or sink failures, or a database that no longer matches the checkpoints.
-    pub async fn checkpoint_now(&self, store: &dyn Store) -> anyhow::Result<Option<Checkpoint>> {
+    pub async fn checkpoint_now(&self, store: &Store) -> anyhow::Result<Option<Checkpoint>> {
         self.checkpoint(store, true).await
     }
 
-    async fn checkpoint(
-        &self,
-        store: &dyn Store,
-        force: bool,
-    ) -> anyhow::Result<Option<Checkpoint>> {
+    async fn checkpoint(&self, store: &Store, force: bool) -> anyhow::Result<Option<Checkpoint>> {
         if self.comparison().state.is_mismatch() {
             anyhow::bail!(
                 "the audit log does not match its external checkpoints; no checkpoint is made until this is resolved"
@@ -278,7 +274,7 @@ impl AuditCheckpoints {
     /// Compares the database with the sink: the checkpoints' own chain and signatures, then
     /// the last checkpoint's entry against the database (cheap; done at start). A mismatch is
     /// recorded ([`AuditCheckpoints::record`]).
-    pub async fn compare(&self, store: &dyn Store) -> SinkComparison {
+    pub async fn compare(&self, store: &Store) -> SinkComparison {
         let comparison = match self.compare_inner(store).await {
             Ok(c) => c,
             Err(e) => SinkComparison {
@@ -292,7 +288,7 @@ impl AuditCheckpoints {
         comparison
     }
 
-    async fn compare_inner(&self, store: &dyn Store) -> anyhow::Result<SinkComparison> {
+    async fn compare_inner(&self, store: &Store) -> anyhow::Result<SinkComparison> {
         let checkpoints = self.sink.list().await?;
         let (head_seq, _) = store.audit_head().await?;
         let last = checkpoints.last().map(|c| (c.n, c.seq));
@@ -361,7 +357,7 @@ impl AuditCheckpoints {
     ///
     /// # Errors
     /// Store or sink failures.
-    pub async fn verify_store(&self, store: &dyn Store) -> anyhow::Result<VerifyReport> {
+    pub async fn verify_store(&self, store: &Store) -> anyhow::Result<VerifyReport> {
         let (head_seq, head_hash) = store.audit_head().await?;
         let mut entries = Vec::new();
         let mut filter = AuditFilter {
@@ -430,7 +426,7 @@ impl AuditCheckpoints {
     /// Keeps `comparison` as the current state. A new mismatch is never ignored: it is logged
     /// as an error, appended to the audit log (`audit.checkpoint_mismatch`), and shows in the
     /// gauge and in `/readyz` until a later comparison is consistent.
-    async fn record(&self, store: &dyn Store, comparison: SinkComparison) {
+    async fn record(&self, store: &Store, comparison: SinkComparison) {
         let previous = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut *state, comparison.clone())
@@ -468,7 +464,7 @@ impl AuditCheckpoints {
     /// `checkpoint_every_s`, if shorter).
     pub async fn run_until_stopped(
         self: std::sync::Arc<Self>,
-        store: std::sync::Arc<dyn Store>,
+        store: std::sync::Arc<Store>,
         mut stop: watch::Receiver<bool>,
     ) {
         let period = self.every.min(Duration::from_secs(1));

@@ -13,7 +13,7 @@ use lethe_core::audit::Pseudonymizer;
 use lethe_core::config::{Settings, load_or_create_secret};
 use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::{Keyring, keyring_from_settings};
-use lethe_core::store::{SqlStore, Store};
+use lethe_core::store::Store;
 use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 use utoipa_swagger_ui::SwaggerUi;
@@ -28,7 +28,7 @@ use crate::{metrics, telemetry};
 /// Shared state of every handler.
 pub struct AppState {
     /// The database.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     /// Token keys.
     pub tokens: TokenKeys,
     /// Issuers of the company's own app whose JWTs identify data subjects.
@@ -72,7 +72,7 @@ pub async fn open_state(settings: &Settings) -> anyhow::Result<AppState> {
         settings.webhooks.allow_private_networks,
     )
     .context("loading the trusted issuers (auth.trusted_issuers)")?;
-    let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
+    let store = Store::connect(&settings.database.url, settings.database.max_connections)
         .await
         .context("opening the database")?;
     let data_dir = &settings.storage.data_dir;

@@ -134,7 +134,7 @@ pub struct IngestReport {
 /// failure while writing (files already written by this ingest are deleted).
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name, bytes = input.len()))]
 pub async fn ingest(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Arc<Keyring>,
     dataset: &Dataset,
     format: InputFormat,

@@ -71,7 +71,7 @@ pub fn check(schema: &DatasetSchema, batch: &RecordBatch) -> Result<(), IngestEr
 /// one or from another row of the same subject, a region the policy does not allow;
 /// [`IngestError::Store`] when the database fails.
 pub async fn route(
-    store: &dyn Store,
+    store: &Store,
     keyring: &Keyring,
     schema: &DatasetSchema,
     batch: &RecordBatch,

@@ -43,7 +43,7 @@ pub struct EraseFileTask {
 /// (one pass over each file's footer and subject column for all of them), and plans one task
 /// per affected file.
 pub(super) async fn plan_erasure(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     job: &Job,
 ) -> Result<Execution, JobError> {
@@ -203,10 +203,7 @@ fn erase_task(
 }
 
 /// The erasure policy of the dataset a task names (its schema's, or its one subject column).
-async fn task_policy(
-    store: &Arc<dyn Store>,
-    task: &EraseFileTask,
-) -> Result<ErasePolicy, JobError> {
+async fn task_policy(store: &Arc<Store>, task: &EraseFileTask) -> Result<ErasePolicy, JobError> {
     match store.dataset(&task.dataset_id).await {
         Ok(dataset) => Ok(dataset.schema.as_ref().map_or_else(
             || ErasePolicy::single(task.subject_column.clone()),
@@ -220,7 +217,7 @@ async fn task_policy(
 /// Rewrites one file without the rows of its requests' subjects, and keeps the locator index
 /// in step.
 pub(super) async fn erase_file(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     job: &Job,
     request: &PrivacyRequest,
@@ -246,7 +243,7 @@ pub(super) async fn erase_file(
 
 /// [`erase_file`] once the dataset lease is held.
 async fn erase_file_leased(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     task: &EraseFileTask,
     request: &PrivacyRequest,

@@ -17,7 +17,7 @@ use crate::store::{Job, JobKind, PrivacyRequest, Store};
 /// # Errors
 /// [`JobError::Transient`] or [`JobError::Permanent`]; the caller decides on retries.
 pub async fn execute_job(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     job: &Job,
     request: &PrivacyRequest,

@@ -13,7 +13,7 @@ use crate::domain::RequestType;
 use crate::ingest::cells::decrypt_column;
 use crate::keyring::Keyring;
 use crate::keyring::KeyringError;
-use crate::lake::{self};
+use crate::lake;
 use crate::store::{Dataset, PrivacyRequest, Store};
 
 /// The files an export archive holds for each dataset.
@@ -48,7 +48,7 @@ impl ArchiveFormat {
 /// (Art. 15) `<name>.jsonl` and `<name>.csv`; portability (Art. 20) `<name>.parquet`,
 /// `<name>.csv` and `<name>.json`.
 pub(super) async fn export(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     datasets: &[Dataset],
     request: &PrivacyRequest,

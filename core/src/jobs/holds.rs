@@ -23,7 +23,7 @@ impl ActiveHolds {
     ///
     /// # Errors
     /// The store's error.
-    pub(crate) async fn load(store: &dyn Store) -> StoreResult<Self> {
+    pub(crate) async fn load(store: &Store) -> StoreResult<Self> {
         let mut holds = Self::default();
         for hold in store.list_legal_holds(true).await? {
             if let Some(dataset) = &hold.dataset_id {

@@ -88,7 +88,7 @@ fn column_changes(dataset: &Dataset, rectification: &Rectification) -> Vec<Colum
 /// not fit a file's column (nothing written), unreadable files; [`JobError::Transient`] for
 /// storage and database hiccups and a lost lease.
 pub(super) async fn rectify(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
@@ -154,7 +154,7 @@ pub(super) async fn rectify(
 
 /// [`rectify`] once the dataset lease is held.
 async fn rectify_leased(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,

@@ -18,7 +18,7 @@ use crate::store::{Job, PrivacyRequest, Store};
 /// [`JobError::Transient`] when the database fails; [`JobError::Permanent`] for a request of
 /// another type.
 pub(super) async fn apply(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     job: &Job,
     request: &PrivacyRequest,
 ) -> Result<Execution, JobError> {

@@ -15,7 +15,7 @@ use crate::store::{Dataset, Store};
 /// # Errors
 /// [`JobError::Transient`] when the database fails.
 pub async fn locator_hint(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: Option<&Keyring>,
     dataset: &Dataset,
     subjects: &[&str],
@@ -58,7 +58,7 @@ pub async fn locator_hint(
 /// [`JobError::Permanent`] when a file cannot be read (naming every such file); lake and
 /// store errors as classified by [`lake_error`].
 pub(crate) async fn locate_in_roots(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     dataset: &Dataset,
     columns: &[String],
@@ -103,7 +103,7 @@ pub(crate) async fn locate_in_roots(
 /// Lake and store errors as classified by [`lake_error`]; [`JobError::Permanent`] when two
 /// roots of the dataset hold files of different schemas.
 pub(super) async fn collect_in_roots(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     ctx: &ExecuteContext,
     dataset: &Dataset,
     subject: &str,

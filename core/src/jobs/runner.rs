@@ -67,7 +67,7 @@ impl WorkerConfig {
 /// A job runner bound to a store.
 #[derive(Clone)]
 pub struct Worker {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     config: WorkerConfig,
     keyring: Option<Arc<Keyring>>,
 }
@@ -134,7 +134,7 @@ fn log_job_end(done: Result<StoreResult<Option<String>>, tokio::task::JoinError>
 /// Fences a rewrite: the file is swapped in only while this worker still holds the job's
 /// lease (checked, and extended, immediately before the swap).
 pub struct LeaseGuard {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     job_id: String,
     token: String,
     lease: Duration,
@@ -142,7 +142,7 @@ pub struct LeaseGuard {
 
 impl LeaseGuard {
     /// A guard for the lease `token` on `job_id`.
-    pub fn new(store: Arc<dyn Store>, job_id: String, token: String, lease: Duration) -> Self {
+    pub fn new(store: Arc<Store>, job_id: String, token: String, lease: Duration) -> Self {
         Self {
             store,
             job_id,
@@ -169,7 +169,7 @@ impl CommitGuard for LeaseGuard {
 
 impl Worker {
     /// A worker for `store`.
-    pub fn new(store: Arc<dyn Store>, config: WorkerConfig) -> Self {
+    pub fn new(store: Arc<Store>, config: WorkerConfig) -> Self {
         Self {
             store,
             config,

@@ -28,7 +28,7 @@ use crate::store::{PrivacyRequest, Store};
 /// # Errors
 /// [`JobError::Transient`] when the key store or the database fails.
 pub async fn destroy_subject_key(
-    store: &dyn Store,
+    store: &Store,
     keyring: &Keyring,
     request: &PrivacyRequest,
     actor: &str,
@@ -81,7 +81,7 @@ pub async fn destroy_subject_key(
 /// # Errors
 /// [`JobError::Transient`] when the journal or the key store cannot be read or written.
 pub async fn reapply_tombstones(
-    store: &dyn Store,
+    store: &Store,
     keyring: &Keyring,
     actor: &str,
 ) -> Result<crate::keyring::ReapplyReport, JobError> {

@@ -20,7 +20,7 @@ const SWEEP_BATCH: i64 = 100;
 /// # Errors
 /// [`JobError::Transient`] when the database or the export store fails (nothing is recorded
 /// for an export whose deletion failed; the next sweep tries again).
-pub async fn sweep_expired_exports(store: &dyn Store, actor: &str) -> Result<u64, JobError> {
+pub async fn sweep_expired_exports(store: &Store, actor: &str) -> Result<u64, JobError> {
     let mut deleted = 0;
     for request in store.expired_exports(SWEEP_BATCH).await? {
         let Some(path) = &request.export_path else {
@@ -66,7 +66,7 @@ async fn delete_export_file(path: &str) -> Result<(), JobError> {
 /// [`JobError::Transient`] when the database or the export store fails (the erasure's plan
 /// calls this again).
 pub async fn destroy_subject_exports(
-    store: &dyn Store,
+    store: &Store,
     request: &crate::store::PrivacyRequest,
     actor: &str,
 ) -> Result<u64, JobError> {

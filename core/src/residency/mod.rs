@@ -89,7 +89,7 @@ impl ResidencyError {
 
 /// The datasets a residency job covers: the one with id `dataset_id`, or every dataset.
 async fn datasets(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     dataset_id: Option<&str>,
 ) -> Result<Vec<Dataset>, ResidencyError> {
     Ok(match dataset_id {
@@ -105,7 +105,7 @@ async fn datasets(
 /// The first [`ResidencyError`] that stops a dataset; datasets scanned before it stay
 /// recorded.
 pub async fn scan_datasets(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     dataset_id: Option<&str>,
     actor: &str,
@@ -124,7 +124,7 @@ pub async fn scan_datasets(
 /// # Errors
 /// The first [`ResidencyError`] that stops a dataset (the next run finishes what it left).
 pub async fn remediate_datasets(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     dataset_id: Option<&str>,
     actor: &str,

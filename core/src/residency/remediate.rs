@@ -209,7 +209,7 @@ pub async fn held_files(dataset: &Dataset) -> Result<HashSet<(String, String)>, 
 /// [`ResidencyError::Store`].
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name))]
 pub async fn remediate_dataset(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     policies: &PolicyBook,
     dataset: &Dataset,
@@ -235,7 +235,7 @@ pub async fn remediate_dataset(
 
 /// [`remediate_dataset`] once the dataset lease is held.
 async fn remediate_leased(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     policies: &PolicyBook,
     dataset: &Dataset,
@@ -333,7 +333,7 @@ fn only_unmovable(mut finding: FileFinding) -> FileFinding {
 /// Moves the movable misplaced rows of one file (steps 1–5 of the module docs); returns the
 /// files written.
 async fn remediate_file(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     dataset: &Dataset,
     schema: &DatasetSchema,
@@ -532,7 +532,7 @@ fn target_dir(schema: &DatasetSchema, dir: &str, target: &str) -> String {
 /// Deletes the outputs of a `copying` manifest (best effort), forgets them in the index and
 /// deletes the manifest: back to the state before the copy.
 async fn roll_back(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     dataset: &Dataset,
     source_root: &LakeRoot,
     manifest_at: &str,
@@ -544,7 +544,7 @@ async fn roll_back(
 }
 
 async fn try_roll_back(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     dataset: &Dataset,
     source_root: &LakeRoot,
     manifest_at: &str,
@@ -562,7 +562,7 @@ async fn try_roll_back(
 /// Finishes an interrupted remediation found under `root`.
 #[allow(clippy::too_many_arguments)]
 async fn recover(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     dataset: &Dataset,
     schema: &DatasetSchema,
@@ -625,7 +625,7 @@ async fn recover(
 /// `residency.remediated`, deletes the manifest.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     dataset: &Dataset,
     source_root: &LakeRoot,
@@ -720,7 +720,7 @@ async fn finish(
 /// Audits `residency.remediated` for one source file: counts and regions, no subject.
 #[allow(clippy::too_many_arguments)]
 async fn audit_remediated(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     dataset: &Dataset,
     source_root: &LakeRoot,
     manifest: &Manifest,
@@ -822,16 +822,16 @@ mod tests {
     #[tokio::test]
     async fn a_remediation_interrupted_while_copying_is_rolled_back_by_the_next() {
         use crate::keyring::{Kek, SubjectHasher};
-        use crate::store::{NewDataset, SqlStore};
+        use crate::store::{NewDataset, Store};
 
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("lethe.db").display());
         let sql = Arc::new(
-            SqlStore::connect(&secrecy::SecretString::from(url), 1)
+            Store::connect(&secrecy::SecretString::from(url), 1)
                 .await
                 .unwrap(),
         );
-        let store: Arc<dyn Store> = sql.clone();
+        let store: Arc<Store> = sql.clone();
         let keyring = Keyring::new(Kek::generate(), sql, SubjectHasher::new(&[1; 32]).unwrap());
         let (home, eu) = (dir.path().join("home"), dir.path().join("eu"));
         std::fs::create_dir_all(&home).unwrap();

@@ -115,7 +115,7 @@ pub(crate) fn region_of(
 /// are named in the scan's `note` instead.
 #[tracing::instrument(skip_all, fields(dataset = %dataset.name))]
 pub async fn scan_dataset(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     keyring: &Keyring,
     policies: &PolicyBook,
     dataset: &Dataset,
@@ -137,7 +137,7 @@ pub async fn scan_dataset(
 
 /// Records `scanned` in place of the dataset's previous scan, audited as `residency.scanned`.
 pub(crate) async fn record(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     scanned: &DatasetScan,
     actor: &str,
 ) -> Result<(), ResidencyError> {

@@ -3,13 +3,14 @@
 //! and is audited in the same transaction; it also revokes every refresh token of the account.
 
 use sqlx::AssertSqlSafe;
+use uuid::Uuid;
 
-use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, db, now};
+use super::audit_chain::{append_audit_in, with_detail};
+use super::db::{Store, db, now};
 use super::rows::{USER_COLS, user_from};
-use super::{StoreError, StoreResult, User};
+use super::{NewUser, StoreError, StoreResult, User};
 use crate::audit::NewAuditEntry;
-use crate::domain::to_db;
+use crate::domain::{Email, Role, SubjectId, to_db};
 
 /// What to change on the account besides raising its epoch.
 pub(super) enum AccountChange {
@@ -21,8 +22,8 @@ pub(super) enum AccountChange {
     Disabled(bool),
 }
 
-impl SqlStore {
-    pub(super) async fn change_account_impl(
+impl Store {
+    pub(super) async fn change_account(
         &self,
         user_id: &str,
         change: AccountChange,
@@ -56,6 +57,134 @@ impl SqlStore {
         tx.commit()
             .await
             .map_err(db("committing an account change"))?;
+        Ok(user)
+    }
+}
+
+impl Store {
+    /// Creates an account. `Conflict` when the e-mail is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_user(&self, user: NewUser, audit: NewAuditEntry) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO users (id, email, password_hash, role, created_at, email_verified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
+        )))
+        .bind(Uuid::new_v4().to_string())
+        .bind(user.email.as_str())
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(to_db(now()))
+        // Admins and auditors are created by an operator; a subject proves their e-mail.
+        .bind((user.role != Role::Subject).then(|| to_db(now())))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("creating an account"))?;
+        let created = user_from(&row)?;
+        append_audit_in(&mut tx, with_detail(audit, "user_id", &created.id)).await?;
+        tx.commit().await.map_err(db("committing an account"))?;
+        Ok(created)
+    }
+
+    /// The account with that e-mail, if any.
+    pub async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users WHERE email = $1"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("looking up an account"))?
+        .as_ref()
+        .map(user_from)
+        .transpose()
+    }
+
+    /// The account with that id; `NotFound` otherwise.
+    pub async fn user(&self, id: &str) -> StoreResult<User> {
+        self.by_id(
+            format!("SELECT {USER_COLS} FROM users WHERE id = $1"),
+            id,
+            "user",
+            "reading an account",
+            user_from,
+        )
+        .await
+    }
+
+    /// Every account, oldest first.
+    pub async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.all(
+            format!("SELECT {USER_COLS} FROM users ORDER BY created_at, id"),
+            "listing accounts",
+            user_from,
+        )
+        .await
+    }
+
+    /// Raises the account's token epoch: every access token issued before is refused (sign
+    /// out everywhere). Audited with `audit` in the same transaction.
+    #[tracing::instrument(skip_all)]
+    pub async fn end_sessions(&self, user_id: &str, audit: NewAuditEntry) -> StoreResult<User> {
+        self.change_account(user_id, super::accounts::AccountChange::Epoch, audit)
+            .await
+    }
+
+    /// Sets a new password hash and raises the token epoch (every other session ends).
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account(
+            user_id,
+            super::accounts::AccountChange::Password(password_hash),
+            audit,
+        )
+        .await
+    }
+
+    /// Disables (`true`) or enables an account, raising its token epoch either way.
+    pub async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        self.change_account(
+            user_id,
+            super::accounts::AccountChange::Disabled(disabled),
+            audit,
+        )
+        .await
+    }
+
+    /// Links an account to a data subject id (admin only; never the user's own claim).
+    pub async fn link_subject(
+        &self,
+        user_id: &str,
+        subject: &SubjectId,
+        audit: NewAuditEntry,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE users SET subject_id = $1 WHERE id = $2 RETURNING {USER_COLS}"
+        )))
+        .bind(subject.as_str())
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("linking an account to a subject"))?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                entity: "user",
+                id: user_id.to_string(),
+            });
+        };
+        let user = user_from(&row)?;
+        append_audit_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db("committing a subject link"))?;
         Ok(user)
     }
 }

@@ -2,11 +2,12 @@
 //! and the state it describes cannot disagree.
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
+use super::db::Store;
 use super::db::{db, now};
-use super::rows::{corrupt, get_s};
-use super::*;
+use super::rows::{AUDIT_COLS, audit_from, corrupt, get_s};
+use super::{AuditFilter, StoreResult};
 use crate::audit::{AuditEntry, NewAuditEntry, entry_hash};
 use crate::domain::{from_db, to_db};
 
@@ -75,4 +76,52 @@ pub(super) fn with_detail(mut audit: NewAuditEntry, key: &str, value: &str) -> N
         map.insert(key.into(), Value::String(value.to_string()));
     }
     audit
+}
+
+impl Store {
+    /// Appends one entry to the chain.
+    pub async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+        let mut tx = self.begin_write().await?;
+        let appended = append_audit_in(&mut tx, entry).await?;
+        tx.commit().await.map_err(db("committing an audit entry"))?;
+        Ok(appended)
+    }
+
+    /// Entries matching the filter, in chain order.
+    pub async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let limit = filter.limit.unwrap_or(1000).clamp(1, 10_000);
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLS} FROM audit_log \
+             WHERE seq > $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
+               AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR request_id = $5) \
+               AND seq <= $7 \
+             ORDER BY seq LIMIT $6"
+        )))
+        .bind(filter.after_seq.unwrap_or(0))
+        .bind(filter.from.map(to_db))
+        .bind(filter.to.map(to_db))
+        .bind(&filter.action)
+        .bind(&filter.request_id)
+        .bind(limit)
+        .bind(filter.until_seq.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the audit log"))?
+        .iter()
+        .map(audit_from)
+        .collect()
+    }
+
+    /// The recorded head of the chain: `(seq, hash)` of the last append (`(0, GENESIS)` when
+    /// empty).
+    pub async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the audit head"))?;
+        Ok((
+            row.try_get("seq").map_err(|e| corrupt("audit_head", e))?,
+            get_s(&row, "audit_head", "hash")?,
+        ))
+    }
 }

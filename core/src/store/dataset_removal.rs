@@ -9,7 +9,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, WriteTx, db, now};
+use super::db::{Store, WriteTx, db, now};
 use super::rows::get_os;
 use super::rows::{DATASET_COLS, dataset_from, final_statuses_sql};
 use super::{Dataset, StoreError, StoreResult};
@@ -32,12 +32,13 @@ async fn count(
         .map_err(|e| super::rows::corrupt("datasets", e))
 }
 
-impl SqlStore {
-    pub(super) async fn delete_dataset_impl(
-        &self,
-        id: &str,
-        audit: NewAuditEntry,
-    ) -> StoreResult<Dataset> {
+impl Store {
+    /// Deletes (unregisters) a dataset, appending `audit` in the same transaction; its files
+    /// are not touched. Refused with [`StoreError::DatasetInUse`] while a legal hold is on it
+    /// (`dataset_held`) or while a lease is live on its files, any job is unfinished, or an
+    /// erasure or rectification is open (`dataset_in_use`): those may still need it. `NotFound`
+    /// when there is no such dataset (or it is deleted already).
+    pub async fn delete_dataset(&self, id: &str, audit: NewAuditEntry) -> StoreResult<Dataset> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DATASET_COLS} FROM datasets WHERE id = $1 AND deleted_at IS NULL"

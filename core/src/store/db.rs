@@ -1,4 +1,4 @@
-//! The connection to SQLite or PostgreSQL through sqlx's `Any` driver: [`SqlStore`], its
+//! The connection to SQLite or PostgreSQL through sqlx's `Any` driver: [`Store`], its
 //! migrations, write transactions, and the helpers every aggregate's SQL shares (error
 //! mapping, column getters).
 //!
@@ -23,7 +23,7 @@ use crate::domain::{Timestamp, to_db};
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// Which database a [`SqlStore`] talks to.
+/// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite (embedded default), WAL mode.
@@ -34,15 +34,15 @@ pub enum Backend {
 
 /// The SQL store.
 #[derive(Clone)]
-pub struct SqlStore {
+pub struct Store {
     pub(super) pool: AnyPool,
     pub(super) backend: Backend,
     /// SQLite's one writer, taken in turn by this process's write transactions (see
-    /// [`SqlStore::begin_write`]).
+    /// [`Store::begin_write`]).
     writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// A write transaction from [`SqlStore::begin_write`]: the transaction (used through its
+/// A write transaction from [`Store::begin_write`]: the transaction (used through its
 /// connection, as `&mut *tx`) and, on SQLite, this process's writer turn, given back when the
 /// transaction ends.
 pub(crate) struct WriteTx {
@@ -87,7 +87,7 @@ pub(super) fn now() -> Timestamp {
     chrono::Utc::now()
 }
 
-impl SqlStore {
+impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file and its
     /// folder when missing, and runs the backend's migrations.
     ///
@@ -343,6 +343,22 @@ fn prepare_sqlite_url(raw: &str) -> StoreResult<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+impl Store {
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs a trivial query; for readiness probes.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("pinging the database"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

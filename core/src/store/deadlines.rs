@@ -9,17 +9,24 @@
 use sqlx::AssertSqlSafe;
 
 use super::audit_chain::{append_audit_in, with_detail};
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{REQUEST_COLS, final_statuses_sql, request_from};
 use super::webhooks::RequestEventKind;
-use super::{
-    NewExtension, PrivacyRequest, RegisterEntry, RegisterFilter, Store, StoreError, StoreResult,
-};
+use super::{NewExtension, PrivacyRequest, RegisterEntry, RegisterFilter, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{check_extension, extended_due_date, from_db, to_db};
 
-impl SqlStore {
-    pub(super) async fn extend_deadline_impl(
+impl Store {
+    /// Extends the deadline of a request once (GDPR Art. 12(3)): `due_at` becomes received +
+    /// (1 + months) calendar months ([`crate::domain::extended_due_date`]), the one-month
+    /// deadline is kept as the extension's `original_due_at`, and `audit` is appended with
+    /// `due_at` and `original_due_at` added to its details, in one transaction. The rules are
+    /// checked by the update itself, so two concurrent extensions cannot both succeed.
+    ///
+    /// # Errors
+    /// `NotFound`; `ExtensionRefused` when the request is final, already extended, or its
+    /// original due date has passed ([`crate::domain::check_extension`]).
+    pub async fn extend_deadline(
         &self,
         id: &str,
         extension: NewExtension,
@@ -80,10 +87,9 @@ impl SqlStore {
         Ok(updated)
     }
 
-    pub(super) async fn register_page_impl(
-        &self,
-        filter: &RegisterFilter,
-    ) -> StoreResult<Vec<RegisterEntry>> {
+    /// One page of the register of requests: requests received in the filter's period, after
+    /// its cursor, ordered by `(received_at, id)`; without subject ids.
+    pub async fn register_page(&self, filter: &RegisterFilter) -> StoreResult<Vec<RegisterEntry>> {
         let limit = filter.limit.unwrap_or(1000).clamp(1, 10_000);
         let (after_at, after_id) = match &filter.after {
             Some((at, id)) => (Some(to_db(*at)), Some(id.as_str())),

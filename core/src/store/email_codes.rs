@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{USER_COLS, user_from};
 use super::rows::{corrupt, get_s, get_ts};
 use super::{EmailCodeOutcome, StoreResult};
@@ -21,8 +21,10 @@ async fn void(tx: &mut super::db::WriteTx, user_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-impl SqlStore {
-    pub(super) async fn set_email_code_impl(
+impl Store {
+    /// Records the hash of a new e-mail verification code for the account, replacing any
+    /// earlier one (one live code per account).
+    pub async fn set_email_code(
         &self,
         user_id: &str,
         code_hash: &str,
@@ -49,7 +51,10 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn check_email_code_impl(
+    /// Checks a code's hash against the account's live code, in one transaction: a right code
+    /// verifies the account (appending `audit`) and is spent; a wrong one counts, and the
+    /// `max_attempts`-th wrong one voids the code; an expired code is void.
+    pub async fn check_email_code(
         &self,
         user_id: &str,
         code_hash: &str,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::audit_chain::{append_audit_in, with_detail};
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{REQUEST_COLS, request_from};
 use super::rows::{get_os, get_ots, get_s, get_ts};
 use super::{LegalHold, NewLegalHold, PrivacyRequest, StoreError, StoreResult};
@@ -35,8 +35,9 @@ fn hold_from(row: &AnyRow) -> StoreResult<LegalHold> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn create_legal_hold_impl(
+impl Store {
+    /// Places a legal hold (audited).
+    pub async fn create_legal_hold(
         &self,
         hold: NewLegalHold,
         audit: NewAuditEntry,
@@ -64,10 +65,8 @@ impl SqlStore {
         Ok(created)
     }
 
-    pub(super) async fn list_legal_holds_impl(
-        &self,
-        active_only: bool,
-    ) -> StoreResult<Vec<LegalHold>> {
+    /// Legal holds, oldest first; only active ones when `active_only`.
+    pub async fn list_legal_holds(&self, active_only: bool) -> StoreResult<Vec<LegalHold>> {
         let filter = if active_only {
             "WHERE released_at IS NULL AND (ends_at IS NULL OR ends_at > $1)"
         } else {
@@ -85,10 +84,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn active_holds_for_impl(
-        &self,
-        subject_pseudonym: &str,
-    ) -> StoreResult<Vec<LegalHold>> {
+    /// The active holds an erasure of this subject must respect: every dataset hold and the
+    /// subject's own.
+    pub async fn active_holds_for(&self, subject_pseudonym: &str) -> StoreResult<Vec<LegalHold>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {HOLD_COLS} FROM legal_holds \
              WHERE released_at IS NULL AND (ends_at IS NULL OR ends_at > $1) \
@@ -105,7 +103,8 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn release_legal_hold_impl(
+    /// Releases a hold (audited); `NotFound`, or `Conflict` when already released.
+    pub async fn release_legal_hold(
         &self,
         id: &str,
         actor: &str,
@@ -142,10 +141,8 @@ impl SqlStore {
         Ok(released)
     }
 
-    pub(super) async fn expired_exports_impl(
-        &self,
-        limit: i64,
-    ) -> StoreResult<Vec<PrivacyRequest>> {
+    /// Requests whose export expired and was not deleted yet, oldest first, at most `limit`.
+    pub async fn expired_exports(&self, limit: i64) -> StoreResult<Vec<PrivacyRequest>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {REQUEST_COLS} FROM requests \
              WHERE export_expires_at <= $1 AND export_deleted_at IS NULL \
@@ -161,7 +158,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn live_exports_of_impl(
+    /// Requests of the subject named by `subject_pseudonym` whose export is on file (written
+    /// and not deleted yet), expired or not: what an erasure must delete.
+    pub async fn live_exports_of(
         &self,
         subject_pseudonym: &str,
     ) -> StoreResult<Vec<PrivacyRequest>> {
@@ -179,7 +178,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn mark_export_deleted_impl(
+    /// Records that a request's expired export was deleted (audited once); `false` when it
+    /// already was.
+    pub async fn mark_export_deleted(
         &self,
         request_id: &str,
         audit: NewAuditEntry,

@@ -24,7 +24,7 @@ impl PolicyBook {
     ///
     /// # Errors
     /// Store errors.
-    pub async fn load(store: &dyn Store) -> StoreResult<Self> {
+    pub async fn load(store: &Store) -> StoreResult<Self> {
         Ok(Self::new(
             store
                 .residency_policies()
@@ -49,14 +49,14 @@ impl PolicyBook {
 /// (the store never sees subject ids) and kept for the life of this value, so that a scan over
 /// many files asks for each subject once.
 pub struct Jurisdictions<'a> {
-    store: &'a dyn Store,
+    store: &'a Store,
     keyring: &'a Keyring,
     known: HashMap<String, Option<String>>,
 }
 
 impl<'a> Jurisdictions<'a> {
     /// An empty cache over `store`.
-    pub fn new(store: &'a dyn Store, keyring: &'a Keyring) -> Self {
+    pub fn new(store: &'a Store, keyring: &'a Keyring) -> Self {
         Self {
             store,
             keyring,

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::Store;
-use super::db::{Backend, SqlStore};
+use super::db::{Backend, Store};
 use crate::domain::{from_db, to_db};
 use crate::keyring::{KeyStore, KeyringError, StoredKey, WrappedDek};
 
@@ -47,7 +46,7 @@ fn key_from(row: &AnyRow) -> Result<StoredKey, KeyringError> {
 
 const KEY_COLS: &str = "subject_ref, kek_id, version, nonce, ciphertext, created_at";
 
-impl SqlStore {
+impl Store {
     /// On PostgreSQL, serialises key writes of one subject reference for the transaction.
     async fn lock_subject(
         &self,
@@ -66,7 +65,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl KeyStore for SqlStore {
+impl KeyStore for Store {
     async fn get(&self, subject_ref: &str) -> Result<Option<StoredKey>, KeyringError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref = $1"

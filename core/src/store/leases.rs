@@ -22,9 +22,9 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{get_s, get_ts};
-use super::{Backend, DatasetLease, LeaseMode, Store, StoreError, StoreResult};
+use super::{Backend, DatasetLease, LeaseMode, StoreError, StoreResult};
 use crate::domain::to_db;
 use crate::lake::CommitGuard;
 
@@ -76,8 +76,14 @@ async fn blocking_lease(
     .transpose()
 }
 
-impl SqlStore {
-    pub(super) async fn acquire_dataset_lease_impl(
+impl Store {
+    /// Takes (or, for the same `holder`, renews) a `mode` lease on dataset `dataset_id`'s
+    /// files for `ttl`: shared leases coexist; an exclusive one excludes every other holder.
+    /// Expired leases are ignored. Use [`HeldDatasetLease`], which renews and releases.
+    ///
+    /// # Errors
+    /// [`StoreError::DatasetBusy`] naming the lease in the way.
+    pub async fn acquire_dataset_lease(
         &self,
         dataset_id: &str,
         holder: &str,
@@ -129,11 +135,8 @@ impl SqlStore {
         Ok(lease)
     }
 
-    pub(super) async fn release_dataset_lease_impl(
-        &self,
-        dataset_id: &str,
-        holder: &str,
-    ) -> StoreResult<()> {
+    /// Deletes `holder`'s lease on `dataset_id` (nothing when there is none).
+    pub async fn release_dataset_lease(&self, dataset_id: &str, holder: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM dataset_leases WHERE dataset_id = $1 AND holder = $2")
             .bind(dataset_id)
             .bind(holder)
@@ -148,7 +151,7 @@ impl SqlStore {
 /// [`release`](Self::release)d. Dropped without release, it stops renewing and lapses after
 /// [`DATASET_LEASE_TTL`].
 pub struct HeldDatasetLease {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     lease: DatasetLease,
     ttl: Duration,
     continuity: Arc<Mutex<Continuity>>,
@@ -201,7 +204,7 @@ impl HeldDatasetLease {
     /// [`StoreError::DatasetBusy`] with the lease in the way (try again later);
     /// [`StoreError::Database`].
     pub async fn acquire(
-        store: &Arc<dyn Store>,
+        store: &Arc<Store>,
         dataset_id: &str,
         holder: &str,
         mode: LeaseMode,
@@ -215,7 +218,7 @@ impl HeldDatasetLease {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub async fn acquire_for(
-        store: &Arc<dyn Store>,
+        store: &Arc<Store>,
         dataset_id: &str,
         holder: &str,
         mode: LeaseMode,
@@ -341,7 +344,7 @@ impl Drop for HeldDatasetLease {
 
 /// Renews `lease` for `ttl` and records in `continuity` whether it stayed continuous.
 async fn renew(
-    store: &dyn Store,
+    store: &Store,
     lease: &DatasetLease,
     ttl: Duration,
     continuity: &Mutex<Continuity>,
@@ -442,7 +445,7 @@ fn died_on_this_host(holder: &str) -> bool {
 /// [`StoreError::DatasetBusy`] (converted into `E`) when the lease cannot be taken, and
 /// `work`'s own errors.
 pub async fn with_dataset_lease<T, E, F, Fut>(
-    store: &Arc<dyn Store>,
+    store: &Arc<Store>,
     dataset_id: &str,
     holder: &str,
     mode: LeaseMode,

@@ -6,7 +6,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::db::SqlStore;
+use super::db::Store;
 use super::{IndexedFile, StoreError, StoreResult};
 use crate::domain::to_db;
 
@@ -36,8 +36,10 @@ fn placeholders(start: usize, rows: usize, per_row: usize) -> String {
         .join(", ")
 }
 
-impl SqlStore {
-    pub(super) async fn index_files_impl(
+impl Store {
+    /// Records files Lethe wrote into `dataset_id` (ingest, compaction) and forgets the
+    /// `replaced` ones, in one transaction. Re-recording a known path replaces its entries.
+    pub async fn index_files(
         &self,
         dataset_id: &str,
         added: &[IndexedFile],
@@ -96,10 +98,8 @@ impl SqlStore {
         tx.commit().await.map_err(db("committing the index"))
     }
 
-    pub(super) async fn indexed_files_impl(
-        &self,
-        dataset_id: &str,
-    ) -> StoreResult<Vec<(String, u64)>> {
+    /// Every indexed file of the dataset as `(path, bytes)`.
+    pub async fn indexed_files(&self, dataset_id: &str) -> StoreResult<Vec<(String, u64)>> {
         let rows = sqlx::query(
             "SELECT path, byte_size FROM lake_files WHERE dataset_id = $1 ORDER BY path",
         )
@@ -116,7 +116,9 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn index_lookup_impl(
+    /// The indexed files holding rows of the subject references, as
+    /// `(subject_ref, path, rows)`.
+    pub async fn index_lookup(
         &self,
         dataset_id: &str,
         subject_refs: &[String],
@@ -149,7 +151,9 @@ impl SqlStore {
         Ok(found)
     }
 
-    pub(super) async fn index_rewritten_impl(
+    /// After `path` was rewritten without the subjects: drops their entries and records the
+    /// file's new row count and size. Unknown paths are left unknown.
+    pub async fn index_rewritten(
         &self,
         dataset_id: &str,
         path: &str,

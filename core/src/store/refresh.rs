@@ -12,7 +12,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, WriteTx, db, now};
+use super::db::{Store, WriteTx, db, now};
 use super::rows::{USER_COLS, user_from};
 use super::rows::{get_ots, get_s, get_ts};
 use super::{NewRefreshToken, RefreshOutcome, StoreResult};
@@ -100,11 +100,9 @@ pub(super) async fn revoke_all_of(tx: &mut WriteTx, user_id: &str) -> StoreResul
     Ok(())
 }
 
-impl SqlStore {
-    pub(super) async fn start_refresh_family_impl(
-        &self,
-        token: NewRefreshToken,
-    ) -> StoreResult<String> {
+impl Store {
+    /// Starts a refresh-token family (a sign-in) with its first token; returns the family id.
+    pub async fn start_refresh_family(&self, token: NewRefreshToken) -> StoreResult<String> {
         let family_id = Uuid::new_v4().to_string();
         let mut tx = self.begin_write().await?;
         // Families past their end are of no use to anyone: forget the account's (fixed-width
@@ -123,7 +121,11 @@ impl SqlStore {
         Ok(family_id)
     }
 
-    pub(super) async fn rotate_refresh_token_impl(
+    /// Spends the refresh token whose hash is `token_hash` and records its successor
+    /// (`next_hash`, accepted until `next_expires_at` and never past the family's end) in one
+    /// transaction. A token spent before revokes its whole family (reuse detection, RFC 9700
+    /// §4.14.2) and appends `account.refresh_token_reused`.
+    pub async fn rotate_refresh_token(
         &self,
         token_hash: &str,
         next_hash: &str,

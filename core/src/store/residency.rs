@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{corrupt, get_os, get_s, get_ts};
 use super::{StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
@@ -228,8 +228,11 @@ fn violation_from(row: &AnyRow) -> StoreResult<ResidencyViolation> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn set_residency_policy_impl(
+impl Store {
+    /// Sets (creates or replaces) the policy of `jurisdiction`: the regions, in order of
+    /// preference, where its subjects' rows may be stored; with its audit entry, in one
+    /// transaction.
+    pub async fn set_residency_policy(
         &self,
         jurisdiction: &str,
         regions: &[String],
@@ -258,7 +261,9 @@ impl SqlStore {
         Ok(policy)
     }
 
-    pub(super) async fn delete_residency_policy_impl(
+    /// Deletes the policy of `jurisdiction` (audited); its subjects are unrestricted from then
+    /// on. `NotFound` when there is none.
+    pub async fn delete_residency_policy(
         &self,
         jurisdiction: &str,
         audit: NewAuditEntry,
@@ -281,7 +286,8 @@ impl SqlStore {
             .map_err(db("committing a residency policy deletion"))
     }
 
-    pub(super) async fn residency_policies_impl(&self) -> StoreResult<Vec<ResidencyPolicy>> {
+    /// Every residency policy, by jurisdiction.
+    pub async fn residency_policies(&self) -> StoreResult<Vec<ResidencyPolicy>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {POLICY_COLS} FROM residency_policies ORDER BY jurisdiction"
         )))
@@ -293,7 +299,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn set_subject_jurisdiction_impl(
+    /// Sets the jurisdiction of the subject with keyed reference `subject_ref` (source
+    /// `admin`), replacing any recorded one, with its audit entry, in one transaction.
+    pub async fn set_subject_jurisdiction(
         &self,
         subject_ref: &str,
         jurisdiction: &str,
@@ -323,7 +331,8 @@ impl SqlStore {
         Ok(set)
     }
 
-    pub(super) async fn subject_jurisdiction_impl(
+    /// The recorded jurisdiction of one subject (by keyed reference), if any.
+    pub async fn subject_jurisdiction(
         &self,
         subject_ref: &str,
     ) -> StoreResult<Option<SubjectJurisdiction>> {
@@ -339,7 +348,9 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn subject_jurisdictions_impl(
+    /// The recorded jurisdictions of the subjects among `subject_refs` that have one, as
+    /// `(subject_ref, jurisdiction)`.
+    pub async fn subject_jurisdictions(
         &self,
         subject_refs: &[String],
     ) -> StoreResult<Vec<(String, String)>> {
@@ -369,7 +380,10 @@ impl SqlStore {
         Ok(found)
     }
 
-    pub(super) async fn record_subject_jurisdictions_impl(
+    /// Records `(subject_ref, jurisdiction)` for subjects that have no jurisdiction yet (ingest
+    /// from a dataset's jurisdiction column; `source` e.g. `ingest:running_app`); recorded
+    /// ones are left as they are. Returns how many were recorded.
+    pub async fn record_subject_jurisdictions(
         &self,
         entries: &[(String, String)],
         source: &str,
@@ -421,7 +435,9 @@ impl SqlStore {
         Ok(recorded)
     }
 
-    pub(super) async fn record_residency_scan_impl(
+    /// Replaces the last residency scan of `scan.dataset_id` and its violations by these, and
+    /// appends `audit` if given, in one transaction.
+    pub async fn record_residency_scan(
         &self,
         scan: &ResidencyScan,
         violations: &[ResidencyViolation],
@@ -479,7 +495,8 @@ impl SqlStore {
         tx.commit().await.map_err(db("committing a residency scan"))
     }
 
-    pub(super) async fn residency_scans_impl(&self) -> StoreResult<Vec<ResidencyScan>> {
+    /// The last residency scan of every scanned dataset, by dataset name.
+    pub async fn residency_scans(&self) -> StoreResult<Vec<ResidencyScan>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {SCAN_COLS} FROM residency_scans ORDER BY dataset, dataset_id"
         )))
@@ -491,7 +508,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn residency_violations_impl(
+    /// The violations found by the last scans (of one dataset, or of all), by dataset, root
+    /// and file.
+    pub async fn residency_violations(
         &self,
         dataset_id: Option<&str>,
     ) -> StoreResult<Vec<ResidencyViolation>> {

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::audit_chain::append_audit_in;
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{get_s, get_ts};
 use super::{RestrictedSubject, StoreResult};
 use crate::audit::NewAuditEntry;
@@ -52,8 +52,11 @@ async fn entry_in(
     .transpose()
 }
 
-impl SqlStore {
-    pub(super) async fn restrict_subject_impl(
+impl Store {
+    /// Marks `subject` restricted by request `request_id` and appends `audit` (with
+    /// `already_restricted` added to its details), in one transaction. A subject already
+    /// restricted keeps its first entry, which is returned.
+    pub async fn restrict_subject(
         &self,
         subject: &SubjectId,
         request_id: &str,
@@ -82,7 +85,9 @@ impl SqlStore {
         Ok(entry)
     }
 
-    pub(super) async fn lift_restriction_impl(
+    /// Lifts `subject`'s restriction and appends `audit`, in one transaction; returns the entry
+    /// removed. `None`: the subject was not restricted, and nothing is audited.
+    pub async fn lift_restriction(
         &self,
         subject: &SubjectId,
         audit: NewAuditEntry,
@@ -103,7 +108,9 @@ impl SqlStore {
         Ok(entry)
     }
 
-    pub(super) async fn restricted_subjects_impl(
+    /// Restricted subjects ordered by subject id, those after `after` only (keyset cursor),
+    /// at most `limit` (clamped to 1–1000).
+    pub async fn restricted_subjects(
         &self,
         after: Option<&str>,
         limit: i64,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::audit_chain::{append_audit_in, with_detail};
-use super::db::{SqlStore, db, now};
+use super::db::{Store, db, now};
 use super::rows::{corrupt, get_os, get_ots, get_s, get_ts};
 use super::{ApiToken, NewApiToken, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
@@ -33,8 +33,10 @@ fn token_from(row: &AnyRow) -> StoreResult<ApiToken> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn create_api_token_impl(
+impl Store {
+    /// Records an API token (its hash only) with its audit entry, to which the token's id is
+    /// added as `token_id`. `Conflict` when the hash is already known.
+    pub async fn create_api_token(
         &self,
         token: NewApiToken,
         audit: NewAuditEntry,
@@ -60,10 +62,8 @@ impl SqlStore {
         Ok(created)
     }
 
-    pub(super) async fn api_token_by_hash_impl(
-        &self,
-        token_hash: &str,
-    ) -> StoreResult<Option<ApiToken>> {
+    /// The token whose secret hashes to `token_hash`, revoked or not.
+    pub async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1"
         )))
@@ -76,7 +76,8 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn list_api_tokens_impl(&self) -> StoreResult<Vec<ApiToken>> {
+    /// Every API token, revoked ones included, oldest first.
+    pub async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"
         )))
@@ -88,11 +89,9 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn revoke_api_token_impl(
-        &self,
-        id: &str,
-        audit: NewAuditEntry,
-    ) -> StoreResult<ApiToken> {
+    /// Revokes a token and appends the audit entry; revoking a revoked token changes nothing
+    /// and audits nothing. `NotFound` when there is no such token.
+    pub async fn revoke_api_token(&self, id: &str, audit: NewAuditEntry) -> StoreResult<ApiToken> {
         let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(AssertSqlSafe(format!(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \

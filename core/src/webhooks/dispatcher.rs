@@ -71,7 +71,7 @@ pub fn retry_delay(attempt: i64, base: Duration, max: Duration) -> Duration {
 /// Sends webhook deliveries from the store's outbox.
 #[derive(Clone)]
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     keyring: Arc<Keyring>,
     config: DispatcherConfig,
     client: reqwest::Client,
@@ -85,7 +85,7 @@ impl Dispatcher {
     /// # Errors
     /// When the HTTP client cannot be built (no TLS roots could be loaded).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<Store>,
         keyring: Arc<Keyring>,
         config: DispatcherConfig,
     ) -> Result<Self, reqwest::Error> {

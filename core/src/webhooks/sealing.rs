@@ -111,10 +111,7 @@ pub struct SecretResealReport {
 ///
 /// # Errors
 /// When the store fails; a secret that does not open is reported in `failed`, not an error.
-pub async fn reseal_secrets(
-    store: &dyn Store,
-    keyring: &Keyring,
-) -> StoreResult<SecretResealReport> {
+pub async fn reseal_secrets(store: &Store, keyring: &Keyring) -> StoreResult<SecretResealReport> {
     let mut report = SecretResealReport::default();
     for endpoint in store.list_webhooks().await? {
         let stored = endpoint.stored_secret.expose_secret();

@@ -92,7 +92,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
     )
     .unwrap();
     let url = SecretString::from(format!("sqlite://{}/t.db", dir.path().display()));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url, 4).await.unwrap());
+    let store: Arc<Store> = Arc::new(Store::connect(&url, 4).await.unwrap());
     store
         .create_dataset(
             NewDataset {

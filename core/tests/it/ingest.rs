@@ -10,7 +10,7 @@ use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{DatasetSchema, SubjectId};
 use lethe_core::ingest::{IngestError, InputFormat, ingest};
 use lethe_core::keyring::{Kek, Keyring, SubjectHasher};
-use lethe_core::store::{Dataset, NewDataset, SqlStore, Store};
+use lethe_core::store::{Dataset, NewDataset, Store};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use secrecy::SecretString;
 use serde_json::json;
@@ -18,18 +18,14 @@ use serde_json::json;
 struct Env {
     _dir: tempfile::TempDir,
     lake: std::path::PathBuf,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     keyring: Arc<Keyring>,
 }
 
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("lethe.db").display());
-    let sql = Arc::new(
-        SqlStore::connect(&SecretString::from(url), 2)
-            .await
-            .unwrap(),
-    );
+    let sql = Arc::new(Store::connect(&SecretString::from(url), 2).await.unwrap());
     let keyring = Arc::new(Keyring::new(
         Kek::generate(),
         sql.clone(),

@@ -20,7 +20,7 @@ async fn job_panic_child() {
     };
     let dir = std::path::Path::new(&dir);
     let url = SecretString::from(format!("sqlite://{}", dir.join("lethe.db").display()));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url, 2).await.unwrap());
+    let store: Arc<Store> = Arc::new(Store::connect(&url, 2).await.unwrap());
     let mut ids = Vec::new();
     for _ in 0..2 {
         let job = store

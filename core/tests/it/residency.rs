@@ -13,13 +13,13 @@ use lethe_core::ingest::{IngestError, InputFormat, ingest};
 use lethe_core::keyring::{Kek, Keyring, SubjectHasher};
 use lethe_core::lake::CommitGuard;
 use lethe_core::residency::{remediate_datasets, scan_datasets};
-use lethe_core::store::{AuditFilter, Dataset, NewDataset, ScanStatus, SqlStore, Store};
+use lethe_core::store::{AuditFilter, Dataset, NewDataset, ScanStatus, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 struct Env {
     dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     keyring: Arc<Keyring>,
 }
 
@@ -32,11 +32,7 @@ impl Env {
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("lethe.db").display());
-    let sql = Arc::new(
-        SqlStore::connect(&SecretString::from(url), 2)
-            .await
-            .unwrap(),
-    );
+    let sql = Arc::new(Store::connect(&SecretString::from(url), 2).await.unwrap());
     let keyring = Arc::new(Keyring::new(
         Kek::generate(),
         sql.clone(),

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 struct Db {
-    store: Arc<SqlStore>,
+    store: Arc<Store>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -23,7 +23,7 @@ async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = SecretString::from(format!("sqlite://{}/t.db", dir.path().display()));
     Db {
-        store: Arc::new(SqlStore::connect(&url, 4).await.unwrap()),
+        store: Arc::new(Store::connect(&url, 4).await.unwrap()),
         _dir: Some(dir),
     }
 }
@@ -31,9 +31,7 @@ async fn sqlite() -> Db {
 async fn postgres() -> Option<Db> {
     let base = std::env::var("LETHE_TEST_POSTGRES_URL").ok()?;
     let name = format!("lethe_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = SqlStore::connect_raw(&base)
-        .await
-        .expect("postgres reachable");
+    let admin = Store::connect_raw(&base).await.expect("postgres reachable");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await
@@ -41,7 +39,7 @@ async fn postgres() -> Option<Db> {
     let (prefix, _) = base.rsplit_once('/').unwrap();
     let url = SecretString::from(format!("{prefix}/{name}"));
     Some(Db {
-        store: Arc::new(SqlStore::connect(&url, 4).await.unwrap()),
+        store: Arc::new(Store::connect(&url, 4).await.unwrap()),
         _dir: None,
     })
 }
@@ -51,7 +49,7 @@ macro_rules! contract {
     ($name:ident, |$store:ident| $body:block) => {
         mod $name {
             use super::*;
-            async fn run($store: Arc<SqlStore>) $body
+            async fn run($store: Arc<Store>) $body
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 run(super::sqlite().await.store).await;
@@ -88,11 +86,11 @@ fn new_request(filed_by: &str, key: Option<&str>) -> NewRequest {
     }
 }
 
-async fn approved_request(store: &SqlStore) -> String {
+async fn approved_request(store: &Store) -> String {
     approved_request_of(store, JobKind::Erasure).await
 }
 
-async fn approved_request_of(store: &SqlStore, kind: JobKind) -> String {
+async fn approved_request_of(store: &Store, kind: JobKind) -> String {
     let (r, _) = store
         .create_request(new_request("user:a", None), audit("request.created"))
         .await
@@ -496,7 +494,7 @@ contract!(
 );
 
 /// What a DBA (or anyone holding the database file) can do: drop the append-only triggers.
-async fn remove_append_only_guard(store: &SqlStore) {
+async fn remove_append_only_guard(store: &Store) {
     let statements: &[&str] = match store.backend() {
         Backend::Sqlite => &[
             "DROP TRIGGER audit_log_no_update",
@@ -1210,7 +1208,7 @@ contract!(the_register_pages_through_a_period_oldest_first, |store| {
 // ---- webhooks ------------------------------------------------------------------------------
 
 async fn webhook(
-    store: &SqlStore,
+    store: &Store,
     events: Option<&[String]>,
 ) -> lethe_core::webhooks::WebhookEndpoint {
     use lethe_core::webhooks::{EventSelection, NewWebhook, WebhookUrl, generate_secret};
@@ -1229,7 +1227,7 @@ async fn webhook(
         .unwrap()
 }
 
-async fn log_of(store: &SqlStore, endpoint_id: &str) -> Vec<lethe_core::webhooks::WebhookDelivery> {
+async fn log_of(store: &Store, endpoint_id: &str) -> Vec<lethe_core::webhooks::WebhookDelivery> {
     let filter = lethe_core::webhooks::DeliveryFilter {
         endpoint_id: endpoint_id.into(),
         status: None,
@@ -1604,7 +1602,7 @@ contract!(
     }
 );
 
-async fn some_dataset(store: &SqlStore) -> Dataset {
+async fn some_dataset(store: &Store) -> Dataset {
     let d = NewDataset {
         name: "events".into(),
         root_url: "/lake".into(),

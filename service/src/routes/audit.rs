@@ -82,7 +82,7 @@ pub async fn export(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
-    let store: Arc<dyn Store> = state.store.clone();
+    let store: Arc<Store> = state.store.clone();
     let mut filter = query.filter();
     filter.limit = Some(1000);
     // Sign the head first, so the export ends at a checkpoint: nothing in it is unsigned, and

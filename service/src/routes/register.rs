@@ -136,7 +136,7 @@ pub async fn export(
             })),
         )
         .await?;
-    let store: Arc<dyn Store> = state.store.clone();
+    let store: Arc<Store> = state.store.clone();
     let filter = RegisterFilter {
         from: query.from,
         to: query.to,

@@ -106,7 +106,7 @@ impl From<ApiToken> for TokenView {
 /// [`ApiError::BadRequest`] (`validation`) for an empty, over-long or control-character
 /// name, more than 100 datasets or one that is not registered; store failures otherwise.
 pub async fn issue(
-    store: &dyn Store,
+    store: &Store,
     name: &str,
     scope: TokenScope,
     actor: &str,

@@ -6,7 +6,7 @@ use lethe_core::audit::{
     AuditEntry, ExportScope, NewAuditEntry, ProblemKind, PublicKeys, entry_hash, parse_checkpoints,
     verify_entries, verify_with_checkpoints,
 };
-use lethe_core::store::{AuditFilter, Backend, SqlStore, Store};
+use lethe_core::store::{AuditFilter, Backend, Store};
 use lethe_service::startup::Application;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -217,7 +217,7 @@ enum Tamper {
 }
 
 async fn tamper(app: &TestApp, how: Tamper, all: &[AuditEntry]) {
-    let store = SqlStore::connect(&app.state.settings.database.url, 1)
+    let store = Store::connect(&app.state.settings.database.url, 1)
         .await
         .unwrap();
     let pool = store.pool();
@@ -415,7 +415,7 @@ async fn a_database_restored_from_an_older_copy_is_detected_at_start() {
     let older_url = match app.state.store.backend() {
         Backend::Sqlite => {
             let copy = app.data_dir.path().join("backup.db");
-            let store = SqlStore::connect(&app.state.settings.database.url, 1)
+            let store = Store::connect(&app.state.settings.database.url, 1)
                 .await
                 .unwrap();
             exec(store.pool(), format!("VACUUM INTO '{}'", copy.display())).await;

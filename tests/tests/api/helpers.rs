@@ -159,7 +159,7 @@ pub async fn postgres_database() -> Option<secrecy::SecretString> {
     let base = std::env::var("LETHE_TEST_POSTGRES_URL")
         .expect("LETHE_TEST_API_BACKEND=postgres needs LETHE_TEST_POSTGRES_URL");
     let name = format!("lethe_api_{}", uuid::Uuid::new_v4().simple());
-    let admin = lethe_core::store::SqlStore::connect_raw(&base)
+    let admin = lethe_core::store::Store::connect_raw(&base)
         .await
         .expect("postgres reachable");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -205,7 +205,7 @@ async fn after_a_completed_erasure_lethes_database_names_the_subject_by_pseudony
     let listed: Vec<Value> = app.list_requests(&token).await.json().await.unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
     // …but no table of Lethe's own database holds the id any more.
-    let store = lethe_core::store::SqlStore::connect(&app.state.settings.database.url, 1)
+    let store = lethe_core::store::Store::connect(&app.state.settings.database.url, 1)
         .await
         .unwrap();
     for (table, column) in [

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lethe_core::domain::SubjectId;
 use lethe_core::keyring::cell::{CellContext, decrypt_cell, encrypt_cell};
 use lethe_core::keyring::{KeyringError, keyring_from_settings};
-use lethe_core::store::SqlStore;
+use lethe_core::store::Store;
 use lethe_core::webhooks::open_secret;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -40,7 +40,7 @@ async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_k
     // A backup taken before the erasure.
     let data_dir = app.data_dir.path().to_path_buf();
     let backup = data_dir.join("backup-before-erasure.db");
-    let live = SqlStore::connect_raw(app.state.settings.database.url.expose_secret())
+    let live = Store::connect_raw(app.state.settings.database.url.expose_secret())
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -74,7 +74,7 @@ async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_k
     // The old backup does hold the key: restored as is, it would bring the subject back.
     let mut restored = app.state.settings.clone();
     restored.database.url = SecretString::from(format!("sqlite://{}", backup.display()));
-    let raw = Arc::new(SqlStore::connect(&restored.database.url, 2).await.unwrap());
+    let raw = Arc::new(Store::connect(&restored.database.url, 2).await.unwrap());
     let mut unjournaled = restored.clone();
     unjournaled.crypto.tombstone_journal = Some(data_dir.join("no-journal").display().to_string());
     let naive = keyring_from_settings(&unjournaled, raw.clone()).unwrap();
@@ -150,7 +150,7 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
     // A replica configured with the new KEK reads the cell; the old KEK unwraps nothing.
     let mut rotated = app.state.settings.clone();
     rotated.crypto.kek_file = Some(new_kek);
-    let store = Arc::new(SqlStore::connect(&rotated.database.url, 2).await.unwrap());
+    let store = Arc::new(Store::connect(&rotated.database.url, 2).await.unwrap());
     let keyring = keyring_from_settings(&rotated, store.clone()).unwrap();
     let dek = keyring.dek_for_read(&subject_id).await.unwrap();
     assert_eq!(

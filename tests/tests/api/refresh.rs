@@ -2,7 +2,7 @@
 //! revocation by sign-out, password change and disabling (RFC 9700 §4.14.2).
 
 use lethe_core::domain::ApiTokenSecret;
-use lethe_core::store::SqlStore;
+use lethe_core::store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -67,7 +67,7 @@ async fn a_refresh_token_is_spent_on_use_and_answers_a_new_pair() {
     );
 
     // Only hashes are stored (SHA-256; ApiTokenSecret::hash_of is the plain hex digest).
-    let store = SqlStore::connect(&app.state.settings.database.url, 1)
+    let store = Store::connect(&app.state.settings.database.url, 1)
         .await
         .unwrap();
     let rows: Vec<(String, String)> =

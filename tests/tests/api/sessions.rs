@@ -192,7 +192,7 @@ async fn an_account_is_linked_only_after_it_proves_it_controls_its_email() {
     let response = post(&app, "/v1/auth/email/code", &attacker, None).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let code = app.mailed_code("victim@example.com", 2).await.unwrap();
-    let store = lethe_core::store::SqlStore::connect(&app.state.settings.database.url, 1)
+    let store = lethe_core::store::Store::connect(&app.state.settings.database.url, 1)
         .await
         .unwrap();
     let stored: String = sqlx::query_scalar("SELECT code_hash FROM email_codes WHERE user_id = $1")

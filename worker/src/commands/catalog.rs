@@ -8,13 +8,13 @@ use anyhow::Context;
 use lethe_core::config::Settings;
 use lethe_core::jobs::reapply_tombstones;
 use lethe_core::keyring::{Keyring, keyring_from_settings};
-use lethe_core::store::{Dataset, SqlStore, Store};
+use lethe_core::store::{Dataset, Store};
 
 use super::CommandError;
 
 /// The opened database and keyring.
 pub(crate) struct Catalog {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub keyring: Arc<Keyring>,
 }
 
@@ -24,7 +24,7 @@ impl Catalog {
     pub(crate) async fn open() -> Result<Self, CommandError> {
         let settings = Settings::load().map_err(|e| CommandError::Usage(e.into()))?;
         let sql = Arc::new(
-            SqlStore::connect(&settings.database.url, settings.database.max_connections)
+            Store::connect(&settings.database.url, settings.database.max_connections)
                 .await
                 .context("opening the database")
                 .map_err(CommandError::Failed)?,

@@ -13,7 +13,7 @@ use anyhow::Context;
 use lethe_core::config::Settings;
 use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
 use lethe_core::keyring::keyring_from_settings;
-use lethe_core::store::{SqlStore, Store};
+use lethe_core::store::Store;
 use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 
@@ -34,7 +34,7 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
         .context("starting the async runtime")
         .map_err(CommandError::Failed)?;
     runtime.block_on(async {
-        let store = SqlStore::connect(&settings.database.url, settings.database.max_connections)
+        let store = Store::connect(&settings.database.url, settings.database.max_connections)
             .await
             .context("opening the database")
             .map_err(CommandError::Failed)?;
@@ -46,7 +46,7 @@ pub fn run(args: &RunArgs, output: &mut Output<'_>) -> Result<Exit, CommandError
             .await
             .context("re-applying journaled tombstones")
             .map_err(CommandError::Failed)?;
-        let store: Arc<dyn Store> = store;
+        let store: Arc<Store> = store;
         if let Some(addr) = args
             .metrics_addr
             .as_ref()

@@ -84,7 +84,7 @@ pub(crate) struct Setup {
     pub dir: tempfile::TempDir,
     pub lake: PathBuf,
     pub db_url: String,
-    pub store: Arc<SqlStore>,
+    pub store: Arc<Store>,
     pub request_id: String,
     pub subject: String,
     pub before: BTreeMap<String, Vec<String>>,
@@ -119,7 +119,7 @@ pub(crate) async fn setup() -> Setup {
         .clone();
     let db_url = format!("sqlite://{}/lethe.db", dir.path().display());
     let store = Arc::new(
-        SqlStore::connect(&SecretString::from(db_url.clone()), 2)
+        Store::connect(&SecretString::from(db_url.clone()), 2)
             .await
             .unwrap(),
     );

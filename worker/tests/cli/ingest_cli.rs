@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::store::{NewDataset, SqlStore, Store};
+use lethe_core::store::{NewDataset, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -65,7 +65,7 @@ async fn ingest_compact_and_locate_a_registered_dataset_from_the_command_line() 
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
     let store = Arc::new(
-        SqlStore::connect(&SecretString::from(db_url.clone()), 2)
+        Store::connect(&SecretString::from(db_url.clone()), 2)
             .await
             .unwrap(),
     );

@@ -4,7 +4,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use lethe_core::domain::RequestStatus;
-use lethe_core::store::Store;
 
 use crate::crash::{setup, spawn_worker_with};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::store::{NewDataset, SqlStore, Store};
+use lethe_core::store::{NewDataset, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -104,7 +104,7 @@ async fn a_remediation_killed_after_its_copy_is_finished_by_the_next_run_without
         std::fs::create_dir_all(root).unwrap();
     }
     let store = Arc::new(
-        SqlStore::connect(&SecretString::from(db_url.clone()), 2)
+        Store::connect(&SecretString::from(db_url.clone()), 2)
             .await
             .unwrap(),
     );

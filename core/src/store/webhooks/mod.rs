@@ -16,9 +16,9 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::audit_chain::{append_audit_in, with_detail};
-use super::db::{Backend, SqlStore, db, now};
+use super::db::{Backend, Store, db, now};
 use super::rows::{corrupt, get_os, get_ots, get_s, get_ts};
-use super::{PrivacyRequest, Store, StoreError, StoreResult};
+use super::{PrivacyRequest, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, to_db};
 
@@ -190,8 +190,10 @@ fn not_found(entity: &'static str, id: &str) -> StoreError {
     }
 }
 
-impl SqlStore {
-    pub(super) async fn create_webhook_impl(
+impl Store {
+    /// Registers a webhook endpoint with its audit entry (to which `webhook_id` is added), in
+    /// one transaction. Events are queued for it from the next status change on.
+    pub async fn create_webhook(
         &self,
         webhook: NewWebhook,
         audit: NewAuditEntry,
@@ -219,7 +221,8 @@ impl SqlStore {
         Ok(created)
     }
 
-    pub(super) async fn list_webhooks_impl(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+    /// Every endpoint, deactivated ones included, oldest first.
+    pub async fn list_webhooks(&self) -> StoreResult<Vec<WebhookEndpoint>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {ENDPOINT_COLS} FROM webhook_endpoints ORDER BY created_at, id"
         )))
@@ -231,7 +234,8 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn webhook_impl(&self, id: &str) -> StoreResult<WebhookEndpoint> {
+    /// One endpoint; `NotFound` otherwise.
+    pub async fn webhook(&self, id: &str) -> StoreResult<WebhookEndpoint> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE id = $1"
         )))
@@ -245,7 +249,10 @@ impl SqlStore {
         .ok_or_else(|| not_found("webhook", id))
     }
 
-    pub(super) async fn replace_webhook_secret_impl(
+    /// Replaces an endpoint's stored secret with `new` (the same secret re-sealed, e.g. under a
+    /// new KEK) if it still holds `expected`; `false` when it no longer does (or is unknown).
+    /// Not audited: the secret does not change, only how it is wrapped.
+    pub async fn replace_webhook_secret(
         &self,
         id: &str,
         expected: &str,
@@ -262,7 +269,10 @@ impl SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn deactivate_webhook_impl(
+    /// Deactivates an endpoint: nothing is queued for it any more, and its pending deliveries
+    /// become `failed` ("endpoint deactivated"); audited with their count, in one transaction.
+    /// Deactivating an inactive endpoint changes and audits nothing. `NotFound` when unknown.
+    pub async fn deactivate_webhook(
         &self,
         id: &str,
         audit: NewAuditEntry,
@@ -281,7 +291,7 @@ impl SqlStore {
         let Some(row) = row else {
             // Already inactive (nothing changes, nothing is audited) or unknown.
             drop(tx);
-            return self.webhook_impl(id).await;
+            return self.webhook(id).await;
         };
         let endpoint = endpoint_from(&row)?;
         let dropped = sqlx::query(
@@ -306,7 +316,8 @@ impl SqlStore {
         Ok(endpoint)
     }
 
-    pub(super) async fn webhook_deliveries_impl(
+    /// The delivery log of an endpoint, newest first.
+    pub async fn webhook_deliveries(
         &self,
         filter: &DeliveryFilter,
     ) -> StoreResult<Vec<WebhookDelivery>> {
@@ -326,7 +337,14 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn retry_webhook_delivery_impl(
+    /// Re-queues a `failed` delivery with fresh attempts, due now, and appends the audit
+    /// entry (with `delivery_id`, `webhook_id`, `event_type` and the request) in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidWebhookState` when the delivery is not failed or its endpoint is
+    /// deactivated.
+    pub async fn retry_webhook_delivery(
         &self,
         id: &str,
         audit: NewAuditEntry,
@@ -386,7 +404,9 @@ impl SqlStore {
         ))
     }
 
-    pub(super) async fn claim_webhook_deliveries_impl(
+    /// Claims up to `limit` due pending deliveries, oldest first, for `lease`: they are not
+    /// due again until it ends, and only the returned lease token can record their outcome.
+    pub async fn claim_webhook_deliveries(
         &self,
         limit: i64,
         lease: Duration,
@@ -452,7 +472,9 @@ impl SqlStore {
         Ok(claimed)
     }
 
-    pub(super) async fn finish_webhook_delivery_impl(
+    /// Records how an attempt ended, if `lease_token` still holds the delivery and it is still
+    /// pending; `false` otherwise (nothing written).
+    pub async fn finish_webhook_delivery(
         &self,
         id: &str,
         lease_token: &str,
