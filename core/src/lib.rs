@@ -11,6 +11,9 @@
 //! | [`keyring`] | per-subject data keys (DEKs) wrapped by a KEK, and the cell envelope: crypto-shredding (GDPR Art. 17) |
 //! | [`lake`] | the lake engine: list, locate, rewrite (erase) and export Parquet files on `object_store` |
 //! | [`audit`] | the hash-chained, pseudonymous audit log |
+//! | [`requests`] | the privacy request lifecycle: filing, approval, rejection, cancellation, extension, completion, first-phase key destruction |
+//! | [`datasets`] | datasets as the lifecycle and the API see them: listing a root within a deadline |
+//! | [`exports`] | exports once written: sealing context, expiry sweep, deletion on erasure, re-wrapping after a KEK rotation |
 //! | [`jobs`] | the job queue runner that executes approved privacy requests |
 //! | [`ingest`] | writing new rows into a managed dataset: validation, residency routing, cell encryption, Parquet files sorted by subject |
 //! | [`compaction`] | merging a partition's small files, applying pending erasures in the same pass |
@@ -23,13 +26,16 @@
 pub mod audit;
 pub mod compaction;
 pub mod config;
+pub mod datasets;
 pub mod demo;
 pub mod domain;
+pub mod exports;
 pub mod ingest;
 pub mod jobs;
 pub mod keyring;
 pub mod lake;
 pub mod process_metrics;
+pub mod requests;
 pub mod residency;
 pub mod store;
 pub mod webhooks;

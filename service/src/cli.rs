@@ -380,7 +380,7 @@ pub async fn rotate_kek(settings: Settings, new_kek_file: PathBuf) -> anyhow::Re
         lethe_core::keyring::subject_hasher_from_settings(&settings)?,
     )
     .with_previous_kek(lethe_core::keyring::kek_from_settings(&settings)?);
-    let exports = lethe_core::jobs::rewrap_exports(&rewrapping, &exports_url)
+    let exports = lethe_core::exports::rewrap_exports(&rewrapping, &exports_url)
         .await
         .with_context(|| format!("re-wrapping the keys of the exports in {exports_url}"))?;
     let webhook_secrets = lethe_core::webhooks::reseal_secrets(state.store.as_ref(), &rewrapping)

@@ -5,8 +5,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use lethe_core::datasets::RootError;
 use lethe_core::domain::{ExtensionRefusal, ParseError};
 use lethe_core::ingest::IngestError;
+use lethe_core::requests::RequestError;
 use lethe_core::store::StoreError;
 use serde::Serialize;
 
@@ -207,6 +209,31 @@ impl From<StoreError> for ApiError {
                 )
             }
             other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Invalid { code, detail } => ApiError::BadRequest { code, detail },
+            RequestError::Forbidden(detail) => ApiError::Forbidden(detail),
+            RequestError::NotFound(detail) => ApiError::NotFound(detail),
+            RequestError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            RequestError::Store(e) => e.into(),
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<RootError> for ApiError {
+    fn from(e: RootError) -> Self {
+        match e {
+            RootError::Invalid(detail) => ApiError::validation(detail),
+            unreachable @ RootError::Unreachable { .. } => ApiError::BadRequest {
+                code: "root_unreachable",
+                detail: unreachable.to_string(),
+            },
         }
     }
 }

@@ -40,6 +40,29 @@ impl From<StoreError> for JobError {
     }
 }
 
+impl From<crate::exports::ExportError> for JobError {
+    fn from(e: crate::exports::ExportError) -> Self {
+        match e {
+            crate::exports::ExportError::Store(e) => e.into(),
+            storage @ crate::exports::ExportError::Storage(_) => {
+                JobError::Transient(storage.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::requests::RequestError> for JobError {
+    fn from(e: crate::requests::RequestError) -> Self {
+        use crate::requests::RequestError;
+        match e {
+            RequestError::Store(e) => e.into(),
+            RequestError::Exports(e) => e.into(),
+            transient @ RequestError::Keyring(_) => JobError::Transient(transient.to_string()),
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
 pub(super) fn lake_error(dataset: &str, e: LakeError) -> JobError {
     let message = format!("dataset {dataset}: {e}");
     match e {

@@ -165,7 +165,7 @@ pub(super) async fn plan_erasure(
             kept_by_request.insert(request.id.clone(), Value::Array(kept.clone()));
         } else if let Some(keyring) = &ctx.keyring {
             let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
-            super::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
+            crate::requests::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
         }
     }
     Ok(Execution::Planned {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::context::{ExecuteContext, JobError};
 use super::roots::collect_in_roots;
 use crate::domain::RequestType;
+use crate::exports::export_context;
 use crate::ingest::cells::decrypt_column;
 use crate::keyring::Keyring;
 use crate::keyring::KeyringError;
@@ -219,12 +220,6 @@ async fn decrypt_rows(
         batches,
         ..rows
     })
-}
-
-/// The sealing context of request `request_id`'s export: a sealed archive opens only as that
-/// request's export.
-pub fn export_context(request_id: &str) -> String {
-    format!("export:{request_id}")
 }
 
 /// Uploads the archive at `file` to `<exports_url>/<request_id>.zip` (streamed; multipart on

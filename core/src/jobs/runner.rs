@@ -12,16 +12,16 @@ use super::context::{ExecuteContext, Execution, JobError};
 use super::erase::erasure_result;
 use super::execute::execute_job;
 use crate::audit::NewAuditEntry;
-use crate::domain::{RequestStatus, RequestType};
+use crate::domain::RequestStatus;
 use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
 use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
+use crate::requests::complete::{self, Ending};
 use crate::residency::ResidencyError;
 use crate::store::{
-    ForgetSubject, Job, JobFinish, JobKind, JobOutcome, JobStatus, PrivacyRequest, Store,
-    StoreError, StoreResult, Transition,
+    Job, JobFinish, JobKind, JobOutcome, PrivacyRequest, Store, StoreError, StoreResult, Transition,
 };
 
 /// How a worker behaves.
@@ -207,7 +207,7 @@ impl Worker {
             if running.is_empty() && last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
                 last_sweep = Some(std::time::Instant::now());
                 if let Err(e) =
-                    super::sweep_expired_exports(self.store.as_ref(), &self.actor()).await
+                    crate::exports::sweep_expired_exports(self.store.as_ref(), &self.actor()).await
                 {
                     tracing::warn!(error = %e, "export sweep failed");
                 }
@@ -551,7 +551,8 @@ impl Worker {
                 result,
                 export_path,
             } => {
-                let mut transition = self.completed(request, job, result);
+                let actor = self.actor();
+                let mut transition = complete::completed(self.ending(&actor), request, job, result);
                 transition.export_path = export_path;
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 finish.requests = vec![(request.id.clone(), transition)];
@@ -567,7 +568,9 @@ impl Worker {
                     // Nothing of the batch's subjects is in the lake: every request is done.
                     for member in self.batch_requests(&plan_job).await? {
                         let result = erasure_result(&plan_job, &[], &member.id);
-                        let transition = self.completed(&member, &plan_job, result);
+                        let actor = self.actor();
+                        let transition =
+                            complete::completed(self.ending(&actor), &member, &plan_job, result);
                         finish.requests.push((member.id.clone(), transition));
                     }
                 } else {
@@ -636,7 +639,8 @@ impl Worker {
                 vec![request.clone()]
             };
             for member in members {
-                let transition = self.failed_transition(&member, job, error.clone());
+                let actor = self.actor();
+                let transition = complete::failed(self.ending(&actor), &member, job, error.clone());
                 finish.requests.push((member.id.clone(), transition));
             }
         }
@@ -648,66 +652,13 @@ impl Worker {
         self.store.requests(&plan.batch()).await
     }
 
-    fn completed(
-        &self,
-        request: &PrivacyRequest,
-        job: &Job,
-        result: serde_json::Value,
-    ) -> Transition {
-        let mut counts = result.clone();
-        if let Some(datasets) = counts["datasets"].as_array_mut() {
-            for d in datasets {
-                d.as_object_mut().map(|o| o.remove("rewritten"));
-            }
+    /// Who ends requests: this worker, with its keyring and export TTL.
+    fn ending<'a>(&'a self, actor: &'a str) -> Ending<'a> {
+        Ending {
+            actor,
+            keyring: self.keyring.as_deref(),
+            export_ttl: self.config.export_ttl,
         }
-        let audit = NewAuditEntry::new(self.actor(), "request.completed")
-            .request(&request.id)
-            .subject(&request.subject_pseudonym)
-            .details(json!({ "job_id": job.id, "kind": job.kind, "result": counts }));
-        // Data kept under a legal hold (GDPR Art. 17(3)) makes the erasure partial; the result
-        // says what was kept and why.
-        let kept = result["kept"].as_array().is_some_and(|k| !k.is_empty());
-        let status = if kept {
-            RequestStatus::PartiallyCompleted
-        } else {
-            RequestStatus::Completed
-        };
-        let mut transition = Transition::new(status, self.actor(), audit);
-        // An erasure that kept nothing leaves no data of the subject whose storage region
-        // matters: their recorded jurisdiction goes too (data minimisation, Art. 5(1)(c)).
-        if request.request_type == RequestType::Erasure
-            && status == RequestStatus::Completed
-            && let Some(keyring) = &self.keyring
-        {
-            transition.forget_jurisdiction_of =
-                Some(keyring.subject_ref_str(request.subject_id.as_str()));
-        }
-        // Nothing of the subject is left: Lethe's own records name them by pseudonym only
-        // from now on (Art. 5(2) accountability without the id).
-        if request.request_type == RequestType::Erasure && status == RequestStatus::Completed {
-            transition.forget_subject = Some(ForgetSubject {
-                subject_id: request.subject_id.as_str().to_string(),
-                pseudonym: request.subject_pseudonym.clone(),
-            });
-        }
-        if matches!(job.kind, JobKind::Access | JobKind::Portability) {
-            transition.export_expires_at = chrono::Duration::from_std(self.config.export_ttl)
-                .ok()
-                .map(|ttl| chrono::Utc::now() + ttl);
-        }
-        transition.result = Some(result);
-        transition
-    }
-
-    fn failed_transition(&self, request: &PrivacyRequest, job: &Job, error: String) -> Transition {
-        let audit = NewAuditEntry::new(self.actor(), "request.failed")
-            .request(&request.id)
-            .subject(&request.subject_pseudonym)
-            .details(json!({ "job_id": job.id, "attempts": job.attempts, "error": error }));
-        let mut transition = Transition::new(RequestStatus::Failed, self.actor(), audit);
-        transition.error = Some(error.clone());
-        transition.note = Some(error);
-        transition
     }
 
     /// Ends a job; a task also decides, with its siblings, what its plan's requests become.
@@ -716,37 +667,12 @@ impl Worker {
             return self.finish_job(job, token, finish).await;
         }
         // Called by the store only once the plan ends, inside the transaction that ends it.
+        let actor = self.actor();
+        let ending = self.ending(&actor);
         let decide = |plan: &Job, tasks: &[Job], members: &[PrivacyRequest]| {
-            if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
-                return members
-                    .iter()
-                    .map(|m| {
-                        let result = erasure_result(plan, tasks, &m.id);
-                        (m.id.clone(), self.completed(m, plan, result))
-                    })
-                    .collect();
-            }
-            let failed: Vec<String> = tasks
-                .iter()
-                .filter(|t| matches!(t.status, JobStatus::Failed | JobStatus::Cancelled))
-                .map(|t| {
-                    t.last_error
-                        .clone()
-                        .unwrap_or_else(|| format!("task {} cancelled", t.id))
-                })
-                .collect();
-            if failed.is_empty() {
-                return Vec::new();
-            }
-            let error = format!(
-                "{} file task(s) failed: {}",
-                failed.len(),
-                failed.join("; ")
-            );
-            members
-                .iter()
-                .map(|m| (m.id.clone(), self.failed_transition(m, plan, error.clone())))
-                .collect()
+            complete::plan_ended(ending, plan, tasks, members, |id| {
+                erasure_result(plan, tasks, id)
+            })
         };
         record_end(job, &finish);
         self.store

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{DatasetName, DatasetSchema, Role};
-use lethe_core::lake::{LakeError, LakeRoot};
+use lethe_core::lake::LakeRoot;
 use lethe_core::store::{Dataset, NewDataset};
 use serde::Deserialize;
 use serde_json::json;
@@ -315,47 +315,16 @@ async fn check_root_is_free(
     Ok(())
 }
 
-/// How long registering a dataset waits for its root to list, in seconds (an object store
-/// without credentials may try the cloud metadata endpoint and retry for much longer).
-const ROOT_LIST_TIMEOUT_S: u64 = 10;
-
-/// The data files under `root` (`url` as given, for messages). A root that cannot be listed is
-/// the caller's mistake to fix (a wrong bucket, missing credentials, a table format), never a
-/// 500: 400 `validation` for a table format or an invalid root, 400 `root_unreachable`
-/// otherwise (after at most 10 s), with a short reason.
+/// The data files of a dataset's root, listed within [`lethe_core::datasets::ROOT_LIST_TIMEOUT`].
 ///
 /// # Errors
-/// [`ApiError::BadRequest`].
+/// 400 `validation` for a table format's root or an invalid root; 400 `root_unreachable` when
+/// it cannot be listed in time.
 pub(crate) async fn list_root(
     root: &LakeRoot,
     url: &str,
 ) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {
-    let unreachable = |reason: String| {
-        let mut reason = reason.replace('\n', " ");
-        if let Some((cut, _)) = reason.char_indices().nth(300) {
-            reason.truncate(cut);
-            reason.push('…');
-        }
-        ApiError::BadRequest {
-            code: "root_unreachable",
-            detail: format!("the root {url} could not be listed: {reason}"),
-        }
-    };
-    let listed = tokio::time::timeout(
-        std::time::Duration::from_secs(ROOT_LIST_TIMEOUT_S),
-        root.list_files(),
-    )
-    .await
-    .map_err(|_| unreachable(format!("no answer within {ROOT_LIST_TIMEOUT_S} s")))?;
-    listed.map_err(|e| match e {
-        LakeError::TableFormat { .. } | LakeError::InvalidRoot { .. } => {
-            ApiError::validation(e.to_string())
-        }
-        other => {
-            tracing::warn!(error = %other, "a dataset root could not be listed");
-            unreachable(other.to_string())
-        }
-    })
+    Ok(lethe_core::datasets::list_root(root, url).await?)
 }
 
 /// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store

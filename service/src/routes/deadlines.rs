@@ -2,11 +2,9 @@
 //! a reason the subject sees, within the first month after receipt.
 
 use actix_web::{HttpResponse, post, web};
-use lethe_core::audit::NewAuditEntry;
-use lethe_core::domain::{ExtensionMonths, ExtensionReason, Role};
-use lethe_core::store::NewExtension;
+use lethe_core::domain::Role;
+use lethe_core::requests::{self, Extend};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -60,25 +58,12 @@ pub async fn extend(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let body = body.into_inner();
-    let months = body
-        .months
-        .ok_or_else(|| ApiError::validation("months is required: 1 or 2 further months"))?;
-    let months = ExtensionMonths::parse(months)?;
-    let reason = ExtensionReason::parse(body.reason.as_deref().unwrap_or_default())?;
-    let request = state.store.request(&path).await?;
-    let audit = NewAuditEntry::new(caller.actor(), "request.deadline_extended")
-        .request(&request.id)
-        .subject(&request.subject_pseudonym)
-        .details(json!({ "months": months.get() }));
-    let extension = NewExtension {
-        months,
-        reason,
-        by: caller.actor(),
+    let command = Extend {
+        actor: caller.actor(),
+        months: body.months,
+        reason: body.reason,
     };
-    let updated = state
-        .store
-        .extend_deadline(&request.id, extension, audit)
-        .await?;
+    let updated = requests::extend(&state.store, &path, command).await?;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }

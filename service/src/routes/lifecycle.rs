@@ -1,12 +1,11 @@
-//! The request lifecycle beyond filing: approval (by an admin or by policy), the erasure
-//! cooling-off period, cancellation, and legal holds (GDPR Art. 12, 17(3)).
+//! Cancelling a request, and legal holds (GDPR Art. 17(3)). The lifecycle itself is
+//! [`lethe_core::requests`]'s.
 
 use actix_web::{HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::config::ApprovalPolicy;
-use lethe_core::domain::{RequestStatus, RequestType, Role, SubjectId};
-use lethe_core::jobs::destroy_subject_key;
-use lethe_core::store::{JobKind, LegalHold, NewJob, NewLegalHold, PrivacyRequest, Transition};
+use lethe_core::domain::{Role, SubjectId};
+use lethe_core::requests::{self, Cancel};
+use lethe_core::store::{LegalHold, NewLegalHold};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -15,111 +14,6 @@ use super::requests::{auditor_text, view};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::startup::AppState;
-
-/// The approval policy configured for `request_type` (`requests.*_approval`).
-pub(crate) fn policy_for(state: &AppState, request_type: RequestType) -> ApprovalPolicy {
-    match request_type {
-        RequestType::Access => state.settings.requests.access_approval,
-        RequestType::Portability => state.settings.requests.portability_approval,
-        RequestType::Rectification => state.settings.requests.rectification_approval,
-        RequestType::Erasure => state.settings.requests.erasure_approval,
-        RequestType::Restriction | RequestType::RestrictionLift => {
-            state.settings.requests.restriction_approval
-        }
-    }
-}
-
-/// Applies the approval policy to a request just filed: `review` moves it to
-/// `pending_approval`; `auto` approves it at once (`decided_by = policy:auto`).
-///
-/// # Errors
-/// Store errors.
-pub(crate) async fn apply_policy(
-    state: &AppState,
-    request: PrivacyRequest,
-) -> Result<PrivacyRequest, ApiError> {
-    match policy_for(state, request.request_type) {
-        ApprovalPolicy::Auto => approve_now(state, request, "policy:auto").await,
-        ApprovalPolicy::Review => {
-            let audit = NewAuditEntry::new("policy:review", "request.pending_approval")
-                .request(&request.id)
-                .subject(&request.subject_pseudonym)
-                .details(json!({ "type": request.request_type }));
-            let pending = Transition::new(RequestStatus::PendingApproval, "policy:review", audit);
-            Ok(state.store.transition_request(&request.id, pending).await?)
-        }
-    }
-}
-
-/// Approves `request` as `actor` and queues its job. An erasure with a cooling-off period
-/// (`requests.erasure_cooling_off_s`) waits it out before its plan may run, and its data key
-/// is destroyed when the plan runs; otherwise the key is destroyed now (first phase), unless a
-/// legal hold applies.
-///
-/// # Errors
-/// 409 when the request is not awaiting a decision; store errors.
-pub(crate) async fn approve_now(
-    state: &AppState,
-    request: PrivacyRequest,
-    actor: &str,
-) -> Result<PrivacyRequest, ApiError> {
-    let kind = match request.request_type {
-        RequestType::Access => JobKind::Access,
-        RequestType::Portability => JobKind::Portability,
-        RequestType::Rectification => JobKind::Rectification,
-        RequestType::Erasure => JobKind::Erasure,
-        RequestType::Restriction | RequestType::RestrictionLift => JobKind::Restriction,
-    };
-    let now = chrono::Utc::now();
-    let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
-    let cooling_off = state.settings.requests.erasure_cooling_off_s;
-    let cooling_off_until =
-        (kind == JobKind::Erasure && cooling_off > 0).then(|| now + seconds(cooling_off));
-    let audit = NewAuditEntry::new(actor, "request.approved")
-        .request(&request.id)
-        .subject(&request.subject_pseudonym)
-        .details(json!({ "type": request.request_type, "cooling_off_until": cooling_off_until }));
-    let mut transition = Transition::new(RequestStatus::Approved, actor, audit);
-    transition.decision = true;
-    transition.cooling_off_until = cooling_off_until;
-    // Erasures wait out the batching window (one pass per file serves them all) and the
-    // cooling-off period, whichever ends later.
-    let run_at = (kind == JobKind::Erasure).then(|| {
-        let batch = now + seconds(state.settings.worker.erasure_batch_window_s);
-        cooling_off_until.map_or(batch, |c| c.max(batch))
-    });
-    transition.enqueue = Some(NewJob {
-        kind,
-        request_id: Some(request.id.clone()),
-        payload: json!({}),
-        max_attempts: state.settings.worker.max_attempts,
-        run_at,
-    });
-    let mut updated = state
-        .store
-        .transition_request(&request.id, transition)
-        .await?;
-    if updated.request_type == RequestType::Erasure && cooling_off_until.is_none() {
-        let held = !state
-            .store
-            .active_holds_for(&updated.subject_pseudonym)
-            .await?
-            .is_empty();
-        if !held {
-            // First phase of the erasure: destroy the data key now, so every copy of the
-            // encrypted PII is unreadable at once. On failure the plan destroys it.
-            match destroy_subject_key(state.store.as_ref(), &state.keyring, &updated, actor).await {
-                Ok(_) => updated = state.store.request(&updated.id).await?,
-                Err(e) => tracing::error!(
-                    error = %e,
-                    request_id = %updated.id,
-                    "destroying the data key failed; the worker will retry"
-                ),
-            }
-        }
-    }
-    Ok(updated)
-}
 
 /// A cancellation.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -157,20 +51,12 @@ pub async fn cancel(
             request.id
         )));
     }
-    let reason = body
-        .into_inner()
-        .and_then(|b| b.reason)
-        .filter(|r| !r.trim().is_empty());
-    let audit = NewAuditEntry::new(caller.actor(), "request.cancelled")
-        .request(&request.id)
-        .subject(&request.subject_pseudonym)
-        .details(json!({ "from": request.status, "by_subject": caller.role == Role::Subject }));
-    let mut transition = Transition::new(RequestStatus::Cancelled, caller.actor(), audit);
-    transition.note = reason;
-    let updated = state
-        .store
-        .transition_request(&request.id, transition)
-        .await?;
+    let cancel = Cancel {
+        actor: caller.actor(),
+        by_subject: caller.role == Role::Subject,
+        reason: body.into_inner().and_then(|b| b.reason),
+    };
+    let updated = requests::cancel(&state.store, &request, cancel).await?;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }

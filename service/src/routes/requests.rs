@@ -2,11 +2,10 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::domain::{Rectification, RequestStatus, RequestType, Role, SubjectId};
+use lethe_core::domain::{Rectification, RequestStatus, RequestType, Role};
 use lethe_core::lake::object_store_for_url;
-use lethe_core::store::{
-    NewRequest, PrivacyRequest, RequestEvent, RequestFilter, StoreError, Transition,
-};
+use lethe_core::requests::{self, FileRequest, Filer, Policies};
+use lethe_core::store::{PrivacyRequest, RequestEvent, RequestFilter};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -236,68 +235,6 @@ pub(crate) fn auditor_text(text: String, redact: bool) -> String {
     }
 }
 
-/// Refuses a new request when the subject already has `requests.max_open_per_type` open
-/// requests of its type: manifestly excessive because repetitive (GDPR Art. 12(5)). The
-/// refusal is audited (`request.refused_excessive`, with the reason and the counts). A retry
-/// of one of the open requests (the same `Idempotency-Key`) is not refused.
-///
-/// # Errors
-/// 409 `excessive_requests`; store errors.
-async fn refuse_excessive(
-    state: &AppState,
-    caller: &Caller,
-    subject: &SubjectId,
-    pseudonym: &str,
-    request_type: RequestType,
-    idempotency_key: Option<&str>,
-) -> Result<(), ApiError> {
-    let limit = state.settings.requests.max_open_per_type;
-    if limit == 0 {
-        return Ok(());
-    }
-    let filter = lethe_core::store::RequestFilter {
-        subject_id: Some(subject.clone()),
-        limit: Some(1000),
-        ..Default::default()
-    };
-    let open: Vec<PrivacyRequest> = state
-        .store
-        .list_requests(&filter)
-        .await?
-        .into_iter()
-        .filter(|r| r.request_type == request_type && !r.status.is_final())
-        .collect();
-    let retry = idempotency_key.is_some_and(|key| {
-        open.iter()
-            .any(|r| r.idempotency_key.as_deref() == Some(key))
-    });
-    if retry || open.len() < limit as usize {
-        return Ok(());
-    }
-    let reason = "GDPR Art. 12(5): manifestly excessive, because repetitive: the subject already has this many open requests of this type";
-    state
-        .store
-        .append_audit(
-            NewAuditEntry::new(caller.actor(), "request.refused_excessive")
-                .subject(pseudonym)
-                .details(json!({
-                    "type": request_type,
-                    "open": open.len(),
-                    "limit": limit,
-                    "reason": reason,
-                })),
-        )
-        .await?;
-    Err(ApiError::Conflict {
-        code: "excessive_requests",
-        detail: format!(
-            "there are already {} open {} requests for this subject (at most {limit}); follow them, or cancel one, before filing another ({reason})",
-            open.len(),
-            request_type.as_str()
-        ),
-    })
-}
-
 /// Loads a request the caller may see; others' requests are 404 to a subject.
 pub(crate) async fn visible(
     state: &AppState,
@@ -312,107 +249,6 @@ pub(crate) async fn visible(
         Role::Producer => Err(ApiError::Forbidden(
             "API tokens may only ingest; privacy requests are not theirs to read".into(),
         )),
-    }
-}
-
-/// The rectification `body` describes (`None` for the other types), checked against its
-/// dataset (GDPR Art. 16).
-///
-/// # Errors
-/// 400 `validation` when a rectification lacks `dataset_id` or `changes`, names no registered
-/// dataset, a change breaks a rule of [`Rectification::check`] or names a column the
-/// dataset's files do not have (a dataset without a declared schema); when another type
-/// carries either field.
-async fn rectification_of(
-    state: &AppState,
-    body: &CreateRequest,
-) -> Result<Option<Rectification>, ApiError> {
-    if body.request_type != RequestType::Rectification {
-        if body.dataset_id.is_some() || body.changes.is_some() {
-            return Err(ApiError::validation(
-                "dataset_id and changes belong to rectification requests only",
-            ));
-        }
-        return Ok(None);
-    }
-    let dataset_id = body
-        .dataset_id
-        .as_deref()
-        .filter(|d| !d.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::validation(
-                "a rectification needs dataset_id: the dataset whose rows are corrected",
-            )
-        })?;
-    let changes = body.changes.clone().ok_or_else(|| {
-        ApiError::validation("a rectification needs changes: {\"<column>\": <new value>, …}")
-    })?;
-    let dataset = match state.store.dataset(dataset_id).await {
-        Ok(dataset) => dataset,
-        Err(StoreError::NotFound { .. }) => {
-            return Err(ApiError::validation(format!(
-                "dataset_id {dataset_id} names no registered dataset"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let rectification = Rectification {
-        dataset_id: dataset.id.clone(),
-        changes: changes.into_iter().collect(),
-    };
-    rectification
-        .check(
-            dataset.schema.as_ref(),
-            &dataset.subject_columns(),
-            &dataset.partition_columns,
-        )
-        .map_err(|e| ApiError::validation(format!("dataset {}: {e}", dataset.name)))?;
-    if dataset.schema.is_none() {
-        columns_in_files(&dataset, &rectification).await?;
-    }
-    Ok(Some(rectification))
-}
-
-/// Files of a dataset written by others read for their columns when a rectification is
-/// filed: enough to see columns added by schema evolution, few enough to answer quickly.
-const FILES_READ_FOR_COLUMNS: usize = 16;
-
-/// Checks that every column a rectification changes is a column of the dataset's files (a
-/// dataset written by others declares no schema): the column names go into the audit log, so
-/// a name that is not a column (free text, perhaps personal data) is refused before anything
-/// is recorded. Reads the footers of up to 16 files.
-///
-/// # Errors
-/// 400 `validation` naming the first unknown column, or when the dataset has no readable
-/// file; 400 `root_unreachable` when its root cannot be listed.
-async fn columns_in_files(
-    dataset: &lethe_core::store::Dataset,
-    rectification: &Rectification,
-) -> Result<(), ApiError> {
-    let root = lethe_core::lake::LakeRoot::parse(&dataset.root_url)
-        .map_err(|e| ApiError::validation(e.to_string()))?;
-    let files = super::datasets::list_root(&root, &dataset.root_url).await?;
-    let mut known = std::collections::BTreeSet::new();
-    for file in files.iter().take(FILES_READ_FOR_COLUMNS) {
-        match lethe_core::lake::column_names(&root, file).await {
-            Ok(names) => known.extend(names),
-            Err(e) => {
-                tracing::warn!(file = file.relative, error = %e, "a file's columns could not be read")
-            }
-        }
-    }
-    if known.is_empty() {
-        return Err(ApiError::validation(format!(
-            "dataset {} has no readable data file: there is nothing to rectify",
-            dataset.name
-        )));
-    }
-    match rectification.changes.keys().find(|c| !known.contains(*c)) {
-        Some(column) => Err(ApiError::validation(format!(
-            "dataset {}: column {column} is not a column of the dataset",
-            dataset.name
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -457,105 +293,39 @@ pub async fn create(
     let body = body.into_inner();
     let idempotency_key = match http.headers().get("Idempotency-Key") {
         None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?;
-            if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::validation(
-                    "Idempotency-Key must be 1 to 255 characters",
-                ));
-            }
-            Some(key.to_string())
-        }
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?
+                .to_string(),
+        ),
     };
-    let rectification = rectification_of(&state, &body).await?;
-    let (subject, note) = match caller.role {
-        Role::Subject => {
-            let own = caller.subject_id.clone().ok_or_else(|| {
-                ApiError::Forbidden(
-                    "your account is not linked to a data subject yet; an admin links it after verifying your identity".into(),
-                )
-            })?;
-            if let Some(given) = &body.subject_id
-                && given != own.as_str()
-            {
-                return Err(ApiError::Forbidden(
-                    "subjects may only file requests for themselves".into(),
-                ));
-            }
-            // Identified by a trusted issuer's JWT: record it as the verification.
-            (own, caller.verification())
-        }
-        _ => {
-            let id = body.subject_id.ok_or_else(|| {
-                ApiError::validation("subject_id is required when an admin files a request")
-            })?;
-            let note = body
-                .verification_note
-                .filter(|n| !n.trim().is_empty())
-                .ok_or_else(|| ApiError::validation("verification_note is required: say how the subject's identity was verified"))?;
-            (SubjectId::parse(id)?, Some(note))
-        }
+    let filer = Filer {
+        actor: caller.actor(),
+        role: caller.role,
+        subject_id: caller.subject_id.clone(),
+        issuer: caller.issuer.clone(),
     };
-    let pseudonym = state.pseudonyms.pseudonym(&subject);
-    refuse_excessive(
-        &state,
-        &caller,
-        &subject,
-        &pseudonym,
-        body.request_type,
-        idempotency_key.as_deref(),
+    let command = FileRequest {
+        request_type: body.request_type,
+        subject_id: body.subject_id,
+        verification_note: body.verification_note,
+        dataset_id: body.dataset_id,
+        changes: body.changes,
+        idempotency_key,
+    };
+    let policies = Policies::from_settings(&state.settings);
+    let filed = requests::file(
+        &state.store,
+        &state.keyring,
+        &state.pseudonyms,
+        &policies,
+        &filer,
+        command,
     )
     .await?;
-    let mut details = json!({
-        "type": body.request_type,
-        "identity_verified_by_admin": caller.role == Role::Admin,
-        "identity_verified_by_issuer": caller.issuer,
-    });
-    if let Some(r) = &rectification {
-        // The columns only: the new values are personal data.
-        details["dataset_id"] = json!(r.dataset_id);
-        details["columns"] = json!(r.columns());
-    }
-    let audit = NewAuditEntry::new(caller.actor(), "request.created")
-        .subject(&pseudonym)
-        .details(details);
-    let details = rectification.map(|r| json!(r));
-    let (request, created) = state
-        .store
-        .create_request(
-            NewRequest {
-                request_type: body.request_type,
-                subject_id: subject.clone(),
-                subject_pseudonym: pseudonym,
-                filed_by: caller.actor(),
-                verification_note: note,
-                idempotency_key,
-                received_at: chrono::Utc::now(),
-                details: details.clone(),
-            },
-            audit,
-        )
-        .await?;
-    if !created
-        && (request.request_type != body.request_type
-            || request.subject_id != subject
-            || request.details != details)
-    {
-        return Err(ApiError::Conflict {
-            code: "idempotency_key_reused",
-            detail: "this Idempotency-Key was already used for a different request".into(),
-        });
-    }
-    let request = if created && request.status == RequestStatus::Received {
-        super::lifecycle::apply_policy(&state, request).await?
-    } else {
-        request
-    };
-    let history = state.store.request_history(&request.id).await?;
-    let body = view(request, &caller, history);
-    Ok(if created {
+    let history = state.store.request_history(&filed.request.id).await?;
+    let body = view(filed.request, &caller, history);
+    Ok(if filed.created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok()
@@ -655,7 +425,15 @@ pub async fn approve(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let request = state.store.request(&path).await?;
-    let updated = super::lifecycle::approve_now(&state, request, &caller.actor()).await?;
+    let policies = Policies::from_settings(&state.settings);
+    let updated = requests::approve(
+        &state.store,
+        &state.keyring,
+        &policies,
+        request,
+        &caller.actor(),
+    )
+    .await?;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
@@ -676,24 +454,7 @@ pub async fn reject(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let reason = body.into_inner().reason;
-    if reason.trim().is_empty() {
-        return Err(ApiError::validation(
-            "a rejection needs a reason (GDPR Art. 12(4))",
-        ));
-    }
-    let request = state.store.request(&path).await?;
-    let audit = NewAuditEntry::new(caller.actor(), "request.rejected")
-        .request(&request.id)
-        .subject(&request.subject_pseudonym)
-        .details(json!({ "reason": reason }));
-    let mut transition = Transition::new(RequestStatus::Rejected, caller.actor(), audit);
-    transition.decision = true;
-    transition.decision_reason = Some(reason.clone());
-    transition.note = Some(reason);
-    let updated = state
-        .store
-        .transition_request(&request.id, transition)
-        .await?;
+    let updated = requests::reject(&state.store, &path, &caller.actor(), reason).await?;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
@@ -778,7 +539,7 @@ pub async fn export(
     let archive = if lethe_core::keyring::blob::is_sealed_blob(&stored) {
         state
             .keyring
-            .open_blob(&lethe_core::jobs::export_context(&request.id), &stored)
+            .open_blob(&lethe_core::exports::export_context(&request.id), &stored)
             .map_err(|e| unreadable(&e))?
     } else {
         stored.to_vec()

@@ -133,7 +133,7 @@ async fn rotating_the_kek_keeps_every_cell_readable_under_the_new_key_only() {
     let exports = std::path::PathBuf::from(app.state.settings.storage.exports_location());
     std::fs::create_dir_all(&exports).unwrap();
     let zip = b"PK\x03\x04 an access export".to_vec();
-    let context = lethe_core::jobs::export_context("r-rotated");
+    let context = lethe_core::exports::export_context("r-rotated");
     let sealed = app.state.keyring.seal_blob(&context, &zip);
     std::fs::write(exports.join("r-rotated.zip"), &sealed).unwrap();
     // A webhook endpoint, whose secret is sealed under the old KEK.

@@ -453,7 +453,7 @@ async fn a_rejected_erasure_never_destroys_the_key() {
     app.reject(&app.admin_token, &erasure, "identity not verified")
         .await;
     let request = app.state.store.request(&erasure).await.unwrap();
-    let destroyed = lethe_core::jobs::destroy_subject_key(
+    let destroyed = lethe_core::requests::destroy_subject_key(
         app.state.store.as_ref(),
         &app.state.keyring,
         &request,

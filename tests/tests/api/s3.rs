@@ -216,7 +216,7 @@ async fn an_access_export_is_stored_in_s3_and_downloaded_from_there() {
     let opened = app
         .state
         .keyring
-        .open_blob(&lethe_core::jobs::export_context(&id), archive)
+        .open_blob(&lethe_core::exports::export_context(&id), archive)
         .unwrap();
     assert_eq!(
         &downloaded[..],

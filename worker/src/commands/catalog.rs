@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lethe_core::config::Settings;
-use lethe_core::jobs::reapply_tombstones;
 use lethe_core::keyring::{Keyring, keyring_from_settings};
+use lethe_core::requests::reapply_tombstones;
 use lethe_core::store::{Dataset, Store};
 
 use super::CommandError;

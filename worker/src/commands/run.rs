@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lethe_core::config::Settings;
-use lethe_core::jobs::{Worker, WorkerConfig, reapply_tombstones};
+use lethe_core::jobs::{Worker, WorkerConfig};
 use lethe_core::keyring::keyring_from_settings;
+use lethe_core::requests::reapply_tombstones;
 use lethe_core::store::Store;
 use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;

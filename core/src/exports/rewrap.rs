@@ -8,7 +8,7 @@
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
 
-use super::{JobError, export_context};
+use super::{ExportError, export_context};
 use crate::keyring::Keyring;
 use crate::keyring::blob::is_sealed_blob;
 use crate::lake::{local_folder, object_store_for_url};
@@ -39,23 +39,23 @@ pub struct ExportRewrapReport {
 /// meanwhile is not brought back.
 ///
 /// # Errors
-/// [`JobError::Transient`] when the export store cannot be listed; per-archive failures are
+/// [`ExportError::Storage`] when the export store cannot be listed; per-archive failures are
 /// reported in [`ExportRewrapReport::failed`].
 pub async fn rewrap_exports(
     keyring: &Keyring,
     exports_url: &str,
-) -> Result<ExportRewrapReport, JobError> {
+) -> Result<ExportRewrapReport, ExportError> {
     let mut report = ExportRewrapReport::default();
     if local_folder(exports_url).is_some_and(|dir| !std::path::Path::new(dir).exists()) {
         return Ok(report);
     }
     let (store, prefix) = object_store_for_url(exports_url)
-        .map_err(|e| JobError::Transient(format!("export store {exports_url}: {e}")))?;
+        .map_err(|e| ExportError::Storage(format!("export store {exports_url}: {e}")))?;
     let depth = prefix.parts().count() + 1;
     let mut listing = store.list(Some(&prefix));
     let mut archives = Vec::new();
     while let Some(meta) = futures::StreamExt::next(&mut listing).await {
-        let meta = meta.map_err(|e| JobError::Transient(format!("listing {exports_url}: {e}")))?;
+        let meta = meta.map_err(|e| ExportError::Storage(format!("listing {exports_url}: {e}")))?;
         if meta.location.parts().count() == depth
             && meta
                 .location

@@ -5,7 +5,7 @@
 use object_store::ObjectStoreExt;
 use serde_json::json;
 
-use super::JobError;
+use super::ExportError;
 use crate::audit::NewAuditEntry;
 use crate::lake::object_store_for_url;
 use crate::store::Store;
@@ -18,9 +18,9 @@ const SWEEP_BATCH: i64 = 100;
 /// Returns how many were deleted.
 ///
 /// # Errors
-/// [`JobError::Transient`] when the database or the export store fails (nothing is recorded
+/// [`ExportError`] when the database or the export store fails (nothing is recorded
 /// for an export whose deletion failed; the next sweep tries again).
-pub async fn sweep_expired_exports(store: &Store, actor: &str) -> Result<u64, JobError> {
+pub async fn sweep_expired_exports(store: &Store, actor: &str) -> Result<u64, ExportError> {
     let mut deleted = 0;
     for request in store.expired_exports(SWEEP_BATCH).await? {
         let Some(path) = &request.export_path else {
@@ -46,13 +46,13 @@ pub async fn sweep_expired_exports(store: &Store, actor: &str) -> Result<u64, Jo
 
 /// Deletes one export archive (`<dir>/<name>`, a local path or object store URL); a file
 /// already gone counts as deleted.
-async fn delete_export_file(path: &str) -> Result<(), JobError> {
+async fn delete_export_file(path: &str) -> Result<(), ExportError> {
     let (dir, name) = path.rsplit_once('/').unwrap_or((".", path));
     let (objects, prefix) = object_store_for_url(dir)
-        .map_err(|e| JobError::Transient(format!("export store for {path}: {e}")))?;
+        .map_err(|e| ExportError::Storage(format!("export store for {path}: {e}")))?;
     match objects.delete(&prefix.join(name)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(JobError::Transient(format!("deleting export {path}: {e}"))),
+        Err(e) => Err(ExportError::Storage(format!("deleting export {path}: {e}"))),
     }
 }
 
@@ -63,13 +63,13 @@ async fn delete_export_file(path: &str) -> Result<(), JobError> {
 /// 410 afterwards. Returns how many were deleted.
 ///
 /// # Errors
-/// [`JobError::Transient`] when the database or the export store fails (the erasure's plan
+/// [`ExportError`] when the database or the export store fails (the erasure's plan
 /// calls this again).
 pub async fn destroy_subject_exports(
     store: &Store,
     request: &crate::store::PrivacyRequest,
     actor: &str,
-) -> Result<u64, JobError> {
+) -> Result<u64, ExportError> {
     let mut deleted = 0;
     for export in store.live_exports_of(&request.subject_pseudonym).await? {
         let Some(path) = &export.export_path else {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::JobError;
+use super::RequestError;
 use crate::audit::NewAuditEntry;
 use crate::keyring::{Keyring, ShredOutcome};
 use crate::store::{PrivacyRequest, Store};
@@ -26,13 +26,13 @@ use crate::store::{PrivacyRequest, Store};
 /// claimed request is destroyed again (idempotent) and audited if it was still there.
 ///
 /// # Errors
-/// [`JobError::Transient`] when the key store or the database fails.
+/// [`RequestError::Keyring`] when the key store fails; store and export-store errors.
 pub async fn destroy_subject_key(
     store: &Store,
     keyring: &Keyring,
     request: &PrivacyRequest,
     actor: &str,
-) -> Result<bool, JobError> {
+) -> Result<bool, RequestError> {
     let claimed = store.claim_key_destruction(&request.id).await?;
     if !claimed {
         let current = store.request(&request.id).await?;
@@ -43,12 +43,12 @@ pub async fn destroy_subject_key(
     }
     // Earlier access and portability exports hold the subject's PII sealed under the KEK, not
     // under the data key: they go with the key (again on a retry, until none is left).
-    super::destroy_subject_exports(store, request, actor).await?;
+    crate::exports::destroy_subject_exports(store, request, actor).await?;
     let started = Instant::now();
     let outcome = keyring
         .shred(&request.subject_id)
         .await
-        .map_err(|e| JobError::Transient(format!("destroying the subject's data key: {e}")))?;
+        .map_err(|e| RequestError::Keyring(format!("destroying the subject's data key: {e}")))?;
     if !claimed && outcome != ShredOutcome::Destroyed {
         return Ok(false);
     }
@@ -79,19 +79,20 @@ pub async fn destroy_subject_key(
 /// restored from an older backup cannot bring an erased subject's key back.
 ///
 /// # Errors
-/// [`JobError::Transient`] when the journal or the key store cannot be read or written.
+/// [`RequestError::Keyring`] when the journal or the key store cannot be read or written;
+/// store errors.
 pub async fn reapply_tombstones(
     store: &Store,
     keyring: &Keyring,
     actor: &str,
-) -> Result<crate::keyring::ReapplyReport, JobError> {
+) -> Result<crate::keyring::ReapplyReport, RequestError> {
     let Some(journal) = keyring.journal() else {
         return Ok(Default::default());
     };
     let report = journal
         .reapply(keyring)
         .await
-        .map_err(|e| JobError::Transient(format!("re-applying journaled tombstones: {e}")))?;
+        .map_err(|e| RequestError::Keyring(format!("re-applying journaled tombstones: {e}")))?;
     if report.keys_destroyed + report.tombstones_restored > 0 {
         store
             .append_audit(
