@@ -327,7 +327,7 @@ async fn erase_file_leased(
             "rewritten"
         }
         FileStatus::Unchanged => "unchanged",
-        FileStatus::Failed { error } if error.contains("lease") || error.contains("fenced") => {
+        FileStatus::Failed { error } if file.retryable => {
             return Err(JobError::Transient(format!("{}: {error}", task.file)));
         }
         FileStatus::Failed { error } => {

@@ -209,6 +209,7 @@ async fn rectify_leased(
 
     let mut rewritten = Vec::new();
     let mut failed = Vec::new();
+    let mut retryable = false;
     for f in &outcome.files {
         match &f.file.status {
             FileStatus::Rewritten => {
@@ -225,13 +226,13 @@ async fn rectify_leased(
                 rewritten.push(Value::String(f.file.relative.clone()));
             }
             FileStatus::Unchanged => {}
-            FileStatus::Failed { error } => failed.push((f.file.relative.clone(), error.clone())),
+            FileStatus::Failed { error } => {
+                retryable |= f.file.retryable;
+                failed.push((f.file.relative.clone(), error.clone()));
+            }
         }
     }
     if !failed.is_empty() {
-        let fenced = failed
-            .iter()
-            .any(|(_, e)| e.contains("lease") || e.contains("fenced") || e.contains("changed"));
         let message = format!(
             "dataset {}: {} file(s) could not be rectified and were left untouched ({} rewritten): {}",
             dataset.name,
@@ -243,7 +244,7 @@ async fn rectify_leased(
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        return Err(if fenced {
+        return Err(if retryable {
             JobError::Transient(message)
         } else {
             JobError::Permanent(message)

@@ -200,6 +200,16 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// Whether another attempt later may succeed: the store failed or timed out, local I/O
+    /// failed, the file changed while it was rewritten, or the commit guard fenced the swap (a
+    /// lost lease). Anything else fails the same way again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::ObjectStore { .. } | Self::Io(_) | Self::Changed { .. } | Self::Fenced { .. }
+        )
+    }
+
     /// Wraps an object store error with the object key it happened on.
     pub(crate) fn store(path: impl std::fmt::Display, source: object_store::Error) -> Self {
         Self::ObjectStore {
@@ -234,5 +244,48 @@ impl LakeError {
             file: file.to_string(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retries are decided by the variant, never by the error's text: a corrupt file whose
+    /// reason mentions a "lease" is still permanent, a fenced swap is retryable whatever its
+    /// reason says.
+    #[test]
+    fn retries_follow_the_variant_not_the_words_of_the_message() {
+        let fenced = LakeError::Fenced {
+            file: "a.parquet".into(),
+            reason: "job cancelled".into(),
+        };
+        let changed = LakeError::Changed {
+            file: "a.parquet".into(),
+        };
+        let io = LakeError::Io(std::io::Error::other("disk"));
+        for e in [&fenced, &changed, &io] {
+            assert!(e.is_retryable(), "{e}");
+        }
+        let corrupt = LakeError::Corrupt {
+            file: "lease-fenced.parquet".into(),
+            reason: "the lease was fenced (a column named so)".into(),
+            source: None,
+        };
+        let missing = LakeError::MissingColumn {
+            file: "a.parquet".into(),
+            column: "user_id".into(),
+        };
+        for e in [&corrupt, &missing] {
+            assert!(!e.is_retryable(), "{e}");
+        }
+        let failed = super::super::rewrite::FileOutcome::failed("a.parquet".into(), &fenced);
+        assert!(failed.retryable);
+        let json = serde_json::to_value(super::super::rewrite::FileOutcome::failed(
+            "b.parquet".into(),
+            &corrupt,
+        ))
+        .unwrap();
+        assert!(json.get("retryable").is_none(), "{json}");
     }
 }

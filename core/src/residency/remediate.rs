@@ -682,9 +682,7 @@ async fn finish(
             }
             FileStatus::Unchanged => (0, "unchanged"),
             FileStatus::Failed { error } => {
-                let transient = ["lease", "fenced", "changed while", "object store"]
-                    .iter()
-                    .any(|w| error.contains(w));
+                let transient = f.retryable;
                 return Err(if transient {
                     ResidencyError::Lake(LakeError::Changed {
                         file: format!("{source} ({error})"),

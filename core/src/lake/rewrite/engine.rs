@@ -246,6 +246,7 @@ pub(crate) async fn rewrite_file_to(
                 upload_parts: 0,
                 stale_temps_removed: 0,
                 surgery: SurgeryMetrics::default(),
+                retryable: false,
             },
             None,
         ));
@@ -265,6 +266,7 @@ pub(crate) async fn rewrite_file_to(
                 upload_parts: 0,
                 stale_temps_removed: 0,
                 surgery: SurgeryMetrics::default(),
+                retryable: false,
             },
             None,
         ));
@@ -328,6 +330,7 @@ pub(crate) async fn rewrite_file_to(
             upload_parts: written.parts,
             stale_temps_removed: 0,
             surgery: written.surgery,
+            retryable: false,
         },
         new_file,
     ))

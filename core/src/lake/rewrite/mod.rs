@@ -174,12 +174,19 @@ pub struct FileOutcome {
     /// Row groups copied as encoded bytes and rewritten (row-group surgery).
     #[serde(flatten)]
     pub surgery: SurgeryMetrics,
+    /// A failed file only: whether another attempt may succeed
+    /// ([`LakeError::is_retryable`]: the store failed, the file changed, the lease was lost).
+    /// Serialized only when `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
 }
 
 impl FileOutcome {
-    fn failed(relative: String, error: &LakeError) -> Self {
+    /// The outcome of a file that failed with `error` and was left untouched.
+    pub(crate) fn failed(relative: String, error: &LakeError) -> Self {
         Self {
             relative,
+            retryable: error.is_retryable(),
             status: FileStatus::Failed {
                 error: error.to_string(),
             },

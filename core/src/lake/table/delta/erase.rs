@@ -363,19 +363,7 @@ impl DeltaErase {
                 }
                 Err(e) => {
                     tracing::warn!(file = %add.path, error = %e, "file not rewritten");
-                    let outcome = FileOutcome {
-                        relative: decode(&add.path),
-                        status: FileStatus::Failed {
-                            error: e.to_string(),
-                        },
-                        rows_before: 0,
-                        rows_removed: 0,
-                        bytes_read: 0,
-                        bytes_written: 0,
-                        upload_parts: 0,
-                        stale_temps_removed: 0,
-                        surgery: Default::default(),
-                    };
+                    let outcome = FileOutcome::failed(decode(&add.path), &e);
                     searched.insert(add.path, outcome);
                 }
             }
