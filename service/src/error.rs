@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use lethe_core::datasets::RootError;
 use lethe_core::domain::{ExtensionRefusal, ParseError};
+use lethe_core::exports::DownloadError;
 use lethe_core::ingest::IngestError;
 use lethe_core::requests::RequestError;
 use lethe_core::store::StoreError;
@@ -222,6 +223,34 @@ impl From<RequestError> for ApiError {
             RequestError::Conflict { code, detail } => ApiError::Conflict { code, detail },
             RequestError::Store(e) => e.into(),
             other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<DownloadError> for ApiError {
+    fn from(e: DownloadError) -> Self {
+        let detail = e.to_string();
+        match e {
+            DownloadError::NoExport => ApiError::Conflict {
+                code: "no_export",
+                detail,
+            },
+            DownloadError::NotReady { .. } => ApiError::Conflict {
+                code: "export_not_ready",
+                detail,
+            },
+            DownloadError::Erased => ApiError::Gone {
+                code: "export_erased",
+                detail,
+            },
+            DownloadError::Expired { .. } => ApiError::Gone {
+                code: "export_expired",
+                detail,
+            },
+            DownloadError::Store(e) => e.into(),
+            unreadable @ DownloadError::Unreadable { .. } => {
+                ApiError::Internal(anyhow::Error::new(unreadable))
+            }
         }
     }
 }

@@ -1,12 +1,10 @@
 //! Privacy requests (DSRs): file, list, read, approve, reject, download the export.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{Rectification, RequestStatus, RequestType, Role};
-use lethe_core::lake::object_store_for_url;
+use lethe_core::exports;
 use lethe_core::requests::{self, FileRequest, Filer, Policies};
 use lethe_core::store::{PrivacyRequest, RequestEvent, RequestFilter};
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -479,86 +477,13 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Subject, Role::Admin])?;
     let request = visible(&state, &caller, &path).await?;
-    if !request.request_type.has_export() {
-        return Err(ApiError::Conflict {
-            code: "no_export",
-            detail: "only access and portability requests have an export".into(),
-        });
-    }
-    // Deleted before it expired: the subject was erased since (an erasure deletes the
-    // subject's earlier exports with the data key).
-    if let Some(deleted) = request.export_deleted_at
-        && request.export_expires_at.is_none_or(|at| deleted < at)
-    {
-        return Err(ApiError::Gone {
-            code: "export_erased",
-            detail: "the export was deleted when its subject was erased".into(),
-        });
-    }
-    let expired = request.export_deleted_at.is_some()
-        || request
-            .export_expires_at
-            .is_some_and(|at| at <= chrono::Utc::now());
-    if expired {
-        return Err(ApiError::Gone {
-            code: "export_expired",
-            detail: format!(
-                "the export expired at {}; file a new request for a fresh copy",
-                request
-                    .export_expires_at
-                    .map(lethe_core::domain::to_db)
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    let Some(file) = request
-        .export_path
-        .clone()
-        .filter(|_| request.status == RequestStatus::Completed)
-    else {
-        return Err(ApiError::Conflict {
-            code: "export_not_ready",
-            detail: format!(
-                "the request is {}; the export is ready once it is completed",
-                request.status.as_str()
-            ),
-        });
-    };
-    let (dir, name) = file.rsplit_once('/').unwrap_or((".", file.as_str()));
-    let unreadable = |e: &dyn std::fmt::Display| {
-        ApiError::Internal(anyhow::anyhow!("reading export {file}: {e}"))
-    };
-    let (store, prefix) = object_store_for_url(dir).map_err(|e| unreadable(&e))?;
-    let object = store
-        .get(&prefix.join(name))
-        .await
-        .map_err(|e| unreadable(&e))?;
-    // Exports are sealed at rest (`keyring::blob`); one subject's export is opened in memory.
-    // Archives written before sealing existed are served as they are.
-    let stored = object.bytes().await.map_err(|e| unreadable(&e))?;
-    let archive = if lethe_core::keyring::blob::is_sealed_blob(&stored) {
-        state
-            .keyring
-            .open_blob(&lethe_core::exports::export_context(&request.id), &stored)
-            .map_err(|e| unreadable(&e))?
-    } else {
-        stored.to_vec()
-    };
-    let size = archive.len();
-    state
-        .store
-        .append_audit(
-            NewAuditEntry::new(caller.actor(), "export.downloaded")
-                .request(&request.id)
-                .subject(&request.subject_pseudonym)
-                .details(json!({ "bytes": size })),
-        )
-        .await?;
+    let download =
+        exports::download(&state.store, &state.keyring, &request, &caller.actor()).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((
             "Content-Disposition",
-            format!("attachment; filename=\"lethe-export-{}.zip\"", request.id),
+            format!("attachment; filename=\"{}\"", download.file_name),
         ))
-        .body(archive))
+        .body(download.archive))
 }
