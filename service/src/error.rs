@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use lethe_core::datasets::RootError;
+use lethe_core::datasets::DatasetError;
 use lethe_core::domain::{ExtensionRefusal, ParseError};
 use lethe_core::exports::DownloadError;
 use lethe_core::ingest::IngestError;
@@ -255,14 +255,12 @@ impl From<DownloadError> for ApiError {
     }
 }
 
-impl From<RootError> for ApiError {
-    fn from(e: RootError) -> Self {
+impl From<DatasetError> for ApiError {
+    fn from(e: DatasetError) -> Self {
         match e {
-            RootError::Invalid(detail) => ApiError::validation(detail),
-            unreachable @ RootError::Unreachable { .. } => ApiError::BadRequest {
-                code: "root_unreachable",
-                detail: unreachable.to_string(),
-            },
+            DatasetError::Invalid { code, detail } => ApiError::BadRequest { code, detail },
+            DatasetError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            DatasetError::Store(e) => e.into(),
         }
     }
 }

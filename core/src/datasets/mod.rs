@@ -1,10 +1,68 @@
-//! Datasets as the lifecycle and the API see them: where their files are, and how long Lethe
-//! waits for a root to answer. Registration and removal are the store's
+//! Datasets as the lifecycle and the API see them: registration with the checks of its roots
+//! ([`register`]), and listing a root within a deadline. The rows are the store's
 //! ([`crate::store::Store::create_dataset`], [`crate::store::Store::delete_dataset`]).
+
+mod register;
+
+pub use register::{Register, register};
 
 use std::time::Duration;
 
 use crate::lake::{DataFile, LakeError, LakeRoot};
+use crate::store::StoreError;
+
+/// Why a dataset was refused. Each variant says what an HTTP API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// Malformed or not allowed (400; `code` e.g. `validation`, `root_unreachable`,
+    /// `root_not_allowed`).
+    #[error("{detail}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another dataset has the name or the root (409; `dataset_exists`, `root_taken`).
+    #[error("{detail}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DatasetError {
+    /// A `validation` refusal.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            code: "validation",
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<crate::domain::ParseError> for DatasetError {
+    fn from(e: crate::domain::ParseError) -> Self {
+        Self::validation(e.to_string())
+    }
+}
+
+impl From<RootError> for DatasetError {
+    fn from(e: RootError) -> Self {
+        match e {
+            RootError::Invalid(detail) => Self::validation(detail),
+            unreachable @ RootError::Unreachable { .. } => Self::Invalid {
+                code: "root_unreachable",
+                detail: unreachable.to_string(),
+            },
+        }
+    }
+}
 
 /// How long listing a dataset's root may take when a caller waits for it (registration, a
 /// rectification's column check): an object store without credentials may try the cloud

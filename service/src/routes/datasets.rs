@@ -2,9 +2,9 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
-use lethe_core::domain::{DatasetName, DatasetSchema, Role};
-use lethe_core::lake::LakeRoot;
-use lethe_core::store::{Dataset, NewDataset};
+use lethe_core::datasets::{Register, register};
+use lethe_core::domain::{DatasetSchema, Role};
+use lethe_core::store::Dataset;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -122,227 +122,15 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let body = body.into_inner();
-    let name = DatasetName::parse(body.name)?;
-    let (subject_column, declared_partitions) = match &body.schema {
-        Some(schema) => columns_of_schema(schema, body.subject_column, body.partition_columns)?,
-        None => {
-            let column = body.subject_column.ok_or_else(|| {
-                ApiError::validation("subject_column is required for a dataset without a schema")
-            })?;
-            if column.trim().is_empty() {
-                return Err(ApiError::validation("subject_column must not be empty"));
-            }
-            (column, body.partition_columns)
-        }
+    let command = Register {
+        name: body.name,
+        root_url: body.root_url,
+        subject_column: body.subject_column,
+        partition_columns: body.partition_columns,
+        schema: body.schema,
     };
-    check_root(&state, &body.root_url)?;
-    if let Some(schema) = &body.schema {
-        for url in schema.region_roots.values() {
-            check_root(&state, url)?;
-        }
-    }
-    if body.schema.is_some() {
-        create_local_root(&body.root_url).await?;
-    }
-    let root = LakeRoot::parse(&body.root_url).map_err(|e| ApiError::validation(e.to_string()))?;
-    let files = list_root(&root, &body.root_url).await?;
-    if body.schema.is_some() && !files.is_empty() {
-        return Err(ApiError::validation(format!(
-            "a dataset with a schema starts empty (Lethe writes every file of it), but {} already holds {} files",
-            body.root_url,
-            files.len()
-        )));
-    }
-    if let Some(schema) = &body.schema {
-        prepare_region_roots(&body.root_url, schema).await?;
-    }
-    check_root_is_free(&state, name.as_str(), &body.root_url, body.schema.as_ref()).await?;
-    let partition_columns = match declared_partitions {
-        Some(columns) => columns,
-        None => files
-            .first()
-            .map(|f| f.partition.iter().map(|(k, _)| k.clone()).collect())
-            .unwrap_or_default(),
-    };
-    let audit = NewAuditEntry::new(caller.actor(), "dataset.registered").details(json!({
-        "name": name.as_str(),
-        "root_url": body.root_url,
-        "subject_column": subject_column,
-        "files": files.len(),
-        "managed": body.schema.is_some(),
-        "region_roots": body.schema.as_ref().map(|s| &s.region_roots),
-    }));
-    let dataset = state
-        .store
-        .create_dataset(
-            NewDataset {
-                name: name.as_str().to_string(),
-                root_url: body.root_url,
-                subject_column,
-                partition_columns,
-                created_by: caller.actor(),
-                schema: body.schema,
-            },
-            audit,
-        )
-        .await
-        .map_err(|e| match e {
-            lethe_core::store::StoreError::Conflict(_) => ApiError::Conflict {
-                code: "dataset_exists",
-                detail: format!("a dataset named {} already exists", name.as_str()),
-            },
-            other => other.into(),
-        })?;
+    let dataset = register(&state.store, &state.settings, &caller.actor(), command).await?;
     Ok(HttpResponse::Created().json(DatasetView::from(dataset)))
-}
-
-/// The subject column and partition keys of a dataset with `schema`, after validating the
-/// schema and checking that the `subject_column` and `partition_columns` given beside it, if
-/// any, agree with it.
-///
-/// # Errors
-/// [`ApiError::BadRequest`] (`validation`) naming the problem.
-fn columns_of_schema(
-    schema: &DatasetSchema,
-    subject_column: Option<String>,
-    partition_columns: Option<Vec<String>>,
-) -> Result<(String, Option<Vec<String>>), ApiError> {
-    schema
-        .validate()
-        .map_err(|e| ApiError::validation(e.to_string()))?;
-    let primary = schema.primary_subject();
-    if let Some(given) = subject_column.filter(|given| given != primary) {
-        return Err(ApiError::validation(format!(
-            "subject_column {given} differs from the schema's first subject column {primary}; omit it"
-        )));
-    }
-    let keys: Vec<String> = schema.partition_by.iter().map(|p| p.name.clone()).collect();
-    if let Some(given) = partition_columns.filter(|given| *given != keys) {
-        return Err(ApiError::validation(format!(
-            "partition_columns {given:?} differ from the schema's partition_by {keys:?}; omit them"
-        )));
-    }
-    Ok((primary.to_string(), Some(keys)))
-}
-
-/// Prepares the per-region roots of a managed dataset (data residency): each differs from
-/// `root_url`, a missing local one is created, and each must be usable (not a table format)
-/// and hold no data file yet, like the dataset's root.
-///
-/// # Errors
-/// [`ApiError::BadRequest`] (`validation`) naming the region and the problem.
-async fn prepare_region_roots(root_url: &str, schema: &DatasetSchema) -> Result<(), ApiError> {
-    for (region, url) in &schema.region_roots {
-        if url.trim_end_matches('/') == root_url.trim_end_matches('/') {
-            return Err(ApiError::validation(format!(
-                "region_roots: the root of {region} is the dataset's root_url; omit it (rows of regions without a root of their own go to root_url)"
-            )));
-        }
-        create_local_root(url).await?;
-        let root = LakeRoot::parse(url)
-            .map_err(|e| ApiError::validation(format!("region_roots: {region}: {e}")))?;
-        let files = list_root(&root, url).await.map_err(|e| match e {
-            ApiError::BadRequest { code, detail } => ApiError::BadRequest {
-                code,
-                detail: format!("region_roots: {region}: {detail}"),
-            },
-            other => other,
-        })?;
-        if !files.is_empty() {
-            return Err(ApiError::validation(format!(
-                "region_roots: a dataset with a schema starts empty, but the root of {region} ({url}) already holds {} files",
-                files.len()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a root outside `storage.allowed_roots`, or over Lethe's own folders, before
-/// anything touches it (not even a listing).
-///
-/// # Errors
-/// [`ApiError::BadRequest`] with code `root_not_allowed`.
-fn check_root(state: &AppState, url: &str) -> Result<(), ApiError> {
-    state
-        .settings
-        .check_dataset_root(url)
-        .map_err(|detail| ApiError::BadRequest {
-            code: "root_not_allowed",
-            detail,
-        })
-}
-
-/// Refuses a root (or region root) that is, contains or lies in a root of another dataset:
-/// two datasets over the same files would rewrite each other's files and count each row
-/// twice. (A dataset of the same name is left to the store's own 409 `dataset_exists`.)
-///
-/// # Errors
-/// [`ApiError::Conflict`] with code `root_taken`; store errors.
-async fn check_root_is_free(
-    state: &AppState,
-    name: &str,
-    root_url: &str,
-    schema: Option<&DatasetSchema>,
-) -> Result<(), ApiError> {
-    let mut new_roots = vec![root_url.to_string()];
-    if let Some(schema) = schema {
-        new_roots.extend(schema.region_roots.values().cloned());
-    }
-    for existing in state.store.list_datasets().await? {
-        if existing.name == name {
-            continue;
-        }
-        let mut taken = vec![existing.root_url.clone()];
-        if let Some(schema) = &existing.schema {
-            taken.extend(schema.region_roots.values().cloned());
-        }
-        for new in &new_roots {
-            if taken
-                .iter()
-                .any(|old| lethe_core::config::roots_overlap(new, old))
-            {
-                return Err(ApiError::Conflict {
-                    code: "root_taken",
-                    detail: format!(
-                        "{new} overlaps the root of dataset {}; a root belongs to one dataset only",
-                        existing.name
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The data files of a dataset's root, listed within [`lethe_core::datasets::ROOT_LIST_TIMEOUT`].
-///
-/// # Errors
-/// 400 `validation` for a table format's root or an invalid root; 400 `root_unreachable` when
-/// it cannot be listed in time.
-pub(crate) async fn list_root(
-    root: &LakeRoot,
-    url: &str,
-) -> Result<Vec<lethe_core::lake::DataFile>, ApiError> {
-    Ok(lethe_core::datasets::list_root(root, url).await?)
-}
-
-/// Creates the folder of a local root (`file:///…` or a path) when it is missing. Object store
-/// roots need nothing, and a `file://` URL that is not a plain absolute path (a host, percent
-/// escapes) is left for [`LakeRoot::parse`] to judge.
-///
-/// # Errors
-/// [`ApiError::BadRequest`] (`validation`) when the folder cannot be created.
-async fn create_local_root(root_url: &str) -> Result<(), ApiError> {
-    let path = match root_url.strip_prefix("file://") {
-        Some(rest) if rest.starts_with('/') && !rest.contains('%') => rest,
-        Some(_) => return Ok(()),
-        None if root_url.contains("://") => return Ok(()),
-        None => root_url,
-    };
-    tokio::fs::create_dir_all(path)
-        .await
-        .map_err(|e| ApiError::validation(format!("cannot create the root folder {path}: {e}")))
 }
 
 /// Every registered dataset (admin, auditor).

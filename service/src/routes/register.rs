@@ -136,13 +136,32 @@ pub async fn export(
             })),
         )
         .await?;
-    let store: Arc<Store> = state.store.clone();
     let filter = RegisterFilter {
         from: query.from,
         to: query.to,
         after: None,
         limit: Some(PAGE_ROWS),
     };
+    let body = pages(state.store.clone(), format, filter);
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"lethe-register.{}\"",
+                format.as_str()
+            ),
+        ))
+        .streaming(body))
+}
+
+/// The register as a stream of encoded pages of [`PAGE_ROWS`] entries, after the format's
+/// preamble; a database failure mid-stream ends it with an error (logged).
+fn pages(
+    store: Arc<Store>,
+    format: RegisterFormat,
+    filter: RegisterFilter,
+) -> impl futures::Stream<Item = Result<Bytes, actix_web::Error>> {
     let pages = stream::unfold(Some(filter), move |filter| {
         let store = store.clone();
         async move {
@@ -173,14 +192,5 @@ pub async fn export(
     let preamble = stream::once(futures::future::ready(Ok::<_, actix_web::Error>(
         Bytes::from(format.preamble()),
     )));
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((
-            "Content-Disposition",
-            format!(
-                "attachment; filename=\"lethe-register.{}\"",
-                format.as_str()
-            ),
-        ))
-        .streaming(preamble.chain(pages)))
+    preamble.chain(pages)
 }
