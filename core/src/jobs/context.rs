@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::results::{ErasurePlan, TaskResult};
+
 use crate::keyring::Keyring;
 use crate::lake::LakeError;
 use crate::store::{NewJob, StoreError};
@@ -98,14 +100,14 @@ pub enum Execution {
     },
     /// An erasure plan: one task per affected file (none: nothing to erase).
     Planned {
-        /// Per-dataset locate figures, kept as the plan's result.
-        plan: Value,
+        /// Per-dataset locate figures and per-request files, kept as the plan's result.
+        plan: ErasurePlan,
         /// Tasks to enqueue.
         tasks: Vec<NewJob>,
     },
     /// One file task is done.
     Task {
         /// Per-file figures.
-        result: Value,
+        result: TaskResult,
     },
 }

@@ -7,10 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::context::{ExecuteContext, Execution, JobError, lake_error};
-use super::holds::{ActiveHolds, kept_entry};
+use super::holds::ActiveHolds;
+use super::results::{
+    BatchCounts, ErasurePlan, ErasureResult, Kept, ObjectVersion, PlanDataset, RequestFiles,
+    ResultDataset, RewrittenFile, SurgeryCounts, TaskResult, TaskStatus, Versions,
+};
 use super::roots::locate_in_roots;
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
@@ -58,7 +62,7 @@ pub(super) async fn plan_erasure(
     // subjects that have rows in it (decided once they are located, below).
     let holds = ActiveHolds::load(store.as_ref()).await?;
     let mut held_subjects: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut kept_by_request: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut kept_by_request: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
     for id in &batch {
         let request = store.request(id).await?;
         if request.status == RequestStatus::Approved {
@@ -76,7 +80,7 @@ pub(super) async fn plan_erasure(
             }
         }
         if let Some(hold) = holds.on_subject(&request.subject_pseudonym) {
-            kept_by_request.insert(request.id.clone(), json!([kept_entry(hold)]));
+            kept_by_request.insert(request.id.clone(), vec![Kept::of(hold)]);
             held_subjects.insert(request.id.clone());
         }
         requests.push(request);
@@ -90,14 +94,17 @@ pub(super) async fn plan_erasure(
     }
 
     let mut per_dataset = Vec::new();
-    let mut per_request: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    let mut per_request: BTreeMap<String, BTreeMap<String, RequestFiles>> = BTreeMap::new();
     // Subjects with rows in a held dataset, and the holds that keep those rows.
-    let mut in_held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut in_held: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for dataset in store.list_datasets().await? {
         if subjects.is_empty() {
-            per_dataset.push(json!({ "dataset": dataset.name, "held": false,
-                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            per_dataset.push(PlanDataset {
+                dataset: dataset.name.clone(),
+                held: Some(false),
+                ..PlanDataset::default()
+            });
             continue;
         }
         let wanted: Vec<&str> = subjects.keys().copied().collect();
@@ -108,29 +115,37 @@ pub(super) async fn plan_erasure(
             for file in reports.iter().flat_map(|(_, r)| &r.files) {
                 for subject in file.rows_by_subject.keys() {
                     let entry = in_held.entry(subject.clone()).or_default();
-                    if !entry.iter().any(|k| k["hold_id"] == json!(hold.id)) {
-                        entry.push(kept_entry(hold));
+                    if !entry.iter().any(|k| k.hold_id == hold.id) {
+                        entry.push(Kept::of(hold));
                     }
                 }
             }
-            per_dataset.push(json!({ "dataset": dataset.name, "held": true,
-                                     "files_scanned": 0, "files_affected": 0, "rows_located": 0, "bytes_read": 0 }));
+            per_dataset.push(PlanDataset {
+                dataset: dataset.name.clone(),
+                held: Some(true),
+                ..PlanDataset::default()
+            });
             continue;
         }
         let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
             reports.iter().map(|(_, r)| f(&r.metrics)).sum()
         };
-        per_dataset.push(json!({
-            "dataset": dataset.name,
-            "files_scanned": sum(|m| m.files_scanned),
-            "files_affected": reports.iter().map(|(_, r)| r.files.len()).sum::<usize>(),
-            "rows_located": reports.iter().flat_map(|(_, r)| &r.files).map(|f| f.rows).sum::<u64>(),
-            "bytes_read": sum(|m| m.bytes_read),
-            "row_groups_pruned_by_statistics": sum(|m| m.row_groups_pruned_by_statistics),
-            "row_groups_pruned_by_bloom_filter": sum(|m| m.row_groups_pruned_by_bloom_filter),
-            "files_answered_by_index": sum(|m| m.files_answered_by_index),
-            "files_skipped_by_index": sum(|m| m.files_skipped_by_index),
-        }));
+        per_dataset.push(PlanDataset {
+            dataset: dataset.name.clone(),
+            held: None,
+            files_scanned: sum(|m| m.files_scanned),
+            files_affected: reports.iter().map(|(_, r)| r.files.len() as u64).sum(),
+            rows_located: reports
+                .iter()
+                .flat_map(|(_, r)| &r.files)
+                .map(|f| f.rows)
+                .sum(),
+            bytes_read: sum(|m| m.bytes_read),
+            row_groups_pruned_by_statistics: Some(sum(|m| m.row_groups_pruned_by_statistics)),
+            row_groups_pruned_by_bloom_filter: Some(sum(|m| m.row_groups_pruned_by_bloom_filter)),
+            files_answered_by_index: Some(sum(|m| m.files_answered_by_index)),
+            files_skipped_by_index: Some(sum(|m| m.files_skipped_by_index)),
+        });
         for (root_url, report) in &reports {
             for file in &report.files {
                 let mut request_ids = Vec::new();
@@ -141,12 +156,10 @@ pub(super) async fn plan_erasure(
                             .entry(request_id.to_string())
                             .or_default()
                             .entry(dataset.name.clone())
-                            .or_insert_with(|| json!({ "files": [], "rows": 0, "file_rows": {} }));
-                        entry["rows"] = json!(entry["rows"].as_u64().unwrap_or(0) + rows);
-                        entry["file_rows"][&file.file.relative] = json!(rows);
-                        if let Some(files) = entry["files"].as_array_mut() {
-                            files.push(json!(file.file.relative));
-                        }
+                            .or_default();
+                        entry.rows += rows;
+                        entry.file_rows.insert(file.file.relative.clone(), *rows);
+                        entry.files.push(file.file.relative.clone());
                     }
                 }
                 tasks.push(erase_task(
@@ -162,15 +175,19 @@ pub(super) async fn plan_erasure(
     // Data keys: destroyed unless a hold keeps rows the key makes readable.
     for request in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
         if let Some(kept) = in_held.get(request.subject_id.as_str()) {
-            kept_by_request.insert(request.id.clone(), Value::Array(kept.clone()));
+            kept_by_request.insert(request.id.clone(), kept.clone());
         } else if let Some(keyring) = &ctx.keyring {
             let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
             crate::requests::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
         }
     }
     Ok(Execution::Planned {
-        plan: json!({ "batch": batch, "datasets": per_dataset, "requests": per_request,
-                      "kept": kept_by_request }),
+        plan: ErasurePlan {
+            batch,
+            datasets: per_dataset,
+            requests: per_request,
+            kept: kept_by_request,
+        },
         tasks,
     })
 }
@@ -264,20 +281,24 @@ async fn erase_file_leased(
     let mut subjects: Vec<String> = Vec::new();
     for r in std::iter::once(request).chain(&others) {
         match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
-            Some(hold) => {
-                let mut entry = kept_entry(hold);
-                entry["request_id"] = json!(r.id);
-                entry["file"] = json!(task.file);
-                held.push(entry);
-            }
+            Some(hold) => held.push(Kept {
+                request_id: Some(r.id.clone()),
+                file: Some(task.file.clone()),
+                ..Kept::of(hold)
+            }),
             None => subjects.push(r.subject_id.as_str().to_string()),
         }
     }
     if subjects.is_empty() {
         return Ok(Execution::Task {
-            result: json!({ "dataset": task.dataset, "file": task.file, "status": "held",
-                            "held": held, "subjects": task.request_ids.len().max(1),
-                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+            result: TaskResult {
+                dataset: task.dataset.clone(),
+                file: task.file.clone(),
+                status: TaskStatus::Held,
+                held: Some(held),
+                subjects: Some(task.request_ids.len().max(1) as u64),
+                ..TaskResult::default()
+            },
         });
     }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
@@ -286,8 +307,10 @@ async fn erase_file_leased(
     // (one HEAD each; a digest of the content would mean reading the whole file again).
     let (objects, location) = (root.store().clone(), root.location(&task.file));
     let object_meta = |meta: object_store::Result<object_store::ObjectMeta>| {
-        meta.ok()
-            .map(|m| json!({ "size": m.size, "e_tag": m.e_tag }))
+        meta.ok().map(|m| ObjectVersion {
+            size: m.size,
+            e_tag: m.e_tag,
+        })
     };
     let before = object_meta(objects.head(&location).await);
     let outcome = Erase::new(root, task.subject_column.clone())
@@ -303,8 +326,12 @@ async fn erase_file_leased(
         // The file is gone (compacted or deleted since the plan): nothing of the subjects is
         // left in it.
         return Ok(Execution::Task {
-            result: json!({ "dataset": task.dataset, "file": task.file, "status": "missing",
-                            "rows_removed": 0, "bytes_read": 0, "bytes_written": 0 }),
+            result: TaskResult {
+                dataset: task.dataset.clone(),
+                file: task.file.clone(),
+                status: TaskStatus::Missing,
+                ..TaskResult::default()
+            },
         });
     };
     let status = match &file.status {
@@ -324,9 +351,9 @@ async fn erase_file_leased(
                     )
                     .await?;
             }
-            "rewritten"
+            TaskStatus::Rewritten
         }
-        FileStatus::Unchanged => "unchanged",
+        FileStatus::Unchanged => TaskStatus::Unchanged,
         FileStatus::Failed { error } if file.retryable => {
             return Err(JobError::Transient(format!("{}: {error}", task.file)));
         }
@@ -337,133 +364,140 @@ async fn erase_file_leased(
             )));
         }
     };
-    let after = if status == "rewritten" {
+    let after = if status == TaskStatus::Rewritten {
         object_meta(objects.head(&location).await)
     } else {
         before.clone()
     };
     Ok(Execution::Task {
-        result: json!({
-            "dataset": task.dataset,
-            "file": task.file,
-            "before": before,
-            "after": after,
-            "status": status,
-            "held": held,
-            "subjects": task.request_ids.len().max(1),
-            "rows_removed": file.rows_removed,
-            "bytes_read": file.bytes_read,
-            "bytes_written": file.bytes_written,
-            "row_groups_rewritten": file.surgery.row_groups_rewritten,
-            "row_groups_copied": file.surgery.row_groups_copied,
-            "bytes_reencoded": file.surgery.bytes_reencoded,
-            "bytes_copied": file.surgery.bytes_copied,
-        }),
+        result: TaskResult {
+            dataset: task.dataset.clone(),
+            file: task.file.clone(),
+            versions: Some(Versions { before, after }),
+            status,
+            held: Some(held),
+            subjects: Some(task.request_ids.len().max(1) as u64),
+            rows_removed: file.rows_removed,
+            bytes_read: file.bytes_read,
+            bytes_written: file.bytes_written,
+            surgery: Some(SurgeryCounts {
+                row_groups_rewritten: file.surgery.row_groups_rewritten,
+                row_groups_copied: file.surgery.row_groups_copied,
+                bytes_reencoded: file.surgery.bytes_reencoded,
+                bytes_copied: file.surgery.bytes_copied,
+            }),
+        },
     })
 }
 
 /// The result of erasure request `request_id` once every task of its `plan` succeeded: per
 /// dataset, files scanned by the plan, the files that held the subject and were rewritten, the
 /// subject's rows removed, and the bytes read and written by the whole batch (shared by every
-/// request in it).
-pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> Value {
-    let empty = Value::Null;
-    let plan_result = plan.result.as_ref().unwrap_or(&empty);
-    let mine = &plan_result["requests"][request_id];
+/// request in it). A plan or task result that does not parse counts as empty.
+pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> ErasureResult {
+    let plan_result: ErasurePlan = plan
+        .result
+        .clone()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default();
+    let results: Vec<TaskResult> = tasks
+        .iter()
+        .filter_map(|t| t.result.clone())
+        .filter_map(|r| serde_json::from_value(r).ok())
+        .collect();
+    // Files a hold placed after the plan kept for this request (see `erase_file`).
+    let held_after_plan: Vec<&Kept> = results
+        .iter()
+        .flat_map(|r| r.held.iter().flatten())
+        .filter(|h| h.request_id.as_deref() == Some(request_id))
+        .collect();
+    let empty = BTreeMap::new();
+    let mine = plan_result.requests.get(request_id).unwrap_or(&empty);
     let mut total_rows = 0u64;
-    let per_dataset: Vec<Value> = plan_result["datasets"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let datasets: Vec<ResultDataset> = plan_result
+        .datasets
         .iter()
         .map(|d| {
-            let name = d["dataset"].as_str().unwrap_or_default();
-            let results: Vec<&Value> = tasks
-                .iter()
-                .filter_map(|t| t.result.as_ref())
-                .filter(|r| r["dataset"] == name)
-                .collect();
-            let sum = |key: &str| {
-                results
+            let name = d.dataset.as_str();
+            let in_dataset: Vec<&TaskResult> =
+                results.iter().filter(|r| r.dataset == name).collect();
+            let sum = |f: fn(&TaskResult) -> u64| in_dataset.iter().map(|r| f(r)).sum::<u64>();
+            let surgery = |f: fn(&SurgeryCounts) -> u64| {
+                in_dataset
                     .iter()
-                    .map(|r| r[key].as_u64().unwrap_or(0))
+                    .filter_map(|r| r.surgery.as_ref())
+                    .map(f)
                     .sum::<u64>()
             };
-            // Files a hold placed after the plan kept for this request (see `erase_file`).
-            let held_files: Vec<&Value> = results
+            let held_files: Vec<&str> = in_dataset
                 .iter()
-                .flat_map(|r| r["held"].as_array().into_iter().flatten())
-                .filter(|h| h["request_id"] == request_id)
-                .map(|h| &h["file"])
+                .flat_map(|r| r.held.iter().flatten())
+                .filter(|h| h.request_id.as_deref() == Some(request_id))
+                .filter_map(|h| h.file.as_deref())
                 .collect();
-            let rewritten: Vec<Value> = mine[name]["files"]
-                .as_array()
-                .cloned()
+            let located = mine.get(name);
+            let rewritten: Vec<String> = located
+                .map(|l| l.files.clone())
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|f| !held_files.contains(&f))
+                .filter(|f| !held_files.contains(&f.as_str()))
                 .collect();
             // Per file: its size and ETag before and after the rewrite (from the file's task).
-            let files: Vec<Value> = rewritten
+            let files: Vec<RewrittenFile> = rewritten
                 .iter()
                 .map(|file| {
-                    let task = results.iter().find(|r| r["file"] == *file);
-                    json!({
-                        "file": file,
-                        "before": task.map_or(Value::Null, |r| r["before"].clone()),
-                        "after": task.map_or(Value::Null, |r| r["after"].clone()),
-                    })
+                    let versions = in_dataset
+                        .iter()
+                        .find(|r| r.file == *file)
+                        .and_then(|r| r.versions.clone())
+                        .unwrap_or_default();
+                    RewrittenFile {
+                        file: file.clone(),
+                        before: versions.before,
+                        after: versions.after,
+                    }
                 })
                 .collect();
             let rows_kept: u64 = held_files
                 .iter()
-                .filter_map(|f| f.as_str())
-                .map(|f| mine[name]["file_rows"][f].as_u64().unwrap_or(0))
+                .filter_map(|f| located.and_then(|l| l.file_rows.get(*f)))
                 .sum();
-            let rows_removed = mine[name]["rows"]
-                .as_u64()
-                .unwrap_or(0)
-                .saturating_sub(rows_kept);
+            let rows_removed = located.map_or(0, |l| l.rows).saturating_sub(rows_kept);
             total_rows += rows_removed;
-            json!({
-                "dataset": name,
-                "files_scanned": d["files_scanned"],
-                "files_rewritten": rewritten.len(),
-                "rows_removed": rows_removed,
-                "bytes_read": d["bytes_read"].as_u64().unwrap_or(0) + sum("bytes_read"),
-                "bytes_written": sum("bytes_written"),
-                "row_groups_rewritten": sum("row_groups_rewritten"),
-                "row_groups_copied": sum("row_groups_copied"),
-                "bytes_reencoded": sum("bytes_reencoded"),
-                "bytes_copied": sum("bytes_copied"),
-                "rewritten": rewritten,
-                "files": files,
-            })
+            ResultDataset {
+                dataset: name.to_string(),
+                files_scanned: d.files_scanned,
+                files_rewritten: rewritten.len() as u64,
+                rows_removed,
+                bytes_read: d.bytes_read + sum(|r| r.bytes_read),
+                bytes_written: sum(|r| r.bytes_written),
+                row_groups_rewritten: surgery(|s| s.row_groups_rewritten),
+                row_groups_copied: surgery(|s| s.row_groups_copied),
+                bytes_reencoded: surgery(|s| s.bytes_reencoded),
+                bytes_copied: surgery(|s| s.bytes_copied),
+                rewritten,
+                files,
+            }
         })
         .collect();
-    let batch = plan.batch().len();
-    let mut kept: Vec<Value> = plan_result["kept"][request_id]
-        .as_array()
+    let mut kept: Vec<Kept> = plan_result
+        .kept
+        .get(request_id)
         .cloned()
         .unwrap_or_default();
-    for entry in tasks
-        .iter()
-        .filter_map(|t| t.result.as_ref())
-        .flat_map(|r| r["held"].as_array().into_iter().flatten())
-        .filter(|h| h["request_id"] == request_id)
-    {
-        kept.push(
-            json!({ "scope": entry["scope"], "dataset_id": entry["dataset_id"],
-                          "hold_id": entry["hold_id"], "legal_basis": entry["legal_basis"],
-                          "ends_at": entry["ends_at"], "file": entry["file"],
-                          "placed_after_plan": true }),
-        );
+    kept.extend(held_after_plan.into_iter().map(|h| Kept {
+        request_id: None,
+        placed_after_plan: true,
+        ..h.clone()
+    }));
+    ErasureResult {
+        kept,
+        rows_removed: total_rows,
+        batch: BatchCounts {
+            requests: plan.batch().len() as u64,
+            tasks: tasks.len() as u64,
+            rows_removed: results.iter().map(|r| r.rows_removed).sum(),
+        },
+        datasets,
     }
-    json!({
-        "kept": kept,
-        "rows_removed": total_rows,
-        "batch": { "requests": batch, "tasks": tasks.len(),
-                   "rows_removed": tasks.iter().filter_map(|t| t.result.as_ref()).map(|r| r["rows_removed"].as_u64().unwrap_or(0)).sum::<u64>() },
-        "datasets": per_dataset,
-    })
 }

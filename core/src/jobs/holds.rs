@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
-
 use crate::store::{LegalHold, Store, StoreResult};
 
 /// The holds in force, by what they hold.
@@ -54,15 +52,4 @@ impl ActiveHolds {
         self.on_dataset(dataset_id)
             .or_else(|| pseudonyms.into_iter().find_map(|p| self.on_subject(p)))
     }
-}
-
-/// What a request's result says was kept under `hold` (never the hold's free-text reason).
-pub(crate) fn kept_entry(hold: &LegalHold) -> Value {
-    json!({
-        "scope": if hold.dataset_id.is_some() { "dataset" } else { "subject" },
-        "dataset_id": hold.dataset_id,
-        "hold_id": hold.id,
-        "legal_basis": hold.legal_basis,
-        "ends_at": hold.ends_at,
-    })
 }

@@ -12,6 +12,7 @@ mod export;
 mod holds;
 mod rectify;
 mod restrict;
+pub mod results;
 mod roots;
 mod runner;
 

@@ -561,13 +561,16 @@ impl Worker {
             Execution::Planned { plan, tasks } => {
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 let mut plan_job = job.clone();
-                plan_job.result = Some(plan.clone());
-                plan_job.payload["batch"] = plan["batch"].clone();
-                finish.result = Some(plan);
+                let plan_value = serde_json::to_value(&plan).expect("a plan serialises");
+                plan_job.result = Some(plan_value.clone());
+                plan_job.payload["batch"] = json!(plan.batch);
+                finish.result = Some(plan_value);
                 if tasks.is_empty() {
                     // Nothing of the batch's subjects is in the lake: every request is done.
                     for member in self.batch_requests(&plan_job).await? {
-                        let result = erasure_result(&plan_job, &[], &member.id);
+                        let result =
+                            serde_json::to_value(erasure_result(&plan_job, &[], &member.id))
+                                .expect("a result serialises");
                         let actor = self.actor();
                         let transition =
                             complete::completed(self.ending(&actor), &member, &plan_job, result);
@@ -578,7 +581,7 @@ impl Worker {
                         "job_id": job.id,
                         "tasks": tasks.len(),
                         "batch": plan_job.batch().len(),
-                        "datasets": plan_job.result.as_ref().map(|r| r["datasets"].clone()),
+                        "datasets": plan.datasets,
                     });
                     finish.audit = Some(
                         NewAuditEntry::new(self.actor(), "erasure.planned")
@@ -591,26 +594,24 @@ impl Worker {
                 self.finish_job(job, token, finish).await
             }
             Execution::Task { result } => {
-                metrics::counter!(ROWS_REMOVED)
-                    .increment(result["rows_removed"].as_u64().unwrap_or(0));
-                metrics::counter!(BYTES_REWRITTEN)
-                    .increment(result["bytes_written"].as_u64().unwrap_or(0));
+                metrics::counter!(ROWS_REMOVED).increment(result.rows_removed);
+                metrics::counter!(BYTES_REWRITTEN).increment(result.bytes_written);
                 let mut entry = NewAuditEntry::new(self.actor(), "file.erased")
                     .request(&request.id)
                     .details(json!({
                         "job_id": job.id,
-                        "file": result["file"],
-                        "dataset": result["dataset"],
-                        "status": result["status"],
-                        "rows_removed": result["rows_removed"],
-                        "subjects": result["subjects"],
+                        "file": result.file,
+                        "dataset": result.dataset,
+                        "status": result.status,
+                        "rows_removed": result.rows_removed,
+                        "subjects": result.subjects,
                     }));
-                if result["subjects"].as_u64() == Some(1) {
+                if result.subjects == Some(1) {
                     entry = entry.subject(&request.subject_pseudonym);
                 }
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 finish.audit = Some(entry);
-                finish.result = Some(result);
+                finish.result = Some(serde_json::to_value(&result).expect("a result serialises"));
                 self.end(job, token, finish).await
             }
         }
@@ -671,7 +672,7 @@ impl Worker {
         let ending = self.ending(&actor);
         let decide = |plan: &Job, tasks: &[Job], members: &[PrivacyRequest]| {
             complete::plan_ended(ending, plan, tasks, members, |id| {
-                erasure_result(plan, tasks, id)
+                serde_json::to_value(erasure_result(plan, tasks, id)).expect("a result serialises")
             })
         };
         record_end(job, &finish);
