@@ -8,9 +8,46 @@ use uuid::Uuid;
 use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
 use super::rows::{USER_COLS, user_from};
-use super::{NewUser, StoreError, StoreResult, User};
+use super::{StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Email, Role, SubjectId, to_db};
+
+/// An account of a data subject, admin or auditor.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// UUID.
+    pub id: String,
+    /// Login, lower-cased.
+    pub email: String,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+    /// What the account may do.
+    pub role: Role,
+    /// The data subject this account speaks for; set by an admin only.
+    pub subject_id: Option<SubjectId>,
+    /// When the account was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Raised when every session of the account must end (sign-out everywhere, a password
+    /// change, disabling): access tokens carry the epoch they were issued under and are
+    /// refused once it moved on.
+    pub token_epoch: i64,
+    /// When an admin disabled the account; a disabled account cannot sign in.
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the account proved it controls its e-mail (a one-time code); admins and auditors
+    /// are verified at creation. An unverified subject account cannot be linked.
+    pub email_verified_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login.
+    pub email: Email,
+    /// PHC string of the argon2id hash (never the password).
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+}
 
 /// What to change on the account besides raising its epoch.
 pub(super) enum AccountChange {

@@ -4,12 +4,31 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
+use super::StoreResult;
 use super::db::Store;
 use super::db::{db, now};
 use super::rows::{AUDIT_COLS, audit_from, corrupt, get_s};
-use super::{AuditFilter, StoreResult};
 use crate::audit::{AuditEntry, NewAuditEntry, entry_hash};
 use crate::domain::{from_db, to_db};
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries with `seq > after_seq` (keyset pagination).
+    pub after_seq: Option<i64>,
+    /// Only entries with `seq <= until_seq` (an export that ends at a checkpoint).
+    pub until_seq: Option<i64>,
+    /// Only entries at or after this time.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only entries before this time.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this action (e.g. `request.approved`).
+    pub action: Option<String>,
+    /// Only this request.
+    pub request_id: Option<String>,
+    /// At most this many.
+    pub limit: Option<i64>,
+}
 
 /// Appends an audit entry inside the caller's transaction. The first statement takes the
 /// write lock on `audit_head` (a row lock on PostgreSQL, the database write lock on SQLite), so

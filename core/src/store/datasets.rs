@@ -4,12 +4,109 @@
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::StoreResult;
 use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
 use super::rows::{DATASET_COLS, dataset_from};
-use super::{Dataset, NewDataset, StoreResult};
 use crate::audit::NewAuditEntry;
+use crate::domain::DatasetSchema;
 use crate::domain::to_db;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A registered dataset (one entry of the data map).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dataset {
+    /// UUID.
+    pub id: String,
+    /// Unique name, e.g. `running_events`.
+    pub name: String,
+    /// Root of the Hive-partitioned lake (`file:///…`, a path, later `s3://…`).
+    pub root_url: String,
+    /// Column holding the subject id, e.g. `user_id`.
+    pub subject_column: String,
+    /// Partition keys in path order, e.g. `["date", "region"]`.
+    pub partition_columns: Vec<String>,
+    /// Who registered it (`user:<uuid>`).
+    pub created_by: String,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The declared schema of a dataset Lethe writes (ingest); `None` for datasets written by
+    /// others, which are located and erased by `subject_column` only.
+    pub schema: Option<DatasetSchema>,
+}
+
+/// One root of a dataset: where the rows of a region are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetRoot {
+    /// The region whose root this is; `None` for the dataset's `root_url`, which holds every
+    /// region without a root of its own.
+    pub region: Option<String>,
+    /// URL or path of the root.
+    pub url: String,
+}
+
+impl Dataset {
+    /// Every root of the dataset: `root_url` first, then one per entry of the schema's
+    /// `region_roots` (data residency). Locate, erasure, export, compaction and the residency
+    /// scan visit each of them.
+    pub fn roots(&self) -> Vec<DatasetRoot> {
+        let mut roots = vec![DatasetRoot {
+            region: None,
+            url: self.root_url.clone(),
+        }];
+        if let Some(schema) = &self.schema {
+            roots.extend(schema.region_roots.iter().map(|(region, url)| DatasetRoot {
+                region: Some(region.clone()),
+                url: url.clone(),
+            }));
+        }
+        roots
+    }
+
+    /// The root rows of `region` are written to: its own root, else `root_url`.
+    pub fn root_for(&self, region: Option<&str>) -> DatasetRoot {
+        let own = self
+            .schema
+            .as_ref()
+            .zip(region)
+            .and_then(|(schema, region)| {
+                schema.region_roots.get(region).map(|url| DatasetRoot {
+                    region: Some(region.to_string()),
+                    url: url.clone(),
+                })
+            });
+        own.unwrap_or_else(|| DatasetRoot {
+            region: None,
+            url: self.root_url.clone(),
+        })
+    }
+
+    /// The columns holding subject ids: the schema's, or the one `subject_column`.
+    pub fn subject_columns(&self) -> Vec<String> {
+        match &self.schema {
+            Some(schema) => schema.subject_columns.clone(),
+            None => vec![self.subject_column.clone()],
+        }
+    }
+}
+
+/// A dataset to register.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    /// Unique name.
+    pub name: String,
+    /// Root URL or path.
+    pub root_url: String,
+    /// Subject column.
+    pub subject_column: String,
+    /// Partition keys.
+    pub partition_columns: Vec<String>,
+    /// Who registers it.
+    pub created_by: String,
+    /// Declared schema (datasets Lethe writes).
+    pub schema: Option<DatasetSchema>,
+}
 
 impl Store {
     /// Registers a dataset. `Conflict` when the name is taken.

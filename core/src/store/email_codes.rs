@@ -7,9 +7,23 @@ use super::audit_chain::append_audit_in;
 use super::db::{Store, db, now};
 use super::rows::{USER_COLS, user_from};
 use super::rows::{corrupt, get_s, get_ts};
-use super::{EmailCodeOutcome, StoreResult};
+use super::{StoreResult, User};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Timestamp, to_db};
+
+/// What checking an e-mail verification code led to.
+#[derive(Debug, Clone)]
+pub enum EmailCodeOutcome {
+    /// Right: the account is verified now (audited as `account.email_verified`).
+    Verified(User),
+    /// Wrong; this many more tries are left for this code.
+    Wrong {
+        /// Tries left.
+        left: u32,
+    },
+    /// No live code: never sent, expired, used up by wrong guesses, or already used.
+    NoCode,
+}
 
 /// Deletes the account's code (spent, expired or used up).
 async fn void(tx: &mut super::db::WriteTx, user_id: &str) -> StoreResult<()> {

@@ -18,9 +18,20 @@
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+use super::StoreResult;
 use super::db::db;
 use super::rows::final_statuses_sql;
-use super::{ForgetSubject, StoreResult};
+
+/// A subject whose erasure completed: what Lethe's own database replaces (GDPR Art. 17,
+/// keeping by pseudonym only what accountability needs, Art. 5(2)).
+#[derive(Debug, Clone)]
+pub struct ForgetSubject {
+    /// The subject id, as stored until now.
+    pub subject_id: String,
+    /// The audit pseudonym (keyed hash) of the subject; requests keep `pseudonym:<it>` in
+    /// place of the id.
+    pub pseudonym: String,
+}
 
 /// Applies [`ForgetSubject`] inside the caller's transaction.
 pub(super) async fn forget_subject_in(

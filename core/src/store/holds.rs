@@ -12,9 +12,65 @@ use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
 use super::rows::{REQUEST_COLS, request_from};
 use super::rows::{get_os, get_ots, get_s, get_ts};
-use super::{LegalHold, NewLegalHold, PrivacyRequest, StoreError, StoreResult};
+use super::{PrivacyRequest, StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
+use crate::domain::Timestamp;
 use crate::domain::to_db;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A legal hold (GDPR Art. 17(3)): data an erasure must keep, of one dataset or one subject.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "8c1d…", "dataset_id": null, "subject_pseudonym": "5e0b…",
+    "legal_basis": "Art. 17(3)(e): establishment, exercise or defence of legal claims",
+    "reason": "Litigation hold, case 2025-117", "ends_at": "2026-06-30T00:00:00Z",
+    "created_by": "user:1b2c…", "created_at": "2025-02-01T09:00:00Z", "released_by": null, "released_at": null}))]
+pub struct LegalHold {
+    /// UUID.
+    pub id: String,
+    /// The held dataset (a dataset hold), or null.
+    pub dataset_id: Option<String>,
+    /// The held subject's pseudonym (a subject hold), or null. Never the subject id.
+    pub subject_pseudonym: Option<String>,
+    /// Legal basis, e.g. `Art. 17(3)(b)`: a legal obligation to retain.
+    pub legal_basis: String,
+    /// Why, for the record.
+    pub reason: String,
+    /// When the hold lapses by itself (null: until released).
+    pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who placed it.
+    pub created_by: String,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Who released it.
+    pub released_by: Option<String>,
+    /// When.
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl LegalHold {
+    /// Whether the hold applies at `at`: not released and not past its end date.
+    pub fn is_active(&self, at: Timestamp) -> bool {
+        self.released_at.is_none() && self.ends_at.is_none_or(|end| end > at)
+    }
+}
+
+/// A legal hold to place: exactly one of `dataset_id` and `subject_pseudonym`.
+#[derive(Debug, Clone)]
+pub struct NewLegalHold {
+    /// The held dataset.
+    pub dataset_id: Option<String>,
+    /// The held subject's pseudonym.
+    pub subject_pseudonym: Option<String>,
+    /// Legal basis.
+    pub legal_basis: String,
+    /// Why.
+    pub reason: String,
+    /// End date.
+    pub ends_at: Option<Timestamp>,
+    /// Who places it.
+    pub created_by: String,
+}
 
 const HOLD_COLS: &str = "id, dataset_id, subject_pseudonym, legal_basis, reason, ends_at, \
     created_by, created_at, released_by, released_at";

@@ -1,22 +1,276 @@
-//! The job queue: enqueue, claim with a lease, heartbeat, finish (fenced by the lease token),
-//! the fan-out of an erasure plan into per-file tasks and the end of a plan when its last task
-//! ends, retry and cancel by an admin.
+//! The job queue and its rows: enqueue, claim with a lease, heartbeat, finish (fenced by the
+//! lease token, a plan's tasks enqueued with it), retry and cancel by an admin. An erasure
+//! plan's batch and end are in [`super::plans`].
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
-use super::lifecycle::{insert_job_in, requests_in, transition_in};
-use super::rows::{JOB_COLS, corrupt, get_os, get_s, job_from};
-use super::{
-    Job, JobFinish, JobKind, JobOutcome, JobStatus, NewJob, SiblingsDecision, StoreError,
-    StoreResult, Transition,
-};
+use super::lifecycle::{insert_job_in, transition_in};
+use super::rows::{JOB_COLS, corrupt, get_s, job_from};
+use super::{StoreError, StoreResult, Transition};
 use crate::audit::NewAuditEntry;
+use crate::domain::Timestamp;
 use crate::domain::{RequestStatus, to_db};
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Export a subject's rows from every dataset (GDPR Art. 15).
+    Access,
+    /// Export a subject's rows from every dataset as Parquet, CSV and JSON (GDPR Art. 20).
+    Portability,
+    /// Rewrite the subject's files of one dataset with the request's corrected values
+    /// (GDPR Art. 16).
+    Rectification,
+    /// Mark the subject restricted, or lift the restriction (GDPR Art. 18), as the request's
+    /// type says. Touches no lake.
+    Restriction,
+    /// Plan an erasure (GDPR Art. 17): locate the subject's files in every dataset and fan out
+    /// one [`JobKind::EraseFile`] task per affected file.
+    Erasure,
+    /// Rewrite one file without the subject's rows; many workers share one erasure this way.
+    EraseFile,
+    /// Compact a Lethe-managed dataset (payload `{"dataset_id": …}`): merge small files and
+    /// apply pending erasures. Serves no request.
+    Compact,
+    /// Scan Lethe-managed datasets for rows stored outside the regions their subjects'
+    /// jurisdictions allow (payload `{"dataset_id": …}` or `{}` for every dataset); records
+    /// the violations. Serves no request.
+    ResidencyScan,
+    /// Move misplaced rows into an allowed region's root, then record what is left (payload
+    /// as for [`JobKind::ResidencyScan`]). Serves no request.
+    ResidencyRemediate,
+}
+
+impl JobKind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Access => "access",
+            JobKind::Portability => "portability",
+            JobKind::Rectification => "rectification",
+            JobKind::Restriction => "restriction",
+            JobKind::Erasure => "erasure",
+            JobKind::EraseFile => "erase_file",
+            JobKind::Compact => "compact",
+            JobKind::ResidencyScan => "residency_scan",
+            JobKind::ResidencyRemediate => "residency_remediate",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "access" => Some(JobKind::Access),
+            "portability" => Some(JobKind::Portability),
+            "rectification" => Some(JobKind::Rectification),
+            "restriction" => Some(JobKind::Restriction),
+            "erasure" => Some(JobKind::Erasure),
+            "erase_file" => Some(JobKind::EraseFile),
+            "compact" => Some(JobKind::Compact),
+            "residency_scan" => Some(JobKind::ResidencyScan),
+            "residency_remediate" => Some(JobKind::ResidencyRemediate),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker (possibly until `run_at`, after a retry backoff).
+    Queued,
+    /// Held by a worker's lease.
+    Running,
+    /// A plan whose tasks are still running; it ends when the last of them does.
+    Waiting,
+    /// Done.
+    Succeeded,
+    /// Gave up after `max_attempts`, or aborted on a permanent error (dead-lettered: an admin
+    /// can retry it).
+    Failed,
+    /// Cancelled by an admin.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Waiting => "waiting",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "waiting" => JobStatus::Waiting,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// The request it serves.
+    pub request_id: Option<String>,
+    /// Kind-specific parameters.
+    pub payload: Value,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Not before this instant (`None`: now). Erasure plans wait out the batching window.
+    pub run_at: Option<Timestamp>,
+}
+
+/// A row of the jobs table (the queue).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    /// UUID.
+    pub id: String,
+    /// What it does.
+    pub kind: JobKind,
+    /// The request it serves.
+    pub request_id: Option<String>,
+    /// The plan that created this task, if any.
+    pub parent_id: Option<String>,
+    /// Parameters.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// What it produced (per-file counts for a task, the plan for a plan).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Claims so far (a takeover counts).
+    pub attempts: i64,
+    /// Claims allowed.
+    pub max_attempts: i64,
+    /// Not before.
+    pub run_at: chrono::DateTime<chrono::Utc>,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// Fencing token of the current lease.
+    #[serde(skip)]
+    pub lease_token: Option<String>,
+    /// Lease end.
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last change.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Job {
+    /// The request ids of an erasure plan's batch: its payload's `batch` (a JSON array of
+    /// request ids), or else its own request.
+    pub fn batch(&self) -> Vec<String> {
+        let batch: Vec<String> = self.payload["batch"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if batch.is_empty() {
+            self.request_id.iter().cloned().collect()
+        } else {
+            batch
+        }
+    }
+}
+
+/// Everything that happens when a job ends, in one transaction.
+#[derive(Debug, Clone)]
+pub struct JobFinish {
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// What it produced.
+    pub result: Option<Value>,
+    /// Tasks to enqueue as its children; when non-empty and the outcome is `Succeeded`, the job
+    /// becomes `waiting` and ends with its last child.
+    pub children: Vec<NewJob>,
+    /// Request transitions to apply (e.g. completed, failed; several for a batched erasure).
+    /// One refused because its request is already final is skipped.
+    pub requests: Vec<(String, Transition)>,
+    /// An audit entry to append (when no transition carries one).
+    pub audit: Option<NewAuditEntry>,
+}
+
+impl JobFinish {
+    /// A bare finish with `outcome`.
+    pub fn new(outcome: JobOutcome) -> Self {
+        Self {
+            outcome,
+            result: None,
+            children: Vec::new(),
+            requests: Vec::new(),
+            audit: None,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    /// Done.
+    Succeeded,
+    /// A transient error: run again at `at`.
+    Retry {
+        /// When to run again.
+        at: Timestamp,
+        /// The error.
+        error: String,
+    },
+    /// Could not start for now (another holder's dataset lease was in the way): run again at
+    /// `at`, and give the attempt back.
+    Defer {
+        /// When to run again.
+        at: Timestamp,
+        /// Why, kept as the job's `last_error`.
+        reason: String,
+    },
+    /// A permanent error or attempts exhausted.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+impl JobOutcome {
+    /// Stable name, for metrics: `succeeded`, `retry`, `deferred` or `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Retry { .. } => "retry",
+            JobOutcome::Defer { .. } => "deferred",
+            JobOutcome::Failed { .. } => "failed",
+        }
+    }
+}
 
 pub(super) fn job_state_error(job: &Job, action: &'static str) -> StoreError {
     StoreError::InvalidJobState {
@@ -26,7 +280,7 @@ pub(super) fn job_state_error(job: &Job, action: &'static str) -> StoreError {
 }
 
 /// Ends a job if `lease_token` still holds it. `false` when fenced.
-async fn finish_in(
+pub(super) async fn finish_in(
     conn: &mut AnyConnection,
     job_id: &str,
     lease_token: &str,
@@ -148,177 +402,6 @@ impl Store {
         }
         tx.commit().await.map_err(db("committing a job outcome"))?;
         Ok(true)
-    }
-
-    /// Ends a task (a job with a parent), fenced by `lease_token`, then — serialised with its
-    /// siblings by a lock on the parent — counts the plan's tasks by status. When every task
-    /// succeeded the plan becomes `succeeded`; when one failed for good, `failed`; in both cases
-    /// (and only then) `decide` is asked what the plan's requests become, given the plan, all
-    /// its tasks and the requests of its batch, and its transitions are applied in the same
-    /// transaction. A transition refused because the request is already final is skipped.
-    /// `false` when the lease was lost: nothing was written.
-    #[tracing::instrument(skip_all, fields(job_id = %job_id))]
-    pub async fn finish_task(
-        &self,
-        job_id: &str,
-        lease_token: &str,
-        finish: JobFinish,
-        decide: &SiblingsDecision<'_>,
-    ) -> StoreResult<bool> {
-        let task = self.job(job_id).await?;
-        let Some(parent_id) = task.parent_id.clone() else {
-            return self.finish_job(job_id, lease_token, finish).await;
-        };
-        let mut tx = self.begin_write().await?;
-        // Lock the plan first: siblings finishing at the same time queue up here, so exactly
-        // one of them sees the last task done.
-        sqlx::query("UPDATE jobs SET updated_at = $1 WHERE id = $2")
-            .bind(to_db(now()))
-            .bind(&parent_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("locking a plan"))?;
-        if !finish_in(&mut tx, job_id, lease_token, &finish).await? {
-            return Ok(false);
-        }
-        if let Some(audit) = finish.audit {
-            append_audit_in(&mut tx, audit).await?;
-        }
-        // Most tasks end while siblings still run: counting statuses is enough to know that,
-        // and the plan, its tasks and its requests are read only when it ends.
-        let mut succeeded = 0i64;
-        let mut total = 0i64;
-        let mut failed = false;
-        for row in sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM jobs WHERE parent_id = $1 GROUP BY status",
-        )
-        .bind(&parent_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db("counting a plan's tasks"))?
-        {
-            let status: String = row
-                .try_get("status")
-                .map_err(db("counting a plan's tasks"))?;
-            let n: i64 = row.try_get("n").map_err(db("counting a plan's tasks"))?;
-            total += n;
-            match status.as_str() {
-                "succeeded" => succeeded += n,
-                "failed" | "cancelled" => failed = true,
-                _ => {}
-            }
-        }
-        let all_done = succeeded == total;
-        if all_done || failed {
-            let parent = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {JOB_COLS} FROM jobs WHERE id = $1"
-            )))
-            .bind(&parent_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("reading a plan"))?;
-            let parent = job_from(&parent)?;
-            let children: Vec<Job> = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {JOB_COLS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
-            )))
-            .bind(&parent_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("reading a plan's tasks"))?
-            .iter()
-            .map(job_from)
-            .collect::<StoreResult<_>>()?;
-            if parent.status == JobStatus::Waiting {
-                sqlx::query("UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3")
-                    .bind(if all_done { "succeeded" } else { "failed" })
-                    .bind(to_db(now()))
-                    .bind(&parent_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("ending a plan"))?;
-            }
-            let members = requests_in(&mut tx, &parent.batch()).await?;
-            for (request_id, transition) in decide(&parent, &children, &members) {
-                match transition_in(&mut tx, &request_id, transition).await {
-                    Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        tx.commit().await.map_err(db("committing a task outcome"))?;
-        Ok(true)
-    }
-
-    /// Batches erasures: merges every other queued erasure plan — due, or still waiting out its
-    /// batching window (running it early only serves its subject sooner) — into the plan `plan_id`
-    /// (held by `lease_token`), records the batch's request ids in its payload (`batch`), and
-    /// returns them, its own request first. `None` when the lease was lost. Running it again
-    /// after a takeover returns the batch recorded so far plus anything newly queued.
-    #[tracing::instrument(skip_all, fields(job_id = %plan_id))]
-    pub async fn absorb_erasure_plans(
-        &self,
-        plan_id: &str,
-        lease_token: &str,
-    ) -> StoreResult<Option<Vec<String>>> {
-        let mut tx = self.begin_write().await?;
-        let at = to_db(now());
-        let held = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running' \
-             RETURNING {JOB_COLS}"
-        )))
-        .bind(&at)
-        .bind(plan_id)
-        .bind(lease_token)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("locking an erasure plan"))?;
-        let Some(plan) = held.as_ref().map(job_from).transpose()? else {
-            return Ok(None);
-        };
-        let mut batch: Vec<String> = plan.payload["batch"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(own) = plan.request_id.as_ref().filter(|own| !batch.contains(own)) {
-            batch.insert(0, own.clone());
-        }
-        let merged = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', result = $1, updated_at = $2 \
-             WHERE kind = 'erasure' AND status = 'queued' AND id <> $3 \
-               AND (request_id IS NULL OR request_id NOT IN \
-                    (SELECT id FROM requests WHERE cooling_off_until > $2)) \
-             RETURNING request_id",
-        )
-        .bind(json!({ "merged_into": plan_id }).to_string())
-        .bind(&at)
-        .bind(plan_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db("merging erasure plans"))?;
-        for row in &merged {
-            if let Some(id) = get_os(row, "jobs", "request_id")?.filter(|id| !batch.contains(id)) {
-                batch.push(id);
-            }
-        }
-        let mut payload = plan.payload.clone();
-        if !payload.is_object() {
-            payload = json!({});
-        }
-        payload["batch"] = json!(batch);
-        sqlx::query("UPDATE jobs SET payload = $1 WHERE id = $2")
-            .bind(payload.to_string())
-            .bind(plan_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("recording an erasure batch"))?;
-        tx.commit()
-            .await
-            .map_err(db("committing an erasure batch"))?;
-        Ok(Some(batch))
     }
 
     /// Enqueues a job that serves no request (maintenance such as compaction), with its

@@ -24,9 +24,63 @@ use tokio::task::JoinHandle;
 
 use super::db::{Store, db, now};
 use super::rows::{get_s, get_ts};
-use super::{Backend, DatasetLease, LeaseMode, StoreError, StoreResult};
+use super::{Backend, StoreError, StoreResult};
 use crate::domain::to_db;
 use crate::lake::CommitGuard;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// How a holder uses a dataset's files while it holds a [`DatasetLease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseMode {
+    /// Rewrites some files in place, each with a conditional swap (erasure tasks,
+    /// rectification): any number of shared holders at once.
+    Shared,
+    /// Replaces or moves files wholesale (compaction, residency remediation): no other holder.
+    Exclusive,
+}
+
+impl LeaseMode {
+    /// Stable name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseMode::Shared => "shared",
+            LeaseMode::Exclusive => "exclusive",
+        }
+    }
+}
+
+/// A time-limited claim on a dataset's files. Holders renew it while they work; one whose
+/// holder died expires at `expires_at` and no longer blocks anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetLease {
+    /// The dataset.
+    pub dataset_id: String,
+    /// Who holds it, e.g. `job:<id>` or `cli:<uuid>`.
+    pub holder: String,
+    /// Shared or exclusive.
+    pub mode: LeaseMode,
+    /// What the holder is doing, e.g. `compaction`; shown to whoever is kept waiting.
+    pub purpose: String,
+    /// When the holder first took it.
+    pub acquired_at: chrono::DateTime<chrono::Utc>,
+    /// When it lapses unless renewed.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Display for DatasetLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {} lease until {})",
+            self.purpose,
+            self.holder,
+            self.mode.as_str(),
+            self.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    }
+}
 
 /// How long a dataset lease lives without renewal. A holder renews every third of it, so a
 /// stalled or killed holder blocks others for at most this long.

@@ -7,8 +7,21 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::db::Store;
-use super::{IndexedFile, StoreError, StoreResult};
+use super::{StoreError, StoreResult};
 use crate::domain::to_db;
+
+/// A file the locator index knows, with the subjects it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexedFile {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes (a listed file of another size is treated as unknown).
+    pub bytes: u64,
+    /// Subject references (the keyring's keyed hash) with their row counts in the file.
+    pub subjects: Vec<(String, u64)>,
+}
 
 /// Rows per multi-row INSERT (4 parameters each). Small on purpose: sqlx resolves each SQLite
 /// `$n` parameter by scanning the statement's parameters, which is quadratic in their number.

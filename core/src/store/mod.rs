@@ -1,7 +1,7 @@
 //! The database: [`Store`] on SQLite (the embedded default, WAL mode) or PostgreSQL, chosen by
 //! the URL scheme, one SQL text for both (sqlx's `Any` driver; see `docs/architecture.md`).
 //!
-//! Its operations are split by aggregate, each module holding its SQL next to its rows:
+//! Its operations are split by aggregate, each module holding its SQL next to its row types:
 //!
 //! | module | aggregate |
 //! |---|---|
@@ -10,7 +10,7 @@
 //! | `accounts`, `email_codes`, `refresh`, `tokens` | accounts and their sessions, e-mail codes, API tokens |
 //! | `datasets`, `dataset_removal`, `locator` | datasets, their removal, the locator index |
 //! | `requests`, `deadlines`, `lifecycle`, `forget` | privacy requests: filing, reads, transitions (the statements shared with the queue), deadline extensions, what an erasure forgets |
-//! | `jobs`, `leases` | the job queue and the dataset leases |
+//! | `jobs`, `plans`, `leases` | the job queue, erasure plans' batches and ends, the dataset leases |
 //! | `audit_chain` | the audit chain's append and reads |
 //! | `keys` | the keyring's [`crate::keyring::KeyStore`] |
 //! | `holds`, `restrictions`, `residency`, `jurisdictions` | legal holds and export expiry, restrictions (Art. 18), residency policies, scans and jurisdictions |
@@ -34,7 +34,7 @@ mod keys;
 mod leases;
 mod lifecycle;
 mod locator;
-mod model;
+mod plans;
 mod refresh;
 mod requests;
 mod residency;
@@ -43,13 +43,27 @@ mod rows;
 mod tokens;
 pub mod webhooks;
 
+pub use accounts::{NewUser, User};
+pub use audit_chain::AuditFilter;
+pub use datasets::{Dataset, DatasetRoot, NewDataset};
 pub use db::{Backend, Store};
+pub use deadlines::{DeadlineExtension, NewExtension, RegisterEntry, RegisterFilter};
+pub use email_codes::EmailCodeOutcome;
+pub use forget::ForgetSubject;
+pub use holds::{LegalHold, NewLegalHold};
+pub use jobs::{Job, JobFinish, JobKind, JobOutcome, JobStatus, NewJob};
 pub use jurisdictions::{Jurisdictions, PolicyBook};
 pub use leases::{DATASET_LEASE_TTL, HeldDatasetLease, process_lease_holder, with_dataset_lease};
-pub use model::*;
+pub use leases::{DatasetLease, LeaseMode};
+pub use locator::IndexedFile;
+pub use plans::SiblingsDecision;
+pub use refresh::{NewRefreshToken, RefreshOutcome};
+pub use requests::{NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition};
 pub use residency::{
     ResidencyPolicy, ResidencyScan, ResidencyViolation, ScanStatus, SubjectJurisdiction,
 };
+pub use restrictions::RestrictedSubject;
+pub use tokens::{ApiToken, NewApiToken, TokenScope};
 
 use crate::domain::{ExtensionRefusal, RequestStatus};
 

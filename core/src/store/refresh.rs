@@ -15,9 +15,43 @@ use super::audit_chain::append_audit_in;
 use super::db::{Store, WriteTx, db, now};
 use super::rows::{USER_COLS, user_from};
 use super::rows::{get_ots, get_s, get_ts};
-use super::{NewRefreshToken, RefreshOutcome, StoreResult};
+use super::{StoreResult, User};
 use crate::audit::NewAuditEntry;
 use crate::domain::{Timestamp, to_db};
+
+/// A refresh token to record: only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// The account it refreshes.
+    pub user_id: String,
+    /// Hex SHA-256 of the whole token.
+    pub token_hash: String,
+    /// The account's token epoch at sign-in; the family stops refreshing once it moved on.
+    pub epoch: i64,
+    /// When this token stops being accepted (idle timeout: `auth.refresh_token_ttl_s`).
+    pub expires_at: Timestamp,
+    /// When the whole family stops (absolute session lifetime: `auth.session_max_s`).
+    pub family_expires_at: Timestamp,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The token was spent and its successor recorded; the account as it is now.
+    Rotated {
+        /// The account (not disabled, same token epoch).
+        user: User,
+        /// The token family (one per sign-in).
+        family_id: String,
+        /// When the successor stops being accepted.
+        expires_at: Timestamp,
+    },
+    /// The token had been spent already: its whole family is now revoked (audited as
+    /// `account.refresh_token_reused`).
+    Reused,
+    /// Unknown, expired or revoked, or its account disabled or signed out since.
+    Refused,
+}
 
 const REFRESH_COLS: &str =
     "id, family_id, user_id, epoch, expires_at, family_expires_at, used_at, revoked_at";

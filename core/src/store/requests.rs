@@ -10,9 +10,176 @@ use super::audit_chain::append_audit_in;
 use super::db::{Store, db, now};
 use super::lifecycle::{insert_event_in, requests_in, transition_in};
 use super::rows::{REQUEST_COLS, corrupt, final_statuses_sql, get_os, get_s, get_ts, request_from};
-use super::{NewRequest, PrivacyRequest, RequestEvent, RequestFilter, StoreResult, Transition};
+use super::{DeadlineExtension, ForgetSubject, NewJob, StoreResult};
 use crate::audit::NewAuditEntry;
+use crate::domain::RequestType;
+use crate::domain::Timestamp;
 use crate::domain::{RequestStatus, SubjectId, due_date, to_db};
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A privacy request (data subject request, DSR).
+#[derive(Debug, Clone)]
+pub struct PrivacyRequest {
+    /// UUID.
+    pub id: String,
+    /// The right exercised.
+    pub request_type: RequestType,
+    /// The data subject (personal data: never log it).
+    pub subject_id: SubjectId,
+    /// Keyed pseudonym of the subject, as used in the audit log.
+    pub subject_pseudonym: String,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// Who filed it (`user:<uuid>`).
+    pub filed_by: String,
+    /// For requests an admin files on a subject's behalf: how identity was verified.
+    pub verification_note: Option<String>,
+    /// The client's `Idempotency-Key`, if given.
+    pub idempotency_key: Option<String>,
+    /// When it was received.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// When it must be answered: received + one calendar month (GDPR Art. 12(3)), or the
+    /// extended deadline once [`PrivacyRequest::extension`] is set.
+    pub due_at: chrono::DateTime<chrono::Utc>,
+    /// The one extension of the deadline, if an admin granted it (GDPR Art. 12(3)).
+    pub extension: Option<DeadlineExtension>,
+    /// Admin who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Reason given on rejection (shown to the subject, GDPR Art. 12(4)).
+    pub decision_reason: Option<String>,
+    /// When it reached `completed` or `failed`.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Outcome: per-dataset counts; for access, the export's manifest.
+    pub result: Option<Value>,
+    /// Last error when `failed`.
+    pub error: Option<String>,
+    /// Path of the export archive (access requests).
+    pub export_path: Option<String>,
+    /// Erasure: when the subject's data key was destroyed (the first phase; every copy of the
+    /// encrypted PII is unreadable from then on).
+    pub key_destroyed_at: Option<Timestamp>,
+    /// Erasure: end of the cooling-off period during which the subject can still cancel it.
+    pub cooling_off_until: Option<Timestamp>,
+    /// Access: when the export stops being downloadable.
+    pub export_expires_at: Option<Timestamp>,
+    /// Access: when the expired export was deleted by the sweep.
+    pub export_deleted_at: Option<Timestamp>,
+    /// Type-specific parameters: for rectification the [`crate::domain::Rectification`]
+    /// (dataset and new values: personal data, never audited).
+    pub details: Option<Value>,
+}
+
+/// A request to file.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The right exercised.
+    pub request_type: RequestType,
+    /// The data subject.
+    pub subject_id: SubjectId,
+    /// Its pseudonym.
+    pub subject_pseudonym: String,
+    /// Who files it.
+    pub filed_by: String,
+    /// How identity was verified (admin filings).
+    pub verification_note: Option<String>,
+    /// Client idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Receipt time; the due date follows from it.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// Type-specific parameters (rectification: the [`crate::domain::Rectification`]).
+    pub details: Option<Value>,
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only this subject's requests.
+    pub subject_id: Option<SubjectId>,
+    /// Only requests in this status.
+    pub status: Option<RequestStatus>,
+    /// `Some(true)`: only open requests (not completed, rejected or failed) whose `due_at` has
+    /// passed; `Some(false)`: only the others.
+    pub overdue: Option<bool>,
+    /// Only requests whose `due_at` is before this instant (any status).
+    pub due_before: Option<Timestamp>,
+    /// At most this many (default 100, max 1000).
+    pub limit: Option<i64>,
+    /// Skip this many.
+    pub offset: Option<i64>,
+}
+
+/// One step of a request's history.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestEvent {
+    /// Status entered.
+    pub status: RequestStatus,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who moved it (`user:<uuid>`, `worker:<id>`).
+    pub actor: String,
+    /// Why, if said.
+    pub note: Option<String>,
+}
+
+/// A change of a request's status and what comes with it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Status to enter.
+    pub to: RequestStatus,
+    /// Who moves it.
+    pub actor: String,
+    /// Note for the history (e.g. the rejection reason).
+    pub note: Option<String>,
+    /// Record `actor` and now as the decision (approve / reject).
+    pub decision: bool,
+    /// Decision reason (rejection).
+    pub decision_reason: Option<String>,
+    /// Result to store.
+    pub result: Option<Value>,
+    /// Error to store.
+    pub error: Option<String>,
+    /// Export archive path to store.
+    pub export_path: Option<String>,
+    /// A job to enqueue in the same transaction.
+    pub enqueue: Option<NewJob>,
+    /// End of an erasure's cooling-off period to record (approval).
+    pub cooling_off_until: Option<Timestamp>,
+    /// Expiry of the export to record (completion of an access request).
+    pub export_expires_at: Option<Timestamp>,
+    /// Keyed subject reference whose recorded jurisdiction to delete in the same transaction
+    /// (a completed erasure: nothing of the subject is left whose residency would matter).
+    pub forget_jurisdiction_of: Option<String>,
+    /// A completed erasure: from now on Lethe's own database names this subject only by
+    /// pseudonym (requests, account links, the restricted list).
+    pub forget_subject: Option<ForgetSubject>,
+    /// The audit entry for this change.
+    pub audit: NewAuditEntry,
+}
+
+impl Transition {
+    /// A bare transition to `to` by `actor`, audited by `audit`.
+    pub fn new(to: RequestStatus, actor: impl Into<String>, audit: NewAuditEntry) -> Self {
+        Self {
+            to,
+            actor: actor.into(),
+            note: None,
+            decision: false,
+            decision_reason: None,
+            result: None,
+            error: None,
+            export_path: None,
+            enqueue: None,
+            cooling_off_until: None,
+            export_expires_at: None,
+            forget_jurisdiction_of: None,
+            forget_subject: None,
+            audit,
+        }
+    }
+}
 
 impl Store {
     /// Files a request in status `received` with its first history event. When

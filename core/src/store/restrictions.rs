@@ -10,12 +10,29 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+use super::StoreResult;
 use super::audit_chain::append_audit_in;
 use super::db::{Store, db, now};
 use super::rows::{get_s, get_ts};
-use super::{RestrictedSubject, StoreResult};
 use crate::audit::NewAuditEntry;
 use crate::domain::{SubjectId, to_db};
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A subject whose processing is restricted (GDPR Art. 18): pipelines must keep their data
+/// stored but not process it. Listed by `GET /v1/subjects/restricted` for admins and
+/// pipelines, which need the subject ids to honour it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"subject_id": "u-1042", "restricted_since": "2025-02-01T09:00:05Z",
+    "request_id": "1e7c…"}))]
+pub struct RestrictedSubject {
+    /// The data subject.
+    pub subject_id: String,
+    /// When the restriction took effect (its request completed).
+    pub restricted_since: chrono::DateTime<chrono::Utc>,
+    /// The restriction request that set it.
+    pub request_id: String,
+}
 
 const COLS: &str = "subject_id, restricted_since, request_id";
 

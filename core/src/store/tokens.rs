@@ -11,9 +11,71 @@ use uuid::Uuid;
 use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
 use super::rows::{corrupt, get_os, get_ots, get_s, get_ts};
-use super::{ApiToken, NewApiToken, StoreError, StoreResult};
+use super::{StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
+use crate::domain::Timestamp;
 use crate::domain::{Role, to_db};
+use serde::Deserialize;
+use serde::Serialize;
+
+/// An API token of a pipeline (the producer role). The secret is never stored: only its
+/// SHA-256, which is not part of this view.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// UUID; producers act as `token:<id>` in history and audit entries.
+    pub id: String,
+    /// What it is for, e.g. `events-pipeline`.
+    pub name: String,
+    /// Always [`Role::Producer`].
+    pub role: Role,
+    /// Who created it (`user:<uuid>`, `system:cli`).
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+    /// What the token may do; `None` for tokens created before scopes existed (every dataset
+    /// and the restricted list).
+    pub scope: Option<TokenScope>,
+}
+
+/// What a producer token may do (least privilege).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"datasets": ["7f8e…"], "list_restricted": false}))]
+pub struct TokenScope {
+    /// Ids of the datasets it may ingest into; any other dataset is 403.
+    pub datasets: Vec<String>,
+    /// Whether it may read the list of restricted subjects (`GET /v1/subjects/restricted`,
+    /// GDPR Art. 18), which holds subject ids.
+    #[serde(default)]
+    pub list_restricted: bool,
+}
+
+impl TokenScope {
+    /// Whether the token may ingest into the dataset `dataset_id`.
+    pub fn allows_dataset(scope: Option<&Self>, dataset_id: &str) -> bool {
+        scope.is_none_or(|s| s.datasets.iter().any(|d| d == dataset_id))
+    }
+
+    /// Whether the token may read the restricted list.
+    pub fn allows_restricted_list(scope: Option<&Self>) -> bool {
+        scope.is_none_or(|s| s.list_restricted)
+    }
+}
+
+/// An API token to record.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    /// What it is for.
+    pub name: String,
+    /// Hex SHA-256 of the whole token ([`crate::domain::ApiTokenSecret::hash`]).
+    pub token_hash: String,
+    /// Who creates it.
+    pub created_by: String,
+    /// What it may do.
+    pub scope: TokenScope,
+}
 
 const TOKEN_COLS: &str = "id, name, role, created_by, created_at, revoked_at, scope";
 
