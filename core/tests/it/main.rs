@@ -9,5 +9,6 @@ mod delta;
 mod fencing;
 mod ingest;
 mod lake_s3;
+mod lake_s3_copy;
 mod residency;
 mod store_contract;

@@ -20,6 +20,7 @@
 //! memory bound to one row group per file and keeps the runtime's workers responsive.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,9 +34,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
 use super::failpoint::{Failpoint, hit};
+use super::part_copy::{CopySource, PartUpload};
 use super::surgery::{
-    RowGroupPlan, Surgeon, SurgeryMetrics, fetch_row_group, key_value_metadata, load_page_index,
-    plan_candidates,
+    Piece, RowGroupPlan, Surgeon, SurgeryMetrics, chunk_range, fetch_row_group, key_value_metadata,
+    load_page_index, plan_candidates,
 };
 use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
@@ -44,7 +46,7 @@ use crate::lake::open::{OpenFile, open};
 pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
 use crate::lake::run_blocking;
-use crate::lake::store::StoreKind;
+use crate::lake::store::{MIN_S3_PART_SIZE, StoreKind};
 
 /// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
 fn temp_beside(location: &Path) -> Path {
@@ -323,7 +325,7 @@ pub(crate) async fn rewrite_file_to(
             status: FileStatus::Rewritten,
             rows_before,
             rows_removed: written.rows_removed,
-            bytes_read: opened.reader.bytes_read(),
+            bytes_read: opened.reader.bytes_read() + written.fetched,
             bytes_written: written.bytes,
             upload_parts: written.parts,
             stale_temps_removed: 0,
@@ -348,6 +350,8 @@ struct Written {
     bytes: u64,
     /// Parts of its multipart upload (0: one PUT).
     parts: u64,
+    /// Bytes of the original fetched by the upload to form parts (see [`PartUpload`]).
+    fetched: u64,
     /// Row groups copied and rewritten.
     surgery: SurgeryMetrics,
     /// The new file, opened for the verification.
@@ -383,10 +387,38 @@ async fn write_verify_swap(
     let mut surgeon = Surgeon::new(relative, &md, reference)?;
 
     let part_size = root.upload_part_size();
+    // On S3, long runs of untouched row groups are copied server-side (not with a `.crc`
+    // sidecar, whose checksums need every byte).
+    let copier = match (root.kind(), root.s3(), &file.e_tag, &crc) {
+        (StoreKind::S3, Some(s3), Some(e_tag), None) => Some((s3, e_tag)),
+        _ => None,
+    };
+    let unfetched = match copier {
+        Some(_) => server_side_runs(&md, &plans, opened.reader.len()),
+        None => std::collections::BTreeSet::new(),
+    };
+    let upload = match copier {
+        Some((s3, e_tag)) if !unfetched.is_empty() => Upload::Parts(PartUpload::new(
+            Arc::clone(s3),
+            Arc::clone(store),
+            temps.data.clone(),
+            CopySource {
+                location: file.location.clone(),
+                relative: relative.to_string(),
+                e_tag: e_tag.clone(),
+            },
+            part_size,
+        )),
+        _ => Upload::Buffered(BufWriter::with_capacity(
+            Arc::clone(store),
+            temps.data.clone(),
+            part_size,
+        )),
+    };
     let mut sink = Sink {
-        upload: BufWriter::with_capacity(Arc::clone(store), temps.data.clone(), part_size),
+        whole: matches!(upload, Upload::Buffered(_)).then(Vec::new),
+        upload,
         part_size,
-        whole: Some(Vec::new()),
         crc,
         written: 0,
     };
@@ -394,6 +426,14 @@ async fn write_verify_swap(
     for rg in 0..md.num_row_groups() {
         let step = async {
             let plan = plans.remove(&rg);
+            if unfetched.contains(&rg) {
+                let source = fetch_row_group(opened, &md, rg, Some(&[]), true).await?;
+                return run_blocking(move || {
+                    let pieces = surgeon.copy_unfetched(&source)?;
+                    Ok::<_, LakeError>((surgeon, 0, pieces))
+                })
+                .await?;
+            }
             let source = fetch_row_group(opened, &md, rg, None, plan.is_none()).await?;
             run_blocking(move || {
                 let (bytes, n) = match plan {
@@ -404,11 +444,11 @@ async fn write_verify_swap(
                     Some(plan) => (surgeon.filter(&source, &plan)?, plan.removed),
                     None => (surgeon.copy(&source)?, 0),
                 };
-                Ok::<_, LakeError>((surgeon, n, bytes))
+                Ok::<_, LakeError>((surgeon, n, vec![Piece::Bytes(bytes)]))
             })
             .await?
         };
-        let (s, n, bytes) = match step.await {
+        let (s, n, pieces) = match step.await {
             Ok(done) => done,
             Err(e) => {
                 sink.abort().await;
@@ -417,15 +457,15 @@ async fn write_verify_swap(
         };
         surgeon = s;
         removed += n;
-        if let Err(e) = sink.put(bytes).await {
+        if let Err(e) = sink.put_pieces(pieces, temps.data).await {
             sink.abort().await;
-            return Err(LakeError::store(temps.data, e));
+            return Err(e);
         }
         if rg == 0 {
             hit(Failpoint::MidWrite).await;
         }
     }
-    let surgery = surgeon.metrics;
+    let mut surgery = surgeon.metrics;
     let tail = match run_blocking(move || surgeon.finish()).await? {
         Ok(tail) => tail,
         Err(e) => {
@@ -433,19 +473,12 @@ async fn write_verify_swap(
             return Err(e);
         }
     };
-    if let Err(e) = sink.put(tail).await {
+    if let Err(e) = sink.put_pieces(vec![Piece::Bytes(tail)], temps.data).await {
         sink.abort().await;
-        return Err(LakeError::store(temps.data, e));
+        return Err(e);
     }
-    let finished = sink.finish().await.map_err(|e| {
-        LakeError::store(
-            temps.data,
-            object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            },
-        )
-    })?;
+    let finished = sink.finish(temps.data).await?;
+    surgery.bytes_copied_server_side = finished.server_side;
 
     let new = verify(store, opened, temps.data, finished.written, removed).await?;
     if let Some(guard) = guard {
@@ -457,16 +490,17 @@ async fn write_verify_swap(
                 reason,
             })?;
     }
-    let parts = if finished.multipart {
-        finished.written.div_ceil(part_size as u64)
-    } else {
-        0
+    let parts = match finished.parts {
+        Some(parts) => parts,
+        None if finished.multipart => finished.written.div_ceil(part_size as u64),
+        None => 0,
     };
     if !temps.swap {
         return Ok(Written {
             rows_removed: removed,
             bytes: finished.written,
             parts,
+            fetched: finished.fetched,
             surgery,
             new,
         });
@@ -490,6 +524,7 @@ async fn write_verify_swap(
         rows_removed: removed,
         bytes: finished.written,
         parts,
+        fetched: finished.fetched,
         surgery,
         new,
     })
@@ -582,13 +617,21 @@ async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
     }
 }
 
+/// Where the new file's bytes go.
+enum Upload {
+    /// object_store's upload: one PUT, or a multipart upload above the part size.
+    Buffered(BufWriter),
+    /// A multipart upload with server-side copies of the original's untouched ranges (S3).
+    Parts(PartUpload),
+}
+
 /// The upload of the new file, with its byte count and (optional) Hadoop checksum.
 struct Sink {
-    upload: BufWriter,
+    upload: Upload,
     /// Size in bytes above which the upload is multipart.
     part_size: usize,
     /// The file's bytes while it is smaller than `part_size` (shared with the upload's buffer,
-    /// not copied), for a conditional swap with one PUT.
+    /// not copied), for a conditional swap with one PUT; `None` for a multipart upload.
     whole: Option<Vec<Bytes>>,
     crc: Option<ChecksumWriter>,
     written: u64,
@@ -604,6 +647,12 @@ struct Finished {
     whole: Option<PutPayload>,
     /// Whether it was uploaded in parts.
     multipart: bool,
+    /// Parts, when counted by the upload itself ([`Upload::Parts`]).
+    parts: Option<u64>,
+    /// Bytes S3 copied from the original itself.
+    server_side: u64,
+    /// Bytes of the original fetched by the upload.
+    fetched: u64,
 }
 
 impl Sink {
@@ -621,25 +670,149 @@ impl Sink {
         } else if let Some(whole) = &mut self.whole {
             whole.push(bytes.clone());
         }
-        self.upload.put(bytes).await
-    }
-
-    async fn abort(&mut self) {
-        if let Err(e) = self.upload.abort().await {
-            tracing::warn!(error = %e, "aborting an upload failed");
+        match &mut self.upload {
+            Upload::Buffered(upload) => upload.put(bytes).await,
+            Upload::Parts(_) => unreachable!("put_pieces writes to a part upload"),
         }
     }
 
-    /// Completes the upload.
-    async fn finish(mut self) -> Result<Finished, std::io::Error> {
-        self.upload.shutdown().await?;
+    /// Writes `pieces`; ranges of the original only go to a [`Upload::Parts`].
+    async fn put_pieces(&mut self, pieces: Vec<Piece>, at: &Path) -> Result<(), LakeError> {
+        for piece in pieces {
+            match (&mut self.upload, piece) {
+                (Upload::Buffered(_), Piece::Bytes(bytes)) => {
+                    self.put(bytes).await.map_err(|e| LakeError::store(at, e))?
+                }
+                (Upload::Parts(parts), Piece::Bytes(bytes)) => {
+                    self.written += bytes.len() as u64;
+                    parts.put(&bytes).await?;
+                }
+                (Upload::Parts(parts), Piece::Source(range)) => {
+                    self.written += range.end - range.start;
+                    parts.copy(range).await?;
+                }
+                (Upload::Buffered(_), Piece::Source(range)) => {
+                    return Err(LakeError::store(
+                        at,
+                        object_store::Error::NotSupported {
+                            source: format!(
+                                "bytes {}..{} of the original cannot be copied by this upload",
+                                range.start, range.end
+                            )
+                            .into(),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        match &mut self.upload {
+            Upload::Buffered(upload) => {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "aborting an upload failed");
+                }
+            }
+            Upload::Parts(parts) => parts.abort().await,
+        }
+    }
+
+    /// Completes the upload (a failed part upload is aborted).
+    async fn finish(self, at: &Path) -> Result<Finished, LakeError> {
+        let (parts, server_side, fetched) = match self.upload {
+            Upload::Buffered(mut upload) => {
+                upload.shutdown().await.map_err(|e| {
+                    LakeError::store(
+                        at,
+                        object_store::Error::Generic {
+                            store: "upload",
+                            source: Box::new(e),
+                        },
+                    )
+                })?;
+                (None, 0, 0)
+            }
+            Upload::Parts(mut upload) => {
+                upload.finish().await?;
+                (Some(upload.parts()), upload.server_side, upload.fetched)
+            }
+        };
         Ok(Finished {
             written: self.written,
             sidecar: self.crc.map(ChecksumWriter::finish),
             multipart: self.whole.is_none(),
             whole: self.whole.map(PutPayload::from_iter),
+            parts,
+            server_side,
+            fetched,
         })
     }
+}
+
+/// The untouched row groups to copy without fetching them (S3 server-side copies): runs of
+/// consecutive row groups without a plan whose column chunks follow each other in `md`'s
+/// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
+/// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). A row group
+/// with a bloom filter ends its run (the new file holds its bloom filters right after it).
+/// Shorter runs are fetched and copied through the worker, as off S3.
+fn server_side_runs(
+    md: &parquet::file::metadata::ParquetMetaData,
+    plans: &BTreeMap<usize, RowGroupPlan>,
+    file_len: u64,
+) -> std::collections::BTreeSet<usize> {
+    /// The byte range of a row group's column chunks, when they are contiguous in order.
+    fn span(rg: &parquet::file::metadata::RowGroupMetaData, file_len: u64) -> Option<Range<u64>> {
+        let mut span: Option<Range<u64>> = None;
+        for col in rg.columns() {
+            let r = chunk_range(col, file_len).ok()?;
+            span = match span {
+                None => Some(r),
+                Some(s) if s.end == r.start => Some(s.start..r.end),
+                Some(_) => return None,
+            };
+        }
+        span
+    }
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut run_span: Option<Range<u64>> = None;
+    let mut open = false;
+    let mut close = |run: &mut Vec<usize>, run_span: &mut Option<Range<u64>>| {
+        if run_span
+            .as_ref()
+            .is_some_and(|s| s.end - s.start >= MIN_S3_PART_SIZE as u64)
+        {
+            chosen.extend(run.iter().copied());
+        }
+        run.clear();
+        *run_span = None;
+    };
+    for rg in 0..md.num_row_groups() {
+        let meta = md.row_group(rg);
+        let this = (!plans.contains_key(&rg))
+            .then(|| span(meta, file_len))
+            .flatten();
+        match (this, &mut run_span) {
+            (Some(s), Some(current)) if open && current.end == s.start => {
+                current.end = s.end;
+                run.push(rg);
+            }
+            (Some(s), _) => {
+                close(&mut run, &mut run_span);
+                run.push(rg);
+                run_span = Some(s);
+            }
+            (None, _) => close(&mut run, &mut run_span),
+        }
+        open = !meta
+            .columns()
+            .iter()
+            .any(|c| c.bloom_filter_offset().is_some());
+    }
+    close(&mut run, &mut run_span);
+    chosen
 }
 
 /// Reads the new file's footer back: it must decode, hold `old − removed` rows (counted by
