@@ -14,6 +14,15 @@
 //! out with one PUT, a larger one as a multipart upload of parts of that size, so memory stays
 //! bound to one row group plus the parts in flight.
 //!
+//! On S3 ([`StoreKind::S3`] with a [`S3Client`](crate::lake::s3::S3Client)), runs of untouched
+//! row groups that the new file holds as one byte range of the original of at least
+//! [`MIN_S3_PART_SIZE`] (5 MiB, see [`server_side_runs`]) are not fetched: the surgeon writes
+//! their footer entries from the original's metadata ([`Surgeon::copy_unfetched`]) and
+//! [`PartUpload`] copies their bytes server-side (`UploadPartCopy`, conditional on the listed
+//! ETag; a changed original fails the file with [`LakeError::Changed`]). Not when the file has
+//! a Hadoop `.crc` sidecar: its checksums need every byte, so such files take the path above.
+//! Every error aborts the multipart upload before the temporary object is deleted.
+//!
 //! Concurrency: I/O (fetching a row group's column chunks, uploading output) stays on the async
 //! runtime; decoding, filtering and encoding (or copying) a row group is CPU-bound and runs on
 //! the blocking pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
@@ -549,9 +558,12 @@ async fn write_verify_swap(
 ///   can hit this window.
 /// - A store from [`LakeRoot::from_store`]: its `rename`, after the same check.
 ///
+/// A new file whose untouched row groups were copied server-side ([`PartUpload`]) is always a
+/// multipart upload (at least 5 MiB), so it takes the copy-then-delete swap.
+///
 /// A crash between the copy and the delete leaves the temporary object; the next attempt on
 /// the file removes it ([`remove_stale_temps`]). A crash during a multipart upload leaves an
-/// incomplete upload that no listing shows: S3 buckets holding lakes should have a lifecycle
+/// incomplete upload that no listing shows ([`LakeRoot::incomplete_uploads`] does): S3 buckets holding lakes should have a lifecycle
 /// rule `AbortIncompleteMultipartUpload` (e.g. after 1 day). Files above 5 GiB cannot be
 /// swapped on S3 (the limit of one `CopyObject`): they fail and stay untouched.
 pub(crate) async fn swap(
