@@ -6,8 +6,9 @@
 //!   a byte range of another object (`UploadPartCopy`, with `x-amz-copy-source-range` and
 //!   `x-amz-copy-source-if-match`), then completed (`CompleteMultipartUpload`) or aborted
 //!   (`AbortMultipartUpload`); `ListMultipartUploads` finds incomplete ones;
-//! - the bucket's Object Lock configuration (`GetObjectLockConfiguration`) and a
-//!   create-if-absent `PutObject` with an Object Lock retention (the audit checkpoint sink).
+//! - the bucket's Object Lock configuration (`GetObjectLockConfiguration`), a
+//!   create-if-absent `PutObject` with an Object Lock retention (the audit checkpoint sink),
+//!   an object's retention (`HeadObject`) and the delete of one version (`DeleteObject`).
 //!
 //! Every request gets the lake's timeouts ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]) and is
 //! retried up to [`MAX_RETRIES`] times (100 ms doubling up to 15 s) on a connection error, a
@@ -654,32 +655,34 @@ impl S3Client {
             .map(str::to_string))
     }
 
-    /// `GetObjectRetention` of `key`: its lock mode and retain-until date, as S3 wrote them
-    /// (`None` when it has none).
+    /// The Object Lock retention of `key` as S3 reports it on `HeadObject`
+    /// (`x-amz-object-lock-mode`, `x-amz-object-lock-retain-until-date`, shown to callers
+    /// allowed `s3:GetObjectRetention`): mode and retain-until date, `None` when it has none.
+    /// (`HeadObject` rather than `GetObjectRetention`, which moto 5.2 does not serve.)
     ///
     /// # Errors
-    /// The store error.
+    /// The store error ([`object_store::Error::NotFound`] when `key` does not exist).
     pub async fn object_retention(
         &self,
         key: &Path,
     ) -> Result<Option<(String, String)>, object_store::Error> {
         let r = self
             .send(Request {
-                method: Method::GET,
-                url: format!("{}?retention=", self.url(key)),
+                method: Method::HEAD,
+                url: self.url(key),
                 headers: Vec::new(),
                 body: Bytes::new(),
-                what: "GetObjectRetention",
+                what: "HeadObject",
                 path: key.as_ref(),
             })
-            .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+            .await?;
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
         };
-        let text = String::from_utf8_lossy(&r.body).to_string();
-        Ok(xml_value(&text, "Mode").zip(xml_value(&text, "RetainUntilDate")))
+        Ok(header("x-amz-object-lock-mode").zip(header("x-amz-object-lock-retain-until-date")))
     }
 
     /// `DeleteObject` of version `version_id` of `key` (a permanent delete, which Object Lock

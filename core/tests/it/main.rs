@@ -4,6 +4,7 @@
 //!
 //! One area: `cargo test -p lethe-core --test it store_contract`.
 
+mod audit_sink_s3;
 mod audit_tamper;
 mod delta;
 mod fencing;
