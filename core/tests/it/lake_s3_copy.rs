@@ -256,3 +256,43 @@ async fn an_original_changed_during_the_copy_fails_the_file_and_leaves_no_upload
     );
     assert_eq!(temp_objects(root.store()).await, Vec::<String>::new());
 }
+
+/// A Hadoop `ChecksumFileSystem` sidecar of `data`: `crc\0`, bytes per checksum (512), one
+/// big-endian CRC-32 per 512 bytes.
+fn sidecar_for(data: &[u8]) -> Vec<u8> {
+    let mut out = b"crc\0".to_vec();
+    out.extend_from_slice(&512i32.to_be_bytes());
+    for chunk in data.chunks(512) {
+        out.extend_from_slice(&crc32fast::hash(chunk).to_be_bytes());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_file_with_a_crc_sidecar_on_s3_is_fetched_whole_and_its_sidecar_rewritten() {
+    let Some(endpoint) = s3_endpoint("a_file_with_a_crc_sidecar_on_s3_is_fetched_whole") else {
+        return;
+    };
+    let (root, original) = lake_with_big_file(&endpoint).await;
+    let sidecar = "date=2025-01-07/region=EU/.part-0.parquet.crc";
+    put(&root, sidecar, sidecar_for(&original)).await;
+    let outcome = Erase::new(root.clone(), "user_id")
+        .subjects([user(3, 7)])
+        .execute()
+        .await
+        .unwrap();
+    let done = outcome_of(&outcome, FILE);
+    assert_eq!(done.status, FileStatus::Rewritten, "{done:?}");
+    assert_eq!(done.surgery.row_groups_copied, 9, "{done:?}");
+    assert_eq!(done.surgery.bytes_copied_server_side, 0, "{done:?}");
+    assert!(
+        done.bytes_read >= original.len() as u64 - 64 * 1024,
+        "{done:?}"
+    );
+    let new = get(&root, FILE).await;
+    assert_eq!(get(&root, sidecar).await.to_vec(), sidecar_for(&new));
+    assert_eq!(
+        root.incomplete_uploads().await.unwrap(),
+        Vec::<String>::new()
+    );
+}

@@ -403,7 +403,10 @@ async fn write_verify_swap(
         _ => None,
     };
     let unfetched = match copier {
-        Some(_) => server_side_runs(&md, &plans, opened.reader.len()),
+        Some(_) => {
+            let touched = plans.keys().copied().collect();
+            server_side_runs(&md, &touched, opened.reader.len())
+        }
         None => std::collections::BTreeSet::new(),
     };
     let upload = match copier {
@@ -764,14 +767,14 @@ impl Sink {
 }
 
 /// The untouched row groups to copy without fetching them (S3 server-side copies): runs of
-/// consecutive row groups without a plan whose column chunks follow each other in `md`'s
+/// consecutive row groups not in `touched` (those with a plan) whose column chunks follow each other in `md`'s
 /// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
 /// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). A row group
 /// with a bloom filter ends its run (the new file holds its bloom filters right after it).
 /// Shorter runs are fetched and copied through the worker, as off S3.
 fn server_side_runs(
     md: &parquet::file::metadata::ParquetMetaData,
-    plans: &BTreeMap<usize, RowGroupPlan>,
+    touched: &std::collections::BTreeSet<usize>,
     file_len: u64,
 ) -> std::collections::BTreeSet<usize> {
     /// The byte range of a row group's column chunks, when they are contiguous in order.
@@ -803,7 +806,7 @@ fn server_side_runs(
     };
     for rg in 0..md.num_row_groups() {
         let meta = md.row_group(rg);
-        let this = (!plans.contains_key(&rg))
+        let this = (!touched.contains(&rg))
             .then(|| span(meta, file_len))
             .flatten();
         match (this, &mut run_span) {
@@ -883,4 +886,71 @@ async fn ensure_unchanged(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Resu
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BinaryArray, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+    use parquet::file::properties::WriterProperties;
+
+    use super::server_side_runs;
+
+    /// Four row groups of 2 MiB (32 rows of 64 KiB, no dictionary), with or without bloom
+    /// filters; returns the footer and the file's size.
+    fn four_row_groups(blooms: bool) -> (ParquetMetaData, u64) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "payload",
+            DataType::Binary,
+            false,
+        )]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(32))
+            .set_dictionary_enabled(false)
+            .set_bloom_filter_enabled(blooms)
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).unwrap();
+        for rg in 0..4u8 {
+            let values: Vec<Vec<u8>> = (0..32u8).map(|i| vec![rg ^ i; 64 * 1024]).collect();
+            let column: ArrayRef = Arc::new(BinaryArray::from_iter_values(values.iter()));
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+            writer.write(&batch).unwrap();
+            writer.flush().unwrap();
+        }
+        writer.close().unwrap();
+        let len = out.len() as u64;
+        let md = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(out))
+            .unwrap();
+        assert_eq!(md.num_row_groups(), 4);
+        (md, len)
+    }
+
+    fn set(items: &[usize]) -> BTreeSet<usize> {
+        items.iter().copied().collect()
+    }
+
+    #[test]
+    fn only_runs_of_untouched_row_groups_of_5_mib_are_copied_server_side() {
+        let (md, len) = four_row_groups(false);
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[0]), len), set(&[1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[3]), len), set(&[0, 1, 2]));
+        // 2 MiB and 4 MiB on either side of the touched row group: too short.
+        assert_eq!(server_side_runs(&md, &set(&[1]), len), set(&[]));
+        assert_eq!(server_side_runs(&md, &set(&[0, 3]), len), set(&[]));
+    }
+
+    #[test]
+    fn a_bloom_filter_between_row_groups_ends_a_run() {
+        let (md, len) = four_row_groups(true);
+        assert!(md.row_group(0).column(0).bloom_filter_offset().is_some());
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[]));
+    }
 }
