@@ -4,8 +4,8 @@
 //! only while its ETag is still the one listed: `x-amz-copy-source-if-match`).
 //!
 //! S3's rules shape the parts: every part but the last holds at least
-//! [`MIN_S3_PART_SIZE`] (5 MiB) and at most [`MAX_S3_PART_SIZE`] (5 GiB); at most
-//! [`MAX_S3_PARTS`] parts. Bytes written before a copied range must therefore form a part of
+//! [`MIN_S3_PART_SIZE`] (5 MiB) and at most 5 GiB (copied parts here at most
+//! [`MAX_COPY_PART`], 512 MiB); at most [`MAX_S3_PARTS`] parts. Bytes written before a copied range must therefore form a part of
 //! at least 5 MiB: when fewer are buffered, the start of the range is fetched (a ranged GET,
 //! also conditional on the ETag) to top the buffer up to 5 MiB, and the rest is copied only
 //! if it still holds 5 MiB; a shorter range is fetched whole. Parts go out one at a time.
@@ -18,8 +18,13 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::lake::error::LakeError;
-use crate::lake::s3::{MAX_S3_PART_SIZE, MAX_S3_PARTS, S3Client, UploadedPart};
+use crate::lake::s3::{MAX_S3_PARTS, S3Client, UploadedPart};
 use crate::lake::store::MIN_S3_PART_SIZE;
+
+/// The largest range one `UploadPartCopy` copies: 512 MiB (S3 allows 5 GiB), so each copy
+/// stays well inside the lake's request timeout (60 s) at S3's copy rates; a longer range
+/// becomes several parts of equal size (each then at least 256 MiB).
+const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
 
 /// The original the upload copies from.
 pub(crate) struct CopySource {
@@ -208,8 +213,8 @@ impl PartUpload {
         if !self.buffer.is_empty() {
             self.upload_buffered(self.buffer.len()).await?;
         }
-        // Split into equal parts of at most 5 GiB (each then holds well over 5 MiB).
-        let count = len.div_ceil(MAX_S3_PART_SIZE);
+        // Split into equal parts of at most MAX_COPY_PART (each then holds well over 5 MiB).
+        let count = len.div_ceil(MAX_COPY_PART);
         let each = len.div_ceil(count);
         let id = self.upload_id().await?;
         let mut start = range.start;
