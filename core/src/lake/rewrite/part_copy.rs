@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
+use tokio::task::JoinSet;
 
 use crate::lake::error::LakeError;
 use crate::lake::s3::{MAX_S3_PARTS, S3Client, UploadedPart};
@@ -26,7 +27,11 @@ use crate::lake::store::MIN_S3_PART_SIZE;
 /// becomes several parts of equal size (each then at least 256 MiB).
 const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
 
+/// Parts sent at the same time (as object_store's own multipart writer does).
+const MAX_IN_FLIGHT: usize = 8;
+
 /// The original the upload copies from.
+#[derive(Clone)]
 pub(crate) struct CopySource {
     /// Its key.
     pub location: Path,
@@ -45,6 +50,10 @@ pub(crate) struct PartUpload {
     /// Bytes per uploaded part (at least 5 MiB).
     part_size: usize,
     upload_id: Option<String>,
+    /// Parts numbered so far (sent or in flight).
+    numbered: u32,
+    in_flight: JoinSet<Result<UploadedPart, LakeError>>,
+    /// Parts acknowledged by S3, in any order.
     parts: Vec<UploadedPart>,
     buffer: BytesMut,
     /// A range of the original given but not yet copied: the next range may continue it.
@@ -71,6 +80,8 @@ impl PartUpload {
             source,
             part_size: part_size.max(MIN_S3_PART_SIZE),
             upload_id: None,
+            numbered: 0,
+            in_flight: JoinSet::new(),
             parts: Vec::new(),
             buffer: BytesMut::new(),
             pending: None,
@@ -81,23 +92,15 @@ impl PartUpload {
 
     /// Parts uploaded or copied so far.
     pub(crate) fn parts(&self) -> u64 {
-        self.parts.len() as u64
+        u64::from(self.numbered)
     }
 
     fn store_error(&self, e: object_store::Error) -> LakeError {
         LakeError::store(&self.key, e)
     }
 
-    /// A failed condition on the original, or the original gone: it changed under us.
     fn source_error(&self, e: object_store::Error) -> LakeError {
-        match e {
-            object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. } => {
-                LakeError::Changed {
-                    file: self.source.relative.clone(),
-                }
-            }
-            e => LakeError::store(&self.source.location, e),
-        }
+        source_error(&self.source, e)
     }
 
     async fn upload_id(&mut self) -> Result<String, LakeError> {
@@ -113,8 +116,8 @@ impl PartUpload {
         Ok(id)
     }
 
-    fn next_number(&self) -> Result<u32, LakeError> {
-        let n = self.parts.len() as u32 + 1;
+    fn next_number(&mut self) -> Result<u32, LakeError> {
+        let n = self.numbered + 1;
         if n > MAX_S3_PARTS {
             return Err(LakeError::store(
                 &self.key,
@@ -124,20 +127,39 @@ impl PartUpload {
                 },
             ));
         }
+        self.numbered = n;
         Ok(n)
     }
 
-    /// Uploads the first `n` buffered bytes as the next part.
+    /// Collects the parts that finished; with `all`, waits for every part in flight, else
+    /// only until fewer than [`MAX_IN_FLIGHT`] are.
+    async fn collect(&mut self, all: bool) -> Result<(), LakeError> {
+        while all && !self.in_flight.is_empty() || self.in_flight.len() >= MAX_IN_FLIGHT {
+            match self.in_flight.join_next().await {
+                Some(Ok(part)) => self.parts.push(part?),
+                Some(Err(e)) => {
+                    return Err(LakeError::Io(std::io::Error::other(format!(
+                        "an upload part task failed: {e}"
+                    ))));
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the first `n` buffered bytes as the next part.
     async fn upload_buffered(&mut self, n: usize) -> Result<(), LakeError> {
         let bytes = self.buffer.split_to(n).freeze();
         let id = self.upload_id().await?;
         let number = self.next_number()?;
-        let part = self
-            .s3
-            .upload_part(&self.key, &id, number, bytes)
-            .await
-            .map_err(|e| self.store_error(e))?;
-        self.parts.push(part);
+        self.collect(false).await?;
+        let (s3, key) = (Arc::clone(&self.s3), self.key.clone());
+        self.in_flight.spawn(async move {
+            s3.upload_part(&key, &id, number, bytes)
+                .await
+                .map_err(|e| LakeError::store(&key, e))
+        });
         Ok(())
     }
 
@@ -221,19 +243,25 @@ impl PartUpload {
         while start < range.end {
             let end = (start + each).min(range.end);
             let number = self.next_number()?;
-            let part = self
-                .s3
-                .upload_part_copy(
-                    &self.key,
+            self.collect(false).await?;
+            let (s3, key, source, id) = (
+                Arc::clone(&self.s3),
+                self.key.clone(),
+                self.source.clone(),
+                id.clone(),
+            );
+            self.in_flight.spawn(async move {
+                s3.upload_part_copy(
+                    &key,
                     &id,
                     number,
-                    &self.source.location,
+                    &source.location,
                     start..end,
-                    &self.source.e_tag,
+                    &source.e_tag,
                 )
                 .await
-                .map_err(|e| self.source_error(e))?;
-            self.parts.push(part);
+                .map_err(|e| source_error(&source, e))
+            });
             self.server_side += end - start;
             start = end;
         }
@@ -249,10 +277,12 @@ impl PartUpload {
             if let Some(range) = self.pending.take() {
                 self.copy_now(range).await?;
             }
-            if !self.buffer.is_empty() || self.parts.is_empty() {
+            if !self.buffer.is_empty() || self.numbered == 0 {
                 self.upload_buffered(self.buffer.len()).await?;
             }
             let id = self.upload_id().await?;
+            self.collect(true).await?;
+            self.parts.sort_by_key(|p| p.number);
             self.s3
                 .complete(&self.key, &id, &self.parts)
                 .await
@@ -268,10 +298,25 @@ impl PartUpload {
     /// Aborts the upload (S3 drops its parts); a failure is logged, as it only leaves an
     /// incomplete upload for the bucket's lifecycle rule.
     pub(crate) async fn abort(&mut self) {
+        // Parts still in flight could land after the abort: stop them first.
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
         if let Some(id) = self.upload_id.take()
             && let Err(e) = self.s3.abort(&self.key, &id).await
         {
             tracing::warn!(object = %self.key, error = %e, "aborting a multipart upload failed");
         }
+    }
+}
+
+/// A failed condition on the original, or the original gone: it changed under us.
+fn source_error(source: &CopySource, e: object_store::Error) -> LakeError {
+    match e {
+        object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. } => {
+            LakeError::Changed {
+                file: source.relative.clone(),
+            }
+        }
+        e => LakeError::store(&source.location, e),
     }
 }
