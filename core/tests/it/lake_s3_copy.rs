@@ -3,6 +3,11 @@
 //!
 //! The file: 10 row groups of 32 rows × 64 KiB of random bytes (about 2 MiB each, 20 MiB in
 //! all, incompressible), so runs of untouched row groups pass S3's 5 MiB part minimum.
+//!
+//! moto 5.2 honours `x-amz-copy-source-range` on `UploadPartCopy` but ignores
+//! `x-amz-copy-source-if-match` (it copies whatever the source holds): the changed-original
+//! test therefore fails at the conditional ranged `GET` that tops a part up (`If-Match`, which
+//! moto honours); on S3 the copy itself would answer `412` as well.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
