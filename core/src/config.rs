@@ -83,8 +83,8 @@ impl std::fmt::Debug for MailSettings {
 #[derive(Clone, Deserialize)]
 pub struct AuditSettings {
     /// Where checkpoints are written: a folder or an object store URL (e.g.
-    /// `s3://bucket/lethe-audit`, ideally a bucket with S3 Object Lock and a default
-    /// retention). Default `<data_dir>/audit-checkpoints`. Every replica must use the same.
+    /// `s3://bucket/lethe-audit`, ideally a bucket with S3 Object Lock: each checkpoint is then
+    /// written with a retention, see `checkpoint_retention_days`). Default `<data_dir>/audit-checkpoints`. Every replica must use the same.
     pub checkpoint_url: Option<String>,
     /// A checkpoint is made once this many entries were appended since the last one (default
     /// 1,000).
@@ -92,6 +92,10 @@ pub struct AuditSettings {
     /// …or once this many seconds passed since the last one and entries were appended
     /// (default 60).
     pub checkpoint_every_s: u64,
+    /// Days each checkpoint stays locked when `checkpoint_url` is on an S3 bucket with Object
+    /// Lock enabled (`x-amz-object-lock-retain-until-date`). Unset: the bucket's default
+    /// retention period, else 2,555 days (7 years). Ignored elsewhere.
+    pub checkpoint_retention_days: Option<u32>,
     /// The Ed25519 signing key as base64 of its 32-byte seed (`LETHE__AUDIT__SIGNING_KEY`).
     /// Wins over `signing_key_file`.
     pub signing_key: Option<SecretString>,
@@ -111,6 +115,7 @@ impl std::fmt::Debug for AuditSettings {
             .field("checkpoint_url", &self.checkpoint_url)
             .field("checkpoint_every_entries", &self.checkpoint_every_entries)
             .field("checkpoint_every_s", &self.checkpoint_every_s)
+            .field("checkpoint_retention_days", &self.checkpoint_retention_days)
             .field("signing_key", &self.signing_key.as_ref().map(|_| "***"))
             .field("signing_key_file", &self.signing_key_file)
             .field("previous_public_keys", &self.previous_public_keys)
@@ -958,6 +963,7 @@ mod tests {
         assert_eq!(s.audit.checkpoint_every_entries, 1000);
         assert_eq!(s.audit.checkpoint_every_s, 60);
         assert!(s.audit.previous_public_keys.is_empty());
+        assert_eq!(s.audit.checkpoint_retention_days, None);
         assert!(
             s.audit
                 .checkpoint_location(Path::new("/d"))
@@ -970,6 +976,7 @@ mod tests {
         let env = [
             ("LETHE__AUDIT__CHECKPOINT_URL", "s3://bucket/audit"),
             ("LETHE__AUDIT__CHECKPOINT_EVERY_ENTRIES", "50"),
+            ("LETHE__AUDIT__CHECKPOINT_RETENTION_DAYS", "3650"),
             ("LETHE__AUDIT__PREVIOUS_PUBLIC_KEYS", "a2V5MQ==, a2V5Mg=="),
         ];
         let env = env
@@ -982,6 +989,7 @@ mod tests {
             "s3://bucket/audit"
         );
         assert_eq!(s.audit.checkpoint_every_entries, 50);
+        assert_eq!(s.audit.checkpoint_retention_days, Some(3650));
         assert_eq!(s.audit.previous_public_keys, ["a2V5MQ==", "a2V5Mg=="]);
     }
 

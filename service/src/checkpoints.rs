@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lethe_core::audit::{
-    AuditEntry, AuditSigner, Checkpoint, CheckpointSink, ExportScope, GENESIS_HASH, NewAuditEntry,
-    ProblemKind, PublicKeys, SinkError, VerifyReport, verify_checkpoints, verify_entries,
-    verify_with_checkpoints,
+    AuditEntry, AuditSigner, Checkpoint, CheckpointSink, CheckpointSinkOptions, ExportScope,
+    GENESIS_HASH, NewAuditEntry, ProblemKind, PublicKeys, SinkError, VerifyReport,
+    verify_checkpoints, verify_entries, verify_with_checkpoints,
 };
 use lethe_core::config::Settings;
 use lethe_core::store::{AuditFilter, Store};
@@ -114,7 +114,13 @@ impl AuditCheckpoints {
         };
         let keys = PublicKeys::new(&signer, &audit.previous_public_keys)
             .context("reading audit.previous_public_keys")?;
-        let sink = CheckpointSink::open(&audit.checkpoint_location(&settings.storage.data_dir))?;
+        let sink = CheckpointSink::open_with(
+            &audit.checkpoint_location(&settings.storage.data_dir),
+            &CheckpointSinkOptions {
+                retention_days: audit.checkpoint_retention_days,
+                ..CheckpointSinkOptions::default()
+            },
+        )?;
         Ok(Self {
             signer,
             keys,

@@ -28,7 +28,9 @@ pub use checkpoint::{
 };
 pub use pseudonym::Pseudonymizer;
 pub use signing::{AuditSigner, PublicKeyInfo, PublicKeys, SigningError, key_id};
-pub use sink::{CheckpointSink, SinkError};
+pub use sink::{
+    CheckpointRetention, CheckpointSink, CheckpointSinkOptions, DEFAULT_RETENTION_DAYS, SinkError,
+};
 pub use verify::{
     ChainProblem, ExportScope, ProblemKind, VerifyReport, verify_entries, verify_with_checkpoints,
 };

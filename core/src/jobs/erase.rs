@@ -385,6 +385,7 @@ async fn erase_file_leased(
                 row_groups_copied: file.surgery.row_groups_copied,
                 bytes_reencoded: file.surgery.bytes_reencoded,
                 bytes_copied: file.surgery.bytes_copied,
+                bytes_copied_server_side: file.surgery.bytes_copied_server_side,
             }),
         },
     })
@@ -475,6 +476,7 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> ErasureRes
                 row_groups_copied: surgery(|s| s.row_groups_copied),
                 bytes_reencoded: surgery(|s| s.bytes_reencoded),
                 bytes_copied: surgery(|s| s.bytes_copied),
+                bytes_copied_server_side: surgery(|s| s.bytes_copied_server_side),
                 rewritten,
                 files,
             }

@@ -153,6 +153,10 @@ pub struct SurgeryCounts {
     pub bytes_reencoded: u64,
     /// Bytes copied as they were.
     pub bytes_copied: u64,
+    /// Of those, bytes the object store copied server-side (S3 `UploadPartCopy`): never
+    /// downloaded or uploaded by the worker. Absent from results written before it existed.
+    #[serde(default)]
+    pub bytes_copied_server_side: u64,
 }
 
 /// The result of one file task.
@@ -218,6 +222,9 @@ pub struct ResultDataset {
     pub bytes_reencoded: u64,
     /// Bytes copied by the batch.
     pub bytes_copied: u64,
+    /// Of those, bytes the object store copied server-side.
+    #[serde(default)]
+    pub bytes_copied_server_side: u64,
     /// The rewritten files (dropped from the audit entry; kept in the result).
     pub rewritten: Vec<String>,
     /// The rewritten files with their versions.
@@ -280,6 +287,7 @@ mod tests {
                 row_groups_copied: 2,
                 bytes_reencoded: 30,
                 bytes_copied: 60,
+                bytes_copied_server_side: 0,
             }),
         };
         let value = serde_json::to_value(&rewritten).unwrap();
@@ -291,7 +299,7 @@ mod tests {
                 "status": "rewritten", "held": [], "subjects": 2,
                 "rows_removed": 3, "bytes_read": 40, "bytes_written": 90,
                 "row_groups_rewritten": 1, "row_groups_copied": 2,
-                "bytes_reencoded": 30, "bytes_copied": 60,
+                "bytes_reencoded": 30, "bytes_copied": 60, "bytes_copied_server_side": 0,
             })
         );
         assert_eq!(

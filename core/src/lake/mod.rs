@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`error`] | [`LakeError`], the one error type, naming the file and column |
 //! | [`store`] | [`object_store_for_url_with`]: stores from URLs (`s3://`, `file://`, `memory://`), timeouts, retries |
+//! | [`s3`] | [`S3Client`](s3::S3Client): the signed S3 requests object_store lacks (multipart `UploadPartCopy`, Object Lock) |
 //! | [`root`] | [`LakeRoot`]: the store + prefix, listing data files ([`DataFile`]) |
 //! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
 //! | [`rewrite`] | [`Erase`], [`Rectify`]: copy-on-write rewrites dropping or correcting subjects' rows, verified and atomic |
@@ -28,6 +29,7 @@ mod open;
 mod prune;
 pub mod rewrite;
 pub mod root;
+pub mod s3;
 pub mod store;
 pub mod table;
 pub(crate) mod trust;

@@ -9,6 +9,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Serialize, Serializer};
 
 use super::error::LakeError;
+use super::s3::S3Client;
 use super::store::{DEFAULT_UPLOAD_PART_SIZE, StoreKind, StoreOptions, build};
 
 /// A lake root: an object store plus the prefix under which the lake's files live.
@@ -21,6 +22,7 @@ pub struct LakeRoot {
     url: String,
     kind: StoreKind,
     upload_part_size: usize,
+    s3: Option<Arc<S3Client>>,
 }
 
 /// One data file of the lake, as listed (not yet opened).
@@ -69,6 +71,7 @@ impl LakeRoot {
             url: url_or_path.to_string(),
             kind: built.kind,
             upload_part_size: built.upload_part_size,
+            s3: built.s3,
         })
     }
 
@@ -82,6 +85,7 @@ impl LakeRoot {
             url,
             kind: StoreKind::Other,
             upload_part_size: DEFAULT_UPLOAD_PART_SIZE,
+            s3: None,
         }
     }
 
@@ -102,6 +106,28 @@ impl LakeRoot {
 
     pub(crate) fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// The signed S3 requests object_store lacks (server-side part copies, Object Lock), on
+    /// an `s3://` root; `None` elsewhere.
+    pub fn s3(&self) -> Option<&Arc<S3Client>> {
+        self.s3.as_ref()
+    }
+
+    /// The keys of the incomplete multipart uploads under the root's prefix (S3 only: empty
+    /// elsewhere). A rewrite aborts its upload on every error; one killed mid-way leaves its
+    /// upload until the bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes it.
+    ///
+    /// # Errors
+    /// [`LakeError::ObjectStore`] when `ListMultipartUploads` fails.
+    pub async fn incomplete_uploads(&self) -> Result<Vec<String>, LakeError> {
+        match &self.s3 {
+            Some(s3) => s3
+                .incomplete_uploads(&self.prefix)
+                .await
+                .map_err(|e| LakeError::store(&self.prefix, e)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The URL or path the root was made from.

@@ -23,6 +23,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::LakeError;
+use super::s3::S3Client;
 
 /// Connect timeout of every remote store: 5 seconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +93,8 @@ pub(crate) struct BuiltStore {
     pub(crate) prefix: Path,
     pub(crate) kind: StoreKind,
     pub(crate) upload_part_size: usize,
+    /// The signed requests object_store lacks, on an `s3://` root (see [`S3Client::new`]).
+    pub(crate) s3: Option<Arc<S3Client>>,
 }
 
 /// The local folder a URL names (a plain path, or `file://` + path), or `None` for an object
@@ -174,6 +177,7 @@ pub(crate) fn build(url: &str, options: &StoreOptions) -> Result<BuiltStore, Lak
             prefix: Path::default(),
             kind: StoreKind::Memory,
             upload_part_size: part_size,
+            s3: None,
         });
     }
     if url.starts_with("s3://") || url.starts_with("s3a://") {
@@ -206,6 +210,7 @@ pub(crate) fn build(url: &str, options: &StoreOptions) -> Result<BuiltStore, Lak
         prefix: Path::default(),
         kind: StoreKind::Local,
         upload_part_size: part_size,
+        s3: None,
     })
 }
 
@@ -241,14 +246,17 @@ fn build_s3(url: &str, s3: &S3Options, part_size: usize) -> Result<BuiltStore, S
     if let Some(virtual_hosted) = s3.virtual_hosted_style {
         builder = builder.with_virtual_hosted_style_request(virtual_hosted);
     }
+    let client_settings = builder.clone();
     let store = builder
         .build()
         .map_err(|e| format!("cannot configure S3: {e}"))?;
+    let s3 = S3Client::new(&client_settings, &store)?.map(Arc::new);
     Ok(BuiltStore {
         store: Arc::new(store),
         prefix,
         kind: StoreKind::S3,
         upload_part_size: part_size,
+        s3,
     })
 }
 
@@ -273,6 +281,10 @@ mod tests {
         assert_eq!(built.kind, StoreKind::S3);
         assert_eq!(built.prefix.as_ref(), "events/v1");
         assert_eq!(built.upload_part_size, MIN_S3_PART_SIZE);
+        assert!(
+            built.s3.is_some(),
+            "signed S3 requests share the store's settings"
+        );
         let shown = format!("{:?}", options.s3);
         assert!(!shown.contains("secret\""), "{shown}");
     }

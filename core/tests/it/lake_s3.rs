@@ -31,7 +31,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 const TEMP_MARKER: &str = ".lethe-tmp-";
 
 /// The S3 endpoint under test, or `None` (and a printed line) when the server is not running.
-fn s3_endpoint(test: &str) -> Option<String> {
+pub(crate) fn s3_endpoint(test: &str) -> Option<String> {
     match std::env::var("LETHE_TEST_S3_ENDPOINT") {
         Ok(e) if !e.is_empty() => Some(e),
         _ => {
@@ -44,7 +44,7 @@ fn s3_endpoint(test: &str) -> Option<String> {
 }
 
 /// Creates a fresh bucket with a plain `PUT /<bucket>` (moto needs no signature for it).
-fn create_bucket(endpoint: &str) -> String {
+pub(crate) fn create_bucket(endpoint: &str) -> String {
     let name = format!("lethe-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
     let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut conn = std::net::TcpStream::connect(addr).expect("connect to the S3 endpoint");
@@ -61,7 +61,12 @@ fn create_bucket(endpoint: &str) -> String {
 }
 
 /// A root on `s3://<bucket>/<prefix>` with the test endpoint and `part_size` bytes per part.
-fn s3_root(endpoint: &str, bucket: &str, prefix: &str, part_size: Option<usize>) -> LakeRoot {
+pub(crate) fn s3_root(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    part_size: Option<usize>,
+) -> LakeRoot {
     let options = StoreOptions {
         s3: S3Options {
             endpoint: Some(endpoint.to_string()),
@@ -92,21 +97,21 @@ async fn upload(root: &LakeRoot, dir: &FsPath) {
     }
 }
 
-fn key(root: &LakeRoot, relative: &str) -> Path {
+pub(crate) fn key(root: &LakeRoot, relative: &str) -> Path {
     Path::parse(relative)
         .unwrap()
         .parts()
         .fold(root.prefix().clone(), |p, part| p.join(part))
 }
 
-async fn put(root: &LakeRoot, relative: &str, bytes: Vec<u8>) {
+pub(crate) async fn put(root: &LakeRoot, relative: &str, bytes: Vec<u8>) {
     root.store()
         .put(&key(root, relative), PutPayload::from(bytes))
         .await
         .unwrap();
 }
 
-async fn get(root: &LakeRoot, relative: &str) -> bytes::Bytes {
+pub(crate) async fn get(root: &LakeRoot, relative: &str) -> bytes::Bytes {
     root.store()
         .get(&key(root, relative))
         .await
@@ -146,7 +151,7 @@ async fn rows(root: &LakeRoot, relative: &str) -> BTreeMap<(String, String), usi
 }
 
 /// Every object key in the root's bucket holding a temporary-object marker.
-async fn temp_objects(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+pub(crate) async fn temp_objects(store: &Arc<dyn ObjectStore>) -> Vec<String> {
     store
         .list(None)
         .map_ok(|m| m.location.to_string())
@@ -156,7 +161,7 @@ async fn temp_objects(store: &Arc<dyn ObjectStore>) -> Vec<String> {
         .unwrap()
 }
 
-fn outcome_of<'a>(outcome: &'a EraseOutcome, relative: &str) -> &'a FileOutcome {
+pub(crate) fn outcome_of<'a>(outcome: &'a EraseOutcome, relative: &str) -> &'a FileOutcome {
     outcome
         .files
         .iter()

@@ -4,11 +4,13 @@
 //!
 //! One area: `cargo test -p lethe-core --test it store_contract`.
 
+mod audit_sink_s3;
 mod audit_tamper;
 mod delta;
 mod fencing;
 mod ingest;
 mod job_panic;
 mod lake_s3;
+mod lake_s3_copy;
 mod residency;
 mod store_contract;

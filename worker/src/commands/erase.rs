@@ -53,6 +53,10 @@ pub struct EraseSummary {
     pub bytes_reencoded: u64,
     /// Compressed bytes of the row groups copied without decoding.
     pub bytes_copied: u64,
+    /// Of `bytes_copied`, the bytes S3 copied from the original into the new object itself
+    /// (multipart `UploadPartCopy`): they never crossed the worker. 0 off S3.
+    #[serde(default)]
+    pub bytes_copied_server_side: u64,
     /// Data pages of rewritten row groups copied as encoded bytes (they lost no row).
     pub pages_copied: u64,
     /// Data pages of rewritten row groups encoded again.
@@ -96,6 +100,7 @@ impl EraseSummary {
             row_groups_copied: m.surgery.row_groups_copied,
             bytes_reencoded: m.surgery.bytes_reencoded,
             bytes_copied: m.surgery.bytes_copied,
+            bytes_copied_server_side: m.surgery.bytes_copied_server_side,
             pages_copied: m.surgery.pages_copied,
             pages_reencoded: m.surgery.pages_reencoded,
             elapsed_s: m.elapsed_s,

@@ -14,12 +14,22 @@
 //! out with one PUT, a larger one as a multipart upload of parts of that size, so memory stays
 //! bound to one row group plus the parts in flight.
 //!
+//! On S3 ([`StoreKind::S3`] with a [`S3Client`](crate::lake::s3::S3Client)), runs of untouched
+//! row groups that the new file holds as one byte range of the original of at least
+//! [`MIN_S3_PART_SIZE`] (5 MiB, see [`server_side_runs`]) are not fetched: the surgeon writes
+//! their footer entries from the original's metadata ([`Surgeon::copy_unfetched`]) and
+//! [`PartUpload`] copies their bytes server-side (`UploadPartCopy`, conditional on the listed
+//! ETag; a changed original fails the file with [`LakeError::Changed`]). Not when the file has
+//! a Hadoop `.crc` sidecar: its checksums need every byte, so such files take the path above.
+//! Every error aborts the multipart upload before the temporary object is deleted.
+//!
 //! Concurrency: I/O (fetching a row group's column chunks, uploading output) stays on the async
 //! runtime; decoding, filtering and encoding (or copying) a row group is CPU-bound and runs on
 //! the blocking pool ([`run_blocking`]), the writer being moved in and out for each row group. That keeps the
 //! memory bound to one row group per file and keeps the runtime's workers responsive.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,9 +43,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
 use super::failpoint::{Failpoint, hit};
+use super::part_copy::{CopySource, PartUpload};
 use super::surgery::{
-    RowGroupPlan, Surgeon, SurgeryMetrics, fetch_row_group, key_value_metadata, load_page_index,
-    plan_candidates,
+    Piece, RowGroupPlan, Surgeon, SurgeryMetrics, chunk_range, fetch_row_group, key_value_metadata,
+    load_page_index, plan_candidates,
 };
 use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
@@ -44,7 +55,7 @@ use crate::lake::open::{OpenFile, open};
 pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
 use crate::lake::run_blocking;
-use crate::lake::store::StoreKind;
+use crate::lake::store::{MIN_S3_PART_SIZE, StoreKind};
 
 /// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
 fn temp_beside(location: &Path) -> Path {
@@ -325,7 +336,7 @@ pub(crate) async fn rewrite_file_to(
             status: FileStatus::Rewritten,
             rows_before,
             rows_removed: written.rows_removed,
-            bytes_read: opened.reader.bytes_read(),
+            bytes_read: opened.reader.bytes_read() + written.fetched,
             bytes_written: written.bytes,
             upload_parts: written.parts,
             stale_temps_removed: 0,
@@ -351,6 +362,8 @@ struct Written {
     bytes: u64,
     /// Parts of its multipart upload (0: one PUT).
     parts: u64,
+    /// Bytes of the original fetched by the upload to form parts (see [`PartUpload`]).
+    fetched: u64,
     /// Row groups copied and rewritten.
     surgery: SurgeryMetrics,
     /// The new file, opened for the verification.
@@ -386,10 +399,41 @@ async fn write_verify_swap(
     let mut surgeon = Surgeon::new(relative, &md, reference)?;
 
     let part_size = root.upload_part_size();
+    // On S3, long runs of untouched row groups are copied server-side (not with a `.crc`
+    // sidecar, whose checksums need every byte).
+    let copier = match (root.kind(), root.s3(), &file.e_tag, &crc) {
+        (StoreKind::S3, Some(s3), Some(e_tag), None) => Some((s3, e_tag)),
+        _ => None,
+    };
+    let unfetched = match copier {
+        Some(_) => {
+            let touched = plans.keys().copied().collect();
+            server_side_runs(&md, &touched, opened.reader.len())
+        }
+        None => std::collections::BTreeSet::new(),
+    };
+    let upload = match copier {
+        Some((s3, e_tag)) if !unfetched.is_empty() => Upload::Parts(PartUpload::new(
+            Arc::clone(s3),
+            Arc::clone(store),
+            temps.data.clone(),
+            CopySource {
+                location: file.location.clone(),
+                relative: relative.to_string(),
+                e_tag: e_tag.clone(),
+            },
+            part_size,
+        )),
+        _ => Upload::Buffered(BufWriter::with_capacity(
+            Arc::clone(store),
+            temps.data.clone(),
+            part_size,
+        )),
+    };
     let mut sink = Sink {
-        upload: BufWriter::with_capacity(Arc::clone(store), temps.data.clone(), part_size),
+        whole: matches!(upload, Upload::Buffered(_)).then(Vec::new),
+        upload,
         part_size,
-        whole: Some(Vec::new()),
         crc,
         written: 0,
     };
@@ -397,6 +441,14 @@ async fn write_verify_swap(
     for rg in 0..md.num_row_groups() {
         let step = async {
             let plan = plans.remove(&rg);
+            if unfetched.contains(&rg) {
+                let source = fetch_row_group(opened, &md, rg, Some(&[]), true).await?;
+                return run_blocking(move || {
+                    let pieces = surgeon.copy_unfetched(&source)?;
+                    Ok::<_, LakeError>((surgeon, 0, pieces))
+                })
+                .await?;
+            }
             let source = fetch_row_group(opened, &md, rg, None, plan.is_none()).await?;
             run_blocking(move || {
                 let (bytes, n) = match plan {
@@ -407,11 +459,11 @@ async fn write_verify_swap(
                     Some(plan) => (surgeon.filter(&source, &plan)?, plan.removed),
                     None => (surgeon.copy(&source)?, 0),
                 };
-                Ok::<_, LakeError>((surgeon, n, bytes))
+                Ok::<_, LakeError>((surgeon, n, vec![Piece::Bytes(bytes)]))
             })
             .await?
         };
-        let (s, n, bytes) = match step.await {
+        let (s, n, pieces) = match step.await {
             Ok(done) => done,
             Err(e) => {
                 sink.abort().await;
@@ -420,15 +472,15 @@ async fn write_verify_swap(
         };
         surgeon = s;
         removed += n;
-        if let Err(e) = sink.put(bytes).await {
+        if let Err(e) = sink.put_pieces(pieces, temps.data).await {
             sink.abort().await;
-            return Err(LakeError::store(temps.data, e));
+            return Err(e);
         }
         if rg == 0 {
             hit(Failpoint::MidWrite).await;
         }
     }
-    let surgery = surgeon.metrics;
+    let mut surgery = surgeon.metrics;
     let tail = match run_blocking(move || surgeon.finish()).await? {
         Ok(tail) => tail,
         Err(e) => {
@@ -436,19 +488,12 @@ async fn write_verify_swap(
             return Err(e);
         }
     };
-    if let Err(e) = sink.put(tail).await {
+    if let Err(e) = sink.put_pieces(vec![Piece::Bytes(tail)], temps.data).await {
         sink.abort().await;
-        return Err(LakeError::store(temps.data, e));
+        return Err(e);
     }
-    let finished = sink.finish().await.map_err(|e| {
-        LakeError::store(
-            temps.data,
-            object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            },
-        )
-    })?;
+    let finished = sink.finish(temps.data).await?;
+    surgery.bytes_copied_server_side = finished.server_side;
 
     let new = verify(store, opened, temps.data, finished.written, removed).await?;
     if let Some(guard) = guard {
@@ -460,16 +505,17 @@ async fn write_verify_swap(
                 reason,
             })?;
     }
-    let parts = if finished.multipart {
-        finished.written.div_ceil(part_size as u64)
-    } else {
-        0
+    let parts = match finished.parts {
+        Some(parts) => parts,
+        None if finished.multipart => finished.written.div_ceil(part_size as u64),
+        None => 0,
     };
     if !temps.swap {
         return Ok(Written {
             rows_removed: removed,
             bytes: finished.written,
             parts,
+            fetched: finished.fetched,
             surgery,
             new,
         });
@@ -493,6 +539,7 @@ async fn write_verify_swap(
         rows_removed: removed,
         bytes: finished.written,
         parts,
+        fetched: finished.fetched,
         surgery,
         new,
     })
@@ -517,9 +564,12 @@ async fn write_verify_swap(
 ///   can hit this window.
 /// - A store from [`LakeRoot::from_store`]: its `rename`, after the same check.
 ///
+/// A new file whose untouched row groups were copied server-side ([`PartUpload`]) is always a
+/// multipart upload (at least 5 MiB), so it takes the copy-then-delete swap.
+///
 /// A crash between the copy and the delete leaves the temporary object; the next attempt on
 /// the file removes it ([`remove_stale_temps`]). A crash during a multipart upload leaves an
-/// incomplete upload that no listing shows: S3 buckets holding lakes should have a lifecycle
+/// incomplete upload that no listing shows ([`LakeRoot::incomplete_uploads`] does): S3 buckets holding lakes should have a lifecycle
 /// rule `AbortIncompleteMultipartUpload` (e.g. after 1 day). Files above 5 GiB cannot be
 /// swapped on S3 (the limit of one `CopyObject`): they fail and stay untouched.
 pub(crate) async fn swap(
@@ -585,13 +635,21 @@ async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
     }
 }
 
+/// Where the new file's bytes go.
+enum Upload {
+    /// object_store's upload: one PUT, or a multipart upload above the part size.
+    Buffered(BufWriter),
+    /// A multipart upload with server-side copies of the original's untouched ranges (S3).
+    Parts(PartUpload),
+}
+
 /// The upload of the new file, with its byte count and (optional) Hadoop checksum.
 struct Sink {
-    upload: BufWriter,
+    upload: Upload,
     /// Size in bytes above which the upload is multipart.
     part_size: usize,
     /// The file's bytes while it is smaller than `part_size` (shared with the upload's buffer,
-    /// not copied), for a conditional swap with one PUT.
+    /// not copied), for a conditional swap with one PUT; `None` for a multipart upload.
     whole: Option<Vec<Bytes>>,
     crc: Option<ChecksumWriter>,
     written: u64,
@@ -607,6 +665,12 @@ struct Finished {
     whole: Option<PutPayload>,
     /// Whether it was uploaded in parts.
     multipart: bool,
+    /// Parts, when counted by the upload itself ([`Upload::Parts`]).
+    parts: Option<u64>,
+    /// Bytes S3 copied from the original itself.
+    server_side: u64,
+    /// Bytes of the original fetched by the upload.
+    fetched: u64,
 }
 
 impl Sink {
@@ -624,25 +688,149 @@ impl Sink {
         } else if let Some(whole) = &mut self.whole {
             whole.push(bytes.clone());
         }
-        self.upload.put(bytes).await
-    }
-
-    async fn abort(&mut self) {
-        if let Err(e) = self.upload.abort().await {
-            tracing::warn!(error = %e, "aborting an upload failed");
+        match &mut self.upload {
+            Upload::Buffered(upload) => upload.put(bytes).await,
+            Upload::Parts(_) => unreachable!("put_pieces writes to a part upload"),
         }
     }
 
-    /// Completes the upload.
-    async fn finish(mut self) -> Result<Finished, std::io::Error> {
-        self.upload.shutdown().await?;
+    /// Writes `pieces`; ranges of the original only go to a [`Upload::Parts`].
+    async fn put_pieces(&mut self, pieces: Vec<Piece>, at: &Path) -> Result<(), LakeError> {
+        for piece in pieces {
+            match (&mut self.upload, piece) {
+                (Upload::Buffered(_), Piece::Bytes(bytes)) => {
+                    self.put(bytes).await.map_err(|e| LakeError::store(at, e))?
+                }
+                (Upload::Parts(parts), Piece::Bytes(bytes)) => {
+                    self.written += bytes.len() as u64;
+                    parts.put(&bytes).await?;
+                }
+                (Upload::Parts(parts), Piece::Source(range)) => {
+                    self.written += range.end - range.start;
+                    parts.copy(range).await?;
+                }
+                (Upload::Buffered(_), Piece::Source(range)) => {
+                    return Err(LakeError::store(
+                        at,
+                        object_store::Error::NotSupported {
+                            source: format!(
+                                "bytes {}..{} of the original cannot be copied by this upload",
+                                range.start, range.end
+                            )
+                            .into(),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        match &mut self.upload {
+            Upload::Buffered(upload) => {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "aborting an upload failed");
+                }
+            }
+            Upload::Parts(parts) => parts.abort().await,
+        }
+    }
+
+    /// Completes the upload (a failed part upload is aborted).
+    async fn finish(self, at: &Path) -> Result<Finished, LakeError> {
+        let (parts, server_side, fetched) = match self.upload {
+            Upload::Buffered(mut upload) => {
+                upload.shutdown().await.map_err(|e| {
+                    LakeError::store(
+                        at,
+                        object_store::Error::Generic {
+                            store: "upload",
+                            source: Box::new(e),
+                        },
+                    )
+                })?;
+                (None, 0, 0)
+            }
+            Upload::Parts(mut upload) => {
+                upload.finish().await?;
+                (Some(upload.parts()), upload.server_side, upload.fetched)
+            }
+        };
         Ok(Finished {
             written: self.written,
             sidecar: self.crc.map(ChecksumWriter::finish),
             multipart: self.whole.is_none(),
             whole: self.whole.map(PutPayload::from_iter),
+            parts,
+            server_side,
+            fetched,
         })
     }
+}
+
+/// The untouched row groups to copy without fetching them (S3 server-side copies): runs of
+/// consecutive row groups not in `touched` (those with a plan) whose column chunks follow each other in `md`'s
+/// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
+/// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). A row group
+/// with a bloom filter ends its run (the new file holds its bloom filters right after it).
+/// Shorter runs are fetched and copied through the worker, as off S3.
+fn server_side_runs(
+    md: &parquet::file::metadata::ParquetMetaData,
+    touched: &std::collections::BTreeSet<usize>,
+    file_len: u64,
+) -> std::collections::BTreeSet<usize> {
+    /// The byte range of a row group's column chunks, when they are contiguous in order.
+    fn span(rg: &parquet::file::metadata::RowGroupMetaData, file_len: u64) -> Option<Range<u64>> {
+        let mut span: Option<Range<u64>> = None;
+        for col in rg.columns() {
+            let r = chunk_range(col, file_len).ok()?;
+            span = match span {
+                None => Some(r),
+                Some(s) if s.end == r.start => Some(s.start..r.end),
+                Some(_) => return None,
+            };
+        }
+        span
+    }
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut run_span: Option<Range<u64>> = None;
+    let mut open = false;
+    let mut close = |run: &mut Vec<usize>, run_span: &mut Option<Range<u64>>| {
+        if run_span
+            .as_ref()
+            .is_some_and(|s| s.end - s.start >= MIN_S3_PART_SIZE as u64)
+        {
+            chosen.extend(run.iter().copied());
+        }
+        run.clear();
+        *run_span = None;
+    };
+    for rg in 0..md.num_row_groups() {
+        let meta = md.row_group(rg);
+        let this = (!touched.contains(&rg))
+            .then(|| span(meta, file_len))
+            .flatten();
+        match (this, &mut run_span) {
+            (Some(s), Some(current)) if open && current.end == s.start => {
+                current.end = s.end;
+                run.push(rg);
+            }
+            (Some(s), _) => {
+                close(&mut run, &mut run_span);
+                run.push(rg);
+                run_span = Some(s);
+            }
+            (None, _) => close(&mut run, &mut run_span),
+        }
+        open = !meta
+            .columns()
+            .iter()
+            .any(|c| c.bloom_filter_offset().is_some());
+    }
+    close(&mut run, &mut run_span);
+    chosen
 }
 
 /// Reads the new file's footer back: it must decode, hold `old − removed` rows (counted by
@@ -701,4 +889,71 @@ async fn ensure_unchanged(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Resu
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BinaryArray, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+    use parquet::file::properties::WriterProperties;
+
+    use super::server_side_runs;
+
+    /// Four row groups of 2 MiB (32 rows of 64 KiB, no dictionary), with or without bloom
+    /// filters; returns the footer and the file's size.
+    fn four_row_groups(blooms: bool) -> (ParquetMetaData, u64) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "payload",
+            DataType::Binary,
+            false,
+        )]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(32))
+            .set_dictionary_enabled(false)
+            .set_bloom_filter_enabled(blooms)
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).unwrap();
+        for rg in 0..4u8 {
+            let values: Vec<Vec<u8>> = (0..32u8).map(|i| vec![rg ^ i; 64 * 1024]).collect();
+            let column: ArrayRef = Arc::new(BinaryArray::from_iter_values(values.iter()));
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+            writer.write(&batch).unwrap();
+            writer.flush().unwrap();
+        }
+        writer.close().unwrap();
+        let len = out.len() as u64;
+        let md = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(out))
+            .unwrap();
+        assert_eq!(md.num_row_groups(), 4);
+        (md, len)
+    }
+
+    fn set(items: &[usize]) -> BTreeSet<usize> {
+        items.iter().copied().collect()
+    }
+
+    #[test]
+    fn only_runs_of_untouched_row_groups_of_5_mib_are_copied_server_side() {
+        let (md, len) = four_row_groups(false);
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[0]), len), set(&[1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[3]), len), set(&[0, 1, 2]));
+        // 2 MiB and 4 MiB on either side of the touched row group: too short.
+        assert_eq!(server_side_runs(&md, &set(&[1]), len), set(&[]));
+        assert_eq!(server_side_runs(&md, &set(&[0, 3]), len), set(&[]));
+    }
+
+    #[test]
+    fn a_bloom_filter_between_row_groups_ends_a_run() {
+        let (md, len) = four_row_groups(true);
+        assert!(md.row_group(0).column(0).bloom_filter_offset().is_some());
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[]));
+    }
 }

@@ -11,6 +11,7 @@ mod edits;
 mod engine;
 pub(crate) mod failpoint;
 mod guard;
+mod part_copy;
 mod policy;
 mod rectify;
 mod surgery;

@@ -19,6 +19,7 @@ mod pages;
 mod props;
 mod rle;
 mod source;
+mod splice;
 mod thrift;
 mod values;
 
@@ -46,11 +47,14 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
-use chunks::{FetchedRanges, chunk_range};
+use chunks::FetchedRanges;
+pub(crate) use chunks::chunk_range;
 #[cfg(test)]
 pub(crate) use props::ORIGINAL_CREATED_BY;
 pub(crate) use props::key_value_metadata;
 pub(crate) use source::{fetch_row_group, load_page_index, plan_candidates};
+pub(crate) use splice::Piece;
+use splice::{Spliced, Unfetched};
 
 use super::RowFilter;
 use crate::lake::error::LakeError;
@@ -74,6 +78,9 @@ pub struct SurgeryMetrics {
     pub bytes_reencoded: u64,
     /// Compressed bytes of the row groups copied.
     pub bytes_copied: u64,
+    /// Of `bytes_copied`, the bytes S3 copied from the original into the new object itself
+    /// (multipart `UploadPartCopy`): never downloaded nor uploaded by the worker. 0 off S3.
+    pub bytes_copied_server_side: u64,
     /// Data pages of rewritten row groups copied as encoded bytes (they lost no row).
     pub pages_copied: u64,
     /// Data pages of rewritten row groups encoded again.
@@ -87,6 +94,7 @@ impl SurgeryMetrics {
         self.row_groups_copied += other.row_groups_copied;
         self.bytes_reencoded += other.bytes_reencoded;
         self.bytes_copied += other.bytes_copied;
+        self.bytes_copied_server_side += other.bytes_copied_server_side;
         self.pages_copied += other.pages_copied;
         self.pages_reencoded += other.pages_reencoded;
     }
@@ -238,7 +246,7 @@ fn top_level_leaf(descr: &SchemaDescriptor, name: &str) -> Option<usize> {
 /// Writes the new file row group by row group; the bytes of each row group are taken out as
 /// soon as it is closed, so they can be uploaded while the next one is prepared.
 pub(crate) struct Surgeon {
-    writer: SerializedFileWriter<Vec<u8>>,
+    writer: SerializedFileWriter<Spliced>,
     descr: SchemaDescPtr,
     props: WriterPropertiesPtr,
     created_by: Option<String>,
@@ -257,12 +265,10 @@ impl Surgeon {
         let schema = md.file_metadata().schema_descr().root_schema_ptr();
         let descr = Arc::new(SchemaDescriptor::new(Arc::clone(&schema)));
         let props = Arc::new(props::writer_properties(md, reference));
-        let writer =
-            SerializedFileWriter::new(Vec::new(), schema, Arc::clone(&props)).map_err(|e| {
-                LakeError::Unsupported {
-                    file: relative.to_string(),
-                    reason: format!("the Parquet writer refused its schema: {e}"),
-                }
+        let writer = SerializedFileWriter::new(Spliced::default(), schema, Arc::clone(&props))
+            .map_err(|e| LakeError::Unsupported {
+                file: relative.to_string(),
+                reason: format!("the Parquet writer refused its schema: {e}"),
             })?;
         Ok(Self {
             writer,
@@ -279,6 +285,48 @@ impl Surgeon {
     /// # Errors
     /// [`LakeError::Writer`] naming the row group.
     pub fn copy(&mut self, source: &SourceRowGroup) -> Result<Vec<u8>, LakeError> {
+        self.append_copy(source, &source.data)?;
+        self.take(source.index)
+    }
+
+    /// Copies `source` as encoded bytes without its column chunks having been fetched
+    /// (`source.data` may be empty; its bloom filters and page index are needed): the footer
+    /// gets its metadata with offsets shifted, and the pieces returned (everything written
+    /// since the last call) hold its column chunks as [`Piece::Source`] ranges of the input,
+    /// for the upload to copy.
+    ///
+    /// # Errors
+    /// [`LakeError::Corrupt`] when a chunk's offsets are impossible; [`LakeError::Writer`].
+    pub fn copy_unfetched(&mut self, source: &SourceRowGroup) -> Result<Vec<Piece>, LakeError> {
+        let file_len = Length::len(&source.data);
+        let mut at = self.writer.bytes_written() as u64;
+        for col in source.meta.columns() {
+            let range = chunk_range(col, file_len).map_err(|reason| LakeError::Corrupt {
+                file: self.relative.clone(),
+                reason: format!("row group {}: {reason}", source.index),
+                source: None,
+            })?;
+            let len = range.end - range.start;
+            self.writer.inner_mut().skip(at, len, range.start);
+            at += len;
+        }
+        self.append_copy(source, &Unfetched { file_len })?;
+        self.flush(source.index)?;
+        self.writer
+            .inner_mut()
+            .take_pieces()
+            .map_err(|reason| LakeError::Unsupported {
+                file: self.relative.clone(),
+                reason: format!("copying row group {}: {reason}", source.index),
+            })
+    }
+
+    /// Appends `source`'s column chunks, read from `chunks`, with their metadata.
+    fn append_copy<R: ChunkReader>(
+        &mut self,
+        source: &SourceRowGroup,
+        chunks: &R,
+    ) -> Result<(), LakeError> {
         let wrap = |e: ParquetError| {
             LakeError::writer(
                 &self.relative,
@@ -308,12 +356,12 @@ impl Surgeon {
                 column_index,
                 offset_index: page_index.offset_index(i).cloned(),
             };
-            rg.append_column(&source.data, close).map_err(wrap)?;
+            rg.append_column(chunks, close).map_err(wrap)?;
         }
         rg.close().map_err(wrap)?;
         self.metrics.row_groups_copied += 1;
         self.metrics.bytes_copied += source.compressed_bytes();
-        self.take(source.index)
+        Ok(())
     }
 
     /// Writes `source` filtered by `plan`; returns the bytes written since the last call.
@@ -444,15 +492,25 @@ impl Surgeon {
         self.take(usize::MAX)
     }
 
-    fn take(&mut self, row_group: usize) -> Result<Vec<u8>, LakeError> {
+    fn flush(&mut self, row_group: usize) -> Result<(), LakeError> {
         self.writer.flush().map_err(|e| {
             LakeError::writer(
                 &self.relative,
                 format_args!("flushing row group {row_group}"),
                 ParquetError::from(e),
             )
-        })?;
-        Ok(std::mem::take(self.writer.inner_mut()))
+        })
+    }
+
+    fn take(&mut self, row_group: usize) -> Result<Vec<u8>, LakeError> {
+        self.flush(row_group)?;
+        self.writer
+            .inner_mut()
+            .take_bytes()
+            .map_err(|reason| LakeError::Unsupported {
+                file: self.relative.clone(),
+                reason: format!("writing row group {row_group}: {reason}"),
+            })
     }
 }
 

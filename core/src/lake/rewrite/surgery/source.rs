@@ -73,8 +73,8 @@ pub(crate) async fn plan_candidates(
     Ok(plans)
 }
 
-/// Fetches the column chunks of row group `rg` (only `leaves` when given; and, when it is to
-/// be copied, its bloom filters).
+/// Fetches the column chunks of row group `rg` (only `leaves` when given, none for
+/// `Some(&[])`; and, when it is to be copied, its bloom filters).
 ///
 /// # Errors
 /// [`LakeError::Corrupt`] when a chunk's offsets are impossible, store errors.
@@ -100,12 +100,16 @@ pub(crate) async fn fetch_row_group(
             reason: format!("row group {rg}: {reason}"),
             source: None,
         })?;
-    let parts = opened
-        .reader
-        .clone()
-        .get_byte_ranges(ranges.clone())
-        .await
-        .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?;
+    let parts = if ranges.is_empty() {
+        Vec::new()
+    } else {
+        opened
+            .reader
+            .clone()
+            .get_byte_ranges(ranges.clone())
+            .await
+            .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?
+    };
     let mut blooms = vec![None; meta.num_columns()];
     if with_blooms {
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
