@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -11,15 +10,14 @@ use tracing::Instrument;
 use super::context::{ExecuteContext, Execution, JobError};
 use super::erase::erasure_result;
 use super::execute::execute_job;
+use super::lease::LeaseGuard;
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
-use crate::ingest::IngestError;
 use crate::keyring::Keyring;
 use crate::lake::CommitGuard;
 use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::requests::complete::{self, Ending};
-use crate::residency::ResidencyError;
 use crate::store::{
     Job, JobFinish, JobKind, JobOutcome, PrivacyRequest, Store, StoreError, StoreResult, Transition,
 };
@@ -67,13 +65,13 @@ impl WorkerConfig {
 /// A job runner bound to a store.
 #[derive(Clone)]
 pub struct Worker {
-    store: Arc<Store>,
-    config: WorkerConfig,
-    keyring: Option<Arc<Keyring>>,
+    pub(super) store: Arc<Store>,
+    pub(super) config: WorkerConfig,
+    pub(super) keyring: Option<Arc<Keyring>>,
 }
 
 /// Delay before retry `attempt` (1-based): 2, 4, 8 … seconds, at most 5 minutes.
-fn backoff(attempt: i64) -> chrono::Duration {
+pub(super) fn backoff(attempt: i64) -> chrono::Duration {
     let secs = 2i64.saturating_pow(attempt.clamp(1, 16) as u32).min(300);
     chrono::Duration::seconds(secs)
 }
@@ -84,7 +82,7 @@ const BUSY_RETRY_S: i64 = 10;
 
 /// The finish of a job that could not take its dataset lease: queued again shortly, with
 /// `reason` (who holds the dataset) as its last error, its attempt given back.
-fn deferred(reason: String) -> JobFinish {
+pub(super) fn deferred(reason: String) -> JobFinish {
     JobFinish::new(JobOutcome::Defer {
         at: chrono::Utc::now() + chrono::Duration::seconds(BUSY_RETRY_S),
         reason,
@@ -94,7 +92,7 @@ fn deferred(reason: String) -> JobFinish {
 /// Runs `work` in a task of its own, so that a panic in it fails the job it belongs to
 /// ([`JobError::Panicked`], with the panic's message) instead of the worker; the failpoint
 /// `job.panic` (tests only) panics there.
-async fn isolated<T: Send + 'static>(
+pub(super) async fn isolated<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, JobError>> + Send + 'static,
 ) -> Result<T, JobError> {
     let task = tokio::spawn(
@@ -131,42 +129,6 @@ fn log_job_end(done: Result<StoreResult<Option<String>>, tokio::task::JoinError>
     }
 }
 
-/// Fences a rewrite: the file is swapped in only while this worker still holds the job's
-/// lease (checked, and extended, immediately before the swap).
-pub struct LeaseGuard {
-    store: Arc<Store>,
-    job_id: String,
-    token: String,
-    lease: Duration,
-}
-
-impl LeaseGuard {
-    /// A guard for the lease `token` on `job_id`.
-    pub fn new(store: Arc<Store>, job_id: String, token: String, lease: Duration) -> Self {
-        Self {
-            store,
-            job_id,
-            token,
-            lease,
-        }
-    }
-}
-
-#[async_trait]
-impl CommitGuard for LeaseGuard {
-    async fn may_commit(&self, _file: &str) -> Result<(), String> {
-        match self
-            .store
-            .heartbeat_job(&self.job_id, &self.token, self.lease)
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("lease lost: another worker owns this task now (fenced)".into()),
-            Err(e) => Err(format!("lease could not be confirmed: {e}")),
-        }
-    }
-}
-
 impl Worker {
     /// A worker for `store`.
     pub fn new(store: Arc<Store>, config: WorkerConfig) -> Self {
@@ -184,7 +146,7 @@ impl Worker {
         self
     }
 
-    fn actor(&self) -> String {
+    pub(super) fn actor(&self) -> String {
         format!("worker:{}", self.config.worker_id)
     }
 
@@ -377,168 +339,6 @@ impl Worker {
         Ok(Some(job.id))
     }
 
-    /// Runs a [`JobKind::Compact`] job (no request): compacts the dataset named in its payload,
-    /// heartbeating meanwhile; transient failures are retried with backoff.
-    async fn run_compaction(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
-        let heartbeat = self.spawn_heartbeat(&job, token);
-        let (worker, job_in_task) = (self.clone(), job.clone());
-        let outcome = isolated(async move {
-            let (worker, job) = (&worker, &job_in_task);
-            let keyring = worker
-                .keyring
-                .clone()
-                .ok_or_else(|| JobError::Permanent("compaction needs the keyring".into()))?;
-            let dataset_id = job.payload["dataset_id"]
-                .as_str()
-                .ok_or_else(|| JobError::Permanent("compact job without dataset_id".into()))?;
-            let dataset = worker.store.dataset(dataset_id).await?;
-            crate::compaction::compact(&worker.store, &keyring, &dataset, &worker.actor())
-                .await
-                .map_err(|e| {
-                    if let IngestError::Store(
-                        StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. },
-                    ) = e
-                    {
-                        JobError::Busy(e.to_string())
-                    } else if e.is_client_error() {
-                        JobError::Permanent(e.to_string())
-                    } else {
-                        JobError::Transient(e.to_string())
-                    }
-                })
-        })
-        .await;
-        heartbeat.stop().await;
-        let finish = match outcome {
-            Ok(report) => {
-                let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.result = serde_json::to_value(report).ok();
-                finish
-            }
-            Err(JobError::Busy(reason)) => deferred(reason),
-            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
-                JobFinish::new(JobOutcome::Retry {
-                    at: chrono::Utc::now() + backoff(job.attempts),
-                    error,
-                })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "compaction failed");
-                JobFinish::new(JobOutcome::Failed {
-                    error: e.to_string(),
-                })
-            }
-        };
-        self.finish_job(&job, token, finish).await?;
-        Ok(Some(job.id))
-    }
-
-    /// Runs a [`JobKind::ResidencyScan`] or [`JobKind::ResidencyRemediate`] job (no request)
-    /// over the dataset named in its payload (`dataset_id`), or every dataset, heartbeating
-    /// meanwhile; a remediation swaps a source file only while it holds the lease. Transient
-    /// failures are retried with backoff (a remediation finishes what the failed attempt left).
-    async fn run_residency(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
-        let heartbeat = self.spawn_heartbeat(&job, token);
-        let (worker, job_in_task, token_in_task) = (self.clone(), job.clone(), token.to_string());
-        let outcome = isolated(async move {
-            let (worker, job, token) = (&worker, &job_in_task, &token_in_task);
-            let keyring = worker
-                .keyring
-                .clone()
-                .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
-            let dataset_id = job.payload["dataset_id"].as_str();
-            let classify = |e: crate::residency::ResidencyError| {
-                if let ResidencyError::Store(
-                    StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. },
-                ) = e
-                {
-                    JobError::Busy(e.to_string())
-                } else if e.is_transient() {
-                    JobError::Transient(e.to_string())
-                } else {
-                    JobError::Permanent(e.to_string())
-                }
-            };
-            if job.kind == JobKind::ResidencyScan {
-                let scans = crate::residency::scan_datasets(
-                    &worker.store,
-                    &keyring,
-                    dataset_id,
-                    &worker.actor(),
-                )
-                .await
-                .map_err(classify)?;
-                Ok(json!({ "datasets": scans.iter().map(|s| &s.scan).collect::<Vec<_>>() }))
-            } else {
-                let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
-                    worker.store.clone(),
-                    job.id.clone(),
-                    token.clone(),
-                    worker.config.lease,
-                ));
-                let reports = crate::residency::remediate_datasets(
-                    &worker.store,
-                    &keyring,
-                    dataset_id,
-                    &worker.actor(),
-                    Some(guard),
-                )
-                .await
-                .map_err(classify)?;
-                Ok(json!({ "datasets": reports }))
-            }
-        })
-        .await;
-        heartbeat.stop().await;
-        let finish = match outcome {
-            Ok(result) => {
-                let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.result = Some(result);
-                finish
-            }
-            Err(JobError::Busy(reason)) => deferred(reason),
-            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
-                JobFinish::new(JobOutcome::Retry {
-                    at: chrono::Utc::now() + backoff(job.attempts),
-                    error,
-                })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, kind = job.kind.as_str(), "residency job failed");
-                JobFinish::new(JobOutcome::Failed {
-                    error: e.to_string(),
-                })
-            }
-        };
-        self.finish_job(&job, token, finish).await?;
-        Ok(Some(job.id))
-    }
-
-    /// Extends `job`'s lease every third of the lease until stopped.
-    fn spawn_heartbeat(&self, job: &Job, token: &str) -> Heartbeat {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let store = self.store.clone();
-        let (id, token, lease) = (job.id.clone(), token.to_string(), self.config.lease);
-        let handle = tokio::spawn(async move {
-            let every = (lease / 3).max(Duration::from_millis(50));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop_rx.changed() => break,
-                }
-                match store.heartbeat_job(&id, &token, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!("lease lost; this worker will not commit the job");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                }
-            }
-        });
-        Heartbeat { stop, handle }
-    }
-
     async fn succeed(
         &self,
         job: &Job,
@@ -682,7 +482,12 @@ impl Worker {
     }
 
     /// Ends `job` as `finish` says (see [`Store::finish_job`]) and counts it.
-    async fn finish_job(&self, job: &Job, token: &str, finish: JobFinish) -> StoreResult<bool> {
+    pub(super) async fn finish_job(
+        &self,
+        job: &Job,
+        token: &str,
+        finish: JobFinish,
+    ) -> StoreResult<bool> {
         record_end(job, &finish);
         self.store.finish_job(&job.id, token, finish).await
     }
@@ -692,19 +497,6 @@ impl Worker {
 fn record_end(job: &Job, finish: &JobFinish) {
     metrics::counter!(JOBS_ENDED, "kind" => job.kind.as_str(), "outcome" => finish.outcome.as_str())
         .increment(1);
-}
-
-/// A running heartbeat task.
-struct Heartbeat {
-    stop: watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Heartbeat {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.handle.await;
-    }
 }
 
 #[cfg(test)]

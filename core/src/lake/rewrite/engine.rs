@@ -29,159 +29,36 @@
 //! memory bound to one row group per file and keeps the runtime's workers responsive.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
-};
-use tokio::io::AsyncWriteExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::crc::{ChecksumWriter, bytes_per_checksum, sidecar_name};
+use super::crc::{ChecksumWriter, bytes_per_checksum};
 use super::failpoint::{Failpoint, hit};
 use super::part_copy::{CopySource, PartUpload};
 use super::surgery::{
-    Piece, RowGroupPlan, Surgeon, SurgeryMetrics, chunk_range, fetch_row_group, key_value_metadata,
+    Piece, RowGroupPlan, Surgeon, SurgeryMetrics, fetch_row_group, key_value_metadata,
     load_page_index, plan_candidates,
 };
 use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
 use crate::lake::locate::candidate_row_groups;
 use crate::lake::open::{OpenFile, open};
-pub(crate) use crate::lake::root::TEMP_MARKER;
 use crate::lake::root::{DataFile, LakeRoot};
 use crate::lake::run_blocking;
-use crate::lake::store::{MIN_S3_PART_SIZE, StoreKind};
+use crate::lake::store::StoreKind;
 
-/// A hidden sibling of `location` for a temporary object: `<dir>/.<name>.lethe-tmp-<uuid>`.
-fn temp_beside(location: &Path) -> Path {
-    let name = location.filename().unwrap_or("file");
-    let tmp = format!(".{name}{TEMP_MARKER}{}", uuid::Uuid::new_v4());
-    match location.parent() {
-        Some(dir) => dir.join(tmp.as_str()),
-        None => Path::from(tmp),
-    }
-}
-
-/// The location of the Hadoop sidecar of `location`.
-fn sidecar_of(location: &Path) -> Path {
-    let name = sidecar_name(location.filename().unwrap_or("file"));
-    match location.parent() {
-        Some(dir) => dir.join(name.as_str()),
-        None => Path::from(name),
-    }
-}
-
-/// True when `temp` (a listed temporary object) belongs to `file`: it is `.<name>.lethe-tmp-<uuid>`
-/// (the data file) or `..<name>.crc.lethe-tmp-<uuid>` (its Hadoop sidecar), in the same folder.
-pub(crate) fn is_temp_of(temp: &Path, file: &Path) -> bool {
-    let (Some(temp_name), Some(name)) = (temp.filename(), file.filename()) else {
-        return false;
-    };
-    if temp.parent() != file.parent() {
-        return false;
-    }
-    [
-        format!(".{name}{TEMP_MARKER}"),
-        format!("..{name}.crc{TEMP_MARKER}"),
-    ]
-    .iter()
-    .any(|prefix| {
-        temp_name
-            .strip_prefix(prefix.as_str())
-            .is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok())
-    })
-}
-
-/// Deletes the temporary objects of `file` among `temps` that are older than `attempt_started`:
-/// they were left by an attempt that crashed (or was killed) before cleaning up. Returns how
-/// many were deleted. Failures are logged, not returned: a leftover only costs storage.
-///
-/// Objects of an attempt still running elsewhere are younger than this attempt unless its
-/// worker lost its lease, in which case deleting its temporary object makes its swap fail,
-/// which is what the lease asks for. Clock skew between the store and this host (S3 stamps
-/// `last_modified` itself) shifts the cut-off by the skew.
-pub(crate) async fn remove_stale_temps(
-    store: &Arc<dyn ObjectStore>,
-    file: &DataFile,
-    temps: &[ObjectMeta],
-    attempt_started: DateTime<Utc>,
-) -> u64 {
-    let mut removed = 0;
-    for temp in temps
-        .iter()
-        .filter(|t| is_temp_of(&t.location, &file.location) && t.last_modified < attempt_started)
-    {
-        match store.delete(&temp.location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                tracing::info!(file = %file.relative, object = %temp.location, "stale temporary object removed");
-                removed += 1;
-            }
-            Err(e) => {
-                tracing::warn!(object = %temp.location, error = %e, "stale temporary object not removed")
-            }
-        }
-    }
-    removed
-}
-
-/// On a local file system, an upload killed mid-way leaves object_store's staging file
-/// `<temporary object>#<n>` behind, which no listing shows: deletes those of `file` older
-/// than `attempt_started`. Returns how many were deleted; failures are logged.
-pub(crate) fn remove_stale_staging(
-    root: &LakeRoot,
-    file: &DataFile,
-    attempt_started: DateTime<Utc>,
-) -> u64 {
-    if root.kind() != StoreKind::Local {
-        return 0;
-    }
-    let Some(folder) = crate::lake::local_folder(root.url()) else {
-        return 0;
-    };
-    let mut dir = std::path::PathBuf::from(folder);
-    if let Some(parent) = file.location.parent() {
-        dir.extend(parent.parts().map(|p| p.as_ref().to_string()));
-    }
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let cutoff = std::time::SystemTime::from(attempt_started);
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some((temp, n)) = name.rsplit_once('#') else {
-            continue;
-        };
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let temp_path = file
-            .location
-            .parent()
-            .map_or_else(|| Path::from(temp), |p| p.join(temp));
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| m < cutoff);
-        if is_temp_of(&temp_path, &file.location) && old {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(file = %file.relative, object = %name, "stale upload staging file removed");
-                    removed += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(object = %name, error = %e, "stale staging file not removed")
-                }
-            }
-        }
-    }
-    removed
-}
+use super::sink::{Sink, Upload, server_side_runs};
+use super::swap::ensure_unchanged;
+pub(crate) use super::swap::swap;
+#[cfg(test)]
+pub(crate) use super::temps::is_temp_of;
+pub(crate) use super::temps::{remove_stale_staging, remove_stale_temps};
+use super::temps::{sidecar_of, temp_beside};
+#[cfg(test)]
+pub(crate) use crate::lake::root::TEMP_MARKER;
 
 /// Rewrites `file` without the rows `filter` drops; `guard` (if any) is asked right before the
 /// swap. See the module documentation.
@@ -545,294 +422,6 @@ async fn write_verify_swap(
     })
 }
 
-/// Replaces `file` by the verified temporary object `tmp` (`whole`: its bytes, when it was
-/// small enough to be uploaded with one PUT).
-///
-/// - Local file system: `rename(2)`, atomic.
-/// - S3 (and the in-memory store), file uploaded with one PUT: a conditional PUT of the same
-///   bytes over the original, `If-Match: <the original's ETag as listed>` (object_store
-///   `PutMode::Update`), then the temporary object is deleted. A write to the original by anyone
-///   since the listing makes the PUT fail with `412 Precondition Failed` →
-///   [`LakeError::Changed`]: no window.
-/// - S3, multipart upload (larger than the part size): object_store 0.14 has no conditional
-///   form of `CopyObject` or of completing a multipart upload over an existing object, so the
-///   swap is a server-side copy of the temporary object over the original, then a delete of the
-///   temporary object. [`ensure_unchanged`] ran just before; **a write to the original between
-///   that HEAD and the end of the copy (one round trip plus the copy, about a second per GB) is
-///   lost.** Producers append new files rather than rewrite old ones, and Lethe's own writers
-///   are fenced by the [`CommitGuard`], so only a foreign rewrite (a compaction outside Lethe)
-///   can hit this window.
-/// - A store from [`LakeRoot::from_store`]: its `rename`, after the same check.
-///
-/// A new file whose untouched row groups were copied server-side ([`PartUpload`]) is always a
-/// multipart upload (at least 5 MiB), so it takes the copy-then-delete swap.
-///
-/// A crash between the copy and the delete leaves the temporary object; the next attempt on
-/// the file removes it ([`remove_stale_temps`]). A crash during a multipart upload leaves an
-/// incomplete upload that no listing shows ([`LakeRoot::incomplete_uploads`] does): S3 buckets holding lakes should have a lifecycle
-/// rule `AbortIncompleteMultipartUpload` (e.g. after 1 day). Files above 5 GiB cannot be
-/// swapped on S3 (the limit of one `CopyObject`): they fail and stay untouched.
-pub(crate) async fn swap(
-    root: &LakeRoot,
-    file: &DataFile,
-    tmp: &Path,
-    whole: Option<PutPayload>,
-) -> Result<(), LakeError> {
-    let store = root.store();
-    let kind = root.kind();
-    if matches!(kind, StoreKind::S3 | StoreKind::Memory)
-        && let (Some(payload), Some(e_tag)) = (whole, file.e_tag.clone())
-    {
-        let opts = PutOptions {
-            mode: PutMode::Update(UpdateVersion {
-                e_tag: Some(e_tag),
-                version: None,
-            }),
-            ..PutOptions::default()
-        };
-        match store.put_opts(&file.location, payload, opts).await {
-            Ok(_) => {
-                remove_after_swap(store, tmp).await;
-                return Ok(());
-            }
-            Err(
-                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
-            ) => {
-                return Err(LakeError::Changed {
-                    file: file.relative.clone(),
-                });
-            }
-            Err(
-                object_store::Error::NotImplemented { .. }
-                | object_store::Error::NotSupported { .. },
-            ) => {
-                tracing::debug!(file = %file.relative, "conditional put not available; renaming");
-            }
-            Err(e) => return Err(LakeError::store(&file.location, e)),
-        }
-    }
-    match kind {
-        StoreKind::S3 | StoreKind::Memory => {
-            store
-                .copy(tmp, &file.location)
-                .await
-                .map_err(|e| LakeError::store(&file.location, e))?;
-            remove_after_swap(store, tmp).await;
-        }
-        StoreKind::Local | StoreKind::Other => store
-            .rename(tmp, &file.location)
-            .await
-            .map_err(|e| LakeError::store(&file.location, e))?,
-    }
-    Ok(())
-}
-
-/// Deletes the temporary object after a swap by copy; a failure only leaves a stale temporary
-/// object, so it is logged, not returned.
-async fn remove_after_swap(store: &Arc<dyn ObjectStore>, tmp: &Path) {
-    if let Err(e) = store.delete(tmp).await {
-        tracing::warn!(object = %tmp, error = %e, "temporary object not removed after the swap");
-    }
-}
-
-/// Where the new file's bytes go.
-enum Upload {
-    /// object_store's upload: one PUT, or a multipart upload above the part size.
-    Buffered(BufWriter),
-    /// A multipart upload with server-side copies of the original's untouched ranges (S3).
-    Parts(PartUpload),
-}
-
-/// The upload of the new file, with its byte count and (optional) Hadoop checksum.
-struct Sink {
-    upload: Upload,
-    /// Size in bytes above which the upload is multipart.
-    part_size: usize,
-    /// The file's bytes while it is smaller than `part_size` (shared with the upload's buffer,
-    /// not copied), for a conditional swap with one PUT; `None` for a multipart upload.
-    whole: Option<Vec<Bytes>>,
-    crc: Option<ChecksumWriter>,
-    written: u64,
-}
-
-/// A completed upload.
-struct Finished {
-    /// Bytes written.
-    written: u64,
-    /// The Hadoop sidecar's bytes, when the original had one.
-    sidecar: Option<Vec<u8>>,
-    /// The file's bytes, when it was uploaded with one PUT.
-    whole: Option<PutPayload>,
-    /// Whether it was uploaded in parts.
-    multipart: bool,
-    /// Parts, when counted by the upload itself ([`Upload::Parts`]).
-    parts: Option<u64>,
-    /// Bytes S3 copied from the original itself.
-    server_side: u64,
-    /// Bytes of the original fetched by the upload.
-    fetched: u64,
-}
-
-impl Sink {
-    async fn put(&mut self, bytes: Vec<u8>) -> Result<(), object_store::Error> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if let Some(crc) = &mut self.crc {
-            crc.update(&bytes);
-        }
-        self.written += bytes.len() as u64;
-        let bytes = Bytes::from(bytes);
-        if self.written >= self.part_size as u64 {
-            self.whole = None;
-        } else if let Some(whole) = &mut self.whole {
-            whole.push(bytes.clone());
-        }
-        match &mut self.upload {
-            Upload::Buffered(upload) => upload.put(bytes).await,
-            Upload::Parts(_) => unreachable!("put_pieces writes to a part upload"),
-        }
-    }
-
-    /// Writes `pieces`; ranges of the original only go to a [`Upload::Parts`].
-    async fn put_pieces(&mut self, pieces: Vec<Piece>, at: &Path) -> Result<(), LakeError> {
-        for piece in pieces {
-            match (&mut self.upload, piece) {
-                (Upload::Buffered(_), Piece::Bytes(bytes)) => {
-                    self.put(bytes).await.map_err(|e| LakeError::store(at, e))?
-                }
-                (Upload::Parts(parts), Piece::Bytes(bytes)) => {
-                    self.written += bytes.len() as u64;
-                    parts.put(&bytes).await?;
-                }
-                (Upload::Parts(parts), Piece::Source(range)) => {
-                    self.written += range.end - range.start;
-                    parts.copy(range).await?;
-                }
-                (Upload::Buffered(_), Piece::Source(range)) => {
-                    return Err(LakeError::store(
-                        at,
-                        object_store::Error::NotSupported {
-                            source: format!(
-                                "bytes {}..{} of the original cannot be copied by this upload",
-                                range.start, range.end
-                            )
-                            .into(),
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn abort(&mut self) {
-        match &mut self.upload {
-            Upload::Buffered(upload) => {
-                if let Err(e) = upload.abort().await {
-                    tracing::warn!(error = %e, "aborting an upload failed");
-                }
-            }
-            Upload::Parts(parts) => parts.abort().await,
-        }
-    }
-
-    /// Completes the upload (a failed part upload is aborted).
-    async fn finish(self, at: &Path) -> Result<Finished, LakeError> {
-        let (parts, server_side, fetched) = match self.upload {
-            Upload::Buffered(mut upload) => {
-                upload.shutdown().await.map_err(|e| {
-                    LakeError::store(
-                        at,
-                        object_store::Error::Generic {
-                            store: "upload",
-                            source: Box::new(e),
-                        },
-                    )
-                })?;
-                (None, 0, 0)
-            }
-            Upload::Parts(mut upload) => {
-                upload.finish().await?;
-                (Some(upload.parts()), upload.server_side, upload.fetched)
-            }
-        };
-        Ok(Finished {
-            written: self.written,
-            sidecar: self.crc.map(ChecksumWriter::finish),
-            multipart: self.whole.is_none(),
-            whole: self.whole.map(PutPayload::from_iter),
-            parts,
-            server_side,
-            fetched,
-        })
-    }
-}
-
-/// The untouched row groups to copy without fetching them (S3 server-side copies): runs of
-/// consecutive row groups not in `touched` (those with a plan) whose column chunks follow each other in `md`'s
-/// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
-/// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). A row group
-/// with a bloom filter ends its run (the new file holds its bloom filters right after it).
-/// Shorter runs are fetched and copied through the worker, as off S3.
-fn server_side_runs(
-    md: &parquet::file::metadata::ParquetMetaData,
-    touched: &std::collections::BTreeSet<usize>,
-    file_len: u64,
-) -> std::collections::BTreeSet<usize> {
-    /// The byte range of a row group's column chunks, when they are contiguous in order.
-    fn span(rg: &parquet::file::metadata::RowGroupMetaData, file_len: u64) -> Option<Range<u64>> {
-        let mut span: Option<Range<u64>> = None;
-        for col in rg.columns() {
-            let r = chunk_range(col, file_len).ok()?;
-            span = match span {
-                None => Some(r),
-                Some(s) if s.end == r.start => Some(s.start..r.end),
-                Some(_) => return None,
-            };
-        }
-        span
-    }
-    let mut chosen = std::collections::BTreeSet::new();
-    let mut run: Vec<usize> = Vec::new();
-    let mut run_span: Option<Range<u64>> = None;
-    let mut open = false;
-    let mut close = |run: &mut Vec<usize>, run_span: &mut Option<Range<u64>>| {
-        if run_span
-            .as_ref()
-            .is_some_and(|s| s.end - s.start >= MIN_S3_PART_SIZE as u64)
-        {
-            chosen.extend(run.iter().copied());
-        }
-        run.clear();
-        *run_span = None;
-    };
-    for rg in 0..md.num_row_groups() {
-        let meta = md.row_group(rg);
-        let this = (!touched.contains(&rg))
-            .then(|| span(meta, file_len))
-            .flatten();
-        match (this, &mut run_span) {
-            (Some(s), Some(current)) if open && current.end == s.start => {
-                current.end = s.end;
-                run.push(rg);
-            }
-            (Some(s), _) => {
-                close(&mut run, &mut run_span);
-                run.push(rg);
-                run_span = Some(s);
-            }
-            (None, _) => close(&mut run, &mut run_span),
-        }
-        open = !meta
-            .columns()
-            .iter()
-            .any(|c| c.bloom_filter_offset().is_some());
-    }
-    close(&mut run, &mut run_span);
-    chosen
-}
-
 /// Reads the new file's footer back: it must decode, hold `old − removed` rows (counted by
 /// row group, not by the original's file-level count, which some writers get wrong) and have
 /// the original Parquet schema and key-value metadata (plus the original `created_by`).
@@ -874,21 +463,6 @@ async fn verify(
         });
     }
     Ok(new)
-}
-
-/// Fails when the original changed (size, ETag or mtime) since it was listed: someone else
-/// wrote it, and swapping in our copy would lose their write.
-async fn ensure_unchanged(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<(), LakeError> {
-    let now = store
-        .head(&file.location)
-        .await
-        .map_err(|e| LakeError::store(&file.location, e))?;
-    if now.size != file.size || now.e_tag != file.e_tag || now.last_modified != file.last_modified {
-        return Err(LakeError::Changed {
-            file: file.relative.clone(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

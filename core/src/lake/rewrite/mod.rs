@@ -14,7 +14,10 @@ mod guard;
 mod part_copy;
 mod policy;
 mod rectify;
+mod sink;
 mod surgery;
+mod swap;
+mod temps;
 
 pub use edits::{CellEdit, RowEdits};
 pub use policy::{ErasePolicy, Erased, erase_plan, erase_rows, subject_values};
