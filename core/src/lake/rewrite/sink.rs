@@ -5,9 +5,9 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use object_store::PutPayload;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::PutPayload;
 use tokio::io::AsyncWriteExt;
 
 use super::crc::ChecksumWriter;
