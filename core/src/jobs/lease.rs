@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::runner::Worker;
 use crate::lake::CommitGuard;
 use crate::store::{Job, Store};
 
@@ -60,29 +59,31 @@ impl Heartbeat {
     }
 }
 
-impl Worker {
-    /// Extends `job`'s lease every third of the lease until stopped.
-    pub(super) fn spawn_heartbeat(&self, job: &Job, token: &str) -> Heartbeat {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let store = self.store.clone();
-        let (id, token, lease) = (job.id.clone(), token.to_string(), self.config.lease);
-        let handle = tokio::spawn(async move {
-            let every = (lease / 3).max(Duration::from_millis(50));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop_rx.changed() => break,
-                }
-                match store.heartbeat_job(&id, &token, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!("lease lost; this worker will not commit the job");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                }
+/// Extends `job`'s lease every third of the lease until stopped.
+pub(super) fn spawn_heartbeat(
+    store: Arc<Store>,
+    job: &Job,
+    token: &str,
+    lease: Duration,
+) -> Heartbeat {
+    let (stop, mut stop_rx) = watch::channel(false);
+    let (id, token) = (job.id.clone(), token.to_string());
+    let handle = tokio::spawn(async move {
+        let every = (lease / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop_rx.changed() => break,
             }
-        });
-        Heartbeat { stop, handle }
-    }
+            match store.heartbeat_job(&id, &token, lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("lease lost; this worker will not commit the job");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    });
+    Heartbeat { stop, handle }
 }

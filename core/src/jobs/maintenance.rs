@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::context::JobError;
-use super::lease::LeaseGuard;
+use super::lease::{LeaseGuard, spawn_heartbeat};
 use super::runner::{Worker, backoff, deferred, isolated};
 use crate::ingest::IngestError;
 use crate::lake::CommitGuard;
@@ -21,7 +21,7 @@ impl Worker {
         job: Job,
         token: &str,
     ) -> StoreResult<Option<String>> {
-        let heartbeat = self.spawn_heartbeat(&job, token);
+        let heartbeat = spawn_heartbeat(self.store.clone(), &job, token, self.config.lease);
         let (worker, job_in_task) = (self.clone(), job.clone());
         let outcome = isolated(async move {
             let (worker, job) = (&worker, &job_in_task);
@@ -79,7 +79,7 @@ impl Worker {
     /// meanwhile; a remediation swaps a source file only while it holds the lease. Transient
     /// failures are retried with backoff (a remediation finishes what the failed attempt left).
     pub(super) async fn run_residency(&self, job: Job, token: &str) -> StoreResult<Option<String>> {
-        let heartbeat = self.spawn_heartbeat(&job, token);
+        let heartbeat = spawn_heartbeat(self.store.clone(), &job, token, self.config.lease);
         let (worker, job_in_task, token_in_task) = (self.clone(), job.clone(), token.to_string());
         let outcome = isolated(async move {
             let (worker, job, token) = (&worker, &job_in_task, &token_in_task);

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::context::{ExecuteContext, Execution, JobError};
 use super::erase::erasure_result;
 use super::execute::execute_job;
-use super::lease::LeaseGuard;
+use super::lease::{LeaseGuard, spawn_heartbeat};
 use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
 use crate::keyring::Keyring;
@@ -286,7 +286,7 @@ impl Worker {
         tracing::info!("job started");
 
         // Heartbeat until the job ends; a lost lease is fenced at the swap and at finish.
-        let heartbeat = self.spawn_heartbeat(&job, &token);
+        let heartbeat = spawn_heartbeat(self.store.clone(), &job, &token, self.config.lease);
 
         let ctx = ExecuteContext {
             exports_url: self.config.exports_url.clone(),

@@ -32,6 +32,7 @@ pub mod root;
 pub mod s3;
 pub mod store;
 pub mod table;
+mod timeouts;
 pub(crate) mod trust;
 
 pub use columns::column_names;

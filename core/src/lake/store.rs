@@ -25,12 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::LakeError;
 use super::s3::S3Client;
 
-/// Connect timeout of every remote store: 5 seconds.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Timeout of one HTTP request (a GET of a range, a PUT of one upload part…): 60 seconds.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Retries of a failed idempotent request (5xx, timeouts, connection resets): 5.
-pub const MAX_RETRIES: usize = 5;
+pub use super::timeouts::{CONNECT_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};
 /// Default size of one part of a multipart upload, and the size above which a new file is
 /// uploaded in parts rather than with one PUT: 10 MiB.
 pub const DEFAULT_UPLOAD_PART_SIZE: usize = 10 * 1024 * 1024;

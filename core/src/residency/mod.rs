@@ -25,6 +25,7 @@
 //! of its `region=` partition, or, when the region column is stored in the files, in the region
 //! its region column names.
 
+mod manifest;
 pub mod remediate;
 mod rule;
 pub mod scan;
