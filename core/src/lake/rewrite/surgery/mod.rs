@@ -15,6 +15,7 @@ mod chunks;
 mod codec;
 mod levels;
 mod order;
+mod page_parts;
 mod pages;
 mod props;
 mod rle;
