@@ -20,28 +20,9 @@ use crate::audit::NewAuditEntry;
 use crate::domain::RequestStatus;
 use crate::lake::{self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot};
 use crate::store::{
-    Dataset, Job, JobKind, LeaseMode, NewJob, PrivacyRequest, Store, StoreError, Transition,
-    with_dataset_lease,
+    Dataset, EraseFileTask, Job, JobPayload, LeaseMode, NewJob, PrivacyRequest, Store, StoreError,
+    Transition, with_dataset_lease,
 };
-
-/// Parameters of an [`JobKind::EraseFile`] task. Subjects come from the request rows named in
-/// `request_ids`, so the queue holds no personal data.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct EraseFileTask {
-    /// Dataset id.
-    pub dataset_id: String,
-    /// Dataset name.
-    pub dataset: String,
-    /// Root URL of the dataset.
-    pub root_url: String,
-    /// Subject column.
-    pub subject_column: String,
-    /// File path relative to the root.
-    pub file: String,
-    /// The erasure requests whose subjects have rows in this file.
-    #[serde(default)]
-    pub request_ids: Vec<String>,
-}
 
 /// Batches every due erasure into this plan, locates the batch's subjects in every dataset
 /// (one pass over each file's footer and subject column for all of them), and plans one task
@@ -207,16 +188,15 @@ fn erase_task(
         file: file.to_string(),
         request_ids: request_ids.clone(),
     };
-    NewJob {
-        kind: JobKind::EraseFile,
-        request_id: request_ids
+    NewJob::new(
+        JobPayload::EraseFile(task),
+        request_ids
             .first()
             .cloned()
             .or_else(|| job.request_id.clone()),
-        payload: serde_json::to_value(task).expect("task serialises"),
-        max_attempts: u32::try_from(job.max_attempts).unwrap_or(5),
-        run_at: None,
-    }
+        u32::try_from(job.max_attempts).unwrap_or(5),
+        None,
+    )
 }
 
 /// The erasure policy of the dataset a task names (its schema's, or its one subject column).
@@ -240,8 +220,12 @@ pub(super) async fn erase_file(
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
 ) -> Result<Execution, JobError> {
-    let task: EraseFileTask = serde_json::from_value(job.payload.clone())
-        .map_err(|e| JobError::Permanent(format!("malformed erase_file task: {e}")))?;
+    let JobPayload::EraseFile(task) = job.typed_payload()? else {
+        return Err(JobError::Permanent(format!(
+            "job {} is not an erase_file task",
+            job.id
+        )));
+    };
     // Shared with other rewrites of the dataset; a compaction or a residency remediation
     // (exclusive) would delete the file this task swaps in.
     with_dataset_lease(

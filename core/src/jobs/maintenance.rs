@@ -11,7 +11,7 @@ use super::runner::{Worker, backoff, deferred, isolated};
 use crate::ingest::IngestError;
 use crate::lake::CommitGuard;
 use crate::residency::ResidencyError;
-use crate::store::{Job, JobFinish, JobKind, JobOutcome, StoreError, StoreResult};
+use crate::store::{Job, JobFinish, JobKind, JobOutcome, JobPayload, StoreError, StoreResult};
 
 impl Worker {
     /// Runs a [`JobKind::Compact`] job (no request): compacts the dataset named in its payload,
@@ -29,10 +29,10 @@ impl Worker {
                 .keyring
                 .clone()
                 .ok_or_else(|| JobError::Permanent("compaction needs the keyring".into()))?;
-            let dataset_id = job.payload["dataset_id"]
-                .as_str()
-                .ok_or_else(|| JobError::Permanent("compact job without dataset_id".into()))?;
-            let dataset = worker.store.dataset(dataset_id).await?;
+            let JobPayload::Compact { dataset_id } = job.typed_payload()? else {
+                return Err(JobError::Permanent("not a compact job".into()));
+            };
+            let dataset = worker.store.dataset(&dataset_id).await?;
             crate::compaction::compact(&worker.store, &keyring, &dataset, &worker.actor())
                 .await
                 .map_err(|e| {
@@ -87,7 +87,12 @@ impl Worker {
                 .keyring
                 .clone()
                 .ok_or_else(|| JobError::Permanent("residency jobs need the keyring".into()))?;
-            let dataset_id = job.payload["dataset_id"].as_str();
+            let dataset_id = match job.typed_payload()? {
+                JobPayload::ResidencyScan { dataset_id }
+                | JobPayload::ResidencyRemediate { dataset_id } => dataset_id,
+                _ => return Err(JobError::Permanent("not a residency job".into())),
+            };
+            let dataset_id = dataset_id.as_deref();
             let classify = |e: crate::residency::ResidencyError| {
                 if let ResidencyError::Store(
                     StoreError::DatasetBusy(_) | StoreError::DatasetLeaseLost { .. },

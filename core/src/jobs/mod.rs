@@ -18,8 +18,9 @@ pub mod results;
 mod roots;
 mod runner;
 
+pub use crate::store::EraseFileTask;
 pub use context::{ExecuteContext, Execution, JobError};
-pub use erase::{EraseFileTask, erasure_result};
+pub use erase::erasure_result;
 pub use execute::execute_job;
 pub use lease::LeaseGuard;
 pub use roots::locator_hint;

@@ -19,7 +19,8 @@ use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::requests::complete::{self, Ending};
 use crate::store::{
-    Job, JobFinish, JobKind, JobOutcome, PrivacyRequest, Store, StoreError, StoreResult, Transition,
+    Job, JobFinish, JobKind, JobOutcome, JobPayload, PrivacyRequest, Store, StoreError,
+    StoreResult, Transition,
 };
 
 /// How a worker behaves.
@@ -363,7 +364,10 @@ impl Worker {
                 let mut plan_job = job.clone();
                 let plan_value = serde_json::to_value(&plan).expect("a plan serialises");
                 plan_job.result = Some(plan_value.clone());
-                plan_job.payload["batch"] = json!(plan.batch);
+                plan_job.payload = JobPayload::Erasure {
+                    batch: plan.batch.clone(),
+                }
+                .to_value();
                 finish.result = Some(plan_value);
                 if tasks.is_empty() {
                     // Nothing of the batch's subjects is in the lake: every request is done.

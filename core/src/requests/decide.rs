@@ -7,7 +7,7 @@ use super::{Policies, RequestError, chrono_of, shred};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::keyring::Keyring;
-use crate::store::{JobKind, NewJob, PrivacyRequest, Store, Transition};
+use crate::store::{JobKind, JobPayload, NewJob, PrivacyRequest, Store, Transition};
 
 /// Approves `request` as `actor` and queues its job. An erasure with a cooling-off period
 /// waits it out before its plan may run, and its data key is destroyed when the plan runs;
@@ -26,13 +26,14 @@ pub async fn approve(
     request: PrivacyRequest,
     actor: &str,
 ) -> Result<PrivacyRequest, RequestError> {
-    let kind = match request.request_type {
-        RequestType::Access => JobKind::Access,
-        RequestType::Portability => JobKind::Portability,
-        RequestType::Rectification => JobKind::Rectification,
-        RequestType::Erasure => JobKind::Erasure,
-        RequestType::Restriction | RequestType::RestrictionLift => JobKind::Restriction,
+    let payload = match request.request_type {
+        RequestType::Access => JobPayload::Access,
+        RequestType::Portability => JobPayload::Portability,
+        RequestType::Rectification => JobPayload::Rectification,
+        RequestType::Erasure => JobPayload::Erasure { batch: Vec::new() },
+        RequestType::Restriction | RequestType::RestrictionLift => JobPayload::Restriction,
     };
+    let kind = payload.kind();
     let now = chrono::Utc::now();
     let cooling_off_until = (kind == JobKind::Erasure && !policies.erasure_cooling_off.is_zero())
         .then(|| now + chrono_of(policies.erasure_cooling_off));
@@ -47,13 +48,12 @@ pub async fn approve(
         let batch = now + chrono_of(policies.erasure_batch_window);
         cooling_off_until.map_or(batch, |c| c.max(batch))
     });
-    transition.enqueue = Some(NewJob {
-        kind,
-        request_id: Some(request.id.clone()),
-        payload: json!({}),
-        max_attempts: policies.max_attempts,
+    transition.enqueue = Some(NewJob::new(
+        payload,
+        Some(request.id.clone()),
+        policies.max_attempts,
         run_at,
-    });
+    ));
     let mut updated = store.transition_request(&request.id, transition).await?;
     if updated.request_type == RequestType::Erasure && cooling_off_until.is_none() {
         let held = !store

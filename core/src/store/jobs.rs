@@ -184,21 +184,12 @@ pub struct Job {
 }
 
 impl Job {
-    /// The request ids of an erasure plan's batch: its payload's `batch` (a JSON array of
-    /// request ids), or else its own request.
+    /// The request ids of an erasure plan's batch ([`super::JobPayload::Erasure`]), or else
+    /// its own request.
     pub fn batch(&self) -> Vec<String> {
-        let batch: Vec<String> = self.payload["batch"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if batch.is_empty() {
-            self.request_id.iter().cloned().collect()
-        } else {
-            batch
+        match self.typed_payload() {
+            Ok(super::JobPayload::Erasure { batch }) if !batch.is_empty() => batch,
+            _ => self.request_id.iter().cloned().collect(),
         }
     }
 }

@@ -11,7 +11,9 @@ use super::db::{Store, db, now};
 use super::jobs::finish_in;
 use super::lifecycle::{requests_in, transition_in};
 use super::rows::{JOB_COLS, get_os, job_from};
-use super::{Job, JobFinish, JobStatus, PrivacyRequest, StoreError, StoreResult, Transition};
+use super::{
+    Job, JobFinish, JobPayload, JobStatus, PrivacyRequest, StoreError, StoreResult, Transition,
+};
 use crate::domain::to_db;
 
 /// Decides, once the last task of a plan has succeeded or one has failed for good, what happens
@@ -145,14 +147,10 @@ impl Store {
         let Some(plan) = held.as_ref().map(job_from).transpose()? else {
             return Ok(None);
         };
-        let mut batch: Vec<String> = plan.payload["batch"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut batch = match plan.typed_payload() {
+            Ok(JobPayload::Erasure { batch }) => batch,
+            _ => Vec::new(),
+        };
         if let Some(own) = plan.request_id.as_ref().filter(|own| !batch.contains(own)) {
             batch.insert(0, own.clone());
         }
@@ -174,13 +172,14 @@ impl Store {
                 batch.push(id);
             }
         }
-        let mut payload = plan.payload.clone();
-        if !payload.is_object() {
-            payload = json!({});
-        }
-        payload["batch"] = json!(batch);
         sqlx::query("UPDATE jobs SET payload = $1 WHERE id = $2")
-            .bind(payload.to_string())
+            .bind(
+                JobPayload::Erasure {
+                    batch: batch.clone(),
+                }
+                .to_value()
+                .to_string(),
+            )
             .bind(plan_id)
             .execute(&mut *tx)
             .await

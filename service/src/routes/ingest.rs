@@ -153,13 +153,14 @@ pub async fn compact(
     let job = state
         .store
         .enqueue_job(
-            lethe_core::store::NewJob {
-                kind: lethe_core::store::JobKind::Compact,
-                request_id: None,
-                payload: serde_json::json!({ "dataset_id": dataset.id }),
-                max_attempts: state.settings.worker.max_attempts,
-                run_at: None,
-            },
+            lethe_core::store::NewJob::new(
+                lethe_core::store::JobPayload::Compact {
+                    dataset_id: dataset.id.clone(),
+                },
+                None,
+                state.settings.worker.max_attempts,
+                None,
+            ),
             lethe_core::audit::NewAuditEntry::new(caller.actor(), "dataset.compaction_queued")
                 .details(serde_json::json!({ "dataset_id": dataset.id, "dataset": dataset.name })),
         )

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{Jurisdiction, Region, Role, SubjectId};
 use lethe_core::store::{
-    Job, JobKind, JobStatus, NewJob, ResidencyPolicy, ResidencyScan, ResidencyViolation,
+    Job, JobKind, JobPayload, JobStatus, NewJob, ResidencyPolicy, ResidencyScan, ResidencyViolation,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -234,16 +234,18 @@ async fn enqueue(
         Some(id) => Some(state.store.dataset(id).await?),
         None => None,
     };
+    let payload = match kind {
+        JobKind::ResidencyScan => JobPayload::ResidencyScan {
+            dataset_id: dataset_id.clone(),
+        },
+        _ => JobPayload::ResidencyRemediate {
+            dataset_id: dataset_id.clone(),
+        },
+    };
     Ok(state
         .store
         .enqueue_job(
-            NewJob {
-                kind,
-                request_id: None,
-                payload: json!({ "dataset_id": dataset_id }),
-                max_attempts: state.settings.worker.max_attempts,
-                run_at: None,
-            },
+            NewJob::new(payload, None, state.settings.worker.max_attempts, None),
             NewAuditEntry::new(caller.actor(), action).details(json!({
                 "dataset_id": dataset_id,
                 "dataset": dataset.map(|d| d.name),
