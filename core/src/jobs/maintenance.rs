@@ -50,26 +50,10 @@ impl Worker {
         })
         .await;
         heartbeat.stop().await;
-        let finish = match outcome {
-            Ok(report) => {
-                let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.result = serde_json::to_value(report).ok();
-                finish
-            }
-            Err(JobError::Busy(reason)) => deferred(reason),
-            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
-                JobFinish::new(JobOutcome::Retry {
-                    at: chrono::Utc::now() + backoff(job.attempts),
-                    error,
-                })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "compaction failed");
-                JobFinish::new(JobOutcome::Failed {
-                    error: e.to_string(),
-                })
-            }
-        };
+        let finish = ended(
+            &job,
+            outcome.map(|report| serde_json::to_value(report).ok()),
+        );
         self.finish_job(&job, token, finish).await?;
         Ok(Some(job.id))
     }
@@ -136,27 +120,34 @@ impl Worker {
         })
         .await;
         heartbeat.stop().await;
-        let finish = match outcome {
-            Ok(result) => {
-                let mut finish = JobFinish::new(JobOutcome::Succeeded);
-                finish.result = Some(result);
-                finish
-            }
-            Err(JobError::Busy(reason)) => deferred(reason),
-            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
-                JobFinish::new(JobOutcome::Retry {
-                    at: chrono::Utc::now() + backoff(job.attempts),
-                    error,
-                })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, kind = job.kind.as_str(), "residency job failed");
-                JobFinish::new(JobOutcome::Failed {
-                    error: e.to_string(),
-                })
-            }
-        };
+        let finish = ended(&job, outcome.map(Some));
         self.finish_job(&job, token, finish).await?;
         Ok(Some(job.id))
+    }
+}
+
+/// How a maintenance job ends: succeeded with its `result`, deferred while its dataset is
+/// busy, retried with backoff after a transient failure (until its attempts run out), or
+/// failed.
+fn ended(job: &Job, outcome: Result<Option<serde_json::Value>, JobError>) -> JobFinish {
+    match outcome {
+        Ok(result) => {
+            let mut finish = JobFinish::new(JobOutcome::Succeeded);
+            finish.result = result;
+            finish
+        }
+        Err(JobError::Busy(reason)) => deferred(reason),
+        Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
+            JobFinish::new(JobOutcome::Retry {
+                at: chrono::Utc::now() + backoff(job.attempts),
+                error,
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, kind = job.kind.as_str(), "maintenance job failed");
+            JobFinish::new(JobOutcome::Failed {
+                error: e.to_string(),
+            })
+        }
     }
 }
