@@ -456,11 +456,13 @@ pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> ErasureRes
                 rows_removed,
                 bytes_read: d.bytes_read + sum(|r| r.bytes_read),
                 bytes_written: sum(|r| r.bytes_written),
-                row_groups_rewritten: surgery(|s| s.row_groups_rewritten),
-                row_groups_copied: surgery(|s| s.row_groups_copied),
-                bytes_reencoded: surgery(|s| s.bytes_reencoded),
-                bytes_copied: surgery(|s| s.bytes_copied),
-                bytes_copied_server_side: surgery(|s| s.bytes_copied_server_side),
+                surgery: SurgeryCounts {
+                    row_groups_rewritten: surgery(|s| s.row_groups_rewritten),
+                    row_groups_copied: surgery(|s| s.row_groups_copied),
+                    bytes_reencoded: surgery(|s| s.bytes_reencoded),
+                    bytes_copied: surgery(|s| s.bytes_copied),
+                    bytes_copied_server_side: surgery(|s| s.bytes_copied_server_side),
+                },
                 rewritten,
                 files,
             }

@@ -214,17 +214,9 @@ pub struct ResultDataset {
     pub bytes_read: u64,
     /// Bytes written by the whole batch in this dataset.
     pub bytes_written: u64,
-    /// Row groups encoded again by the batch.
-    pub row_groups_rewritten: u64,
-    /// Row groups copied by the batch.
-    pub row_groups_copied: u64,
-    /// Compressed bytes encoded again by the batch.
-    pub bytes_reencoded: u64,
-    /// Bytes copied by the batch.
-    pub bytes_copied: u64,
-    /// Of those, bytes the object store copied server-side.
-    #[serde(default)]
-    pub bytes_copied_server_side: u64,
+    /// Row-group surgery of the whole batch in this dataset.
+    #[serde(flatten)]
+    pub surgery: SurgeryCounts,
     /// The rewritten files (dropped from the audit entry; kept in the result).
     pub rewritten: Vec<String>,
     /// The rewritten files with their versions.

@@ -54,11 +54,7 @@ impl S3Client {
         let r = self
             .send(Request {
                 method: Method::PUT,
-                url: format!(
-                    "{}?partNumber={number}&uploadId={}",
-                    self.url(key),
-                    encode_key(upload_id)
-                ),
+                url: self.part_url(key, upload_id, number),
                 headers: Vec::new(),
                 body: bytes,
                 what: "UploadPart",
@@ -115,11 +111,7 @@ impl S3Client {
         let r = self
             .send(Request {
                 method: Method::PUT,
-                url: format!(
-                    "{}?partNumber={number}&uploadId={}",
-                    self.url(key),
-                    encode_key(upload_id)
-                ),
+                url: self.part_url(key, upload_id, number),
                 headers,
                 body: Bytes::new(),
                 what: "UploadPartCopy",
@@ -217,5 +209,14 @@ impl S3Client {
             .skip(1)
             .filter_map(|upload| xml_value(upload, "Key"))
             .collect())
+    }
+
+    /// The URL of part `number` of upload `upload_id` of `key`.
+    fn part_url(&self, key: &Path, upload_id: &str, number: u32) -> String {
+        format!(
+            "{}?partNumber={number}&uploadId={}",
+            self.url(key),
+            encode_key(upload_id)
+        )
     }
 }
