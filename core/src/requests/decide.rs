@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Policies, RequestError, chrono_of, shred};
+use super::{Changed, LifecycleEvent, Policies, RequestError, chrono_of, shred};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::keyring::Keyring;
@@ -25,7 +25,7 @@ pub async fn approve(
     policies: &Policies,
     request: PrivacyRequest,
     actor: &str,
-) -> Result<PrivacyRequest, RequestError> {
+) -> Result<Changed, RequestError> {
     let payload = match request.request_type {
         RequestType::Access => JobPayload::Access,
         RequestType::Portability => JobPayload::Portability,
@@ -55,6 +55,12 @@ pub async fn approve(
         run_at,
     ));
     let mut updated = store.transition_request(&request.id, transition).await?;
+    let mut events = vec![
+        LifecycleEvent::Approved {
+            by: actor.to_string(),
+        },
+        LifecycleEvent::JobQueued { kind, run_at },
+    ];
     if updated.request_type == RequestType::Erasure && cooling_off_until.is_none() {
         let held = !store
             .active_holds_for(&updated.subject_pseudonym)
@@ -64,7 +70,12 @@ pub async fn approve(
             // First phase of the erasure: destroy the data key now, so every copy of the
             // encrypted PII is unreadable at once. On failure the plan destroys it.
             match shred::destroy_subject_key(store, keyring, &updated, actor).await {
-                Ok(_) => updated = store.request(&updated.id).await?,
+                Ok(destroyed) => {
+                    if destroyed {
+                        events.push(LifecycleEvent::KeyDestroyed);
+                    }
+                    updated = store.request(&updated.id).await?;
+                }
                 Err(e) => tracing::error!(
                     error = %e,
                     request_id = %updated.id,
@@ -73,7 +84,10 @@ pub async fn approve(
             }
         }
     }
-    Ok(updated)
+    Ok(Changed {
+        request: updated,
+        events,
+    })
 }
 
 /// Rejects request `id` as `actor` with `reason`, which the subject sees (GDPR Art. 12(4)).
@@ -86,7 +100,7 @@ pub async fn reject(
     id: &str,
     actor: &str,
     reason: String,
-) -> Result<PrivacyRequest, RequestError> {
+) -> Result<Changed, RequestError> {
     if reason.trim().is_empty() {
         return Err(RequestError::validation(
             "a rejection needs a reason (GDPR Art. 12(4))",
@@ -101,7 +115,10 @@ pub async fn reject(
     transition.decision = true;
     transition.decision_reason = Some(reason.clone());
     transition.note = Some(reason);
-    Ok(store.transition_request(&request.id, transition).await?)
+    Ok(Changed {
+        request: store.transition_request(&request.id, transition).await?,
+        events: vec![LifecycleEvent::Rejected],
+    })
 }
 
 /// A cancellation.
@@ -126,12 +143,15 @@ pub async fn cancel(
     store: &Store,
     request: &PrivacyRequest,
     cmd: Cancel,
-) -> Result<PrivacyRequest, RequestError> {
+) -> Result<Changed, RequestError> {
     let audit = NewAuditEntry::new(&cmd.actor, "request.cancelled")
         .request(&request.id)
         .subject(&request.subject_pseudonym)
         .details(json!({ "from": request.status, "by_subject": cmd.by_subject }));
     let mut transition = Transition::new(RequestStatus::Cancelled, &cmd.actor, audit);
     transition.note = cmd.reason.filter(|r| !r.trim().is_empty());
-    Ok(store.transition_request(&request.id, transition).await?)
+    Ok(Changed {
+        request: store.transition_request(&request.id, transition).await?,
+        events: vec![LifecycleEvent::Cancelled],
+    })
 }

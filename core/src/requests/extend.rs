@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
-use super::RequestError;
+use super::{Changed, LifecycleEvent, RequestError};
 use crate::audit::NewAuditEntry;
 use crate::domain::{ExtensionMonths, ExtensionReason};
-use crate::store::{NewExtension, PrivacyRequest, Store};
+use crate::store::{NewExtension, Store};
 
 /// An extension, as an admin asks for it.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct Extend {
 /// [`RequestError::Invalid`] (`validation`, checked first) when `months` is missing or not 1
 /// or 2, or the reason is missing, blank or too long; the store's `NotFound`, and
 /// `ExtensionRefused` (extended before, the first month over, the request final).
-pub async fn extend(store: &Store, id: &str, cmd: Extend) -> Result<PrivacyRequest, RequestError> {
+pub async fn extend(store: &Store, id: &str, cmd: Extend) -> Result<Changed, RequestError> {
     let months = cmd
         .months
         .ok_or_else(|| RequestError::validation("months is required: 1 or 2 further months"))?;
@@ -42,5 +42,11 @@ pub async fn extend(store: &Store, id: &str, cmd: Extend) -> Result<PrivacyReque
         reason,
         by: cmd.actor,
     };
-    Ok(store.extend_deadline(&request.id, extension, audit).await?)
+    let request = store.extend_deadline(&request.id, extension, audit).await?;
+    Ok(Changed {
+        events: vec![LifecycleEvent::DeadlineExtended {
+            due_at: request.due_at,
+        }],
+        request,
+    })
 }

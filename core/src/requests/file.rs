@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::{Policies, RequestError, decide};
+use super::{Changed, LifecycleEvent, Policies, RequestError, decide};
 use crate::audit::{NewAuditEntry, Pseudonymizer};
 use crate::config::ApprovalPolicy;
 use crate::datasets::{RootError, list_root};
@@ -54,18 +54,10 @@ pub struct FileRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// What filing did.
-#[derive(Debug, Clone)]
-pub struct Filed {
-    /// The request, after the approval policy.
-    pub request: PrivacyRequest,
-    /// `false`: a retry with the same `Idempotency-Key` returned the first request.
-    pub created: bool,
-}
-
 /// Files `cmd` as `filer`, then applies the approval policy: `review` moves the request to
 /// `pending_approval`, `auto` approves it at once (`decided_by = policy:auto`, see
-/// [`decide::approve`]). A retry with the same `Idempotency-Key` returns the first request.
+/// [`decide::approve`]). A retry with the same `Idempotency-Key` returns the first request
+/// with the single event [`LifecycleEvent::Replayed`].
 ///
 /// # Errors
 /// [`RequestError::Invalid`] (`validation`): a missing or malformed field, an admin without a
@@ -81,7 +73,7 @@ pub async fn file(
     policies: &Policies,
     filer: &Filer,
     cmd: FileRequest,
-) -> Result<Filed, RequestError> {
+) -> Result<Changed, RequestError> {
     if let Some(key) = &cmd.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
     {
@@ -132,12 +124,21 @@ pub async fn file(
             detail: "this Idempotency-Key was already used for a different request".into(),
         });
     }
-    let request = if created && request.status == RequestStatus::Received {
-        apply_policy(store, keyring, policies, request).await?
-    } else {
-        request
-    };
-    Ok(Filed { request, created })
+    if !created {
+        return Ok(Changed {
+            request,
+            events: vec![LifecycleEvent::Replayed],
+        });
+    }
+    if request.status != RequestStatus::Received {
+        return Ok(Changed {
+            request,
+            events: vec![LifecycleEvent::Filed],
+        });
+    }
+    let mut changed = apply_policy(store, keyring, policies, request).await?;
+    changed.events.insert(0, LifecycleEvent::Filed);
+    Ok(changed)
 }
 
 /// The subject a request is filed for, and the verification recorded with it.
@@ -182,7 +183,7 @@ async fn apply_policy(
     keyring: &Keyring,
     policies: &Policies,
     request: PrivacyRequest,
-) -> Result<PrivacyRequest, RequestError> {
+) -> Result<Changed, RequestError> {
     match policies.approval(request.request_type) {
         ApprovalPolicy::Auto => {
             decide::approve(store, keyring, policies, request, "policy:auto").await
@@ -193,7 +194,10 @@ async fn apply_policy(
                 .subject(&request.subject_pseudonym)
                 .details(json!({ "type": request.request_type }));
             let pending = Transition::new(RequestStatus::PendingApproval, "policy:review", audit);
-            Ok(store.transition_request(&request.id, pending).await?)
+            Ok(Changed {
+                request: store.transition_request(&request.id, pending).await?,
+                events: vec![LifecycleEvent::AwaitingApproval],
+            })
         }
     }
 }

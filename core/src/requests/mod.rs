@@ -18,8 +18,9 @@
 //! | [`complete`] | what a request becomes when its job ends: completion (partial under a legal hold, Art. 17(3)), what an erasure forgets, export expiry; failure |
 //! | [`shred`] | the first phase of an erasure: the subject's data key destroyed (crypto-shredding) |
 //!
-//! Each operation takes the store and a typed command; the store writes the transition, its
-//! audit entry and its webhook outbox rows in one transaction (`Store::transition_request`).
+//! Each operation takes the store and a typed command and returns the request as it left it
+//! with the [`LifecycleEvent`]s that happened ([`Changed`]); the store writes each transition,
+//! its audit entry and its webhook outbox rows in one transaction (`Store::transition_request`).
 //! HTTP handlers authenticate, parse, call one of these and render; the worker's runner calls
 //! [`complete`] when a job ends.
 
@@ -31,15 +32,66 @@ pub mod shred;
 
 pub use decide::{Cancel, approve, cancel, reject};
 pub use extend::{Extend, extend};
-pub use file::{FileRequest, Filed, Filer, file};
+pub use file::{FileRequest, Filer, file};
 pub use shred::{destroy_subject_key, reapply_tombstones};
 
 use std::time::Duration;
 
 use crate::config::{ApprovalPolicy, Settings};
-use crate::domain::{ParseError, RequestType};
+use crate::domain::{ParseError, RequestType, Timestamp};
 use crate::exports::ExportError;
-use crate::store::StoreError;
+use crate::store::{JobKind, PrivacyRequest, StoreError};
+
+/// What a lifecycle operation did, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleEvent {
+    /// A new request was filed (`received`).
+    Filed,
+    /// A retry with the same `Idempotency-Key` returned the request filed first; nothing
+    /// changed.
+    Replayed,
+    /// The approval policy `review` put it in `pending_approval`.
+    AwaitingApproval,
+    /// Approved, by an admin or by the policy (`policy:auto`).
+    Approved {
+        /// Who approved it.
+        by: String,
+    },
+    /// Its job was queued.
+    JobQueued {
+        /// The job's kind.
+        kind: JobKind,
+        /// Not before this instant (an erasure's batch window or cooling-off); `None`: now.
+        run_at: Option<Timestamp>,
+    },
+    /// The subject's data key was destroyed: the first phase of an erasure (crypto-shredding).
+    KeyDestroyed,
+    /// Rejected with a reason the subject sees.
+    Rejected,
+    /// Cancelled before its job started.
+    Cancelled,
+    /// The deadline was extended to `due_at`.
+    DeadlineExtended {
+        /// The new deadline.
+        due_at: Timestamp,
+    },
+}
+
+/// A request after a lifecycle operation, and what the operation did.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// The request as the operation left it.
+    pub request: PrivacyRequest,
+    /// What happened, in order.
+    pub events: Vec<LifecycleEvent>,
+}
+
+impl Changed {
+    /// Whether the operation was a replay of an earlier filing (nothing changed).
+    pub fn replayed(&self) -> bool {
+        self.events.first() == Some(&LifecycleEvent::Replayed)
+    }
+}
 
 /// Why a lifecycle operation was refused or failed. Each variant says what an HTTP API answers.
 #[derive(Debug, thiserror::Error)]

@@ -12,5 +12,6 @@ mod ingest;
 mod job_panic;
 mod lake_s3;
 mod lake_s3_copy;
+mod lifecycle_events;
 mod residency;
 mod store_contract;

@@ -63,7 +63,9 @@ pub async fn extend(
         months: body.months,
         reason: body.reason,
     };
-    let updated = requests::extend(&state.store, &path, command).await?;
+    let updated = requests::extend(&state.store, &path, command)
+        .await?
+        .request;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }

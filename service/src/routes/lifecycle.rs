@@ -56,7 +56,9 @@ pub async fn cancel(
         by_subject: caller.role == Role::Subject,
         reason: body.into_inner().and_then(|b| b.reason),
     };
-    let updated = requests::cancel(&state.store, &request, cancel).await?;
+    let updated = requests::cancel(&state.store, &request, cancel)
+        .await?
+        .request;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }

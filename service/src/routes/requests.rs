@@ -322,8 +322,9 @@ pub async fn create(
     )
     .await?;
     let history = state.store.request_history(&filed.request.id).await?;
+    let replayed = filed.replayed();
     let body = view(filed.request, &caller, history);
-    Ok(if filed.created {
+    Ok(if !replayed {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok()
@@ -431,7 +432,8 @@ pub async fn approve(
         request,
         &caller.actor(),
     )
-    .await?;
+    .await?
+    .request;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
@@ -452,7 +454,9 @@ pub async fn reject(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let reason = body.into_inner().reason;
-    let updated = requests::reject(&state.store, &path, &caller.actor(), reason).await?;
+    let updated = requests::reject(&state.store, &path, &caller.actor(), reason)
+        .await?
+        .request;
     let history = state.store.request_history(&updated.id).await?;
     Ok(HttpResponse::Ok().json(view(updated, &caller, history)))
 }
