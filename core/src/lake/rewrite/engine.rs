@@ -125,16 +125,9 @@ pub(crate) async fn rewrite_file_to(
         tracing::debug!(file = %file.relative, "no subject rows; file left as is");
         return Ok((
             FileOutcome {
-                relative: file.relative.clone(),
-                status: FileStatus::Unchanged,
                 rows_before,
-                rows_removed: 0,
                 bytes_read: opened.reader.bytes_read(),
-                bytes_written: 0,
-                upload_parts: 0,
-                stale_temps_removed: 0,
-                surgery: SurgeryMetrics::default(),
-                retryable: false,
+                ..FileOutcome::of(file.relative.clone(), FileStatus::Unchanged)
             },
             None,
         ));
@@ -145,16 +138,10 @@ pub(crate) async fn rewrite_file_to(
         tracing::info!(file = %file.relative, rows_removed = removed, "every row removed; no new file");
         return Ok((
             FileOutcome {
-                relative: file.relative.clone(),
-                status: FileStatus::Rewritten,
                 rows_before,
                 rows_removed: removed,
                 bytes_read: opened.reader.bytes_read(),
-                bytes_written: 0,
-                upload_parts: 0,
-                stale_temps_removed: 0,
-                surgery: SurgeryMetrics::default(),
-                retryable: false,
+                ..FileOutcome::of(file.relative.clone(), FileStatus::Rewritten)
             },
             None,
         ));
@@ -209,16 +196,13 @@ pub(crate) async fn rewrite_file_to(
     };
     Ok((
         FileOutcome {
-            relative: file.relative.clone(),
-            status: FileStatus::Rewritten,
             rows_before,
             rows_removed: written.rows_removed,
             bytes_read: opened.reader.bytes_read() + written.fetched,
             bytes_written: written.bytes,
             upload_parts: written.parts,
-            stale_temps_removed: 0,
             surgery: written.surgery,
-            retryable: false,
+            ..FileOutcome::of(file.relative.clone(), FileStatus::Rewritten)
         },
         new_file,
     ))

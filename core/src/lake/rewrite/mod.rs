@@ -186,14 +186,11 @@ pub struct FileOutcome {
 }
 
 impl FileOutcome {
-    /// The outcome of a file that failed with `error` and was left untouched.
-    pub(crate) fn failed(relative: String, error: &LakeError) -> Self {
+    /// `relative` with `status` and every count zero; the other fields are set by the caller.
+    pub(crate) fn of(relative: String, status: FileStatus) -> Self {
         Self {
             relative,
-            retryable: error.is_retryable(),
-            status: FileStatus::Failed {
-                error: error.to_string(),
-            },
+            status,
             rows_before: 0,
             rows_removed: 0,
             bytes_read: 0,
@@ -201,6 +198,20 @@ impl FileOutcome {
             upload_parts: 0,
             stale_temps_removed: 0,
             surgery: SurgeryMetrics::default(),
+            retryable: false,
+        }
+    }
+
+    /// The outcome of a file that failed with `error` and was left untouched.
+    pub(crate) fn failed(relative: String, error: &LakeError) -> Self {
+        Self {
+            retryable: error.is_retryable(),
+            ..Self::of(
+                relative,
+                FileStatus::Failed {
+                    error: error.to_string(),
+                },
+            )
         }
     }
 }
