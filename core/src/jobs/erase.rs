@@ -375,117 +375,144 @@ async fn erase_file_leased(
     })
 }
 
-/// The result of erasure request `request_id` once every task of its `plan` succeeded: per
-/// dataset, files scanned by the plan, the files that held the subject and were rewritten, the
-/// subject's rows removed, and the bytes read and written by the whole batch (shared by every
-/// request in it). A plan or task result that does not parse counts as empty.
-pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> ErasureResult {
-    let plan_result: ErasurePlan = plan
-        .result
-        .clone()
-        .and_then(|r| serde_json::from_value(r).ok())
-        .unwrap_or_default();
-    let results: Vec<TaskResult> = tasks
-        .iter()
-        .filter_map(|t| t.result.clone())
-        .filter_map(|r| serde_json::from_value(r).ok())
-        .collect();
-    // Files a hold placed after the plan kept for this request (see `erase_file`).
-    let held_after_plan: Vec<&Kept> = results
-        .iter()
-        .flat_map(|r| r.held.iter().flatten())
-        .filter(|h| h.request_id.as_deref() == Some(request_id))
-        .collect();
-    let empty = BTreeMap::new();
-    let mine = plan_result.requests.get(request_id).unwrap_or(&empty);
-    let mut total_rows = 0u64;
-    let datasets: Vec<ResultDataset> = plan_result
-        .datasets
-        .iter()
-        .map(|d| {
-            let name = d.dataset.as_str();
-            let in_dataset: Vec<&TaskResult> =
-                results.iter().filter(|r| r.dataset == name).collect();
-            let sum = |f: fn(&TaskResult) -> u64| in_dataset.iter().map(|r| f(r)).sum::<u64>();
-            let surgery = |f: fn(&SurgeryCounts) -> u64| {
-                in_dataset
-                    .iter()
-                    .filter_map(|r| r.surgery.as_ref())
-                    .map(f)
-                    .sum::<u64>()
-            };
-            let held_files: Vec<&str> = in_dataset
+/// An erasure plan's result and its tasks' results, read once when the plan ends, so that
+/// each request of its batch is summed from them ([`BatchResults::for_request`]) without
+/// parsing them again. A plan or task result that does not parse counts as empty.
+pub struct BatchResults {
+    plan: ErasurePlan,
+    results: Vec<TaskResult>,
+    requests: u64,
+    tasks: u64,
+}
+
+impl BatchResults {
+    /// Reads the results of `plan` and its `tasks`.
+    pub fn read(plan: &Job, tasks: &[Job]) -> Self {
+        Self {
+            plan: plan
+                .result
+                .clone()
+                .and_then(|r| serde_json::from_value(r).ok())
+                .unwrap_or_default(),
+            results: tasks
                 .iter()
-                .flat_map(|r| r.held.iter().flatten())
-                .filter(|h| h.request_id.as_deref() == Some(request_id))
-                .filter_map(|h| h.file.as_deref())
-                .collect();
-            let located = mine.get(name);
-            let rewritten: Vec<String> = located
-                .map(|l| l.files.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| !held_files.contains(&f.as_str()))
-                .collect();
-            // Per file: its size and ETag before and after the rewrite (from the file's task).
-            let files: Vec<RewrittenFile> = rewritten
-                .iter()
-                .map(|file| {
-                    let versions = in_dataset
-                        .iter()
-                        .find(|r| r.file == *file)
-                        .and_then(|r| r.versions.clone())
-                        .unwrap_or_default();
-                    RewrittenFile {
-                        file: file.clone(),
-                        before: versions.before,
-                        after: versions.after,
-                    }
-                })
-                .collect();
-            let rows_kept: u64 = held_files
-                .iter()
-                .filter_map(|f| located.and_then(|l| l.file_rows.get(*f)))
-                .sum();
-            let rows_removed = located.map_or(0, |l| l.rows).saturating_sub(rows_kept);
-            total_rows += rows_removed;
-            ResultDataset {
-                dataset: name.to_string(),
-                files_scanned: d.files_scanned,
-                files_rewritten: rewritten.len() as u64,
-                rows_removed,
-                bytes_read: d.bytes_read + sum(|r| r.bytes_read),
-                bytes_written: sum(|r| r.bytes_written),
-                surgery: SurgeryCounts {
-                    row_groups_rewritten: surgery(|s| s.row_groups_rewritten),
-                    row_groups_copied: surgery(|s| s.row_groups_copied),
-                    bytes_reencoded: surgery(|s| s.bytes_reencoded),
-                    bytes_copied: surgery(|s| s.bytes_copied),
-                    bytes_copied_server_side: surgery(|s| s.bytes_copied_server_side),
-                },
-                rewritten,
-                files,
-            }
-        })
-        .collect();
-    let mut kept: Vec<Kept> = plan_result
-        .kept
-        .get(request_id)
-        .cloned()
-        .unwrap_or_default();
-    kept.extend(held_after_plan.into_iter().map(|h| Kept {
-        request_id: None,
-        placed_after_plan: true,
-        ..h.clone()
-    }));
-    ErasureResult {
-        kept,
-        rows_removed: total_rows,
-        batch: BatchCounts {
+                .filter_map(|t| t.result.clone())
+                .filter_map(|r| serde_json::from_value(r).ok())
+                .collect(),
             requests: plan.batch().len() as u64,
             tasks: tasks.len() as u64,
-            rows_removed: results.iter().map(|r| r.rows_removed).sum(),
-        },
-        datasets,
+        }
     }
+
+    /// The result of erasure request `request_id` once every task of the plan succeeded: per
+    /// dataset, files scanned by the plan, the files that held the subject and were
+    /// rewritten, the subject's rows removed, and the bytes read and written by the whole
+    /// batch (shared by every request in it).
+    pub fn for_request(&self, request_id: &str) -> ErasureResult {
+        let (plan_result, results) = (&self.plan, &self.results);
+        // Files a hold placed after the plan kept for this request (see `erase_file`).
+        let held_after_plan: Vec<&Kept> = results
+            .iter()
+            .flat_map(|r| r.held.iter().flatten())
+            .filter(|h| h.request_id.as_deref() == Some(request_id))
+            .collect();
+        let empty = BTreeMap::new();
+        let mine = plan_result.requests.get(request_id).unwrap_or(&empty);
+        let mut total_rows = 0u64;
+        let datasets: Vec<ResultDataset> = plan_result
+            .datasets
+            .iter()
+            .map(|d| {
+                let name = d.dataset.as_str();
+                let in_dataset: Vec<&TaskResult> =
+                    results.iter().filter(|r| r.dataset == name).collect();
+                let sum = |f: fn(&TaskResult) -> u64| in_dataset.iter().map(|r| f(r)).sum::<u64>();
+                let surgery = |f: fn(&SurgeryCounts) -> u64| {
+                    in_dataset
+                        .iter()
+                        .filter_map(|r| r.surgery.as_ref())
+                        .map(f)
+                        .sum::<u64>()
+                };
+                let held_files: Vec<&str> = in_dataset
+                    .iter()
+                    .flat_map(|r| r.held.iter().flatten())
+                    .filter(|h| h.request_id.as_deref() == Some(request_id))
+                    .filter_map(|h| h.file.as_deref())
+                    .collect();
+                let located = mine.get(name);
+                let rewritten: Vec<String> = located
+                    .map(|l| l.files.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|f| !held_files.contains(&f.as_str()))
+                    .collect();
+                // Per file: its size and ETag before and after the rewrite (from the file's task).
+                let files: Vec<RewrittenFile> = rewritten
+                    .iter()
+                    .map(|file| {
+                        let versions = in_dataset
+                            .iter()
+                            .find(|r| r.file == *file)
+                            .and_then(|r| r.versions.clone())
+                            .unwrap_or_default();
+                        RewrittenFile {
+                            file: file.clone(),
+                            before: versions.before,
+                            after: versions.after,
+                        }
+                    })
+                    .collect();
+                let rows_kept: u64 = held_files
+                    .iter()
+                    .filter_map(|f| located.and_then(|l| l.file_rows.get(*f)))
+                    .sum();
+                let rows_removed = located.map_or(0, |l| l.rows).saturating_sub(rows_kept);
+                total_rows += rows_removed;
+                ResultDataset {
+                    dataset: name.to_string(),
+                    files_scanned: d.files_scanned,
+                    files_rewritten: rewritten.len() as u64,
+                    rows_removed,
+                    bytes_read: d.bytes_read + sum(|r| r.bytes_read),
+                    bytes_written: sum(|r| r.bytes_written),
+                    surgery: SurgeryCounts {
+                        row_groups_rewritten: surgery(|s| s.row_groups_rewritten),
+                        row_groups_copied: surgery(|s| s.row_groups_copied),
+                        bytes_reencoded: surgery(|s| s.bytes_reencoded),
+                        bytes_copied: surgery(|s| s.bytes_copied),
+                        bytes_copied_server_side: surgery(|s| s.bytes_copied_server_side),
+                    },
+                    rewritten,
+                    files,
+                }
+            })
+            .collect();
+        let mut kept: Vec<Kept> = plan_result
+            .kept
+            .get(request_id)
+            .cloned()
+            .unwrap_or_default();
+        kept.extend(held_after_plan.into_iter().map(|h| Kept {
+            request_id: None,
+            placed_after_plan: true,
+            ..h.clone()
+        }));
+        ErasureResult {
+            kept,
+            rows_removed: total_rows,
+            batch: BatchCounts {
+                requests: self.requests,
+                tasks: self.tasks,
+                rows_removed: results.iter().map(|r| r.rows_removed).sum(),
+            },
+            datasets,
+        }
+    }
+}
+
+/// The result of erasure request `request_id` of `plan` (see [`BatchResults::for_request`]);
+/// for one request: a plan's end reads its results once with [`BatchResults::read`].
+pub fn erasure_result(plan: &Job, tasks: &[Job], request_id: &str) -> ErasureResult {
+    BatchResults::read(plan, tasks).for_request(request_id)
 }

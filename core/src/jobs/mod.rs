@@ -20,7 +20,7 @@ mod runner;
 
 pub use crate::store::EraseFileTask;
 pub use context::{ExecuteContext, Execution, JobError};
-pub use erase::erasure_result;
+pub use erase::{BatchResults, erasure_result};
 pub use execute::execute_job;
 pub use lease::LeaseGuard;
 pub use roots::locator_hint;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::context::{ExecuteContext, Execution, JobError};
-use super::erase::erasure_result;
+use super::erase::{BatchResults, erasure_result};
 use super::execute::execute_job;
 use super::lease::{LeaseGuard, spawn_heartbeat};
 use crate::audit::NewAuditEntry;
@@ -475,8 +475,9 @@ impl Worker {
         let actor = self.actor();
         let ending = self.ending(&actor);
         let decide = |plan: &Job, tasks: &[Job], members: &[PrivacyRequest]| {
+            let batch = BatchResults::read(plan, tasks);
             complete::plan_ended(ending, plan, tasks, members, |id| {
-                serde_json::to_value(erasure_result(plan, tasks, id)).expect("a result serialises")
+                serde_json::to_value(batch.for_request(id)).expect("a result serialises")
             })
         };
         record_end(job, &finish);
