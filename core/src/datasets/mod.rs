@@ -1,10 +1,14 @@
 //! Datasets as the lifecycle and the API see them: registration with the checks of its roots
-//! ([`register`]), and listing a root within a deadline. The rows are the store's
+//! ([`register`]), a dataset's rows across all its roots ([`locate_in_roots`],
+//! [`collect_in_roots`], with the locator index's [`locator_hint`]), and listing a root within
+//! a deadline. The rows are the store's
 //! ([`crate::store::Store::create_dataset`], [`crate::store::Store::delete_dataset`]).
 
 mod register;
+mod rows;
 
 pub use register::{Register, register};
+pub use rows::{RowsError, collect_in_roots, locate_in_roots, locator_hint};
 
 use std::time::Duration;
 

@@ -1,12 +1,14 @@
-//! Access and portability exports (GDPR Art. 15, 20) once they are written: the sealing context
-//! an archive opens under, its download, the expiry sweep (Art. 5(1)(e), storage limitation), the deletion of
-//! a subject's exports when the subject is erased, and the re-wrapping of their keys after a
-//! KEK rotation. The export job that writes an archive is `jobs::export`.
+//! Access and portability exports (GDPR Art. 15, 20): writing the archive ([`write_export`]),
+//! the sealing context it opens under, its download, the expiry sweep (Art. 5(1)(e), storage
+//! limitation), the deletion of a subject's exports when the subject is erased, and the
+//! re-wrapping of their keys after a KEK rotation.
 
+mod archive;
 mod download;
 mod rewrap;
 mod sweep;
 
+pub use archive::{ArchiveError, ArchiveTarget, ExportResult, ExportedDataset, write_export};
 pub use download::{Download, DownloadError, download};
 pub use rewrap::{ExportRewrapReport, rewrap_exports};
 pub use sweep::{destroy_subject_exports, sweep_expired_exports};

@@ -7,14 +7,14 @@
 //!   → route to a region (routing)                the one place residency rules apply
 //!                                                 (GDPR Chapter V: policies per jurisdiction)
 //!   → drop rows of erased subjects (tombstones)  the resurrection guard
-//!   → DEK per subject (keyring), seal PII cells (cells)
+//!   → DEK per subject, seal PII cells (keyring::columns)
 //!   → Hive partitions, sorted by subject, files of the target size, bloom filters (write)
 //!   → locator index: which files hold which subjects (store)
 //! ```
 //!
-//! [`compact`] reuses the layout to merge small files and apply pending erasures.
+//! Compaction (`crate::compaction`) reuses the layout to merge small files and apply pending
+//! erasures.
 
-pub mod cells;
 mod input;
 pub mod routing;
 pub mod write;
@@ -32,11 +32,11 @@ pub use input::{InputFormat, logical_schema, read_input};
 
 use crate::audit::NewAuditEntry;
 use crate::domain::{DatasetSchema, SubjectId};
+use crate::keyring::columns::{BatchKeys, encrypt_column};
 use crate::keyring::{Keyring, KeyringError};
 use crate::lake::rewrite::{ErasePolicy, erase_rows, subject_values};
 use crate::lake::{LakeError, LakeRoot};
 use crate::store::{Dataset, DatasetRoot, IndexedFile, Store, StoreError};
-use cells::{BatchKeys, encrypt_column};
 use write::{WrittenFile, encode_files, partition_rows, take_stored, upload};
 
 /// Why an ingest was refused or failed. Nothing of the input is in the lake afterwards.

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::results::{ErasurePlan, TaskResult};
+use crate::requests::results::RequestResult;
 
 use crate::keyring::Keyring;
 use crate::lake::LakeError;
@@ -65,6 +64,32 @@ impl From<crate::requests::RequestError> for JobError {
     }
 }
 
+impl From<crate::exports::ArchiveError> for JobError {
+    fn from(e: crate::exports::ArchiveError) -> Self {
+        use crate::exports::ArchiveError;
+        match e {
+            ArchiveError::Rows(e) => e.into(),
+            unavailable @ ArchiveError::Unavailable(_) => {
+                JobError::Transient(unavailable.to_string())
+            }
+            unexportable @ ArchiveError::Unexportable(_) => {
+                JobError::Permanent(unexportable.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::datasets::RowsError> for JobError {
+    fn from(e: crate::datasets::RowsError) -> Self {
+        use crate::datasets::RowsError;
+        match e {
+            RowsError::Lake { dataset, source } => lake_error(&dataset, source),
+            RowsError::Store(e) => e.into(),
+            unreadable_or_mixed => JobError::Permanent(unreadable_or_mixed.to_string()),
+        }
+    }
+}
+
 pub(super) fn lake_error(dataset: &str, e: LakeError) -> JobError {
     let message = format!("dataset {dataset}: {e}");
     match e {
@@ -93,8 +118,8 @@ pub struct ExecuteContext {
 pub enum Execution {
     /// The request is answered (access): its result and export archive.
     Completed {
-        /// Result document of the request.
-        result: Value,
+        /// The request's result.
+        result: RequestResult,
         /// Export archive path.
         export_path: Option<String>,
     },

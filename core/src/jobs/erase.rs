@@ -15,8 +15,8 @@ use super::results::{
     BatchCounts, ErasurePlan, ErasureResult, Kept, ObjectVersion, PlanDataset, RequestFiles,
     ResultDataset, RewrittenFile, SurgeryCounts, TaskResult, TaskStatus, Versions,
 };
-use super::roots::locate_in_roots;
 use crate::audit::NewAuditEntry;
+use crate::datasets::locate_in_roots;
 use crate::domain::RequestStatus;
 use crate::lake::{self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot};
 use crate::store::{
@@ -89,8 +89,15 @@ pub(super) async fn plan_erasure(
             continue;
         }
         let wanted: Vec<&str> = subjects.keys().copied().collect();
-        let reports =
-            locate_in_roots(store, ctx, &dataset, &dataset.subject_columns(), &wanted).await?;
+        let reports = locate_in_roots(
+            store,
+            ctx.keyring.as_deref(),
+            ctx.file_concurrency,
+            &dataset,
+            &dataset.subject_columns(),
+            &wanted,
+        )
+        .await?;
         if let Some(hold) = holds.on_dataset(&dataset.id) {
             // Located, never rewritten: only to learn whose keys the hold keeps.
             for file in reports.iter().flat_map(|(_, r)| &r.files) {

@@ -1,13 +1,14 @@
 //! What each kind of job does: the dispatch from a claimed job to its module — erasure
-//! ([`super::erase`]), access and portability exports ([`super::export`]), rectification
+//! ([`super::erase`]), access and portability exports ([`crate::exports::write_export`]), rectification
 //! ([`super::rectify`]) and restriction ([`super::restrict`]).
 
 use std::sync::Arc;
 
 use super::context::{ExecuteContext, Execution, JobError};
 use super::erase::{erase_file, plan_erasure};
-use super::export::export;
+use crate::exports::{ArchiveTarget, write_export};
 use crate::lake::CommitGuard;
+use crate::requests::results::RequestResult;
 use crate::store::{Job, JobKind, PrivacyRequest, Store};
 
 /// Runs one job to its end.
@@ -34,9 +35,13 @@ pub async fn execute_job(
         }
         JobKind::Access | JobKind::Portability => {
             let datasets = store.list_datasets().await?;
-            let (result, path) = export(store, ctx, &datasets, request).await?;
+            let target = ArchiveTarget {
+                exports_url: &ctx.exports_url,
+                keyring: ctx.keyring.as_deref(),
+            };
+            let (result, path) = write_export(store, target, &datasets, request).await?;
             Ok(Execution::Completed {
-                result,
+                result: RequestResult::Export(result),
                 export_path: Some(path),
             })
         }

@@ -8,14 +8,12 @@
 mod context;
 mod erase;
 mod execute;
-mod export;
 mod holds;
 mod lease;
 mod maintenance;
 mod rectify;
 mod restrict;
 pub mod results;
-mod roots;
 mod runner;
 
 pub use crate::store::EraseFileTask;
@@ -23,5 +21,4 @@ pub use context::{ExecuteContext, Execution, JobError};
 pub use erase::{BatchResults, erasure_result};
 pub use execute::execute_job;
 pub use lease::LeaseGuard;
-pub use roots::locator_hint;
 pub use runner::{Worker, WorkerConfig};

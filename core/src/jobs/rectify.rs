@@ -10,16 +10,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, StringArray};
-use serde_json::{Value, json};
 
 use super::context::{ExecuteContext, Execution, JobError, lake_error};
-use super::roots::locate_in_roots;
+use crate::datasets::locate_in_roots;
 use crate::domain::{Rectification, SubjectId};
-use crate::ingest::cells::{BatchKeys, encrypt_column};
 use crate::keyring::KeyringError;
+use crate::keyring::columns::{BatchKeys, encrypt_column};
 use crate::lake::{
     self, AllGuards, CellSealer, ColumnChange, CommitGuard, FileStatus, LakeRoot, Rectify,
 };
+use crate::requests::results::{RectificationResult, RectifiedDataset, RequestResult};
 use crate::store::{Dataset, LeaseMode, PrivacyRequest, Store, with_dataset_lease};
 
 /// Seals new values with the subject's key, bound to the dataset and column like ingest does.
@@ -173,7 +173,15 @@ async fn rectify_leased(
     };
     // Every root of the dataset (its root_url, and one per region with data residency) is
     // located before any file is rewritten: an unreadable file stops the request unchanged.
-    let reports = locate_in_roots(store, ctx, dataset, &owners, &[subject.as_str()]).await?;
+    let reports = locate_in_roots(
+        store,
+        ctx.keyring.as_deref(),
+        ctx.file_concurrency,
+        dataset,
+        &owners,
+        &[subject.as_str()],
+    )
+    .await?;
     let (mut files_scanned, mut located_bytes) = (0, 0);
     let mut outcome = lake::RectifyOutcome::default();
     for (url, report) in reports {
@@ -223,7 +231,7 @@ async fn rectify_leased(
                         f.file.bytes_written,
                     )
                     .await?;
-                rewritten.push(Value::String(f.file.relative.clone()));
+                rewritten.push(f.file.relative.clone());
             }
             FileStatus::Unchanged => {}
             FileStatus::Failed { error } => {
@@ -252,17 +260,17 @@ async fn rectify_leased(
     }
     let m = &outcome.metrics;
     Ok(Execution::Completed {
-        result: json!({
-            "rows_changed": m.rows_changed,
-            "columns": rectification.columns(),
-            "datasets": [{
-                "dataset": dataset.name,
-                "files_scanned": files_scanned,
-                "files_rewritten": m.files_rewritten,
-                "rows_changed": m.rows_changed,
-                "bytes_read": located_bytes + m.bytes_read,
-                "bytes_written": m.bytes_written,
-                "rewritten": rewritten,
+        result: RequestResult::Rectification(RectificationResult {
+            rows_changed: m.rows_changed,
+            columns: rectification.columns(),
+            datasets: vec![RectifiedDataset {
+                dataset: dataset.name.clone(),
+                files_scanned,
+                files_rewritten: m.files_rewritten,
+                rows_changed: m.rows_changed,
+                bytes_read: located_bytes + m.bytes_read,
+                bytes_written: m.bytes_written,
+                rewritten,
             }],
         }),
         export_path: None,
@@ -304,7 +312,7 @@ async fn sealer_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn dataset(schema: Option<Value>) -> Dataset {
         Dataset {

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::context::{Execution, JobError};
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestType, to_db};
+use crate::requests::results::{RequestResult, RestrictionResult};
 use crate::store::{Job, PrivacyRequest, Store};
 
 /// Applies restriction (or lift) request `request`; the audit entry names the subject by
@@ -38,21 +39,21 @@ pub(super) async fn apply(
                     audit("subject.restricted"),
                 )
                 .await?;
-            json!({
-                "restricted": true,
-                "restricted_since": to_db(entry.restricted_since),
-                "already_restricted": entry.request_id != request.id,
-            })
+            RestrictionResult::Restricted {
+                restricted: true,
+                restricted_since: to_db(entry.restricted_since),
+                already_restricted: entry.request_id != request.id,
+            }
         }
         RequestType::RestrictionLift => {
             let lifted = store
                 .lift_restriction(&request.subject_id, audit("subject.restriction_lifted"))
                 .await?;
-            json!({
-                "restricted": false,
-                "was_restricted": lifted.is_some(),
-                "restricted_since": lifted.map(|e| to_db(e.restricted_since)),
-            })
+            RestrictionResult::Lifted {
+                restricted: false,
+                was_restricted: lifted.is_some(),
+                restricted_since: lifted.map(|e| to_db(e.restricted_since)),
+            }
         }
         other => {
             return Err(JobError::Permanent(format!(
@@ -62,7 +63,7 @@ pub(super) async fn apply(
         }
     };
     Ok(Execution::Completed {
-        result,
+        result: RequestResult::Restriction(result),
         export_path: None,
     })
 }

@@ -18,6 +18,7 @@ use crate::lake::CommitGuard;
 use crate::lake::rewrite::failpoint::{Failpoint, hit};
 use crate::process_metrics::{BYTES_REWRITTEN, JOBS_ENDED, ROWS_REMOVED};
 use crate::requests::complete::{self, Ending};
+use crate::requests::results::RequestResult;
 use crate::store::{
     Job, JobFinish, JobKind, JobOutcome, JobPayload, PrivacyRequest, Store, StoreError,
     StoreResult, Transition,
@@ -353,7 +354,8 @@ impl Worker {
                 export_path,
             } => {
                 let actor = self.actor();
-                let mut transition = complete::completed(self.ending(&actor), request, job, result);
+                let mut transition =
+                    complete::completed(self.ending(&actor), request, job, &result);
                 transition.export_path = export_path;
                 let mut finish = JobFinish::new(JobOutcome::Succeeded);
                 finish.requests = vec![(request.id.clone(), transition)];
@@ -373,11 +375,10 @@ impl Worker {
                     // Nothing of the batch's subjects is in the lake: every request is done.
                     for member in self.batch_requests(&plan_job).await? {
                         let result =
-                            serde_json::to_value(erasure_result(&plan_job, &[], &member.id))
-                                .expect("a result serialises");
+                            RequestResult::Erasure(erasure_result(&plan_job, &[], &member.id));
                         let actor = self.actor();
                         let transition =
-                            complete::completed(self.ending(&actor), &member, &plan_job, result);
+                            complete::completed(self.ending(&actor), &member, &plan_job, &result);
                         finish.requests.push((member.id.clone(), transition));
                     }
                 } else {
@@ -477,7 +478,7 @@ impl Worker {
         let decide = |plan: &Job, tasks: &[Job], members: &[PrivacyRequest]| {
             let batch = BatchResults::read(plan, tasks);
             complete::plan_ended(ending, plan, tasks, members, |id| {
-                serde_json::to_value(batch.for_request(id)).expect("a result serialises")
+                RequestResult::Erasure(batch.for_request(id))
             })
         };
         record_end(job, &finish);

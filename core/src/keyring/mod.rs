@@ -17,6 +17,7 @@
 pub mod blob;
 mod cache;
 pub mod cell;
+pub mod columns;
 mod contract;
 mod journal;
 mod keys;

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::chrono_of;
+use super::results::RequestResult;
 use crate::audit::NewAuditEntry;
 use crate::domain::{RequestStatus, RequestType};
 use crate::keyring::Keyring;
@@ -24,8 +25,9 @@ pub struct Ending<'a> {
 
 /// The transition completing `request`, whose `job` produced `result`:
 ///
-/// - data kept under a legal hold (`result.kept` not empty) makes it `partially_completed`,
-///   else `completed`; the audit entry carries the counts without the rewritten files;
+/// - data kept under a legal hold ([`RequestResult::kept_any`]) makes it
+///   `partially_completed`, else `completed`; the audit entry carries the counts without the
+///   rewritten files ([`RequestResult::audit_counts`]);
 /// - a completed erasure forgets the subject's recorded jurisdiction (data minimisation,
 ///   Art. 5(1)(c)) and, in Lethe's own records, the subject id (pseudonym only from now on);
 /// - an access or portability export expires after the export TTL.
@@ -33,20 +35,14 @@ pub fn completed(
     ending: Ending<'_>,
     request: &PrivacyRequest,
     job: &Job,
-    result: Value,
+    result: &RequestResult,
 ) -> Transition {
-    let mut counts = result.clone();
-    if let Some(datasets) = counts["datasets"].as_array_mut() {
-        for d in datasets {
-            d.as_object_mut().map(|o| o.remove("rewritten"));
-        }
-    }
+    let counts = result.audit_counts();
     let audit = NewAuditEntry::new(ending.actor, "request.completed")
         .request(&request.id)
         .subject(&request.subject_pseudonym)
         .details(json!({ "job_id": job.id, "kind": job.kind, "result": counts }));
-    let kept = result["kept"].as_array().is_some_and(|k| !k.is_empty());
-    let status = if kept {
+    let status = if result.kept_any() {
         RequestStatus::PartiallyCompleted
     } else {
         RequestStatus::Completed
@@ -66,7 +62,7 @@ pub fn completed(
     if matches!(job.kind, JobKind::Access | JobKind::Portability) {
         transition.export_expires_at = Some(chrono::Utc::now() + chrono_of(ending.export_ttl));
     }
-    transition.result = Some(result);
+    transition.result = Some(result.to_value());
     transition
 }
 
@@ -96,12 +92,12 @@ pub fn plan_ended(
     plan: &Job,
     tasks: &[Job],
     members: &[PrivacyRequest],
-    result_of: impl Fn(&str) -> Value,
+    result_of: impl Fn(&str) -> RequestResult,
 ) -> Vec<(String, Transition)> {
     if tasks.iter().all(|t| t.status == JobStatus::Succeeded) {
         return members
             .iter()
-            .map(|m| (m.id.clone(), completed(ending, m, plan, result_of(&m.id))))
+            .map(|m| (m.id.clone(), completed(ending, m, plan, &result_of(&m.id))))
             .collect();
     }
     let failures: Vec<String> = tasks

@@ -16,6 +16,7 @@
 //! | [`decide`] | approval (cooling-off, first-phase key destruction, the job queued), rejection with a reason (Art. 12(4)), cancellation |
 //! | [`extend`] | the one extension of the deadline by up to two months (Art. 12(3)) |
 //! | [`complete`] | what a request becomes when its job ends: completion (partial under a legal hold, Art. 17(3)), what an erasure forgets, export expiry; failure |
+//! | [`results`] | what a completed request's result says, typed per request type |
 //! | [`shred`] | the first phase of an erasure: the subject's data key destroyed (crypto-shredding) |
 //!
 //! Each operation takes the store and a typed command and returns the request as it left it
@@ -28,6 +29,7 @@ pub mod complete;
 pub mod decide;
 pub mod extend;
 pub mod file;
+pub mod results;
 pub mod shred;
 
 pub use decide::{Cancel, approve, cancel, reject};

@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, get, web};
 use lethe_core::audit::{Checkpoint, sign_document};
 use lethe_core::domain::{RequestStatus, RequestType, Role, to_db};
+use lethe_core::requests::results::ErasureResult;
 use lethe_core::store::{AuditFilter, PrivacyRequest};
 use serde_json::{Value, json};
 
@@ -119,28 +120,30 @@ fn certificate_body(
     entries: &[lethe_core::audit::AuditEntry],
     checkpoint: Option<&Checkpoint>,
 ) -> Value {
-    let result = request.result.clone().unwrap_or(Value::Null);
-    let datasets: Vec<Value> = result["datasets"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    // Results written by earlier versions lack some fields: they read as their defaults.
+    let result: ErasureResult = request
+        .result
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let datasets: Vec<Value> = result
+        .datasets
         .iter()
         .map(|d| {
             json!({
-                "dataset": d["dataset"],
+                "dataset": d.dataset,
                 // Erasure rewrites Hive-partitioned Parquet folders; Delta Lake and Iceberg
                 // tables are refused, so there are no table commits or expired snapshots.
                 "format": "hive_parquet",
-                "files_scanned": d["files_scanned"],
-                "files_rewritten": d["files_rewritten"],
-                "rows_removed": d["rows_removed"],
+                "files_scanned": d.files_scanned,
+                "files_rewritten": d.files_rewritten,
+                "rows_removed": d.rows_removed,
                 // Each file with its size and ETag before and after the rewrite, where the
                 // erasure recorded them (erasures run before this was recorded list names only).
-                "files": if d["files"].is_array() { d["files"].clone() } else { d["rewritten"].clone() },
+                "files": if d.files.is_empty() { json!(d.rewritten) } else { json!(d.files) },
             })
         })
         .collect();
-    let kept = result["kept"].clone();
     json!({
         "kind": CERTIFICATE_KIND,
         "request_id": request.id,
@@ -151,9 +154,9 @@ fn certificate_body(
         "key_destroyed_at": request.key_destroyed_at.map(to_db),
         "completed_at": request.completed_at.map(to_db),
         "issued_at": to_db(chrono::Utc::now()),
-        "rows_removed": result["rows_removed"],
+        "rows_removed": result.rows_removed,
         "datasets": datasets,
-        "legal_holds_respected": if kept.is_null() { json!([]) } else { kept },
+        "legal_holds_respected": result.kept,
         "audit": {
             "first_seq": entries.first().map(|e| e.seq),
             "last_seq": entries.last().map(|e| e.seq),

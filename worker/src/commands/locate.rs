@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use lethe_core::jobs::locator_hint;
+use lethe_core::datasets::locator_hint;
 use lethe_core::lake::{FileFailure, LakeRoot, Locate, LocateMetrics, LocateReport};
 use serde::Serialize;
 

@@ -1,21 +1,72 @@
-//! Access and portability exports (GDPR Art. 15, 20): the subject's rows from every dataset,
-//! decrypted with their own data key only, in one sealed zip archive in the export store.
+//! Writing an access or portability export (GDPR Art. 15, 20): the subject's rows from every
+//! dataset, decrypted with their own data key only, in one sealed zip archive in the export
+//! store.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::context::{ExecuteContext, JobError};
-use super::roots::collect_in_roots;
+use super::export_context;
+use crate::datasets::{RowsError, collect_in_roots};
 use crate::domain::RequestType;
-use crate::exports::export_context;
-use crate::ingest::cells::decrypt_column;
-use crate::keyring::Keyring;
-use crate::keyring::KeyringError;
+use crate::keyring::columns::decrypt_column;
+use crate::keyring::{Keyring, KeyringError};
 use crate::lake;
 use crate::store::{Dataset, PrivacyRequest, Store};
+
+/// Why an export archive could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The subject's rows could not be read.
+    #[error(transparent)]
+    Rows(#[from] RowsError),
+    /// The rows cannot be exported as they are (an encrypted dataset without a keyring, a
+    /// destroyed key, a cell that does not open): will fail the same way again.
+    #[error("{0}")]
+    Unexportable(String),
+    /// The staging folder, the export store or the keyring failed: worth another attempt.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where an archive goes and what opens the subject's cells.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveTarget<'a> {
+    /// The export store: an absolute folder, a `file://` URL or an object store URL such as
+    /// `s3://bucket/exports`.
+    pub exports_url: &'a str,
+    /// The keyring: opens encrypted cells and seals the archive at rest (none: plain data).
+    pub keyring: Option<&'a Keyring>,
+}
+
+/// One dataset in an export's result and manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedDataset {
+    /// Dataset name.
+    pub dataset: String,
+    /// The subject's rows.
+    pub rows: u64,
+    /// Files they came from.
+    pub files: u64,
+    /// The archive's files for this dataset (`<name>.<ext>`).
+    pub formats: Vec<String>,
+}
+
+/// What an access or portability request's result says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportResult {
+    /// The subject's rows, all datasets.
+    pub rows: u64,
+    /// Bytes of the stored archive (sealed, when a keyring is configured).
+    pub export_bytes: u64,
+    /// The subject was erased: the archive says so and holds no rows.
+    pub erased: bool,
+    /// Per dataset.
+    pub datasets: Vec<ExportedDataset>,
+}
 
 /// The files an export archive holds for each dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,21 +98,25 @@ impl ArchiveFormat {
 /// Exports the subject's rows from every dataset into one zip archive holding
 /// `manifest.json` and, per dataset, the files of the request's [`ArchiveFormat`]: access
 /// (Art. 15) `<name>.jsonl` and `<name>.csv`; portability (Art. 20) `<name>.parquet`,
-/// `<name>.csv` and `<name>.json`.
-pub(super) async fn export(
+/// `<name>.csv` and `<name>.json`. Stores it at `<exports_url>/<request id>.zip`; returns the
+/// result and that location.
+///
+/// # Errors
+/// [`ArchiveError`].
+pub async fn write_export(
     store: &Arc<Store>,
-    ctx: &ExecuteContext,
+    target: ArchiveTarget<'_>,
     datasets: &[Dataset],
     request: &PrivacyRequest,
-) -> Result<(Value, String), JobError> {
+) -> Result<(ExportResult, String), ArchiveError> {
     let subject = request.subject_id.as_str();
     // An erased subject (key destroyed) gets an answer saying so, and nothing of the lake: no
     // code path returns their data any more, not even rows the rewrite has yet to remove.
-    let erased = match &ctx.keyring {
+    let erased = match target.keyring {
         Some(keyring) => !keyring
             .shredded_among([subject])
             .await
-            .map_err(|e| JobError::Transient(format!("checking the subject's key: {e}")))?
+            .map_err(|e| ArchiveError::Unavailable(format!("checking the subject's key: {e}")))?
             .is_empty(),
         None => false,
     };
@@ -69,22 +124,30 @@ pub(super) async fn export(
     let format = ArchiveFormat::of(request.request_type);
     let mut collected = Vec::new();
     for dataset in datasets {
-        let rows = collect_in_roots(store, ctx, dataset, subject).await?;
-        let rows = decrypt_rows(ctx, dataset, request, rows).await?;
+        let rows = collect_in_roots(store, target.keyring, dataset, subject).await?;
+        let rows = decrypt_rows(target.keyring, dataset, request, rows).await?;
         collected.push((dataset.name.clone(), rows));
     }
+    let exported: Vec<ExportedDataset> = collected
+        .iter()
+        .map(|(name, rows)| ExportedDataset {
+            dataset: name.clone(),
+            rows: rows.rows,
+            files: rows.files.len() as u64,
+            formats: format
+                .extensions()
+                .iter()
+                .map(|ext| format!("{name}.{ext}"))
+                .collect(),
+        })
+        .collect();
     let mut manifest = json!({
         "request_id": request.id,
         "request_type": request.request_type,
         "generated_at": crate::domain::to_db(chrono::Utc::now()),
         "gdpr_article": request.request_type.gdpr_article(),
         "erased": erased,
-        "datasets": collected.iter().map(|(name, rows)| json!({
-            "dataset": name,
-            "rows": rows.rows,
-            "files": rows.files.len(),
-            "formats": format.extensions().iter().map(|ext| format!("{name}.{ext}")).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "datasets": exported,
     });
     if format == ArchiveFormat::Portability {
         manifest["json_format"] = json!("array");
@@ -100,35 +163,27 @@ pub(super) async fn export(
         write_archive(&file, &manifest_for_zip, &collected, format)
     })
     .await
-    .map_err(|e| JobError::Transient(format!("export task failed: {e}")))??;
-    let stored = store_export(
-        &ctx.exports_url,
-        &request.id,
-        &staging,
-        ctx.keyring.as_deref(),
-    )
-    .await;
+    .map_err(|e| ArchiveError::Unavailable(format!("export task failed: {e}")))??;
+    let stored = store_export(target, &request.id, &staging).await;
     let _ = tokio::fs::remove_file(&staging).await;
     let (path, bytes) = stored?;
-    let total_rows: u64 = manifest["datasets"]
-        .as_array()
-        .map(|a| a.iter().map(|d| d["rows"].as_u64().unwrap_or(0)).sum())
-        .unwrap_or(0);
-    Ok((
-        json!({ "rows": total_rows, "export_bytes": bytes, "erased": erased,
-                "datasets": manifest["datasets"] }),
-        path,
-    ))
+    let result = ExportResult {
+        rows: exported.iter().map(|d| d.rows).sum(),
+        export_bytes: bytes,
+        erased,
+        datasets: exported,
+    };
+    Ok((result, path))
 }
 
 /// The subject's rows with their encrypted cells opened with their DEK only (GDPR Art. 15);
 /// cells of other subjects in the same rows (a message's receiver) stay null.
 async fn decrypt_rows(
-    ctx: &ExecuteContext,
+    keyring: Option<&Keyring>,
     dataset: &Dataset,
     request: &PrivacyRequest,
     rows: lake::SubjectRows,
-) -> Result<lake::SubjectRows, JobError> {
+) -> Result<lake::SubjectRows, ArchiveError> {
     let Some(schema) = &dataset.schema else {
         return Ok(rows);
     };
@@ -139,8 +194,8 @@ async fn decrypt_rows(
     if encrypted.is_empty() || rows.rows == 0 {
         return Ok(rows);
     }
-    let keyring = ctx.keyring.as_ref().ok_or_else(|| {
-        JobError::Permanent(format!(
+    let keyring = keyring.ok_or_else(|| {
+        ArchiveError::Unexportable(format!(
             "dataset {} is encrypted and no keyring is configured",
             dataset.name
         ))
@@ -149,12 +204,12 @@ async fn decrypt_rows(
         Ok(dek) => Some(dek),
         Err(KeyringError::NotFound) => None,
         Err(KeyringError::Shredded) => {
-            return Err(JobError::Permanent(
+            return Err(ArchiveError::Unexportable(
                 "the subject's data was erased (their key is destroyed)".into(),
             ));
         }
         Err(e) => {
-            return Err(JobError::Transient(format!(
+            return Err(ArchiveError::Unavailable(format!(
                 "reading the subject's key: {e}"
             )));
         }
@@ -170,14 +225,16 @@ async fn decrypt_rows(
             };
             let to = spec.column_type.arrow();
             let envelopes = arrow_cast::cast(&columns[i], &arrow_schema::DataType::Binary)
-                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?;
+                .map_err(|e| {
+                    ArchiveError::Unexportable(format!("dataset {}: {e}", dataset.name))
+                })?;
             let envelopes = envelopes
                 .as_any()
                 .downcast_ref::<arrow_array::BinaryArray>()
                 .expect("cast to Binary")
                 .clone();
             let owners = lake::subject_values(batch, schema.owner_of(spec))
-                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?
+                .map_err(|e| ArchiveError::Unexportable(format!("dataset {}: {e}", dataset.name)))?
                 .unwrap_or_else(|| arrow_array::StringArray::new_null(batch.num_rows()));
             let opened = match &dek {
                 Some(dek) => decrypt_column(
@@ -192,7 +249,7 @@ async fn decrypt_rows(
                 None => Ok(arrow_array::new_null_array(&to, batch.num_rows())),
             }
             .map_err(|e| {
-                JobError::Permanent(format!(
+                ArchiveError::Unexportable(format!(
                     "dataset {}, column {}: {e}",
                     dataset.name, spec.name
                 ))
@@ -208,7 +265,9 @@ async fn decrypt_rows(
         }
         batches.push(
             arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
-                .map_err(|e| JobError::Permanent(format!("dataset {}: {e}", dataset.name)))?,
+                .map_err(|e| {
+                    ArchiveError::Unexportable(format!("dataset {}: {e}", dataset.name))
+                })?,
         );
     }
     let schema = batches
@@ -225,13 +284,16 @@ async fn decrypt_rows(
 /// Uploads the archive at `file` to `<exports_url>/<request_id>.zip` (streamed; multipart on
 /// object stores) and returns that location and its size in bytes.
 async fn store_export(
-    exports_url: &str,
+    target: ArchiveTarget<'_>,
     request_id: &str,
     file: &Path,
-    keyring: Option<&Keyring>,
-) -> Result<(String, u64), JobError> {
+) -> Result<(String, u64), ArchiveError> {
+    let ArchiveTarget {
+        exports_url,
+        keyring,
+    } = target;
     let transient = |what: &str, e: &dyn std::fmt::Display| {
-        JobError::Transient(format!("storing export {what} at {exports_url}: {e}"))
+        ArchiveError::Unavailable(format!("storing export {what} at {exports_url}: {e}"))
     };
     if let Some(dir) = lake::local_folder(exports_url) {
         tokio::fs::create_dir_all(dir)
@@ -288,9 +350,9 @@ fn write_archive(
     manifest: &Value,
     collected: &[(String, lake::SubjectRows)],
     format: ArchiveFormat,
-) -> Result<(), JobError> {
+) -> Result<(), ArchiveError> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
-        JobError::Transient(format!("writing export {what} in {}: {e}", path.display()))
+        ArchiveError::Unavailable(format!("writing export {what} in {}: {e}", path.display()))
     };
     let file = std::fs::File::create(path).map_err(|e| io("archive", &e))?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));

@@ -12,9 +12,9 @@ use arrow_array::{Array, ArrayRef, BinaryArray, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{ArrowError, DataType};
 
+use super::Dek;
+use super::cell::{CellContext, CellError, decrypt_cell, encrypt_cell};
 use crate::domain::SubjectId;
-use crate::keyring::Dek;
-use crate::keyring::cell::{CellContext, CellError, decrypt_cell, encrypt_cell};
 
 /// Unwrapped DEKs of the subjects of one batch, by subject id.
 pub type BatchKeys = HashMap<String, (SubjectId, Dek)>;
