@@ -16,6 +16,8 @@ mod codec;
 mod levels;
 mod order;
 mod page_parts;
+mod page_read;
+mod page_write;
 mod pages;
 mod props;
 mod rle;
