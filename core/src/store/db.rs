@@ -83,6 +83,38 @@ pub(super) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreErro
     }
 }
 
+/// Every row of a statement with an `IN (…)` list over `values`, run once per chunk of at
+/// most `chunk` values (SQLite binds at most 32,766 parameters, PostgreSQL 65,535):
+/// `select(list)` builds the statement around `list`, the chunk's placeholders
+/// `$k+1, …, $k+n`, after the `leading` values bound first as `$1 … $k`.
+///
+/// # Errors
+/// The database's.
+pub(super) async fn fetch_in(
+    conn: &mut AnyConnection,
+    leading: &[&str],
+    values: &[String],
+    chunk: usize,
+    select: impl Fn(&str) -> String,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for part in values.chunks(chunk.max(1)) {
+        let list = (leading.len() + 1..=leading.len() + part.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query(AssertSqlSafe(select(&list)));
+        for v in leading {
+            query = query.bind(*v);
+        }
+        for v in part {
+            query = query.bind(v.as_str());
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
 pub(super) fn now() -> Timestamp {
     chrono::Utc::now()
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::db::{Backend, Store};
+use super::db::{Backend, Store, fetch_in};
 use crate::domain::{from_db, to_db};
 use crate::keyring::{KeyStore, KeyringError, StoredKey, WrappedDek};
 
@@ -83,29 +83,24 @@ impl KeyStore for Store {
         &self,
         subject_refs: &[String],
     ) -> Result<Vec<(String, StoredKey)>, KeyringError> {
-        let mut found = Vec::with_capacity(subject_refs.len());
-        for chunk in subject_refs.chunks(100) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref IN ({})",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                query = query.bind(r);
-            }
-            for row in query
-                .fetch_all(self.pool())
-                .await
-                .map_err(store_error("reading subject keys"))?
-            {
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(store_error("connecting"))?;
+        let rows = fetch_in(&mut conn, &[], subject_refs, 100, |list| {
+            format!("SELECT {KEY_COLS} FROM subject_keys WHERE subject_ref IN ({list})")
+        })
+        .await
+        .map_err(store_error("reading subject keys"))?;
+        rows.iter()
+            .map(|row| {
                 let subject_ref: String = row
                     .try_get("subject_ref")
                     .map_err(store_error("reading subject keys"))?;
-                found.push((subject_ref, key_from(&row)?));
-            }
-        }
-        Ok(found)
+                Ok((subject_ref, key_from(row)?))
+            })
+            .collect()
     }
 
     async fn put_if_absent(
@@ -208,29 +203,22 @@ impl KeyStore for Store {
     }
 
     async fn tombstoned_among(&self, subject_refs: &[String]) -> Result<Vec<String>, KeyringError> {
-        let mut found = Vec::new();
-        for chunk in subject_refs.chunks(100) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT subject_ref FROM tombstones WHERE subject_ref IN ({})",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                query = query.bind(r);
-            }
-            for row in query
-                .fetch_all(self.pool())
-                .await
-                .map_err(store_error("reading tombstones"))?
-            {
-                found.push(
-                    row.try_get::<String, _>("subject_ref")
-                        .map_err(store_error("reading tombstones"))?,
-                );
-            }
-        }
-        Ok(found)
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(store_error("connecting"))?;
+        let rows = fetch_in(&mut conn, &[], subject_refs, 100, |list| {
+            format!("SELECT subject_ref FROM tombstones WHERE subject_ref IN ({list})")
+        })
+        .await
+        .map_err(store_error("reading tombstones"))?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<String, _>("subject_ref")
+                    .map_err(store_error("reading tombstones"))
+            })
+            .collect()
     }
 
     async fn list(

@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use uuid::Uuid;
 
 use super::audit_chain::append_audit_in;
-use super::db::{db, now};
+use super::db::{db, fetch_in, now};
 use super::rows::{REQUEST_COLS, corrupt, get_os, get_s, request_from};
 use super::{NewJob, PrivacyRequest, StoreError, StoreResult, Transition};
 use crate::domain::{RequestStatus, to_db};
@@ -209,24 +209,14 @@ pub(super) async fn requests_in(
     ids: &[String],
 ) -> StoreResult<Vec<PrivacyRequest>> {
     let mut found: HashMap<String, PrivacyRequest> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let params = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id IN ({params})");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        for row in query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("reading requests"))?
-        {
-            let request = request_from(&row)?;
-            found.insert(request.id.clone(), request);
-        }
+    let rows = fetch_in(conn, &[], ids, 500, |list| {
+        format!("SELECT {REQUEST_COLS} FROM requests WHERE id IN ({list})")
+    })
+    .await
+    .map_err(db("reading requests"))?;
+    for row in &rows {
+        let request = request_from(row)?;
+        found.insert(request.id.clone(), request);
     }
     ids.iter()
         .map(|id| {

@@ -6,7 +6,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::db::Store;
+use super::db::{Store, fetch_in};
 use super::{StoreError, StoreResult};
 use crate::domain::to_db;
 
@@ -136,32 +136,31 @@ impl Store {
         dataset_id: &str,
         subject_refs: &[String],
     ) -> StoreResult<Vec<(String, String, u64)>> {
-        let mut found = Vec::new();
-        for chunk in subject_refs.chunks(LOOKUP_CHUNK) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT subject_ref, path, row_count FROM locator \
-                 WHERE dataset_id = $1 AND subject_ref IN ({}) ORDER BY path",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(dataset_id);
-            for r in chunk {
-                query = query.bind(r);
-            }
-            for row in query
-                .fetch_all(self.pool())
-                .await
-                .map_err(db("looking subjects up in the locator index"))?
-            {
-                let rows: i64 = row.try_get("row_count").map_err(db("reading locator"))?;
-                found.push((
+        let mut conn = self.pool().acquire().await.map_err(db("connecting"))?;
+        let rows = fetch_in(
+            &mut conn,
+            &[dataset_id],
+            subject_refs,
+            LOOKUP_CHUNK,
+            |list| {
+                format!(
+                    "SELECT subject_ref, path, row_count FROM locator \
+                 WHERE dataset_id = $1 AND subject_ref IN ({list}) ORDER BY path"
+                )
+            },
+        )
+        .await
+        .map_err(db("looking subjects up in the locator index"))?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get("row_count").map_err(db("reading locator"))?;
+                Ok((
                     row.try_get("subject_ref").map_err(db("reading locator"))?,
                     row.try_get("path").map_err(db("reading locator"))?,
-                    u64::try_from(rows).unwrap_or(0),
-                ));
-            }
-        }
-        Ok(found)
+                    u64::try_from(count).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     /// After `path` was rewritten without the subjects: drops their entries and records the

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::audit_chain::append_audit_in;
-use super::db::{Store, db, now};
+use super::db::{Store, db, fetch_in, now};
 use super::rows::{corrupt, get_os, get_s, get_ts};
 use super::{StoreError, StoreResult};
 use crate::audit::NewAuditEntry;
@@ -354,30 +354,23 @@ impl Store {
         &self,
         subject_refs: &[String],
     ) -> StoreResult<Vec<(String, String)>> {
-        let mut found = Vec::new();
-        for chunk in subject_refs.chunks(LOOKUP_CHUNK) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
+        let mut conn = self.pool().acquire().await.map_err(db("connecting"))?;
+        let rows = fetch_in(&mut conn, &[], subject_refs, LOOKUP_CHUNK, |list| {
+            format!(
                 "SELECT subject_ref, jurisdiction FROM subject_jurisdictions \
-                 WHERE subject_ref IN ({})",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                query = query.bind(r);
-            }
-            for row in query
-                .fetch_all(self.pool())
-                .await
-                .map_err(db("looking up subjects' jurisdictions"))?
-            {
-                found.push((
-                    get_s(&row, "subject_jurisdictions", "subject_ref")?,
-                    get_s(&row, "subject_jurisdictions", "jurisdiction")?,
-                ));
-            }
-        }
-        Ok(found)
+                 WHERE subject_ref IN ({list})"
+            )
+        })
+        .await
+        .map_err(db("looking up subjects' jurisdictions"))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    get_s(row, "subject_jurisdictions", "subject_ref")?,
+                    get_s(row, "subject_jurisdictions", "jurisdiction")?,
+                ))
+            })
+            .collect()
     }
 
     /// Records `(subject_ref, jurisdiction)` for subjects that have no jurisdiction yet (ingest
