@@ -3,7 +3,7 @@
 //! subjects; each [`EraseFileTask`] rewrites one file; [`erasure_result`] sums a request's
 //! part once every task succeeded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
@@ -18,7 +18,10 @@ use super::results::{
 use crate::audit::NewAuditEntry;
 use crate::datasets::locate_in_roots;
 use crate::domain::RequestStatus;
-use crate::lake::{self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot};
+use crate::keyring::Keyring;
+use crate::lake::{
+    self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot, Shielded,
+};
 use crate::store::{
     Dataset, EraseFileTask, Job, JobPayload, LeaseMode, NewJob, PrivacyRequest, Store, StoreError,
     Transition, with_dataset_lease,
@@ -218,6 +221,49 @@ async fn task_policy(store: &Arc<Store>, task: &EraseFileTask) -> Result<ErasePo
     }
 }
 
+/// What keeps rows shared with a held subject whole: with more than one subject column
+/// (a message table) and a subject hold naming its subject by keyed reference, a row naming
+/// such a subject besides an erased one is kept.
+fn shield_for(ctx: &ExecuteContext, holds: &ActiveHolds, policy: &ErasePolicy) -> Option<Shielded> {
+    let keyring = ctx.keyring.clone()?;
+    if policy.subject_columns.len() < 2 || !holds.has_subject_refs() {
+        return None;
+    }
+    let held: HashSet<String> = holds.subject_refs().cloned().collect();
+    Some(Shielded::new(move |subject| {
+        held.contains(&keyring.subject_ref_str(subject))
+    }))
+}
+
+/// The rows `shielded` kept in `file`, as one [`Kept`] per request and hold, with the count.
+fn shared_rows_kept(
+    shielded: &Shielded,
+    keyring: &Keyring,
+    holds: &ActiveHolds,
+    requests: &[&PrivacyRequest],
+    file: &str,
+) -> Vec<Kept> {
+    let mut kept: BTreeMap<(String, String), Kept> = BTreeMap::new();
+    for ((erased, holder), rows) in shielded.kept() {
+        let Some(request) = requests.iter().find(|r| r.subject_id.as_str() == erased) else {
+            continue;
+        };
+        let Some(hold) = holds.on_subject_ref(&keyring.subject_ref_str(&holder)) else {
+            continue;
+        };
+        let entry = kept
+            .entry((request.id.clone(), hold.id.clone()))
+            .or_insert_with(|| Kept {
+                request_id: Some(request.id.clone()),
+                file: Some(file.to_string()),
+                shared_rows: Some(0),
+                ..Kept::of(hold)
+            });
+        entry.shared_rows = entry.shared_rows.map(|n| n + rows);
+    }
+    kept.into_values().collect()
+}
+
 /// Rewrites one file without the rows of its requests' subjects, and keeps the locator index
 /// in step.
 pub(super) async fn erase_file(
@@ -293,7 +339,12 @@ async fn erase_file_leased(
         });
     }
     let root = LakeRoot::parse(&task.root_url).map_err(|e| lake_error(&task.dataset, e))?;
-    let policy = task_policy(store, task).await?;
+    let mut policy = task_policy(store, task).await?;
+    // Rows shared with a held subject (a message between the two) are kept whole.
+    let shielded = shield_for(ctx, &holds, &policy);
+    if let Some(shielded) = &shielded {
+        policy = policy.shielding(shielded.clone());
+    }
     // Size and ETag of the file before and after the rewrite, for the erasure certificate
     // (one HEAD each; a digest of the content would mean reading the whole file again).
     let (objects, location) = (root.store().clone(), root.location(&task.file));
@@ -313,6 +364,12 @@ async fn erase_file_leased(
         .execute()
         .await
         .map_err(|e| lake_error(&task.dataset, e))?;
+    if let (Some(shielded), Some(keyring)) = (&shielded, &ctx.keyring) {
+        let requests: Vec<&PrivacyRequest> = std::iter::once(request).chain(&others).collect();
+        held.extend(shared_rows_kept(
+            shielded, keyring, &holds, &requests, &task.file,
+        ));
+    }
     let Some(file) = outcome.files.first() else {
         // The file is gone (compacted or deleted since the plan): nothing of the subjects is
         // left in it.
@@ -441,12 +498,31 @@ impl BatchResults {
                         .map(f)
                         .sum::<u64>()
                 };
-                let held_files: Vec<&str> = in_dataset
+                let held_here: Vec<&Kept> = in_dataset
                     .iter()
                     .flat_map(|r| r.held.iter().flatten())
                     .filter(|h| h.request_id.as_deref() == Some(request_id))
+                    .collect();
+                // A file kept whole: by a hold placed after the plan, or because every row of
+                // the subject in it is shared with a held subject (nothing was rewritten).
+                // Otherwise the shared rows were kept in a file rewritten all the same.
+                let kept_whole = |h: &Kept| {
+                    h.shared_rows.is_none()
+                        || !in_dataset.iter().any(|r| {
+                            Some(r.file.as_str()) == h.file.as_deref()
+                                && r.status == TaskStatus::Rewritten
+                        })
+                };
+                let held_files: Vec<&str> = held_here
+                    .iter()
+                    .filter(|h| kept_whole(h))
                     .filter_map(|h| h.file.as_deref())
                     .collect();
+                let shared_rows: u64 = held_here
+                    .iter()
+                    .filter(|h| !kept_whole(h))
+                    .filter_map(|h| h.shared_rows)
+                    .sum();
                 let located = mine.get(name);
                 let rewritten: Vec<String> = located
                     .map(|l| l.files.clone())
@@ -474,7 +550,9 @@ impl BatchResults {
                     .iter()
                     .filter_map(|f| located.and_then(|l| l.file_rows.get(*f)))
                     .sum();
-                let rows_removed = located.map_or(0, |l| l.rows).saturating_sub(rows_kept);
+                let rows_removed = located
+                    .map_or(0, |l| l.rows)
+                    .saturating_sub(rows_kept + shared_rows);
                 total_rows += rows_removed;
                 ResultDataset {
                     dataset: name.to_string(),
@@ -502,7 +580,7 @@ impl BatchResults {
             .unwrap_or_default();
         kept.extend(held_after_plan.into_iter().map(|h| Kept {
             request_id: None,
-            placed_after_plan: true,
+            placed_after_plan: h.shared_rows.is_none(),
             ..h.clone()
         }));
         ErasureResult {

@@ -14,6 +14,8 @@ use crate::store::{LegalHold, Store, StoreResult};
 pub(crate) struct ActiveHolds {
     datasets: HashMap<String, LegalHold>,
     subjects: HashMap<String, LegalHold>,
+    /// Subject holds by the keyring's keyed reference (holds placed with one).
+    by_ref: HashMap<String, LegalHold>,
 }
 
 impl ActiveHolds {
@@ -27,6 +29,12 @@ impl ActiveHolds {
             if let Some(dataset) = &hold.dataset_id {
                 holds.datasets.entry(dataset.clone()).or_insert(hold);
             } else if let Some(pseudonym) = &hold.subject_pseudonym {
+                if let Some(subject_ref) = &hold.subject_ref {
+                    holds
+                        .by_ref
+                        .entry(subject_ref.clone())
+                        .or_insert_with(|| hold.clone());
+                }
                 holds.subjects.entry(pseudonym.clone()).or_insert(hold);
             }
         }
@@ -41,6 +49,21 @@ impl ActiveHolds {
     /// The hold on the subject with this audit pseudonym, if any.
     pub(crate) fn on_subject(&self, pseudonym: &str) -> Option<&LegalHold> {
         self.subjects.get(pseudonym)
+    }
+
+    /// The hold on the subject with this keyed reference, if any (holds placed with one).
+    pub(crate) fn on_subject_ref(&self, subject_ref: &str) -> Option<&LegalHold> {
+        self.by_ref.get(subject_ref)
+    }
+
+    /// The keyed references of the subjects held (holds placed with one).
+    pub(crate) fn subject_refs(&self) -> impl Iterator<Item = &String> {
+        self.by_ref.keys()
+    }
+
+    /// Whether a subject hold in force names its subject by keyed reference.
+    pub(crate) fn has_subject_refs(&self) -> bool {
+        !self.by_ref.is_empty()
     }
 
     /// Whether any hold is in force on the dataset or on one of the subjects.

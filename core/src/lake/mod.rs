@@ -44,8 +44,8 @@ pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, Lo
 pub use rewrite::{
     AllGuards, CellEdit, CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome,
     ErasePolicy, EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile,
-    Rectify, RectifyMetrics, RectifyOutcome, RowEdits, RowFilter, SurgeryMetrics, erase_plan,
-    erase_rows, subject_values,
+    Rectify, RectifyMetrics, RectifyOutcome, RowEdits, RowFilter, Shielded, SurgeryMetrics,
+    erase_plan, erase_rows, subject_values,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{

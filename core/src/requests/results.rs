@@ -81,6 +81,10 @@ pub struct Kept {
     /// In a request's result: the hold was placed after the erasure was planned.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub placed_after_plan: bool,
+    /// Rows the erased subject shares with the held subject (a message between them), kept
+    /// whole in `file` while the subject's other rows there were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_rows: Option<u64>,
 }
 
 impl Kept {
@@ -100,6 +104,7 @@ impl Kept {
             request_id: None,
             file: None,
             placed_after_plan: false,
+            shared_rows: None,
         }
     }
 }
@@ -249,6 +254,7 @@ mod tests {
             id: "h1".into(),
             dataset_id: None,
             subject_pseudonym: Some("p".into()),
+            subject_ref: None,
             legal_basis: "Art. 17(3)(e)".into(),
             reason: "case 2025-117 against Ana Lima".into(),
             ends_at: None,

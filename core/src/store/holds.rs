@@ -32,6 +32,11 @@ pub struct LegalHold {
     pub dataset_id: Option<String>,
     /// The held subject's pseudonym (a subject hold), or null. Never the subject id.
     pub subject_pseudonym: Option<String>,
+    /// The held subject's keyed reference in the keyring (a subject hold placed with a
+    /// keyring), by which an erasure recognises the subject in rows shared with others. Not
+    /// served.
+    #[serde(skip)]
+    pub subject_ref: Option<String>,
     /// Legal basis, e.g. `Art. 17(3)(b)`: a legal obligation to retain.
     pub legal_basis: String,
     /// Why, for the record.
@@ -62,6 +67,8 @@ pub struct NewLegalHold {
     pub dataset_id: Option<String>,
     /// The held subject's pseudonym.
     pub subject_pseudonym: Option<String>,
+    /// The held subject's keyed reference in the keyring ([`LegalHold::subject_ref`]).
+    pub subject_ref: Option<String>,
     /// Legal basis.
     pub legal_basis: String,
     /// Why.
@@ -72,8 +79,8 @@ pub struct NewLegalHold {
     pub created_by: String,
 }
 
-const HOLD_COLS: &str = "id, dataset_id, subject_pseudonym, legal_basis, reason, ends_at, \
-    created_by, created_at, released_by, released_at";
+const HOLD_COLS: &str = "id, dataset_id, subject_pseudonym, subject_ref, legal_basis, reason, \
+    ends_at, created_by, created_at, released_by, released_at";
 
 fn hold_from(row: &AnyRow) -> StoreResult<LegalHold> {
     let t = "legal_holds";
@@ -81,6 +88,7 @@ fn hold_from(row: &AnyRow) -> StoreResult<LegalHold> {
         id: get_s(row, t, "id")?,
         dataset_id: get_os(row, t, "dataset_id")?,
         subject_pseudonym: get_os(row, t, "subject_pseudonym")?,
+        subject_ref: get_os(row, t, "subject_ref")?,
         legal_basis: get_s(row, t, "legal_basis")?,
         reason: get_s(row, t, "reason")?,
         ends_at: get_ots(row, t, "ends_at")?,
@@ -100,13 +108,14 @@ impl Store {
     ) -> StoreResult<LegalHold> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO legal_holds (id, dataset_id, subject_pseudonym, legal_basis, reason, \
-             ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             RETURNING {HOLD_COLS}"
+            "INSERT INTO legal_holds (id, dataset_id, subject_pseudonym, subject_ref, \
+             legal_basis, reason, ends_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {HOLD_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(&hold.dataset_id)
         .bind(&hold.subject_pseudonym)
+        .bind(&hold.subject_ref)
         .bind(&hold.legal_basis)
         .bind(&hold.reason)
         .bind(hold.ends_at.map(to_db))

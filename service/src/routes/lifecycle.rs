@@ -114,18 +114,11 @@ pub async fn create_hold(
     if body.ends_at.is_some_and(|end| end <= chrono::Utc::now()) {
         return Err(ApiError::validation("ends_at must be in the future"));
     }
-    let (dataset_id, subject_pseudonym) = match (body.dataset_id, body.subject_id) {
-        (Some(dataset), None) => (Some(state.store.dataset(&dataset).await?.id), None),
-        (None, Some(subject)) => {
-            let subject = SubjectId::parse(subject)?;
-            (None, Some(state.pseudonyms.pseudonym(&subject)))
-        }
-        _ => {
-            return Err(ApiError::validation(
-                "give exactly one of dataset_id and subject_id",
-            ));
-        }
-    };
+    let HoldTarget {
+        dataset_id,
+        subject_pseudonym,
+        subject_ref,
+    } = hold_target(&state, body.dataset_id, body.subject_id).await?;
     let audit = NewAuditEntry::new(caller.actor(), "legal_hold.placed").details(json!({
         "dataset_id": dataset_id,
         "legal_basis": body.legal_basis,
@@ -141,6 +134,7 @@ pub async fn create_hold(
             NewLegalHold {
                 dataset_id,
                 subject_pseudonym,
+                subject_ref,
                 legal_basis: body.legal_basis,
                 reason: body.reason,
                 ends_at: body.ends_at,
@@ -150,6 +144,39 @@ pub async fn create_hold(
         )
         .await?;
     Ok(HttpResponse::Created().json(hold))
+}
+
+/// What a hold names: a dataset, or a subject by pseudonym and keyed reference.
+struct HoldTarget {
+    dataset_id: Option<String>,
+    subject_pseudonym: Option<String>,
+    subject_ref: Option<String>,
+}
+
+/// The target of a hold on `dataset` (which must exist) or on `subject`; exactly one.
+async fn hold_target(
+    state: &AppState,
+    dataset: Option<String>,
+    subject: Option<String>,
+) -> Result<HoldTarget, ApiError> {
+    match (dataset, subject) {
+        (Some(dataset), None) => Ok(HoldTarget {
+            dataset_id: Some(state.store.dataset(&dataset).await?.id),
+            subject_pseudonym: None,
+            subject_ref: None,
+        }),
+        (None, Some(subject)) => {
+            let subject = SubjectId::parse(subject)?;
+            Ok(HoldTarget {
+                dataset_id: None,
+                subject_pseudonym: Some(state.pseudonyms.pseudonym(&subject)),
+                subject_ref: Some(state.keyring.subject_ref_str(subject.as_str())),
+            })
+        }
+        _ => Err(ApiError::validation(
+            "give exactly one of dataset_id and subject_id",
+        )),
+    }
 }
 
 /// Query of `GET /v1/legal-holds`.

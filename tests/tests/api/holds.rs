@@ -239,3 +239,88 @@ async fn after_a_completed_erasure_lethes_database_names_the_subject_by_pseudony
             .all(|e| !serde_json::to_string(e).unwrap().contains(&subject))
     );
 }
+
+#[tokio::test]
+async fn rows_an_erased_subject_shares_with_a_held_subject_are_kept_whole() {
+    let app = spawn_app().await;
+    let root = app.data_dir.path().join("managed").join("messages");
+    let response = app
+        .create_dataset(&json!({
+            "name": "messages",
+            "root_url": format!("file://{}", root.display()),
+            "schema": {
+                "subject_columns": ["sender", "receiver"],
+                "columns": [
+                    {"name": "id", "type": "string"},
+                    {"name": "sender", "type": "string"},
+                    {"name": "receiver", "type": "string"},
+                    {"name": "body", "type": "string"}
+                ],
+                "erasure": "delete_row"
+            },
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let dataset = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ana, bob, eve) = ("msg-ana", "msg-bob", "msg-eve");
+    let messages = [
+        ("m1", ana, bob),
+        ("m2", bob, ana),
+        ("m3", ana, eve),
+        ("m4", eve, ana),
+        ("m5", bob, eve),
+    ];
+    let body: String = messages
+        .iter()
+        .map(|(id, s, r)| {
+            json!({"id": id, "sender": s, "receiver": r, "body": "hi"}).to_string() + "\n"
+        })
+        .collect();
+    let ingested = app
+        .ingest(
+            &app.admin_token,
+            &dataset,
+            Some("application/x-ndjson"),
+            body,
+        )
+        .await;
+    assert_eq!(ingested.status(), StatusCode::CREATED);
+    // Bob is under a hold; Ana asks to be erased.
+    let hold = place_hold(
+        &app,
+        json!({"subject_id": bob, "legal_basis": "Art. 17(3)(e)", "reason": "claims"}),
+    )
+    .await;
+    let token = app.subject_token("ana@example.com", ana).await;
+    let erasure = file_and_approve(&app, &token, json!({"type": "erasure"})).await;
+    let done = app.wait_until_final(&token, &erasure).await;
+
+    // Her messages with Bob stay as they were; those with Eve are gone.
+    let ids: Vec<String> = snapshot(&root)
+        .values()
+        .flat_map(|f| f.rows.clone())
+        .filter_map(|r| {
+            r.split('|')
+                .find_map(|c| c.strip_prefix("id=").map(str::to_string))
+        })
+        .collect();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(ids, ["m1", "m2", "m5"], "{done}");
+    assert_eq!(done["status"], "partially_completed", "{done}");
+    let kept = done["result"]["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{done}");
+    assert_eq!(kept[0]["hold_id"], hold["id"]);
+    assert_eq!(kept[0]["shared_rows"], 2);
+    assert!(kept[0].get("placed_after_plan").is_none(), "{done}");
+    let in_messages = done["result"]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "messages")
+        .unwrap();
+    assert_eq!(in_messages["rows_removed"], 2, "{done}");
+}

@@ -20,7 +20,7 @@ mod swap;
 mod temps;
 
 pub use edits::{CellEdit, RowEdits};
-pub use policy::{ErasePolicy, Erased, erase_plan, erase_rows, subject_values};
+pub use policy::{ErasePolicy, Erased, Shielded, erase_plan, erase_rows, subject_values};
 pub use rectify::{
     CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
 };

@@ -2,8 +2,8 @@
 //! batch by [`erase_plan`] and applied to a whole batch by [`erase_rows`]. Shared by the rewrite, ingest (the resurrection guard) and
 //! compaction, so the three agree row for row.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, ArrayRef, BooleanArray, NullArray, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType};
@@ -23,7 +23,49 @@ pub struct ErasePolicy {
     /// Under [`ErasureStrategy::NullSubjectColumns`]: per subject column, the PII columns
     /// belonging to that subject, nulled with it.
     pub owned: BTreeMap<String, Vec<String>>,
+    /// Subjects whose rows stay whole, whoever else they name (a legal hold on them).
+    pub shielded: Option<Shielded>,
 }
+
+/// The subjects whose rows an erasure keeps whole although they also name an erased subject:
+/// a legal hold on a subject (GDPR Art. 17(3)(e)) covers the rows they share with others — a
+/// message between an erased subject and a held one is kept as it is. Records which erased
+/// subject had which rows kept, for the request's result.
+#[derive(Clone)]
+pub struct Shielded {
+    is_shielded: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    kept: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+}
+
+impl Shielded {
+    /// Rows naming a subject `is_shielded` says yes to are kept whole.
+    pub fn new(is_shielded: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            is_shielded: Arc::new(is_shielded),
+            kept: Arc::default(),
+        }
+    }
+
+    /// The rows kept so far, as `(erased subject, shielded subject) → rows`: each kept row
+    /// counts once per erased subject in it, for the first shielded subject it names.
+    pub fn kept(&self) -> BTreeMap<(String, String), u64> {
+        self.kept.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Shielded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shielded(..)")
+    }
+}
+
+impl PartialEq for Shielded {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.kept, &other.kept)
+    }
+}
+
+impl Eq for Shielded {}
 
 impl ErasePolicy {
     /// Rows of subjects in `column` are deleted (datasets written by others).
@@ -32,6 +74,7 @@ impl ErasePolicy {
             subject_columns: vec![column.into()],
             strategy: ErasureStrategy::DeleteRow,
             owned: BTreeMap::new(),
+            shielded: None,
         }
     }
 
@@ -48,7 +91,14 @@ impl ErasePolicy {
             subject_columns: schema.subject_columns.clone(),
             strategy: schema.erasure,
             owned,
+            shielded: None,
         }
+    }
+
+    /// The same policy, keeping whole every row that names a subject of `shielded`.
+    pub fn shielding(mut self, shielded: Shielded) -> Self {
+        self.shielded = Some(shielded);
+        self
     }
 }
 
@@ -115,6 +165,10 @@ pub fn erase_plan(
             present.push((name.clone(), values));
         }
     }
+    if let Some(shielded) = &policy.shielded {
+        shield(&mut hits, &present, shielded, is_erased);
+        hits.retain(|(_, h)| h.true_count() > 0);
+    }
     if hits.is_empty() {
         return Ok((RowEdits::keep_all(rows), 0));
     }
@@ -172,6 +226,66 @@ pub fn erase_plan(
     }
 }
 
+/// Row `i` of `values`, unless null.
+fn value_at(values: &StringArray, i: usize) -> Option<&str> {
+    values.is_valid(i).then(|| values.value(i))
+}
+
+/// Clears the hits of every row that names a shielded subject (one not erased), and records
+/// the rows kept per erased subject.
+fn shield(
+    hits: &mut [(String, BooleanArray)],
+    present: &[(String, StringArray)],
+    shielded: &Shielded,
+    is_erased: &dyn Fn(&str) -> bool,
+) {
+    if hits.is_empty() || present.len() < 2 {
+        // One subject column: a row names one subject, never a shielded one besides.
+        return;
+    }
+    let rows = hits[0].1.len();
+    let mut kept: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut cleared = vec![false; rows];
+    for (i, clear) in cleared.iter_mut().enumerate() {
+        if !hits.iter().any(|(_, h)| h.value(i)) {
+            continue;
+        }
+        let Some(holder) = present
+            .iter()
+            .filter_map(|(_, values)| value_at(values, i))
+            .find(|v| !is_erased(v) && (shielded.is_shielded)(v))
+        else {
+            continue;
+        };
+        *clear = true;
+        let erased: BTreeSet<&str> = present
+            .iter()
+            .filter_map(|(_, values)| value_at(values, i))
+            .filter(|v| is_erased(v))
+            .collect();
+        for subject in erased {
+            *kept
+                .entry((subject.to_string(), holder.to_string()))
+                .or_default() += 1;
+        }
+    }
+    if kept.is_empty() {
+        return;
+    }
+    for (_, hit) in hits.iter_mut() {
+        *hit = hit
+            .iter()
+            .zip(&cleared)
+            .map(|(h, c)| Some(h == Some(true) && !c))
+            .collect();
+    }
+    if let Ok(mut all) = shielded.kept.lock() {
+        for (key, n) in kept {
+            *all.entry(key).or_default() += n;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +316,44 @@ mod tests {
             subject_columns: vec!["sender".into(), "receiver".into()],
             strategy,
             owned: [("sender".to_string(), vec!["sender_email".to_string()])].into(),
+            shielded: None,
         }
+    }
+
+    #[test]
+    fn rows_naming_a_shielded_subject_are_kept_whole_and_counted_per_erased_subject() {
+        // Rows: a→b, b→a, a→a, c→b. Erase a; b is under a hold.
+        for strategy in [
+            ErasureStrategy::DeleteRow,
+            ErasureStrategy::NullSubjectColumns,
+        ] {
+            let shielded = Shielded::new(|s| s == "b");
+            let policy = policy(strategy).shielding(shielded.clone());
+            let out = erase_rows(&messages(), &policy, &|s| s == "a").unwrap();
+            // Only a→a goes; both rows a shares with b stay untouched.
+            assert_eq!((out.rows_removed, out.rows_nulled), (1, 0), "{strategy:?}");
+            let sender = subject_values(&out.batch, "sender").unwrap().unwrap();
+            assert_eq!(
+                sender.iter().collect::<Vec<_>>(),
+                [Some("a"), Some("b"), Some("c")]
+            );
+            assert!(
+                out.batch
+                    .column_by_name("sender_email")
+                    .unwrap()
+                    .is_valid(0)
+            );
+            assert_eq!(
+                shielded.kept(),
+                [(("a".to_string(), "b".to_string()), 2)].into()
+            );
+        }
+        // A shielded subject that is itself being erased shields nothing.
+        let shielded = Shielded::new(|s| s == "a");
+        let policy = policy(ErasureStrategy::DeleteRow).shielding(shielded.clone());
+        let out = erase_rows(&messages(), &policy, &|s| s == "a").unwrap();
+        assert_eq!(out.rows_removed, 3);
+        assert!(shielded.kept().is_empty());
     }
 
     #[test]

@@ -558,6 +558,7 @@ async fn nulling_a_subjects_columns_skips_those_an_older_file_does_not_have() {
             vec!["note".to_string(), "sender_email".to_string()],
         )]
         .into(),
+        shielded: None,
     };
     let outcome = Erase::new(root_of(&dir), "sender")
         .policy(policy)
