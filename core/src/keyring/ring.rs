@@ -175,6 +175,17 @@ impl Keyring {
         self.hasher.subject_ref(subject)
     }
 
+    /// The hasher of subject references ([`SubjectHasher`]).
+    pub fn hasher(&self) -> &SubjectHasher {
+        &self.hasher
+    }
+
+    /// [`SubjectHasher::erased_email`]: what an erased subject's account keeps in place of
+    /// `email`.
+    pub fn erased_email(&self, email: &str) -> String {
+        self.hasher.erased_email(email)
+    }
+
     /// [`Keyring::subject_ref`] of a subject id read from a lake row.
     pub fn subject_ref_str(&self, subject: &str) -> String {
         self.hasher.subject_ref_str(subject)

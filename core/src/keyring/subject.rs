@@ -53,6 +53,14 @@ impl SubjectHasher {
         self.subject_ref_str(subject.as_str())
     }
 
+    /// What an erased subject's account stores in place of its e-mail (GDPR Art. 17):
+    /// `erased:<hex HMAC-SHA256(key, "email:" + e-mail)>`. Signing in with the address still
+    /// finds the account; the address itself is no longer stored, and without the key the
+    /// stand-in cannot be linked back to it by trying addresses.
+    pub fn erased_email(&self, email: &str) -> String {
+        format!("erased:{}", self.subject_ref_str(&format!("email:{email}")))
+    }
+
     /// [`SubjectHasher::subject_ref`] of a subject id read from a lake row (not re-validated).
     pub fn subject_ref_str(&self, subject: &str) -> String {
         let mut mac =

@@ -57,6 +57,7 @@ pub fn completed(
         transition.forget_subject = Some(ForgetSubject {
             subject_id: request.subject_id.as_str().to_string(),
             pseudonym: request.subject_pseudonym.clone(),
+            emails: ending.keyring.map(|k| k.hasher().clone()),
         });
     }
     if matches!(job.kind, JobKind::Access | JobKind::Portability) {

@@ -125,10 +125,16 @@ impl Store {
 
     /// The account with that e-mail, if any.
     pub async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        self.user_by_stored_email(email.as_str()).await
+    }
+
+    /// The account whose `email` column holds `stored`: an address, or the stand-in an
+    /// erased subject's account keeps in its place (`erased:<keyed hash>`).
+    pub async fn user_by_stored_email(&self, stored: &str) -> StoreResult<Option<User>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {USER_COLS} FROM users WHERE email = $1"
         )))
-        .bind(email.as_str())
+        .bind(stored)
         .fetch_optional(&self.pool)
         .await
         .map_err(db("looking up an account"))?

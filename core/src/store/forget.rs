@@ -10,17 +10,19 @@
 //!   answers `erased: true`, a rectification fails);
 //! - every account linked to the subject is linked to `pseudonym:<audit pseudonym>` instead,
 //!   so its owner still follows their requests (they carry the same replacement) and fetches
-//!   the erasure certificate; the account's e-mail stays while the account exists (it is the
-//!   login);
+//!   the erasure certificate; the account's e-mail is replaced by a keyed hash of it
+//!   ([`SubjectHasher::erased_email`]): signing in with the address still works, the address
+//!   is no longer stored;
 //! - the subject leaves the restricted list.
 //!
 //! See `docs/erasure.md` ("What Lethe keeps after an erasure").
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::StoreResult;
 use super::db::db;
 use super::rows::final_statuses_sql;
+use crate::keyring::SubjectHasher;
 
 /// A subject whose erasure completed: what Lethe's own database replaces (GDPR Art. 17,
 /// keeping by pseudonym only what accountability needs, Art. 5(2)).
@@ -31,6 +33,9 @@ pub struct ForgetSubject {
     /// The audit pseudonym (keyed hash) of the subject; requests keep `pseudonym:<it>` in
     /// place of the id.
     pub pseudonym: String,
+    /// Replaces the e-mails of the subject's accounts by their keyed hash (none: e-mails
+    /// stay, for stores without a keyring).
+    pub emails: Option<SubjectHasher>,
 }
 
 /// Applies [`ForgetSubject`] inside the caller's transaction.
@@ -63,6 +68,27 @@ pub(super) async fn forget_subject_in(
         .execute(&mut *conn)
         .await
         .map_err(db("replacing an erased subject's id on their accounts"))?;
+    if let Some(hasher) = &forget.emails {
+        let accounts = sqlx::query(
+            "SELECT id, email FROM users WHERE subject_id = $1 AND email NOT LIKE 'erased:%'",
+        )
+        .bind(&replacement)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("reading an erased subject's accounts"))?;
+        for account in accounts {
+            let (id, email): (String, String) = (
+                account.try_get("id").map_err(db("reading an account"))?,
+                account.try_get("email").map_err(db("reading an account"))?,
+            );
+            sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+                .bind(hasher.erased_email(&email))
+                .bind(&id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("replacing an erased subject's e-mail"))?;
+        }
+    }
     sqlx::query("DELETE FROM restricted_subjects WHERE subject_id = $1")
         .bind(&forget.subject_id)
         .execute(&mut *conn)

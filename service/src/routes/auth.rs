@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{Email, Role};
-use lethe_core::store::NewUser;
+use lethe_core::store::{NewUser, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -94,6 +94,11 @@ pub async fn register(
         .throttle
         .attempt(client_ip(&req, &state), &body.email)?;
     let email = Email::parse(body.email)?;
+    // The account of an erased subject keeps the address only as a keyed hash: it is taken.
+    let erased_account = state
+        .store
+        .user_by_stored_email(&state.keyring.erased_email(email.as_str()))
+        .await?;
     let permit = state.throttle.hash_permit().await?;
     let password_hash =
         hash_password_holding(body.password, permit)
@@ -104,17 +109,19 @@ pub async fn register(
             })?;
     let audit =
         NewAuditEntry::new("system", "account.registered").details(json!({ "role": "subject" }));
-    let created = state
-        .store
-        .create_user(
-            NewUser {
+    let created = match erased_account {
+        Some(_) => Err(lethe_core::store::StoreError::Conflict(
+            "e-mail taken".into(),
+        )),
+        None => {
+            let user = NewUser {
                 email,
                 password_hash,
                 role: Role::Subject,
-            },
-            audit,
-        )
-        .await;
+            };
+            state.store.create_user(user, audit).await
+        }
+    };
     match created {
         // The new account proves it controls the address: a code goes to it.
         Ok(user) => super::email::send_code(&state, &user).await?,
@@ -150,7 +157,7 @@ pub async fn login(
     state.throttle.attempt(client_ip(&req, &state), &account)?;
     let wrong = || ApiError::Unauthorized("wrong e-mail or password".into());
     let user = match Email::parse(body.email) {
-        Ok(email) => state.store.user_by_email(&email).await?,
+        Ok(email) => account_for(&state, &email).await?,
         Err(_) => None,
     };
     let permit = state.throttle.hash_permit().await?;
@@ -276,4 +283,15 @@ fn require_account(caller: &Caller) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The account signing in with `email`: the one registered with it, or the account of an
+/// erased subject, which keeps the address only as a keyed hash
+/// ([`lethe_core::keyring::Keyring::erased_email`]).
+async fn account_for(state: &AppState, email: &Email) -> Result<Option<User>, ApiError> {
+    if let Some(user) = state.store.user_by_email(email).await? {
+        return Ok(Some(user));
+    }
+    let stand_in = state.keyring.erased_email(email.as_str());
+    Ok(state.store.user_by_stored_email(&stand_in).await?)
 }

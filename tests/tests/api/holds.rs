@@ -238,6 +238,37 @@ async fn after_a_completed_erasure_lethes_database_names_the_subject_by_pseudony
             .iter()
             .all(|e| !serde_json::to_string(e).unwrap().contains(&subject))
     );
+    // The account keeps no e-mail in clear, and its owner still signs in with it.
+    let count_users = |sql: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind("gone@example.com")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let in_clear = "SELECT COUNT(*) FROM users WHERE email = $1";
+    assert_eq!(
+        count_users(in_clear).await,
+        0,
+        "the e-mail is stored in clear"
+    );
+    let again = app.login_ok("gone@example.com").await;
+    let listed: Vec<Value> = app.list_requests(&again).await.json().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // Registering the address again creates no second account.
+    let all = "SELECT COUNT(*) FROM users WHERE $1 = $1";
+    let accounts = count_users(all).await;
+    assert_eq!(
+        app.register("gone@example.com", "another password 123")
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(count_users(all).await, accounts);
+    assert_eq!(count_users(in_clear).await, 0);
 }
 
 #[tokio::test]
