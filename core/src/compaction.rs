@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::NewAuditEntry;
+use crate::datasets::shield_held_subjects;
 use crate::domain::DatasetSchema;
 use crate::ingest::write::{WrittenFile, encode_files, sort_by_subject, upload};
 use crate::ingest::{IngestError, index_entry, remove_written};
@@ -158,17 +159,20 @@ async fn compact_leased(
                 dataset: dataset.name.clone(),
             })?,
     );
+    let holds = store.list_legal_holds(true).await?;
     let mut report = CompactReport {
         dataset: dataset.name.clone(),
-        erasures_held: store
-            .list_legal_holds(true)
-            .await?
+        erasures_held: holds
             .iter()
             .any(|h| h.dataset_id.as_deref() == Some(dataset.id.as_str())),
         ..CompactReport::default()
     };
     let small = (schema.layout.target_file_bytes as f64 * SMALL_FRACTION) as u64;
-    let policy = ErasePolicy::from_schema(&schema);
+    let mut policy = ErasePolicy::from_schema(&schema);
+    // Rows an erased subject shares with a held one stay whole, as in an erasure task.
+    if let Some(shielded) = shield_held_subjects(&holds, keyring.hasher(), &policy) {
+        policy = policy.shielding(shielded);
+    }
     let held = crate::residency::remediate::held_files(dataset).await?;
     for dataset_root in dataset.roots() {
         let root = LakeRoot::parse(&dataset_root.url)?;

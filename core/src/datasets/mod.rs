@@ -1,14 +1,17 @@
 //! Datasets as the lifecycle and the API see them: registration with the checks of its roots
 //! ([`register`]), a dataset's rows across all its roots ([`locate_in_roots`],
-//! [`collect_in_roots`], with the locator index's [`locator_hint`]), and listing a root within
-//! a deadline. The rows are the store's
+//! [`collect_in_roots`], with the locator index's [`locator_hint`]), the rows shared with a
+//! held subject that every erasing rewrite keeps ([`shield_held_subjects`]), and listing a root
+//! within a deadline. The rows are the store's
 //! ([`crate::store::Store::create_dataset`], [`crate::store::Store::delete_dataset`]).
 
 mod register;
 mod rows;
+mod shield;
 
 pub use register::{Register, register};
 pub use rows::{RowsError, collect_in_roots, locate_in_roots, locator_hint};
+pub use shield::shield_held_subjects;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! subjects; each [`EraseFileTask`] rewrites one file; [`erasure_result`] sums a request's
 //! part once every task succeeded.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
@@ -16,7 +16,7 @@ use super::results::{
     ResultDataset, RewrittenFile, SurgeryCounts, TaskResult, TaskStatus, Versions,
 };
 use crate::audit::NewAuditEntry;
-use crate::datasets::locate_in_roots;
+use crate::datasets::{locate_in_roots, shield_held_subjects};
 use crate::domain::RequestStatus;
 use crate::keyring::Keyring;
 use crate::lake::{
@@ -221,18 +221,10 @@ async fn task_policy(store: &Arc<Store>, task: &EraseFileTask) -> Result<ErasePo
     }
 }
 
-/// What keeps rows shared with a held subject whole: with more than one subject column
-/// (a message table) and a subject hold naming its subject by keyed reference, a row naming
-/// such a subject besides an erased one is kept.
+/// What keeps rows shared with a held subject whole ([`shield_held_subjects`]).
 fn shield_for(ctx: &ExecuteContext, holds: &ActiveHolds, policy: &ErasePolicy) -> Option<Shielded> {
-    let keyring = ctx.keyring.clone()?;
-    if policy.subject_columns.len() < 2 || !holds.has_subject_refs() {
-        return None;
-    }
-    let held: HashSet<String> = holds.subject_refs().cloned().collect();
-    Some(Shielded::new(move |subject| {
-        held.contains(&keyring.subject_ref_str(subject))
-    }))
+    let keyring = ctx.keyring.as_ref()?;
+    shield_held_subjects(holds.subject_holds(), keyring.hasher(), policy)
 }
 
 /// The rows `shielded` kept in `file`, as one [`Kept`] per request and hold, with the count.

@@ -56,14 +56,9 @@ impl ActiveHolds {
         self.by_ref.get(subject_ref)
     }
 
-    /// The keyed references of the subjects held (holds placed with one).
-    pub(crate) fn subject_refs(&self) -> impl Iterator<Item = &String> {
-        self.by_ref.keys()
-    }
-
-    /// Whether a subject hold in force names its subject by keyed reference.
-    pub(crate) fn has_subject_refs(&self) -> bool {
-        !self.by_ref.is_empty()
+    /// The subject holds in force that name their subject by keyed reference.
+    pub(crate) fn subject_holds(&self) -> impl Iterator<Item = &LegalHold> {
+        self.by_ref.values()
     }
 
     /// Whether any hold is in force on the dataset or on one of the subjects.

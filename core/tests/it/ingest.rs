@@ -1006,3 +1006,138 @@ async fn a_rewrite_whose_dataset_lease_was_taken_over_swaps_nothing() {
     assert_eq!(parquet_files(&env.lake), files, "no stray copy is left");
     compaction.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_compaction_keeps_the_rows_an_erased_subject_shares_with_a_held_one() {
+    use lethe_core::store::NewLegalHold;
+    let env = env().await;
+    let schema: DatasetSchema = serde_json::from_value(json!({
+        "subject_columns": ["sender", "receiver"],
+        "columns": [
+            {"name": "id", "type": "string"},
+            {"name": "sender", "type": "string"},
+            {"name": "receiver", "type": "string"},
+            {"name": "body", "type": "string"}
+        ],
+        "erasure": "delete_row"
+    }))
+    .unwrap();
+    let dataset = register(&env, schema).await;
+    // Two ingests: two small files for the compaction to merge.
+    for rows in [
+        [("m1", "ann", "bob"), ("m2", "ann", "cat")],
+        [("m3", "bob", "ann"), ("m4", "cat", "bob")],
+    ] {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(id, s, r)| json!({"id": id, "sender": s, "receiver": r, "body": "hi"}))
+            .collect();
+        ingest(
+            &env.store,
+            &env.keyring,
+            &dataset,
+            InputFormat::JsonLines,
+            jsonl(&rows),
+            "test",
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(parquet_files(&env.lake).len(), 2);
+    // Bob is under a hold; Ann is erased (her key destroyed), her rows pending removal.
+    env.store
+        .create_legal_hold(
+            NewLegalHold {
+                dataset_id: None,
+                subject_pseudonym: Some("bob-pseudonym".into()),
+                subject_ref: Some(env.keyring.subject_ref_str("bob")),
+                legal_basis: "Art. 17(3)(e)".into(),
+                reason: "claims".into(),
+                ends_at: None,
+                created_by: "test".into(),
+            },
+            NewAuditEntry::new("test", "legal_hold.placed"),
+        )
+        .await
+        .unwrap();
+    env.keyring
+        .shred(&SubjectId::parse("ann").unwrap())
+        .await
+        .unwrap();
+
+    let report = lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test")
+        .await
+        .unwrap();
+    assert_eq!((report.files_in, report.files_out), (2, 1));
+    assert_eq!(report.rows_erased, 1, "only ann's message to cat goes");
+    let after = parquet_files(&env.lake);
+    let mut ids: Vec<String> = read_all(&after[0])
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("id").unwrap();
+            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+            c.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["m1", "m3", "m4"],
+        "the messages ann shares with bob stay"
+    );
+}
+
+#[tokio::test]
+async fn a_compaction_of_a_held_dataset_merges_files_but_removes_no_erased_subjects_rows() {
+    use lethe_core::store::NewLegalHold;
+    let env = env().await;
+    let dataset = register(&env, running_schema()).await;
+    for batch in 0..2 {
+        let rows: Vec<_> = (0..4)
+            .map(|i| {
+                let mut r = row(0, &format!("u-{i}"), "EU");
+                r["event_id"] = json!(format!("e-{batch}-{i}"));
+                r
+            })
+            .collect();
+        ingest(
+            &env.store,
+            &env.keyring,
+            &dataset,
+            InputFormat::JsonLines,
+            jsonl(&rows),
+            "test",
+        )
+        .await
+        .unwrap();
+    }
+    env.store
+        .create_legal_hold(
+            NewLegalHold {
+                dataset_id: Some(dataset.id.clone()),
+                subject_pseudonym: None,
+                subject_ref: None,
+                legal_basis: "Art. 17(3)(b)".into(),
+                reason: "retention duty".into(),
+                ends_at: None,
+                created_by: "test".into(),
+            },
+            NewAuditEntry::new("test", "legal_hold.placed"),
+        )
+        .await
+        .unwrap();
+    env.keyring
+        .shred(&SubjectId::parse("u-2").unwrap())
+        .await
+        .unwrap();
+    let report = lethe_core::compaction::compact(&env.store, &env.keyring, &dataset, "test")
+        .await
+        .unwrap();
+    assert_eq!((report.files_in, report.files_out), (2, 1));
+    assert!(report.erasures_held);
+    assert_eq!(
+        (report.rows_erased, report.rows_out),
+        (0, 8),
+        "the hold keeps u-2's rows"
+    );
+}
