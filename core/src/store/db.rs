@@ -48,15 +48,49 @@ pub struct Store {
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// On SQLite: the pool, to empty the write-ahead log after a commit that erased personal
+    /// data.
+    sqlite: Option<AnyPool>,
+    erases: bool,
 }
 
 impl WriteTx {
-    /// Commits the transaction.
+    /// Marks the transaction as one that removes personal data from Lethe's own tables (an
+    /// erased subject's id and e-mail): on SQLite, its commit also empties the write-ahead
+    /// log, whose frames would otherwise keep the old rows until overwritten.
+    pub(crate) fn erases_personal_data(&mut self) {
+        self.erases = true;
+    }
+
+    /// Commits the transaction; see [`WriteTx::erases_personal_data`].
     ///
     /// # Errors
     /// The database's error.
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if let (true, Some(pool)) = (self.erases, &self.sqlite) {
+            empty_wal(pool).await;
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints the SQLite write-ahead log into the database and truncates it to 0 bytes
+/// (`PRAGMA wal_checkpoint(TRUNCATE)`), while this process's writer turn is still held. With
+/// `secure_delete` on, the rows replaced in the database are zeroed, so after this no file of
+/// the database holds them. A reader still on an older snapshot keeps the log from being
+/// truncated: that is logged, and the next such commit tries again.
+async fn empty_wal(pool: &AnyPool) {
+    match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(row) if row.try_get::<i64, _>(0).unwrap_or(1) == 0 => {}
+        Ok(_) => tracing::warn!(
+            "the SQLite write-ahead log could not be emptied after an erasure (a reader was busy); \
+             its old frames are overwritten by later writes or emptied by the next erasure"
+        ),
+        Err(e) => tracing::warn!(error = %e, "emptying the SQLite write-ahead log failed"),
     }
 }
 
@@ -309,6 +343,8 @@ impl Store {
         Ok(WriteTx {
             tx: tx.map_err(db("starting a transaction"))?,
             _turn: turn,
+            sqlite: (self.backend == Backend::Sqlite).then(|| self.pool.clone()),
+            erases: false,
         })
     }
 }

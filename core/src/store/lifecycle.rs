@@ -10,16 +10,20 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use uuid::Uuid;
 
 use super::audit_chain::append_audit_in;
-use super::db::{db, fetch_in, now};
+use super::db::{WriteTx, db, fetch_in, now};
 use super::rows::{REQUEST_COLS, corrupt, get_os, get_s, request_from};
 use super::{NewJob, PrivacyRequest, StoreError, StoreResult, Transition};
 use crate::domain::{RequestStatus, to_db};
 
 pub(super) async fn transition_in(
-    conn: &mut AnyConnection,
+    tx: &mut WriteTx,
     id: &str,
     t: Transition,
 ) -> StoreResult<PrivacyRequest> {
+    if t.forget_subject.is_some() {
+        tx.erases_personal_data();
+    }
+    let conn: &mut AnyConnection = tx;
     let allowed: Vec<&str> = RequestStatus::ALL
         .into_iter()
         .filter(|from| from.can_become(t.to))

@@ -238,6 +238,23 @@ async fn after_a_completed_erasure_lethes_database_names_the_subject_by_pseudony
             .iter()
             .all(|e| !serde_json::to_string(e).unwrap().contains(&subject))
     );
+    // Nor do the database's files: the write-ahead log was emptied (SQLite; on PostgreSQL
+    // there are none here).
+    for entry in std::fs::read_dir(app.data_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("lethe.db") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [subject.as_bytes(), b"gone@example.com".as_slice()] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{name} still holds {}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
     // The account keeps no e-mail in clear, and its owner still signs in with it.
     let count_users = |sql: &'static str| {
         let pool = store.pool().clone();
