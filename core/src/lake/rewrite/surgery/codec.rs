@@ -6,10 +6,112 @@
 //!
 //! Pages are read (and decompressed) by the parquet crate; only compression is done here, with
 //! the same well-kept codec crates it uses.
+//!
+//! Files record a chunk's codec but not its level. The level of ZSTD, GZIP and BROTLI chunks
+//! is inferred ([`infer_level`]): one page of the chunk is compressed again at each likely
+//! level, and the level whose output is the page's own bytes wins (else the one closest in
+//! size). Inferred once per writer (`created_by`), column and codec in a process.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{LazyLock, Mutex};
 
-use parquet::basic::Compression;
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+
+/// A page compressed by the original writer: its compressed body and the same body
+/// decompressed.
+pub(crate) struct LevelSample<'a> {
+    /// The page body as the file holds it.
+    pub compressed: &'a [u8],
+    /// The page body decompressed.
+    pub uncompressed: &'a [u8],
+}
+
+/// Levels inferred so far, by writer, column path and codec.
+type Inferred = HashMap<(String, String, &'static str), Compression>;
+static INFERRED: LazyLock<Mutex<Inferred>> = LazyLock::new(Mutex::default);
+
+/// The levels tried, most common first: ZSTD 1 (Arrow C++ and pyarrow, parquet-rs) and 3
+/// (parquet-mr, Spark, DuckDB), GZIP 6 (zlib's default), BROTLI 1 (parquet-rs) and 8
+/// (Arrow C++). Slow levels (ZSTD above 9, BROTLI 10 and 11) only for small samples.
+fn candidates(compression: Compression, sample_len: usize) -> Vec<Compression> {
+    let small = sample_len <= 32 * 1024;
+    match compression {
+        Compression::ZSTD(_) => [1, 3, 2, 4, 5, 6, 7, 8, 9]
+            .into_iter()
+            .chain((10..=19).filter(|_| small))
+            .filter_map(|l| ZstdLevel::try_new(l).ok().map(Compression::ZSTD))
+            .collect(),
+        Compression::GZIP(_) => [6, 1, 2, 3, 4, 5, 7, 8, 9]
+            .into_iter()
+            .filter_map(|l| GzipLevel::try_new(l).ok().map(Compression::GZIP))
+            .collect(),
+        Compression::BROTLI(_) => [1, 8, 0, 2, 3, 4, 5, 6, 7, 9]
+            .into_iter()
+            .chain((10..=11).filter(|_| small))
+            .filter_map(|l| BrotliLevel::try_new(l).ok().map(Compression::BROTLI))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `compression` at the level its writer used, as far as one page tells: each candidate
+/// level compresses `sample()` again; the first whose output is the page's own bytes wins,
+/// else the one whose output is closest in size. Codecs without levels, and chunks without a
+/// sample, keep `compression` (the parquet crate's default level). Remembered per `writer`
+/// (the file's `created_by`), `column` and codec for the rest of the process.
+pub(crate) fn infer_level<'a>(
+    compression: Compression,
+    writer: Option<&str>,
+    column: &str,
+    sample: impl FnOnce() -> Option<LevelSample<'a>>,
+) -> Compression {
+    let family = match compression {
+        Compression::ZSTD(_) => "zstd",
+        Compression::GZIP(_) => "gzip",
+        Compression::BROTLI(_) => "brotli",
+        other => return other,
+    };
+    let key = (
+        writer.unwrap_or_default().to_string(),
+        column.to_string(),
+        family,
+    );
+    if let Some(known) = INFERRED.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return known;
+    }
+    let Some(sample) = sample() else {
+        return compression;
+    };
+    let mut best: Option<(usize, Compression)> = None;
+    for candidate in candidates(compression, sample.uncompressed.len()) {
+        let Some(Ok(out)) = PageCodec::new(candidate).map(|mut c| c.compress(sample.uncompressed))
+        else {
+            continue;
+        };
+        if out == sample.compressed {
+            best = Some((0, candidate));
+            break;
+        }
+        let distance = out.len().abs_diff(sample.compressed.len());
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    let Some((distance, level)) = best else {
+        return compression;
+    };
+    tracing::debug!(
+        column,
+        ?level,
+        exact = distance == 0,
+        "compression level inferred"
+    );
+    if let Ok(mut m) = INFERRED.lock() {
+        m.insert(key, level);
+    }
+    level
+}
 
 /// A compressor for one column chunk's pages.
 pub(crate) enum PageCodec {
@@ -130,5 +232,42 @@ mod tests {
             );
         }
         assert!(PageCodec::new(Compression::LZ4).is_none());
+    }
+
+    #[test]
+    fn the_level_a_page_was_compressed_at_is_found_again_and_remembered() {
+        let body: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("user-{:05},", i % 997).into_bytes())
+            .collect();
+        for level in [
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap()),
+            Compression::ZSTD(ZstdLevel::try_new(7).unwrap()),
+            Compression::BROTLI(BrotliLevel::try_new(5).unwrap()),
+        ] {
+            let page = PageCodec::new(level).unwrap().compress(&body).unwrap();
+            // The footer says only the codec: the parquet crate reads it at its default level.
+            let footer = match level {
+                Compression::ZSTD(_) => Compression::ZSTD(ZstdLevel::default()),
+                _ => Compression::BROTLI(BrotliLevel::default()),
+            };
+            let column = format!("c-{level:?}");
+            let inferred = infer_level(footer, Some("w"), &column, || {
+                Some(LevelSample {
+                    compressed: &page,
+                    uncompressed: &body,
+                })
+            });
+            // The level found writes the page's own bytes (two levels may share their
+            // parameters on a small input: either is the right answer).
+            let again = PageCodec::new(inferred).unwrap().compress(&body).unwrap();
+            assert_eq!(again, page, "{level:?} inferred as {inferred:?}");
+            assert_ne!(inferred, footer);
+            // Remembered: no sample is asked for again.
+            let remembered = infer_level(footer, Some("w"), &column, || unreachable!());
+            assert_eq!(remembered, inferred);
+        }
+        // Codecs without levels are left as they are, without a sample.
+        let snappy = infer_level(Compression::SNAPPY, None, "c", || unreachable!());
+        assert_eq!(snappy, Compression::SNAPPY);
     }
 }

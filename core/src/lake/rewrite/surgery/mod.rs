@@ -58,6 +58,8 @@ pub(crate) use props::key_value_metadata;
 pub(crate) use source::{fetch_row_group, load_page_index, plan_candidates};
 pub(crate) use splice::Piece;
 use splice::{Spliced, Unfetched};
+#[cfg(test)]
+pub(crate) use thrift::split_pages;
 
 use super::RowFilter;
 use crate::lake::error::LakeError;
@@ -572,6 +574,7 @@ fn filter_pages(
         offset_index: source.page_index.offset_index(i).is_some(),
         bloom,
         copy_unchanged: stats_trusted(col, this.created_by.as_deref()),
+        created_by: this.created_by.as_deref(),
     };
     filter_chunk(page_reader.as_mut(), &job).map_err(corrupt)
 }

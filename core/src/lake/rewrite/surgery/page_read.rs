@@ -15,6 +15,9 @@ use super::page_parts::{
 use super::pages::{ChunkJob, Stop};
 use super::thrift::RawPage;
 
+/// Largest decompressed page body taken as the sample of a chunk's compression level.
+const SAMPLE_LIMIT: usize = 256 * 1024;
+
 /// A chunk's pages with the removed records dropped.
 pub(super) struct ReadChunk {
     /// The dictionary page, as read.
@@ -23,6 +26,10 @@ pub(super) struct ReadChunk {
     pub(super) data: Vec<DataPage>,
     /// Records read.
     pub(super) records: usize,
+    /// The largest page up to [`SAMPLE_LIMIT`] with its whole body compressed (a dictionary
+    /// page or a V1 data page): where its compressed body lies in the chunk, and the body
+    /// decompressed; to infer the compression level from.
+    pub(super) sample: Option<(Range<usize>, Bytes)>,
 }
 
 /// A data page as read, before filtering.
@@ -76,10 +83,18 @@ pub(super) fn read_chunk(
         current_kept: true,
     };
     let mut next_raw = raw_pages.into_iter();
+    let mut sample: Option<(Range<usize>, Bytes)> = None;
     while let Some(page) = pages.get_next_page()? {
         let raw = next_raw.next().ok_or(Stop::Declined(
             "the reader returned more pages than the headers hold",
         ))?;
+        // The largest page up to 256 KiB: small pages compress alike at several levels.
+        if let Page::DictionaryPage { buf, .. } | Page::DataPage { buf, .. } = &page
+            && buf.len() <= SAMPLE_LIMIT
+            && sample.as_ref().is_none_or(|(_, s)| buf.len() > s.len())
+        {
+            sample = Some((raw.range.start + raw.header_len..raw.range.end, buf.clone()));
+        }
         let page = match page {
             Page::DictionaryPage {
                 buf,
@@ -139,6 +154,7 @@ pub(super) fn read_chunk(
         dict,
         data,
         records: records.next,
+        sample,
     })
 }
 

@@ -33,7 +33,7 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::codec::PageCodec;
+use super::codec::{LevelSample, PageCodec, infer_level};
 use super::order::Order;
 use super::page_parts::Layout;
 use super::page_read::read_chunk;
@@ -59,6 +59,8 @@ pub(crate) struct ChunkJob<'a> {
     /// Pages left unchanged may be copied as encoded bytes (false when the input's writer is
     /// known to write wrong statistics, which their headers may carry).
     pub copy_unchanged: bool,
+    /// The input's writer (`created_by`), by which compression levels are remembered.
+    pub created_by: Option<&'a str>,
 }
 
 /// A filtered chunk, ready for `SerializedRowGroupWriter::append_column`.
@@ -131,12 +133,31 @@ fn filter(pages: &mut dyn PageReader, job: &ChunkJob<'_>) -> Result<FilteredChun
         PhysicalType::BYTE_ARRAY => Layout::Var,
         _ => return Err(Stop::Declined("its physical type is INT96 or BOOLEAN")),
     };
-    let codec = PageCodec::new(job.source.compression()).ok_or(Stop::Declined(
-        "its codec (LZ4 with Hadoop framing, or LZO) is not one the page filter writes",
-    ))?;
+    if PageCodec::new(job.source.compression()).is_none() {
+        return Err(Stop::Declined(
+            "its codec (LZ4 with Hadoop framing, or LZO) is not one the page filter writes",
+        ));
+    }
     let raw_pages = split_pages(&job.raw)
         .map_err(|_| Stop::Declined("its pages do not split by their headers"))?;
     let read = read_chunk(pages, job, layout, raw_pages)?;
+    // Pages encoded again are compressed at the level the writer used, where it shows.
+    let compression = infer_level(
+        job.source.compression(),
+        job.created_by,
+        &descr.path().string(),
+        || {
+            read.sample
+                .as_ref()
+                .map(|(body, uncompressed)| LevelSample {
+                    compressed: &job.raw[body.clone()],
+                    uncompressed,
+                })
+        },
+    );
+    let codec = PageCodec::new(compression).ok_or(Stop::Declined(
+        "its codec is not one the page filter writes",
+    ))?;
     let remap = Remap::of(read.dict.as_ref(), &read.data)?;
     let stats = KeptStatistics::of(job, order, layout, &read, &remap)?;
     Ok(write_chunk(

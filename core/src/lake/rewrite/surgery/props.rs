@@ -10,6 +10,8 @@ use parquet::file::properties::{
     DEFAULT_CREATED_BY, EnabledStatistics, WriterProperties, WriterVersion,
 };
 
+use super::codec::infer_level;
+
 /// Key-value metadata key holding the `created_by` of the file Lethe first rewrote.
 pub(crate) const ORIGINAL_CREATED_BY: &str = "lethe.original_created_by";
 
@@ -97,11 +99,17 @@ pub(crate) fn writer_properties(md: &ParquetMetaData, reference: usize) -> Write
         b = b.set_writer_version(WriterVersion::PARQUET_2_0);
     }
     let page_index = md.page_index();
+    let writer = md.file_metadata().created_by();
     let max_rows = rgs.iter().map(|r| r.num_rows()).max().unwrap_or(0);
     for (i, col) in rg.columns().iter().enumerate() {
         let path = col.column_path().clone();
         b = b
-            .set_column_compression(path.clone(), col.compression())
+            // The level inferred earlier in this process for the same writer and column, if
+            // any (the page filter infers it from a page; the footer does not say it).
+            .set_column_compression(
+                path.clone(),
+                infer_level(col.compression(), writer, &path.string(), || None),
+            )
             .set_column_dictionary_enabled(path.clone(), has_dictionary(col))
             .set_column_encoding(path.clone(), value_encoding(col).unwrap_or(Encoding::PLAIN));
         let had_column_index =
