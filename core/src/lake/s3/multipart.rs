@@ -177,7 +177,8 @@ impl S3Client {
         }
     }
     /// `ListMultipartUploads` under folder `prefix` (the whole bucket when empty): the keys of
-    /// the incomplete multipart uploads (the first 1000; no pagination).
+    /// the incomplete multipart uploads, every page of the listing (S3 answers up to 1,000
+    /// uploads a page, then `IsTruncated` with `NextKeyMarker` and `NextUploadIdMarker`).
     ///
     /// # Errors
     /// The store error.
@@ -189,26 +190,37 @@ impl S3Client {
             "" => String::new(),
             p => format!("{p}/"),
         };
-        let r = self
-            .send(Request {
-                method: Method::GET,
-                url: format!(
-                    "{}?prefix={}&uploads=",
-                    self.bucket_endpoint,
-                    encode_key(&folder).replace('/', "%2F")
-                ),
-                headers: Vec::new(),
-                body: Bytes::new(),
-                what: "ListMultipartUploads",
-                path: prefix.as_ref(),
-            })
-            .await?;
-        let text = String::from_utf8_lossy(&r.body).to_string();
-        Ok(text
-            .split("<Upload>")
-            .skip(1)
-            .filter_map(|upload| xml_value(upload, "Key"))
-            .collect())
+        let query = |v: &str| encode_key(v).replace('/', "%2F");
+        let mut keys = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let after = markers
+                .as_ref()
+                .map(|(key, id)| {
+                    format!("key-marker={}&upload-id-marker={}&", query(key), query(id))
+                })
+                .unwrap_or_default();
+            let r = self
+                .send(Request {
+                    method: Method::GET,
+                    url: format!(
+                        "{}?{after}prefix={}&uploads=",
+                        self.bucket_endpoint,
+                        query(&folder)
+                    ),
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                    what: "ListMultipartUploads",
+                    path: prefix.as_ref(),
+                })
+                .await?;
+            let (page, next) = uploads_page(&String::from_utf8_lossy(&r.body));
+            keys.extend(page);
+            match next {
+                Some(next) if markers.as_ref() != Some(&next) => markers = Some(next),
+                _ => return Ok(keys),
+            }
+        }
     }
 
     /// The URL of part `number` of upload `upload_id` of `key`.
@@ -218,5 +230,49 @@ impl S3Client {
             self.url(key),
             encode_key(upload_id)
         )
+    }
+}
+
+/// One page of a `ListMultipartUploads` answer: the uploads' keys, and the markers of the
+/// next page when the listing is truncated.
+fn uploads_page(xml: &str) -> (Vec<String>, Option<(String, String)>) {
+    let keys = xml
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|upload| xml_value(upload, "Key"))
+        .collect();
+    let next = match (
+        xml_value(xml, "IsTruncated").as_deref(),
+        xml_value(xml, "NextKeyMarker"),
+        xml_value(xml, "NextUploadIdMarker"),
+    ) {
+        (Some("true"), Some(key), Some(id)) => Some((key, id)),
+        _ => None,
+    };
+    (keys, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer's shape as the S3 API reference shows it (ListMultipartUploads).
+    #[test]
+    fn a_truncated_listing_names_the_markers_of_its_next_page() {
+        let page = "<ListMultipartUploadsResult><Bucket>b</Bucket><KeyMarker></KeyMarker>\
+            <UploadIdMarker></UploadIdMarker><NextKeyMarker>lake/b.parquet</NextKeyMarker>\
+            <NextUploadIdMarker>id-2</NextUploadIdMarker><MaxUploads>2</MaxUploads>\
+            <IsTruncated>true</IsTruncated>\
+            <Upload><Key>lake/a.parquet</Key><UploadId>id-1</UploadId></Upload>\
+            <Upload><Key>lake/b.parquet</Key><UploadId>id-2</UploadId></Upload>\
+            </ListMultipartUploadsResult>";
+        let (keys, next) = uploads_page(page);
+        assert_eq!(keys, ["lake/a.parquet", "lake/b.parquet"]);
+        assert_eq!(next, Some(("lake/b.parquet".into(), "id-2".into())));
+        let last = page.replace("<IsTruncated>true", "<IsTruncated>false");
+        assert_eq!(uploads_page(&last).1, None);
+        let empty = "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>\
+            </ListMultipartUploadsResult>";
+        assert_eq!(uploads_page(empty), (Vec::new(), None));
     }
 }
