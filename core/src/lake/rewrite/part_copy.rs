@@ -8,7 +8,8 @@
 //! [`MAX_COPY_PART`], 512 MiB); at most [`MAX_S3_PARTS`] parts. Bytes written before a copied range must therefore form a part of
 //! at least 5 MiB: when fewer are buffered, the start of the range is fetched (a ranged GET,
 //! also conditional on the ETag) to top the buffer up to 5 MiB, and the rest is copied only
-//! if it still holds 5 MiB; a shorter range is fetched whole. Parts go out one at a time.
+//! if it still holds 5 MiB; a shorter range is fetched whole. A range right after the file's
+//! 4-byte magic is copied from offset 0, magic included (both files start with `PAR1`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use crate::lake::store::MIN_S3_PART_SIZE;
 /// stays well inside the lake's request timeout (60 s) at S3's copy rates; a longer range
 /// becomes several parts of equal size (each then at least 256 MiB).
 const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
+
+/// The first (and last) 4 bytes of every Parquet file (parquet-format, "File format").
+const PARQUET_MAGIC: [u8; 4] = *b"PAR1";
 
 /// Parts sent at the same time (as object_store's own multipart writer does).
 const MAX_IN_FLIGHT: usize = 8;
@@ -216,6 +220,16 @@ impl PartUpload {
 
     async fn copy_now(&mut self, mut range: Range<u64>) -> Result<(), LakeError> {
         let min = MIN_S3_PART_SIZE as u64;
+        // A new file starts with the same 4 bytes as the original (`PAR1`, the Parquet
+        // magic): a range right after them is copied from offset 0, magic included, rather
+        // than fetched to top a 4-byte first part up to 5 MiB.
+        if self.numbered == 0
+            && range.start == PARQUET_MAGIC.len() as u64
+            && self.buffer[..] == PARQUET_MAGIC
+        {
+            range.start = 0;
+            self.buffer.clear();
+        }
         let buffered = self.buffer.len() as u64;
         if buffered > 0 && buffered < min {
             let need = min - buffered;
