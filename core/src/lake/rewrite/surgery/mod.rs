@@ -11,6 +11,7 @@
 //! to get wrong (PARQUET-251) are dropped from copied chunks rather than vouched for under
 //! Lethe's `created_by`.
 
+mod chunk_job;
 mod chunks;
 mod codec;
 mod levels;

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::page::{Page, PageReader};
 
+use super::chunk_job::{ChunkJob, Stop};
 use super::page_parts::{
     DataPage, Dictionary, Layout, Values, corrupt, decode_indices, decode_levels, kept_runs,
     plain_extent, plain_ranges,
 };
-use super::pages::{ChunkJob, Stop};
 use super::thrift::RawPage;
 
 /// Largest decompressed page body taken as the sample of a chunk's compression level.

@@ -15,6 +15,7 @@ use parquet::errors::Result;
 use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 
+use super::chunk_job::{ChunkJob, FilteredChunk, Stop};
 use super::codec::PageCodec;
 use super::order::{Bounds, Order};
 use super::page_parts::{
@@ -22,7 +23,6 @@ use super::page_parts::{
     dictionary_page_bounds, encode_page, plain_extent,
 };
 use super::page_read::ReadChunk;
-use super::pages::{ChunkJob, FilteredChunk, Stop};
 
 /// How the dictionary changes: values no kept row references are removed, each hole filled
 /// with one of the last values, so only pages referencing a moved value change.

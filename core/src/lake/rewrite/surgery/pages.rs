@@ -25,57 +25,18 @@
 //! decimals, FLOAT16, DELTA and BYTE_STREAM_SPLIT encodings, BIT_PACKED levels, pages it cannot
 //! tile) are left to the typed column writer ([`super::levels`]); nothing has been written then.
 
-use bytes::Bytes;
 use parquet::basic::Type as PhysicalType;
 use parquet::column::page::PageReader;
-use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::schema::types::ColumnDescPtr;
+use parquet::errors::Result;
 
+use super::chunk_job::Stop;
+pub(crate) use super::chunk_job::{ChunkJob, FilteredChunk};
 use super::codec::{LevelSample, PageCodec, infer_level};
 use super::order::Order;
 use super::page_parts::Layout;
 use super::page_read::read_chunk;
 use super::page_write::{KeptStatistics, Remap, write_chunk};
 use super::thrift::split_pages;
-
-/// What to filter: one column chunk of an affected row group.
-pub(crate) struct ChunkJob<'a> {
-    /// The column.
-    pub descr: &'a ColumnDescPtr,
-    /// The chunk's metadata in the input.
-    pub source: &'a ColumnChunkMetaData,
-    /// The chunk's encoded bytes (dictionary page, if any, to the end of its data pages).
-    pub raw: Bytes,
-    /// Per record of the row group: kept or not.
-    pub keep: &'a [bool],
-    /// Write a column index (the input had one for this column).
-    pub column_index: bool,
-    /// Write an offset index (the input had one: its pages start at record boundaries).
-    pub offset_index: bool,
-    /// Build a bloom filter of this many distinct values at this false-positive rate.
-    pub bloom: Option<(u64, f64)>,
-    /// Pages left unchanged may be copied as encoded bytes (false when the input's writer is
-    /// known to write wrong statistics, which their headers may carry).
-    pub copy_unchanged: bool,
-    /// The input's writer (`created_by`), by which compression levels are remembered.
-    pub created_by: Option<&'a str>,
-}
-
-/// A filtered chunk, ready for `SerializedRowGroupWriter::append_column`.
-pub(crate) struct FilteredChunk {
-    /// Its encoded bytes (offsets in `close` are relative to them).
-    pub bytes: Bytes,
-    /// Its metadata, page index and bloom filter.
-    pub close: ColumnCloseResult,
-    /// Records read from the input chunk.
-    pub records: usize,
-    /// Data pages copied as encoded bytes.
-    pub pages_copied: usize,
-    /// Data pages encoded again.
-    pub pages_encoded: usize,
-}
 
 /// Logs why a chunk is left to the typed writer; `None`.
 fn declined(job: &ChunkJob<'_>, reason: &'static str) -> Option<FilteredChunk> {
@@ -85,20 +46,6 @@ fn declined(job: &ChunkJob<'_>, reason: &'static str) -> Option<FilteredChunk> {
         "column chunk left to the typed column writer"
     );
     None
-}
-
-/// Why the page filter stopped before writing anything.
-pub(super) enum Stop {
-    /// The chunk is one this path leaves to the typed writer; the reason is logged.
-    Declined(&'static str),
-    /// The chunk does not decode.
-    Failed(ParquetError),
-}
-
-impl From<ParquetError> for Stop {
-    fn from(e: ParquetError) -> Self {
-        Stop::Failed(e)
-    }
 }
 
 /// Filters one column chunk; `Ok(None)` when the chunk is one this path leaves to the typed
