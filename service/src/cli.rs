@@ -15,7 +15,8 @@ use lethe_core::domain::{Email, Role};
 use lethe_core::store::NewUser;
 use serde_json::json;
 
-use crate::startup::{Application, open_state};
+use crate::startup::Application;
+use crate::state::open_state;
 
 /// Lethe: GDPR data subject requests over Parquet data lakes.
 #[derive(Debug, Parser)]

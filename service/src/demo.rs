@@ -16,7 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Demo credentials and the demo subject.
 #[derive(Debug, Clone, Serialize, Deserialize)]

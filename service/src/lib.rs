@@ -18,4 +18,5 @@ pub mod optional_json;
 pub mod routes;
 pub mod secrets;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

@@ -36,7 +36,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::error::problem_response;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Requests served, by method, route pattern and status.
 pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";

@@ -30,7 +30,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req
-            .app_data::<web::Data<crate::startup::AppState>>()
+            .app_data::<web::Data<crate::state::AppState>>()
             .map_or(1024 * 1024, |s| s.settings.server.max_body_bytes);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {

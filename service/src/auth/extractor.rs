@@ -11,7 +11,7 @@ use lethe_core::domain::{ApiTokenSecret, Role, SubjectId};
 use lethe_core::store::TokenScope;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Who is calling. The account (or API token) is re-read on every call, so a changed role,
 /// subject link or a revocation takes effect at once.

@@ -14,5 +14,5 @@ pub use password::{
     PasswordError, hash_password, hash_password_holding, verify_password, verify_password_holding,
 };
 pub use session::TokenResponse;
-pub use throttle::{AuthThrottle, HashPermit};
+pub use throttle::{AuthThrottle, HashPermit, client_ip};
 pub use token::{Claims, TokenKeys};

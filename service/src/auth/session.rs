@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The prefix of every refresh token (easy to find with secret scanners; never a bearer token).
 pub const REFRESH_TOKEN_PREFIX: &str = "lethe_rt_";

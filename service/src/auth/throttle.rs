@@ -213,6 +213,25 @@ fn account_key(account: &str) -> String {
     }
 }
 
+/// The client's IP address: the TCP peer, or the `Forwarded` / `X-Forwarded-For` address
+/// when `trust_forwarded_for` (`server.trust_forwarded_for`) is set (behind a reverse proxy that overwrites them).
+pub fn client_ip(req: &actix_web::HttpRequest, trust_forwarded_for: bool) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if !trust_forwarded_for {
+        return peer;
+    }
+    let info = req.connection_info();
+    info.realip_remote_addr()
+        .and_then(|text| {
+            text.parse::<IpAddr>()
+                .ok()
+                .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        })
+        .unwrap_or(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

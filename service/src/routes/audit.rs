@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Filters of the audit endpoints.
 #[derive(Debug, Deserialize, IntoParams)]

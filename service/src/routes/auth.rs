@@ -1,7 +1,5 @@
 //! Account registration and login.
 
-use std::net::IpAddr;
-
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::domain::{Email, Role};
@@ -10,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, PasswordError, hash_password_holding, session, verify_password_holding};
+use crate::auth::{
+    Caller, PasswordError, client_ip, hash_password_holding, session, verify_password_holding,
+};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Credentials.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -50,25 +50,6 @@ pub struct RegistrationAccepted {
 
 const REGISTRATION_ACCEPTED: &str = "If this e-mail address can be registered, its account now exists and a verification code was sent to it: sign in, then enter the code (POST /v1/auth/email/verify). An admin links the account to your data after verifying your identity.";
 
-/// The client's IP address: the TCP peer, or the `Forwarded` / `X-Forwarded-For` address
-/// when `server.trust_forwarded_for` is set (behind a reverse proxy that overwrites them).
-pub(crate) fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    if !state.settings.server.trust_forwarded_for {
-        return peer;
-    }
-    let info = req.connection_info();
-    info.realip_remote_addr()
-        .and_then(|text| {
-            text.parse::<IpAddr>()
-                .ok()
-                .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-        })
-        .unwrap_or(peer)
-}
-
 /// Creates a data-subject account.
 ///
 /// The answer is `202` with the same body whether the e-mail was free or already had an
@@ -90,9 +71,10 @@ pub async fn register(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    state
-        .throttle
-        .attempt(client_ip(&req, &state), &body.email)?;
+    state.throttle.attempt(
+        client_ip(&req, state.settings.server.trust_forwarded_for),
+        &body.email,
+    )?;
     let email = Email::parse(body.email)?;
     // The account of an erased subject keeps the address only as a keyed hash: it is taken.
     let erased_account = state
@@ -154,7 +136,10 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account = body.email.clone();
-    state.throttle.attempt(client_ip(&req, &state), &account)?;
+    state.throttle.attempt(
+        client_ip(&req, state.settings.server.trust_forwarded_for),
+        &account,
+    )?;
     let wrong = || ApiError::Unauthorized("wrong e-mail or password".into());
     let user = match Email::parse(body.email) {
         Ok(email) => account_for(&state, &email).await?,
@@ -197,7 +182,9 @@ pub async fn refresh(
     req: HttpRequest,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.throttle.attempt_from(client_ip(&req, &state))?;
+    state
+        .throttle
+        .attempt_from(client_ip(&req, state.settings.server.trust_forwarded_for))?;
     let answer = session::refresh(&state, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -251,9 +238,10 @@ pub async fn change_password(
     require_account(&caller)?;
     let body = body.into_inner();
     let user = state.store.user(&caller.user_id).await?;
-    state
-        .throttle
-        .attempt(client_ip(&req, &state), &user.email)?;
+    state.throttle.attempt(
+        client_ip(&req, state.settings.server.trust_forwarded_for),
+        &user.email,
+    )?;
     let permit = state.throttle.hash_permit().await?;
     if !verify_password_holding(body.current_password, Some(user.password_hash), permit).await {
         state.throttle.failed(&user.email);

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The `kind` of every erasure certificate.
 pub const CERTIFICATE_KIND: &str = "lethe.erasure_certificate.v1";

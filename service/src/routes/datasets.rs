@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A dataset to register: a lake written by others (by its root and subject column), or a
 /// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest.

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::requests::view;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An extension of a request's deadline.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::auth::client_ip;
 use crate::auth::Caller;
+use crate::auth::client_ip;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A verification code, as received by e-mail.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,9 +92,10 @@ pub async fn resend(
 ) -> Result<HttpResponse, ApiError> {
     require_subject_account(&caller)?;
     let user = state.store.user(&caller.user_id).await?;
-    state
-        .throttle
-        .attempt(client_ip(&req, &state), &user.email)?;
+    state.throttle.attempt(
+        client_ip(&req, state.settings.server.trust_forwarded_for),
+        &user.email,
+    )?;
     if user.email_verified_at.is_some() {
         return Err(ApiError::Conflict {
             code: "already_verified",
@@ -125,9 +126,10 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     require_subject_account(&caller)?;
     let user = state.store.user(&caller.user_id).await?;
-    state
-        .throttle
-        .attempt(client_ip(&req, &state), &user.email)?;
+    state.throttle.attempt(
+        client_ip(&req, state.settings.server.trust_forwarded_for),
+        &user.email,
+    )?;
     if user.email_verified_at.is_some() {
         return Err(ApiError::Conflict {
             code: "already_verified",

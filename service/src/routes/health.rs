@@ -9,7 +9,7 @@ use lethe_core::store::Dataset;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long one dataset's root may take to list its first page before it counts as down.
 pub const LAKE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);

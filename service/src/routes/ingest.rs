@@ -10,7 +10,7 @@ use lethe_core::ingest::{IngestError, InputFormat, ingest as ingest_rows};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Ingests one batch of rows (producer, admin) into a dataset registered with a schema.
 ///

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::requests::{auditor_text, view};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A cancellation.
 #[derive(Debug, Default, Deserialize, ToSchema)]

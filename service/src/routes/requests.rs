@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A request to file. Every type takes `type` (and, from an admin, `subject_id` and
 /// `verification_note`); a rectification also names the dataset and the new values.

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Query of `GET /v1/subjects/restricted`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An account as shown by the API (never the password hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,8 @@ use lethe_core::config::{Settings, TrustedIssuerSettings};
 use lethe_core::demo::{DemoLakeOptions, DemoLakeSummary, generate_lake};
 use lethe_core::domain::{Email, Role};
 use lethe_core::store::NewUser;
-use lethe_service::startup::{AppState, Application};
+use lethe_service::startup::Application;
+use lethe_service::state::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 

@@ -86,7 +86,7 @@ async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_k
     drop(naive);
 
     // Starting Lethe on the restored database re-applies the journaled tombstone.
-    let state = lethe_service::startup::open_state(&restored).await.unwrap();
+    let state = lethe_service::state::open_state(&restored).await.unwrap();
     assert!(matches!(
         state.keyring.dek_for_read(&subject_id).await,
         Err(KeyringError::Shredded)
@@ -106,7 +106,7 @@ async fn restoring_a_database_backup_from_before_an_erasure_does_not_bring_the_k
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].details["keys_destroyed"], 1);
     // A second start has nothing left to repair.
-    let again = lethe_service::startup::open_state(&restored).await.unwrap();
+    let again = lethe_service::state::open_state(&restored).await.unwrap();
     let audit = again
         .store
         .audit_entries(&lethe_core::store::AuditFilter {
