@@ -1009,7 +1009,6 @@ async fn a_rewrite_whose_dataset_lease_was_taken_over_swaps_nothing() {
 
 #[tokio::test]
 async fn a_compaction_keeps_the_rows_an_erased_subject_shares_with_a_held_one() {
-    use lethe_core::store::NewLegalHold;
     let env = env().await;
     let schema: DatasetSchema = serde_json::from_value(json!({
         "subject_columns": ["sender", "receiver"],
@@ -1045,21 +1044,8 @@ async fn a_compaction_keeps_the_rows_an_erased_subject_shares_with_a_held_one() 
     }
     assert_eq!(parquet_files(&env.lake).len(), 2);
     // Bob is under a hold; Ann is erased (her key destroyed), her rows pending removal.
-    env.store
-        .create_legal_hold(
-            NewLegalHold {
-                dataset_id: None,
-                subject_pseudonym: Some("bob-pseudonym".into()),
-                subject_ref: Some(env.keyring.subject_ref_str("bob")),
-                legal_basis: "Art. 17(3)(e)".into(),
-                reason: "claims".into(),
-                ends_at: None,
-                created_by: "test".into(),
-            },
-            NewAuditEntry::new("test", "legal_hold.placed"),
-        )
-        .await
-        .unwrap();
+    let bob = env.keyring.subject_ref_str("bob");
+    place_hold(&env, None, Some(("bob-pseudonym".into(), bob))).await;
     env.keyring
         .shred(&SubjectId::parse("ann").unwrap())
         .await
@@ -1089,7 +1075,6 @@ async fn a_compaction_keeps_the_rows_an_erased_subject_shares_with_a_held_one() 
 
 #[tokio::test]
 async fn a_compaction_of_a_held_dataset_merges_files_but_removes_no_erased_subjects_rows() {
-    use lethe_core::store::NewLegalHold;
     let env = env().await;
     let dataset = register(&env, running_schema()).await;
     for batch in 0..2 {
@@ -1111,21 +1096,7 @@ async fn a_compaction_of_a_held_dataset_merges_files_but_removes_no_erased_subje
         .await
         .unwrap();
     }
-    env.store
-        .create_legal_hold(
-            NewLegalHold {
-                dataset_id: Some(dataset.id.clone()),
-                subject_pseudonym: None,
-                subject_ref: None,
-                legal_basis: "Art. 17(3)(b)".into(),
-                reason: "retention duty".into(),
-                ends_at: None,
-                created_by: "test".into(),
-            },
-            NewAuditEntry::new("test", "legal_hold.placed"),
-        )
-        .await
-        .unwrap();
+    place_hold(&env, Some(dataset.id.clone()), None).await;
     env.keyring
         .shred(&SubjectId::parse("u-2").unwrap())
         .await
@@ -1140,4 +1111,24 @@ async fn a_compaction_of_a_held_dataset_merges_files_but_removes_no_erased_subje
         (0, 8),
         "the hold keeps u-2's rows"
     );
+}
+
+/// Places a legal hold on a dataset, or on a subject given by pseudonym and keyed reference.
+async fn place_hold(env: &Env, dataset_id: Option<String>, subject: Option<(String, String)>) {
+    let (subject_pseudonym, subject_ref) = subject.unzip();
+    env.store
+        .create_legal_hold(
+            lethe_core::store::NewLegalHold {
+                dataset_id,
+                subject_pseudonym,
+                subject_ref,
+                legal_basis: "Art. 17(3)(e)".into(),
+                reason: "claims".into(),
+                ends_at: None,
+                created_by: "test".into(),
+            },
+            NewAuditEntry::new("test", "legal_hold.placed"),
+        )
+        .await
+        .unwrap();
 }
