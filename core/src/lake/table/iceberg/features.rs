@@ -1,0 +1,70 @@
+//! What Lethe refuses to erase from, before anything is written (`LakeError::TableFeature`
+//! naming the feature): format version 3 (deletion vectors, row lineage, new types: spec,
+//! "Version 3"), encrypted tables (`encryption-keys`, spec "Encryption"), v1 snapshots
+//! without a manifest list (inline `manifests`), and delete files that apply to a data file
+//! holding subject rows (applying them is not implemented: their deleted rows would come back
+//! in the rewrite, spec "Row-level Deletes").
+
+use super::manifest::Entry;
+use super::table::LoadedTable;
+use crate::lake::error::LakeError;
+
+fn refuse(table: &LoadedTable, feature: &str, reason: String) -> LakeError {
+    LakeError::TableFeature {
+        root: table.metadata.location().to_string(),
+        feature: feature.to_string(),
+        reason,
+    }
+}
+
+/// Refuses a table whose metadata uses something Lethe cannot honour.
+///
+/// # Errors
+/// [`LakeError::TableFeature`] naming it.
+pub(crate) fn check_features(table: &LoadedTable) -> Result<(), LakeError> {
+    let version = table.metadata.format_version();
+    if version > 2 {
+        return Err(refuse(
+            table,
+            &format!("format-version {version}"),
+            "Lethe reads and writes Iceberg format versions 1 and 2 only (deletion vectors and row lineage of v3 are not implemented)".into(),
+        ));
+    }
+    if table.metadata.has_encryption_keys() {
+        return Err(refuse(
+            table,
+            "encryption",
+            "encrypted manifests and data files are not supported".into(),
+        ));
+    }
+    if table.metadata.has_inline_manifests() {
+        return Err(refuse(
+            table,
+            "v1 inline manifests",
+            "a snapshot lists its manifests inline instead of in a manifest list".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the erasure because delete file `delete` applies to `data_file`, which holds
+/// subject rows.
+pub(crate) fn refuse_delete_file(
+    table: &LoadedTable,
+    data_file: &str,
+    delete: &Entry,
+) -> LakeError {
+    let feature = if delete.content == 1 {
+        "position deletes"
+    } else {
+        "equality deletes"
+    };
+    refuse(
+        table,
+        feature,
+        format!(
+            "delete file {} applies to data file {data_file}, which holds subject rows; applying delete files in a rewrite is not implemented",
+            delete.file_path
+        ),
+    )
+}

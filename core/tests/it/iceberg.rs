@@ -1,0 +1,304 @@
+//! Erasure from Apache Iceberg tables written by pyiceberg's `SqlCatalog` on SQLite
+//! (`tests/fixtures/iceberg/make_tables.py`, generated into a temporary folder): one
+//! `overwrite` commit, the expiry of the snapshots that could still read the rows, the purge,
+//! and the table read back by pyiceberg itself (current and every remaining snapshot).
+//! Skipped (with a message) only when pyiceberg is missing and `CI` is not set; `.ci/run`
+//! installs it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow_array::{Array, StringArray};
+use lethe_core::lake::table::iceberg::{IcebergErase, IcebergTable, SqlCatalog};
+use lethe_core::lake::{CommitGuard, LakeError};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/iceberg/make_tables.py")
+}
+
+/// Runs the fixture script; `Err(stderr)` when it fails.
+fn py(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("python3")
+        .arg(script())
+        .args(args)
+        .output()
+        .map_err(|e| format!("python3 not found: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// A fresh fixture (catalog and warehouse in a temporary folder), or `None` (skip) when
+/// pyiceberg is missing off CI.
+fn fixture(version: &str) -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().unwrap();
+    match py(&["make", dir.path().to_str().unwrap(), "--version", version]) {
+        Ok(_) => Some(dir),
+        Err(e)
+            if std::env::var_os("CI").is_none()
+                && (e.contains("No module named 'pyiceberg'")
+                    || e.contains("python3 not found")) =>
+        {
+            println!(
+                "skipped: pyiceberg is not installed (pip install 'pyiceberg[sql-sqlite,pyarrow]')"
+            );
+            None
+        }
+        Err(e) => panic!("make_tables.py failed: {e}"),
+    }
+}
+
+/// The table's rows (of `snapshot`) as read by pyiceberg, sorted by event id.
+fn rows(dir: &Path, snapshot: Option<i64>) -> Result<Vec<Value>, String> {
+    let s = snapshot.map(|s| s.to_string());
+    let mut args = vec!["read", dir.to_str().unwrap()];
+    if let Some(s) = &s {
+        args.push(s);
+    }
+    Ok(py(&args)?
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect())
+}
+
+fn snapshots(dir: &Path) -> Value {
+    serde_json::from_str(&py(&["snapshots", dir.to_str().unwrap()]).unwrap()).unwrap()
+}
+
+fn user(row: &Value) -> &str {
+    row["user_id"].as_str().unwrap_or_default()
+}
+
+/// Every Parquet file under `root` with a `user_id` column, and the subjects' rows in it.
+fn subject_rows_on_disk(root: &Path, subjects: &BTreeSet<String>) -> Vec<(PathBuf, usize)> {
+    let mut out = Vec::new();
+    for (path, _) in tree(root) {
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut hits = 0;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let Some(col) = batch.column_by_name("user_id") else {
+                break;
+            };
+            let ids = col.as_any().downcast_ref::<StringArray>().unwrap();
+            hits += (0..ids.len())
+                .filter(|&i| ids.is_valid(i) && subjects.contains(ids.value(i)))
+                .count();
+        }
+        out.push((path, hits));
+    }
+    out
+}
+
+/// Every file under `root` with its bytes, sorted.
+fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn erase(dir: &Path, subjects: &[&str]) -> IcebergErase {
+    let uri = format!("sqlite://{}/catalog.db", dir.display());
+    let catalog = SqlCatalog::connect(&uri, "lethe").await.unwrap();
+    let table = IcebergTable::new(catalog, "default.events").unwrap();
+    IcebergErase::new(table, "user_id").subjects(subjects.iter().copied())
+}
+
+async fn erase_and_check(version: &str) {
+    let Some(dir) = fixture(version) else {
+        return;
+    };
+    let dir = dir.path();
+    let subjects: BTreeSet<String> = ["u-07", "u-13"].map(String::from).into();
+    let before = rows(dir, None).unwrap();
+    let schema = py(&["schema", dir.to_str().unwrap()]).unwrap();
+    let snaps_before = snapshots(dir);
+    assert_eq!(snaps_before["snapshots"].as_array().unwrap().len(), 4);
+    assert!(before.iter().any(|r| subjects.contains(user(r))));
+
+    let outcome = erase(dir, &["u-07", "u-13"]).await.execute().await.unwrap();
+    assert!(!outcome.has_failures(), "{outcome:?}");
+    assert_eq!(outcome.commit_attempts, 1);
+    let commit = outcome.commit.expect("a commit");
+    assert!(!outcome.files_purged.is_empty());
+    assert!(outcome.snapshots_expired > 0, "{outcome:?}");
+    let expected_removed = before.iter().filter(|r| subjects.contains(user(r))).count();
+    assert_eq!(outcome.metrics.rows_removed, expected_removed as u64);
+
+    // The current table: no subject row, every other row as it was, same schema and spec.
+    let after = rows(dir, None).unwrap();
+    let kept: Vec<Value> = before
+        .iter()
+        .filter(|r| !subjects.contains(user(r)))
+        .cloned()
+        .collect();
+    assert_eq!(after, kept);
+    assert_eq!(py(&["schema", dir.to_str().unwrap()]).unwrap(), schema);
+    let snaps = snapshots(dir);
+    assert_eq!(snaps["current"], commit);
+
+    // Every snapshot still listed reads no subject row; the others were expired.
+    let listed: Vec<i64> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        listed.len() as u64,
+        4 + 1 - outcome.snapshots_expired,
+        "{snaps}"
+    );
+    for id in &listed {
+        let old = rows(dir, Some(*id)).unwrap();
+        assert!(
+            old.iter().all(|r| !subjects.contains(user(r))),
+            "snapshot {id} still shows subject rows"
+        );
+    }
+
+    // No Parquet file under the table location holds a subject row.
+    for (path, hits) in subject_rows_on_disk(dir, &subjects) {
+        assert_eq!(hits, 0, "{} holds {hits} subject rows", path.display());
+    }
+
+    // No subject id in the new metadata files (manifests' bounds, summaries).
+    let current_location = snaps["metadata_location"].as_str().unwrap();
+    let metadata = std::fs::read_to_string(current_location.trim_start_matches("file://")).unwrap();
+    assert!(metadata.contains("\"operation\":\"overwrite\""));
+    assert!(!metadata.contains("u-07") && !metadata.contains("u-13"));
+
+    // pyiceberg appends afterwards and reads everything.
+    py(&["append", dir.to_str().unwrap()]).unwrap();
+    let appended = rows(dir, None).unwrap();
+    assert_eq!(appended.len(), kept.len() + 2);
+
+    // A second run finds nothing and writes nothing.
+    let again = erase(dir, &["u-07", "u-13"]).await.execute().await.unwrap();
+    assert_eq!(again.commit, None);
+    assert_eq!(again.metrics.rows_removed, 0);
+}
+
+#[tokio::test]
+async fn an_erasure_from_a_v2_table_commits_once_expires_purges_and_leaves_a_healthy_table() {
+    erase_and_check("2").await;
+}
+
+#[tokio::test]
+async fn an_erasure_from_a_v1_table_commits_once_expires_purges_and_leaves_a_healthy_table() {
+    erase_and_check("1").await;
+}
+
+#[tokio::test]
+async fn a_delete_file_on_a_file_holding_subjects_is_refused_and_the_table_left_as_it_was() {
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    py(&["delete-file", dir.to_str().unwrap()]).unwrap();
+    let warehouse = dir.join("warehouse");
+    let before = tree(&warehouse);
+    let location = snapshots(dir)["metadata_location"].clone();
+    let err = erase(dir, &["u-07"]).await.execute().await.unwrap_err();
+    match &err {
+        LakeError::TableFeature { feature, .. } => assert_eq!(feature, "position deletes"),
+        other => panic!("expected a refusal naming the feature, got {other}"),
+    }
+    assert_eq!(tree(&warehouse), before, "the table changed");
+    assert_eq!(snapshots(dir)["metadata_location"], location);
+}
+
+#[tokio::test]
+async fn a_format_v3_table_is_refused_and_left_as_it_was() {
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    let location = snapshots(dir)["metadata_location"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_string();
+    let text = std::fs::read_to_string(&location).unwrap();
+    std::fs::write(
+        &location,
+        text.replace("\"format-version\":2", "\"format-version\":3"),
+    )
+    .unwrap();
+    let warehouse = dir.join("warehouse");
+    let before = tree(&warehouse);
+    let err = erase(dir, &["u-07"]).await.execute().await.unwrap_err();
+    match &err {
+        LakeError::TableFeature { feature, .. } => assert_eq!(feature, "format-version 3"),
+        other => panic!("expected a refusal naming the feature, got {other}"),
+    }
+    assert_eq!(tree(&warehouse), before, "the table changed");
+}
+
+/// Appends with pyiceberg right before Lethe's first commit: the catalog swap then fails.
+struct AppendBeforeCommit {
+    dir: PathBuf,
+    done: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CommitGuard for AppendBeforeCommit {
+    async fn may_commit(&self, file: &str) -> Result<(), String> {
+        if file == "metadata" && !self.done.swap(true, Ordering::SeqCst) {
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || py(&["append", dir.to_str().unwrap()]))
+                .await
+                .unwrap()?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_append_between_plan_and_commit_is_kept_and_the_commit_retried() {
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    let before = rows(dir, None).unwrap();
+    let guard = Arc::new(AppendBeforeCommit {
+        dir: dir.to_path_buf(),
+        done: AtomicBool::new(false),
+    });
+    let outcome = erase(dir, &["u-07"])
+        .await
+        .commit_guard(guard)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(outcome.commit_attempts, 2, "{outcome:?}");
+    let after = rows(dir, None).unwrap();
+    let kept = before.iter().filter(|r| user(r) != "u-07").count();
+    assert_eq!(after.len(), kept + 2, "the appended rows are kept");
+    assert!(after.iter().all(|r| user(r) != "u-07"));
+}
