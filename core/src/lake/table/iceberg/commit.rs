@@ -89,7 +89,11 @@ pub(crate) async fn overwrite(
                 .iter()
                 .any(|e| e.is_live() && replaced.contains_key(&e.file_path));
         if !touched {
-            records.push(listed.record.clone());
+            // A manifest left with only `DELETED` entries describes its own snapshot's
+            // deletions, not this snapshot's files: not carried over (as Java's writers do).
+            if manifest.entries.iter().any(Entry::is_live) {
+                records.push(listed.record.clone());
+            }
             continue;
         }
         let mut entries = Vec::new();
