@@ -16,12 +16,15 @@
 //!    deleted), new candidates (appended files) are searched too, and the commit is retried,
 //!    at most [`IcebergErase::max_attempts`] times;
 //! 5. purge ([`super::purge`]): expire the snapshots that can still read a replaced file or an
-//!    older file holding a subject row, and delete the files no snapshot references any more;
+//!    older file holding a subject row, and delete the files no snapshot references any more
+//!    (on every run, so that a run finishes the purge a crash interrupted);
 //! 6. verify by reading data: no file of the new current snapshot holds a subject row.
 //!
 //! Crash safety: new files are written before the commit and named with Lethe's marker, so a
 //! crash before the catalog swap leaves the table as it was; the next run deletes them (no
-//! snapshot references them).
+//! snapshot references them). A crash after the commit and before the end of the purge is
+//! finished by the next run with the same subjects (its purge finds the older snapshots'
+//! files holding them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -238,20 +241,24 @@ impl IcebergErase {
         outcome.commit = committed;
         if let Some(id) = committed {
             tracing::info!(snapshot = id, files = replaced.len(), "erasure committed");
-            let old: BTreeSet<String> = replaced.keys().cloned().collect();
-            let purged = purge(
-                &self.table,
-                &old,
-                &self.policy.subject_columns,
-                &self.subjects,
-                self.max_attempts,
-            )
-            .await?;
-            outcome.snapshots_expired = purged.snapshots_expired.len() as u64;
-            outcome.expired_snapshots = purged.snapshots_expired;
-            outcome.refs_removed = purged.refs_removed;
-            outcome.files_purged = purged.files;
-            outcome.metadata_files_purged = purged.metadata_files;
+        }
+        // Also without a commit: a crash after an earlier run's commit may have left
+        // snapshots that still read the subjects' rows.
+        let old: BTreeSet<String> = replaced.keys().cloned().collect();
+        let purged = purge(
+            &self.table,
+            &old,
+            (&self.policy.subject_columns, &columns),
+            &self.subjects,
+            self.max_attempts,
+        )
+        .await?;
+        outcome.snapshots_expired = purged.snapshots_expired.len() as u64;
+        outcome.expired_snapshots = purged.snapshots_expired;
+        outcome.refs_removed = purged.refs_removed;
+        outcome.files_purged = purged.files;
+        outcome.metadata_files_purged = purged.metadata_files;
+        if committed.is_some() {
             self.verify(&columns).await?;
         }
         outcome.metrics.elapsed_s = started.elapsed().as_secs_f64();

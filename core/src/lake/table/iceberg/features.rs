@@ -1,6 +1,7 @@
 //! What Lethe refuses to erase from, before anything is written (`LakeError::TableFeature`
 //! naming the feature): format version 3 (deletion vectors, row lineage, new types: spec,
-//! "Version 3"), encrypted tables (`encryption-keys`, spec "Encryption"), v1 snapshots
+//! "Version 3"), branches other than `main` (spec "Snapshot References"; their snapshots
+//! would have to be rewritten too), encrypted tables (`encryption-keys`, spec "Encryption"), v1 snapshots
 //! without a manifest list (inline `manifests`), and delete files that apply to a data file
 //! holding subject rows (applying them is not implemented: their deleted rows would come back
 //! in the rewrite, spec "Row-level Deletes").
@@ -35,6 +36,15 @@ pub(crate) fn check_features(table: &LoadedTable) -> Result<(), LakeError> {
             table,
             "encryption",
             "encrypted manifests and data files are not supported".into(),
+        ));
+    }
+    if let Some(branch) = table.metadata.branches().into_iter().find(|b| b != "main") {
+        return Err(refuse(
+            table,
+            "branches",
+            format!(
+                "branch {branch:?}: Lethe erases from the main branch only, and expiring the snapshots of another branch would drop that branch"
+            ),
         ));
     }
     if table.metadata.has_inline_manifests() {

@@ -153,6 +153,20 @@ impl TableMetadata {
             .is_some_and(|l| l.iter().any(|s| s.get("manifest-list").is_none()))
     }
 
+    /// The names of the refs of type `branch` (spec, "Snapshot References").
+    pub fn branches(&self) -> Vec<String> {
+        self.json
+            .get("refs")
+            .and_then(Value::as_object)
+            .map(|refs| {
+                refs.iter()
+                    .filter(|(_, r)| r.get("type").and_then(Value::as_str) == Some("branch"))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// True when the table lists encryption keys (spec, "Encryption").
     pub fn has_encryption_keys(&self) -> bool {
         self.json

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
+use super::manifest::Entry;
 use super::names::is_lethe_data_file;
+use super::scan::may_hold;
 use super::table::{IcebergTable, LoadedTable, normalize};
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_file;
@@ -35,6 +37,9 @@ struct Referenced {
 #[derive(Debug, Default)]
 pub(crate) struct History {
     snapshots: BTreeMap<i64, Referenced>,
+    /// The live data file entries of every snapshot by URI, with their spec id (their
+    /// partition tuple and bounds prune the search of older files).
+    entries: HashMap<String, (i64, Entry)>,
 }
 
 impl History {
@@ -42,6 +47,7 @@ impl History {
     pub async fn read(table: &LoadedTable) -> Result<Self, LakeError> {
         let mut seen: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut history = Self::default();
+        let mut entries = HashMap::new();
         for snap in table.metadata.snapshots() {
             let list = table.manifest_list(&snap.manifest_list).await?;
             let mut r = Referenced {
@@ -51,6 +57,9 @@ impl History {
             for listed in &list.files {
                 if !seen.contains_key(&listed.path) {
                     let m = table.manifest(listed).await?;
+                    for e in m.entries.iter().filter(|e| e.is_live() && e.content == 0) {
+                        entries.insert(normalize(&e.file_path), (listed.spec_id, e.clone()));
+                    }
                     let live = m
                         .entries
                         .iter()
@@ -64,6 +73,7 @@ impl History {
             }
             history.snapshots.insert(snap.id, r);
         }
+        history.entries = entries;
         Ok(history)
     }
 
@@ -95,10 +105,11 @@ pub(crate) struct Purged {
     pub metadata_files: u64,
 }
 
-/// After Lethe's commit: expires the snapshots that reference one of `replaced` (URIs) or a
-/// file of an older snapshot holding a row of `subjects` (searched through the lake engine),
-/// commits that (at most `attempts` tries against concurrent writers), then deletes the files
-/// no remaining snapshot references.
+/// After Lethe's commit (or on any run, to finish a purge a crash interrupted): expires the
+/// snapshots that reference one of `replaced` (URIs) or a file of an older snapshot holding a
+/// row of `subjects` (pruned by partition values and bounds of `columns` — field id and type
+/// — then searched through the lake engine), commits that (at most `attempts` tries against
+/// concurrent writers), then deletes the files no remaining snapshot references.
 ///
 /// # Errors
 /// [`LakeError::Table`] / [`LakeError::ObjectStore`] when reading, committing or deleting
@@ -107,10 +118,11 @@ pub(crate) struct Purged {
 pub(crate) async fn purge(
     table: &IcebergTable,
     replaced: &BTreeSet<String>,
-    columns: &[String],
+    policy: (&[String], &[(i32, String)]),
     subjects: &BTreeSet<String>,
     attempts: u32,
 ) -> Result<Purged, LakeError> {
+    let (names, columns) = policy;
     let replaced: BTreeSet<String> = replaced.iter().map(|u| normalize(u)).collect();
     let replaced = &replaced;
     let mut searched: HashMap<String, bool> = HashMap::new();
@@ -130,13 +142,19 @@ pub(crate) async fn purge(
             .filter(|f| !live_now.contains(*f) && !replaced.contains(*f))
             .collect();
         for file in older {
-            if !file.ends_with(".parquet") {
+            let Some((spec, entry)) = history.entries.get(file) else {
+                continue;
+            };
+            let candidate = columns
+                .iter()
+                .any(|(id, kind)| may_hold(&loaded, *spec, entry, (*id, kind), subjects));
+            if !candidate {
                 continue;
             }
             let holds = match searched.get(file) {
                 Some(h) => *h,
                 None => {
-                    let h = holds_subjects(&loaded, file, columns, subjects).await;
+                    let h = holds_subjects(&loaded, file, names, subjects).await;
                     searched.insert(file.clone(), h);
                     h
                 }
