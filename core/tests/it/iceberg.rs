@@ -187,6 +187,41 @@ async fn erase_and_check(version: &str) {
         assert_eq!(hits, 0, "{} holds {hits} subject rows", path.display());
     }
 
+    // The manifest entries as pyiceberg reads them: the new files ADDED by Lethe's snapshot
+    // with its sequence number, their partition tuple, counts and bounds (cut to 16
+    // characters, the default metrics mode) from their footers, never a subject's id.
+    let entries: Vec<Value> = py(&["entries", dir.to_str().unwrap()])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let added: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["status"] == 1 && e["snapshot_id"] == commit)
+        .collect();
+    assert_eq!(
+        added.len() as u64,
+        outcome.metrics.files_rewritten,
+        "{entries:?}"
+    );
+    let live_rows: i64 = entries
+        .iter()
+        .filter(|e| e["status"] != 2)
+        .map(|e| e["record_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(live_rows as usize, kept.len());
+    for e in &added {
+        assert!(e["file_path"].as_str().unwrap().contains("-lethe-"));
+        assert!(e["partition"]["date"].is_string(), "{e}");
+        assert!(e["null_value_counts"]["7"].is_i64(), "{e}");
+        for bounds in [&e["lower_bounds"], &e["upper_bounds"]] {
+            let user_bound = hex::decode(bounds["2"].as_str().unwrap()).unwrap();
+            assert!(!subjects.contains(&String::from_utf8(user_bound).unwrap()));
+            let email = hex::decode(bounds["6"].as_str().unwrap()).unwrap();
+            assert!(email.len() <= 16, "{e}");
+        }
+    }
+
     // No subject id in the new metadata files (manifests' bounds, summaries).
     let current_location = snaps["metadata_location"].as_str().unwrap();
     let metadata = std::fs::read_to_string(current_location.trim_start_matches("file://")).unwrap();
