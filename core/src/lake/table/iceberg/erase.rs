@@ -207,6 +207,11 @@ impl IcebergErase {
                 Ok(Attempt::Nothing) => break None,
                 Ok(Attempt::Committed(id)) => break Some(id),
                 Ok(Attempt::Lost) => {}
+                Ok(Attempt::Unknown(e)) => {
+                    // The catalog may hold the commit: nothing is deleted (a later run's
+                    // cleanup removes what no snapshot references).
+                    return Err(e);
+                }
                 Err(e) => {
                     self.discard(&loaded, &replaced).await;
                     return Err(e);
@@ -389,15 +394,17 @@ impl IcebergErase {
         let written = overwrite(loaded, &current, &plan, &note).await?;
         match self.table.commit(loaded, &written.metadata).await {
             Ok(Some(_)) => Ok(Attempt::Committed(written.snapshot_id)),
-            result => {
+            Ok(None) => {
                 for relative in &written.written {
                     let at = loaded.root.location(relative);
                     if let Err(e) = loaded.root.store().delete(&at).await {
                         tracing::warn!(object = %at, error = %e, "uncommitted manifest not removed");
                     }
                 }
-                result.map(|_| Attempt::Lost)
+                Ok(Attempt::Lost)
             }
+            Err(e @ LakeError::Table { .. }) => Ok(Attempt::Unknown(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -469,6 +476,9 @@ enum Attempt {
     Committed(i64),
     /// Another writer committed first; nothing committed.
     Lost,
+    /// The catalog update failed after the metadata file was written: the commit may or may
+    /// not have happened, so nothing it references may be deleted.
+    Unknown(LakeError),
 }
 
 /// Rewrites one data file beside itself.

@@ -95,8 +95,9 @@ impl IcebergTable {
     /// (the new file is then deleted).
     ///
     /// # Errors
-    /// [`LakeError::ObjectStore`] when writing fails, [`LakeError::Table`] when the catalog
-    /// update fails.
+    /// [`LakeError::ObjectStore`] when writing fails (nothing committed), [`LakeError::Table`]
+    /// when the catalog update fails: the commit's state is then unknown and the new metadata
+    /// file is left in place.
     pub(crate) async fn commit(
         &self,
         base: &LoadedTable,
@@ -121,12 +122,16 @@ impl IcebergTable {
             .await;
         match swapped {
             Ok(true) => Ok(Some(uri)),
-            Ok(false) | Err(_) => {
+            Ok(false) => {
                 if let Err(e) = base.root.store().delete(&at).await {
                     tracing::warn!(object = %at, error = %e, "uncommitted metadata file not removed");
                 }
-                swapped.map(|_| None)
+                Ok(None)
             }
+            // The update may have been applied before the error (a lost connection): the new
+            // metadata file may be the table's now, so it stays (Java's
+            // `CommitStateUnknownException`).
+            Err(e) => Err(e),
         }
     }
 }
