@@ -493,3 +493,42 @@ async fn rows_a_format_delete_left_in_older_snapshots_are_purged_without_a_commi
         assert_eq!(hits, 0, "{} holds {hits} subject rows", path.display());
     }
 }
+
+#[tokio::test]
+async fn partition_values_and_bounds_spare_files_and_a_file_losing_every_row_is_only_deleted() {
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    let before = rows(dir, None).unwrap();
+
+    // No file's bounds of user_id can hold this id: nothing is read, nothing written.
+    let none = erase(dir, &["zz-nobody"]).await.execute().await.unwrap();
+    assert_eq!(none.metrics.files_scanned, 0, "{:?}", none.metrics);
+    assert_eq!(none.commit, None);
+
+    // By an identity partition's source column: only the files of that partition are read,
+    // and each loses every row, so the commit deletes them without new files.
+    let uri = format!("sqlite://{}/catalog.db", dir.display());
+    let catalog = SqlCatalog::connect(&uri, "lethe").await.unwrap();
+    let table = IcebergTable::new(catalog, "default.events").unwrap();
+    let outcome = IcebergErase::new(table, "region")
+        .subjects(["EU"])
+        .execute()
+        .await
+        .unwrap();
+    let eu_files = outcome
+        .files
+        .iter()
+        .filter(|f| f.relative.contains("region=EU"))
+        .count();
+    assert_eq!(
+        outcome.metrics.files_scanned as usize, eu_files,
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.metrics.bytes_written, 0);
+    assert!(outcome.commit.is_some());
+    let after = rows(dir, None).unwrap();
+    let us: Vec<Value> = before.into_iter().filter(|r| r["region"] == "US").collect();
+    assert_eq!(after, us);
+}

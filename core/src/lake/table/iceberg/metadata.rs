@@ -288,8 +288,8 @@ impl TableMetadata {
         next
     }
 
-    /// The metadata without the snapshots `expired` (their entries in `snapshots` and
-    /// `snapshot-log`, and every ref other than `main` pointing at one), replacing metadata
+    /// The metadata without the snapshots `expired` (their entries in `snapshots`,
+    /// `snapshot-log`, `statistics` and `partition-statistics`, and every ref other than `main` pointing at one), replacing metadata
     /// file `previous` (Iceberg spec, "Snapshots": expiration). Returns it and the names of
     /// the refs removed.
     pub fn without_snapshots(
@@ -307,8 +307,12 @@ impl TableMetadata {
         if let Some(Value::Array(list)) = next.json.get_mut("snapshots") {
             list.retain(|s| keep(s, "snapshot-id"));
         }
-        if let Some(Value::Array(list)) = next.json.get_mut("snapshot-log") {
-            list.retain(|s| keep(s, "snapshot-id"));
+        // The statistics files of an expired snapshot describe a snapshot no reader can
+        // load any more (spec, "Table Statistics", "Partition Statistics").
+        for key in ["snapshot-log", "statistics", "partition-statistics"] {
+            if let Some(Value::Array(list)) = next.json.get_mut(key) {
+                list.retain(|s| keep(s, "snapshot-id"));
+            }
         }
         let mut removed_refs = Vec::new();
         if let Some(Value::Object(refs)) = next.json.get_mut("refs") {
