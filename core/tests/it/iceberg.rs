@@ -237,6 +237,13 @@ async fn erase_and_check(version: &str) {
     let again = erase(dir, &["u-07", "u-13"]).await.execute().await.unwrap();
     assert_eq!(again.commit, None);
     assert_eq!(again.metrics.rows_removed, 0);
+
+    // A second erasure on top of Lethe's manifests and pyiceberg's append.
+    let third = erase(dir, &["u-40"]).await.execute().await.unwrap();
+    assert!(third.commit.is_some());
+    let last = rows(dir, None).unwrap();
+    assert_eq!(last.len(), kept.len() + 1);
+    assert!(last.iter().all(|r| user(r) != "u-40"));
 }
 
 #[tokio::test]

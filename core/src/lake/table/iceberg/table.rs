@@ -136,8 +136,15 @@ impl IcebergTable {
     }
 }
 
-/// `file:/x` (Java's form) as `file:///x`.
+/// A table URI in the form Lethe's stores read: `file:/x` (Java's form) as `file:///x`, and
+/// Hadoop's `s3a://` / `s3n://` (Spark on EMR) as `s3://`.
 pub(crate) fn normalize(uri: &str) -> String {
+    if let Some(rest) = uri
+        .strip_prefix("s3a://")
+        .or_else(|| uri.strip_prefix("s3n://"))
+    {
+        return format!("s3://{rest}");
+    }
     match uri.strip_prefix("file:") {
         Some(rest) if !rest.starts_with("//") => format!("file://{rest}"),
         _ => uri.to_string(),
@@ -239,5 +246,21 @@ impl LoadedTable {
         let bytes = self.read(&listed.path).await?;
         parse_manifest(&bytes, listed)
             .map_err(|e| self.error(format!("manifest {}: {e}", listed.path)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_uris_are_read_in_one_form() {
+        assert_eq!(
+            normalize("file:/tmp/t/data/a.parquet"),
+            "file:///tmp/t/data/a.parquet"
+        );
+        assert_eq!(normalize("file:///tmp/t"), "file:///tmp/t");
+        assert_eq!(normalize("s3a://b/w/t"), "s3://b/w/t");
+        assert_eq!(normalize("s3://b/w/t"), "s3://b/w/t");
     }
 }
