@@ -539,3 +539,34 @@ async fn partition_values_and_bounds_spare_files_and_a_file_losing_every_row_is_
     let us: Vec<Value> = before.into_iter().filter(|r| r["region"] == "US").collect();
     assert_eq!(after, us);
 }
+
+#[tokio::test]
+async fn a_tag_on_an_expired_snapshot_is_removed_and_a_branch_is_refused() {
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    py(&["ref", dir.to_str().unwrap(), "tag", "first-load"]).unwrap();
+    let outcome = erase(dir, &["u-07"]).await.execute().await.unwrap();
+    assert_eq!(outcome.refs_removed, vec!["first-load".to_string()]);
+    assert!(rows(dir, None).unwrap().iter().all(|r| user(r) != "u-07"));
+
+    let Some(other) = fixture("2") else {
+        return;
+    };
+    let other = other.path();
+    py(&["ref", other.to_str().unwrap(), "branch", "audit"]).unwrap();
+    let warehouse = other.join("warehouse");
+    let before = tree(&warehouse);
+    let err = erase(other, &["u-07"]).await.execute().await.unwrap_err();
+    match &err {
+        LakeError::TableFeature {
+            feature, reason, ..
+        } => {
+            assert_eq!(feature, "branches");
+            assert!(reason.contains("audit"), "{reason}");
+        }
+        e => panic!("expected a refusal naming the feature, got {e}"),
+    }
+    assert_eq!(tree(&warehouse), before, "the table changed");
+}
