@@ -570,3 +570,25 @@ async fn a_tag_on_an_expired_snapshot_is_removed_and_a_branch_is_refused() {
     }
     assert_eq!(tree(&warehouse), before, "the table changed");
 }
+
+#[tokio::test]
+async fn a_v1_manifest_of_an_upgraded_table_with_delete_files_is_refused() {
+    let Some(dir) = fixture("1") else {
+        return;
+    };
+    let dir = dir.path();
+    py(&["upgrade", dir.to_str().unwrap()]).unwrap();
+    py(&["delete-file", dir.to_str().unwrap()]).unwrap();
+    let warehouse = dir.join("warehouse");
+    let before = tree(&warehouse);
+    // u-02's rows are all in one file of the first append, which no delete file applies to,
+    // listed by a manifest written in format v1.
+    let err = erase(dir, &["u-02"]).await.execute().await.unwrap_err();
+    match &err {
+        LakeError::TableFeature { feature, .. } => {
+            assert_eq!(feature, "v1 manifests with delete files")
+        }
+        e => panic!("expected a refusal naming the feature, got {e}"),
+    }
+    assert_eq!(tree(&warehouse), before, "the table changed");
+}

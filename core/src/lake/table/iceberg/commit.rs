@@ -65,6 +65,7 @@ pub(crate) async fn overwrite(
     note: &str,
 ) -> Result<Overwrite, LakeError> {
     let meta = &base.metadata;
+    refuse_v1_manifests_with_deletes(base, current, replaced)?;
     let existing: BTreeSet<i64> = meta.snapshots().iter().map(|s| s.id).collect();
     let snapshot_id = loop {
         let id = (rand::random::<u64>() >> 1) as i64;
@@ -182,6 +183,43 @@ pub(crate) async fn overwrite(
         metadata,
         written,
     })
+}
+
+/// Refuses, before anything is written, to rewrite a v1-format manifest of a v2 table that
+/// has delete files: its entries have no sequence numbers, so in the rewritten manifest they
+/// would inherit the new snapshot's, and delete files committed before would stop applying
+/// to them (spec, "Sequence Number Inheritance"; a table upgraded from v1 keeps such
+/// manifests).
+fn refuse_v1_manifests_with_deletes(
+    base: &LoadedTable,
+    current: &SnapshotFiles,
+    replaced: &BTreeMap<String, Option<NewDataFile>>,
+) -> Result<(), LakeError> {
+    if base.metadata.format_version() < 2 || current.delete_files().next().is_none() {
+        return Ok(());
+    }
+    let v1 = current.manifests.iter().find(|(listed, manifest)| {
+        listed.content == 0
+            && manifest
+                .entries
+                .iter()
+                .any(|e| e.is_live() && replaced.contains_key(&e.file_path))
+            && manifest
+                .entries
+                .first()
+                .is_some_and(|e| !avro::has(&e.record, "sequence_number"))
+    });
+    match v1 {
+        Some((listed, _)) => Err(LakeError::TableFeature {
+            root: base.metadata.location().to_string(),
+            feature: "v1 manifests with delete files".into(),
+            reason: format!(
+                "manifest {} (format v1, no sequence numbers) would have to be rewritten in a table with delete files",
+                listed.path
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn table_error(base: &LoadedTable, reason: String) -> LakeError {

@@ -4,7 +4,9 @@
 //! would have to be rewritten too), encrypted tables (`encryption-keys`, spec "Encryption"), v1 snapshots
 //! without a manifest list (inline `manifests`), and delete files that apply to a data file
 //! holding subject rows (applying them is not implemented: their deleted rows would come back
-//! in the rewrite, spec "Row-level Deletes").
+//! in the rewrite, spec "Row-level Deletes"). One more refusal lives with the commit
+//! (`commit::refuse_v1_manifests_with_deletes`): rewriting a v1 manifest of an upgraded table
+//! that has delete files.
 
 use super::manifest::Entry;
 use super::table::LoadedTable;
