@@ -306,20 +306,28 @@ fn run_iceberg(
     };
     let count = subjects.len();
     let jobs = args.jobs.unwrap_or_else(default_jobs);
-    let outcome = runtime()?
+    let runtime = runtime()?;
+    // A catalog, table or metadata that cannot be read is bad input, found before anything
+    // changed (exit code 2); once the erasure runs, errors are failures (exit code 1).
+    let table = runtime
         .block_on(async {
             let catalog = SqlCatalog::connect(uri, name).await?;
             let table = IcebergTable::new(catalog, identifier)?;
-            IcebergErase::new(table, &args.subject_column)
-                .subjects(subjects)
-                .concurrency(jobs)
-                .execute()
-                .await
+            table.load().await?;
+            Ok::<_, lethe_core::lake::LakeError>(table)
         })
         .map_err(|e| match e {
             lethe_core::lake::LakeError::Table { .. } => CommandError::Usage(e.into()),
             other => CommandError::from_lake(other),
         })?;
+    let outcome = runtime
+        .block_on(
+            IcebergErase::new(table, &args.subject_column)
+                .subjects(subjects)
+                .concurrency(jobs)
+                .execute(),
+        )
+        .map_err(CommandError::from_lake)?;
     for f in &outcome.files {
         if let FileStatus::Failed { error } = &f.status {
             let _ = writeln!(output.err, "failed: {}: {error}", f.relative);
