@@ -19,6 +19,7 @@ use super::scan::SnapshotFiles;
 use super::stats::FileMetrics;
 use super::table::LoadedTable;
 use crate::lake::error::LakeError;
+use crate::lake::run_blocking;
 
 /// A new data file replacing an old one.
 #[derive(Debug, Clone)]
@@ -128,12 +129,13 @@ pub(crate) async fn overwrite(
         );
         let mut all: Vec<Value> = entries.into_iter().map(|(_, _, r)| r).collect();
         all.extend(added.iter().map(|(r, _)| r.clone()));
-        let bytes = avro::write(
-            &manifest.container.schema,
-            &manifest.container.metadata,
-            all,
-        )
-        .map_err(|e| table_error(base, format!("manifest not written: {e}")))?;
+        let (schema, header) = (
+            manifest.container.schema.clone(),
+            manifest.container.metadata.clone(),
+        );
+        let bytes = run_blocking(move || avro::write(&schema, &header, all))
+            .await?
+            .map_err(|e| table_error(base, format!("manifest not written: {e}")))?;
         let mut record = record;
         avro::set(
             &mut record,

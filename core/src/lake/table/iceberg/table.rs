@@ -14,6 +14,7 @@ use super::manifest::{Manifest, ManifestFile, ManifestList, parse_list, parse_ma
 use super::metadata::TableMetadata;
 use crate::lake::error::LakeError;
 use crate::lake::root::LakeRoot;
+use crate::lake::run_blocking;
 
 /// A table of an Iceberg SQL catalog: `namespace`.`name`. Nothing is read until
 /// [`IcebergTable::load`]. Cheap to clone.
@@ -235,16 +236,21 @@ impl LoadedTable {
         }
     }
 
-    /// Reads the manifest list at `uri`.
+    /// Reads the manifest list at `uri` (decoded on the blocking pool).
     pub(crate) async fn manifest_list(&self, uri: &str) -> Result<ManifestList, LakeError> {
         let bytes = self.read(uri).await?;
-        parse_list(&bytes).map_err(|e| self.error(format!("manifest list {uri}: {e}")))
+        run_blocking(move || parse_list(&bytes))
+            .await?
+            .map_err(|e| self.error(format!("manifest list {uri}: {e}")))
     }
 
-    /// Reads the manifest `listed`.
+    /// Reads the manifest `listed` (decoded on the blocking pool: a manifest of a large
+    /// table holds thousands of entries).
     pub(crate) async fn manifest(&self, listed: &ManifestFile) -> Result<Manifest, LakeError> {
         let bytes = self.read(&listed.path).await?;
-        parse_manifest(&bytes, listed)
+        let owned = listed.clone();
+        run_blocking(move || parse_manifest(&bytes, &owned))
+            .await?
             .map_err(|e| self.error(format!("manifest {}: {e}", listed.path)))
     }
 }
