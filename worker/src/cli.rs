@@ -7,7 +7,7 @@
 //!                       --subject <id>... [--json]
 //! lethe-worker erase    [--format parquet|delta] --root <path|url> [--subject-column user_id]
 //!                       --subjects <file> [--jobs N]
-//! lethe-worker erase    --format iceberg --catalog-uri <sqlite:///…|postgres://…>
+//! lethe-worker erase    --format iceberg --catalog-uri <sqlite:///…|postgres://…|https://…>
 //!                       --catalog-name <name> --table <NS.TABLE> [--subject-column user_id]
 //!                       --subjects <file> [--jobs N]
 //! lethe-worker ingest   --dataset <name> --input <file> [--format csv|jsonl|parquet]
@@ -204,13 +204,14 @@ pub struct EraseArgs {
     /// Required unless `--format iceberg`.
     #[arg(long, value_name = "PATH|URL", required_unless_present = "catalog_uri")]
     pub root: Option<String>,
-    /// `--format iceberg`: the SQL catalog's database, `sqlite:///PATH/catalog.db` or
-    /// `postgres://user:password@host/db` (the JDBC catalog schema, `iceberg_tables`, as
-    /// Java's `JdbcCatalog` and pyiceberg's `SqlCatalog` write it). REST catalogs
-    /// (`https://…`) are not yet supported.
+    /// `--format iceberg`: the catalog. A SQL catalog's database, `sqlite:///PATH/catalog.db`
+    /// or `postgres://user:password@host/db` (the JDBC catalog schema, `iceberg_tables`, as
+    /// Java's `JdbcCatalog` and pyiceberg's `SqlCatalog` write it), or a REST catalog's base
+    /// URI `https://…` (bearer token from `LETHE_ICEBERG_REST_TOKEN`).
     #[arg(long, value_name = "URI", conflicts_with = "root", requires_all = ["catalog_name", "table"])]
     pub catalog_uri: Option<String>,
-    /// `--format iceberg`: the catalog's name (`catalog_name` in `iceberg_tables`).
+    /// `--format iceberg`: the catalog's name (`catalog_name` in `iceberg_tables`; a REST
+    /// catalog's `warehouse`).
     #[arg(long, value_name = "NAME", requires = "catalog_uri")]
     pub catalog_name: Option<String>,
     /// `--format iceberg`: the table, `NAMESPACE.TABLE`.

@@ -22,7 +22,7 @@ fn script() -> PathBuf {
 }
 
 /// Runs the fixture script; `Err(stderr)` when it fails.
-fn py(args: &[&str]) -> Result<String, String> {
+pub(crate) fn py(args: &[&str]) -> Result<String, String> {
     let out = Command::new("python3")
         .arg(script())
         .args(args)
@@ -37,7 +37,7 @@ fn py(args: &[&str]) -> Result<String, String> {
 
 /// A fresh fixture (catalog and warehouse in a temporary folder), or `None` (skip) when
 /// pyiceberg is missing off CI.
-fn fixture(version: &str) -> Option<tempfile::TempDir> {
+pub(crate) fn fixture(version: &str) -> Option<tempfile::TempDir> {
     let dir = tempfile::tempdir().unwrap();
     match py(&["make", dir.path().to_str().unwrap(), "--version", version]) {
         Ok(_) => Some(dir),
@@ -56,7 +56,7 @@ fn fixture(version: &str) -> Option<tempfile::TempDir> {
 }
 
 /// The table's rows (of `snapshot`) as read by pyiceberg, sorted by event id.
-fn rows(dir: &Path, snapshot: Option<i64>) -> Result<Vec<Value>, String> {
+pub(crate) fn rows(dir: &Path, snapshot: Option<i64>) -> Result<Vec<Value>, String> {
     let s = snapshot.map(|s| s.to_string());
     let mut args = vec!["read", dir.to_str().unwrap()];
     if let Some(s) = &s {
@@ -68,16 +68,19 @@ fn rows(dir: &Path, snapshot: Option<i64>) -> Result<Vec<Value>, String> {
         .collect())
 }
 
-fn snapshots(dir: &Path) -> Value {
+pub(crate) fn snapshots(dir: &Path) -> Value {
     serde_json::from_str(&py(&["snapshots", dir.to_str().unwrap()]).unwrap()).unwrap()
 }
 
-fn user(row: &Value) -> &str {
+pub(crate) fn user(row: &Value) -> &str {
     row["user_id"].as_str().unwrap_or_default()
 }
 
 /// Every Parquet file under `root` with a `user_id` column, and the subjects' rows in it.
-fn subject_rows_on_disk(root: &Path, subjects: &BTreeSet<String>) -> Vec<(PathBuf, usize)> {
+pub(crate) fn subject_rows_on_disk(
+    root: &Path,
+    subjects: &BTreeSet<String>,
+) -> Vec<(PathBuf, usize)> {
     let mut out = Vec::new();
     for (path, _) in tree(root) {
         if path.extension().is_none_or(|e| e != "parquet") {
@@ -105,7 +108,7 @@ fn subject_rows_on_disk(root: &Path, subjects: &BTreeSet<String>) -> Vec<(PathBu
 }
 
 /// Every file under `root` with its bytes, sorted.
-fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -303,9 +306,9 @@ async fn a_format_v3_table_is_refused_and_left_as_it_was() {
 }
 
 /// Appends with pyiceberg right before Lethe's first commit: the catalog swap then fails.
-struct AppendBeforeCommit {
-    dir: PathBuf,
-    done: AtomicBool,
+pub(crate) struct AppendBeforeCommit {
+    pub(crate) dir: PathBuf,
+    pub(crate) done: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -430,14 +433,6 @@ async fn the_sql_catalog_swaps_only_from_the_location_it_read_on_postgres() {
         Ok(uri) => catalog_contract(&uri).await,
         Err(_) => eprintln!("skipped: LETHE_TEST_POSTGRES_URL is not set"),
     }
-}
-
-#[tokio::test]
-async fn a_rest_catalog_is_refused_as_not_yet_supported() {
-    let err = SqlCatalog::connect("https://catalog.example/api", "c")
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("not yet supported"), "{err}");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod audit_tamper;
 mod delta;
 mod fencing;
 mod iceberg;
+mod iceberg_rest;
 mod ingest;
 mod job_panic;
 mod lake_s3;

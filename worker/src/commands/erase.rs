@@ -7,7 +7,7 @@
 //! (`snapshots_expired`) and the files deleted (`files_purged`); each purged file also gets a
 //! `purged: <file>` line on stderr.
 //!
-//! With `--format iceberg` the table is an Apache Iceberg table of a SQL catalog
+//! With `--format iceberg` the table is an Apache Iceberg table of a SQL or REST catalog
 //! (`--catalog-uri`, `--catalog-name`, `--table`): one `overwrite` snapshot, then the snapshots
 //! that could still read the rows are expired and their files purged; `commit` is the new
 //! snapshot's id, `snapshots_expired` the snapshots expired.
@@ -22,9 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lethe_core::lake::table::delta::{DeltaErase, DeltaEraseOutcome, DeltaTable};
-use lethe_core::lake::table::iceberg::{
-    IcebergErase, IcebergEraseOutcome, IcebergTable, SqlCatalog,
-};
+use lethe_core::lake::table::iceberg::{Catalog, IcebergErase, IcebergEraseOutcome, IcebergTable};
 use lethe_core::lake::{Erase, EraseOutcome, EraseProgress, FileStatus, LakeRoot};
 use serde::{Deserialize, Serialize};
 
@@ -311,8 +309,8 @@ fn run_iceberg(
     // changed (exit code 2); once the erasure runs, errors are failures (exit code 1).
     let table = runtime
         .block_on(async {
-            let catalog = SqlCatalog::connect(uri, name).await?;
-            let table = IcebergTable::new(catalog, identifier)?;
+            let catalog = Catalog::connect(uri, name).await?;
+            let table = IcebergTable::of(catalog, identifier)?;
             table.load().await?;
             Ok::<_, lethe_core::lake::LakeError>(table)
         })

@@ -52,7 +52,7 @@ impl SqlCatalog {
     ///
     /// # Errors
     /// [`LakeError::Table`] when the URI is not SQLite / PostgreSQL or the database cannot
-    /// be reached; an `https://` URI (a REST catalog) is refused as not yet supported.
+    /// be reached (an `https://` URI is a REST catalog: [`Catalog::connect`]).
     pub async fn connect(uri: &str, name: &str) -> Result<Self, LakeError> {
         let error = |reason: String| LakeError::Table {
             root: redacted(uri),
@@ -60,7 +60,7 @@ impl SqlCatalog {
         };
         if uri.starts_with("http://") || uri.starts_with("https://") {
             return Err(error(
-                "Iceberg REST catalogs are not yet supported; use the SQL catalog (sqlite:// or postgres://)".into(),
+                "an http(s) URI is a REST catalog: use Catalog::connect".into(),
             ));
         }
         if !(uri.starts_with("sqlite:") || uri.starts_with("postgres")) {
@@ -153,5 +153,31 @@ impl SqlCatalog {
         .await
         .map_err(|e| self.error(format!("committing to iceberg_tables: {e}")))?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// The catalog of a table: SQL (JDBC schema) or REST.
+#[derive(Debug, Clone)]
+pub enum Catalog {
+    /// `sqlite:///…`, `postgres://…`.
+    Sql(SqlCatalog),
+    /// `https://…`, `http://…`.
+    Rest(super::rest::RestCatalog),
+}
+
+impl Catalog {
+    /// Connects to the catalog at `uri`, named `name` (the SQL catalog's `catalog_name`, the
+    /// REST catalog's `warehouse`).
+    ///
+    /// # Errors
+    /// [`LakeError::Table`] when it cannot be reached or the URI is of no known kind.
+    pub async fn connect(uri: &str, name: &str) -> Result<Self, LakeError> {
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            Ok(Self::Rest(
+                super::rest::RestCatalog::connect(uri, name).await?,
+            ))
+        } else {
+            Ok(Self::Sql(SqlCatalog::connect(uri, name).await?))
+        }
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Overwrite {
     pub snapshot_id: i64,
     /// The new metadata.
     pub metadata: TableMetadata,
+    /// The new snapshot's JSON (for a REST catalog's `add-snapshot`).
+    pub snapshot: serde_json::Value,
     /// Manifests and the manifest list written, relative to the table location.
     pub written: Vec<String>,
 }
@@ -179,10 +181,11 @@ pub(crate) async fn overwrite(
     {
         snapshot["schema-id"] = schema_id.clone();
     }
-    let metadata = meta.with_snapshot(snapshot, &base.metadata_location, now_ms);
+    let metadata = meta.with_snapshot(snapshot.clone(), &base.metadata_location, now_ms);
     Ok(Overwrite {
         snapshot_id,
         metadata,
+        snapshot,
         written,
     })
 }

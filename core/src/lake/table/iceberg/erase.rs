@@ -40,6 +40,7 @@ use super::features::{check_features, refuse_delete_file};
 use super::manifest::Entry;
 use super::names::new_data_path;
 use super::purge::{data_file, purge, remove_orphans};
+use super::rest::Change;
 use super::scan::{SnapshotFiles, applicable_delete, may_hold};
 use super::stats::file_metrics;
 use super::table::{IcebergTable, LoadedTable};
@@ -399,7 +400,8 @@ impl IcebergErase {
             self.policy.subject_columns.join(",")
         );
         let written = overwrite(loaded, &current, &plan, &note).await?;
-        match self.table.commit(loaded, &written.metadata).await {
+        let change = Change::AddSnapshot(written.snapshot.clone());
+        match self.table.commit(loaded, &written.metadata, &change).await {
             Ok(Some(_)) => Ok(Attempt::Committed(written.snapshot_id)),
             Ok(None) => {
                 for relative in &written.written {

@@ -66,6 +66,11 @@ impl TableMetadata {
         serde_json::to_vec(&self.json).unwrap_or_default()
     }
 
+    /// `table-uuid`, when the metadata has one.
+    pub fn table_uuid(&self) -> Option<&str> {
+        self.json.get("table-uuid").and_then(Value::as_str)
+    }
+
     /// `format-version`: 1, 2 or 3.
     pub fn format_version(&self) -> i64 {
         self.json

@@ -1,9 +1,10 @@
 //! Apache Iceberg tables (Iceberg table spec, <https://iceberg.apache.org/spec/>, format
-//! versions 1 and 2), through an Iceberg SQL catalog.
+//! versions 1 and 2), through an Iceberg SQL or REST catalog.
 //!
 //! | module | idea it owns |
 //! |---|---|
-//! | [`catalog`] | [`SqlCatalog`]: the JDBC catalog's `iceberg_tables`, load and compare-and-swap |
+//! | [`catalog`] | [`SqlCatalog`]: the JDBC catalog's `iceberg_tables`, load and compare-and-swap; [`Catalog`] |
+//! | [`rest`] | [`RestCatalog`]: the REST catalog's load and commit (requirements + updates) |
 //! | [`table`] | [`IcebergTable`], [`LoadedTable`]: a table's metadata file and its files by URI |
 //! | [`metadata`] | [`TableMetadata`]: the metadata JSON, and its next versions |
 //! | `avro` | Avro container files (manifests, manifest lists) as generic values |
@@ -30,11 +31,13 @@ mod manifest;
 pub mod metadata;
 mod names;
 mod purge;
+pub mod rest;
 mod scan;
 mod stats;
 pub mod table;
 
-pub use catalog::SqlCatalog;
+pub use catalog::{Catalog, SqlCatalog};
 pub use erase::{IcebergErase, IcebergEraseOutcome};
 pub use metadata::TableMetadata;
+pub use rest::{Change, RestCatalog};
 pub use table::{IcebergTable, LoadedTable};

@@ -18,6 +18,7 @@ use object_store::ObjectStoreExt;
 
 use super::manifest::Entry;
 use super::names::is_lethe_data_file;
+use super::rest::Change;
 use super::scan::may_hold;
 use super::table::{IcebergTable, LoadedTable, normalize};
 use crate::lake::error::LakeError;
@@ -177,7 +178,11 @@ pub(crate) async fn purge(
             loaded
                 .metadata
                 .without_snapshots(&expired, &loaded.metadata_location, now_ms);
-        if table.commit(&loaded, &next).await?.is_none() {
+        let change = Change::Expire {
+            ids: expired.iter().copied().collect(),
+            refs: refs_removed.clone(),
+        };
+        if table.commit(&loaded, &next, &change).await?.is_none() {
             tracing::info!(attempt, "another writer committed first; expiring again");
             continue;
         }

@@ -1,4 +1,4 @@
-//! [`IcebergTable`]: a table of a SQL catalog, and [`LoadedTable`]: one version of it (its
+//! [`IcebergTable`]: a table of a SQL or REST catalog, and [`LoadedTable`]: one version of it (its
 //! metadata file, read through object_store at the table's `location`).
 //!
 //! Every file a table names (metadata, manifest lists, manifests, data files) is an absolute
@@ -9,18 +9,19 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 
-use super::catalog::SqlCatalog;
+use super::catalog::{Catalog, SqlCatalog};
 use super::manifest::{Manifest, ManifestFile, ManifestList, parse_list, parse_manifest};
 use super::metadata::TableMetadata;
+use super::rest::Change;
 use crate::lake::error::LakeError;
 use crate::lake::root::LakeRoot;
 use crate::lake::run_blocking;
 
-/// A table of an Iceberg SQL catalog: `namespace`.`name`. Nothing is read until
+/// A table of an Iceberg catalog (SQL or REST): `namespace`.`name`. Nothing is read until
 /// [`IcebergTable::load`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IcebergTable {
-    catalog: SqlCatalog,
+    catalog: Catalog,
     namespace: String,
     name: String,
 }
@@ -43,6 +44,14 @@ impl IcebergTable {
     /// # Errors
     /// [`LakeError::Table`] when the identifier has no namespace.
     pub fn new(catalog: SqlCatalog, identifier: &str) -> Result<Self, LakeError> {
+        Self::of(Catalog::Sql(catalog), identifier)
+    }
+
+    /// The table `identifier` of a SQL or REST `catalog` (see [`IcebergTable::new`]).
+    ///
+    /// # Errors
+    /// [`LakeError::Table`] when the identifier has no namespace.
+    pub fn of(catalog: Catalog, identifier: &str) -> Result<Self, LakeError> {
         let (namespace, name) = identifier
             .rsplit_once('.')
             .filter(|(ns, t)| !ns.is_empty() && !t.is_empty())
@@ -75,10 +84,10 @@ impl IcebergTable {
     /// [`LakeError::Table`] when the catalog or the metadata cannot be read,
     /// [`LakeError::InvalidRoot`] for a table location Lethe cannot open.
     pub async fn load(&self) -> Result<LoadedTable, LakeError> {
-        let location = self
-            .catalog
-            .metadata_location(&self.namespace, &self.name)
-            .await?;
+        let location = match &self.catalog {
+            Catalog::Sql(c) => c.metadata_location(&self.namespace, &self.name).await?,
+            Catalog::Rest(c) => c.metadata_location(&self.namespace, &self.name).await?,
+        };
         let bytes = read_uri(&location).await?;
         let metadata =
             TableMetadata::parse(&bytes).map_err(|e| self.error(format!("{location}: {e}")))?;
@@ -90,20 +99,28 @@ impl IcebergTable {
         })
     }
 
-    /// Commits `metadata` as the version following `base`: writes it to a new metadata file
-    /// `metadata/<n+1>-<uuid>.metadata.json` (create-only), then swaps the catalog's
-    /// pointer. Returns the new location, or `None` when another writer committed first
-    /// (the new file is then deleted).
+    /// Commits the version following `base`: `metadata` is that version, `change` what it
+    /// changes. SQL catalog: writes `metadata` to a new metadata file
+    /// `metadata/<n+1>-<uuid>.metadata.json` (create-only), then swaps the catalog's pointer.
+    /// REST catalog: sends `change` as updates with the requirements that `main` and the
+    /// table are still those of `base`; the catalog writes the metadata file. Returns the new
+    /// location, or `None` when another writer committed first (nothing committed; a new
+    /// metadata file is deleted).
     ///
     /// # Errors
     /// [`LakeError::ObjectStore`] when writing fails (nothing committed), [`LakeError::Table`]
     /// when the catalog update fails: the commit's state is then unknown and the new metadata
     /// file is left in place.
-    pub(crate) async fn commit(
+    pub async fn commit(
         &self,
         base: &LoadedTable,
         metadata: &TableMetadata,
+        change: &Change,
     ) -> Result<Option<String>, LakeError> {
+        let catalog = match &self.catalog {
+            Catalog::Sql(c) => c,
+            Catalog::Rest(c) => return c.commit(&self.namespace, &self.name, base, change).await,
+        };
         let name = super::names::next_metadata_name(&base.metadata_location);
         let relative = format!("metadata/{name}");
         let uri = format!("{}/{relative}", base.metadata.location());
@@ -117,8 +134,7 @@ impl IcebergTable {
             )
             .await
             .map_err(|e| LakeError::store(&at, e))?;
-        let swapped = self
-            .catalog
+        let swapped = catalog
             .swap(&self.namespace, &self.name, &base.metadata_location, &uri)
             .await;
         match swapped {
