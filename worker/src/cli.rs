@@ -7,6 +7,9 @@
 //!                       --subject <id>... [--json]
 //! lethe-worker erase    [--format parquet|delta] --root <path|url> [--subject-column user_id]
 //!                       --subjects <file> [--jobs N]
+//! lethe-worker erase    --format iceberg --catalog-uri <sqlite:///…|postgres://…|https://…>
+//!                       --catalog-name <name> --table <NS.TABLE> [--subject-column user_id]
+//!                       --subjects <file> [--jobs N]
 //! lethe-worker ingest   --dataset <name> --input <file> [--format csv|jsonl|parquet]
 //! lethe-worker compact  --dataset <name>
 //! lethe-worker scan-residency      [--dataset <name>]
@@ -190,13 +193,30 @@ pub struct LocateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EraseArgs {
     /// What the root holds: `parquet` (a Hive-partitioned folder of Parquet files; a Delta
-    /// Lake or Iceberg table there is refused) or `delta` (a Delta Lake table: one commit,
-    /// then the purge of the replaced files).
+    /// Lake or Iceberg table there is refused), `delta` (a Delta Lake table: one commit,
+    /// then the purge of the replaced files) or `iceberg` (an Apache Iceberg table of a SQL
+    /// catalog, given by `--catalog-uri`, `--catalog-name` and `--table` instead of
+    /// `--root`: one `overwrite` snapshot, then the expiry of the snapshots that could read
+    /// the rows and the purge of their files).
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: LakeFormatArg,
     /// Lake root (or Delta table root): a local directory, or a `file://` / `s3://` URL.
-    #[arg(long, value_name = "PATH|URL")]
-    pub root: String,
+    /// Required unless `--format iceberg`.
+    #[arg(long, value_name = "PATH|URL", required_unless_present = "catalog_uri")]
+    pub root: Option<String>,
+    /// `--format iceberg`: the catalog. A SQL catalog's database, `sqlite:///PATH/catalog.db`
+    /// or `postgres://user:password@host/db` (the JDBC catalog schema, `iceberg_tables`, as
+    /// Java's `JdbcCatalog` and pyiceberg's `SqlCatalog` write it), or a REST catalog's base
+    /// URI `https://…` (bearer token from `LETHE_ICEBERG_REST_TOKEN`).
+    #[arg(long, value_name = "URI", conflicts_with = "root", requires_all = ["catalog_name", "table"])]
+    pub catalog_uri: Option<String>,
+    /// `--format iceberg`: the catalog's name (`catalog_name` in `iceberg_tables`; a REST
+    /// catalog's `warehouse`).
+    #[arg(long, value_name = "NAME", requires = "catalog_uri")]
+    pub catalog_name: Option<String>,
+    /// `--format iceberg`: the table, `NAMESPACE.TABLE`.
+    #[arg(long, value_name = "NS.TABLE", requires = "catalog_uri")]
+    pub table: Option<String>,
     /// Top-level column holding the subject id.
     #[arg(long, value_name = "COL", default_value = "user_id")]
     pub subject_column: String,
@@ -216,6 +236,9 @@ pub enum LakeFormatArg {
     Parquet,
     /// A Delta Lake table (the folder holding `_delta_log/`).
     Delta,
+    /// An Apache Iceberg table of a SQL catalog (`--catalog-uri`, `--catalog-name`,
+    /// `--table`).
+    Iceberg,
 }
 
 /// How a command ended, and the process exit code that says so.
@@ -362,6 +385,36 @@ mod tests {
         assert_eq!(args.regions, ["EU", "US"]);
         assert_eq!(args.subjects, 2000);
         assert_eq!(args.seed, 42);
+    }
+
+    #[test]
+    fn erase_format_iceberg_takes_a_catalog_instead_of_a_root() {
+        let cli = Cli::try_parse_from([
+            "lethe-worker",
+            "erase",
+            "--format",
+            "iceberg",
+            "--catalog-uri",
+            "sqlite:///tmp/catalog.db",
+            "--catalog-name",
+            "lethe",
+            "--table",
+            "default.events",
+            "--subject-column",
+            "user_id",
+            "--subjects",
+            "/tmp/s.txt",
+        ])
+        .unwrap();
+        let Command::Erase(args) = cli.command else {
+            panic!("not erase")
+        };
+        assert_eq!(args.format, LakeFormatArg::Iceberg);
+        assert_eq!(args.root, None);
+        assert_eq!(args.table.as_deref(), Some("default.events"));
+        assert!(
+            Cli::try_parse_from(["lethe-worker", "erase", "--subjects", "/tmp/s.txt"]).is_err()
+        );
     }
 
     #[test]

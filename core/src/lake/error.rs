@@ -31,15 +31,15 @@ pub enum LakeError {
         format: &'static str,
     },
 
-    /// A Delta Lake table uses a table feature Lethe cannot honour when it rewrites files
-    /// (PROTOCOL.md "Table Features"); the table was left exactly as it was.
-    #[error(
-        "Delta table {root:?} uses table feature {feature:?}, which Lethe cannot honour: {reason}"
-    )]
+    /// A Delta Lake or Apache Iceberg table uses a table feature Lethe cannot honour when it
+    /// rewrites files (Delta: PROTOCOL.md "Table Features"; Iceberg: format version 3,
+    /// delete files…); the table was left exactly as it was.
+    #[error("table {root:?} uses table feature {feature:?}, which Lethe cannot honour: {reason}")]
     TableFeature {
         /// The table root URL.
         root: String,
-        /// The feature's name as in the protocol (`columnMapping`, `deletionVectors`…).
+        /// The feature's name as in the protocol or spec (`columnMapping`, `deletionVectors`,
+        /// `format-version 3`, `position deletes`…).
         feature: String,
         /// Why Lethe cannot honour it.
         reason: String,

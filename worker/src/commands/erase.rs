@@ -7,6 +7,11 @@
 //! (`snapshots_expired`) and the files deleted (`files_purged`); each purged file also gets a
 //! `purged: <file>` line on stderr.
 //!
+//! With `--format iceberg` the table is an Apache Iceberg table of a SQL or REST catalog
+//! (`--catalog-uri`, `--catalog-name`, `--table`): one `overwrite` snapshot, then the snapshots
+//! that could still read the rows are expired and their files purged; `commit` is the new
+//! snapshot's id, `snapshots_expired` the snapshots expired.
+//!
 //! Progress goes to stderr, each failed file gets one `failed: <file>: <error>` line on stderr,
 //! and the last line of stdout is an [`EraseSummary`] in JSON. Exit codes: 0 all files done,
 //! 1 some files failed (left untouched; the others were still processed), 2 bad input found
@@ -17,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lethe_core::lake::table::delta::{DeltaErase, DeltaEraseOutcome, DeltaTable};
+use lethe_core::lake::table::iceberg::{Catalog, IcebergErase, IcebergEraseOutcome, IcebergTable};
 use lethe_core::lake::{Erase, EraseOutcome, EraseProgress, FileStatus, LakeRoot};
 use serde::{Deserialize, Serialize};
 
@@ -67,17 +73,19 @@ pub struct EraseSummary {
     pub rows_per_s: f64,
     /// Peak resident memory of the process in bytes (Linux `VmHWM`); `null` where unknown.
     pub peak_rss_bytes: Option<u64>,
-    /// `--format delta`: the version of the table commit that removed the rows (`null`: no
-    /// commit, nothing held the subjects; always `null` for `--format parquet`).
+    /// `--format delta`: the version of the table commit that removed the rows;
+    /// `--format iceberg`: the id of the `overwrite` snapshot (`null`: no commit, nothing
+    /// held the subjects; always `null` for `--format parquet`).
     #[serde(default)]
-    pub commit: Option<u64>,
+    pub commit: Option<i64>,
     /// `--format delta`: table versions that became unreadable (time travel) because a file
-    /// they reference was purged (0 for `--format parquet`, which keeps no versions).
+    /// they reference was purged; `--format iceberg`: snapshots expired (0 for
+    /// `--format parquet`, which keeps no versions).
     #[serde(default)]
     pub snapshots_expired: u64,
-    /// `--format delta`: data files deleted from storage after the commit (the replaced
-    /// files, and removed files of older versions holding the subjects); 0 for
-    /// `--format parquet`, whose files are replaced in place.
+    /// `--format delta` / `iceberg`: data files deleted from storage after the commit (the
+    /// replaced files, and files of older versions holding the subjects or referenced only
+    /// by expired snapshots); 0 for `--format parquet`, whose files are replaced in place.
     #[serde(default)]
     pub files_purged: u64,
 }
@@ -123,6 +131,20 @@ impl EraseSummary {
             metrics: outcome.metrics.clone(),
         };
         Self {
+            commit: outcome.commit.and_then(|v| i64::try_from(v).ok()),
+            snapshots_expired: outcome.snapshots_expired,
+            files_purged: outcome.files_purged.len() as u64,
+            ..Self::from_outcome(&folder, subjects)
+        }
+    }
+
+    /// The summary of an Iceberg table's erasure.
+    pub fn from_iceberg(outcome: &IcebergEraseOutcome, subjects: usize) -> Self {
+        let folder = EraseOutcome {
+            files: outcome.files.clone(),
+            metrics: outcome.metrics.clone(),
+        };
+        Self {
             commit: outcome.commit,
             snapshots_expired: outcome.snapshots_expired,
             files_purged: outcome.files_purged.len() as u64,
@@ -138,7 +160,15 @@ impl EraseSummary {
 /// (nothing is changed); [`CommandError::Failed`] when listing the lake fails.
 pub fn run(args: &EraseArgs, output: &mut Output<'_>) -> Result<Exit, CommandError> {
     let subjects = subject_list::read(&args.subjects).map_err(|e| CommandError::Usage(e.into()))?;
-    let root = LakeRoot::parse(&args.root).map_err(CommandError::from_lake)?;
+    if args.format == LakeFormatArg::Iceberg {
+        return run_iceberg(args, subjects, output);
+    }
+    let Some(root) = &args.root else {
+        return Err(CommandError::Usage(anyhow::anyhow!(
+            "--root is required with --format parquet and --format delta"
+        )));
+    };
+    let root = LakeRoot::parse(root).map_err(CommandError::from_lake)?;
     let count = subjects.len();
     if args.format == LakeFormatArg::Delta {
         return run_delta(args, root, subjects, output);
@@ -241,6 +271,78 @@ fn run_delta(
         summary.rows_removed,
         count,
         outcome.read_version,
+        commit,
+        summary.files_rewritten,
+        summary.files_scanned,
+        summary.files_failed,
+        summary.files_purged,
+        summary.snapshots_expired,
+        summary.elapsed_s
+    );
+    let _ = output.err.flush();
+    print_json(output, &summary)?;
+    Ok(if outcome.has_failures() {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}
+
+/// `erase --format iceberg`: one `overwrite` snapshot through the SQL catalog, then the expiry
+/// of the snapshots that could read the rows and the purge of their files.
+fn run_iceberg(
+    args: &EraseArgs,
+    subjects: std::collections::BTreeSet<String>,
+    output: &mut Output<'_>,
+) -> Result<Exit, CommandError> {
+    let (Some(uri), Some(name), Some(identifier)) =
+        (&args.catalog_uri, &args.catalog_name, &args.table)
+    else {
+        return Err(CommandError::Usage(anyhow::anyhow!(
+            "--format iceberg needs --catalog-uri, --catalog-name and --table (NS.TABLE)"
+        )));
+    };
+    let count = subjects.len();
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let runtime = runtime()?;
+    // A catalog, table or metadata that cannot be read is bad input, found before anything
+    // changed (exit code 2); once the erasure runs, errors are failures (exit code 1).
+    let table = runtime
+        .block_on(async {
+            let catalog = Catalog::connect(uri, name).await?;
+            let table = IcebergTable::of(catalog, identifier)?;
+            table.load().await?;
+            Ok::<_, lethe_core::lake::LakeError>(table)
+        })
+        .map_err(|e| match e {
+            lethe_core::lake::LakeError::Table { .. } => CommandError::Usage(e.into()),
+            other => CommandError::from_lake(other),
+        })?;
+    let outcome = runtime
+        .block_on(
+            IcebergErase::new(table, &args.subject_column)
+                .subjects(subjects)
+                .concurrency(jobs)
+                .execute(),
+        )
+        .map_err(CommandError::from_lake)?;
+    for f in &outcome.files {
+        if let FileStatus::Failed { error } = &f.status {
+            let _ = writeln!(output.err, "failed: {}: {error}", f.relative);
+        }
+    }
+    for f in &outcome.files_purged {
+        let _ = writeln!(output.err, "purged: {f}");
+    }
+    let summary = EraseSummary::from_iceberg(&outcome, count);
+    let commit = outcome
+        .commit
+        .map_or_else(|| "no commit".to_string(), |id| format!("snapshot {id}"));
+    let _ = writeln!(
+        output.err,
+        "erased {} rows of {} subjects from Iceberg table {identifier}: {}, {} of {} files rewritten, {} failed, {} files purged, {} snapshots expired; {:.1} s",
+        summary.rows_removed,
+        count,
         commit,
         summary.files_rewritten,
         summary.files_scanned,

@@ -6,7 +6,7 @@
 //! | module | idea it owns |
 //! |---|---|
 //! | [`delta`] | Delta Lake tables: snapshot through `delta_kernel`, erasure commit, purge |
-//!
-//! Apache Iceberg tables are to come beside it.
+//! | [`iceberg`] | Apache Iceberg tables of a SQL catalog: manifests, overwrite commit, expiry and purge |
 
 pub mod delta;
+pub mod iceberg;
