@@ -13,11 +13,11 @@ use serde_json::json;
 
 use super::avro::{self, int_map};
 use super::manifest::{ADDED, DELETED, EXISTING, Entry, ManifestFile};
+use super::metadata::LoadedTable;
 use super::metadata::TableMetadata;
 use super::names::{manifest_list_name, manifest_name};
 use super::scan::SnapshotFiles;
 use super::stats::FileMetrics;
-use super::table::LoadedTable;
 use crate::lake::error::LakeError;
 use crate::lake::run_blocking;
 

@@ -38,12 +38,13 @@ use serde::{Deserialize, Serialize};
 use super::commit::{NewDataFile, overwrite};
 use super::features::{check_features, refuse_delete_file};
 use super::manifest::Entry;
+use super::metadata::LoadedTable;
 use super::names::new_data_path;
 use super::purge::{data_file, purge, remove_orphans};
 use super::rest::Change;
 use super::scan::{SnapshotFiles, applicable_delete, may_hold};
 use super::stats::file_metrics;
-use super::table::{IcebergTable, LoadedTable};
+use super::table::IcebergTable;
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_file;
 use crate::lake::rewrite::{

@@ -9,7 +9,7 @@
 //! that has delete files.
 
 use super::manifest::Entry;
-use super::table::LoadedTable;
+use super::metadata::LoadedTable;
 use crate::lake::error::LakeError;
 
 fn refuse(table: &LoadedTable, feature: &str, reason: String) -> LakeError {

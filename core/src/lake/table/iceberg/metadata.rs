@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::lake::root::LakeRoot;
+
 /// One snapshot of the metadata's `snapshots` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -362,6 +364,17 @@ fn push(json: &mut Map<String, Value>, key: &str, value: Value) {
         Value::Array(list) => list.push(value),
         slot => *slot = json!([value]),
     }
+}
+
+/// One version of a table: the metadata file the catalog pointed at, and the table's root.
+#[derive(Debug, Clone)]
+pub struct LoadedTable {
+    /// The catalog's `metadata_location` this version was read from (URI).
+    pub metadata_location: String,
+    /// The metadata.
+    pub metadata: TableMetadata,
+    /// The table `location` as a lake root.
+    pub root: LakeRoot,
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! |---|---|
 //! | [`catalog`] | [`SqlCatalog`]: the JDBC catalog's `iceberg_tables`, load and compare-and-swap; [`Catalog`] |
 //! | [`rest`] | [`RestCatalog`]: the REST catalog's load and commit (requirements + updates) |
-//! | [`table`] | [`IcebergTable`], [`LoadedTable`]: a table's metadata file and its files by URI |
-//! | [`metadata`] | [`TableMetadata`]: the metadata JSON, and its next versions |
+//! | [`table`] | [`IcebergTable`]: a table of a catalog, its metadata file and its files by URI |
+//! | [`metadata`] | [`TableMetadata`]: the metadata JSON, and its next versions; [`LoadedTable`]: one version as read |
 //! | `avro` | Avro container files (manifests, manifest lists) as generic values |
 //! | `manifest` | manifest lists and manifests: typed fields, inheritance |
 //! | `scan` | a snapshot's live files; pruning by partition values and bounds; delete files |
@@ -38,6 +38,7 @@ pub mod table;
 
 pub use catalog::{Catalog, SqlCatalog};
 pub use erase::{IcebergErase, IcebergEraseOutcome};
+pub use metadata::LoadedTable;
 pub use metadata::TableMetadata;
 pub use rest::{Change, RestCatalog};
-pub use table::{IcebergTable, LoadedTable};
+pub use table::IcebergTable;

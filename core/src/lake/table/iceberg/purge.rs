@@ -17,10 +17,11 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
 use super::manifest::Entry;
+use super::metadata::LoadedTable;
 use super::names::is_lethe_data_file;
 use super::rest::Change;
 use super::scan::may_hold;
-use super::table::{IcebergTable, LoadedTable, normalize};
+use super::table::{IcebergTable, normalize};
 use crate::lake::error::LakeError;
 use crate::lake::locate::locate_file;
 use crate::lake::root::DataFile;

@@ -15,7 +15,7 @@
 
 use serde_json::{Value, json};
 
-use super::table::LoadedTable;
+use super::metadata::LoadedTable;
 use crate::lake::error::LakeError;
 
 /// What a commit changes, as REST catalog updates (spec: `TableUpdate`).

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::avro;
 use super::bounds::Key;
 use super::manifest::{Entry, Manifest, ManifestFile, ManifestList};
-use super::table::LoadedTable;
+use super::metadata::LoadedTable;
 use crate::lake::error::LakeError;
 
 /// The files of one snapshot.

@@ -11,7 +11,7 @@ use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::catalog::{Catalog, SqlCatalog};
 use super::manifest::{Manifest, ManifestFile, ManifestList, parse_list, parse_manifest};
-use super::metadata::TableMetadata;
+use super::metadata::{LoadedTable, TableMetadata};
 use super::rest::Change;
 use crate::lake::error::LakeError;
 use crate::lake::root::LakeRoot;
@@ -24,17 +24,6 @@ pub struct IcebergTable {
     catalog: Catalog,
     namespace: String,
     name: String,
-}
-
-/// One version of a table: the metadata file the catalog pointed at, and the table's root.
-#[derive(Debug, Clone)]
-pub struct LoadedTable {
-    /// The catalog's `metadata_location` this version was read from (URI).
-    pub metadata_location: String,
-    /// The metadata.
-    pub metadata: TableMetadata,
-    /// The table `location` as a lake root.
-    pub root: LakeRoot,
 }
 
 impl IcebergTable {
