@@ -96,7 +96,7 @@ impl ArchiveFormat {
 }
 
 /// Exports the subject's rows from every dataset into one zip archive holding
-/// `manifest.json` and, per dataset, the files of the request's [`ArchiveFormat`]: access
+/// `manifest.json` and, per dataset, the files of the request's archive format: access
 /// (Art. 15) `<name>.jsonl` and `<name>.csv`; portability (Art. 20) `<name>.parquet`,
 /// `<name>.csv` and `<name>.json`. Stores it at `<exports_url>/<request id>.zip`; returns the
 /// result and that location.
