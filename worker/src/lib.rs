@@ -5,7 +5,9 @@
 //!
 //! | module | idea it owns |
 //! |---|---|
-//! | [`cli`] | the command line: arguments ([`cli::Cli`]), dispatch and exit codes ([`cli::Exit`]) |
+//! | [`cli`] | the command line ([`cli::Cli`]) and its dispatch |
+//! | [`args`] | each subcommand's arguments |
+//! | [`output`] | where a command writes ([`output::Output`]) and its exit codes ([`output::Exit`]) |
 //! | [`commands`] | one module per subcommand: `generate`, `locate`, `erase` |
 //! | [`subject_list`] | reading a file of subject ids (one per line, `#` comments) |
 //! | [`progress`] | erase progress on stderr: a bar on a terminal, periodic lines otherwise |
@@ -15,8 +17,10 @@
 //! capture what a command prints.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod output;
 pub mod progress;
 pub mod rss;
 pub mod subject_list;

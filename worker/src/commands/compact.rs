@@ -6,7 +6,8 @@ use lethe_core::compaction::compact;
 use super::catalog::Catalog;
 use super::generate::print_json;
 use super::{CommandError, runtime};
-use crate::cli::{CompactArgs, Exit, Output};
+use crate::args::CompactArgs;
+use crate::output::{Exit, Output};
 
 /// Runs `compact`.
 ///

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use super::generate::print_json;
 use super::{CommandError, default_jobs, runtime};
-use crate::cli::{EraseArgs, Exit, LakeFormatArg, Output};
+use crate::args::{EraseArgs, LakeFormatArg};
+use crate::output::{Exit, Output};
 use crate::progress::{ProgressMode, Reporter, human_bytes};
 use crate::subject_list;
 

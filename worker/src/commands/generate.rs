@@ -7,7 +7,8 @@ use lethe_core::demo::{DemoError, DemoLakeOptions, generate_lake};
 use serde::{Deserialize, Serialize};
 
 use super::CommandError;
-use crate::cli::{Exit, GenerateArgs, Output};
+use crate::args::GenerateArgs;
+use crate::output::{Exit, Output};
 
 /// How many subject ids the JSON summary shows.
 const SAMPLE_SUBJECTS: usize = 5;

@@ -11,7 +11,8 @@ use lethe_core::ingest::{InputFormat, ingest};
 use super::catalog::Catalog;
 use super::generate::print_json;
 use super::{CommandError, runtime};
-use crate::cli::{Exit, IngestArgs, Output};
+use crate::args::IngestArgs;
+use crate::output::{Exit, Output};
 use crate::progress::human_bytes;
 
 /// Runs `ingest`.

@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::catalog::Catalog;
 use super::generate::print_json;
 use super::{CommandError, default_jobs, runtime};
-use crate::cli::{Exit, LocateArgs, Output};
+use crate::args::LocateArgs;
+use crate::output::{Exit, Output};
 use crate::progress::human_bytes;
 
 /// One file in the `--json` output.

@@ -1,5 +1,5 @@
 //! One module per `lethe-worker` subcommand. Each exposes `run(args, output)`, which returns the
-//! [`Exit`](crate::cli::Exit) status or a [`CommandError`] saying which kind of failure it was.
+//! [`Exit`](crate::output::Exit) status or a [`CommandError`] saying which kind of failure it was.
 
 mod catalog;
 pub mod compact;

@@ -9,7 +9,8 @@ use lethe_core::residency::{ResidencyError, remediate_datasets, scan_datasets};
 use super::catalog::Catalog;
 use super::generate::print_json;
 use super::{CommandError, runtime};
-use crate::cli::{Exit, Output, ResidencyArgs};
+use crate::args::ResidencyArgs;
+use crate::output::{Exit, Output};
 
 /// Who the audit log names for these commands.
 const ACTOR: &str = "system:worker-cli";

@@ -19,7 +19,8 @@ use lethe_core::webhooks::{Dispatcher, DispatcherConfig};
 use tokio::sync::watch;
 
 use super::CommandError;
-use crate::cli::{Exit, Output, RunArgs};
+use crate::args::RunArgs;
+use crate::output::{Exit, Output};
 
 /// Runs the worker loop and the webhook dispatcher until a stop signal (or, with
 /// `--until-idle`, until the queue is empty and every due webhook was attempted once).
