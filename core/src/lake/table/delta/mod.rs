@@ -26,5 +26,6 @@ pub use erase::{DeltaErase, DeltaEraseOutcome};
 pub use features::check_features;
 pub use log::engine_info;
 pub use names::LETHE_FILE_MARKER;
+pub(crate) use names::{is_lethe_file, new_file_path};
 pub use purge::Purged;
 pub use snapshot::{AddFile, DeltaSnapshot, DeltaTable};

@@ -7,31 +7,17 @@
 //! `snap-<snapshot id>-lethe-<uuid>.avro` manifest lists under `metadata/`
 //! (Iceberg spec, "File System Tables" naming, as Java's and pyiceberg's writers do).
 
-use crate::lake::table::delta::LETHE_FILE_MARKER;
+use crate::lake::table::delta::{is_lethe_file, new_file_path};
 
-/// The relative path of the file replacing `relative`: same folder, marker and a new uuid.
+/// The relative path of the file replacing `relative`: same folder, marker and a new uuid
+/// (the same naming as in Delta tables).
 pub(crate) fn new_data_path(relative: &str) -> String {
-    let (dir, name) = match relative.rsplit_once('/') {
-        Some((dir, name)) => (Some(dir), name),
-        None => (None, relative),
-    };
-    let stem = name.strip_suffix(".parquet").unwrap_or(name);
-    let stem = match stem.rsplit_once(LETHE_FILE_MARKER) {
-        Some((before, id)) if uuid::Uuid::parse_str(id).is_ok() => before,
-        _ => stem,
-    };
-    let name = format!("{stem}{LETHE_FILE_MARKER}{}.parquet", uuid::Uuid::new_v4());
-    match dir {
-        Some(dir) => format!("{dir}/{name}"),
-        None => name,
-    }
+    new_file_path(relative)
 }
 
 /// True when `name` (a file name) is one of Lethe's data files.
 pub(crate) fn is_lethe_data_file(name: &str) -> bool {
-    name.strip_suffix(".parquet")
-        .and_then(|stem| stem.rsplit_once(LETHE_FILE_MARKER))
-        .is_some_and(|(_, id)| uuid::Uuid::parse_str(id).is_ok())
+    is_lethe_file(name)
 }
 
 /// The name of the metadata file following `previous` (a location or name): its number
@@ -58,6 +44,7 @@ pub(crate) fn manifest_list_name(snapshot_id: i64, commit: uuid::Uuid) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::table::delta::LETHE_FILE_MARKER;
 
     #[test]
     fn names_follow_the_writers_conventions() {
