@@ -168,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "bench".into(),
                 schema: Some(schema()),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("bench", "dataset.registered"),
         )

@@ -10,11 +10,13 @@ use serde::Deserialize;
 
 mod auth;
 mod dataset_roots;
+mod iceberg;
 mod load;
 mod secret_strength;
 
 pub use auth::{AuthSettings, JwtAlgorithm, LETHE_ISSUER, TrustedIssuerSettings};
 pub use dataset_roots::roots_overlap;
+pub use iceberg::{IcebergCatalogSettings, IcebergSettings};
 pub use load::load_or_create_secret;
 
 pub use secret_strength::{
@@ -48,6 +50,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Outgoing mail (e-mail verification codes).
     pub mail: MailSettings,
+    /// Apache Iceberg catalogs that datasets of format `iceberg` name.
+    #[serde(default)]
+    pub iceberg: IcebergSettings,
 }
 
 /// Outgoing mail (`[mail]`): verification codes proving a self-registered account controls

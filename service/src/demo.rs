@@ -158,6 +158,8 @@ pub async fn ensure_demo(
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: format!("user:{admin_id}"),
                 schema: None,
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new(format!("user:{admin_id}"), "dataset.registered")
                 .details(json!({ "name": "running_events", "demo": true })),

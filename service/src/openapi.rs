@@ -39,7 +39,7 @@ use crate::routes;
     ),
     components(schemas(
         crate::error::Problem, crate::error::RowProblem,
-        lethe_core::domain::DatasetSchema, lethe_core::domain::ColumnSpec, lethe_core::domain::ColumnType,
+        lethe_core::domain::DatasetSchema, lethe_core::domain::DatasetFormat, lethe_core::domain::ColumnSpec, lethe_core::domain::ColumnType,
         lethe_core::domain::PiiHandling, lethe_core::domain::PartitionSpec, lethe_core::domain::PartitionTransform,
         lethe_core::domain::ErasureStrategy, lethe_core::domain::Layout,
         lethe_core::ingest::IngestReport, lethe_core::store::LegalHold, lethe_core::store::TokenScope,

@@ -1,5 +1,5 @@
 //! Datasets as the lifecycle and the API see them: registration with the checks of its roots
-//! ([`register`]), a dataset's rows across all its roots ([`locate_in_roots`],
+//! ([`register`]), the table behind a Delta or Iceberg dataset ([`open_table`]), a dataset's rows across all its roots ([`locate_in_roots`],
 //! [`collect_in_roots`], with the locator index's [`locator_hint`]), the rows shared with a
 //! held subject that every erasing rewrite keeps ([`shield_held_subjects`]), and listing a root
 //! within a deadline. The rows are the store's
@@ -8,10 +8,12 @@
 mod register;
 mod rows;
 mod shield;
+mod table;
 
 pub use register::{Register, register};
 pub use rows::{RowsError, collect_in_roots, locate_in_roots, locator_hint};
 pub use shield::shield_held_subjects;
+pub use table::{TableError, open_iceberg, open_table};
 
 use std::time::Duration;
 

@@ -1,24 +1,35 @@
-//! Registering a dataset: a lake written by others (its root and subject column) or a
-//! Lethe-managed dataset (with a schema, starting empty), after checking that its roots are
-//! allowed (`storage.allowed_roots`), reachable, free (no other dataset's root overlaps them)
-//! and, for a managed dataset, empty.
+//! Registering a dataset: a lake written by others (its root and subject column), a
+//! Lethe-managed dataset (with a schema, starting empty), or a Delta or Iceberg table, after
+//! checking that its roots are allowed (`storage.allowed_roots`), reachable, free (no other
+//! dataset's root overlaps them) and, for a managed dataset, empty; a table must load and have
+//! the subject column.
 
 use serde_json::json;
 
-use super::{DatasetError, list_root};
+use super::table::{TableError, open_iceberg};
+use super::{DatasetError, ROOT_LIST_TIMEOUT, list_root};
 use crate::audit::NewAuditEntry;
 use crate::config::Settings;
-use crate::domain::{DatasetName, DatasetSchema};
+use crate::domain::{DatasetFormat, DatasetName, DatasetSchema};
 use crate::lake::LakeRoot;
-use crate::store::{Dataset, NewDataset, Store, StoreError};
+use crate::lake::table::Table;
+use crate::lake::table::delta::DeltaTable;
+use crate::store::{Dataset, IcebergTableRef, NewDataset, Store, StoreError};
 
 /// A dataset to register, as an admin sent it.
 #[derive(Debug, Clone)]
 pub struct Register {
     /// Unique name: `[a-z][a-z0-9_-]{0,63}`.
     pub name: String,
-    /// Root: `s3://bucket/prefix`, `file:///…` or a local path.
-    pub root_url: String,
+    /// Parquet folders (default), a Delta table or an Iceberg table.
+    pub format: DatasetFormat,
+    /// Root: `s3://bucket/prefix`, `file:///…` or a local path; a Delta table's root.
+    /// Required except for Iceberg, whose root is the table's location.
+    pub root_url: Option<String>,
+    /// An Iceberg table's catalog: a name configured under `[iceberg.catalogs]`.
+    pub catalog: Option<String>,
+    /// An Iceberg table's identifier, `NAMESPACE.TABLE`.
+    pub table: Option<String>,
     /// Subject column (required without a schema; defaults to the schema's first).
     pub subject_column: Option<String>,
     /// Partition keys in path order (discovered from the files when absent).
@@ -39,7 +50,18 @@ pub async fn register(
     actor: &str,
     cmd: Register,
 ) -> Result<Dataset, DatasetError> {
+    if cmd.format.is_table() {
+        return register_table(store, settings, actor, cmd).await;
+    }
+    if cmd.catalog.is_some() || cmd.table.is_some() {
+        return Err(DatasetError::validation(
+            "catalog and table are for datasets of format iceberg",
+        ));
+    }
     let name = DatasetName::parse(cmd.name)?;
+    let root_url = cmd
+        .root_url
+        .ok_or_else(|| DatasetError::validation("root_url is required"))?;
     let (subject_column, declared_partitions) = match &cmd.schema {
         Some(schema) => columns_of_schema(schema, cmd.subject_column, cmd.partition_columns)?,
         None => {
@@ -54,29 +76,28 @@ pub async fn register(
             (column, cmd.partition_columns)
         }
     };
-    check_root(settings, &cmd.root_url)?;
+    check_root(settings, &root_url)?;
     if let Some(schema) = &cmd.schema {
         for url in schema.region_roots.values() {
             check_root(settings, url)?;
         }
     }
     if cmd.schema.is_some() {
-        create_local_root(&cmd.root_url).await?;
+        create_local_root(&root_url).await?;
     }
-    let root =
-        LakeRoot::parse(&cmd.root_url).map_err(|e| DatasetError::validation(e.to_string()))?;
-    let files = list_root(&root, &cmd.root_url).await?;
+    let root = LakeRoot::parse(&root_url).map_err(|e| DatasetError::validation(e.to_string()))?;
+    let files = list_root(&root, &root_url).await?;
     if cmd.schema.is_some() && !files.is_empty() {
         return Err(DatasetError::validation(format!(
             "a dataset with a schema starts empty (Lethe writes every file of it), but {} already holds {} files",
-            cmd.root_url,
+            root_url,
             files.len()
         )));
     }
     if let Some(schema) = &cmd.schema {
-        prepare_region_roots(&cmd.root_url, schema).await?;
+        prepare_region_roots(&root_url, schema).await?;
     }
-    check_root_is_free(store, name.as_str(), &cmd.root_url, cmd.schema.as_ref()).await?;
+    check_root_is_free(store, name.as_str(), &root_url, cmd.schema.as_ref()).await?;
     let partition_columns = match declared_partitions {
         Some(columns) => columns,
         None => files
@@ -86,33 +107,172 @@ pub async fn register(
     };
     let audit = NewAuditEntry::new(actor, "dataset.registered").details(json!({
         "name": name.as_str(),
-        "root_url": cmd.root_url,
+        "root_url": &root_url,
         "subject_column": subject_column,
         "files": files.len(),
         "managed": cmd.schema.is_some(),
         "region_roots": cmd.schema.as_ref().map(|s| &s.region_roots),
     }));
-    let dataset = store
-        .create_dataset(
-            NewDataset {
-                name: name.as_str().to_string(),
-                root_url: cmd.root_url,
-                subject_column,
-                partition_columns,
-                created_by: actor.to_string(),
-                schema: cmd.schema,
-            },
-            audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => DatasetError::Conflict {
-                code: "dataset_exists",
-                detail: format!("a dataset named {} already exists", name.as_str()),
-            },
-            other => other.into(),
-        })?;
-    Ok(dataset)
+    let new = NewDataset {
+        name: name.as_str().to_string(),
+        root_url,
+        subject_column,
+        partition_columns,
+        created_by: actor.to_string(),
+        schema: cmd.schema,
+        format: DatasetFormat::Parquet,
+        iceberg: None,
+    };
+    create(store, new, audit).await
+}
+
+/// Registers a Delta or Iceberg table: it must load within [`ROOT_LIST_TIMEOUT`], use no
+/// feature Lethe cannot honour, have the subject column in its current schema, and lie where
+/// datasets may (its root, or the Iceberg table's location and catalog).
+///
+/// # Errors
+/// As [`register`]; `table_unusable` when the table cannot be read or uses such a feature.
+async fn register_table(
+    store: &Store,
+    settings: &Settings,
+    actor: &str,
+    cmd: Register,
+) -> Result<Dataset, DatasetError> {
+    let name = DatasetName::parse(cmd.name)?;
+    let format = cmd.format;
+    if cmd.schema.is_some() {
+        return Err(DatasetError::validation(format!(
+            "a dataset of format {} is written by others and has no schema; Lethe-managed datasets are Parquet",
+            format.as_str()
+        )));
+    }
+    let subject_column = cmd
+        .subject_column
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| DatasetError::validation("subject_column is required for a table"))?;
+    let (table, iceberg) = match format {
+        DatasetFormat::Iceberg => {
+            let (Some(catalog), Some(table)) = (cmd.catalog, cmd.table) else {
+                return Err(DatasetError::validation(
+                    "a dataset of format iceberg needs catalog (a name configured under [iceberg.catalogs]) and table (NAMESPACE.TABLE)",
+                ));
+            };
+            if cmd.root_url.is_some() {
+                return Err(DatasetError::validation(
+                    "omit root_url for an Iceberg table: its root is the table's location, read from the catalog",
+                ));
+            }
+            let reference = IcebergTableRef { catalog, table };
+            let table = timed(open_iceberg(settings, &reference)).await?;
+            (table, Some(reference))
+        }
+        _ => {
+            if cmd.catalog.is_some() || cmd.table.is_some() {
+                return Err(DatasetError::validation(
+                    "catalog and table are for datasets of format iceberg",
+                ));
+            }
+            let root_url = cmd.root_url.ok_or_else(|| {
+                DatasetError::validation("root_url (the table's root) is required")
+            })?;
+            check_root(settings, &root_url)?;
+            let root =
+                LakeRoot::parse(&root_url).map_err(|e| DatasetError::validation(e.to_string()))?;
+            let table = Table::Delta(
+                DeltaTable::new(root).map_err(|e| DatasetError::validation(e.to_string()))?,
+            );
+            (table, None)
+        }
+    };
+    let info = timed(async { Ok(table.describe().await?) }).await?;
+    check_root(settings, &info.location)?;
+    if !info.columns.contains(&subject_column) {
+        return Err(DatasetError::validation(format!(
+            "the table has no column {subject_column:?} in its current schema (columns: {})",
+            info.columns.join(", ")
+        )));
+    }
+    if info.partition_columns.contains(&subject_column) {
+        return Err(DatasetError::validation(format!(
+            "the subject column {subject_column:?} is a partition column of the table; erasing whole partitions is not implemented"
+        )));
+    }
+    if let Some(given) = cmd
+        .partition_columns
+        .filter(|given| *given != info.partition_columns)
+    {
+        return Err(DatasetError::validation(format!(
+            "partition_columns {given:?} differ from the table's {:?}; omit them",
+            info.partition_columns
+        )));
+    }
+    check_root_is_free(store, name.as_str(), &info.location, None).await?;
+    let audit = NewAuditEntry::new(actor, "dataset.registered").details(json!({
+        "name": name.as_str(),
+        "format": format.as_str(),
+        "root_url": &info.location,
+        "catalog": iceberg.as_ref().map(|t| &t.catalog),
+        "table": iceberg.as_ref().map(|t| &t.table),
+        "version": info.version,
+        "subject_column": subject_column,
+        "managed": false,
+    }));
+    let new = NewDataset {
+        name: name.as_str().to_string(),
+        root_url: info.location,
+        subject_column,
+        partition_columns: info.partition_columns,
+        created_by: actor.to_string(),
+        schema: None,
+        format,
+        iceberg,
+    };
+    create(store, new, audit).await
+}
+
+/// Runs `work` (opening or reading a table) within [`ROOT_LIST_TIMEOUT`], mapping its
+/// errors to what the API answers.
+async fn timed<T>(
+    work: impl std::future::Future<Output = Result<T, TableError>>,
+) -> Result<T, DatasetError> {
+    match tokio::time::timeout(ROOT_LIST_TIMEOUT, work).await {
+        Err(_) => Err(DatasetError::Invalid {
+            code: "root_unreachable",
+            detail: format!(
+                "the table did not answer within {} s",
+                ROOT_LIST_TIMEOUT.as_secs()
+            ),
+        }),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(TableError::Invalid(detail))) => Err(DatasetError::validation(detail)),
+        Ok(Err(TableError::NotAllowed(detail))) => Err(DatasetError::Invalid {
+            code: "root_not_allowed",
+            detail,
+        }),
+        Ok(Err(TableError::Lake(e))) => Err(DatasetError::Invalid {
+            code: "table_unusable",
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Inserts `new` with its `audit` entry.
+///
+/// # Errors
+/// [`DatasetError::Conflict`] `dataset_exists` when the name is taken; store errors.
+async fn create(
+    store: &Store,
+    new: NewDataset,
+    audit: NewAuditEntry,
+) -> Result<Dataset, DatasetError> {
+    let name = new.name.clone();
+    store.create_dataset(new, audit).await.map_err(|e| match e {
+        StoreError::Conflict(_) => DatasetError::Conflict {
+            code: "dataset_exists",
+            detail: format!("a dataset named {name} already exists"),
+        },
+        other => other.into(),
+    })
 }
 
 /// The subject column and partition keys of a dataset with `schema`, after validating the

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::table::{TableError, open_table};
+use crate::config::Settings;
 use crate::keyring::Keyring;
 use crate::lake::{self, LakeError, LakeRoot, Locate, LocatorHint};
 use crate::store::{Dataset, Store, StoreError};
@@ -41,6 +43,14 @@ pub enum RowsError {
         /// The root whose files differ.
         root: String,
     },
+    /// A table dataset's table could not be opened (unknown catalog, address not allowed).
+    #[error("dataset {dataset}: {detail}")]
+    Table {
+        /// Dataset name.
+        dataset: String,
+        /// Why.
+        detail: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,6 +63,35 @@ impl RowsError {
             source,
         }
     }
+
+    fn table(dataset: &Dataset) -> impl Fn(TableError) -> Self + '_ {
+        |e| match e {
+            TableError::Lake(source) => Self::Lake {
+                dataset: dataset.name.clone(),
+                source,
+            },
+            other => Self::Table {
+                dataset: dataset.name.clone(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The data files of a table dataset's current snapshot (`refuse_deletes`: see
+/// [`lake::table::Table::live_files`]).
+async fn table_files(
+    settings: &Settings,
+    dataset: &Dataset,
+    refuse_deletes: bool,
+) -> Result<lake::table::LiveFiles, RowsError> {
+    let table = open_table(settings, dataset)
+        .await
+        .map_err(RowsError::table(dataset))?;
+    table
+        .live_files(refuse_deletes)
+        .await
+        .map_err(RowsError::lake(dataset))
 }
 
 /// What the locator index knows of `subjects` in `dataset`: `None` for datasets without a
@@ -96,7 +135,8 @@ pub async fn locator_hint(
 }
 
 /// Locates `subjects` in the subject `columns` of every root of `dataset` (its `root_url` and,
-/// with data residency, one root per region), with the locator index's hint, reading up to
+/// with data residency, one root per region; for a table, the files of its current snapshot),
+/// with the locator index's hint, reading up to
 /// `concurrency` files at once; returns each root's URL and report. Erasure looks in every
 /// subject column, rectification in the columns owning the changed values.
 ///
@@ -105,6 +145,7 @@ pub async fn locator_hint(
 /// [`RowsError::Lake`], [`RowsError::Store`].
 pub async fn locate_in_roots(
     store: &Arc<Store>,
+    settings: &Settings,
     keyring: Option<&Keyring>,
     concurrency: usize,
     dataset: &Dataset,
@@ -112,15 +153,28 @@ pub async fn locate_in_roots(
     subjects: &[&str],
 ) -> Result<Vec<(String, lake::LocateReport)>, RowsError> {
     let hint = locator_hint(store, keyring, dataset, subjects).await?;
+    let mut roots: Vec<(String, LakeRoot, Option<Vec<lake::DataFile>>)> = Vec::new();
+    if dataset.format.is_table() {
+        // A table's files are those of its current snapshot, not those of its folder.
+        let live = table_files(settings, dataset, false).await?;
+        roots.push((live.root.url().to_string(), live.root, Some(live.files)));
+    } else {
+        for dataset_root in dataset.roots() {
+            let root = LakeRoot::parse(&dataset_root.url).map_err(RowsError::lake(dataset))?;
+            roots.push((dataset_root.url, root, None));
+        }
+    }
     let mut reports = Vec::new();
-    for dataset_root in dataset.roots() {
-        let root = LakeRoot::parse(&dataset_root.url).map_err(RowsError::lake(dataset))?;
+    for (url, root, files) in roots {
         let mut locate = Locate::new(root, dataset.subject_column.clone())
             .also_columns(columns.iter().cloned())
             .subjects(subjects.iter().copied())
             .concurrency(concurrency.max(1));
         if let Some(hint) = &hint {
             locate = locate.index(hint.clone());
+        }
+        if let Some(files) = files {
+            locate = locate.files(files);
         }
         let report = locate.execute().await.map_err(RowsError::lake(dataset))?;
         if !report.failures.is_empty() {
@@ -133,22 +187,38 @@ pub async fn locate_in_roots(
                     .collect(),
             });
         }
-        reports.push((dataset_root.url, report));
+        reports.push((url, report));
     }
     Ok(reports)
 }
 
-/// The rows of `subject` in every root of `dataset`, in root order.
+/// The rows of `subject` in every root of `dataset`, in root order; for a table, in the files
+/// of its current snapshot.
 ///
 /// # Errors
 /// [`RowsError::Lake`], [`RowsError::Store`]; [`RowsError::MixedSchemas`] when two roots of
 /// the dataset hold files of different schemas.
 pub async fn collect_in_roots(
     store: &Arc<Store>,
+    settings: &Settings,
     keyring: Option<&Keyring>,
     dataset: &Dataset,
     subject: &str,
 ) -> Result<lake::SubjectRows, RowsError> {
+    if dataset.format.is_table() {
+        // The current snapshot, refused when rows of it are deleted by deletion vectors or
+        // delete files (an export must not return deleted rows).
+        let live = table_files(settings, dataset, true).await?;
+        return lake::collect_subject_rows_in(
+            &live.root,
+            live.files,
+            &dataset.subject_columns(),
+            subject,
+            None,
+        )
+        .await
+        .map_err(RowsError::lake(dataset));
+    }
     let hint = locator_hint(store, keyring, dataset, &[subject]).await?;
     let mut all: Option<lake::SubjectRows> = None;
     for dataset_root in dataset.roots() {

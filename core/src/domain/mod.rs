@@ -4,6 +4,7 @@
 //! and carry their proof afterwards.
 
 mod api_token;
+mod dataset_format;
 mod deadline;
 mod ids;
 mod rectification;
@@ -13,6 +14,7 @@ mod schema;
 mod time;
 
 pub use api_token::{API_TOKEN_PREFIX, ApiTokenSecret};
+pub use dataset_format::DatasetFormat;
 pub use deadline::{
     ExtensionMonths, ExtensionReason, ExtensionRefusal, check_extension, extended_due_date,
 };

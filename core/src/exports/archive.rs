@@ -40,6 +40,9 @@ pub struct ArchiveTarget<'a> {
     pub exports_url: &'a str,
     /// The keyring: opens encrypted cells and seals the archive at rest (none: plain data).
     pub keyring: Option<&'a Keyring>,
+    /// The settings: Iceberg catalogs and where tables may lie (datasets of format `delta`
+    /// and `iceberg`).
+    pub settings: &'a crate::config::Settings,
 }
 
 /// One dataset in an export's result and manifest.
@@ -124,7 +127,8 @@ pub async fn write_export(
     let format = ArchiveFormat::of(request.request_type);
     let mut collected = Vec::new();
     for dataset in datasets {
-        let rows = collect_in_roots(store, target.keyring, dataset, subject).await?;
+        let rows =
+            collect_in_roots(store, target.settings, target.keyring, dataset, subject).await?;
         let rows = decrypt_rows(target.keyring, dataset, request, rows).await?;
         collected.push((dataset.name.clone(), rows));
     }
@@ -291,6 +295,7 @@ async fn store_export(
     let ArchiveTarget {
         exports_url,
         keyring,
+        ..
     } = target;
     let transient = |what: &str, e: &dyn std::fmt::Display| {
         ArchiveError::Unavailable(format!("storing export {what} at {exports_url}: {e}"))

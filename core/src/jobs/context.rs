@@ -93,9 +93,10 @@ impl From<crate::datasets::RowsError> for JobError {
 pub(super) fn lake_error(dataset: &str, e: LakeError) -> JobError {
     let message = format!("dataset {dataset}: {e}");
     match e {
-        LakeError::ObjectStore { .. } | LakeError::Io(_) | LakeError::Changed { .. } => {
-            JobError::Transient(message)
-        }
+        LakeError::ObjectStore { .. }
+        | LakeError::Io(_)
+        | LakeError::Changed { .. }
+        | LakeError::CommitConflict { .. } => JobError::Transient(message),
         _ => JobError::Permanent(message),
     }
 }
@@ -111,6 +112,8 @@ pub struct ExecuteContext {
     /// The keyring, to destroy erased subjects' data keys before the rewrite (if the approval
     /// did not already).
     pub keyring: Option<Arc<Keyring>>,
+    /// The settings: Iceberg catalogs and where tables may lie.
+    pub settings: Arc<crate::config::Settings>,
 }
 
 /// What a job produced.

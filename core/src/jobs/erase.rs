@@ -23,8 +23,8 @@ use crate::lake::{
     self, AllGuards, CommitGuard, Erase, ErasePolicy, FileStatus, LakeRoot, Shielded,
 };
 use crate::store::{
-    Dataset, EraseFileTask, Job, JobPayload, LeaseMode, NewJob, PrivacyRequest, Store, StoreError,
-    Transition, with_dataset_lease,
+    Dataset, EraseFileTask, EraseTableTask, Job, JobPayload, LeaseMode, NewJob, PrivacyRequest,
+    Store, StoreError, Transition, with_dataset_lease,
 };
 
 /// Batches every due erasure into this plan, locates the batch's subjects in every dataset
@@ -94,6 +94,7 @@ pub(super) async fn plan_erasure(
         let wanted: Vec<&str> = subjects.keys().copied().collect();
         let reports = locate_in_roots(
             store,
+            &ctx.settings,
             ctx.keyring.as_deref(),
             ctx.file_concurrency,
             &dataset,
@@ -136,7 +137,22 @@ pub(super) async fn plan_erasure(
             row_groups_pruned_by_bloom_filter: Some(sum(|m| m.row_groups_pruned_by_bloom_filter)),
             files_answered_by_index: Some(sum(|m| m.files_answered_by_index)),
             files_skipped_by_index: Some(sum(|m| m.files_skipped_by_index)),
+            versions: dataset.format.is_table().then(|| {
+                reports
+                    .iter()
+                    .flat_map(|(_, r)| &r.files)
+                    .map(|f| {
+                        let version = ObjectVersion {
+                            size: f.file.size,
+                            e_tag: f.file.e_tag.clone(),
+                        };
+                        (f.file.relative.clone(), version)
+                    })
+                    .collect()
+            }),
         });
+        // A table: one task for the whole table, so that the batch makes one commit.
+        let mut table_requests: Vec<String> = Vec::new();
         for (root_url, report) in &reports {
             for file in &report.files {
                 let mut request_ids = Vec::new();
@@ -153,6 +169,14 @@ pub(super) async fn plan_erasure(
                         entry.files.push(file.file.relative.clone());
                     }
                 }
+                if dataset.format.is_table() {
+                    for id in request_ids {
+                        if !table_requests.contains(&id) {
+                            table_requests.push(id);
+                        }
+                    }
+                    continue;
+                }
                 tasks.push(erase_task(
                     job,
                     &dataset,
@@ -161,6 +185,9 @@ pub(super) async fn plan_erasure(
                     request_ids,
                 ));
             }
+        }
+        if !table_requests.is_empty() {
+            tasks.push(erase_table_task(job, &dataset, table_requests));
         }
     }
     // Data keys: destroyed unless a hold keeps rows the key makes readable.
@@ -209,6 +236,21 @@ fn erase_task(
     )
 }
 
+fn erase_table_task(job: &Job, dataset: &Dataset, request_ids: Vec<String>) -> NewJob {
+    let first = request_ids.first().cloned();
+    let task = EraseTableTask {
+        dataset_id: dataset.id.clone(),
+        dataset: dataset.name.clone(),
+        request_ids,
+    };
+    NewJob::new(
+        JobPayload::EraseTable(task),
+        first.or_else(|| job.request_id.clone()),
+        u32::try_from(job.max_attempts).unwrap_or(5),
+        None,
+    )
+}
+
 /// The erasure policy of the dataset a task names (its schema's, or its one subject column).
 async fn task_policy(store: &Arc<Store>, task: &EraseFileTask) -> Result<ErasePolicy, JobError> {
     match store.dataset(&task.dataset_id).await {
@@ -222,13 +264,17 @@ async fn task_policy(store: &Arc<Store>, task: &EraseFileTask) -> Result<ErasePo
 }
 
 /// What keeps rows shared with a held subject whole ([`shield_held_subjects`]).
-fn shield_for(ctx: &ExecuteContext, holds: &ActiveHolds, policy: &ErasePolicy) -> Option<Shielded> {
+pub(super) fn shield_for(
+    ctx: &ExecuteContext,
+    holds: &ActiveHolds,
+    policy: &ErasePolicy,
+) -> Option<Shielded> {
     let keyring = ctx.keyring.as_ref()?;
     shield_held_subjects(holds.subject_holds(), keyring.hasher(), policy)
 }
 
 /// The rows `shielded` kept in `file`, as one [`Kept`] per request and hold, with the count.
-fn shared_rows_kept(
+pub(super) fn shared_rows_kept(
     shielded: &Shielded,
     keyring: &Keyring,
     holds: &ActiveHolds,
@@ -427,6 +473,8 @@ async fn erase_file_leased(
                 bytes_copied: file.surgery.bytes_copied,
                 bytes_copied_server_side: file.surgery.bytes_copied_server_side,
             }),
+            table: None,
+            replaced: None,
         },
     })
 }
@@ -505,27 +553,51 @@ impl BatchResults {
                                 && r.status == TaskStatus::Rewritten
                         })
                 };
-                let held_files: Vec<&str> = held_here
+                let located = mine.get(name);
+                // A table task names no file when a hold placed after the plan kept the
+                // subject out of it: the subject's every file in the table is kept.
+                let table_held = held_here
                     .iter()
-                    .filter(|h| kept_whole(h))
-                    .filter_map(|h| h.file.as_deref())
-                    .collect();
+                    .any(|h| h.file.is_none() && h.shared_rows.is_none());
+                let held_files: Vec<&str> = if table_held {
+                    located
+                        .map(|l| l.files.iter().map(String::as_str).collect())
+                        .unwrap_or_default()
+                } else {
+                    held_here
+                        .iter()
+                        .filter(|h| kept_whole(h))
+                        .filter_map(|h| h.file.as_deref())
+                        .collect()
+                };
                 let shared_rows: u64 = held_here
                     .iter()
                     .filter(|h| !kept_whole(h))
                     .filter_map(|h| h.shared_rows)
                     .sum();
-                let located = mine.get(name);
                 let rewritten: Vec<String> = located
                     .map(|l| l.files.clone())
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|f| !held_files.contains(&f.as_str()))
                     .collect();
-                // Per file: its size and ETag before and after the rewrite (from the file's task).
+                // A table's task: its commit, and the files it replaced.
+                let table_task = in_dataset.iter().find(|r| r.table.is_some());
+                // Per file: its size and ETag before and after the rewrite (from the file's
+                // task; for a table, before from the plan's locate, after and the new file
+                // from the table's task).
                 let files: Vec<RewrittenFile> = rewritten
                     .iter()
                     .map(|file| {
+                        if let Some(task) = table_task {
+                            let replaced = task.replaced.iter().flatten().find(|r| r.file == *file);
+                            return RewrittenFile {
+                                file: file.clone(),
+                                before: d.versions.as_ref().and_then(|v| v.get(file).cloned()),
+                                after: replaced.and_then(|r| r.after.clone()),
+                                replaced_by: replaced.and_then(|r| r.replaced_by.clone()),
+                            };
+                        }
                         let versions = in_dataset
                             .iter()
                             .find(|r| r.file == *file)
@@ -535,6 +607,7 @@ impl BatchResults {
                             file: file.clone(),
                             before: versions.before,
                             after: versions.after,
+                            replaced_by: None,
                         }
                     })
                     .collect();
@@ -562,6 +635,7 @@ impl BatchResults {
                     },
                     rewritten,
                     files,
+                    table: table_task.and_then(|t| t.table.as_deref().cloned()),
                 }
             })
             .collect();

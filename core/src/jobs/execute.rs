@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::context::{ExecuteContext, Execution, JobError};
 use super::erase::{erase_file, plan_erasure};
+use super::erase_table::erase_table;
 use crate::exports::{ArchiveTarget, write_export};
 use crate::lake::CommitGuard;
 use crate::requests::results::RequestResult;
@@ -27,6 +28,7 @@ pub async fn execute_job(
     match job.kind {
         JobKind::Erasure => plan_erasure(store, ctx, job).await,
         JobKind::EraseFile => erase_file(store, ctx, job, request, guard).await,
+        JobKind::EraseTable => erase_table(store, ctx, job, request, guard).await,
         JobKind::Compact | JobKind::ResidencyScan | JobKind::ResidencyRemediate => {
             Err(JobError::Permanent(format!(
                 "{} jobs serve no request; the worker runs them directly",
@@ -38,6 +40,7 @@ pub async fn execute_job(
             let target = ArchiveTarget {
                 exports_url: &ctx.exports_url,
                 keyring: ctx.keyring.as_deref(),
+                settings: &ctx.settings,
             };
             let (result, path) = write_export(store, target, &datasets, request).await?;
             Ok(Execution::Completed {

@@ -7,6 +7,7 @@
 
 mod context;
 mod erase;
+mod erase_table;
 mod execute;
 mod holds;
 mod lease;

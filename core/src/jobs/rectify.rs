@@ -175,6 +175,7 @@ async fn rectify_leased(
     // located before any file is rewritten: an unreadable file stops the request unchanged.
     let reports = locate_in_roots(
         store,
+        &ctx.settings,
         ctx.keyring.as_deref(),
         ctx.file_concurrency,
         dataset,
@@ -324,6 +325,8 @@ mod tests {
             created_by: "user:a".into(),
             created_at: chrono::Utc::now(),
             schema: schema.map(|s| serde_json::from_value(s).unwrap()),
+            format: Default::default(),
+            iceberg: None,
         }
     }
 

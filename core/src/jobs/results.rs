@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::requests::results::{
     BatchCounts, ErasureResult, Kept, ObjectVersion, ResultDataset, RewrittenFile, SurgeryCounts,
+    TableCommit,
 };
 
 /// One dataset as an erasure plan located the batch's subjects in it.
@@ -40,6 +41,10 @@ pub struct PlanDataset {
     /// Files the locator index ruled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_skipped_by_index: Option<u64>,
+    /// A table's files holding the batch's subjects, with their size and ETag when located
+    /// (the table task replaces them with new files; the certificate names both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<BTreeMap<String, ObjectVersion>>,
 }
 
 /// What one request of a batch has in one dataset.
@@ -117,6 +122,13 @@ pub struct TaskResult {
     /// Row-group surgery (files that were searched only).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub surgery: Option<SurgeryCounts>,
+    /// A table task: its commit and purge (boxed: file tasks, the many, have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<Box<TableCommit>>,
+    /// A table task: the files it replaced, each with its successor and the successor's
+    /// size and ETag (`after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Vec<RewrittenFile>>,
 }
 
 #[cfg(test)]
@@ -153,6 +165,8 @@ mod tests {
                 bytes_copied: 60,
                 bytes_copied_server_side: 0,
             }),
+            table: None,
+            replaced: None,
         };
         let value = serde_json::to_value(&rewritten).unwrap();
         assert_eq!(

@@ -41,6 +41,9 @@ pub struct WorkerConfig {
     pub job_concurrency: usize,
     /// How long an access export stays downloadable (`requests.export_ttl_s`).
     pub export_ttl: Duration,
+    /// The settings it was made from: Iceberg catalogs and where tables may lie, for
+    /// datasets of format `delta` and `iceberg`.
+    pub settings: Arc<crate::config::Settings>,
 }
 
 impl WorkerConfig {
@@ -54,6 +57,7 @@ impl WorkerConfig {
             file_concurrency: settings.worker.file_concurrency,
             job_concurrency: settings.worker.job_concurrency.max(1),
             export_ttl: Duration::from_secs(settings.requests.export_ttl_s),
+            settings: Arc::new(settings.clone()),
         }
     }
 
@@ -267,7 +271,7 @@ impl Worker {
             return Ok(Some(job.id));
         }
 
-        if job.kind != JobKind::EraseFile {
+        if !matches!(job.kind, JobKind::EraseFile | JobKind::EraseTable) {
             let started = NewAuditEntry::new(self.actor(), "job.started")
                 .request(&request.id)
                 .subject(&request.subject_pseudonym)
@@ -294,6 +298,7 @@ impl Worker {
             exports_url: self.config.exports_url.clone(),
             file_concurrency: self.config.file_concurrency,
             keyring: self.keyring.clone(),
+            settings: self.config.settings.clone(),
         };
         let guard: Arc<dyn CommitGuard> = Arc::new(LeaseGuard::new(
             self.store.clone(),
@@ -401,16 +406,21 @@ impl Worker {
             Execution::Task { result } => {
                 metrics::counter!(ROWS_REMOVED).increment(result.rows_removed);
                 metrics::counter!(BYTES_REWRITTEN).increment(result.bytes_written);
+                let mut details = json!({
+                    "job_id": job.id,
+                    "file": result.file,
+                    "dataset": result.dataset,
+                    "status": result.status,
+                    "rows_removed": result.rows_removed,
+                    "subjects": result.subjects,
+                });
+                if let Some(table) = &result.table {
+                    // A table's erasure: its commit and what the purge made unreadable.
+                    details["table"] = json!(table);
+                }
                 let mut entry = NewAuditEntry::new(self.actor(), "file.erased")
                     .request(&request.id)
-                    .details(json!({
-                        "job_id": job.id,
-                        "file": result.file,
-                        "dataset": result.dataset,
-                        "status": result.status,
-                        "rows_removed": result.rows_removed,
-                        "subjects": result.subjects,
-                    }));
+                    .details(details);
                 if result.subjects == Some(1) {
                     entry = entry.subject(&request.subject_pseudonym);
                 }

@@ -43,10 +43,26 @@ pub async fn collect_subject_rows(
     subject: &str,
     hint: Option<&LocatorHint>,
 ) -> Result<SubjectRows, LakeError> {
+    let listed = root.list_files().await?;
+    collect_subject_rows_in(root, listed, columns, subject, hint).await
+}
+
+/// [`collect_subject_rows`] over exactly `listed`, files of `root` (a table's current
+/// snapshot: [`crate::lake::table::Table::live_files`]).
+///
+/// # Errors
+/// As [`collect_subject_rows`].
+pub async fn collect_subject_rows_in(
+    root: &LakeRoot,
+    listed: Vec<DataFile>,
+    columns: &[String],
+    subject: &str,
+    hint: Option<&LocatorHint>,
+) -> Result<SubjectRows, LakeError> {
     let subjects: BTreeSet<String> = [subject.to_string()].into();
     let mut per_file: Vec<RecordBatch> = Vec::new();
     let mut files = Vec::new();
-    for file in root.list_files().await? {
+    for file in listed {
         if hint
             .and_then(|h| h.answer(&file))
             .is_some_and(|hits| hits.is_empty())
@@ -150,12 +166,25 @@ fn with_partitions(file: &DataFile, batch: RecordBatch) -> Result<RecordBatch, L
 
 /// The union of the batches' schemas (fields made nullable, metadata dropped).
 fn merged_schema(batches: &[RecordBatch]) -> Result<SchemaRef, LakeError> {
+    // One writer's files may store strings as `Utf8` and its later files as `Utf8View` (a
+    // table appended to by several versions of delta-rs, say): the export has one type each.
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    };
     let schemas = batches.iter().map(|b| {
         let fields: Vec<Field> = b
             .schema()
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
+            .map(|f| {
+                let data_type = plain(f.data_type());
+                f.as_ref()
+                    .clone()
+                    .with_nullable(true)
+                    .with_data_type(data_type)
+            })
             .collect();
         Schema::new(fields)
     });

@@ -41,6 +41,7 @@ pub struct Locate {
     subjects: BTreeSet<String>,
     concurrency: usize,
     hint: Option<LocatorHint>,
+    files: Option<Vec<DataFile>>,
 }
 
 /// What the locator index knows of a lake, for [`Locate::index`]: the files it indexed with
@@ -129,6 +130,7 @@ impl Locate {
             subjects: BTreeSet::new(),
             concurrency: 4,
             hint: None,
+            files: None,
         }
     }
 
@@ -156,6 +158,14 @@ impl Locate {
         self
     }
 
+    /// Searches exactly these files of the root instead of listing it: a table's data files
+    /// are those of its current snapshot, not those of its folder
+    /// ([`crate::lake::table::Table::live_files`]).
+    pub fn files(mut self, files: Vec<DataFile>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
     /// Files searched at the same time (default 4, at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -170,7 +180,10 @@ impl Locate {
     #[tracing::instrument(skip_all, fields(root = %self.root.url(), subjects = self.subjects.len()))]
     pub async fn execute(self) -> Result<LocateReport, LakeError> {
         let started = Instant::now();
-        let listed = self.root.list_files().await?;
+        let listed = match &self.files {
+            Some(files) => files.clone(),
+            None => self.root.list_files().await?,
+        };
         let mut report = LocateReport::default();
         let mut files = Vec::with_capacity(listed.len());
         for file in listed {

@@ -38,7 +38,8 @@ pub(crate) mod trust;
 pub use columns::column_names;
 pub use error::LakeError;
 pub use export::{
-    SubjectRows, collect_subject_rows, write_csv, write_json_array, write_json_lines, write_parquet,
+    SubjectRows, collect_subject_rows, collect_subject_rows_in, write_csv, write_json_array,
+    write_json_lines, write_parquet,
 };
 pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, LocatorHint};
 pub use rewrite::{

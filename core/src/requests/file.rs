@@ -300,6 +300,13 @@ async fn rectification_of(
         }
         Err(e) => return Err(e.into()),
     };
+    if dataset.format.is_table() {
+        return Err(RequestError::validation(format!(
+            "dataset {} is a {} table: rectification through the table's own commit is not implemented yet (access and erasure are)",
+            dataset.name,
+            dataset.format.as_str()
+        )));
+    }
     let rectification = Rectification {
         dataset_id: dataset.id.clone(),
         changes: changes.into_iter().collect(),

@@ -135,6 +135,32 @@ pub struct RewrittenFile {
     pub before: Option<ObjectVersion>,
     /// After it.
     pub after: Option<ObjectVersion>,
+    /// A table's file is rewritten beside itself (copy-on-write): the new file, relative to
+    /// the table root (absent for Parquet datasets, whose files are replaced in place, and
+    /// when every row of the file was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+/// What an erasure committed to a Delta or Iceberg table, and what its purge made
+/// unreadable (the erasure is complete only when no snapshot can read the rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableCommit {
+    /// `delta` or `iceberg`.
+    pub format: String,
+    /// The version (Delta) or snapshot id (Iceberg) the erasure read.
+    pub read_version: Option<i64>,
+    /// Lethe's commit: the Delta version, or the id of the Iceberg `overwrite` snapshot;
+    /// `None` when no file held a subject row any more.
+    pub commit: Option<i64>,
+    /// Commits attempted (more than 1 after losing races to other writers).
+    pub commit_attempts: u32,
+    /// Older versions (Delta) or snapshots (Iceberg) that can no longer be read because
+    /// they could read the erased rows (time travel to them fails).
+    pub snapshots_expired: u64,
+    /// Data files deleted from storage after the commit, relative to the table root.
+    pub files_purged: Vec<String>,
 }
 
 /// One dataset in a request's erasure result.
@@ -160,6 +186,9 @@ pub struct ResultDataset {
     pub rewritten: Vec<String>,
     /// The rewritten files with their versions.
     pub files: Vec<RewrittenFile>,
+    /// For a Delta or Iceberg dataset: the commit and the purge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableCommit>,
 }
 
 /// The batch an erasure ran in.

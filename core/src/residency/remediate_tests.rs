@@ -44,6 +44,8 @@ async fn a_remediation_interrupted_while_copying_is_rolled_back_by_the_next() {
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
                 schema: Some(schema),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

@@ -9,8 +9,8 @@ use super::audit_chain::{append_audit_in, with_detail};
 use super::db::{Store, db, now};
 use super::rows::{DATASET_COLS, dataset_from};
 use crate::audit::NewAuditEntry;
-use crate::domain::DatasetSchema;
 use crate::domain::to_db;
+use crate::domain::{DatasetFormat, DatasetSchema};
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -34,6 +34,22 @@ pub struct Dataset {
     /// The declared schema of a dataset Lethe writes (ingest); `None` for datasets written by
     /// others, which are located and erased by `subject_column` only.
     pub schema: Option<DatasetSchema>,
+    /// Parquet folders, a Delta table or an Iceberg table.
+    #[serde(default)]
+    pub format: DatasetFormat,
+    /// The catalog and table of an Iceberg dataset (`None` for the other formats).
+    #[serde(default)]
+    pub iceberg: Option<IcebergTableRef>,
+}
+
+/// Where an Iceberg dataset's table is: a catalog configured under `[iceberg.catalogs.NAME]`
+/// and a table of it. Credentials are in the configuration, never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcebergTableRef {
+    /// The catalog's name in the configuration.
+    pub catalog: String,
+    /// `NAMESPACE.TABLE`.
+    pub table: String,
 }
 
 /// One root of a dataset: where the rows of a region are stored.
@@ -106,6 +122,10 @@ pub struct NewDataset {
     pub created_by: String,
     /// Declared schema (datasets Lethe writes).
     pub schema: Option<DatasetSchema>,
+    /// Format.
+    pub format: DatasetFormat,
+    /// Catalog and table of an Iceberg dataset.
+    pub iceberg: Option<IcebergTableRef>,
 }
 
 impl Store {
@@ -118,8 +138,8 @@ impl Store {
     ) -> StoreResult<Dataset> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DATASET_COLS}"
+            "INSERT INTO datasets (id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json, format, iceberg_catalog, iceberg_table) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {DATASET_COLS}"
         )))
         .bind(Uuid::new_v4().to_string())
         .bind(&dataset.name)
@@ -134,6 +154,9 @@ impl Store {
                 .as_ref()
                 .map(|s| serde_json::to_string(s).expect("schema serialises")),
         )
+        .bind(dataset.format.as_str())
+        .bind(dataset.iceberg.as_ref().map(|t| t.catalog.clone()))
+        .bind(dataset.iceberg.as_ref().map(|t| t.table.clone()))
         .fetch_one(&mut *tx)
         .await
         .map_err(db("registering a dataset"))?;

@@ -33,10 +33,15 @@ pub enum JobKind {
     /// type says. Touches no lake.
     Restriction,
     /// Plan an erasure (GDPR Art. 17): locate the subject's files in every dataset and fan out
-    /// one [`JobKind::EraseFile`] task per affected file.
+    /// one [`JobKind::EraseFile`] task per affected file of a Parquet dataset, one
+    /// [`JobKind::EraseTable`] task per affected table.
     Erasure,
     /// Rewrite one file without the subject's rows; many workers share one erasure this way.
     EraseFile,
+    /// Erase a plan's subjects from one Delta or Iceberg table: rewrite its affected files,
+    /// one commit through the format's protocol, then the purge of what older snapshots
+    /// could still read.
+    EraseTable,
     /// Compact a Lethe-managed dataset (payload `{"dataset_id": …}`): merge small files and
     /// apply pending erasures. Serves no request.
     Compact,
@@ -59,6 +64,7 @@ impl JobKind {
             JobKind::Restriction => "restriction",
             JobKind::Erasure => "erasure",
             JobKind::EraseFile => "erase_file",
+            JobKind::EraseTable => "erase_table",
             JobKind::Compact => "compact",
             JobKind::ResidencyScan => "residency_scan",
             JobKind::ResidencyRemediate => "residency_remediate",
@@ -74,6 +80,7 @@ impl JobKind {
             "restriction" => Some(JobKind::Restriction),
             "erasure" => Some(JobKind::Erasure),
             "erase_file" => Some(JobKind::EraseFile),
+            "erase_table" => Some(JobKind::EraseTable),
             "compact" => Some(JobKind::Compact),
             "residency_scan" => Some(JobKind::ResidencyScan),
             "residency_remediate" => Some(JobKind::ResidencyRemediate),

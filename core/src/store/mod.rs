@@ -46,7 +46,7 @@ pub mod webhooks;
 
 pub use accounts::{NewUser, User};
 pub use audit_chain::AuditFilter;
-pub use datasets::{Dataset, DatasetRoot, NewDataset};
+pub use datasets::{Dataset, DatasetRoot, IcebergTableRef, NewDataset};
 pub use db::{Backend, Store};
 pub use deadlines::{DeadlineExtension, NewExtension, RegisterEntry, RegisterFilter};
 pub use email_codes::EmailCodeOutcome;
@@ -57,7 +57,7 @@ pub use jurisdictions::{Jurisdictions, PolicyBook};
 pub use leases::{DATASET_LEASE_TTL, HeldDatasetLease, process_lease_holder, with_dataset_lease};
 pub use leases::{DatasetLease, LeaseMode};
 pub use locator::IndexedFile;
-pub use payload::{EraseFileTask, JobPayload};
+pub use payload::{EraseFileTask, EraseTableTask, JobPayload};
 pub use plans::SiblingsDecision;
 pub use refresh::{NewRefreshToken, RefreshOutcome};
 pub use requests::{NewRequest, PrivacyRequest, RequestEvent, RequestFilter, Transition};

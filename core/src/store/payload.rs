@@ -27,6 +27,19 @@ pub struct EraseFileTask {
     pub request_ids: Vec<String>,
 }
 
+/// Parameters of an [`JobKind::EraseTable`] task: the whole table, one commit. Subjects come
+/// from the request rows named in `request_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EraseTableTask {
+    /// Dataset id.
+    pub dataset_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// The erasure requests whose subjects have rows in the table.
+    #[serde(default)]
+    pub request_ids: Vec<String>,
+}
+
 /// A job's parameters, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobPayload {
@@ -46,6 +59,8 @@ pub enum JobPayload {
     },
     /// One file of an erasure plan.
     EraseFile(EraseFileTask),
+    /// One table of an erasure plan.
+    EraseTable(EraseTableTask),
     /// Compaction of one managed dataset (`{"dataset_id": …}`).
     Compact {
         /// The dataset.
@@ -86,6 +101,7 @@ impl JobPayload {
             Self::Restriction => JobKind::Restriction,
             Self::Erasure { .. } => JobKind::Erasure,
             Self::EraseFile(_) => JobKind::EraseFile,
+            Self::EraseTable(_) => JobKind::EraseTable,
             Self::Compact { .. } => JobKind::Compact,
             Self::ResidencyScan { .. } => JobKind::ResidencyScan,
             Self::ResidencyRemediate { .. } => JobKind::ResidencyRemediate,
@@ -120,6 +136,9 @@ impl JobPayload {
             JobKind::EraseFile => {
                 Self::EraseFile(serde_json::from_value(value.clone()).map_err(corrupt)?)
             }
+            JobKind::EraseTable => {
+                Self::EraseTable(serde_json::from_value(value.clone()).map_err(corrupt)?)
+            }
             JobKind::Compact => Self::Compact {
                 dataset_id: on_dataset()?.ok_or_else(|| StoreError::Corrupt {
                     table: "jobs",
@@ -144,6 +163,7 @@ impl JobPayload {
             Self::Erasure { batch } if batch.is_empty() => json!({}),
             Self::Erasure { batch } => json!({ "batch": batch }),
             Self::EraseFile(task) => serde_json::to_value(task).expect("a task serialises"),
+            Self::EraseTable(task) => serde_json::to_value(task).expect("a task serialises"),
             Self::Compact { dataset_id } => json!({ "dataset_id": dataset_id }),
             Self::ResidencyScan { dataset_id } | Self::ResidencyRemediate { dataset_id } => {
                 json!({ "dataset_id": dataset_id })
@@ -204,6 +224,11 @@ mod tests {
                 batch: vec!["r1".into(), "r2".into()],
             },
             JobPayload::EraseFile(task),
+            JobPayload::EraseTable(EraseTableTask {
+                dataset_id: "d".into(),
+                dataset: "events".into(),
+                request_ids: vec!["r1".into()],
+            }),
             JobPayload::Compact {
                 dataset_id: "d".into(),
             },

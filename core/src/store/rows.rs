@@ -6,7 +6,9 @@ use sqlx::any::AnyRow;
 
 use super::*;
 use crate::audit::AuditEntry;
-use crate::domain::{RequestStatus, RequestType, Role, SubjectId, Timestamp, from_db};
+use crate::domain::{
+    DatasetFormat, RequestStatus, RequestType, Role, SubjectId, Timestamp, from_db,
+};
 
 pub(super) fn corrupt(table: &'static str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -68,8 +70,8 @@ pub(super) fn user_from(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-pub(super) const DATASET_COLS: &str =
-    "id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json";
+pub(super) const DATASET_COLS: &str = "id, name, root_url, subject_column, partition_columns, created_by, created_at, schema_json, \
+     format, iceberg_catalog, iceberg_table";
 
 pub(super) fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
     let t = "datasets";
@@ -86,6 +88,18 @@ pub(super) fn dataset_from(row: &AnyRow) -> StoreResult<Dataset> {
             .map(|json| serde_json::from_str(&json))
             .transpose()
             .map_err(|e| corrupt(t, e))?,
+        format: {
+            let text = get_s(row, t, "format")?;
+            DatasetFormat::parse(&text)
+                .ok_or_else(|| corrupt(t, format!("unknown dataset format {text:?}")))?
+        },
+        iceberg: match (
+            get_os(row, t, "iceberg_catalog")?,
+            get_os(row, t, "iceberg_table")?,
+        ) {
+            (Some(catalog), Some(table)) => Some(IcebergTableRef { catalog, table }),
+            _ => None,
+        },
     })
 }
 

@@ -64,6 +64,15 @@ pub struct Refused(pub String);
 /// [`Refused`] naming the reason: a private address, a name that does not resolve, a URL
 /// without a host.
 pub async fn check_url(url: &str, allow_private: bool) -> Result<(), Refused> {
+    check_url_as(url, allow_private, "webhooks.allow_private_networks").await
+}
+
+/// [`check_url`] for a URL configured elsewhere: a refusal names `setting` as the one that
+/// allows private addresses (e.g. `iceberg.allow_private_networks` for a catalog).
+///
+/// # Errors
+/// As [`check_url`].
+pub async fn check_url_as(url: &str, allow_private: bool, setting: &str) -> Result<(), Refused> {
     if allow_private {
         return Ok(());
     }
@@ -78,16 +87,16 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<(), Refused> {
             .collect(),
         None => return Err(Refused("the URL names no host".into())),
     };
-    check_addresses(&addresses)
+    check_addresses(&addresses, setting)
 }
 
-fn check_addresses(addresses: &[SocketAddr]) -> Result<(), Refused> {
+fn check_addresses(addresses: &[SocketAddr], setting: &str) -> Result<(), Refused> {
     if addresses.is_empty() {
         return Err(Refused("the host resolves to no address".into()));
     }
     match addresses.iter().find(|a| !is_public(a.ip())) {
         Some(private) => Err(Refused(format!(
-            "the host resolves to {}, a loopback, private, link-local or otherwise non-public address; set webhooks.allow_private_networks to allow it",
+            "the host resolves to {}, a loopback, private, link-local or otherwise non-public address; set {setting} to allow it",
             private.ip()
         ))),
         None => Ok(()),
@@ -105,7 +114,7 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
         Box::pin(async move {
             let addresses: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            check_addresses(&addresses)?;
+            check_addresses(&addresses, "webhooks.allow_private_networks")?;
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
     }

@@ -102,6 +102,8 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
                 partition_columns: vec![],
                 created_by: "test".into(),
                 schema: None,
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )
@@ -156,6 +158,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
         file_concurrency: 1,
         job_concurrency: 1,
         export_ttl: Duration::from_secs(3600),
+        settings: std::sync::Arc::new(lethe_core::config::Settings::load_from(None).unwrap()),
     };
     let worker_b = Worker::new(store.clone(), config("B"));
     // B plans the erasure: one task for the lake's single file.
@@ -190,6 +193,7 @@ async fn a_worker_whose_lease_expired_cannot_swap_in_its_file() {
             exports_url: dir.path().join("exports").display().to_string(),
             file_concurrency: 1,
             keyring: None,
+            settings: std::sync::Arc::new(lethe_core::config::Settings::load_from(None).unwrap()),
         };
         tokio::spawn(async move { execute_job(&store, &ctx, &task_a, &request, guard).await })
     };

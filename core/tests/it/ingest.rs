@@ -74,6 +74,8 @@ async fn register(env: &Env, schema: DatasetSchema) -> Dataset {
                 partition_columns: schema.partition_by.iter().map(|p| p.name.clone()).collect(),
                 created_by: "test".into(),
                 schema: Some(schema),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )
@@ -418,6 +420,8 @@ async fn a_dataset_without_schema_is_refused() {
                 partition_columns: vec![],
                 created_by: "test".into(),
                 schema: None,
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )
@@ -690,6 +694,8 @@ async fn a_message_table_erases_one_side_of_a_conversation() {
                 partition_columns: vec![],
                 created_by: "test".into(),
                 schema: Some(schema.clone()),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )
@@ -897,6 +903,7 @@ async fn compaction_and_rewrites_of_a_dataset_take_turns() {
             file_concurrency: 1,
             job_concurrency: 1,
             export_ttl: Duration::from_secs(3600),
+            settings: std::sync::Arc::new(lethe_core::config::Settings::load_from(None).unwrap()),
         },
     )
     .with_keyring(env.keyring.clone());

@@ -48,6 +48,7 @@ async fn job_panic_child() {
             file_concurrency: 1,
             job_concurrency: 1,
             export_ttl: Duration::from_secs(3600),
+            settings: std::sync::Arc::new(lethe_core::config::Settings::load_from(None).unwrap()),
         },
     );
     // Both jobs are claimed and ended; a panic does not escape the worker.

@@ -84,6 +84,8 @@ async fn register(env: &Env, schema: DatasetSchema) -> Dataset {
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
                 schema: Some(schema),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )
@@ -532,6 +534,8 @@ async fn datasets_written_by_others_are_recorded_as_not_scannable() {
                 partition_columns: vec![],
                 created_by: "test".into(),
                 schema: None,
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

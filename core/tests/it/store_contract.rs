@@ -160,6 +160,8 @@ contract!(datasets_are_unique_by_name, |store| {
         partition_columns: vec!["date".into(), "region".into()],
         created_by: "user:a".into(),
         schema: None,
+        format: Default::default(),
+        iceberg: None,
     };
     let created = store
         .create_dataset(d.clone(), audit("dataset.registered"))
@@ -1610,6 +1612,8 @@ async fn some_dataset(store: &Store) -> Dataset {
         partition_columns: vec![],
         created_by: "user:a".into(),
         schema: None,
+        format: Default::default(),
+        iceberg: None,
     };
     store
         .create_dataset(d, audit("dataset.registered"))

@@ -130,18 +130,30 @@ fn certificate_body(
         .datasets
         .iter()
         .map(|d| {
-            json!({
+            let mut dataset = json!({
                 "dataset": d.dataset,
-                // Erasure rewrites Hive-partitioned Parquet folders; Delta Lake and Iceberg
-                // tables are refused, so there are no table commits or expired snapshots.
-                "format": "hive_parquet",
+                // Hive-partitioned Parquet folders are rewritten file by file; a Delta or
+                // Iceberg table through one commit of its own, then purged.
+                "format": d.table.as_ref().map_or("hive_parquet", |t| t.format.as_str()),
                 "files_scanned": d.files_scanned,
                 "files_rewritten": d.files_rewritten,
                 "rows_removed": d.rows_removed,
                 // Each file with its size and ETag before and after the rewrite, where the
-                // erasure recorded them (erasures run before this was recorded list names only).
+                // erasure recorded them (erasures run before this was recorded list names
+                // only); a table's file names the new file that replaced it.
                 "files": if d.files.is_empty() { json!(d.rewritten) } else { json!(d.files) },
-            })
+            });
+            if let Some(table) = &d.table {
+                // The commit (Delta version / Iceberg snapshot id), the older snapshots that
+                // can no longer read the rows, and the data files deleted.
+                dataset["table_commit"] = json!({
+                    "read_version": table.read_version,
+                    "commit": table.commit,
+                    "snapshots_expired": table.snapshots_expired,
+                    "files_purged": table.files_purged,
+                });
+            }
+            dataset
         })
         .collect();
     json!({

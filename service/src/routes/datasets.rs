@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use lethe_core::audit::NewAuditEntry;
 use lethe_core::datasets::{Register, register};
-use lethe_core::domain::{DatasetSchema, Role};
+use lethe_core::domain::{DatasetFormat, DatasetSchema, Role};
 use lethe_core::store::Dataset;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,17 +13,28 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A dataset to register: a lake written by others (by its root and subject column), or a
-/// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest.
+/// A dataset to register: a lake written by others (by its root and subject column), a
+/// Lethe-managed dataset (with a `schema`) that pipelines fill through ingest, or a Delta Lake
+/// or Apache Iceberg table (`format`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))]
 pub struct CreateDataset {
     /// Unique name: `[a-z][a-z0-9_-]{0,63}`.
     pub name: String,
-    /// Root of the Hive-partitioned Parquet lake: `s3://bucket/prefix`, `file:///…` or a local
-    /// path. With a schema, a local root that does not exist yet is created.
-    pub root_url: String,
+    /// `parquet` (Hive-partitioned Parquet folders, the default), `delta` (a Delta Lake table:
+    /// `root_url` is its root) or `iceberg` (an Apache Iceberg table: `catalog` and `table`).
+    #[serde(default)]
+    pub format: DatasetFormat,
+    /// Root of the Hive-partitioned Parquet lake, or of the Delta table: `s3://bucket/prefix`,
+    /// `file:///…` or a local path. With a schema, a local root that does not exist yet is
+    /// created. Omitted for an Iceberg table (its root is the table's location).
+    pub root_url: Option<String>,
+    /// An Iceberg table's catalog: a name configured under `[iceberg.catalogs]` (its URI and
+    /// credentials stay in the configuration).
+    pub catalog: Option<String>,
+    /// An Iceberg table's identifier, `NAMESPACE.TABLE`.
+    pub table: Option<String>,
     /// Column holding the subject id. Required without a schema; with one it defaults to the
     /// schema's first subject column (and must equal it when given).
     pub subject_column: Option<String>,
@@ -39,14 +50,22 @@ pub struct CreateDataset {
 
 /// A registered dataset.
 #[derive(Debug, serde::Serialize, ToSchema)]
-#[schema(example = json!({"id": "5f0c…", "name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id", "partition_columns": ["date", "region"], "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z", "schema": null, "managed": false}))]
+#[schema(example = json!({"id": "5f0c…", "name": "running_events", "format": "parquet", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id", "partition_columns": ["date", "region"], "created_by": "user:1b2c…", "created_at": "2025-01-07T10:00:00Z", "schema": null, "managed": false}))]
 pub struct DatasetView {
     /// Id.
     pub id: String,
     /// Name.
     pub name: String,
-    /// Root URL.
+    /// `parquet`, `delta` or `iceberg`.
+    pub format: DatasetFormat,
+    /// Root URL (a table's root or location).
     pub root_url: String,
+    /// An Iceberg table's catalog (its name in the configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// An Iceberg table's identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     /// Subject column.
     pub subject_column: String,
     /// Partition keys.
@@ -68,6 +87,9 @@ impl From<Dataset> for DatasetView {
             schema: d.schema,
             id: d.id,
             name: d.name,
+            format: d.format,
+            catalog: d.iceberg.as_ref().map(|t| t.catalog.clone()),
+            table: d.iceberg.map(|t| t.table),
             root_url: d.root_url,
             subject_column: d.subject_column,
             partition_columns: d.partition_columns,
@@ -77,16 +99,21 @@ impl From<Dataset> for DatasetView {
     }
 }
 
-/// Registers a dataset (admin). The root must not be a Delta Lake or Iceberg table (those
-/// must never be rewritten file by file).
+/// Registers a dataset (admin). A `parquet` root must not be a Delta Lake or Iceberg table
+/// (those must never be rewritten file by file): register it with `format` `delta` or
+/// `iceberg`, and Lethe changes it only through the format's own commits.
 ///
 /// Without a schema the root must exist; its partition keys are discovered from its folders
 /// unless given. With a schema (a Lethe-managed dataset) the schema is validated, a missing
 /// local root is created, and the root must hold no data file yet: Lethe writes every file of
-/// it, through ingest.
+/// it, through ingest. A table must load (its log, or its catalog and metadata), use no
+/// feature Lethe cannot honour, and have `subject_column` in its current schema; its
+/// partition columns are the table's.
 #[utoipa::path(post, path = "/v1/datasets", tag = "datasets", security(("bearer" = [])),
     request_body(content = CreateDataset, examples(
         ("lake" = (summary = "A lake written by others", value = json!({"name": "running_events", "root_url": "file:///srv/lake/running_events", "subject_column": "user_id"}))),
+        ("delta" = (summary = "A Delta Lake table", value = json!({"name": "orders", "format": "delta", "root_url": "s3://lake/orders", "subject_column": "customer_id"}))),
+        ("iceberg" = (summary = "An Iceberg table of a configured catalog", value = json!({"name": "clicks", "format": "iceberg", "catalog": "glue", "table": "web.clicks", "subject_column": "user_id"}))),
         ("managed" = (summary = "A Lethe-managed dataset, filled by ingest", value = json!({
             "name": "running_app",
             "root_url": "s3://lake/running_app",
@@ -111,7 +138,7 @@ impl From<Dataset> for DatasetView {
         }))),
     )),
     responses((status = 201, body = DatasetView),
-        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root, a non-empty root for a schema. `root_unreachable`: the root could not be listed within 10 s (wrong bucket, no credentials, unreachable store). `root_not_allowed`: the root (or a region root) is not under `storage.allowed_roots`, or overlaps Lethe's own database, keys, tombstone journal or exports", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation`: invalid name or schema, missing root, a table format root for `parquet`, a non-empty root for a schema, an unknown catalog, a subject column the table does not have. `root_unreachable`: the root or table could not be read within 10 s (wrong bucket, no credentials, unreachable store). `root_not_allowed`: the root (or a region root, or a table's location) is not under `storage.allowed_roots`, or overlaps Lethe's own database, keys, tombstone journal or exports; or the Iceberg catalog is on a private address without `iceberg.allow_private_networks`. `table_unusable`: the table's log, catalog or metadata cannot be read, or it uses a feature Lethe cannot honour (named)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`dataset_exists`: name taken. `root_taken`: the root (or a region root) is, contains or lies in another dataset's root", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/datasets")]
@@ -124,7 +151,10 @@ pub async fn create(
     let body = body.into_inner();
     let command = Register {
         name: body.name,
+        format: body.format,
         root_url: body.root_url,
+        catalog: body.catalog,
+        table: body.table,
         subject_column: body.subject_column,
         partition_columns: body.partition_columns,
         schema: body.schema,

@@ -43,6 +43,8 @@ pub struct Spawn {
     pub trusted_issuers: Vec<TrustedIssuerSettings>,
     /// Any other settings to change before the app is built.
     pub configure: Option<fn(&mut Settings)>,
+    /// `[iceberg]`: catalogs of Iceberg datasets.
+    pub iceberg: lethe_core::config::IcebergSettings,
 }
 
 impl Default for Spawn {
@@ -56,6 +58,7 @@ impl Default for Spawn {
             ingest_max_body_bytes: None,
             trusted_issuers: Vec::new(),
             configure: None,
+            iceberg: Default::default(),
         }
     }
 }
@@ -103,6 +106,7 @@ pub async fn spawn_app_with(spawn: Spawn) -> TestApp {
     settings.auth.attempts_per_ip_per_minute = 100_000;
     settings.auth.attempts_per_account_per_minute = 100_000;
     settings.auth.lockout_after_failures = 1_000;
+    settings.iceberg = spawn.iceberg.clone();
     if let Some(configure) = spawn.configure {
         configure(&mut settings);
     }

@@ -25,5 +25,6 @@ mod s3;
 mod secrets;
 mod sessions;
 mod story;
+mod tables;
 mod throttle;
 mod webhooks;

@@ -132,6 +132,8 @@ pub(crate) async fn setup() -> Setup {
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
                 schema: None,
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

@@ -91,6 +91,8 @@ async fn ingest_compact_and_locate_a_registered_dataset_from_the_command_line() 
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
                 schema: Some(schema),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

@@ -134,6 +134,8 @@ async fn a_remediation_killed_after_its_copy_is_finished_by_the_next_run_without
                 partition_columns: vec!["date".into(), "region".into()],
                 created_by: "test".into(),
                 schema: Some(schema),
+                format: Default::default(),
+                iceberg: None,
             },
             NewAuditEntry::new("test", "dataset.registered"),
         )

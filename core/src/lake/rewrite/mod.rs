@@ -183,6 +183,11 @@ pub struct FileOutcome {
     /// Serialized only when `true`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retryable: bool,
+    /// A table's file rewritten beside itself (copy-on-write): the new file, relative to
+    /// the table root; `None` for a lake's file (replaced in place) or when every row was
+    /// removed. Serialized only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 impl FileOutcome {
@@ -199,6 +204,7 @@ impl FileOutcome {
             stale_temps_removed: 0,
             surgery: SurgeryMetrics::default(),
             retryable: false,
+            replaced_by: None,
         }
     }
 

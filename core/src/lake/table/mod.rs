@@ -6,7 +6,11 @@
 //! | module | idea it owns |
 //! |---|---|
 //! | [`delta`] | Delta Lake tables: snapshot through `delta_kernel`, erasure commit, purge |
-//! | [`iceberg`] | Apache Iceberg tables of a SQL catalog: manifests, overwrite commit, expiry and purge |
+//! | [`iceberg`] | Apache Iceberg tables of a SQL or REST catalog: manifests, overwrite commit, expiry and purge |
+//! | `open` | [`Table`]: either format as one handle (describe, live files, erase) |
 
 pub mod delta;
 pub mod iceberg;
+mod open;
+
+pub use open::{LiveFiles, Table, TableEraseOutcome, TableInfo};

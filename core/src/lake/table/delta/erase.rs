@@ -348,7 +348,8 @@ impl DeltaErase {
             .buffer_unordered(self.concurrency);
         while let Some((add, result)) = results.next().await {
             match result {
-                Ok((outcome, new)) if outcome.status == FileStatus::Rewritten => {
+                Ok((mut outcome, new)) if outcome.status == FileStatus::Rewritten => {
+                    outcome.replaced_by = new.as_ref().map(|(path, _)| decode(path));
                     replaced.insert(
                         add.path.clone(),
                         Replaced {

@@ -172,9 +172,22 @@ impl Catalog {
     /// # Errors
     /// [`LakeError::Table`] when it cannot be reached or the URI is of no known kind.
     pub async fn connect(uri: &str, name: &str) -> Result<Self, LakeError> {
+        Self::connect_with(uri, name, std::env::var("LETHE_ICEBERG_REST_TOKEN").ok()).await
+    }
+
+    /// [`Catalog::connect`] with a REST catalog's bearer `token` given (from Lethe's
+    /// configuration) instead of read from `LETHE_ICEBERG_REST_TOKEN`.
+    ///
+    /// # Errors
+    /// As [`Catalog::connect`].
+    pub async fn connect_with(
+        uri: &str,
+        name: &str,
+        token: Option<String>,
+    ) -> Result<Self, LakeError> {
         if uri.starts_with("http://") || uri.starts_with("https://") {
             Ok(Self::Rest(
-                super::rest::RestCatalog::connect(uri, name).await?,
+                super::rest::RestCatalog::connect_with(uri, name, token).await?,
             ))
         } else {
             Ok(Self::Sql(SqlCatalog::connect(uri, name).await?))

@@ -350,7 +350,8 @@ impl IcebergErase {
             .buffer_unordered(self.concurrency);
         while let Some((entry, result)) = results.next().await {
             match result {
-                Ok((outcome, new)) if outcome.status == FileStatus::Rewritten => {
+                Ok((mut outcome, new)) if outcome.status == FileStatus::Rewritten => {
+                    outcome.replaced_by = new.as_ref().map(|(relative, _)| relative.clone());
                     replaced.insert(entry.file_path.clone(), Replaced { outcome, new });
                 }
                 Ok((outcome, _)) => {

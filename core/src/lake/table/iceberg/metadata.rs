@@ -230,6 +230,14 @@ impl TableMetadata {
             .map(|c| c.kind)
     }
 
+    /// `default-spec-id` (0 when absent: format version 1 with one spec).
+    pub fn default_spec_id(&self) -> i64 {
+        self.json
+            .get("default-spec-id")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    }
+
     /// The fields of partition spec `spec_id`: `(source-id, transform, name)`.
     pub fn partition_fields(&self, spec_id: i64) -> Vec<(i32, String, String)> {
         let specs = self.json.get("partition-specs").and_then(Value::as_array);

@@ -38,7 +38,10 @@ pub mod table;
 
 pub use catalog::{Catalog, SqlCatalog};
 pub use erase::{IcebergErase, IcebergEraseOutcome};
+pub(crate) use features::{check_features, refuse_delete_file};
 pub use metadata::LoadedTable;
 pub use metadata::TableMetadata;
+pub(crate) use purge::data_file;
 pub use rest::{Change, RestCatalog};
+pub(crate) use scan::current_files;
 pub use table::IcebergTable;

@@ -64,6 +64,19 @@ impl RestCatalog {
     /// # Errors
     /// [`LakeError::Table`] when the catalog cannot be reached or answers an error.
     pub async fn connect(uri: &str, name: &str) -> Result<Self, LakeError> {
+        Self::connect_with(uri, name, std::env::var("LETHE_ICEBERG_REST_TOKEN").ok()).await
+    }
+
+    /// [`RestCatalog::connect`] with the bearer `token` given (from Lethe's configuration)
+    /// instead of read from the environment.
+    ///
+    /// # Errors
+    /// As [`RestCatalog::connect`].
+    pub async fn connect_with(
+        uri: &str,
+        name: &str,
+        token: Option<String>,
+    ) -> Result<Self, LakeError> {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -72,7 +85,7 @@ impl RestCatalog {
             base: uri.trim_end_matches('/').to_string(),
             prefix: None,
             client,
-            token: std::env::var("LETHE_ICEBERG_REST_TOKEN").ok(),
+            token,
         };
         let config = me
             .send(

@@ -126,3 +126,33 @@ pub(crate) fn applicable_delete<'a>(files: &'a SnapshotFiles, entry: &Entry) -> 
         seq_ok && partition_ok && file_ok
     })
 }
+
+/// The live files of `table`'s current snapshot: the URIs of its data files (sorted), and the
+/// first data file to which a live delete file applies, with that delete file (`None`: no
+/// row of the snapshot is deleted by a delete file). An empty table has no files.
+///
+/// # Errors
+/// [`LakeError::Table`] when the snapshot's manifest list or manifests cannot be read.
+pub(crate) async fn current_files(
+    table: &LoadedTable,
+) -> Result<(Vec<String>, Option<(String, Entry)>), LakeError> {
+    let Some(current) = table.metadata.current_snapshot_id() else {
+        return Ok((Vec::new(), None));
+    };
+    let Some(snapshot) = table
+        .metadata
+        .snapshots()
+        .into_iter()
+        .find(|s| s.id == current)
+    else {
+        return Err(LakeError::Table {
+            root: table.root.url().to_string(),
+            reason: format!("the current snapshot {current} is not listed"),
+        });
+    };
+    let files = SnapshotFiles::read(table, current, &snapshot.manifest_list).await?;
+    let deleted = files.data_files().find_map(|(_, entry)| {
+        applicable_delete(&files, entry).map(|d| (entry.file_path.clone(), d.clone()))
+    });
+    Ok((files.data_paths().into_iter().collect(), deleted))
+}

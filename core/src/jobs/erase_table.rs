@@ -1,0 +1,206 @@
+//! Erasure (GDPR Art. 17) from a Delta Lake or Apache Iceberg table: one [`EraseTableTask`]
+//! per table per batch, so that the batch makes one commit through the format's protocol
+//! (an Iceberg `overwrite` snapshot, a Delta `DELETE` commit), followed by the purge of every
+//! older snapshot and file that could still read the erased rows ([`crate::lake::table`]).
+//! The task holds the dataset exclusively: two workers on one table serialise through the
+//! dataset lease, and the format's own compare-and-swap guards against other writers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+
+use super::context::{ExecuteContext, Execution, JobError, lake_error};
+use super::erase::{shared_rows_kept, shield_for};
+use super::holds::ActiveHolds;
+use super::results::{
+    Kept, ObjectVersion, RewrittenFile, SurgeryCounts, TableCommit, TaskResult, TaskStatus,
+};
+use crate::datasets::{TableError, open_table};
+use crate::lake::{AllGuards, CommitGuard, ErasePolicy, FileStatus, LakeRoot};
+use crate::store::{
+    EraseTableTask, Job, JobPayload, LeaseMode, PrivacyRequest, Store, StoreError,
+    with_dataset_lease,
+};
+
+/// Erases the subjects of the task's requests from its table, holding the dataset
+/// exclusively.
+pub(super) async fn erase_table(
+    store: &Arc<Store>,
+    ctx: &ExecuteContext,
+    job: &Job,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    let JobPayload::EraseTable(task) = job.typed_payload()? else {
+        return Err(JobError::Permanent(format!(
+            "job {} is not an erase_table task",
+            job.id
+        )));
+    };
+    with_dataset_lease(
+        store,
+        &task.dataset_id,
+        &format!("job:{}", job.id),
+        LeaseMode::Exclusive,
+        "erasure",
+        |lease| {
+            let guard: Arc<dyn CommitGuard> = Arc::new(AllGuards(vec![guard, lease]));
+            erase_table_leased(store, ctx, &task, request, guard)
+        },
+    )
+    .await
+}
+
+/// [`erase_table`] once the dataset lease is held.
+async fn erase_table_leased(
+    store: &Arc<Store>,
+    ctx: &ExecuteContext,
+    task: &EraseTableTask,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+) -> Result<Execution, JobError> {
+    let other_ids: Vec<String> = task
+        .request_ids
+        .iter()
+        .filter(|id| **id != request.id)
+        .cloned()
+        .collect();
+    let others = store.requests(&other_ids).await?;
+    let requests: Vec<&PrivacyRequest> = std::iter::once(request).chain(&others).collect();
+    // Holds placed since the plan are honoured here: a held subject is left out of the
+    // table's erasure altogether (`file` unset: every file of theirs in the table is kept).
+    let holds = ActiveHolds::load(store.as_ref()).await?;
+    let mut held = Vec::new();
+    let mut subjects: BTreeSet<String> = BTreeSet::new();
+    for r in &requests {
+        match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
+            Some(hold) => held.push(Kept {
+                request_id: Some(r.id.clone()),
+                file: None,
+                ..Kept::of(hold)
+            }),
+            None => {
+                subjects.insert(r.subject_id.as_str().to_string());
+            }
+        }
+    }
+    let dataset = match store.dataset(&task.dataset_id).await {
+        Ok(d) => d,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(JobError::Permanent(format!(
+                "dataset {} was deleted before its erasure ran",
+                task.dataset
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let label = dataset.root_url.clone();
+    if subjects.is_empty() {
+        return Ok(Execution::Task {
+            result: TaskResult {
+                dataset: task.dataset.clone(),
+                file: label,
+                status: TaskStatus::Held,
+                held: Some(held),
+                subjects: Some(task.request_ids.len().max(1) as u64),
+                ..TaskResult::default()
+            },
+        });
+    }
+    let table = open_table(&ctx.settings, &dataset)
+        .await
+        .map_err(|e| match e {
+            TableError::Lake(e) => lake_error(&task.dataset, e),
+            other => JobError::Permanent(format!("dataset {}: {other}", task.dataset)),
+        })?;
+    let mut policy = ErasePolicy::single(dataset.subject_column.clone());
+    // Rows shared with a held subject (a message between the two) are kept whole.
+    let shielded = shield_for(ctx, &holds, &policy);
+    if let Some(shielded) = &shielded {
+        policy = policy.shielding(shielded.clone());
+    }
+    let outcome = table
+        .erase(policy, subjects, ctx.file_concurrency.max(1), Some(guard))
+        .await
+        .map_err(|e| lake_error(&task.dataset, e))?;
+    if let (Some(shielded), Some(keyring)) = (&shielded, &ctx.keyring) {
+        held.extend(shared_rows_kept(
+            shielded, keyring, &holds, &requests, &label,
+        ));
+    }
+    // A file that could not be rewritten still holds its rows: the commit holds the others,
+    // and the next attempt plans this one again (or the request fails for good).
+    if let Some((file, error, retryable)) = outcome.files.iter().find_map(|f| match &f.status {
+        FileStatus::Failed { error } => Some((&f.relative, error, f.retryable)),
+        _ => None,
+    }) {
+        let message = format!("dataset {}: {file}: {error} (left as it was)", task.dataset);
+        return Err(if retryable {
+            JobError::Transient(message)
+        } else {
+            JobError::Permanent(message)
+        });
+    }
+    // Each new file's size and ETag (one HEAD each), for the certificate.
+    let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&task.dataset, e))?;
+    let mut replaced = Vec::new();
+    for file in outcome
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Rewritten)
+    {
+        let after = match &file.replaced_by {
+            Some(new) => root
+                .store()
+                .head(&root.location(new))
+                .await
+                .ok()
+                .map(|m| ObjectVersion {
+                    size: m.size,
+                    e_tag: m.e_tag,
+                }),
+            None => None,
+        };
+        replaced.push(RewrittenFile {
+            file: file.relative.clone(),
+            before: None,
+            after,
+            replaced_by: file.replaced_by.clone(),
+        });
+    }
+    let m = &outcome.metrics;
+    Ok(Execution::Task {
+        result: TaskResult {
+            dataset: task.dataset.clone(),
+            file: label,
+            versions: None,
+            status: if outcome.commit.is_some() {
+                TaskStatus::Rewritten
+            } else {
+                TaskStatus::Unchanged
+            },
+            held: Some(held),
+            subjects: Some(task.request_ids.len().max(1) as u64),
+            rows_removed: m.rows_removed,
+            bytes_read: m.bytes_read,
+            bytes_written: m.bytes_written,
+            surgery: Some(SurgeryCounts {
+                row_groups_rewritten: m.surgery.row_groups_rewritten,
+                row_groups_copied: m.surgery.row_groups_copied,
+                bytes_reencoded: m.surgery.bytes_reencoded,
+                bytes_copied: m.surgery.bytes_copied,
+                bytes_copied_server_side: m.surgery.bytes_copied_server_side,
+            }),
+            table: Some(Box::new(TableCommit {
+                format: table.format().to_string(),
+                read_version: outcome.read_version,
+                commit: outcome.commit,
+                commit_attempts: outcome.commit_attempts,
+                snapshots_expired: outcome.snapshots_expired,
+                files_purged: outcome.files_purged,
+            })),
+            replaced: Some(replaced),
+        },
+    })
+}

@@ -1,0 +1,276 @@
+//! A table of either format as one handle, [`Table`]: what registering it as a dataset checks
+//! ([`Table::describe`]), the data files of its current snapshot ([`Table::live_files`]: what
+//! locate and access read), and an erasure through the format's own commit and purge
+//! ([`Table::erase`], one [`TableEraseOutcome`] for both formats).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::delta::{self, DeltaErase, DeltaEraseOutcome, DeltaTable};
+use super::iceberg::{IcebergErase, IcebergEraseOutcome, IcebergTable};
+use crate::lake::error::LakeError;
+use crate::lake::rewrite::{CommitGuard, EraseMetrics, ErasePolicy, FileOutcome, FileStatus};
+use crate::lake::root::{DataFile, LakeRoot};
+
+/// HEAD requests sent at once while listing a snapshot's files.
+const HEAD_CONCURRENCY: usize = 16;
+
+/// A Delta Lake or Apache Iceberg table. Nothing is read until a method is called.
+#[derive(Debug, Clone)]
+pub enum Table {
+    /// A Delta table (its root, holding `_delta_log/`).
+    Delta(DeltaTable),
+    /// An Iceberg table of a SQL or REST catalog.
+    Iceberg(IcebergTable),
+}
+
+/// What a table is now, as registration checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// `delta` or `iceberg`.
+    pub format: &'static str,
+    /// Where its files are: the Delta root, the Iceberg table `location` (a URL).
+    pub location: String,
+    /// Top-level columns of the current schema, in order.
+    pub columns: Vec<String>,
+    /// Partition columns: Delta's `partitionColumns`, the partition field names of the
+    /// Iceberg table's default spec.
+    pub partition_columns: Vec<String>,
+    /// The current version (Delta) or snapshot id (Iceberg; `None`: no snapshot yet).
+    pub version: Option<i64>,
+}
+
+/// The data files of a table's current snapshot, as the lake engine reads them.
+#[derive(Debug, Clone)]
+pub struct LiveFiles {
+    /// The root the files' relative paths are relative to (table root or location).
+    pub root: LakeRoot,
+    /// The files (size and ETag from one HEAD each; Delta partition values as the log has
+    /// them), sorted by path.
+    pub files: Vec<DataFile>,
+    /// The version or snapshot id they were read at (`None`: an Iceberg table with no
+    /// snapshot).
+    pub version: Option<i64>,
+}
+
+/// What [`Table::erase`] did, for both formats.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TableEraseOutcome {
+    /// One outcome per candidate file (relative to the table root or location), sorted; a
+    /// rewritten file names its successor in `replaced_by`.
+    pub files: Vec<FileOutcome>,
+    /// Counters.
+    pub metrics: EraseMetrics,
+    /// The version / snapshot the erasure started from.
+    pub read_version: Option<i64>,
+    /// Lethe's commit: the Delta version or the Iceberg `overwrite` snapshot id; `None` when
+    /// no file held a subject row.
+    pub commit: Option<i64>,
+    /// Commits attempted (more than 1 after losing races to other writers).
+    pub commit_attempts: u32,
+    /// Versions (Delta) or snapshots (Iceberg) that can no longer read the erased rows.
+    pub snapshots_expired: u64,
+    /// Data files deleted from storage after the commit, relative to the table root.
+    pub files_purged: Vec<String>,
+    /// Files left by crashed runs and removed before this one.
+    pub orphans_removed: u64,
+}
+
+impl TableEraseOutcome {
+    /// True when at least one candidate file failed (it still holds whatever it held).
+    pub fn has_failures(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f.status, FileStatus::Failed { .. }))
+    }
+}
+
+impl From<DeltaEraseOutcome> for TableEraseOutcome {
+    fn from(o: DeltaEraseOutcome) -> Self {
+        Self {
+            files: o.files,
+            metrics: o.metrics,
+            read_version: i64::try_from(o.read_version).ok(),
+            commit: o.commit.and_then(|v| i64::try_from(v).ok()),
+            commit_attempts: o.commit_attempts,
+            snapshots_expired: o.snapshots_expired,
+            files_purged: o.files_purged,
+            orphans_removed: o.orphans_removed,
+        }
+    }
+}
+
+impl From<IcebergEraseOutcome> for TableEraseOutcome {
+    fn from(o: IcebergEraseOutcome) -> Self {
+        Self {
+            files: o.files,
+            metrics: o.metrics,
+            read_version: o.read_snapshot,
+            commit: o.commit,
+            commit_attempts: o.commit_attempts,
+            snapshots_expired: o.snapshots_expired,
+            files_purged: o.files_purged,
+            orphans_removed: o.orphans_removed,
+        }
+    }
+}
+
+impl Table {
+    /// `delta` or `iceberg`.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Self::Delta(_) => "delta",
+            Self::Iceberg(_) => "iceberg",
+        }
+    }
+
+    /// The table's current schema, partitioning and location, after refusing the table
+    /// features Lethe cannot honour.
+    ///
+    /// # Errors
+    /// [`LakeError::Table`] when the log, catalog or metadata cannot be read;
+    /// [`LakeError::TableFeature`] naming a feature Lethe cannot honour.
+    pub async fn describe(&self) -> Result<TableInfo, LakeError> {
+        match self {
+            Self::Delta(table) => {
+                let snapshot = table.snapshot().await?;
+                delta::check_features(table.root().url(), &snapshot)?;
+                Ok(TableInfo {
+                    format: self.format(),
+                    location: table.root().url().to_string(),
+                    columns: snapshot.columns.clone(),
+                    partition_columns: snapshot.partition_columns.clone(),
+                    version: i64::try_from(snapshot.version).ok(),
+                })
+            }
+            Self::Iceberg(table) => {
+                let loaded = table.load().await?;
+                super::iceberg::check_features(&loaded)?;
+                let spec = loaded.metadata.default_spec_id();
+                Ok(TableInfo {
+                    format: self.format(),
+                    location: loaded.root.url().to_string(),
+                    columns: loaded
+                        .metadata
+                        .columns()
+                        .into_iter()
+                        .map(|c| c.name)
+                        .collect(),
+                    partition_columns: loaded
+                        .metadata
+                        .partition_fields(spec)
+                        .into_iter()
+                        .map(|(_, _, name)| name)
+                        .collect(),
+                    version: loaded.metadata.current_snapshot_id(),
+                })
+            }
+        }
+    }
+
+    /// The data files of the current snapshot. Rows deleted without rewriting their file
+    /// (Delta deletion vectors, Iceberg position or equality delete files) would be read as
+    /// if present, so a snapshot with any is refused when `refuse_deletes` (an export must
+    /// not return deleted rows); locating may count them (it over-counts, never misses).
+    ///
+    /// # Errors
+    /// [`LakeError::Table`], [`LakeError::TableFeature`] (also for deletes when
+    /// `refuse_deletes`), [`LakeError::ObjectStore`] when a listed file cannot be found.
+    pub async fn live_files(&self, refuse_deletes: bool) -> Result<LiveFiles, LakeError> {
+        match self {
+            Self::Delta(table) => {
+                let snapshot = table.snapshot().await?;
+                delta::check_features(table.root().url(), &snapshot)?;
+                let adds = table.files(&snapshot, None).await?;
+                if refuse_deletes && let Some(add) = adds.iter().find(|a| a.has_deletion_vector) {
+                    return Err(delta::features::refuse_deletion_vector(
+                        table.root().url(),
+                        &add.path,
+                    ));
+                }
+                let mut files: Vec<DataFile> = futures::stream::iter(adds)
+                    .map(|add| {
+                        let table = table.clone();
+                        async move { delta::erase::data_file(&table, &add).await }
+                    })
+                    .buffer_unordered(HEAD_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                files.sort_by(|a, b| a.relative.cmp(&b.relative));
+                Ok(LiveFiles {
+                    root: table.root().clone(),
+                    files,
+                    version: i64::try_from(snapshot.version).ok(),
+                })
+            }
+            Self::Iceberg(table) => {
+                let loaded = table.load().await?;
+                super::iceberg::check_features(&loaded)?;
+                let (uris, deleted) = super::iceberg::current_files(&loaded).await?;
+                if refuse_deletes && let Some((data, delete)) = &deleted {
+                    return Err(super::iceberg::refuse_delete_file(&loaded, data, delete));
+                }
+                let loaded = Arc::new(loaded);
+                let mut files: Vec<DataFile> = futures::stream::iter(uris)
+                    .map(|uri| {
+                        let loaded = Arc::clone(&loaded);
+                        async move { super::iceberg::data_file(&loaded, &uri).await }
+                    })
+                    .buffer_unordered(HEAD_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                files.sort_by(|a, b| a.relative.cmp(&b.relative));
+                Ok(LiveFiles {
+                    root: loaded.root.clone(),
+                    files,
+                    version: loaded.metadata.current_snapshot_id(),
+                })
+            }
+        }
+    }
+
+    /// Erases `subjects` from the table: locate in the current snapshot, rewrite the files
+    /// holding them, one commit, then the purge (see [`DeltaErase`] and [`IcebergErase`]).
+    /// `guard` is asked right before the commit (lease fencing).
+    ///
+    /// # Errors
+    /// Those of [`DeltaErase::execute`] and [`IcebergErase::execute`].
+    pub async fn erase(
+        &self,
+        policy: ErasePolicy,
+        subjects: BTreeSet<String>,
+        concurrency: usize,
+        guard: Option<Arc<dyn CommitGuard>>,
+    ) -> Result<TableEraseOutcome, LakeError> {
+        let column = policy.subject_columns.first().cloned().unwrap_or_default();
+        match self {
+            Self::Delta(table) => {
+                let mut erase = DeltaErase::new(table.clone(), column)
+                    .policy(policy)
+                    .subjects(subjects)
+                    .concurrency(concurrency);
+                if let Some(guard) = guard {
+                    erase = erase.commit_guard(guard);
+                }
+                Ok(erase.execute().await?.into())
+            }
+            Self::Iceberg(table) => {
+                let mut erase = IcebergErase::new(table.clone(), column)
+                    .policy(policy)
+                    .subjects(subjects)
+                    .concurrency(concurrency);
+                if let Some(guard) = guard {
+                    erase = erase.commit_guard(guard);
+                }
+                Ok(erase.execute().await?.into())
+            }
+        }
+    }
+}
