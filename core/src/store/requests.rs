@@ -280,9 +280,16 @@ impl Store {
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
         let offset = filter.offset.unwrap_or(0).max(0);
         let finished = final_statuses_sql();
+        // A plain `subject_id = $1` when a subject is given: the planners (SQLite's above all)
+        // use the `requests_subject` index for it, not for `$1 IS NULL OR …`.
+        let subject = if filter.subject_id.is_some() {
+            "subject_id = $1"
+        } else {
+            "$1 IS NULL"
+        };
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {REQUEST_COLS} FROM requests \
-             WHERE ($1 IS NULL OR subject_id = $1) AND ($2 IS NULL OR status = $2) \
+             WHERE {subject} AND ($2 IS NULL OR status = $2) \
                AND ($5 IS NULL OR due_at < $5) \
                AND ($6 IS NULL OR $6 = CASE WHEN status NOT IN ({finished}) AND due_at < $7 \
                                             THEN 1 ELSE 0 END) \
@@ -363,6 +370,37 @@ impl Store {
             .await
             .map_err(db("committing a key destruction claim"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// How many requests of `request_type` `subject` has open (not completed, rejected or
+    /// failed), and whether one of them carries idempotency `key`. One count on the
+    /// `requests_subject` index, whatever the size of the table (filing calls it each time).
+    pub async fn open_requests_of(
+        &self,
+        subject: &SubjectId,
+        request_type: RequestType,
+        key: Option<&str>,
+    ) -> StoreResult<(u64, bool)> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n, \
+                    COALESCE(SUM(CASE WHEN idempotency_key = $3 THEN 1 ELSE 0 END), 0) AS retry \
+             FROM requests \
+             WHERE subject_id = $1 AND request_type = $2 AND status NOT IN ({})",
+            final_statuses_sql()
+        )))
+        .bind(subject.as_str())
+        .bind(request_type.as_str())
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting a subject's open requests"))?;
+        let n = row
+            .try_get::<i64, _>("n")
+            .map_err(|e| corrupt("requests", e))?;
+        let retry = row
+            .try_get::<i64, _>("retry")
+            .map_err(|e| corrupt("requests", e))?;
+        Ok((u64::try_from(n).unwrap_or(0), retry > 0))
     }
 
     /// How many requests are open (not completed, rejected or failed) past their due date.
