@@ -21,9 +21,10 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lethe_core::lake::table::delta::{DeltaErase, DeltaEraseOutcome, DeltaTable};
-use lethe_core::lake::table::iceberg::{Catalog, IcebergErase, IcebergEraseOutcome, IcebergTable};
-use lethe_core::lake::{Erase, EraseOutcome, EraseProgress, FileStatus, LakeRoot};
+use lethe_core::lake::table::delta::DeltaTable;
+use lethe_core::lake::table::iceberg::{Catalog, IcebergTable};
+use lethe_core::lake::table::{Table, TableEraseOutcome};
+use lethe_core::lake::{Erase, EraseOutcome, ErasePolicy, EraseProgress, FileStatus, LakeRoot};
 use serde::{Deserialize, Serialize};
 
 use super::generate::print_json;
@@ -125,22 +126,8 @@ impl EraseSummary {
         }
     }
 
-    /// The summary of a Delta table's erasure.
-    pub fn from_delta(outcome: &DeltaEraseOutcome, subjects: usize) -> Self {
-        let folder = EraseOutcome {
-            files: outcome.files.clone(),
-            metrics: outcome.metrics.clone(),
-        };
-        Self {
-            commit: outcome.commit.and_then(|v| i64::try_from(v).ok()),
-            snapshots_expired: outcome.snapshots_expired,
-            files_purged: outcome.files_purged.len() as u64,
-            ..Self::from_outcome(&folder, subjects)
-        }
-    }
-
-    /// The summary of an Iceberg table's erasure.
-    pub fn from_iceberg(outcome: &IcebergEraseOutcome, subjects: usize) -> Self {
+    /// The summary of a Delta or Iceberg table's erasure.
+    pub fn from_table(outcome: &TableEraseOutcome, subjects: usize) -> Self {
         let folder = EraseOutcome {
             files: outcome.files.clone(),
             metrics: outcome.metrics.clone(),
@@ -239,58 +226,18 @@ pub fn run(args: &EraseArgs, output: &mut Output<'_>) -> Result<Exit, CommandErr
     })
 }
 
-/// `erase --format delta`: one commit on the table, then the purge.
+/// `erase --format delta`: the table at `root`.
 fn run_delta(
     args: &EraseArgs,
     root: LakeRoot,
     subjects: std::collections::BTreeSet<String>,
     output: &mut Output<'_>,
 ) -> Result<Exit, CommandError> {
-    let count = subjects.len();
-    let table = DeltaTable::new(root).map_err(CommandError::from_lake)?;
-    let erase = DeltaErase::new(table, &args.subject_column)
-        .subjects(subjects)
-        .concurrency(args.jobs.unwrap_or_else(default_jobs));
-    let outcome = runtime()?
-        .block_on(erase.execute())
-        .map_err(CommandError::from_lake)?;
-    for f in &outcome.files {
-        if let FileStatus::Failed { error } = &f.status {
-            let _ = writeln!(output.err, "failed: {}: {error}", f.relative);
-        }
-    }
-    for f in &outcome.files_purged {
-        let _ = writeln!(output.err, "purged: {f}");
-    }
-    let summary = EraseSummary::from_delta(&outcome, count);
-    let commit = outcome
-        .commit
-        .map_or_else(|| "no commit".to_string(), |v| format!("commit {v}"));
-    let _ = writeln!(
-        output.err,
-        "erased {} rows of {} subjects from Delta table version {}: {}, {} of {} files rewritten, {} failed, {} files purged, {} older versions unreadable; {:.1} s",
-        summary.rows_removed,
-        count,
-        outcome.read_version,
-        commit,
-        summary.files_rewritten,
-        summary.files_scanned,
-        summary.files_failed,
-        summary.files_purged,
-        summary.snapshots_expired,
-        summary.elapsed_s
-    );
-    let _ = output.err.flush();
-    print_json(output, &summary)?;
-    Ok(if outcome.has_failures() {
-        Exit::Failure
-    } else {
-        Exit::Success
-    })
+    let table = Table::Delta(DeltaTable::new(root).map_err(CommandError::from_lake)?);
+    run_table(args, table, subjects, output)
 }
 
-/// `erase --format iceberg`: one `overwrite` snapshot through the SQL catalog, then the expiry
-/// of the snapshots that could read the rows and the purge of their files.
+/// `erase --format iceberg`: the table of a SQL or REST catalog.
 fn run_iceberg(
     args: &EraseArgs,
     subjects: std::collections::BTreeSet<String>,
@@ -303,12 +250,9 @@ fn run_iceberg(
             "--format iceberg needs --catalog-uri, --catalog-name and --table (NS.TABLE)"
         )));
     };
-    let count = subjects.len();
-    let jobs = args.jobs.unwrap_or_else(default_jobs);
-    let runtime = runtime()?;
     // A catalog, table or metadata that cannot be read is bad input, found before anything
     // changed (exit code 2); once the erasure runs, errors are failures (exit code 1).
-    let table = runtime
+    let table = runtime()?
         .block_on(async {
             let catalog = Catalog::connect(uri, name).await?;
             let table = IcebergTable::of(catalog, identifier)?;
@@ -319,13 +263,22 @@ fn run_iceberg(
             lethe_core::lake::LakeError::Table { .. } => CommandError::Usage(e.into()),
             other => CommandError::from_lake(other),
         })?;
-    let outcome = runtime
-        .block_on(
-            IcebergErase::new(table, &args.subject_column)
-                .subjects(subjects)
-                .concurrency(jobs)
-                .execute(),
-        )
+    run_table(args, Table::Iceberg(table), subjects, output)
+}
+
+/// A table's erasure: one commit (a Delta `DELETE` commit, an Iceberg `overwrite`
+/// snapshot), then the purge of what older versions or snapshots could still read.
+fn run_table(
+    args: &EraseArgs,
+    table: Table,
+    subjects: std::collections::BTreeSet<String>,
+    output: &mut Output<'_>,
+) -> Result<Exit, CommandError> {
+    let count = subjects.len();
+    let policy = ErasePolicy::single(args.subject_column.clone());
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let outcome = runtime()?
+        .block_on(table.erase(policy, subjects, jobs, None))
         .map_err(CommandError::from_lake)?;
     for f in &outcome.files {
         if let FileStatus::Failed { error } = &f.status {
@@ -335,16 +288,31 @@ fn run_iceberg(
     for f in &outcome.files_purged {
         let _ = writeln!(output.err, "purged: {f}");
     }
-    let summary = EraseSummary::from_iceberg(&outcome, count);
-    let commit = outcome
-        .commit
-        .map_or_else(|| "no commit".to_string(), |id| format!("snapshot {id}"));
+    let summary = EraseSummary::from_table(&outcome, count);
+    let (what, commit, expired) = match &table {
+        Table::Delta(_) => (
+            format!(
+                "Delta table version {}",
+                outcome.read_version.unwrap_or_default()
+            ),
+            outcome
+                .commit
+                .map_or_else(|| "no commit".to_string(), |v| format!("commit {v}")),
+            "older versions unreadable",
+        ),
+        Table::Iceberg(t) => (
+            format!("Iceberg table {}", t.identifier()),
+            outcome
+                .commit
+                .map_or_else(|| "no commit".to_string(), |id| format!("snapshot {id}")),
+            "snapshots expired",
+        ),
+    };
     let _ = writeln!(
         output.err,
-        "erased {} rows of {} subjects from Iceberg table {identifier}: {}, {} of {} files rewritten, {} failed, {} files purged, {} snapshots expired; {:.1} s",
+        "erased {} rows of {} subjects from {what}: {commit}, {} of {} files rewritten, {} failed, {} files purged, {} {expired}; {:.1} s",
         summary.rows_removed,
         count,
-        commit,
         summary.files_rewritten,
         summary.files_scanned,
         summary.files_failed,
