@@ -302,6 +302,57 @@ pub(super) fn shared_rows_kept(
     kept.into_values().collect()
 }
 
+/// The subjects a task erases, once holds placed since the plan are honoured.
+pub(super) struct TaskSubjects {
+    /// The task's other requests (besides the one it is filed under).
+    pub others: Vec<PrivacyRequest>,
+    /// The active legal holds, as now.
+    pub holds: ActiveHolds,
+    /// What holds keep: one [`Kept`] per held request.
+    pub held: Vec<Kept>,
+    /// The subject ids to erase (those of requests not held).
+    pub subjects: Vec<String>,
+}
+
+/// The subjects of `request` and the task's other `request_ids`, without those a hold on the
+/// subject or on `dataset_id` keeps (their [`Kept`] names `file`; `None` for a table: the
+/// subject's every file in it). The batch's requests are read at once (one task carries up to
+/// the whole batch; one after the other they were a good part of a task's overhead).
+pub(super) async fn task_subjects(
+    store: &Arc<Store>,
+    request: &PrivacyRequest,
+    request_ids: &[String],
+    dataset_id: &str,
+    file: Option<&str>,
+) -> Result<TaskSubjects, JobError> {
+    let other_ids: Vec<String> = request_ids
+        .iter()
+        .filter(|id| **id != request.id)
+        .cloned()
+        .collect();
+    let others = store.requests(&other_ids).await?;
+    // Holds placed since the plan are honoured here: the task keeps what they hold.
+    let holds = ActiveHolds::load(store.as_ref()).await?;
+    let mut held = Vec::new();
+    let mut subjects: Vec<String> = Vec::new();
+    for r in std::iter::once(request).chain(&others) {
+        match holds.any_on(dataset_id, [r.subject_pseudonym.as_str()]) {
+            Some(hold) => held.push(Kept {
+                request_id: Some(r.id.clone()),
+                file: file.map(str::to_string),
+                ..Kept::of(hold)
+            }),
+            None => subjects.push(r.subject_id.as_str().to_string()),
+        }
+    }
+    Ok(TaskSubjects {
+        others,
+        holds,
+        held,
+        subjects,
+    })
+}
+
 /// Rewrites one file without the rows of its requests' subjects, and keeps the locator index
 /// in step.
 pub(super) async fn erase_file(
@@ -341,29 +392,19 @@ async fn erase_file_leased(
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
 ) -> Result<Execution, JobError> {
-    // The batch's other requests, read at the same time (one task carries up to the whole
-    // batch; one after the other they were a good part of a task's overhead).
-    let other_ids: Vec<String> = task
-        .request_ids
-        .iter()
-        .filter(|id| **id != request.id)
-        .cloned()
-        .collect();
-    let others = store.requests(&other_ids).await?;
-    // Holds placed since the plan are honoured here: the task keeps what they hold.
-    let holds = ActiveHolds::load(store.as_ref()).await?;
-    let mut held = Vec::new();
-    let mut subjects: Vec<String> = Vec::new();
-    for r in std::iter::once(request).chain(&others) {
-        match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
-            Some(hold) => held.push(Kept {
-                request_id: Some(r.id.clone()),
-                file: Some(task.file.clone()),
-                ..Kept::of(hold)
-            }),
-            None => subjects.push(r.subject_id.as_str().to_string()),
-        }
-    }
+    let TaskSubjects {
+        others,
+        holds,
+        mut held,
+        subjects,
+    } = task_subjects(
+        store,
+        request,
+        &task.request_ids,
+        &task.dataset_id,
+        Some(&task.file),
+    )
+    .await?;
     if subjects.is_empty() {
         return Ok(Execution::Task {
             result: TaskResult {

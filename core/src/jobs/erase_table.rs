@@ -5,16 +5,14 @@
 //! The task holds the dataset exclusively: two workers on one table serialise through the
 //! dataset lease, and the format's own compare-and-swap guards against other writers.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
 
 use super::context::{ExecuteContext, Execution, JobError, lake_error};
-use super::erase::{shared_rows_kept, shield_for};
-use super::holds::ActiveHolds;
+use super::erase::{TaskSubjects, shared_rows_kept, shield_for, task_subjects};
 use super::results::{
-    Kept, ObjectVersion, RewrittenFile, SurgeryCounts, TableCommit, TaskResult, TaskStatus,
+    ObjectVersion, RewrittenFile, SurgeryCounts, TableCommit, TaskResult, TaskStatus,
 };
 use crate::datasets::{TableError, open_table};
 use crate::lake::{AllGuards, CommitGuard, ErasePolicy, FileStatus, LakeRoot};
@@ -60,31 +58,15 @@ async fn erase_table_leased(
     request: &PrivacyRequest,
     guard: Arc<dyn CommitGuard>,
 ) -> Result<Execution, JobError> {
-    let other_ids: Vec<String> = task
-        .request_ids
-        .iter()
-        .filter(|id| **id != request.id)
-        .cloned()
-        .collect();
-    let others = store.requests(&other_ids).await?;
-    let requests: Vec<&PrivacyRequest> = std::iter::once(request).chain(&others).collect();
     // Holds placed since the plan are honoured here: a held subject is left out of the
-    // table's erasure altogether (`file` unset: every file of theirs in the table is kept).
-    let holds = ActiveHolds::load(store.as_ref()).await?;
-    let mut held = Vec::new();
-    let mut subjects: BTreeSet<String> = BTreeSet::new();
-    for r in &requests {
-        match holds.any_on(&task.dataset_id, [r.subject_pseudonym.as_str()]) {
-            Some(hold) => held.push(Kept {
-                request_id: Some(r.id.clone()),
-                file: None,
-                ..Kept::of(hold)
-            }),
-            None => {
-                subjects.insert(r.subject_id.as_str().to_string());
-            }
-        }
-    }
+    // table's erasure altogether (no `file`: every file of theirs in the table is kept).
+    let TaskSubjects {
+        others,
+        holds,
+        mut held,
+        subjects,
+    } = task_subjects(store, request, &task.request_ids, &task.dataset_id, None).await?;
+    let requests: Vec<&PrivacyRequest> = std::iter::once(request).chain(&others).collect();
     let dataset = match store.dataset(&task.dataset_id).await {
         Ok(d) => d,
         Err(StoreError::NotFound { .. }) => {
@@ -121,7 +103,12 @@ async fn erase_table_leased(
         policy = policy.shielding(shielded.clone());
     }
     let outcome = table
-        .erase(policy, subjects, ctx.file_concurrency.max(1), Some(guard))
+        .erase(
+            policy,
+            subjects.into_iter().collect(),
+            ctx.file_concurrency.max(1),
+            Some(guard),
+        )
         .await
         .map_err(|e| lake_error(&task.dataset, e))?;
     if let (Some(shielded), Some(keyring)) = (&shielded, &ctx.keyring) {

@@ -191,17 +191,11 @@ impl Table {
                         &add.path,
                     ));
                 }
-                let mut files: Vec<DataFile> = futures::stream::iter(adds)
-                    .map(|add| {
-                        let table = table.clone();
-                        async move { delta::erase::data_file(&table, &add).await }
-                    })
-                    .buffer_unordered(HEAD_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<_, _>>()?;
-                files.sort_by(|a, b| a.relative.cmp(&b.relative));
+                let files = heads(adds, |add| {
+                    let table = table.clone();
+                    async move { delta::erase::data_file(&table, &add).await }
+                })
+                .await?;
                 Ok(LiveFiles {
                     root: table.root().clone(),
                     files,
@@ -216,17 +210,11 @@ impl Table {
                     return Err(super::iceberg::refuse_delete_file(&loaded, data, delete));
                 }
                 let loaded = Arc::new(loaded);
-                let mut files: Vec<DataFile> = futures::stream::iter(uris)
-                    .map(|uri| {
-                        let loaded = Arc::clone(&loaded);
-                        async move { super::iceberg::data_file(&loaded, &uri).await }
-                    })
-                    .buffer_unordered(HEAD_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<_, _>>()?;
-                files.sort_by(|a, b| a.relative.cmp(&b.relative));
+                let files = heads(uris, |uri| {
+                    let loaded = Arc::clone(&loaded);
+                    async move { super::iceberg::data_file(&loaded, &uri).await }
+                })
+                .await?;
                 Ok(LiveFiles {
                     root: loaded.root.clone(),
                     files,
@@ -273,4 +261,22 @@ impl Table {
             }
         }
     }
+}
+
+/// The [`DataFile`] of each of `items` by `head` (one HEAD each, [`HEAD_CONCURRENCY`] at
+/// once), sorted by path.
+async fn heads<T, F, Fut>(items: Vec<T>, head: F) -> Result<Vec<DataFile>, LakeError>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Result<DataFile, LakeError>>,
+{
+    let mut files: Vec<DataFile> = futures::stream::iter(items)
+        .map(head)
+        .buffer_unordered(HEAD_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Ok(files)
 }
