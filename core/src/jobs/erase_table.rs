@@ -15,6 +15,7 @@ use super::results::{
     ObjectVersion, RewrittenFile, SurgeryCounts, TableCommit, TaskResult, TaskStatus,
 };
 use crate::datasets::{TableError, open_table};
+use crate::lake::table::{Table, TableEraseOutcome};
 use crate::lake::{AllGuards, CommitGuard, ErasePolicy, FileStatus, LakeRoot};
 use crate::store::{
     EraseTableTask, Job, JobPayload, LeaseMode, PrivacyRequest, Store, StoreError,
@@ -116,18 +117,8 @@ async fn erase_table_leased(
             shielded, keyring, &holds, &requests, &label,
         ));
     }
-    // A file that could not be rewritten still holds its rows: the commit holds the others,
-    // and the next attempt plans this one again (or the request fails for good).
-    if let Some((file, error, retryable)) = outcome.files.iter().find_map(|f| match &f.status {
-        FileStatus::Failed { error } => Some((&f.relative, error, f.retryable)),
-        _ => None,
-    }) {
-        let message = format!("dataset {}: {file}: {error} (left as it was)", task.dataset);
-        return Err(if retryable {
-            JobError::Transient(message)
-        } else {
-            JobError::Permanent(message)
-        });
+    if let Some(error) = failed_file(&task.dataset, &outcome) {
+        return Err(error);
     }
     // Each new file's size and ETag (one HEAD each), for the certificate.
     let root = LakeRoot::parse(&dataset.root_url).map_err(|e| lake_error(&task.dataset, e))?;
@@ -156,7 +147,7 @@ async fn erase_table_leased(
             replaced_by: file.replaced_by.clone(),
         });
     }
-    let m = &outcome.metrics;
+    let m = outcome.metrics.clone();
     Ok(Execution::Task {
         result: TaskResult {
             dataset: task.dataset.clone(),
@@ -179,15 +170,40 @@ async fn erase_table_leased(
                 bytes_copied: m.surgery.bytes_copied,
                 bytes_copied_server_side: m.surgery.bytes_copied_server_side,
             }),
-            table: Some(Box::new(TableCommit {
-                format: table.format().to_string(),
-                read_version: outcome.read_version,
-                commit: outcome.commit,
-                commit_attempts: outcome.commit_attempts,
-                snapshots_expired: outcome.snapshots_expired,
-                files_purged: outcome.files_purged,
-            })),
+            table: Some(Box::new(table_commit(&table, outcome))),
             replaced: Some(replaced),
         },
+    })
+}
+
+/// What `outcome` committed to `table` and purged, for results and audit entries.
+pub(super) fn table_commit(table: &Table, outcome: TableEraseOutcome) -> TableCommit {
+    TableCommit {
+        format: table.format().to_string(),
+        read_version: outcome.read_version,
+        commit: outcome.commit,
+        commit_attempts: outcome.commit_attempts,
+        snapshots_expired: outcome.snapshots_expired,
+        files_purged: outcome.files_purged,
+    }
+}
+
+/// The error of a table's file that could not be rewritten: it still holds whatever it held
+/// (the commit holds the others; the next attempt plans this one again, or the request fails
+/// for good).
+pub(super) fn failed_file(dataset: &str, outcome: &TableEraseOutcome) -> Option<JobError> {
+    outcome.files.iter().find_map(|f| match &f.status {
+        FileStatus::Failed { error } => {
+            let message = format!(
+                "dataset {dataset}: {}: {error} (left as it was)",
+                f.relative
+            );
+            Some(if f.retryable {
+                JobError::Transient(message)
+            } else {
+                JobError::Permanent(message)
+            })
+        }
+        _ => None,
     })
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, StringArray};
 
 use super::context::{ExecuteContext, Execution, JobError, lake_error};
-use crate::datasets::locate_in_roots;
+use super::erase_table::{failed_file, table_commit};
+use crate::datasets::{TableError, locate_in_roots, open_table};
 use crate::domain::{Rectification, SubjectId};
 use crate::keyring::KeyringError;
 use crate::keyring::columns::{BatchKeys, encrypt_column};
@@ -136,20 +137,87 @@ pub(super) async fn rectify(
             hold.id, hold.legal_basis
         )));
     }
-    // Shared with other rewrites of the dataset; a compaction or a residency remediation
-    // (exclusive) would delete the files this rewrites.
+    // Shared with other rewrites of a lake; a compaction or a residency remediation
+    // (exclusive) would delete the files this rewrites. A table takes one commit at a time:
+    // exclusive.
+    let mode = if dataset.format.is_table() {
+        LeaseMode::Exclusive
+    } else {
+        LeaseMode::Shared
+    };
     with_dataset_lease(
         store,
         &dataset.id,
         &format!("request:{}", request.id),
-        LeaseMode::Shared,
+        mode,
         "rectification",
         |lease| {
             let guard: Arc<dyn CommitGuard> = Arc::new(AllGuards(vec![guard, lease]));
-            rectify_leased(store, ctx, request, guard, &dataset, &rectification)
+            async {
+                if dataset.format.is_table() {
+                    rectify_table(ctx, request, guard, &dataset, &rectification).await
+                } else {
+                    rectify_leased(store, ctx, request, guard, &dataset, &rectification).await
+                }
+            }
         },
     )
     .await
+}
+
+/// [`rectify`] of a Delta or Iceberg table, once the dataset lease is held: one commit
+/// through the format ([`crate::lake::table::Table::rectify`]), then the purge of what older
+/// snapshots could still read of the old values.
+async fn rectify_table(
+    ctx: &ExecuteContext,
+    request: &PrivacyRequest,
+    guard: Arc<dyn CommitGuard>,
+    dataset: &Dataset,
+    rectification: &Rectification,
+) -> Result<Execution, JobError> {
+    let table = open_table(&ctx.settings, dataset)
+        .await
+        .map_err(|e| match e {
+            TableError::Lake(e) => lake_error(&dataset.name, e),
+            other => JobError::Permanent(format!("dataset {}: {other}", dataset.name)),
+        })?;
+    let changes = column_changes(dataset, rectification);
+    let (outcome, rows_changed) = table
+        .rectify(
+            request.subject_id.as_str(),
+            changes,
+            ctx.file_concurrency.max(1),
+            Some(guard),
+        )
+        .await
+        .map_err(|e| lake_error(&dataset.name, e))?;
+    if let Some(error) = failed_file(&dataset.name, &outcome) {
+        return Err(error);
+    }
+    let rewritten: Vec<String> = outcome
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Rewritten)
+        .map(|f| f.relative.clone())
+        .collect();
+    let m = outcome.metrics.clone();
+    Ok(Execution::Completed {
+        result: RequestResult::Rectification(RectificationResult {
+            rows_changed,
+            columns: rectification.columns(),
+            datasets: vec![RectifiedDataset {
+                dataset: dataset.name.clone(),
+                files_scanned: m.files_scanned,
+                files_rewritten: m.files_rewritten,
+                rows_changed,
+                bytes_read: m.bytes_read,
+                bytes_written: m.bytes_written,
+                rewritten,
+                table: Some(table_commit(&table, outcome)),
+            }],
+        }),
+        export_path: None,
+    })
 }
 
 /// [`rectify`] once the dataset lease is held.
@@ -272,6 +340,7 @@ async fn rectify_leased(
                 bytes_read: located_bytes + m.bytes_read,
                 bytes_written: m.bytes_written,
                 rewritten,
+                table: None,
             }],
         }),
         export_path: None,

@@ -45,8 +45,8 @@ pub use locate::{FileFailure, FileMatch, Locate, LocateMetrics, LocateReport, Lo
 pub use rewrite::{
     AllGuards, CellEdit, CellSealer, ColumnChange, CommitGuard, Erase, EraseMetrics, EraseOutcome,
     ErasePolicy, EraseProgress, EraseSubjects, Erased, FileOutcome, FileStatus, RectifiedFile,
-    Rectify, RectifyMetrics, RectifyOutcome, RowEdits, RowFilter, Shielded, SurgeryMetrics,
-    erase_plan, erase_rows, subject_values,
+    Rectify, RectifyMetrics, RectifyOutcome, RowEdits, RowFilter, RowsChanged, Shielded,
+    SurgeryMetrics, erase_plan, erase_rows, subject_values, table_rectify_filter,
 };
 pub use root::{DataFile, LakeRoot};
 pub use store::{

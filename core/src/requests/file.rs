@@ -79,7 +79,7 @@ pub async fn file(
             "Idempotency-Key must be 1 to 255 characters",
         ));
     }
-    let rectification = rectification_of(store, &cmd).await?;
+    let rectification = rectification_of(store, policies, &cmd).await?;
     let (subject, note) = subject_of(filer, &cmd)?;
     let pseudonym = pseudonyms.pseudonym(&subject);
     refuse_excessive(store, policies, filer, &subject, &pseudonym, &cmd).await?;
@@ -257,6 +257,7 @@ async fn refuse_excessive(
 /// when another type carries either field.
 async fn rectification_of(
     store: &Store,
+    policies: &Policies,
     cmd: &FileRequest,
 ) -> Result<Option<Rectification>, RequestError> {
     if cmd.request_type != RequestType::Rectification {
@@ -288,13 +289,6 @@ async fn rectification_of(
         }
         Err(e) => return Err(e.into()),
     };
-    if dataset.format.is_table() {
-        return Err(RequestError::validation(format!(
-            "dataset {} is a {} table: rectification through the table's own commit is not implemented yet (access and erasure are)",
-            dataset.name,
-            dataset.format.as_str()
-        )));
-    }
     let rectification = Rectification {
         dataset_id: dataset.id.clone(),
         changes: changes.into_iter().collect(),
@@ -306,10 +300,61 @@ async fn rectification_of(
             &dataset.partition_columns,
         )
         .map_err(|e| RequestError::validation(format!("dataset {}: {e}", dataset.name)))?;
-    if dataset.schema.is_none() {
+    if dataset.format.is_table() {
+        columns_in_table(policies, &dataset, &rectification).await?;
+    } else if dataset.schema.is_none() {
         columns_in_files(&dataset, &rectification).await?;
     }
     Ok(Some(rectification))
+}
+
+/// Checks that every column a rectification changes is a top-level column of the table's
+/// current schema and not a partition column (the names go into the audit log: see
+/// [`columns_in_files`]).
+async fn columns_in_table(
+    policies: &Policies,
+    dataset: &Dataset,
+    rectification: &Rectification,
+) -> Result<(), RequestError> {
+    let Some(settings) = &policies.tables else {
+        return Err(RequestError::validation(format!(
+            "dataset {} is a table, and tables cannot be opened here",
+            dataset.name
+        )));
+    };
+    let unreachable = |detail: String| RequestError::Invalid {
+        code: "root_unreachable",
+        detail,
+    };
+    let described = tokio::time::timeout(crate::datasets::ROOT_LIST_TIMEOUT, async {
+        let table = crate::datasets::open_table(settings, dataset)
+            .await
+            .map_err(|e| e.to_string())?;
+        table.describe().await.map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| {
+        unreachable(format!(
+            "the table of dataset {} did not answer in time",
+            dataset.name
+        ))
+    })?
+    .map_err(|e| unreachable(format!("dataset {}: {e}", dataset.name)))?;
+    for column in rectification.changes.keys() {
+        if !described.columns.contains(column) {
+            return Err(RequestError::validation(format!(
+                "dataset {}: column {column} is not a column of the table",
+                dataset.name
+            )));
+        }
+        if described.partition_columns.contains(column) {
+            return Err(RequestError::validation(format!(
+                "dataset {}: column {column} is a partition column of the table; changing it would move rows between partitions, which is not implemented",
+                dataset.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every column a rectification changes is a column of the dataset's files (a

@@ -174,6 +174,10 @@ pub struct Policies {
     pub max_open_per_type: u32,
     /// How long an export stays downloadable (`requests.export_ttl_s`).
     pub export_ttl: Duration,
+    /// The settings tables are opened with (Iceberg catalogs, where tables may lie), to check
+    /// a rectification's columns against a Delta or Iceberg dataset's schema; `None`:
+    /// rectifications of tables are refused.
+    pub tables: Option<std::sync::Arc<Settings>>,
 }
 
 impl Policies {
@@ -191,6 +195,7 @@ impl Policies {
             max_attempts: settings.worker.max_attempts,
             max_open_per_type: r.max_open_per_type,
             export_ttl: Duration::from_secs(r.export_ttl_s),
+            tables: Some(std::sync::Arc::new(settings.clone())),
         }
     }
 

@@ -234,6 +234,9 @@ pub struct RectifiedDataset {
     pub bytes_written: u64,
     /// The rewritten files, relative to their root (dropped from the audit entry).
     pub rewritten: Vec<String>,
+    /// For a Delta or Iceberg dataset: the commit and the purge of the old values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableCommit>,
 }
 
 /// What a completed rectification request's result says (Art. 16).
@@ -314,6 +317,7 @@ mod tests {
                 bytes_read: 10,
                 bytes_written: 20,
                 rewritten: vec!["date=2025-01-07/part-0.parquet".into()],
+                table: None,
             }],
         });
         assert_eq!(

@@ -28,6 +28,7 @@ fn policies(review_access: bool) -> Policies {
         max_attempts: 3,
         max_open_per_type: 3,
         export_ttl: Duration::from_secs(3600),
+        tables: None,
     }
 }
 

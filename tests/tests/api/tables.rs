@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use arrow_array::{Array, StringArray};
 use lethe_core::config::{IcebergCatalogSettings, IcebergSettings};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -62,21 +64,53 @@ fn rows_of(rows: &[Value], user: &str) -> usize {
     rows.iter().filter(|r| r["user_id"] == user).count()
 }
 
-/// Files under `root` (recursively) holding the text `needle` in their bytes: Parquet stores
-/// short strings as they are, so a data file holding a subject id names it.
-fn files_holding(root: &Path, needle: &str) -> Vec<PathBuf> {
+/// Every data file under `root` (recursively: the current snapshot's and any other) with the
+/// `notes` of its rows of `user`, read with the parquet crate; files without such rows are
+/// left out.
+fn files_holding(root: &Path, user: &str) -> Vec<(PathBuf, Vec<Option<String>>)> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let bytes = std::fs::read(&path).unwrap();
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    found.push(path);
+                // A Delta log's checkpoints are Parquet files too, of actions, not rows.
+                if path.file_name().is_none_or(|n| n != "_delta_log") {
+                    stack.push(path);
                 }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+            let mut notes = Vec::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let text = |name: &str| {
+                    let column = arrow_cast::cast(
+                        batch.column_by_name(name).unwrap(),
+                        &arrow_schema::DataType::Utf8,
+                    )
+                    .unwrap();
+                    let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                    (0..column.len())
+                        .map(|i| column.is_valid(i).then(|| column.value(i).to_string()))
+                        .collect::<Vec<_>>()
+                };
+                let (users, row_notes) = (text("user_id"), text("notes"));
+                for (u, n) in users.into_iter().zip(row_notes) {
+                    if u.as_deref() == Some(user) {
+                        notes.push(n);
+                    }
+                }
+            }
+            if !notes.is_empty() {
+                found.push((path, notes));
             }
         }
     }
@@ -116,6 +150,87 @@ async fn run(app: &TestApp, token: &str, kind: &str) -> Value {
     let approved = app.approve(&app.admin_token, &id).await;
     assert_eq!(approved.status(), StatusCode::OK);
     app.wait_until_final(token, &id).await
+}
+
+/// Rectification (Art. 16) of `u-08`'s `notes` through the table's commit: every row of the
+/// subject has the new value, every other row is as it was, and no file under the table still
+/// holds the subject's old rows (the older snapshots that read them are purged). A column the
+/// table does not have, or a value its type cannot hold, changes nothing.
+async fn rectify(app: &TestApp, format: &str, target: &Path, table_root: &Path, dataset: &str) {
+    let user = "u-08";
+    let before = rows(format, target);
+    let mine = rows_of(&before, user);
+    assert!(mine > 0);
+    let token = app.subject_token("rectify@example.com", user).await;
+    let body = |changes: Value| json!({"type": "rectification", "dataset_id": dataset, "changes": changes});
+    let response = app
+        .file_request(&token, &body(json!({"nickname": "x"})))
+        .await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
+    let response = app
+        .file_request(&token, &body(json!({"date": "2025-02-01"})))
+        .await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
+
+    // A value the column's type cannot hold: every file fails, nothing is committed.
+    let id = app
+        .file_request(&token, &body(json!({"calories": "lots"})))
+        .await;
+    assert_eq!(id.status(), StatusCode::CREATED);
+    let id = id.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.approve(&app.admin_token, &id).await;
+    let failed = app.wait_until_final(&token, &id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(rows(format, target), before);
+
+    let id = app
+        .file_request(&token, &body(json!({"notes": "corrected by the subject"})))
+        .await;
+    assert_eq!(id.status(), StatusCode::CREATED);
+    let id = id.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.approve(&app.admin_token, &id).await;
+    let done = app.wait_until_final(&token, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let result = &done["result"];
+    assert_eq!(result["rows_changed"], mine as u64, "{result}");
+    let dataset = &result["datasets"][0];
+    assert_eq!(dataset["table"]["format"], format, "{result}");
+    assert!(dataset["table"]["commit"].is_i64(), "{result}");
+
+    let after = rows(format, target);
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        if old["user_id"] == user {
+            assert_eq!(new["notes"], "corrected by the subject", "{new}");
+            let mut expected = old.clone();
+            expected["notes"] = json!("corrected by the subject");
+            assert_eq!(new, &expected);
+        } else {
+            assert_eq!(new, old);
+        }
+    }
+    // Only the new files hold the subject's rows: the old values are gone from storage.
+    let holding = files_holding(table_root, user);
+    assert_eq!(
+        holding.len() as u64,
+        dataset["files_rewritten"].as_u64().unwrap(),
+        "{result}"
+    );
+    for (path, notes) in holding {
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.as_deref() == Some("corrected by the subject")),
+            "{} still holds an old value: {notes:?}",
+            path.display()
+        );
+    }
 }
 
 /// Access, then erasure of `user` through the service; the checks every table must pass.
@@ -160,7 +275,13 @@ async fn access_and_erase(app: &TestApp, format: &str, target: &Path, table_root
     assert_eq!(rows_of(&after, user), 0);
     let others: Vec<&Value> = before.iter().filter(|r| r["user_id"] != user).collect();
     assert_eq!(after.iter().collect::<Vec<_>>(), others);
-    assert_eq!(files_holding(table_root, user), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_holding(table_root, user)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        Vec::<PathBuf>::new()
+    );
 
     // The audit log names the commit; the certificate carries it.
     let audit = app
@@ -229,16 +350,14 @@ async fn a_delta_table_is_registered_exported_and_erased_through_one_commit_and_
     assert_eq!(created["format"], "delta");
     assert_eq!(created["partition_columns"], json!(["date", "region"]));
 
-    // Rectification through a table's commit is not implemented: refused at filing.
-    let token = app.subject_token("rectify@example.com", "u-08").await;
-    let response = app
-        .file_request(
-            &token,
-            &json!({"type": "rectification", "dataset_id": created["id"], "changes": {"notes": "x"}}),
-        )
-        .await;
-    assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
-
+    rectify(
+        &app,
+        "delta",
+        &table,
+        &table,
+        created["id"].as_str().unwrap(),
+    )
+    .await;
     access_and_erase(&app, "delta", &table, &table).await;
     // The format's own writer keeps working on the table.
     py("delta", &["append", table.to_str().unwrap()]).unwrap();
@@ -292,7 +411,16 @@ async fn an_iceberg_table_of_a_configured_catalog_is_registered_exported_and_era
     // The catalog's URI is configuration: never in the dataset.
     assert!(!created.to_string().contains("catalog.db"), "{created}");
 
-    access_and_erase(&app, "iceberg", dir.path(), &dir.path().join("warehouse")).await;
+    let warehouse = dir.path().join("warehouse");
+    rectify(
+        &app,
+        "iceberg",
+        dir.path(),
+        &warehouse,
+        created["id"].as_str().unwrap(),
+    )
+    .await;
+    access_and_erase(&app, "iceberg", dir.path(), &warehouse).await;
     py("iceberg", &["append", dir.path().to_str().unwrap()]).unwrap();
     assert_eq!(rows_of(&rows("iceberg", dir.path()), "u-40"), 1);
 }

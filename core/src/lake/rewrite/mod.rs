@@ -22,7 +22,8 @@ mod temps;
 pub use edits::{CellEdit, RowEdits};
 pub use policy::{ErasePolicy, Erased, Shielded, erase_plan, erase_rows, subject_values};
 pub use rectify::{
-    CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome,
+    CellSealer, ColumnChange, RectifiedFile, Rectify, RectifyMetrics, RectifyOutcome, RowsChanged,
+    table_rectify_filter,
 };
 pub use surgery::SurgeryMetrics;
 

@@ -245,6 +245,7 @@ impl Rectify {
             resolved,
             sealer: self.sealer.clone(),
             counts: Arc::clone(&counts),
+            lazy: false,
         });
         let task = FileTask {
             root: &self.root,
@@ -365,6 +366,33 @@ impl Rectify {
     }
 }
 
+/// `change`'s value typed as its column in `batch` (of `file`).
+fn typed_in_batch(
+    file: &str,
+    batch: &RecordBatch,
+    change: &ColumnChange,
+) -> Result<Resolved, LakeError> {
+    let schema = batch.schema();
+    let field = schema
+        .field_with_name(&change.column)
+        .map_err(|_| LakeError::MissingColumn {
+            file: file.to_string(),
+            column: change.column.clone(),
+        })?;
+    typed_value(
+        &change.column,
+        &change.value,
+        field.data_type(),
+        field.is_nullable(),
+    )
+    .map(Resolved::Plain)
+    .map_err(|e| LakeError::InvalidValue {
+        file: file.to_string(),
+        column: change.column.clone(),
+        reason: e.to_string(),
+    })
+}
+
 /// A change's value typed for one file.
 #[derive(Debug, Clone)]
 enum Resolved {
@@ -386,6 +414,62 @@ struct RectifySubject {
     sealer: Option<Arc<dyn CellSealer>>,
     /// Rows changed per file.
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Values not in `resolved` are typed from the changed column of the batch planned (the
+    /// batch then also holds the changed columns): a table's files, checked as the table's
+    /// schema, not one by one before the rewrite.
+    lazy: bool,
+}
+
+/// The rectification filter for the files of a Delta or Iceberg table (GDPR Art. 16): on the
+/// rows whose owner column holds `subject`, sets each change's column to its value, typed
+/// from that column in each file as it is rewritten (a value that does not fit fails that
+/// file). Plain columns only: a table has no columns Lethe sealed.
+///
+/// Returns the filter and the count of the rows it changed, by file.
+///
+/// # Errors
+/// [`LakeError::InvalidValue`] for a change of an encrypted column (`sealed_as`).
+pub fn table_rectify_filter(
+    subject: &str,
+    changes: Vec<ColumnChange>,
+) -> Result<(Arc<dyn RowFilter>, RowsChanged), LakeError> {
+    if let Some(sealed) = changes.iter().find(|c| c.sealed_as.is_some()) {
+        return Err(LakeError::InvalidValue {
+            file: String::new(),
+            column: sealed.column.clone(),
+            reason: "a table's columns are not sealed by Lethe".into(),
+        });
+    }
+    let owners: Vec<String> = changes
+        .iter()
+        .map(|c| c.owner.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let filter = Arc::new(RectifySubject {
+        subjects: [subject.to_string()].into(),
+        owners,
+        changes,
+        resolved: HashMap::new(),
+        sealer: None,
+        counts: Arc::clone(&counts),
+        lazy: true,
+    });
+    Ok((filter, RowsChanged(counts)))
+}
+
+/// The rows a rectification filter changed, by file, as it runs.
+#[derive(Debug, Clone, Default)]
+pub struct RowsChanged(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RowsChanged {
+    /// Rows changed in `files` (relative paths; the files a rewrite kept, not those it
+    /// abandoned).
+    pub fn in_files<'a>(&self, files: impl IntoIterator<Item = &'a str>) -> u64 {
+        let counts = self.0.lock().expect("counts lock");
+        files.into_iter().filter_map(|f| counts.get(f)).sum()
+    }
 }
 
 impl RowFilter for RectifySubject {
@@ -395,6 +479,18 @@ impl RowFilter for RectifySubject {
 
     fn columns(&self) -> &[String] {
         &self.owners
+    }
+
+    fn input_columns(&self) -> Vec<String> {
+        let mut columns = self.owners.clone();
+        if self.lazy {
+            for change in &self.changes {
+                if !columns.contains(&change.column) {
+                    columns.push(change.column.clone());
+                }
+            }
+        }
+        columns
     }
 
     fn plan(&self, file: &str, batch: &RecordBatch) -> Result<RowEdits, LakeError> {
@@ -419,14 +515,24 @@ impl RowFilter for RectifySubject {
             for (c, m) in changed.iter_mut().zip(mask.values().iter()) {
                 *c |= m;
             }
-            let resolved = self
+            let typed_here;
+            let resolved = match self
                 .resolved
                 .get(&(file.to_string(), change.column.clone()))
-                .ok_or_else(|| LakeError::InvalidValue {
-                    file: file.to_string(),
-                    column: change.column.clone(),
-                    reason: "the file was not checked before its rewrite".into(),
-                })?;
+            {
+                Some(resolved) => resolved,
+                None if self.lazy => {
+                    typed_here = typed_in_batch(file, batch, change)?;
+                    &typed_here
+                }
+                None => {
+                    return Err(LakeError::InvalidValue {
+                        file: file.to_string(),
+                        column: change.column.clone(),
+                        reason: "the file was not checked before its rewrite".into(),
+                    });
+                }
+            };
             let repeat = |value: &ArrayRef| {
                 arrow_select::take::take(
                     value.as_ref(),

@@ -1,7 +1,8 @@
 //! A table of either format as one handle, [`Table`]: what registering it as a dataset checks
 //! ([`Table::describe`]), the data files of its current snapshot ([`Table::live_files`]: what
-//! locate and access read), and an erasure through the format's own commit and purge
-//! ([`Table::erase`], one [`TableEraseOutcome`] for both formats).
+//! locate and access read), and an erasure or a rectification through the format's own
+//! commit and purge ([`Table::erase`], [`Table::rectify`]; one [`TableEraseOutcome`] for both
+//! formats).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::delta::{self, DeltaErase, DeltaEraseOutcome, DeltaTable};
 use super::iceberg::{IcebergErase, IcebergEraseOutcome, IcebergTable};
 use crate::lake::error::LakeError;
-use crate::lake::rewrite::{CommitGuard, EraseMetrics, ErasePolicy, FileOutcome, FileStatus};
+use crate::lake::rewrite::{
+    ColumnChange, CommitGuard, EraseMetrics, ErasePolicy, FileOutcome, FileStatus,
+    table_rectify_filter,
+};
 use crate::lake::root::{DataFile, LakeRoot};
 
 /// HEAD requests sent at once while listing a snapshot's files.
@@ -222,6 +226,56 @@ impl Table {
                 })
             }
         }
+    }
+
+    /// Rectifies `subject`'s rows (GDPR Art. 16): sets each change's column on the rows whose
+    /// owner column holds the subject, in the files of the current snapshot holding them,
+    /// through one commit (Delta `UPDATE`, Iceberg `overwrite`), then purges the older
+    /// snapshots and files that still read the old values. Returns the outcome and the rows
+    /// changed.
+    ///
+    /// # Errors
+    /// [`LakeError::InvalidValue`] for a sealed change; those of [`Table::erase`], but the
+    /// check after the commit is that only the new files hold the subject's rows.
+    pub async fn rectify(
+        &self,
+        subject: &str,
+        changes: Vec<ColumnChange>,
+        concurrency: usize,
+        guard: Option<Arc<dyn CommitGuard>>,
+    ) -> Result<(TableEraseOutcome, u64), LakeError> {
+        let owner = changes.first().map(|c| c.owner.clone()).unwrap_or_default();
+        let (filter, changed) = table_rectify_filter(subject, changes)?;
+        let outcome: TableEraseOutcome = match self {
+            Self::Delta(table) => {
+                let mut run = DeltaErase::new(table.clone(), owner)
+                    .subjects([subject])
+                    .rectification(filter)
+                    .concurrency(concurrency);
+                if let Some(guard) = guard {
+                    run = run.commit_guard(guard);
+                }
+                run.execute().await?.into()
+            }
+            Self::Iceberg(table) => {
+                let mut run = IcebergErase::new(table.clone(), owner)
+                    .subjects([subject])
+                    .rectification(filter)
+                    .concurrency(concurrency);
+                if let Some(guard) = guard {
+                    run = run.commit_guard(guard);
+                }
+                run.execute().await?.into()
+            }
+        };
+        let rows = changed.in_files(
+            outcome
+                .files
+                .iter()
+                .filter(|f| f.status == FileStatus::Rewritten)
+                .map(|f| f.relative.as_str()),
+        );
+        Ok((outcome, rows))
     }
 
     /// Erases `subjects` from the table: locate in the current snapshot, rewrite the files

@@ -100,6 +100,8 @@ pub struct DeltaErase {
     concurrency: usize,
     max_attempts: u32,
     guard: Option<Arc<dyn CommitGuard>>,
+    /// A rectification's filter, which keeps every row ([`DeltaErase::rectification`]).
+    rectify: Option<Arc<dyn RowFilter>>,
 }
 
 impl std::fmt::Debug for DeltaErase {
@@ -130,7 +132,18 @@ impl DeltaErase {
             concurrency: 4,
             max_attempts: 5,
             guard: None,
+            rectify: None,
         }
+    }
+
+    /// Rewrites with `filter` (a rectification, GDPR Art. 16: it keeps every row and sets
+    /// cells of the subjects' rows) instead of erasing: the commit's operation is `UPDATE`,
+    /// the purge still removes every older file holding the subjects' rows (their old
+    /// values), and the check after the commit is that only this commit's new files hold
+    /// the subjects' rows.
+    pub fn rectification(mut self, filter: Arc<dyn RowFilter>) -> Self {
+        self.rectify = Some(filter);
+        self
     }
 
     /// Replaces the single subject column by a dataset's [`ErasePolicy`].
@@ -187,10 +200,13 @@ impl DeltaErase {
             ..DeltaEraseOutcome::default()
         };
         outcome.orphans_removed = remove_orphans(&self.table, &snapshot, attempt_started).await?;
-        let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects::with_policy(
-            self.policy.clone(),
-            self.subjects.iter().cloned(),
-        ));
+        let filter: Arc<dyn RowFilter> = match &self.rectify {
+            Some(filter) => Arc::clone(filter),
+            None => Arc::new(EraseSubjects::with_policy(
+                self.policy.clone(),
+                self.subjects.iter().cloned(),
+            )),
+        };
 
         let mut replaced: BTreeMap<String, Replaced> = BTreeMap::new();
         let mut searched: BTreeMap<String, FileOutcome> = BTreeMap::new();
@@ -290,7 +306,11 @@ impl DeltaErase {
             outcome.snapshots_expired = purged.snapshots_expired();
             outcome.unreadable_versions = purged.unreadable_versions;
             outcome.files_purged = purged.files;
-            self.verify(&after).await?;
+            let new_files: BTreeSet<String> = replaced
+                .values()
+                .filter_map(|r| r.new.as_ref().map(|(path, _)| decode(path)))
+                .collect();
+            self.verify(&after, &new_files).await?;
         }
         outcome.metrics.elapsed_s = started.elapsed().as_secs_f64();
         Ok(outcome)
@@ -410,6 +430,7 @@ impl DeltaErase {
                 read_version: snapshot.version,
                 subject_columns: self.policy.subject_columns.join(","),
                 subjects: self.subjects.len(),
+                rectification: self.rectify.is_some(),
                 rows_removed,
                 rows_copied,
             },
@@ -439,10 +460,18 @@ impl DeltaErase {
     }
 
     /// Reads the subject columns of every file of `snapshot` that may hold a subject (by
-    /// statistics, then footer pruning): none may hold a row.
-    async fn verify(&self, snapshot: &DeltaSnapshot) -> Result<(), LakeError> {
+    /// statistics, then footer pruning): none may hold a row — but, for a rectification,
+    /// this commit's `new_files` (paths relative to the root), which hold the changed rows.
+    async fn verify(
+        &self,
+        snapshot: &DeltaSnapshot,
+        new_files: &BTreeSet<String>,
+    ) -> Result<(), LakeError> {
         let files = self.table.files(snapshot, None).await?;
         for add in files {
+            if self.rectify.is_some() && new_files.contains(&decode(&add.path)) {
+                continue;
+            }
             let file = data_file(&self.table, &add).await?;
             let found = locate_file(
                 self.table.root(),

@@ -56,6 +56,9 @@ pub(crate) struct CommitFacts {
     pub subject_columns: String,
     /// How many subjects were erased (never their ids: the log is not erased).
     pub subjects: usize,
+    /// A rectification (GDPR Art. 16, operation `UPDATE`) rather than an erasure (Art. 17,
+    /// operation `DELETE`).
+    pub rectification: bool,
     /// Rows removed.
     pub rows_removed: u64,
     /// Rows copied into the new files.
@@ -74,12 +77,19 @@ pub(crate) fn commit_body(
     let mut lines = Vec::with_capacity(1 + removes.len() + adds.len());
     lines.push(json!({"commitInfo": {
         "timestamp": now_ms,
-        "operation": "DELETE",
+        "operation": if facts.rectification { "UPDATE" } else { "DELETE" },
         "operationParameters": {
-            "predicate": format!(
-                "erasure of {} data subjects by {} (GDPR Art. 17)",
-                facts.subjects, facts.subject_columns
-            ),
+            "predicate": if facts.rectification {
+                format!(
+                    "rectification of {} data subjects by {} (GDPR Art. 16)",
+                    facts.subjects, facts.subject_columns
+                )
+            } else {
+                format!(
+                    "erasure of {} data subjects by {} (GDPR Art. 17)",
+                    facts.subjects, facts.subject_columns
+                )
+            },
         },
         "readVersion": facts.read_version,
         "isolationLevel": "Serializable",
@@ -281,6 +291,7 @@ mod tests {
             read_version: 4,
             subject_columns: "user_id".into(),
             subjects: 2,
+            rectification: false,
             rows_removed: 3,
             rows_copied: 10,
         };

@@ -107,6 +107,8 @@ pub struct IcebergErase {
     concurrency: usize,
     max_attempts: u32,
     guard: Option<Arc<dyn CommitGuard>>,
+    /// A rectification's filter, which keeps every row ([`IcebergErase::rectification`]).
+    rectify: Option<Arc<dyn RowFilter>>,
 }
 
 impl std::fmt::Debug for IcebergErase {
@@ -137,7 +139,18 @@ impl IcebergErase {
             concurrency: 4,
             max_attempts: 5,
             guard: None,
+            rectify: None,
         }
+    }
+
+    /// Rewrites with `filter` (a rectification, GDPR Art. 16: it keeps every row and sets
+    /// cells of the subjects' rows) instead of erasing: the `overwrite` snapshot's summary
+    /// says so, the purge still expires every snapshot that reads the subjects' old rows, and
+    /// the check after the commit is that only this commit's new files hold the subjects'
+    /// rows.
+    pub fn rectification(mut self, filter: Arc<dyn RowFilter>) -> Self {
+        self.rectify = Some(filter);
+        self
     }
 
     /// Replaces the single subject column by a dataset's [`ErasePolicy`].
@@ -194,10 +207,13 @@ impl IcebergErase {
             ..IcebergEraseOutcome::default()
         };
         outcome.orphans_removed = remove_orphans(&loaded, attempt_started).await?;
-        let filter: Arc<dyn RowFilter> = Arc::new(EraseSubjects::with_policy(
-            self.policy.clone(),
-            self.subjects.iter().cloned(),
-        ));
+        let filter: Arc<dyn RowFilter> = match &self.rectify {
+            Some(filter) => Arc::clone(filter),
+            None => Arc::new(EraseSubjects::with_policy(
+                self.policy.clone(),
+                self.subjects.iter().cloned(),
+            )),
+        };
         let mut replaced: BTreeMap<String, Replaced> = BTreeMap::new();
         let mut searched: BTreeMap<String, FileOutcome> = BTreeMap::new();
         let committed = loop {
@@ -272,8 +288,17 @@ impl IcebergErase {
         outcome.metadata_files_purged = purged.metadata_files;
         if committed.is_some() {
             // Data files are immutable: those this run read and found without a subject row
-            // need no second read.
-            self.verify(&columns, &clean).await?;
+            // need no second read; a rectification's new files hold the changed rows.
+            let mut skip = clean;
+            if self.rectify.is_some() {
+                skip.extend(
+                    replaced
+                        .values()
+                        .filter_map(|r| r.new.as_ref())
+                        .map(|(relative, _)| loaded.uri(relative)),
+                );
+            }
+            self.verify(&columns, &skip).await?;
         }
         outcome.metrics.elapsed_s = started.elapsed().as_secs_f64();
         Ok(outcome)
@@ -397,7 +422,12 @@ impl IcebergErase {
             })
             .collect();
         let note = format!(
-            "erasure of {} data subjects by {}",
+            "{} of {} data subjects by {}",
+            if self.rectify.is_some() {
+                "rectification"
+            } else {
+                "erasure"
+            },
             self.subjects.len(),
             self.policy.subject_columns.join(",")
         );
