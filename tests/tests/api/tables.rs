@@ -2,7 +2,9 @@
 //! and exported from their current snapshot, erased by one task per table through the
 //! format's own commit and purge, with the commit in the request's result, the audit log and
 //! the certificate. The tables are written by the formats' own Python libraries
-//! (`tests/fixtures/{delta,iceberg}/make_tables.py`); skipped off CI when those are missing.
+//! (`tests/fixtures/{delta,iceberg}/make_tables.py`), and read back after each commit by those
+//! libraries and by DuckDB's `delta` and `iceberg` readers (`tests/fixtures/duckdb_tables.py`);
+//! skipped off CI when those are missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,57 @@ fn rows(format: &str, target: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The table's rows as DuckDB's own `delta` / `iceberg` readers read them
+/// (`tests/fixtures/duckdb_tables.py`, run by the Python of `LETHE_TEST_DUCKDB_TABLES_PYTHON`,
+/// the environment `.ci/run` makes with the extensions); `None` when that is not set off CI.
+fn duckdb_rows(format: &str, target: &Path) -> Option<Vec<Value>> {
+    let Some(python) = std::env::var_os("LETHE_TEST_DUCKDB_TABLES_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "LETHE_TEST_DUCKDB_TABLES_PYTHON is not set (.ci/run sets it)"
+        );
+        println!("skipped: DuckDB's table readers (LETHE_TEST_DUCKDB_TABLES_PYTHON unset)");
+        return None;
+    };
+    let location = match format {
+        "iceberg" => {
+            let snapshots: Value =
+                serde_json::from_str(&py("iceberg", &["snapshots", target.to_str().unwrap()])?)
+                    .unwrap();
+            snapshots["metadata_location"].as_str().unwrap().to_string()
+        }
+        _ => target.display().to_string(),
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/duckdb_tables.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([format, location.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb_tables.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+/// DuckDB reads the table as the format's own library does (when DuckDB's readers are there).
+fn duckdb_agrees(format: &str, target: &Path, expected: &[Value]) {
+    if let Some(read) = duckdb_rows(format, target) {
+        assert_eq!(read.len(), expected.len());
+        assert!(
+            read == expected,
+            "DuckDB reads the {format} table differently"
+        );
+    }
 }
 
 fn rows_of(rows: &[Value], user: &str) -> usize {
@@ -204,6 +257,7 @@ async fn rectify(app: &TestApp, format: &str, target: &Path, table_root: &Path, 
     assert!(dataset["table"]["commit"].is_i64(), "{result}");
 
     let after = rows(format, target);
+    duckdb_agrees(format, target, &after);
     assert_eq!(after.len(), before.len());
     for (old, new) in before.iter().zip(&after) {
         if old["user_id"] == user {
@@ -272,6 +326,7 @@ async fn access_and_erase(app: &TestApp, format: &str, target: &Path, table_root
     // The table: no row of the subject in the current snapshot, in any file under the table,
     // every other row intact, as the format's own library reads it.
     let after = rows(format, target);
+    duckdb_agrees(format, target, &after);
     assert_eq!(rows_of(&after, user), 0);
     let others: Vec<&Value> = before.iter().filter(|r| r["user_id"] != user).collect();
     assert_eq!(after.iter().collect::<Vec<_>>(), others);
