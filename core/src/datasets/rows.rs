@@ -78,18 +78,18 @@ impl RowsError {
     }
 }
 
-/// The data files of a table dataset's current snapshot (`refuse_deletes`: see
+/// The data files of a table dataset's current snapshot (`with_deletes`: see
 /// [`lake::table::Table::live_files`]).
 async fn table_files(
     settings: &Settings,
     dataset: &Dataset,
-    refuse_deletes: bool,
+    with_deletes: bool,
 ) -> Result<lake::table::LiveFiles, RowsError> {
     let table = open_table(settings, dataset)
         .await
         .map_err(RowsError::table(dataset))?;
     table
-        .live_files(refuse_deletes)
+        .live_files(with_deletes)
         .await
         .map_err(RowsError::lake(dataset))
 }
@@ -206,8 +206,8 @@ pub async fn collect_in_roots(
     subject: &str,
 ) -> Result<lake::SubjectRows, RowsError> {
     if dataset.format.is_table() {
-        // The current snapshot, refused when rows of it are deleted by deletion vectors or
-        // delete files (an export must not return deleted rows).
+        // The current snapshot, without the rows its deletion vectors or position delete
+        // files delete (an export must not return deleted rows).
         let live = table_files(settings, dataset, true).await?;
         return lake::collect_subject_rows_in(
             &live.root,
@@ -215,6 +215,7 @@ pub async fn collect_in_roots(
             &dataset.subject_columns(),
             subject,
             None,
+            &live.deleted,
         )
         .await
         .map_err(RowsError::lake(dataset));

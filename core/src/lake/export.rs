@@ -1,7 +1,7 @@
 //! Export: every row of one data subject across the lake, for the rights of access and
 //! portability (GDPR Art. 15, 20), as JSON Lines or CSV.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
@@ -12,6 +12,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use super::error::LakeError;
 use super::locate::{LocatorHint, locate_open, subject_strings};
 use super::open::open;
+use super::rewrite::DeletedRows;
 use super::root::{DataFile, LakeRoot};
 use super::run_blocking;
 
@@ -44,11 +45,12 @@ pub async fn collect_subject_rows(
     hint: Option<&LocatorHint>,
 ) -> Result<SubjectRows, LakeError> {
     let listed = root.list_files().await?;
-    collect_subject_rows_in(root, listed, columns, subject, hint).await
+    collect_subject_rows_in(root, listed, columns, subject, hint, &BTreeMap::new()).await
 }
 
 /// [`collect_subject_rows`] over exactly `listed`, files of `root` (a table's current
-/// snapshot: [`crate::lake::table::Table::live_files`]).
+/// snapshot: [`crate::lake::table::Table::live_files`]), leaving out the rows `deleted`
+/// names (by file, relative path: a table's deletion vectors and position deletes).
 ///
 /// # Errors
 /// As [`collect_subject_rows`].
@@ -58,6 +60,7 @@ pub async fn collect_subject_rows_in(
     columns: &[String],
     subject: &str,
     hint: Option<&LocatorHint>,
+    deleted: &BTreeMap<String, Arc<DeletedRows>>,
 ) -> Result<SubjectRows, LakeError> {
     let subjects: BTreeSet<String> = [subject.to_string()].into();
     let mut per_file: Vec<RecordBatch> = Vec::new();
@@ -77,11 +80,29 @@ pub async fn collect_subject_rows_in(
         if row_groups.is_empty() {
             continue;
         }
+        // The first row of each row group read, for the positions of deleted rows.
+        let row_groups: Vec<usize> = row_groups.into_iter().collect();
+        let firsts: Vec<u64> = {
+            let md = opened.metadata.metadata();
+            let mut start = 0u64;
+            let starts: Vec<u64> = md
+                .row_groups()
+                .iter()
+                .map(|rg| {
+                    let s = start;
+                    start += u64::try_from(rg.num_rows()).unwrap_or(0);
+                    s
+                })
+                .collect();
+            row_groups.iter().map(|&rg| starts[rg]).collect()
+        };
+        let file_deleted = deleted.get(&file.relative).cloned();
+        let mut next_rg = 0usize;
         let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
             opened.reader.clone(),
             opened.metadata.clone(),
         )
-        .with_row_groups(row_groups.into_iter().collect())
+        .with_row_groups(row_groups)
         .with_batch_size(8192)
         .build()
         .map_err(|e| LakeError::corrupt(&file.relative, "planning the read", e))?;
@@ -99,12 +120,15 @@ pub async fn collect_subject_rows_in(
             .await
             .map_err(|e| LakeError::corrupt(&file.relative, "reading a row group", e))?
         {
-            let (relative, subject, file_for_job, indices) = (
+            let (relative, subject, file_for_job, indices, file_deleted) = (
                 file.relative.clone(),
                 subject.to_string(),
                 file.clone(),
                 subject_indices.clone(),
+                file_deleted.clone(),
             );
+            let mut position = firsts.get(next_rg).copied().unwrap_or(0);
+            next_rg += 1;
             let batches = run_blocking(move || {
                 let mut out = Vec::new();
                 for batch in reader {
@@ -116,6 +140,13 @@ pub async fn collect_subject_rows_in(
                             *m |= v == Some(subject.as_str());
                         }
                     }
+                    let end = position + batch.num_rows() as u64;
+                    if let Some(deleted) = &file_deleted {
+                        for &p in deleted.within(position, end) {
+                            mask[(p - position) as usize] = false;
+                        }
+                    }
+                    position = end;
                     let mask = arrow_array::BooleanArray::from(mask);
                     let rows = filter_record_batch(&batch, &mask)
                         .map_err(|e| LakeError::arrow(&relative, e))?;

@@ -254,9 +254,29 @@ fn hand_made_table(
     schema_metadata: bool,
     add_extra: Value,
 ) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    hand_made_table_in(
+        dir.path(),
+        &["u-1", "u-2"],
+        protocol,
+        configuration,
+        schema_metadata,
+        add_extra,
+    );
+    dir
+}
+
+/// [`hand_made_table`] in `dir`, its one file holding `ids` (in order).
+fn hand_made_table_in(
+    dir: &Path,
+    ids: &[&str],
+    protocol: Value,
+    configuration: Value,
+    schema_metadata: bool,
+    add_extra: Value,
+) {
     use arrow_array::RecordBatch;
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
     let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
         "user_id",
         arrow_schema::DataType::Utf8,
@@ -264,16 +284,15 @@ fn hand_made_table(
     )]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
-        vec![Arc::new(StringArray::from(vec!["u-1", "u-2"]))],
+        vec![Arc::new(StringArray::from(ids.to_vec()))],
     )
     .unwrap();
-    let file = std::fs::File::create(dir.path().join("part-0.parquet")).unwrap();
+    let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-    let size = std::fs::metadata(dir.path().join("part-0.parquet"))
-        .unwrap()
-        .len();
+    let size = std::fs::metadata(dir.join("part-0.parquet")).unwrap().len();
+    let (min, max) = (ids.iter().min().unwrap(), ids.iter().max().unwrap());
     let field_metadata = if schema_metadata {
         serde_json::json!({"delta.columnMapping.id": 1, "delta.columnMapping.physicalName": "user_id"})
     } else {
@@ -285,7 +304,8 @@ fn hand_made_table(
     .to_string();
     let mut add = serde_json::json!({"path": "part-0.parquet", "partitionValues": {}, "size": size,
         "modificationTime": 1, "dataChange": true,
-        "stats": "{\"numRecords\":2,\"minValues\":{\"user_id\":\"u-1\"},\"maxValues\":{\"user_id\":\"u-2\"},\"nullCount\":{\"user_id\":0}}"});
+        "stats": serde_json::json!({"numRecords": ids.len(), "minValues": {"user_id": min},
+            "maxValues": {"user_id": max}, "nullCount": {"user_id": 0}}).to_string()});
     if let (Some(add), Some(extra)) = (add.as_object_mut(), add_extra.as_object()) {
         add.extend(extra.clone());
     }
@@ -296,13 +316,12 @@ fn hand_made_table(
             "schemaString": schema_string, "partitionColumns": [], "configuration": configuration, "createdTime": 1}}),
         serde_json::json!({"add": add}),
     ];
-    std::fs::create_dir(dir.path().join("_delta_log")).unwrap();
+    std::fs::create_dir(dir.join("_delta_log")).unwrap();
     std::fs::write(
-        dir.path().join("_delta_log/00000000000000000000.json"),
+        dir.join("_delta_log/00000000000000000000.json"),
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    dir
 }
 
 /// Every file under `root` with its bytes.
@@ -350,15 +369,6 @@ async fn tables_with_features_lethe_cannot_honour_are_refused_and_left_as_they_w
             false,
             serde_json::json!({}),
         ),
-        (
-            "deletionVectors",
-            serde_json::json!({"minReaderVersion": 3, "minWriterVersion": 7,
-                "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]}),
-            serde_json::json!({"delta.enableDeletionVectors": "true"}),
-            false,
-            serde_json::json!({"deletionVector": {"storageType": "i", "pathOrInlineDv": "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L",
-                "sizeInBytes": 40, "cardinality": 1}}),
-        ),
     ];
     for (feature, protocol, configuration, column_mapping, extra) in cases {
         let dir = hand_made_table(protocol, configuration, column_mapping, extra);
@@ -373,6 +383,138 @@ async fn tables_with_features_lethe_cannot_honour_are_refused_and_left_as_they_w
         assert!(err.to_string().contains(feature));
         assert_eq!(tree(dir.path()), before, "{feature}: the table changed");
     }
+}
+
+/// The `user_id`s of the Delta table at `table`, sorted, as DuckDB's own `delta` reader reads
+/// them (`tests/fixtures/duckdb_tables.py`, run by the Python of
+/// `LETHE_TEST_DUCKDB_TABLES_PYTHON`, which `.ci/run` sets); `None` when unset off CI.
+fn duckdb_users(table: &Path) -> Option<Vec<String>> {
+    let Some(python) = std::env::var_os("LETHE_TEST_DUCKDB_TABLES_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "LETHE_TEST_DUCKDB_TABLES_PYTHON is not set (.ci/run sets it)"
+        );
+        println!("skipped: DuckDB's delta reader (LETHE_TEST_DUCKDB_TABLES_PYTHON unset)");
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/duckdb_tables.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["delta", table.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb_tables.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| user(&serde_json::from_str(l).unwrap()).to_string())
+            .collect(),
+    )
+}
+
+/// A deletion vector deleting `rows` of a file, written with the kernel's writer beside the
+/// table in `dir`; returns its descriptor (storage type `p`: an absolute path).
+fn deletion_vector(dir: &Path, rows: &[u64]) -> Value {
+    use delta_kernel::actions::deletion_vector_writer::{
+        KernelDeletionVector, StreamingDeletionVectorWriter,
+    };
+    let mut dv = KernelDeletionVector::new();
+    dv.add_deleted_row_indexes(rows.iter().copied());
+    let mut bytes = Vec::new();
+    let mut writer = StreamingDeletionVectorWriter::new(&mut bytes);
+    let written = writer.write_deletion_vector(dv).unwrap();
+    writer.finalize().unwrap();
+    let path = dir.join("deletion_vector_0.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    serde_json::json!({"storageType": "p",
+        "pathOrInlineDv": url::Url::from_file_path(&path).unwrap().to_string(),
+        "offset": written.offset, "sizeInBytes": written.size_in_bytes,
+        "cardinality": written.cardinality})
+}
+
+#[tokio::test]
+async fn rows_a_deletion_vector_deleted_stay_deleted_after_an_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t");
+    std::fs::create_dir(&table).unwrap();
+    // Rows 2 (u-3) and 4 (u-4) are deleted by the deletion vector.
+    let dv = deletion_vector(dir.path(), &[2, 4]);
+    hand_made_table_in(
+        &table,
+        &["u-1", "u-2", "u-3", "u-1", "u-4", "u-5"],
+        serde_json::json!({"minReaderVersion": 3, "minWriterVersion": 7,
+            "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]}),
+        serde_json::json!({"delta.enableDeletionVectors": "true"}),
+        false,
+        serde_json::json!({"deletionVector": dv}),
+    );
+    // DuckDB's `delta_scan` applies the deletion vector (the deltalake Python package does
+    // not read tables with deletion vectors): these are the table's rows.
+    let before = duckdb_users(&table);
+    if let Some(before) = &before {
+        assert_eq!(before, &["u-1", "u-1", "u-2", "u-5"]);
+    }
+    let outcome = erase(&table, &["u-1"]).execute().await.unwrap();
+    assert_eq!(outcome.commit, Some(1), "{outcome:?}");
+    if before.is_some() {
+        assert_eq!(
+            duckdb_users(&table).unwrap(),
+            ["u-2", "u-5"],
+            "DuckDB reads the rows that were live, without the subject's"
+        );
+    }
+    let file = &outcome.files[0];
+    assert_eq!(file.rows_before, 6);
+    assert_eq!(file.rows_removed, 2, "the subject's two rows");
+    assert_eq!(
+        file.rows_already_deleted, 2,
+        "the deletion vector's two rows"
+    );
+
+    // The commit removes the file *with* its deletion vector (a file is its path and its
+    // deletion vector), and adds a file without one.
+    let log = std::fs::read_to_string(table.join("_delta_log/00000000000000000001.json")).unwrap();
+    let actions: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let remove = actions.iter().find_map(|a| a.get("remove")).unwrap();
+    assert_eq!(remove["path"], "part-0.parquet");
+    assert_eq!(remove["deletionVector"], dv);
+    let add = actions.iter().find_map(|a| a.get("add")).unwrap();
+    assert!(add.get("deletionVector").is_none_or(Value::is_null));
+
+    // The new file holds exactly the rows that were live and not the subject's.
+    let new_file = table.join(add["path"].as_str().unwrap());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&new_file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        ids.extend(col.iter().map(|v| v.unwrap().to_string()));
+    }
+    assert_eq!(ids, ["u-2", "u-5"]);
+    // The replaced file is purged, and the current snapshot reads the same two rows.
+    assert!(!table.join("part-0.parquet").exists());
+    let live = lethe_core::lake::table::Table::Delta(
+        DeltaTable::new(LakeRoot::parse(table.to_str().unwrap()).unwrap()).unwrap(),
+    )
+    .live_files(true)
+    .await
+    .unwrap();
+    assert_eq!(live.files.len(), 1);
+    assert!(live.deleted.is_empty(), "no deletion vector is left");
 }
 
 #[tokio::test]

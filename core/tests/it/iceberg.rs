@@ -259,23 +259,71 @@ async fn an_erasure_from_a_v1_table_commits_once_expires_purges_and_leaves_a_hea
     erase_and_check("1").await;
 }
 
+/// The `event_id`s of a Parquet data file, in order.
+fn event_ids(file: &Path) -> Vec<(String, String)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (events, users) = (col("event_id"), col("user_id"));
+        for i in 0..batch.num_rows() {
+            out.push((events.value(i).to_string(), users.value(i).to_string()));
+        }
+    }
+    out
+}
+
 #[tokio::test]
-async fn a_delete_file_on_a_file_holding_subjects_is_refused_and_the_table_left_as_it_was() {
+async fn rows_position_deletes_deleted_stay_deleted_after_an_erasure() {
     let Some(dir) = fixture("2") else {
         return;
     };
     let dir = dir.path();
-    py(&["delete-file", dir.to_str().unwrap()]).unwrap();
-    let warehouse = dir.join("warehouse");
-    let before = tree(&warehouse);
-    let location = snapshots(dir)["metadata_location"].clone();
-    let err = erase(dir, &["u-07"]).await.execute().await.unwrap_err();
-    match &err {
-        LakeError::TableFeature { feature, .. } => assert_eq!(feature, "position deletes"),
-        other => panic!("expected a refusal naming the feature, got {other}"),
-    }
-    assert_eq!(tree(&warehouse), before, "the table changed");
-    assert_eq!(snapshots(dir)["metadata_location"], location);
+    // Row e-0-0011 (u-11) shares its data file with rows of u-07.
+    py(&["delete-file", dir.to_str().unwrap(), "e-0-0011"]).unwrap();
+    let outcome = erase(dir, &["u-07"]).await.execute().await.unwrap();
+    assert!(outcome.commit.is_some());
+    let with_delete: Vec<_> = outcome
+        .files
+        .iter()
+        .filter(|f| f.rows_already_deleted > 0)
+        .collect();
+    assert_eq!(with_delete.len(), 1, "{:?}", outcome.files);
+    let file = with_delete[0];
+    assert_eq!(file.rows_already_deleted, 1);
+    let location = PathBuf::from(
+        snapshots(dir)["location"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("file://"),
+    );
+    let new_rows = event_ids(&location.join(file.replaced_by.as_ref().unwrap()));
+    assert_eq!(
+        new_rows.len() as u64,
+        file.rows_before - file.rows_removed - 1,
+        "the new file holds the old one's rows but the subject's and the deleted one"
+    );
+    assert!(new_rows.iter().all(|(_, user)| user != "u-07"));
+    assert!(
+        new_rows.iter().all(|(event, _)| event != "e-0-0011"),
+        "the row the position delete file deleted came back"
+    );
+    assert!(
+        new_rows.iter().any(|(_, user)| user == "u-11"),
+        "other rows of u-11 are kept"
+    );
 }
 
 #[tokio::test]

@@ -42,7 +42,7 @@ use super::surgery::{
     Piece, RowGroupPlan, Surgeon, SurgeryMetrics, fetch_row_group, key_value_metadata,
     load_page_index, plan_candidates,
 };
-use super::{CommitGuard, FileOutcome, FileStatus, RowFilter};
+use super::{CommitGuard, DeletedRows, FileOutcome, FileStatus, RowFilter};
 use crate::lake::error::LakeError;
 use crate::lake::locate::candidate_row_groups;
 use crate::lake::open::{OpenFile, open};
@@ -83,10 +83,17 @@ pub(crate) enum Destination {
     /// In place of the original: written to a hidden temporary object, then swapped in
     /// (Hive-partitioned folders, where the folder listing is the table).
     Swap,
-    /// A new object at this location beside the original, which stays as it is (table
-    /// formats: the new file counts only once the table's log commits it, so no swap, no
-    /// temporary object, no `.crc` sidecar). A file losing every row is not written.
-    Beside(Path),
+    /// A new object at `at` beside the original, which stays as it is (table formats: the
+    /// new file counts only once the table's log commits it, so no swap, no temporary
+    /// object, no `.crc` sidecar). A file losing every row is not written. The rows of
+    /// `deleted` (the table's deletion vector or position deletes of the original) are left
+    /// out of the new file too; they do not make a file without subject rows rewritten.
+    Beside {
+        /// Where the new file goes.
+        at: Path,
+        /// Rows of the original the table has already deleted.
+        deleted: Arc<DeletedRows>,
+    },
 }
 
 /// The new file [`rewrite_file_to`] wrote to a [`Destination::Beside`] location, verified.
@@ -120,7 +127,7 @@ pub(crate) async fn rewrite_file_to(
     let opened = open(store, &file.location, &file.relative, file.size).await?;
     let rows_before = opened.num_rows();
     let candidates = candidate_row_groups(&opened, filter.columns(), filter.subjects()).await?;
-    let plans = plan_candidates(&opened, filter, &candidates).await?;
+    let mut plans = plan_candidates(&opened, filter, &candidates).await?;
     if plans.is_empty() {
         tracing::debug!(file = %file.relative, "no subject rows; file left as is");
         return Ok((
@@ -132,14 +139,19 @@ pub(crate) async fn rewrite_file_to(
             None,
         ));
     }
+    let already_deleted = match &destination {
+        Destination::Beside { deleted, .. } => remove_deleted(&opened, &mut plans, deleted)?,
+        Destination::Swap => 0,
+    };
     let removes_everything = plans.values().map(|p| p.removed).sum::<u64>() == rows_before;
-    if removes_everything && matches!(destination, Destination::Beside(_)) {
-        let removed = plans.values().map(|p| p.removed).sum();
+    if removes_everything && matches!(destination, Destination::Beside { .. }) {
+        let removed: u64 = plans.values().map(|p| p.removed).sum();
         tracing::info!(file = %file.relative, rows_removed = removed, "every row removed; no new file");
         return Ok((
             FileOutcome {
                 rows_before,
-                rows_removed: removed,
+                rows_removed: removed - already_deleted,
+                rows_already_deleted: already_deleted,
                 bytes_read: opened.reader.bytes_read(),
                 ..FileOutcome::of(file.relative.clone(), FileStatus::Rewritten)
             },
@@ -148,7 +160,7 @@ pub(crate) async fn rewrite_file_to(
     }
     let tmp = match &destination {
         Destination::Swap => temp_beside(&file.location),
-        Destination::Beside(at) => at.clone(),
+        Destination::Beside { at, .. } => at.clone(),
     };
     let sidecar = sidecar_of(&file.location);
     let sidecar_tmp = temp_beside(&sidecar);
@@ -187,7 +199,7 @@ pub(crate) async fn rewrite_file_to(
     hit(Failpoint::AfterSwap).await;
     let new_file = match destination {
         Destination::Swap => None,
-        Destination::Beside(location) => Some(NewFile {
+        Destination::Beside { at: location, .. } => Some(NewFile {
             location,
             size: written.bytes,
             metadata: Arc::clone(written.new.metadata.metadata()),
@@ -197,7 +209,8 @@ pub(crate) async fn rewrite_file_to(
     Ok((
         FileOutcome {
             rows_before,
-            rows_removed: written.rows_removed,
+            rows_removed: written.rows_removed - already_deleted,
+            rows_already_deleted: already_deleted,
             bytes_read: opened.reader.bytes_read() + written.fetched,
             bytes_written: written.bytes,
             upload_parts: written.parts,
@@ -206,6 +219,48 @@ pub(crate) async fn rewrite_file_to(
         },
         new_file,
     ))
+}
+
+/// Adds the rows of `deleted` to `plans` (a plan is made for a row group that had none);
+/// returns how many rows this removes besides those the filter removed.
+///
+/// # Errors
+/// [`LakeError::Corrupt`] when a deleted position is past the end of the file (the deletes
+/// were not written for this file).
+fn remove_deleted(
+    opened: &OpenFile,
+    plans: &mut BTreeMap<usize, RowGroupPlan>,
+    deleted: &DeletedRows,
+) -> Result<u64, LakeError> {
+    let corrupt = |reason: String| LakeError::Corrupt {
+        file: opened.relative.clone(),
+        reason,
+        source: None,
+    };
+    if let Some(last) = deleted.last()
+        && last >= opened.num_rows()
+    {
+        return Err(corrupt(format!(
+            "the table deletes row {last} of a file of {} rows",
+            opened.num_rows()
+        )));
+    }
+    let mut newly = 0;
+    let mut start = 0u64;
+    for (rg, meta) in opened.metadata.metadata().row_groups().iter().enumerate() {
+        let rows = u64::try_from(meta.num_rows()).unwrap_or(0);
+        let here = deleted.within(start, start + rows);
+        if !here.is_empty() {
+            let plan = plans
+                .entry(rg)
+                .or_insert_with(|| RowGroupPlan::keep_all(rows as usize));
+            newly += plan
+                .remove_records(here.iter().map(|&p| (p - start) as usize))
+                .map_err(|reason| corrupt(format!("row group {rg}: {reason}")))?;
+        }
+        start += rows;
+    }
+    Ok(newly)
 }
 
 struct Temps<'a> {

@@ -7,6 +7,7 @@
 //! the complete, verified new one.
 
 mod crc;
+mod deleted;
 mod edits;
 mod engine;
 pub(crate) mod failpoint;
@@ -19,6 +20,7 @@ mod surgery;
 mod swap;
 mod temps;
 
+pub use deleted::DeletedRows;
 pub use edits::{CellEdit, RowEdits};
 pub use policy::{ErasePolicy, Erased, Shielded, erase_plan, erase_rows, subject_values};
 pub use rectify::{
@@ -162,8 +164,13 @@ pub struct FileOutcome {
     pub status: FileStatus,
     /// Rows in the file before (0 when it could not be read).
     pub rows_before: u64,
-    /// Rows removed.
+    /// Rows removed (the rows the filter selected; see `rows_already_deleted`).
     pub rows_removed: u64,
+    /// A table's file only: rows the table format had already deleted (a deletion vector,
+    /// position deletes) and the rewrite left out of the new file as well, besides
+    /// `rows_removed`. Serialized only when not zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_already_deleted: u64,
     /// Bytes fetched from the store for this file (footer, bloom filters, column chunks).
     pub bytes_read: u64,
     /// Size in bytes of the new file (0 when not rewritten).
@@ -199,6 +206,7 @@ impl FileOutcome {
             status,
             rows_before: 0,
             rows_removed: 0,
+            rows_already_deleted: 0,
             bytes_read: 0,
             bytes_written: 0,
             upload_parts: 0,
@@ -221,6 +229,10 @@ impl FileOutcome {
             )
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Counters of an [`Erase`].

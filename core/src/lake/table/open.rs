@@ -4,7 +4,7 @@
 //! commit and purge ([`Table::erase`], [`Table::rectify`]; one [`TableEraseOutcome`] for both
 //! formats).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use super::delta::{self, DeltaErase, DeltaEraseOutcome, DeltaTable};
 use super::iceberg::{IcebergErase, IcebergEraseOutcome, IcebergTable};
 use crate::lake::error::LakeError;
 use crate::lake::rewrite::{
-    ColumnChange, CommitGuard, EraseMetrics, ErasePolicy, FileOutcome, FileStatus,
+    ColumnChange, CommitGuard, DeletedRows, EraseMetrics, ErasePolicy, FileOutcome, FileStatus,
     table_rectify_filter,
 };
 use crate::lake::root::{DataFile, LakeRoot};
@@ -55,6 +55,9 @@ pub struct LiveFiles {
     /// The files (size and ETag from one HEAD each; Delta partition values as the log has
     /// them), sorted by path.
     pub files: Vec<DataFile>,
+    /// Rows of the files deleted without rewriting them, by relative path (only files
+    /// with deleted rows; filled by `live_files(true)`).
+    pub deleted: BTreeMap<String, Arc<DeletedRows>>,
     /// The version or snapshot id they were read at (`None`: an Iceberg table with no
     /// snapshot).
     pub version: Option<i64>,
@@ -175,25 +178,27 @@ impl Table {
         }
     }
 
-    /// The data files of the current snapshot. Rows deleted without rewriting their file
-    /// (Delta deletion vectors, Iceberg position or equality delete files) would be read as
-    /// if present, so a snapshot with any is refused when `refuse_deletes` (an export must
-    /// not return deleted rows); locating may count them (it over-counts, never misses).
+    /// The data files of the current snapshot. With `with_deletes`, also the rows deleted
+    /// without rewriting their file (Delta deletion vectors, Iceberg position delete files),
+    /// which a reader of the snapshot must leave out; a file an equality delete file applies
+    /// to is then refused (not implemented). Without, locating may count deleted rows (it
+    /// over-counts, never misses).
     ///
     /// # Errors
-    /// [`LakeError::Table`], [`LakeError::TableFeature`] (also for deletes when
-    /// `refuse_deletes`), [`LakeError::ObjectStore`] when a listed file cannot be found.
-    pub async fn live_files(&self, refuse_deletes: bool) -> Result<LiveFiles, LakeError> {
+    /// [`LakeError::Table`], [`LakeError::TableFeature`], [`LakeError::ObjectStore`] when a
+    /// listed file cannot be found.
+    pub async fn live_files(&self, with_deletes: bool) -> Result<LiveFiles, LakeError> {
         match self {
             Self::Delta(table) => {
                 let snapshot = table.snapshot().await?;
                 delta::check_features(table.root().url(), &snapshot)?;
                 let adds = table.files(&snapshot, None).await?;
-                if refuse_deletes && let Some(add) = adds.iter().find(|a| a.has_deletion_vector) {
-                    return Err(delta::features::refuse_deletion_vector(
-                        table.root().url(),
-                        &add.path,
-                    ));
+                let mut deleted = BTreeMap::new();
+                if with_deletes {
+                    for add in adds.iter().filter(|a| a.has_deletion_vector()) {
+                        let rows = table.deleted_rows(add).await?;
+                        deleted.insert(delta::decode(&add.path), Arc::new(rows));
+                    }
                 }
                 let files = heads(adds, |add| {
                     let table = table.clone();
@@ -203,15 +208,23 @@ impl Table {
                 Ok(LiveFiles {
                     root: table.root().clone(),
                     files,
+                    deleted,
                     version: i64::try_from(snapshot.version).ok(),
                 })
             }
             Self::Iceberg(table) => {
                 let loaded = table.load().await?;
                 super::iceberg::check_features(&loaded)?;
-                let (uris, deleted) = super::iceberg::current_files(&loaded).await?;
-                if refuse_deletes && let Some((data, delete)) = &deleted {
-                    return Err(super::iceberg::refuse_delete_file(&loaded, data, delete));
+                let current = super::iceberg::current_files(&loaded).await?;
+                let uris: Vec<String> = current
+                    .as_ref()
+                    .map(|f| f.data_paths().into_iter().collect())
+                    .unwrap_or_default();
+                let mut deleted = BTreeMap::new();
+                if with_deletes && let Some(current) = &current {
+                    for (uri, rows) in super::iceberg::deleted_in(&loaded, current).await? {
+                        deleted.insert(loaded.relative(&uri)?, Arc::new(rows));
+                    }
                 }
                 let loaded = Arc::new(loaded);
                 let files = heads(uris, |uri| {
@@ -222,6 +235,7 @@ impl Table {
                 Ok(LiveFiles {
                     root: loaded.root.clone(),
                     files,
+                    deleted,
                     version: loaded.metadata.current_snapshot_id(),
                 })
             }

@@ -129,6 +129,48 @@ impl RowGroupPlan {
     pub fn removes_all(&self) -> bool {
         self.removed > 0 && self.removed == self.keep.len() as u64
     }
+
+    /// A plan keeping each of `rows` records as it is.
+    pub fn keep_all(rows: usize) -> Self {
+        Self {
+            keep: vec![true; rows],
+            edits: HashMap::new(),
+            removed: 0,
+            changed: 0,
+        }
+    }
+
+    /// Also removes `records` (indexes in the row group): rows a table format had already
+    /// deleted. Returns how many of them the plan kept until now (records it already removed
+    /// are not counted twice).
+    ///
+    /// # Errors
+    /// A message when a record is past the row group's end (the deletes do not fit the file).
+    pub fn remove_records(
+        &mut self,
+        records: impl IntoIterator<Item = usize>,
+    ) -> Result<u64, String> {
+        let mut newly = 0;
+        for record in records {
+            let rows = self.keep.len();
+            let kept = self.keep.get_mut(record).ok_or_else(|| {
+                format!("deleted row {record} is past the row group's {rows} rows")
+            })?;
+            if *kept {
+                *kept = false;
+                newly += 1;
+                let mut had_edit = false;
+                for values in self.edits.values_mut() {
+                    had_edit |= values.remove(&record).is_some();
+                }
+                if had_edit {
+                    self.changed = self.changed.saturating_sub(1);
+                }
+            }
+        }
+        self.removed += newly;
+        Ok(newly)
+    }
 }
 
 /// One row group of the input: its (mended) metadata and its fetched column chunks.

@@ -31,7 +31,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use super::features::{check_features, refuse_deletion_vector};
+use super::features::check_features;
 use super::log::{AddAction, CommitFacts, RemoveAction, commit_body, decode, put_commit};
 use super::names::new_file_path;
 use super::purge::{Purged, purge, remove_orphans};
@@ -335,8 +335,7 @@ impl DeltaErase {
     }
 
     /// Searches the candidates of `snapshot` not yet handled and rewrites those holding
-    /// subject rows beside themselves. Refuses (before writing anything) a candidate carrying
-    /// a deletion vector.
+    /// subject rows beside themselves, leaving out the rows their deletion vectors delete.
     async fn rewrite_candidates(
         &self,
         snapshot: &DeltaSnapshot,
@@ -355,9 +354,6 @@ impl DeltaErase {
             .into_iter()
             .filter(|f| !replaced.contains_key(&f.path) && !searched.contains_key(&f.path))
             .collect();
-        if let Some(dv) = candidates.iter().find(|f| f.has_deletion_vector) {
-            return Err(refuse_deletion_vector(self.table.root().url(), &dv.path));
-        }
         let table = &self.table;
         let guard = self.guard.as_ref();
         let mut results = futures::stream::iter(candidates)
@@ -405,6 +401,11 @@ impl DeltaErase {
                 path: r.old.path.clone(),
                 partition_values: r.old.partition_values.clone(),
                 size: r.old.size,
+                deletion_vector: r
+                    .old
+                    .deletion_vector
+                    .as_ref()
+                    .map(|dv| dv.descriptor.clone()),
             })
             .collect();
         let adds: Vec<AddAction> = replaced
@@ -423,7 +424,9 @@ impl DeltaErase {
         let rows_removed = replaced.values().map(|r| r.outcome.rows_removed).sum();
         let rows_copied = replaced
             .values()
-            .map(|r| r.outcome.rows_before - r.outcome.rows_removed)
+            .map(|r| {
+                r.outcome.rows_before - r.outcome.rows_removed - r.outcome.rows_already_deleted
+            })
             .sum();
         commit_body(
             &CommitFacts {
@@ -525,12 +528,16 @@ async fn rewrite_one(
     let file = data_file(table, add).await?;
     let new_path = new_file_path(&add.path);
     let location = table.location_of(&new_path)?;
+    let deleted = Arc::new(table.deleted_rows(add).await?);
     let (outcome, new) = rewrite_file_to(
         table.root(),
         &file,
         filter,
         guard,
-        Destination::Beside(location),
+        Destination::Beside {
+            at: location,
+            deleted,
+        },
     )
     .await?;
     Ok((outcome, new.map(|n| (new_path, n))))

@@ -39,9 +39,8 @@ const HONOURED: &[&str] = &[
 ///   monotonic `inCommitTimestamp`;
 /// - any other feature, known or not, that is not in [`HONOURED`].
 ///
-/// `deletionVectors` is accepted here: a file that carries a deletion vector is refused when
-/// it is about to be rewritten ([`refuse_deletion_vector`]), since applying it is not
-/// implemented.
+/// `deletionVectors` is honoured: a rewrite leaves the rows a file's deletion vector deletes
+/// out of the new file, and removes the file together with its deletion vector.
 ///
 /// # Errors
 /// [`LakeError::TableFeature`] naming the feature.
@@ -101,19 +100,4 @@ pub fn check_features(root: &str, snapshot: &DeltaSnapshot) -> Result<(), LakeEr
         }
     }
     Ok(())
-}
-
-/// Refuses to rewrite a file that carries a deletion vector: its rows already deleted would
-/// come back in the new file (PROTOCOL.md "Deletion Vectors").
-///
-/// # Errors
-/// [`LakeError::TableFeature`] naming `deletionVectors` and the file.
-pub fn refuse_deletion_vector(root: &str, path: &str) -> LakeError {
-    LakeError::TableFeature {
-        root: root.to_string(),
-        feature: "deletionVectors".to_string(),
-        reason: format!(
-            "data file {path:?} holding the subjects carries a deletion vector, which Lethe does not apply yet"
-        ),
-    }
 }

@@ -30,6 +30,9 @@ pub(crate) struct RemoveAction {
     pub partition_values: BTreeMap<String, Option<String>>,
     /// The `add`'s `size` in bytes.
     pub size: u64,
+    /// The `add`'s `deletionVector` descriptor, when it has one: the file is identified by
+    /// its path and its deletion vector (PROTOCOL.md "Action Reconciliation").
+    pub deletion_vector: Option<serde_json::Value>,
 }
 
 /// An `add` action for a file Lethe wrote.
@@ -103,14 +106,18 @@ pub(crate) fn commit_body(
         },
     }}));
     for r in removes {
-        lines.push(json!({"remove": {
+        let mut remove = json!({
             "path": r.path,
             "deletionTimestamp": now_ms,
             "dataChange": true,
             "extendedFileMetadata": true,
             "partitionValues": r.partition_values,
             "size": r.size,
-        }}));
+        });
+        if let Some(dv) = &r.deletion_vector {
+            remove["deletionVector"] = dv.clone();
+        }
+        lines.push(json!({ "remove": remove }));
     }
     for a in adds {
         lines.push(json!({"add": {
@@ -303,6 +310,7 @@ mod tests {
                 path: "date=2025-01-07/a.parquet".into(),
                 partition_values: pv.clone(),
                 size: 100,
+                deletion_vector: None,
             }],
             &[AddAction {
                 path: "date=2025-01-07/a-lethe-x.parquet".into(),

@@ -24,6 +24,7 @@ mod stats;
 
 pub use erase::{DeltaErase, DeltaEraseOutcome};
 pub use features::check_features;
+pub(crate) use log::decode;
 pub use log::engine_info;
 pub use names::LETHE_FILE_MARKER;
 pub(crate) use names::{is_lethe_file, new_file_path};

@@ -9,8 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use arrow_array::{Array, Int32Array, Int64Array, StringArray, StructArray};
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::engine_data::FilteredEngineData;
 use delta_kernel::expressions::Scalar;
-use delta_kernel::scan::state::ScanFile;
+use delta_kernel::scan::state::{DvInfo, ScanFile};
 use delta_kernel::schema::DataType as KernelType;
 use delta_kernel::{Expression, Predicate, Snapshot, SnapshotRef};
 use delta_kernel_default_engine::DefaultEngine;
@@ -19,6 +22,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use crate::lake::error::LakeError;
+use crate::lake::rewrite::DeletedRows;
 use crate::lake::root::LakeRoot;
 use crate::lake::run_blocking;
 use crate::lake::store::StoreKind;
@@ -57,9 +61,28 @@ pub struct AddFile {
     pub modification_time: i64,
     /// `stats.numRecords`, when the action has statistics.
     pub num_records: Option<u64>,
-    /// Whether the action carries a `deletionVector` (rows of the file deleted without
-    /// rewriting it, PROTOCOL.md "Deletion Vectors").
-    pub has_deletion_vector: bool,
+    /// The action's `deletionVector`: rows of the file deleted without rewriting it
+    /// (PROTOCOL.md "Deletion Vectors").
+    pub deletion_vector: Option<DeletionVector>,
+}
+
+impl AddFile {
+    /// Whether rows of the file are deleted by a deletion vector.
+    pub fn has_deletion_vector(&self) -> bool {
+        self.deletion_vector.is_some()
+    }
+}
+
+/// A deletion vector of an `add` action (PROTOCOL.md "Deletion Vector Descriptor Schema").
+#[derive(Debug, Clone)]
+pub struct DeletionVector {
+    /// The kernel's handle, to read the deleted row positions.
+    info: DvInfo,
+    /// The descriptor as the log holds it (`storageType`, `pathOrInlineDv`, `offset`,
+    /// `sizeInBytes`, `cardinality`), repeated in the `remove` action of the file: a file
+    /// is identified by its path *and* its deletion vector (PROTOCOL.md "Action
+    /// Reconciliation").
+    pub descriptor: serde_json::Value,
 }
 
 /// A snapshot: one version of the table, with what Lethe needs of its protocol and metadata.
@@ -227,11 +250,27 @@ impl DeltaTable {
             let mut files: Vec<AddFile> = Vec::new();
             for metadata in scan.scan_metadata(engine.as_ref()).map_err(fail)? {
                 let metadata = metadata.map_err(fail)?;
+                let descriptors = dv_descriptors(&metadata.scan_files).map_err(|reason| {
+                    this.error(format!(
+                        "cannot read a deletion vector descriptor: {reason}"
+                    ))
+                })?;
+                let first = files.len();
                 files = metadata
                     .visit_scan_files(files, |files: &mut Vec<AddFile>, f: ScanFile| {
                         files.push(AddFile::from(f));
                     })
                     .map_err(fail)?;
+                for file in &mut files[first..] {
+                    if let Some(dv) = &mut file.deletion_vector {
+                        dv.descriptor = descriptors.get(&file.path).cloned().ok_or_else(|| {
+                            this.error(format!(
+                                "the deletion vector of {:?} has no descriptor in the scan",
+                                file.path
+                            ))
+                        })?;
+                    }
+                }
             }
             files.sort_by(|a, b| a.path.cmp(&b.path));
             Ok(files)
@@ -240,10 +279,102 @@ impl DeltaTable {
     }
 }
 
+impl DeltaTable {
+    /// The row positions `add`'s deletion vector deletes (empty without one).
+    ///
+    /// # Errors
+    /// [`LakeError::Table`] when the deletion vector cannot be read (its file is missing,
+    /// its checksum or magic is wrong).
+    pub async fn deleted_rows(&self, add: &AddFile) -> Result<DeletedRows, LakeError> {
+        let Some(dv) = &add.deletion_vector else {
+            return Ok(DeletedRows::default());
+        };
+        let (info, engine, url, this) = (
+            dv.info.clone(),
+            Arc::clone(&self.engine),
+            self.url.clone(),
+            self.clone(),
+        );
+        let path = add.path.clone();
+        run_blocking(move || {
+            let rows = info.get_row_indexes(engine.as_ref(), &url).map_err(|e| {
+                this.error(format!("cannot read the deletion vector of {path:?}: {e}"))
+            })?;
+            Ok(DeletedRows::new(rows.unwrap_or_default()))
+        })
+        .await?
+    }
+}
+
+/// The `deletionVector` descriptors of the selected rows of a scan's file list, by `path`
+/// (the kernel hands its typed view without the descriptor).
+fn dv_descriptors(
+    files: &FilteredEngineData,
+) -> Result<HashMap<String, serde_json::Value>, String> {
+    let data = files
+        .data()
+        .any_ref()
+        .downcast_ref::<ArrowEngineData>()
+        .ok_or("the engine's data is not Arrow")?;
+    let batch = data.record_batch();
+    let selected = files.selection_vector();
+    let paths = batch
+        .column_by_name("path")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or("no path column")?;
+    let Some(dv) = batch
+        .column_by_name("deletionVector")
+        .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+    else {
+        return Ok(HashMap::new());
+    };
+    let text = |name: &str, row: usize| {
+        dv.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .filter(|c| c.is_valid(row))
+            .map(|c| c.value(row).to_string())
+    };
+    let int = |name: &str, row: usize| -> Option<i64> {
+        let c = dv.column_by_name(name)?;
+        if c.is_null(row) {
+            return None;
+        }
+        if let Some(c) = c.as_any().downcast_ref::<Int32Array>() {
+            return Some(i64::from(c.value(row)));
+        }
+        c.as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|c| c.value(row))
+    };
+    let mut out = HashMap::new();
+    for row in 0..batch.num_rows() {
+        if !selected.get(row).copied().unwrap_or(true) || paths.is_null(row) || dv.is_null(row) {
+            continue;
+        }
+        let Some(storage_type) = text("storageType", row) else {
+            continue;
+        };
+        let mut descriptor = serde_json::json!({
+            "storageType": storage_type,
+            "pathOrInlineDv": text("pathOrInlineDv", row).ok_or("no pathOrInlineDv")?,
+            "sizeInBytes": int("sizeInBytes", row).ok_or("no sizeInBytes")?,
+            "cardinality": int("cardinality", row).ok_or("no cardinality")?,
+        });
+        if let Some(offset) = int("offset", row) {
+            descriptor["offset"] = offset.into();
+        }
+        out.insert(paths.value(row).to_string(), descriptor);
+    }
+    Ok(out)
+}
+
 impl From<ScanFile> for AddFile {
     fn from(f: ScanFile) -> Self {
         Self {
-            has_deletion_vector: f.dv_info.has_vector(),
+            deletion_vector: f.dv_info.has_vector().then(|| DeletionVector {
+                info: f.dv_info.clone(),
+                descriptor: serde_json::Value::Null,
+            }),
             path: f.path,
             partition_values: f
                 .partition_values

@@ -9,7 +9,8 @@
 //!    engine's locate);
 //! 3. rewrite each file holding subject rows with the lake engine (row-group surgery) into a
 //!    new file beside it, `<name>-lethe-<uuid>.parquet` (data files are never changed in
-//!    place; spec "Overview"); refuse a file a delete file applies to;
+//!    place; spec "Overview"), leaving out the rows position delete files delete
+//!    ([`super::deletes`]); refuse a file an equality delete file applies to;
 //! 4. commit once: an `overwrite` snapshot ([`super::commit`]), a new metadata file, and the
 //!    catalog's compare-and-swap. When another writer committed first, the table is loaded
 //!    again: replaced files that are no longer live are dropped from the plan (their new files
@@ -36,13 +37,14 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use super::commit::{NewDataFile, overwrite};
+use super::deletes::{deleted_rows, unsupported_delete};
 use super::features::{check_features, refuse_delete_file};
 use super::manifest::Entry;
 use super::metadata::LoadedTable;
 use super::names::new_data_path;
 use super::purge::{data_file, purge, remove_orphans};
 use super::rest::Change;
-use super::scan::{SnapshotFiles, applicable_delete, may_hold};
+use super::scan::{SnapshotFiles, may_hold};
 use super::stats::file_metrics;
 use super::table::IcebergTable;
 use crate::lake::error::LakeError;
@@ -366,10 +368,19 @@ impl IcebergErase {
             })
             .map(|(spec, e)| (spec, e.clone()))
             .collect();
+        // Position deletes are applied by the rewrite; what it cannot apply is refused
+        // before anything is written.
+        if let Some((entry, delete)) = candidates
+            .iter()
+            .find_map(|(_, e)| unsupported_delete(&current, e).map(|d| (e, d)))
+        {
+            return Err(refuse_delete_file(loaded, &entry.file_path, delete));
+        }
         let guard = self.guard.as_ref();
+        let current_ref = &current;
         let mut results = futures::stream::iter(candidates)
             .map(|(_, entry)| async move {
-                let result = rewrite_one(loaded, &entry, filter, guard).await;
+                let result = rewrite_one(loaded, current_ref, &entry, filter, guard).await;
                 (entry, result)
             })
             .buffer_unordered(self.concurrency);
@@ -392,13 +403,6 @@ impl IcebergErase {
             }
         }
         drop(results);
-        for (_, entry) in current.data_files() {
-            if replaced.contains_key(&entry.file_path)
-                && let Some(delete) = applicable_delete(&current, entry)
-            {
-                return Err(refuse_delete_file(loaded, &entry.file_path, delete));
-            }
-        }
         if replaced.is_empty() {
             return Ok(Attempt::Nothing);
         }
@@ -533,6 +537,7 @@ enum Attempt {
 /// Rewrites one data file beside itself.
 async fn rewrite_one(
     loaded: &LoadedTable,
+    current: &SnapshotFiles,
     entry: &Entry,
     filter: &Arc<dyn RowFilter>,
     guard: Option<&Arc<dyn CommitGuard>>,
@@ -540,12 +545,16 @@ async fn rewrite_one(
     let file = data_file(loaded, &entry.file_path).await?;
     let new_relative = new_data_path(&file.relative);
     let location = loaded.root.location(&new_relative);
+    let deleted = Arc::new(deleted_rows(loaded, current, entry).await?);
     let (outcome, new) = rewrite_file_to(
         &loaded.root,
         &file,
         filter,
         guard,
-        Destination::Beside(location),
+        Destination::Beside {
+            at: location,
+            deleted,
+        },
     )
     .await?;
     Ok((outcome, new.map(|n| (new_relative, n))))

@@ -10,10 +10,11 @@
 //! | `avro` | Avro container files (manifests, manifest lists) as generic values |
 //! | `manifest` | manifest lists and manifests: typed fields, inheritance |
 //! | `scan` | a snapshot's live files; pruning by partition values and bounds; delete files |
+//! | `deletes` | the rows position delete files delete from a data file |
 //! | `bounds` | single-value serialization of bounds (Appendix D) |
 //! | `stats` | a new data file's metrics from its footer |
 //! | `commit` | the `overwrite` snapshot: manifests, manifest list, metadata |
-//! | `features` | what Lethe refuses (format v3, delete files on affected files…) |
+//! | `features` | what Lethe refuses (format v3, equality deletes on affected files…) |
 //! | `purge` | expiring the snapshots that can read erased rows; deleting their files; crash leftovers |
 //! | `names` | the names of the files Lethe writes |
 //! | [`erase`] | [`IcebergErase`]: locate, rewrite beside, commit, retry, purge, verify |
@@ -25,6 +26,7 @@ mod avro;
 mod bounds;
 pub mod catalog;
 mod commit;
+mod deletes;
 pub mod erase;
 mod features;
 mod manifest;
@@ -37,8 +39,9 @@ mod stats;
 pub mod table;
 
 pub use catalog::{Catalog, SqlCatalog};
+pub(crate) use deletes::deleted_in;
 pub use erase::{IcebergErase, IcebergEraseOutcome};
-pub(crate) use features::{check_features, refuse_delete_file};
+pub(crate) use features::check_features;
 pub use metadata::LoadedTable;
 pub use metadata::TableMetadata;
 pub(crate) use purge::data_file;

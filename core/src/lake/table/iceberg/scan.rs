@@ -108,12 +108,16 @@ pub(crate) fn may_hold(
     })
 }
 
-/// The first live delete file of `files` that may apply to data file `entry` (spec, "Scan Planning": a position delete file applies to data files of the same
-/// partition with a data sequence number ≤ its own, an equality delete file to those with a
-/// smaller one; a delete file of an unpartitioned spec applies to every partition;
-/// `referenced_data_file` narrows a position delete file to one data file).
-pub(crate) fn applicable_delete<'a>(files: &'a SnapshotFiles, entry: &Entry) -> Option<&'a Entry> {
-    files.delete_files().map(|(_, d)| d).find(|d| {
+/// Every live delete file of `files` that may apply to data file `entry` (spec, "Scan
+/// Planning": a position delete file applies to data files of the same partition with a data
+/// sequence number ≤ its own, an equality delete file to those with a smaller one; a delete
+/// file of an unpartitioned spec applies to every partition; `referenced_data_file` narrows a
+/// position delete file to one data file).
+pub(crate) fn applicable_deletes<'a>(
+    files: &'a SnapshotFiles,
+    entry: &'a Entry,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    files.delete_files().map(|(_, d)| d).filter(move |d| {
         let seq_ok = match d.content {
             1 => entry.sequence_number <= d.sequence_number,
             _ => entry.sequence_number < d.sequence_number,
@@ -127,17 +131,13 @@ pub(crate) fn applicable_delete<'a>(files: &'a SnapshotFiles, entry: &Entry) -> 
     })
 }
 
-/// The live files of `table`'s current snapshot: the URIs of its data files (sorted), and the
-/// first data file to which a live delete file applies, with that delete file (`None`: no
-/// row of the snapshot is deleted by a delete file). An empty table has no files.
+/// The live files of `table`'s current snapshot (`None`: an empty table, no snapshot).
 ///
 /// # Errors
 /// [`LakeError::Table`] when the snapshot's manifest list or manifests cannot be read.
-pub(crate) async fn current_files(
-    table: &LoadedTable,
-) -> Result<(Vec<String>, Option<(String, Entry)>), LakeError> {
+pub(crate) async fn current_files(table: &LoadedTable) -> Result<Option<SnapshotFiles>, LakeError> {
     let Some(current) = table.metadata.current_snapshot_id() else {
-        return Ok((Vec::new(), None));
+        return Ok(None);
     };
     let Some(snapshot) = table
         .metadata
@@ -150,9 +150,7 @@ pub(crate) async fn current_files(
             reason: format!("the current snapshot {current} is not listed"),
         });
     };
-    let files = SnapshotFiles::read(table, current, &snapshot.manifest_list).await?;
-    let deleted = files.data_files().find_map(|(_, entry)| {
-        applicable_delete(&files, entry).map(|d| (entry.file_path.clone(), d.clone()))
-    });
-    Ok((files.data_paths().into_iter().collect(), deleted))
+    SnapshotFiles::read(table, current, &snapshot.manifest_list)
+        .await
+        .map(Some)
 }
