@@ -287,12 +287,23 @@ fn event_ids(file: &Path) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn rows_position_deletes_deleted_stay_deleted_after_an_erasure() {
+    deleted_rows_stay_deleted("delete-file").await;
+}
+
+#[tokio::test]
+async fn rows_equality_deletes_deleted_stay_deleted_after_an_erasure() {
+    deleted_rows_stay_deleted("delete-equality").await;
+}
+
+/// Commits a delete file (`command` of the fixture script: position or equality) deleting row
+/// e-0-0011 (u-11), which shares its data file with rows of u-07, then erases u-07: the new
+/// file must hold neither u-07's rows nor the deleted row.
+async fn deleted_rows_stay_deleted(command: &str) {
     let Some(dir) = fixture("2") else {
         return;
     };
     let dir = dir.path();
-    // Row e-0-0011 (u-11) shares its data file with rows of u-07.
-    py(&["delete-file", dir.to_str().unwrap(), "e-0-0011"]).unwrap();
+    py(&[command, dir.to_str().unwrap(), "e-0-0011"]).unwrap();
     let outcome = erase(dir, &["u-07"]).await.execute().await.unwrap();
     assert!(outcome.commit.is_some());
     let with_delete: Vec<_> = outcome

@@ -9,8 +9,8 @@
 //!    engine's locate);
 //! 3. rewrite each file holding subject rows with the lake engine (row-group surgery) into a
 //!    new file beside it, `<name>-lethe-<uuid>.parquet` (data files are never changed in
-//!    place; spec "Overview"), leaving out the rows position delete files delete
-//!    ([`super::deletes`]); refuse a file an equality delete file applies to;
+//!    place; spec "Overview"), leaving out the rows delete files delete
+//!    ([`super::deletes`]); refuse a file a delete file not in Parquet applies to;
 //! 4. commit once: an `overwrite` snapshot ([`super::commit`]), a new metadata file, and the
 //!    catalog's compare-and-swap. When another writer committed first, the table is loaded
 //!    again: replaced files that are no longer live are dropped from the plan (their new files
@@ -368,7 +368,7 @@ impl IcebergErase {
             })
             .map(|(spec, e)| (spec, e.clone()))
             .collect();
-        // Position deletes are applied by the rewrite; what it cannot apply is refused
+        // Delete files are applied by the rewrite; what it cannot apply is refused
         // before anything is written.
         if let Some((entry, delete)) = candidates
             .iter()

@@ -2,9 +2,9 @@
 //! naming the feature): format version 3 (deletion vectors, row lineage, new types: spec,
 //! "Version 3"), branches other than `main` (spec "Snapshot References"; their snapshots
 //! would have to be rewritten too), encrypted tables (`encryption-keys`, spec "Encryption"), v1 snapshots
-//! without a manifest list (inline `manifests`), and delete files that apply to a data file
-//! holding subject rows (applying them is not implemented: their deleted rows would come back
-//! in the rewrite, spec "Row-level Deletes"). One more refusal lives with the commit
+//! without a manifest list (inline `manifests`), and delete files not written in Parquet that
+//! apply to a data file holding subject rows (Parquet ones are applied by the rewrite,
+//! `super::deletes`; spec "Row-level Deletes"). One more refusal lives with the commit
 //! (`commit::refuse_v1_manifests_with_deletes`): rewriting a v1 manifest of an upgraded table
 //! that has delete files.
 
@@ -59,8 +59,9 @@ pub(crate) fn check_features(table: &LoadedTable) -> Result<(), LakeError> {
     Ok(())
 }
 
-/// Refuses the erasure because delete file `delete` applies to `data_file`, which holds
-/// subject rows.
+/// Refuses the erasure because delete file `delete`, in a format Lethe does not read (Avro,
+/// ORC: only Parquet delete files are applied), applies to `data_file`, which holds subject
+/// rows.
 pub(crate) fn refuse_delete_file(
     table: &LoadedTable,
     data_file: &str,
@@ -71,11 +72,15 @@ pub(crate) fn refuse_delete_file(
     } else {
         "equality deletes"
     };
+    let format = delete
+        .data_file()
+        .and_then(|f| super::avro::text(f, "file_format"))
+        .unwrap_or("an unknown format");
     refuse(
         table,
         feature,
         format!(
-            "delete file {} applies to data file {data_file}, which holds subject rows; applying delete files in a rewrite is not implemented",
+            "delete file {} ({format}) applies to data file {data_file}, which holds subject rows; Lethe applies delete files written in Parquet only",
             delete.file_path
         ),
     )

@@ -10,11 +10,11 @@
 //! | `avro` | Avro container files (manifests, manifest lists) as generic values |
 //! | `manifest` | manifest lists and manifests: typed fields, inheritance |
 //! | `scan` | a snapshot's live files; pruning by partition values and bounds; delete files |
-//! | `deletes` | the rows position delete files delete from a data file |
+//! | `deletes` | the rows position and equality delete files delete from a data file |
 //! | `bounds` | single-value serialization of bounds (Appendix D) |
 //! | `stats` | a new data file's metrics from its footer |
 //! | `commit` | the `overwrite` snapshot: manifests, manifest list, metadata |
-//! | `features` | what Lethe refuses (format v3, equality deletes on affected files…) |
+//! | `features` | what Lethe refuses (format v3, branches, delete files not in Parquet…) |
 //! | `purge` | expiring the snapshots that can read erased rows; deleting their files; crash leftovers |
 //! | `names` | the names of the files Lethe writes |
 //! | [`erase`] | [`IcebergErase`]: locate, rewrite beside, commit, retry, purge, verify |
