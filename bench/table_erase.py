@@ -19,6 +19,8 @@ Both sides end with no subject row readable in any snapshot and none in any file
 JSON line per measurement and a summary line per format (medians).
 
     bench/table_erase.py --worker target/release/lethe-worker --rounds 3
+    bench/table_erase.py --worker ... --clustered --rows 1200000 --days 40   (scaling: each user
+        on one day, subjects from day 0: the files holding them stay the same as the table grows)
 """
 
 import argparse
@@ -37,20 +39,22 @@ import json, os, sys, time
 from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 
-def batch(commit, n, users, seed):
+def batch(commit, n, users, seed, days, clustered):
     import random
     rnd = random.Random(seed)
     base = datetime(2025, 1, 1, tzinfo=timezone.utc)
     rows = {"event_id": [], "user_id": [], "ts": [], "calories": [], "email": [], "date": [], "region": []}
     for i in range(n):
-        u = users[rnd.randrange(len(users))]
-        day = i % 10
+        day = i % days
+        # Clustered: user k has rows on day k % days only (one date partition).
+        pool = users[day::days] if clustered else users
+        u = pool[rnd.randrange(len(pool))]
         rows["event_id"].append(f"e-{commit}-{i:07d}")
         rows["user_id"].append(u)
         rows["ts"].append(base + timedelta(days=day, seconds=i))
         rows["calories"].append(100 + (i * 13) % 400)
         rows["email"].append(f"{u}@example.com")
-        rows["date"].append(f"2025-01-{day + 1:02d}")
+        rows["date"].append((base + timedelta(days=day)).date().isoformat())
         rows["region"].append(["EU", "US", "APAC"][(i // 10) % 3])
     return pa.table(rows, schema=pa.schema([
         ("event_id", pa.string()), ("user_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
@@ -62,11 +66,11 @@ def catalog(d):
 
 cmd, d = sys.argv[1], sys.argv[2]
 if cmd == "make-iceberg":
-    rows, users = int(sys.argv[3]), int(sys.argv[4])
+    rows, users, days, clustered = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
     from pyiceberg.partitioning import PartitionSpec, PartitionField
     from pyiceberg.transforms import IdentityTransform
     ids = [f"u-{k:05d}" for k in range(users)]
-    data = [batch(c, rows // 3, ids, c) for c in range(3)]
+    data = [batch(c, rows // 3, ids, c, days, clustered) for c in range(3)]
     cat = catalog(d)
     cat.create_namespace("default")
     t = cat.create_table("default.events", schema=data[0].schema)
@@ -78,11 +82,11 @@ if cmd == "make-iceberg":
         t = cat.load_table("default.events")
         t.append(b)
 elif cmd == "make-delta":
-    rows, users = int(sys.argv[3]), int(sys.argv[4])
+    rows, users, days, clustered = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
     from deltalake import write_deltalake
     ids = [f"u-{k:05d}" for k in range(users)]
     for c in range(3):
-        write_deltalake(f"{d}/events", batch(c, rows // 3, ids, c), partition_by=["date", "region"],
+        write_deltalake(f"{d}/events", batch(c, rows // 3, ids, c, days, clustered), partition_by=["date", "region"],
                         mode="append")
 elif cmd == "erase-iceberg":
     subjects = open(sys.argv[3]).read().split()
@@ -159,11 +163,17 @@ def main():
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--formats", default="iceberg,delta")
+    ap.add_argument("--days", type=int, default=10, help="date partitions (x 3 regions)")
+    ap.add_argument("--clustered", action="store_true",
+                    help="each user's rows on one day only; subjects from day 0 (the scaling run)")
     args = ap.parse_args()
     worker = os.path.abspath(args.worker)
     results = {}
     for rnd in range(args.rounds):
-        subjects = random.Random(rnd).sample([f"u-{k:05d}" for k in range(args.users)], args.subjects)
+        pool = [f"u-{k:05d}" for k in range(args.users)]
+        if args.clustered:
+            pool = pool[::args.days]
+        subjects = random.Random(rnd).sample(pool, args.subjects)
         for fmt in args.formats.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 subjects_file = os.path.join(tmp, "subjects.txt")
@@ -173,7 +183,8 @@ def main():
                 for side in ("python", "lethe"):
                     d = os.path.join(tmp, side)
                     os.makedirs(d)
-                    py(f"make-{fmt}", d, str(args.rows), str(args.users))
+                    py(f"make-{fmt}", d, str(args.rows), str(args.users), str(args.days),
+                       "1" if args.clustered else "0")
                     dirs[side] = d
                 before = json.loads(py(f"count-{fmt}", dirs["python"], subjects_file).stdout)
                 t_py, _ = timed([sys.executable, "-c", HELPER, f"erase-{fmt}", dirs["python"], subjects_file])
@@ -192,7 +203,8 @@ def main():
                     after = json.loads(py(f"count-{fmt}", d, subjects_file).stdout)
                     checks[side] = {"subject_rows_after": after["subject_rows"],
                                     "files_holding_subjects": files_holding(d, subjects)}
-                line = {"format": fmt, "round": rnd, "rows": args.rows, "subjects": args.subjects,
+                line = {"format": fmt, "round": rnd, "rows": args.rows, "days": args.days,
+                        "clustered": args.clustered, "subjects": args.subjects,
                         "subject_rows": before["subject_rows"], "python_s": round(t_py, 3),
                         "lethe_s": round(t_lethe, 3), "ratio": round(t_lethe / t_py, 3),
                         "lethe_files_scanned": summary.get("files_scanned"),
@@ -203,7 +215,8 @@ def main():
                 print(json.dumps(line), flush=True)
                 results.setdefault(fmt, []).append(line)
     for fmt, lines in results.items():
-        print(json.dumps({"format": fmt, "median_python_s": statistics.median(l["python_s"] for l in lines),
+        print(json.dumps({"format": fmt, "rows": args.rows, "days": args.days, "clustered": args.clustered,
+                          "median_python_s": statistics.median(l["python_s"] for l in lines),
                           "median_lethe_s": statistics.median(l["lethe_s"] for l in lines),
                           "median_ratio": statistics.median(l["ratio"] for l in lines)}), flush=True)
 

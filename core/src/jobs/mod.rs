@@ -7,6 +7,7 @@
 
 mod context;
 mod erase;
+mod erase_results;
 mod erase_table;
 mod execute;
 mod holds;
@@ -19,7 +20,7 @@ mod runner;
 
 pub use crate::store::EraseFileTask;
 pub use context::{ExecuteContext, Execution, JobError};
-pub use erase::{BatchResults, erasure_result};
+pub use erase_results::{BatchResults, erasure_result};
 pub use execute::execute_job;
 pub use lease::LeaseGuard;
 pub use runner::{Worker, WorkerConfig};

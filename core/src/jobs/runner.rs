@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::context::{ExecuteContext, Execution, JobError};
-use super::erase::{BatchResults, erasure_result};
+use super::erase_results::{BatchResults, erasure_result};
 use super::execute::execute_job;
 use super::lease::{LeaseGuard, spawn_heartbeat};
 use crate::audit::NewAuditEntry;
