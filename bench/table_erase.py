@@ -19,8 +19,9 @@ Both sides end with no subject row readable in any snapshot and none in any file
 JSON line per measurement and a summary line per format (medians).
 
     bench/table_erase.py --worker target/release/lethe-worker --rounds 3
-    bench/table_erase.py --worker ... --clustered --rows 1200000 --days 40   (scaling: each user
-        on one day, subjects from day 0: the files holding them stay the same as the table grows)
+    bench/table_erase.py --worker ... --clustered --rows 1200000 --days 40 --users 40000
+        (scaling: each day has its own slice of user ids, the subjects are day 0's: the files
+        holding them stay the same as the table grows)
 """
 
 import argparse
@@ -46,8 +47,11 @@ def batch(commit, n, users, seed, days, clustered):
     rows = {"event_id": [], "user_id": [], "ts": [], "calories": [], "email": [], "date": [], "region": []}
     for i in range(n):
         day = i % days
-        # Clustered: user k has rows on day k % days only (one date partition).
-        pool = users[day::days] if clustered else users
+        # Clustered: the users of day d are the d-th slice of the ids (a table sorted or
+        # Z-ordered by user): their rows are in that day's partitions only, and the files'
+        # user_id bounds tell them apart.
+        per = len(users) // days
+        pool = users[day * per:(day + 1) * per] if clustered else users
         u = pool[rnd.randrange(len(pool))]
         rows["event_id"].append(f"e-{commit}-{i:07d}")
         rows["user_id"].append(u)
@@ -165,14 +169,14 @@ def main():
     ap.add_argument("--formats", default="iceberg,delta")
     ap.add_argument("--days", type=int, default=10, help="date partitions (x 3 regions)")
     ap.add_argument("--clustered", action="store_true",
-                    help="each user's rows on one day only; subjects from day 0 (the scaling run)")
+                    help="each day its own slice of user ids; subjects from day 0's (the scaling run)")
     args = ap.parse_args()
     worker = os.path.abspath(args.worker)
     results = {}
     for rnd in range(args.rounds):
         pool = [f"u-{k:05d}" for k in range(args.users)]
         if args.clustered:
-            pool = pool[::args.days]
+            pool = pool[:args.users // args.days]
         subjects = random.Random(rnd).sample(pool, args.subjects)
         for fmt in args.formats.split(","):
             with tempfile.TemporaryDirectory() as tmp:

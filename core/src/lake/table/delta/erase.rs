@@ -316,6 +316,15 @@ impl DeltaErase {
         Ok(outcome)
     }
 
+    /// The data-skipping filter of the `add` actions: the subject column and the subjects,
+    /// when there is one subject column.
+    fn by_stats(&self) -> Option<(&str, &BTreeSet<String>)> {
+        match self.policy.subject_columns.as_slice() {
+            [one] => Some((one.as_str(), &self.subjects)),
+            _ => None,
+        }
+    }
+
     /// Refuses a subject column the table does not have, or one that is a partition column
     /// (its values are in the log, not in the files: not implemented).
     fn check_columns(&self, snapshot: &DeltaSnapshot) -> Result<(), LakeError> {
@@ -343,13 +352,9 @@ impl DeltaErase {
         replaced: &mut BTreeMap<String, Replaced>,
         searched: &mut BTreeMap<String, FileOutcome>,
     ) -> Result<(), LakeError> {
-        let by_stats = match self.policy.subject_columns.as_slice() {
-            [one] => Some((one.as_str(), &self.subjects)),
-            _ => None,
-        };
         let candidates: Vec<AddFile> = self
             .table
-            .files(snapshot, by_stats)
+            .files(snapshot, self.by_stats())
             .await?
             .into_iter()
             .filter(|f| !replaced.contains_key(&f.path) && !searched.contains_key(&f.path))
@@ -462,15 +467,16 @@ impl DeltaErase {
         }
     }
 
-    /// Reads the subject columns of every file of `snapshot` that may hold a subject (by
-    /// statistics, then footer pruning): none may hold a row — but, for a rectification,
-    /// this commit's `new_files` (paths relative to the root), which hold the changed rows.
+    /// Reads the subject columns of every file of `snapshot` that may hold a subject (by the
+    /// `add` actions' statistics, as the search did, then footer pruning): none may hold a
+    /// row — but, for a rectification, this commit's `new_files` (paths relative to the
+    /// root), which hold the changed rows. Files without statistics are always read.
     async fn verify(
         &self,
         snapshot: &DeltaSnapshot,
         new_files: &BTreeSet<String>,
     ) -> Result<(), LakeError> {
-        let files = self.table.files(snapshot, None).await?;
+        let files = self.table.files(snapshot, self.by_stats()).await?;
         for add in files {
             if self.rectify.is_some() && new_files.contains(&decode(&add.path)) {
                 continue;
