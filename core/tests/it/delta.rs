@@ -458,6 +458,26 @@ async fn rows_a_deletion_vector_deleted_stay_deleted_after_an_erasure() {
     if let Some(before) = &before {
         assert_eq!(before, &["u-1", "u-1", "u-2", "u-5"]);
     }
+    // An export of the snapshot (access, portability) leaves the deleted rows out: u-3's
+    // only row is deleted, u-1's two rows are live.
+    let handle = lethe_core::lake::table::Table::Delta(
+        DeltaTable::new(LakeRoot::parse(table.to_str().unwrap()).unwrap()).unwrap(),
+    );
+    let live = handle.live_files(true).await.unwrap();
+    assert_eq!(live.deleted.len(), 1);
+    for (subject, rows) in [("u-1", 2), ("u-3", 0), ("u-4", 0), ("u-5", 1)] {
+        let found = lethe_core::lake::collect_subject_rows_in(
+            &live.root,
+            live.files.clone(),
+            &["user_id".to_string()],
+            subject,
+            None,
+            &live.deleted,
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.rows, rows, "{subject}");
+    }
     let outcome = erase(&table, &["u-1"]).execute().await.unwrap();
     assert_eq!(outcome.commit, Some(1), "{outcome:?}");
     if before.is_some() {
@@ -507,12 +527,7 @@ async fn rows_a_deletion_vector_deleted_stay_deleted_after_an_erasure() {
     assert_eq!(ids, ["u-2", "u-5"]);
     // The replaced file is purged, and the current snapshot reads the same two rows.
     assert!(!table.join("part-0.parquet").exists());
-    let live = lethe_core::lake::table::Table::Delta(
-        DeltaTable::new(LakeRoot::parse(table.to_str().unwrap()).unwrap()).unwrap(),
-    )
-    .live_files(true)
-    .await
-    .unwrap();
+    let live = handle.live_files(true).await.unwrap();
     assert_eq!(live.files.len(), 1);
     assert!(live.deleted.is_empty(), "no deletion vector is left");
 }

@@ -304,6 +304,30 @@ async fn deleted_rows_stay_deleted(command: &str) {
     };
     let dir = dir.path();
     py(&[command, dir.to_str().unwrap(), "e-0-0011"]).unwrap();
+    // An export of the snapshot (access, portability) leaves the deleted row out.
+    let uri = format!("sqlite://{}/catalog.db", dir.display());
+    let catalog = SqlCatalog::connect(&uri, "lethe").await.unwrap();
+    let handle = lethe_core::lake::table::Table::Iceberg(
+        IcebergTable::new(catalog, "default.events").unwrap(),
+    );
+    let export = |live: lethe_core::lake::table::LiveFiles, deleted: bool| async move {
+        let none = std::collections::BTreeMap::new();
+        lethe_core::lake::collect_subject_rows_in(
+            &live.root,
+            live.files.clone(),
+            &["user_id".to_string()],
+            "u-11",
+            None,
+            if deleted { &live.deleted } else { &none },
+        )
+        .await
+        .unwrap()
+        .rows
+    };
+    let live = handle.live_files(true).await.unwrap();
+    assert_eq!(live.deleted.len(), 1, "one data file has a deleted row");
+    let (all, kept) = (export(live.clone(), false).await, export(live, true).await);
+    assert_eq!(kept, all - 1, "u-11's deleted row is not exported");
     let outcome = erase(dir, &["u-07"]).await.execute().await.unwrap();
     assert!(outcome.commit.is_some());
     let with_delete: Vec<_> = outcome

@@ -224,7 +224,7 @@ async fn equality_matches(
 }
 
 /// The rows deleted in each data file of `files` that a live delete file applies to, by the
-/// data file's URI (files without deletes are not listed).
+/// data file's URI (files without a deleted row are not listed).
 ///
 /// # Errors
 /// As [`deleted_rows`].
@@ -235,10 +235,10 @@ pub(crate) async fn deleted_in(
     let mut out = BTreeMap::new();
     for (_, entry) in files.data_files() {
         if applicable_deletes(files, entry).next().is_some() {
-            out.insert(
-                entry.file_path.clone(),
-                deleted_rows(table, files, entry).await?,
-            );
+            let rows = deleted_rows(table, files, entry).await?;
+            if !rows.is_empty() {
+                out.insert(entry.file_path.clone(), rows);
+            }
         }
     }
     Ok(out)
