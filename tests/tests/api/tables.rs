@@ -200,9 +200,24 @@ fn catalog_settings(dir: &Path) -> IcebergSettings {
 /// Files, approves and waits for a request of `kind` by the subject behind `token`.
 async fn run(app: &TestApp, token: &str, kind: &str) -> Value {
     let id = app.file_request_ok(token, kind).await;
-    let approved = app.approve(&app.admin_token, &id).await;
+    approve_and_wait(app, token, &id).await
+}
+
+/// Files `body` (it must be accepted), approves it and waits for its end.
+async fn file_approve_wait(app: &TestApp, token: &str, body: Value) -> Value {
+    let response = app.file_request(token, &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    approve_and_wait(app, token, &id).await
+}
+
+async fn approve_and_wait(app: &TestApp, token: &str, id: &str) -> Value {
+    let approved = app.approve(&app.admin_token, id).await;
     assert_eq!(approved.status(), StatusCode::OK);
-    app.wait_until_final(token, &id).await
+    app.wait_until_final(token, id).await
 }
 
 /// Rectification (Art. 16) of `u-08`'s `notes` through the table's commit: every row of the
@@ -226,29 +241,16 @@ async fn rectify(app: &TestApp, format: &str, target: &Path, table_root: &Path, 
     assert_problem(response, StatusCode::BAD_REQUEST, "validation").await;
 
     // A value the column's type cannot hold: every file fails, nothing is committed.
-    let id = app
-        .file_request(&token, &body(json!({"calories": "lots"})))
-        .await;
-    assert_eq!(id.status(), StatusCode::CREATED);
-    let id = id.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.approve(&app.admin_token, &id).await;
-    let failed = app.wait_until_final(&token, &id).await;
+    let failed = file_approve_wait(app, &token, body(json!({"calories": "lots"}))).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(rows(format, target), before);
 
-    let id = app
-        .file_request(&token, &body(json!({"notes": "corrected by the subject"})))
-        .await;
-    assert_eq!(id.status(), StatusCode::CREATED);
-    let id = id.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.approve(&app.admin_token, &id).await;
-    let done = app.wait_until_final(&token, &id).await;
+    let done = file_approve_wait(
+        app,
+        &token,
+        body(json!({"notes": "corrected by the subject"})),
+    )
+    .await;
     assert_eq!(done["status"], "completed", "{done}");
     let result = &done["result"];
     assert_eq!(result["rows_changed"], mine as u64, "{result}");
