@@ -15,7 +15,7 @@
 #
 # Usage: bench/service.sh   Tunables: ERASURES (100), SUBJECTS (100000), DAYS (30),
 #   EVENTS_PER_DAY (1), SEED (42), ROUNDS (3), SKIP_BUILD=1 to reuse
-#   target/release/lethe-{service,worker} (or SERVICE_BIN / WORKER_BIN),
+#   target/release/lethe-{service,worker} (or SERVICE_BIN / WORKER_BIN, built from BUILT_FROM),
 #   JOB_CONCURRENCY (the worker's worker.job_concurrency, 4),
 #   WORKER_LOG_FILTER (e.g. "info,sqlx::query=debug" to log every statement with its time)
 # Needs: cargo, jq, curl.
@@ -137,7 +137,7 @@ BODY=$(cat <<MD
 
 Produced by \`bench/service.sh\` (rerun it; do not edit by hand).
 
-- date: $(date -u +%Y-%m-%dT%H:%MZ), commit \`$(git rev-parse --short HEAD)\`
+- date: $(date -u +%Y-%m-%dT%H:%MZ), release binaries built from commit \`${BUILT_FROM:-$(git rev-parse --short HEAD)}\`
 - machine: $(machine_line)
 - lake: $(jq -r '"\(.rows) rows, \(.files) files"' <<<"$GEN") (\`lethe-worker generate --subjects $SUBJECTS --days $DAYS --events-per-day $EVENTS_PER_DAY\`), local disk, SQLite
 - service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` ${JOB_CONCURRENCY:-4}) timed from its start to the last request's \`completed_at\`

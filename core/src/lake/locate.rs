@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::types::Int32Type;
+use arrow_array::{Array, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use futures::StreamExt;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 
@@ -314,10 +316,10 @@ pub(crate) async fn locate_open(
 ) -> Result<Found, LakeError> {
     let leaf = opened.subject_leaf(subject_column)?;
     check_value_counts(opened, leaf)?;
-    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        opened.reader.clone(),
-        opened.metadata.clone(),
-    );
+    let reader_metadata =
+        dictionary_metadata(opened, subject_column).unwrap_or_else(|| opened.metadata.clone());
+    let mut builder =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(opened.reader.clone(), reader_metadata);
     let mut found = Found {
         row_groups_total: builder.metadata().num_row_groups() as u64,
         pruning: prune(&mut builder, leaf, subjects, opened.footer_rows_agree).await,
@@ -443,6 +445,78 @@ pub(crate) fn subject_strings(
 /// The subject ids looked up for every row.
 type SubjectLookup = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
+/// `opened`'s reader metadata with the top-level `Utf8` column `column` read as
+/// `Dictionary(Int32, Utf8)` (the Arrow reader keeps a dictionary-encoded chunk's dictionary
+/// and indices, and builds them for plain pages), so that counting subjects looks each
+/// distinct value up once instead of materializing and hashing every row's string. `None`
+/// for any other type.
+fn dictionary_metadata(opened: &OpenFile, column: &str) -> Option<ArrowReaderMetadata> {
+    let schema = opened.metadata.schema();
+    let index = schema.index_of(column).ok()?;
+    if schema.field(index).data_type() != &DataType::Utf8 {
+        return None;
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == index {
+                Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
+            } else {
+                Arc::clone(f)
+            }
+        })
+        .collect();
+    let hinted = Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(
+        Arc::clone(opened.metadata.metadata()),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+    .ok()
+}
+
+/// Counts per subject in a dictionary-encoded column: each distinct value is looked up once,
+/// then the rows are counted by dictionary key. `false` when `column` is not a
+/// `Dictionary(Int32, Utf8)` (nothing counted).
+fn count_dictionary(
+    column: &dyn Array,
+    wanted: &SubjectLookup,
+    counts: &mut BTreeMap<String, u64>,
+) -> bool {
+    let Some(dict) = column.as_any().downcast_ref::<DictionaryArray<Int32Type>>() else {
+        return false;
+    };
+    let Some(values) = dict.values().as_any().downcast_ref::<StringArray>() else {
+        return false;
+    };
+    let hit: Vec<bool> = (0..values.len())
+        .map(|i| values.is_valid(i) && wanted.contains(values.value(i)))
+        .collect();
+    if !hit.contains(&true) {
+        return true;
+    }
+    let mut per_key = vec![0u64; values.len()];
+    let keys = dict.keys();
+    for (row, &key) in keys.values().iter().enumerate() {
+        if keys.is_valid(row)
+            && let Some(n) = usize::try_from(key).ok().and_then(|k| per_key.get_mut(k))
+        {
+            *n += 1;
+        }
+    }
+    for (k, n) in per_key.into_iter().enumerate() {
+        if n > 0 && hit[k] {
+            *counts.entry(values.value(k).to_string()).or_default() += n;
+        }
+    }
+    true
+}
+
 fn count_subjects(
     file: &str,
     batch: &RecordBatch,
@@ -450,6 +524,9 @@ fn count_subjects(
     wanted: &SubjectLookup,
     counts: &mut BTreeMap<String, u64>,
 ) -> Result<(), LakeError> {
+    if count_dictionary(batch.column(index).as_ref(), wanted, counts) {
+        return Ok(());
+    }
     let values = subject_strings(file, batch, index)?;
     for value in values.iter().flatten() {
         if wanted.contains(value) {
@@ -463,6 +540,23 @@ fn count_subjects(
 mod tests {
     use super::*;
     use crate::lake::testlake::*;
+
+    #[test]
+    fn a_dictionary_column_is_counted_by_key_with_nulls_and_repeated_values() {
+        // Values "a", "b", "a" again (a dictionary built from plain pages may repeat one),
+        // keys with a null row.
+        let values = StringArray::from(vec![Some("a"), Some("b"), Some("a"), None]);
+        let keys =
+            arrow_array::Int32Array::from(vec![Some(0), Some(1), None, Some(2), Some(0), Some(3)]);
+        let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        let wanted: SubjectLookup = ["a".to_string(), "z".to_string()].into_iter().collect();
+        let mut counts = BTreeMap::new();
+        assert!(count_dictionary(&dict, &wanted, &mut counts));
+        assert_eq!(counts, BTreeMap::from([("a".to_string(), 3)]));
+        // Not a dictionary: left to the row-by-row count.
+        let plain = StringArray::from(vec!["a"]);
+        assert!(!count_dictionary(&plain, &wanted, &mut counts));
+    }
 
     fn root_of(dir: &tempfile::TempDir) -> LakeRoot {
         LakeRoot::parse(&dir.path().display().to_string()).unwrap()
