@@ -77,127 +77,151 @@ pub(super) async fn plan_erasure(
             .push(r.id.as_str());
     }
 
-    let mut per_dataset = Vec::new();
-    let mut per_request: BTreeMap<String, BTreeMap<String, RequestFiles>> = BTreeMap::new();
-    // Subjects with rows in a held dataset, and the holds that keep those rows.
-    let mut in_held: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
-    let mut tasks = Vec::new();
-    for dataset in store.list_datasets().await? {
-        if subjects.is_empty() {
-            per_dataset.push(PlanDataset {
-                dataset: dataset.name.clone(),
-                held: Some(false),
-                ..PlanDataset::default()
-            });
-            continue;
+    // Data keys: destroyed unless a hold keeps rows the key makes readable. Without a hold on
+    // any dataset no located row can keep a key, so the keys go while the files are searched.
+    let keys_now = !holds.on_any_dataset();
+    let to_destroy: Vec<&PrivacyRequest> = requests
+        .iter()
+        .filter(|r| !held_subjects.contains(&r.id))
+        .collect();
+    let early_keys = async {
+        if keys_now {
+            destroy_keys(store, ctx, job, &to_destroy).await?;
         }
-        let wanted: Vec<&str> = subjects.keys().copied().collect();
-        let reports = locate_in_roots(
-            store,
-            &ctx.settings,
-            ctx.keyring.as_deref(),
-            ctx.file_concurrency,
-            &dataset,
-            &dataset.subject_columns(),
-            &wanted,
-        )
-        .await?;
-        if let Some(hold) = holds.on_dataset(&dataset.id) {
-            // Located, never rewritten: only to learn whose keys the hold keeps.
-            for file in reports.iter().flat_map(|(_, r)| &r.files) {
-                for subject in file.rows_by_subject.keys() {
-                    let entry = in_held.entry(subject.clone()).or_default();
-                    if !entry.iter().any(|k| k.hold_id == hold.id) {
-                        entry.push(Kept::of(hold));
-                    }
-                }
+        Ok::<_, JobError>(())
+    };
+    let located = async {
+        let mut per_dataset = Vec::new();
+        let mut per_request: BTreeMap<String, BTreeMap<String, RequestFiles>> = BTreeMap::new();
+        // Subjects with rows in a held dataset, and the holds that keep those rows.
+        let mut in_held: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for dataset in store.list_datasets().await? {
+            if subjects.is_empty() {
+                per_dataset.push(PlanDataset {
+                    dataset: dataset.name.clone(),
+                    held: Some(false),
+                    ..PlanDataset::default()
+                });
+                continue;
             }
-            per_dataset.push(PlanDataset {
-                dataset: dataset.name.clone(),
-                held: Some(true),
-                ..PlanDataset::default()
-            });
-            continue;
-        }
-        let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
-            reports.iter().map(|(_, r)| f(&r.metrics)).sum()
-        };
-        per_dataset.push(PlanDataset {
-            dataset: dataset.name.clone(),
-            held: None,
-            files_scanned: sum(|m| m.files_scanned),
-            files_affected: reports.iter().map(|(_, r)| r.files.len() as u64).sum(),
-            rows_located: reports
-                .iter()
-                .flat_map(|(_, r)| &r.files)
-                .map(|f| f.rows)
-                .sum(),
-            bytes_read: sum(|m| m.bytes_read),
-            row_groups_pruned_by_statistics: Some(sum(|m| m.row_groups_pruned_by_statistics)),
-            row_groups_pruned_by_bloom_filter: Some(sum(|m| m.row_groups_pruned_by_bloom_filter)),
-            files_answered_by_index: Some(sum(|m| m.files_answered_by_index)),
-            files_skipped_by_index: Some(sum(|m| m.files_skipped_by_index)),
-            versions: dataset.format.is_table().then(|| {
-                reports
-                    .iter()
-                    .flat_map(|(_, r)| &r.files)
-                    .map(|f| {
-                        let version = ObjectVersion {
-                            size: f.file.size,
-                            e_tag: f.file.e_tag.clone(),
-                        };
-                        (f.file.relative.clone(), version)
-                    })
-                    .collect()
-            }),
-        });
-        // A table: one task for the whole table, so that the batch makes one commit.
-        let mut table_requests: Vec<String> = Vec::new();
-        for (root_url, report) in &reports {
-            for file in &report.files {
-                let mut request_ids = Vec::new();
-                for (subject, rows) in &file.rows_by_subject {
-                    for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
-                        request_ids.push(request_id.to_string());
-                        let entry = per_request
-                            .entry(request_id.to_string())
-                            .or_default()
-                            .entry(dataset.name.clone())
-                            .or_default();
-                        entry.rows += rows;
-                        entry.file_rows.insert(file.file.relative.clone(), *rows);
-                        entry.files.push(file.file.relative.clone());
-                    }
-                }
-                if dataset.format.is_table() {
-                    for id in request_ids {
-                        if !table_requests.contains(&id) {
-                            table_requests.push(id);
+            let wanted: Vec<&str> = subjects.keys().copied().collect();
+            let reports = locate_in_roots(
+                store,
+                &ctx.settings,
+                ctx.keyring.as_deref(),
+                ctx.file_concurrency,
+                &dataset,
+                &dataset.subject_columns(),
+                &wanted,
+            )
+            .await?;
+            if let Some(hold) = holds.on_dataset(&dataset.id) {
+                // Located, never rewritten: only to learn whose keys the hold keeps.
+                for file in reports.iter().flat_map(|(_, r)| &r.files) {
+                    for subject in file.rows_by_subject.keys() {
+                        let entry = in_held.entry(subject.clone()).or_default();
+                        if !entry.iter().any(|k| k.hold_id == hold.id) {
+                            entry.push(Kept::of(hold));
                         }
                     }
-                    continue;
                 }
-                tasks.push(erase_task(
-                    job,
-                    &dataset,
-                    root_url,
-                    &file.file.relative,
-                    request_ids,
-                ));
+                per_dataset.push(PlanDataset {
+                    dataset: dataset.name.clone(),
+                    held: Some(true),
+                    ..PlanDataset::default()
+                });
+                continue;
+            }
+            let sum = |f: fn(&lake::LocateMetrics) -> u64| -> u64 {
+                reports.iter().map(|(_, r)| f(&r.metrics)).sum()
+            };
+            per_dataset.push(PlanDataset {
+                dataset: dataset.name.clone(),
+                held: None,
+                files_scanned: sum(|m| m.files_scanned),
+                files_affected: reports.iter().map(|(_, r)| r.files.len() as u64).sum(),
+                rows_located: reports
+                    .iter()
+                    .flat_map(|(_, r)| &r.files)
+                    .map(|f| f.rows)
+                    .sum(),
+                bytes_read: sum(|m| m.bytes_read),
+                row_groups_pruned_by_statistics: Some(sum(|m| m.row_groups_pruned_by_statistics)),
+                row_groups_pruned_by_bloom_filter: Some(sum(|m| {
+                    m.row_groups_pruned_by_bloom_filter
+                })),
+                files_answered_by_index: Some(sum(|m| m.files_answered_by_index)),
+                files_skipped_by_index: Some(sum(|m| m.files_skipped_by_index)),
+                versions: dataset.format.is_table().then(|| {
+                    reports
+                        .iter()
+                        .flat_map(|(_, r)| &r.files)
+                        .map(|f| {
+                            let version = ObjectVersion {
+                                size: f.file.size,
+                                e_tag: f.file.e_tag.clone(),
+                            };
+                            (f.file.relative.clone(), version)
+                        })
+                        .collect()
+                }),
+            });
+            // A table: one task for the whole table, so that the batch makes one commit.
+            let mut table_requests: Vec<String> = Vec::new();
+            for (root_url, report) in &reports {
+                for file in &report.files {
+                    let mut request_ids = Vec::new();
+                    for (subject, rows) in &file.rows_by_subject {
+                        for request_id in subjects.get(subject.as_str()).into_iter().flatten() {
+                            request_ids.push(request_id.to_string());
+                            let entry = per_request
+                                .entry(request_id.to_string())
+                                .or_default()
+                                .entry(dataset.name.clone())
+                                .or_default();
+                            entry.rows += rows;
+                            entry.file_rows.insert(file.file.relative.clone(), *rows);
+                            entry.files.push(file.file.relative.clone());
+                        }
+                    }
+                    if dataset.format.is_table() {
+                        for id in request_ids {
+                            if !table_requests.contains(&id) {
+                                table_requests.push(id);
+                            }
+                        }
+                        continue;
+                    }
+                    tasks.push(erase_task(
+                        job,
+                        &dataset,
+                        root_url,
+                        &file.file.relative,
+                        request_ids,
+                    ));
+                }
+            }
+            if !table_requests.is_empty() {
+                tasks.push(erase_table_task(job, &dataset, table_requests));
             }
         }
-        if !table_requests.is_empty() {
-            tasks.push(erase_table_task(job, &dataset, table_requests));
+        Ok::<_, JobError>((per_dataset, per_request, in_held, tasks))
+    };
+    let (early_keys, located) = tokio::join!(early_keys, located);
+    early_keys?;
+    let (per_dataset, per_request, in_held, tasks) = located?;
+    if !keys_now {
+        let mut destroy = Vec::new();
+        for request in to_destroy {
+            match in_held.get(request.subject_id.as_str()) {
+                Some(kept) => {
+                    kept_by_request.insert(request.id.clone(), kept.clone());
+                }
+                None => destroy.push(request),
+            }
         }
-    }
-    // Data keys: destroyed unless a hold keeps rows the key makes readable.
-    for request in requests.iter().filter(|r| !held_subjects.contains(&r.id)) {
-        if let Some(kept) = in_held.get(request.subject_id.as_str()) {
-            kept_by_request.insert(request.id.clone(), kept.clone());
-        } else if let Some(keyring) = &ctx.keyring {
-            let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
-            crate::requests::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
-        }
+        destroy_keys(store, ctx, job, &destroy).await?;
     }
     Ok(Execution::Planned {
         plan: ErasurePlan {
@@ -208,6 +232,24 @@ pub(super) async fn plan_erasure(
         },
         tasks,
     })
+}
+
+/// Destroys the data keys of `requests` (crypto-shredding, GDPR Art. 17; see
+/// [`crate::requests::destroy_subject_key`]); nothing without a keyring.
+async fn destroy_keys(
+    store: &Arc<Store>,
+    ctx: &ExecuteContext,
+    job: &Job,
+    requests: &[&PrivacyRequest],
+) -> Result<(), JobError> {
+    let Some(keyring) = &ctx.keyring else {
+        return Ok(());
+    };
+    let actor = format!("worker:{}", job.lease_owner.clone().unwrap_or_default());
+    for request in requests {
+        crate::requests::destroy_subject_key(store.as_ref(), keyring, request, &actor).await?;
+    }
+    Ok(())
 }
 
 fn erase_task(

@@ -46,6 +46,11 @@ impl ActiveHolds {
         self.datasets.get(id)
     }
 
+    /// Whether any dataset is held.
+    pub(crate) fn on_any_dataset(&self) -> bool {
+        !self.datasets.is_empty()
+    }
+
     /// The hold on the subject with this audit pseudonym, if any.
     pub(crate) fn on_subject(&self, pseudonym: &str) -> Option<&LegalHold> {
         self.subjects.get(pseudonym)
