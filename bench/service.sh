@@ -16,7 +16,7 @@
 # Usage: bench/service.sh   Tunables: ERASURES (100), SUBJECTS (100000), DAYS (30),
 #   EVENTS_PER_DAY (1), SEED (42), ROUNDS (3), SKIP_BUILD=1 to reuse
 #   target/release/lethe-{service,worker} (or SERVICE_BIN / WORKER_BIN, built from BUILT_FROM),
-#   JOB_CONCURRENCY (the worker's worker.job_concurrency, 4),
+#   JOB_CONCURRENCY (the worker's worker.job_concurrency; its default, 6),
 #   WORKER_LOG_FILTER (e.g. "info,sqlx::query=debug" to log every statement with its time)
 # Needs: cargo, jq, curl.
 set -euo pipefail
@@ -90,7 +90,7 @@ served() {
   local start wpid done_n=0 failed
   start=$(date +%s.%N)
   HOSTNAME=bench-w1 LETHE__LOG__FILTER=${WORKER_LOG_FILTER:-info} LETHE__WORKER__POLL_INTERVAL_MS=${POLL_MS:-200} \
-    LETHE__WORKER__JOB_CONCURRENCY=${JOB_CONCURRENCY:-4} "$WORKER" run >"$dir/worker.log" 2>&1 &
+    LETHE__WORKER__JOB_CONCURRENCY=${JOB_CONCURRENCY:-6} "$WORKER" run >"$dir/worker.log" 2>&1 &
   wpid=$!
   PIDS+=($wpid)
   while ((done_n < ERASURES)); do
@@ -140,7 +140,7 @@ Produced by \`bench/service.sh\` (rerun it; do not edit by hand).
 - date: $(date -u +%Y-%m-%dT%H:%MZ), release binaries built from commit \`${BUILT_FROM:-$(git rev-parse --short HEAD)}\`
 - machine: $(machine_line)
 - lake: $(jq -r '"\(.rows) rows, \(.files) files"' <<<"$GEN") (\`lethe-worker generate --subjects $SUBJECTS --days $DAYS --events-per-day $EVENTS_PER_DAY\`), local disk, SQLite
-- service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` ${JOB_CONCURRENCY:-4}) timed from its start to the last request's \`completed_at\`
+- service: \`lethe-service serve\` with the worker out of process; $ERASURES erasures filed and approved, then one \`lethe-worker run\` (\`worker.job_concurrency\` ${JOB_CONCURRENCY:-6}) timed from its start to the last request's \`completed_at\`
 - offline: \`lethe-worker erase --jobs $(nproc)\` of the same subjects on a copy of the same lake (its own \`elapsed_s\`)
 - $ROUNDS rounds, offline then service in each, every round on fresh copies and a fresh service
 

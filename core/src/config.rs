@@ -395,7 +395,7 @@ impl StorageSettings {
 }
 
 fn default_job_concurrency() -> usize {
-    4
+    6
 }
 
 /// Worker settings.
@@ -414,7 +414,10 @@ pub struct WorkerSettings {
     pub file_concurrency: usize,
     /// Jobs one worker runs at the same time (the tasks of a large erasure, one file each,
     /// share the cores this way, and one task's queue bookkeeping overlaps another's rewrite);
-    /// at least 1. Each job holds about one row group in memory.
+    /// at least 1. Each job holds about one row group in memory. Default 6: a task waits on
+    /// the database and the store for part of its time, so more tasks than cores keep them
+    /// busy (on 2 cores, 100 erasures through the queue: 2 → 1.55 x the offline command's
+    /// time, 4 → 1.34 x, 6 → 1.20 x; `bench/production.md`).
     #[serde(default = "default_job_concurrency")]
     pub job_concurrency: usize,
     /// Approved erasures wait this long (seconds) before they run, so that erasures approved

@@ -39,7 +39,7 @@ poll_interval_ms = 500
 lease_s = 60
 max_attempts = 5
 file_concurrency = 2
-job_concurrency = 4
+job_concurrency = 6
 erasure_batch_window_s = 0
 
 [log]
