@@ -532,6 +532,55 @@ async fn rows_a_deletion_vector_deleted_stay_deleted_after_an_erasure() {
     assert!(live.deleted.is_empty(), "no deletion vector is left");
 }
 
+/// Appends with deltalake (two rows) right before Lethe's first commit, as a concurrent
+/// writer would between Lethe's plan and its commit.
+struct AppendBeforeCommit {
+    table: PathBuf,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl lethe_core::lake::CommitGuard for AppendBeforeCommit {
+    async fn may_commit(&self, file: &str) -> Result<(), String> {
+        if file == "_delta_log" && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let table = self.table.clone();
+            tokio::task::spawn_blocking(move || py(&["append", table.to_str().unwrap()]))
+                .await
+                .unwrap()?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_append_between_plan_and_commit_is_kept_and_the_commit_retried() {
+    let Some((_dir, table)) = fixture() else {
+        return;
+    };
+    let before = rows(&table, None).unwrap();
+    let guard = std::sync::Arc::new(AppendBeforeCommit {
+        table: table.clone(),
+        done: std::sync::atomic::AtomicBool::new(false),
+    });
+    let outcome = erase(&table, &["u-07"])
+        .commit_guard(guard)
+        .execute()
+        .await
+        .unwrap();
+    // The append took the version Lethe planned to write; Lethe read the log again and
+    // committed the next one.
+    assert_eq!(outcome.commit_attempts, 2, "{outcome:?}");
+    assert_eq!(
+        outcome.commit,
+        Some(outcome.read_version + 2),
+        "{outcome:?}"
+    );
+    let after = rows(&table, None).unwrap();
+    let kept = before.iter().filter(|r| user(r) != "u-07").count();
+    assert_eq!(after.len(), kept + 2, "the appended rows are kept");
+    assert!(after.iter().all(|r| user(r) != "u-07"));
+}
+
 #[tokio::test]
 async fn a_folder_without_a_delta_log_is_not_a_delta_table() {
     let dir = tempfile::tempdir().unwrap();

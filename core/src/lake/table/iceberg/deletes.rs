@@ -129,8 +129,16 @@ fn key_of(
         .collect()
 }
 
-/// Every batch of a Parquet file of the table (all columns).
-async fn read_all(table: &LoadedTable, uri: &str) -> Result<Vec<RecordBatch>, LakeError> {
+/// The batches of a Parquet file of the table: every column, or only the top-level
+/// `columns`.
+///
+/// # Errors
+/// [`LakeError::Table`] when one of `columns` is missing; store and Parquet errors.
+async fn read(
+    table: &LoadedTable,
+    uri: &str,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, LakeError> {
     let file = data_file(table, uri).await?;
     let opened = open(
         table.root.store(),
@@ -139,15 +147,29 @@ async fn read_all(table: &LoadedTable, uri: &str) -> Result<Vec<RecordBatch>, La
         file.size,
     )
     .await?;
-    ParquetRecordBatchStreamBuilder::new_with_metadata(
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
         opened.reader.clone(),
         opened.metadata.clone(),
-    )
-    .build()
-    .map_err(|e| LakeError::corrupt(&file.relative, "reading", e))?
-    .try_collect()
-    .await
-    .map_err(|e| LakeError::corrupt(&file.relative, "reading", e))
+    );
+    if let Some(columns) = columns {
+        let schema = opened.metadata.schema();
+        let roots = columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| LakeError::Table {
+                    root: table.root.url().to_string(),
+                    reason: format!("{uri}: no column {c:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        builder = builder.with_projection(ProjectionMask::roots(opened.parquet_schema(), roots));
+    }
+    builder
+        .build()
+        .map_err(|e| LakeError::corrupt(&file.relative, "reading", e))?
+        .try_collect()
+        .await
+        .map_err(|e| LakeError::corrupt(&file.relative, "reading", e))
 }
 
 /// The positions of the rows of data file `entry` that one of the equality delete files
@@ -164,7 +186,7 @@ async fn equality_matches(
         .map(|c| (c.id, c.name))
         .collect();
     let name = |id: &i32| names.get(id).map(String::as_str);
-    let data = read_all(table, &entry.file_path).await?;
+    let data = read(table, &entry.file_path, None).await?;
     let Some(first) = data.first() else {
         return Ok(Vec::new());
     };
@@ -186,7 +208,7 @@ async fn equality_matches(
         }
         // The delete rows' keys, each column cast to the data file's type first.
         let mut keys: HashSet<Vec<Option<String>>> = HashSet::new();
-        for batch in read_all(table, &delete.file_path).await? {
+        for batch in read(table, &delete.file_path, None).await? {
             let mut arrays = Vec::with_capacity(ids.len());
             for (id, data_type) in ids.iter().zip(&data_types) {
                 let column = column_of(&batch, *id, name(id))
@@ -257,34 +279,11 @@ async fn positions_in(
     delete: &Entry,
     data_uri: &str,
 ) -> Result<Vec<u64>, LakeError> {
-    let file = data_file(table, &delete.file_path).await?;
-    let opened = open(
-        table.root.store(),
-        &file.location,
-        &file.relative,
-        file.size,
-    )
-    .await?;
     let bad = |reason: String| LakeError::Table {
         root: table.root.url().to_string(),
         reason: format!("position delete file {}: {reason}", delete.file_path),
     };
-    let schema = opened.metadata.schema();
-    let (Ok(path_col), Ok(pos_col)) = (schema.index_of("file_path"), schema.index_of("pos")) else {
-        return Err(bad("no file_path and pos columns".into()));
-    };
-    let mask = ProjectionMask::roots(opened.parquet_schema(), [path_col, pos_col]);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        opened.reader.clone(),
-        opened.metadata.clone(),
-    )
-    .with_projection(mask)
-    .build()
-    .map_err(|e| LakeError::corrupt(&file.relative, "reading position deletes", e))?;
-    let batches: Vec<RecordBatch> = stream
-        .try_collect()
-        .await
-        .map_err(|e| LakeError::corrupt(&file.relative, "reading position deletes", e))?;
+    let batches = read(table, &delete.file_path, Some(&["file_path", "pos"])).await?;
     let mut out = Vec::new();
     for batch in &batches {
         let paths = batch
