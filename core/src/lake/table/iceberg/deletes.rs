@@ -85,23 +85,27 @@ fn equality_ids(delete: &Entry) -> Vec<i32> {
     }
 }
 
-/// The top-level column of `batch` for Iceberg field `id`: by `PARQUET:field_id`, or by the
-/// schema's `name` in a file whose columns carry no field ids.
-fn column_of<'a>(batch: &'a RecordBatch, id: i32, name: Option<&str>) -> Option<&'a ArrayRef> {
-    let schema = batch.schema_ref();
+/// The index of the top-level field of `schema` for Iceberg field `id`: by
+/// `PARQUET:field_id`, or by the table schema's `name` in a file whose columns carry no field
+/// ids.
+fn root_index(schema: &arrow_schema::Schema, id: i32, name: Option<&str>) -> Option<usize> {
     let field_id = |f: &arrow_schema::Field| {
         f.metadata()
             .get("PARQUET:field_id")
             .and_then(|v| v.parse::<i32>().ok())
     };
-    let index = match schema.fields().iter().position(|f| field_id(f) == Some(id)) {
+    match schema.fields().iter().position(|f| field_id(f) == Some(id)) {
         Some(i) => Some(i),
         None if schema.fields().iter().all(|f| field_id(f).is_none()) => {
             name.and_then(|n| schema.index_of(n).ok())
         }
         None => None,
-    };
-    index.map(|i| batch.column(i))
+    }
+}
+
+/// The top-level column of `batch` for Iceberg field `id` (see [`root_index`]).
+fn column_of<'a>(batch: &'a RecordBatch, id: i32, name: Option<&str>) -> Option<&'a ArrayRef> {
+    root_index(batch.schema_ref(), id, name).map(|i| batch.column(i))
 }
 
 /// Text formatters of `arrays`.
@@ -129,15 +133,22 @@ fn key_of(
         .collect()
 }
 
-/// The batches of a Parquet file of the table: every column, or only the top-level
-/// `columns`.
+/// Which top-level columns [`read`] returns.
+enum Columns<'a> {
+    /// These, by name (each must be there).
+    Named(&'a [&'a str]),
+    /// The Iceberg fields `ids` the file has ([`root_index`]; `names`: the table schema's).
+    Fields(&'a [i32], &'a HashMap<i32, String>),
+}
+
+/// The batches of a Parquet file of the table, with only `columns`.
 ///
 /// # Errors
-/// [`LakeError::Table`] when one of `columns` is missing; store and Parquet errors.
+/// [`LakeError::Table`] when a named column is missing; store and Parquet errors.
 async fn read(
     table: &LoadedTable,
     uri: &str,
-    columns: Option<&[&str]>,
+    columns: Columns<'_>,
 ) -> Result<Vec<RecordBatch>, LakeError> {
     let file = data_file(table, uri).await?;
     let opened = open(
@@ -147,13 +158,9 @@ async fn read(
         file.size,
     )
     .await?;
-    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        opened.reader.clone(),
-        opened.metadata.clone(),
-    );
-    if let Some(columns) = columns {
-        let schema = opened.metadata.schema();
-        let roots = columns
+    let schema = opened.metadata.schema();
+    let roots: Vec<usize> = match columns {
+        Columns::Named(names) => names
             .iter()
             .map(|c| {
                 schema.index_of(c).map_err(|_| LakeError::Table {
@@ -161,9 +168,17 @@ async fn read(
                     reason: format!("{uri}: no column {c:?}"),
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        builder = builder.with_projection(ProjectionMask::roots(opened.parquet_schema(), roots));
-    }
+            .collect::<Result<_, _>>()?,
+        Columns::Fields(ids, names) => ids
+            .iter()
+            .filter_map(|id| root_index(schema, *id, names.get(id).map(String::as_str)))
+            .collect(),
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        opened.reader.clone(),
+        opened.metadata.clone(),
+    )
+    .with_projection(ProjectionMask::roots(opened.parquet_schema(), roots));
     builder
         .build()
         .map_err(|e| LakeError::corrupt(&file.relative, "reading", e))?
@@ -186,7 +201,11 @@ async fn equality_matches(
         .map(|c| (c.id, c.name))
         .collect();
     let name = |id: &i32| names.get(id).map(String::as_str);
-    let data = read(table, &entry.file_path, None).await?;
+    // Only the data file's equality columns are read (every delete file's, once).
+    let mut all_ids: Vec<i32> = deletes.iter().flat_map(|d| equality_ids(d)).collect();
+    all_ids.sort_unstable();
+    all_ids.dedup();
+    let data = read(table, &entry.file_path, Columns::Fields(&all_ids, &names)).await?;
     let Some(first) = data.first() else {
         return Ok(Vec::new());
     };
@@ -208,7 +227,7 @@ async fn equality_matches(
         }
         // The delete rows' keys, each column cast to the data file's type first.
         let mut keys: HashSet<Vec<Option<String>>> = HashSet::new();
-        for batch in read(table, &delete.file_path, None).await? {
+        for batch in read(table, &delete.file_path, Columns::Fields(&ids, &names)).await? {
             let mut arrays = Vec::with_capacity(ids.len());
             for (id, data_type) in ids.iter().zip(&data_types) {
                 let column = column_of(&batch, *id, name(id))
@@ -283,7 +302,12 @@ async fn positions_in(
         root: table.root.url().to_string(),
         reason: format!("position delete file {}: {reason}", delete.file_path),
     };
-    let batches = read(table, &delete.file_path, Some(&["file_path", "pos"])).await?;
+    let batches = read(
+        table,
+        &delete.file_path,
+        Columns::Named(&["file_path", "pos"]),
+    )
+    .await?;
     let mut out = Vec::new();
     for batch in &batches {
         let paths = batch
