@@ -8,6 +8,7 @@
 //! | [`store`] | [`object_store_for_url_with`]: stores from URLs (`s3://`, `file://`, `memory://`), timeouts, retries |
 //! | [`s3`] | [`S3Client`](s3::S3Client): the signed S3 requests object_store lacks (multipart `UploadPartCopy`, Object Lock) |
 //! | [`root`] | [`LakeRoot`]: the store + prefix, listing data files ([`DataFile`]) |
+//! | `footer` | reading footers as parquet-mr and Arrow C++ do: mistyped fields skipped, known writer mistakes mended; logical types the writer lacks restored |
 //! | [`locate`] | [`Locate`]: which files / row groups / rows hold given subjects |
 //! | [`rewrite`] | [`Erase`], [`Rectify`]: copy-on-write rewrites dropping or correcting subjects' rows, verified and atomic |
 //! | [`export`] | [`collect_subject_rows`]: one subject's rows as JSON Lines / CSV / JSON / Parquet (GDPR Art. 15, 20) |
@@ -24,6 +25,7 @@
 pub(crate) mod columns;
 pub mod error;
 pub mod export;
+mod footer;
 pub mod locate;
 mod open;
 mod prune;

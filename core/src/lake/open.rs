@@ -15,12 +15,11 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{
-    FileMetaData, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader, RowGroupMetaData,
-};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use super::error::LakeError;
+use super::footer;
 
 /// Bytes fetched with the footer on the first request (most footers fit).
 const FOOTER_HINT: usize = 64 * 1024;
@@ -116,11 +115,14 @@ pub(crate) struct OpenFile {
     pub relative: String,
     /// Reader to build record batch streams from (clones share the byte counter).
     pub reader: LakeFileReader,
-    /// Footer (mended, see [`mend_footer`]) and Arrow schema.
+    /// Footer (read and mended by [`footer::read`]) and Arrow schema.
     pub metadata: ArrowReaderMetadata,
     /// Whether the footer's file-level row count agreed with its row groups (a footer that
     /// did not is not trusted to prune row groups).
     pub footer_rows_agree: bool,
+    /// Why a rewrite could not keep what this footer says, when it could not (the file can
+    /// still be read).
+    pub rewrite_refusal: Option<String>,
 }
 
 impl OpenFile {
@@ -156,76 +158,6 @@ impl OpenFile {
     }
 }
 
-/// `footer` with the mistakes readers forgive mended, and whether it needed mending of its row
-/// count: a file-level `num_rows` that disagrees with the sum of the row groups' is replaced by
-/// that sum (the Arrow reader sizes its batches by the file-level count, so a footer saying 0
-/// rows would read as empty), and row groups are mended as
-/// [`mended_row_group`] says.
-fn mend_footer(footer: Arc<ParquetMetaData>) -> Result<(Arc<ParquetMetaData>, bool), ParquetError> {
-    let rows_agree = crate::lake::trust::row_counts_agree(&footer);
-    let offsets_ok = !footer
-        .row_groups()
-        .iter()
-        .flat_map(|rg| rg.columns())
-        .any(|c| c.dictionary_page_offset().is_some_and(|o| o < 4));
-    if rows_agree && offsets_ok {
-        return Ok((footer, true));
-    }
-    let fm = footer.file_metadata();
-    let rows: i64 = footer.row_groups().iter().map(|rg| rg.num_rows()).sum();
-    let file_metadata = FileMetaData::new(
-        fm.version(),
-        rows,
-        fm.created_by().map(str::to_string),
-        fm.key_value_metadata().cloned(),
-        fm.schema_descr_ptr(),
-        fm.column_orders().cloned(),
-    );
-    let row_groups = footer
-        .row_groups()
-        .iter()
-        .map(mended_row_group)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mended = ParquetMetaDataBuilder::new(file_metadata)
-        .set_row_groups(row_groups)
-        .build();
-    Ok((Arc::new(mended), rows_agree))
-}
-
-/// `rg` with the footer mistakes readers are known to forgive mended: a dictionary page
-/// offset inside the file's magic (`0`, as some writers put for "none"; parquet-mr and Arrow
-/// C++ ignore such offsets) is dropped, so the chunk starts at its first data page.
-///
-/// # Errors
-/// The parquet crate's error when the metadata cannot be rebuilt.
-pub(crate) fn mended_row_group(rg: &RowGroupMetaData) -> parquet::errors::Result<RowGroupMetaData> {
-    if !rg
-        .columns()
-        .iter()
-        .any(|c| c.dictionary_page_offset().is_some_and(|o| o < 4))
-    {
-        return Ok(rg.clone());
-    }
-    let columns = rg
-        .columns()
-        .iter()
-        .map(|c| {
-            if c.dictionary_page_offset().is_some_and(|o| o < 4) {
-                c.clone()
-                    .into_builder()
-                    .set_dictionary_page_offset(None)
-                    .build()
-            } else {
-                Ok(c.clone())
-            }
-        })
-        .collect::<parquet::errors::Result<Vec<_>>>()?;
-    rg.clone()
-        .into_builder()
-        .set_column_metadata(columns)
-        .build()
-}
-
 /// Opens `location` (size `size` bytes): checks the `PAR1` magic, reads the footer and maps the
 /// schema to Arrow.
 ///
@@ -249,12 +181,14 @@ pub(crate) async fn open(
         )));
     }
     let mut reader = LakeFileReader::new(Arc::clone(store), location.clone(), size);
+    let suffix = size - (FOOTER_HINT as u64).min(size - 4);
     let ends = store
-        .get_ranges(location, &[0..4, size - 4..size])
+        .get_ranges(location, &[0..4, suffix..size])
         .await
         .map_err(|e| LakeError::store(location, e))?;
-    reader.count(8);
-    let (head, tail) = (&ends[0][..], &ends[1][..]);
+    reader.count(ends.iter().map(|b| b.len() as u64).sum());
+    let (head, suffix) = (&ends[0][..], ends[1].clone());
+    let tail = &suffix[suffix.len() - 4..];
     if tail == b"PARE" {
         return Err(LakeError::Unsupported {
             file: relative.to_string(),
@@ -267,29 +201,28 @@ pub(crate) async fn open(
             "no PAR1 magic (starts with {head:02x?}, ends with {tail:02x?})"
         )));
     }
-    let footer = reader
-        .get_metadata(None)
+    let footer = footer::read(&mut reader, size, suffix)
         .await
         .map_err(|e| LakeError::corrupt(relative, "reading the footer", e))?;
-    let (footer, footer_rows_agree) =
-        mend_footer(footer).map_err(|e| LakeError::corrupt(relative, "reading the footer", e))?;
-    if !footer_rows_agree {
+    if !footer.rows_agree {
         tracing::warn!(
             file = relative,
             "the footer's row count disagrees with its row groups; the row groups are believed"
         );
     }
-    let metadata =
-        ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| {
-            LakeError::Unsupported {
-                file: relative.to_string(),
-                reason: format!("its schema cannot be mapped to Arrow: {e}"),
-            }
+    for note in &footer.mended {
+        tracing::warn!(file = relative, "footer mended: {note}");
+    }
+    let metadata = ArrowReaderMetadata::try_new(footer.metadata, ArrowReaderOptions::new())
+        .map_err(|e| LakeError::Unsupported {
+            file: relative.to_string(),
+            reason: format!("its schema cannot be mapped to Arrow: {e}"),
         })?;
     Ok(OpenFile {
         relative: relative.to_string(),
         reader,
         metadata,
-        footer_rows_agree,
+        footer_rows_agree: footer.rows_agree,
+        rewrite_refusal: footer.rewrite_refusal,
     })
 }

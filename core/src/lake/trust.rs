@@ -38,6 +38,20 @@ pub(crate) fn binary_stats_trusted(created_by: Option<&str>) -> bool {
     }
 }
 
+/// Whether a file written by `created_by` may leave each column chunk's dictionary page header
+/// out of its `total_compressed_size` and `total_uncompressed_size`: parquet-mr before 1.2.9,
+/// or a `parquet-mr` that gives no version (PARQUET-816, IMPALA-694; Arrow C++ pads such
+/// chunks' ranges for the same writers).
+pub(crate) fn dictionary_header_uncounted(created_by: Option<&str>) -> bool {
+    let Some(created_by) = created_by else {
+        return false;
+    };
+    if !created_by.starts_with("parquet-mr") {
+        return false;
+    }
+    version_of(created_by, "parquet-mr").is_none_or(|v| v < (1, 2, 9))
+}
+
 /// Whether the min/max statistics of `col` in a file written by `created_by` can be used to
 /// rule values out (or be copied into a file that will say it was written by Lethe).
 pub(crate) fn stats_trusted(col: &ColumnChunkMetaData, created_by: Option<&str>) -> bool {
@@ -62,6 +76,24 @@ pub(crate) fn row_counts_agree(md: &ParquetMetaData) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_mr_before_1_2_9_or_without_a_version_leaves_the_dictionary_header_uncounted() {
+        assert!(dictionary_header_uncounted(Some("parquet-mr")));
+        assert!(dictionary_header_uncounted(Some(
+            "parquet-mr version 1.2.8"
+        )));
+        assert!(!dictionary_header_uncounted(Some(
+            "parquet-mr version 1.2.9"
+        )));
+        assert!(!dictionary_header_uncounted(Some(
+            "parquet-mr version 1.12.0-20181221031136"
+        )));
+        assert!(!dictionary_header_uncounted(Some(
+            "parquet-cpp-arrow version 14.0.0"
+        )));
+        assert!(!dictionary_header_uncounted(None));
+    }
 
     #[test]
     fn parquet_mr_before_1_8_has_untrusted_binary_statistics() {

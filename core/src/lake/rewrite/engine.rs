@@ -158,6 +158,12 @@ pub(crate) async fn rewrite_file_to(
             None,
         ));
     }
+    if let Some(reason) = &opened.rewrite_refusal {
+        return Err(LakeError::Unsupported {
+            file: file.relative.clone(),
+            reason: reason.clone(),
+        });
+    }
     let tmp = match &destination {
         Destination::Swap => temp_beside(&file.location),
         Destination::Beside { at, .. } => at.clone(),

@@ -42,13 +42,13 @@ use parquet::data_type::{
 };
 use parquet::errors::ParquetError;
 use parquet::file::metadata::page_index::RowGroupPageIndex;
-use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData, RowGroupMetaData};
 use parquet::file::properties::{ReaderProperties, WriterPropertiesPtr};
 use parquet::file::reader::RowGroupReader;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
 use chunks::FetchedRanges;
@@ -64,6 +64,7 @@ pub(crate) use thrift::split_pages;
 
 use super::RowFilter;
 use crate::lake::error::LakeError;
+use crate::lake::footer::{Unknown, restore, writable_schema};
 use crate::lake::trust::stats_trusted;
 use levels::{ColumnPlan, filter_column};
 use pages::{ChunkJob, filter_chunk};
@@ -177,7 +178,7 @@ impl RowGroupPlan {
 pub(crate) struct SourceRowGroup {
     /// Index in the input file.
     pub index: usize,
-    /// Its metadata, with known footer mistakes mended ([`mended_row_group`](crate::lake::open::mended_row_group)).
+    /// Its metadata, with known footer mistakes mended (`lake::footer`).
     pub meta: RowGroupMetaData,
     /// Its column chunks' bytes.
     pub data: FetchedRanges,
@@ -295,7 +296,12 @@ fn top_level_leaf(descr: &SchemaDescriptor, name: &str) -> Option<usize> {
 /// soon as it is closed, so they can be uploaded while the next one is prepared.
 pub(crate) struct Surgeon {
     writer: SerializedFileWriter<Spliced>,
+    /// The input's schema (the page filter's column metadata is built from it).
     descr: SchemaDescPtr,
+    /// Logical types the writer cannot write, removed from its schema and put back into the
+    /// footer it writes; with the writer's schema, which copied chunks are given.
+    unknown: Vec<Unknown>,
+    writer_descr: SchemaDescPtr,
     props: WriterPropertiesPtr,
     created_by: Option<String>,
     relative: String,
@@ -310,17 +316,25 @@ impl Surgeon {
     /// # Errors
     /// [`LakeError::Unsupported`] when the writer refuses the file's schema.
     pub fn new(relative: &str, md: &ParquetMetaData, reference: usize) -> Result<Self, LakeError> {
-        let schema = md.file_metadata().schema_descr().root_schema_ptr();
-        let descr = Arc::new(SchemaDescriptor::new(Arc::clone(&schema)));
+        let refused = |e: ParquetError| LakeError::Unsupported {
+            file: relative.to_string(),
+            reason: format!("the Parquet writer refused its schema: {e}"),
+        };
+        let descr = md.file_metadata().schema_descr_ptr();
+        let (schema, unknown) = writable_schema(&descr.root_schema_ptr()).map_err(refused)?;
+        let writer_descr = if unknown.is_empty() {
+            Arc::clone(&descr)
+        } else {
+            Arc::new(SchemaDescriptor::new(Arc::clone(&schema)))
+        };
         let props = Arc::new(props::writer_properties(md, reference));
         let writer = SerializedFileWriter::new(Spliced::default(), schema, Arc::clone(&props))
-            .map_err(|e| LakeError::Unsupported {
-                file: relative.to_string(),
-                reason: format!("the Parquet writer refused its schema: {e}"),
-            })?;
+            .map_err(refused)?;
         Ok(Self {
             writer,
             descr,
+            unknown,
+            writer_descr,
             props,
             created_by: md.file_metadata().created_by().map(str::to_string),
             relative: relative.to_string(),
@@ -395,6 +409,9 @@ impl Surgeon {
                     .build()
                     .map_err(wrap)?;
                 column_index = None;
+            }
+            if !self.unknown.is_empty() {
+                metadata = with_descr(&metadata, self.writer_descr.column(i)).map_err(wrap)?;
             }
             let close = ColumnCloseResult {
                 bytes_written: u64::try_from(col.compressed_size()).unwrap_or(0),
@@ -537,7 +554,11 @@ impl Surgeon {
         self.writer
             .finish()
             .map_err(|e| LakeError::writer(&self.relative, "writing the footer", e))?;
-        self.take(usize::MAX)
+        let tail = self.take(usize::MAX)?;
+        restore(tail, &self.unknown).map_err(|reason| LakeError::Unsupported {
+            file: self.relative.clone(),
+            reason: format!("restoring its logical types in the new footer: {reason}"),
+        })
     }
 
     fn flush(&mut self, row_group: usize) -> Result<(), LakeError> {
@@ -560,6 +581,45 @@ impl Surgeon {
                 reason: format!("writing row group {row_group}: {reason}"),
             })
     }
+}
+
+/// `col` described by `descr` (the writer's column, the same but for a logical type it cannot
+/// write), every other field kept.
+///
+/// # Errors
+/// The parquet crate's error when the metadata cannot be rebuilt.
+fn with_descr(
+    col: &ColumnChunkMetaData,
+    descr: ColumnDescPtr,
+) -> Result<ColumnChunkMetaData, ParquetError> {
+    let mut b = ColumnChunkMetaData::builder(descr)
+        .set_encodings_mask(*col.encodings_mask())
+        .set_num_values(col.num_values())
+        .set_compression_codec(col.compression_codec())
+        .set_total_compressed_size(col.compressed_size())
+        .set_total_uncompressed_size(col.uncompressed_size())
+        .set_data_page_offset(col.data_page_offset())
+        .set_dictionary_page_offset(col.dictionary_page_offset())
+        .set_index_page_offset(col.index_page_offset())
+        .set_bloom_filter_offset(col.bloom_filter_offset())
+        .set_bloom_filter_length(col.bloom_filter_length())
+        .set_offset_index_offset(col.offset_index_offset())
+        .set_offset_index_length(col.offset_index_length())
+        .set_column_index_offset(col.column_index_offset())
+        .set_column_index_length(col.column_index_length())
+        .set_unencoded_byte_array_data_bytes(col.unencoded_byte_array_data_bytes())
+        .set_repetition_level_histogram(col.repetition_level_histogram().cloned())
+        .set_definition_level_histogram(col.definition_level_histogram().cloned());
+    if let Some(stats) = col.statistics() {
+        b = b.set_statistics(stats.clone());
+    }
+    if let Some(stats) = col.page_encoding_stats() {
+        b = b.set_page_encoding_stats(stats.clone());
+    }
+    if let Some(path) = col.file_path() {
+        b = b.set_file_path(path.to_string());
+    }
+    b.build()
 }
 
 /// What [`filter_pages`] needs of the [`Surgeon`] while its row group writer is open.

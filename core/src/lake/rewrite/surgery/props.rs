@@ -4,7 +4,7 @@
 //! columns, key-value metadata, and an honest `created_by` (the original kept in key-value
 //! metadata under [`ORIGINAL_CREATED_BY`]).
 
-use parquet::basic::{Encoding, PageType, Type as PhysicalType};
+use parquet::basic::{Encoding, LogicalType, PageType, Type as PhysicalType};
 use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, ParquetMetaData};
 use parquet::file::properties::{
     DEFAULT_CREATED_BY, EnabledStatistics, WriterProperties, WriterVersion,
@@ -114,7 +114,15 @@ pub(crate) fn writer_properties(md: &ParquetMetaData, reference: usize) -> Write
             .set_column_encoding(path.clone(), value_encoding(col).unwrap_or(Encoding::PLAIN));
         let had_column_index =
             page_index.is_some_and(|p| (0..rgs.len()).any(|r| p.column_index(r, i).is_some()));
-        let statistics = if had_column_index {
+        // A logical type the parquet crate does not know has no known sort order: its
+        // min/max cannot be computed for it (copied chunks keep their writer's).
+        let unknown_order = matches!(
+            col.column_descr().logical_type_ref(),
+            Some(LogicalType::_Unknown { .. })
+        );
+        let statistics = if unknown_order {
+            EnabledStatistics::None
+        } else if had_column_index {
             EnabledStatistics::Page
         } else if col.statistics().is_some() {
             EnabledStatistics::Chunk
