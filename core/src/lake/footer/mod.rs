@@ -15,6 +15,9 @@ mod lenient;
 mod mend;
 mod unknown_types;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
