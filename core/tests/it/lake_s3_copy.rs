@@ -21,7 +21,7 @@ use lethe_core::lake::{
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::ParquetMetaDataReader;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{BloomFilterPosition, WriterProperties};
 use rand::RngCore;
 
 use super::lake_s3::{
@@ -38,8 +38,10 @@ fn user(rg: usize, i: usize) -> String {
     format!("u-{rg:02}-{i:02}")
 }
 
-/// The test file: `user_id` (string) and `payload` (64 KiB of random bytes) per row.
-fn big_file() -> Vec<u8> {
+/// The test file: `user_id` (string) and `payload` (64 KiB of random bytes) per row; with
+/// `blooms`, a bloom filter on `user_id` in every row group, all after the last row group (where
+/// parquet-mr and Arrow C++ put them).
+fn big_file(blooms: bool) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),
         Field::new("payload", DataType::Binary, false),
@@ -47,6 +49,8 @@ fn big_file() -> Vec<u8> {
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .set_dictionary_enabled(false)
+        .set_column_bloom_filter_enabled("user_id".into(), blooms)
+        .set_bloom_filter_position(BloomFilterPosition::End)
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).unwrap();
@@ -111,11 +115,11 @@ fn users_of(file: bytes::Bytes) -> Vec<String> {
     out
 }
 
-async fn lake_with_big_file(endpoint: &str) -> (LakeRoot, bytes::Bytes) {
+async fn lake_with_big_file(endpoint: &str, blooms: bool) -> (LakeRoot, bytes::Bytes) {
     let bucket = create_bucket(endpoint);
     // Parts of 5 MiB, S3's minimum.
     let root = s3_root(endpoint, &bucket, "events", Some(5 * 1024 * 1024));
-    let bytes = big_file();
+    let bytes = big_file(blooms);
     assert!(bytes.len() > 18 * 1024 * 1024, "{} bytes", bytes.len());
     put(&root, FILE, bytes.clone()).await;
     (root, bytes::Bytes::from(bytes))
@@ -126,7 +130,44 @@ async fn untouched_row_groups_on_s3_are_copied_server_side_byte_for_byte() {
     let Some(endpoint) = s3_endpoint("untouched_row_groups_on_s3_are_copied_server_side") else {
         return;
     };
-    let (root, original) = lake_with_big_file(&endpoint).await;
+    erase_one_row_of_row_group_3(&endpoint, false).await;
+}
+
+/// Bloom filters after the last row group do not split the runs: the same copies as without.
+#[tokio::test]
+async fn row_groups_with_bloom_filters_are_copied_server_side_in_runs_too() {
+    let Some(endpoint) = s3_endpoint("row_groups_with_bloom_filters_are_copied_server_side") else {
+        return;
+    };
+    let new = erase_one_row_of_row_group_3(&endpoint, true).await;
+    let md = ParquetMetaDataReader::new().parse_and_finish(&new).unwrap();
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::{FileReader, RowGroupReader};
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader = SerializedFileReader::new_with_options(new.clone(), options).unwrap();
+    for rg in 0..ROW_GROUPS {
+        assert!(md.row_group(rg).column(0).bloom_filter_offset().is_some());
+        let bloom = reader
+            .get_row_group(rg)
+            .unwrap()
+            .get_column_bloom_filter(0)
+            .cloned()
+            .expect("a bloom filter");
+        assert!(bloom.check(&user(rg, 0).as_str()), "row group {rg}");
+    }
+}
+
+/// Erases one row of row group 3 of the big file (with or without bloom filters) and checks
+/// the copies; returns the new file.
+async fn erase_one_row_of_row_group_3(endpoint: &str, blooms: bool) -> bytes::Bytes {
+    let (root, original) = lake_with_big_file(endpoint, blooms).await;
     let victim = user(3, 7);
     let outcome = Erase::new(root.clone(), "user_id")
         .subjects([victim.clone()])
@@ -172,12 +213,13 @@ async fn untouched_row_groups_on_s3_are_copied_server_side_byte_for_byte() {
     }
     let mut expected = users_of(original);
     expected.retain(|u| *u != victim);
-    assert_eq!(users_of(new), expected);
+    assert_eq!(users_of(new.clone()), expected);
     assert_eq!(
         root.incomplete_uploads().await.unwrap(),
         Vec::<String>::new()
     );
     assert_eq!(temp_objects(root.store()).await, Vec::<String>::new());
+    new
 }
 
 /// Erases `inner`'s subjects, but re-uploads the original (same bytes, new ETag: a multipart
@@ -221,7 +263,7 @@ async fn an_original_changed_during_the_copy_fails_the_file_and_leaves_no_upload
     let Some(endpoint) = s3_endpoint("an_original_changed_during_the_copy_fails_the_file") else {
         return;
     };
-    let (root, original) = lake_with_big_file(&endpoint).await;
+    let (root, original) = lake_with_big_file(&endpoint, false).await;
     let before = root.store().head(&key(&root, FILE)).await.unwrap();
     // Row groups 0–2 are rewritten first (6 MiB: part 1 goes out, the multipart upload
     // exists), then the fetch topping the 1 MiB left up to 5 MiB before the copy of row
@@ -277,7 +319,7 @@ async fn a_file_with_a_crc_sidecar_on_s3_is_fetched_whole_and_its_sidecar_rewrit
     let Some(endpoint) = s3_endpoint("a_file_with_a_crc_sidecar_on_s3_is_fetched_whole") else {
         return;
     };
-    let (root, original) = lake_with_big_file(&endpoint).await;
+    let (root, original) = lake_with_big_file(&endpoint, false).await;
     let sidecar = "date=2025-01-07/region=EU/.part-0.parquet.crc";
     put(&root, sidecar, sidecar_for(&original)).await;
     let outcome = Erase::new(root.clone(), "user_id")

@@ -96,7 +96,11 @@ async fn a_field_the_format_types_otherwise_is_skipped_and_the_file_erased() {
     );
 
     let outcome = erase_u1(dir.path()).await;
-    assert_eq!(outcome.files[0].status, FileStatus::Rewritten, "{outcome:?}");
+    assert_eq!(
+        outcome.files[0].status,
+        FileStatus::Rewritten,
+        "{outcome:?}"
+    );
     assert_eq!(outcome.files[0].rows_removed, 10);
     assert_eq!(pairs(&path), expected);
 }
@@ -136,7 +140,11 @@ async fn chunks_sized_without_their_dictionary_header_are_read_to_their_real_end
     assert!(read.is_err(), "the parquet crate reads past a cut chunk");
 
     let outcome = erase_u1(dir.path()).await;
-    assert_eq!(outcome.files[0].status, FileStatus::Rewritten, "{outcome:?}");
+    assert_eq!(
+        outcome.files[0].status,
+        FileStatus::Rewritten,
+        "{outcome:?}"
+    );
     assert_eq!(outcome.files[0].rows_removed, 10);
     assert_eq!(pairs(&path), expected);
 }
@@ -166,7 +174,11 @@ async fn a_logical_type_the_parquet_crate_cannot_write_is_kept_in_the_rewrite() 
     unknown_notes(&path, Struct::default());
 
     let outcome = erase_u1(dir.path()).await;
-    assert_eq!(outcome.files[0].status, FileStatus::Rewritten, "{outcome:?}");
+    assert_eq!(
+        outcome.files[0].status,
+        FileStatus::Rewritten,
+        "{outcome:?}"
+    );
     assert_eq!(pairs(&path), expected);
     let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
     let notes = reader.metadata().file_metadata().schema_descr().column(4);
@@ -176,7 +188,12 @@ async fn a_logical_type_the_parquet_crate_cannot_write_is_kept_in_the_rewrite() 
         Some(&LogicalType::_Unknown { field_id: 2555 })
     );
     assert!(
-        reader.metadata().row_group(0).column(4).statistics().is_none(),
+        reader
+            .metadata()
+            .row_group(0)
+            .column(4)
+            .statistics()
+            .is_none(),
         "no min/max for values whose order is unknown"
     );
 }
@@ -196,7 +213,10 @@ async fn a_file_whose_unknown_logical_type_has_parameters_is_refused_untouched()
     let outcome = erase_u1(dir.path()).await;
     match &outcome.files[0].status {
         FileStatus::Failed { error } => {
-            assert!(error.contains("logical type 2555 with parameters"), "{error}")
+            assert!(
+                error.contains("logical type 2555 with parameters"),
+                "{error}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -519,23 +519,26 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-    use parquet::file::properties::WriterProperties;
+    use parquet::file::properties::{BloomFilterPosition, WriterProperties};
 
     use super::server_side_runs;
 
     /// Four row groups of 2 MiB (32 rows of 64 KiB, no dictionary), with or without bloom
     /// filters; returns the footer and the file's size.
-    fn four_row_groups(blooms: bool) -> (ParquetMetaData, u64) {
+    fn four_row_groups(blooms: Option<BloomFilterPosition>) -> (ParquetMetaData, u64) {
         let schema = Arc::new(Schema::new(vec![Field::new(
             "payload",
             DataType::Binary,
             false,
         )]));
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(32))
             .set_dictionary_enabled(false)
-            .set_bloom_filter_enabled(blooms)
-            .build();
+            .set_bloom_filter_enabled(blooms.is_some());
+        if let Some(position) = blooms {
+            props = props.set_bloom_filter_position(position);
+        }
+        let props = props.build();
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).unwrap();
         for rg in 0..4u8 {
@@ -560,7 +563,7 @@ mod tests {
 
     #[test]
     fn only_runs_of_untouched_row_groups_of_5_mib_are_copied_server_side() {
-        let (md, len) = four_row_groups(false);
+        let (md, len) = four_row_groups(None);
         assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));
         assert_eq!(server_side_runs(&md, &set(&[0]), len), set(&[1, 2, 3]));
         assert_eq!(server_side_runs(&md, &set(&[3]), len), set(&[0, 1, 2]));
@@ -570,9 +573,14 @@ mod tests {
     }
 
     #[test]
-    fn a_bloom_filter_between_row_groups_ends_a_run() {
-        let (md, len) = four_row_groups(true);
+    fn a_bloom_filter_between_row_groups_ends_a_run_and_one_after_them_does_not() {
+        let (md, len) = four_row_groups(Some(BloomFilterPosition::AfterRowGroup));
         assert!(md.row_group(0).column(0).bloom_filter_offset().is_some());
         assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[]));
+        let (md, len) = four_row_groups(Some(BloomFilterPosition::End));
+        assert!(md.row_group(3).column(0).bloom_filter_offset().is_some());
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[0]), len), set(&[1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[1]), len), set(&[]));
     }
 }

@@ -157,9 +157,12 @@ impl Sink {
 /// The untouched row groups to copy without fetching them (S3 server-side copies): runs of
 /// consecutive row groups not in `touched` (those with a plan) whose column chunks follow each other in `md`'s
 /// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
-/// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). A row group
-/// with a bloom filter ends its run (the new file holds its bloom filters right after it).
-/// Shorter runs are fetched and copied through the worker, as off S3.
+/// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). The new file
+/// holds its bloom filters after its last row group, so a run continues across row groups
+/// with bloom filters wherever the original has them elsewhere too (parquet-mr, Arrow C++); an
+/// original with bloom filters between its row groups (the parquet crate's default) has no
+/// such runs, and each of its row groups counts alone. Shorter runs are fetched and copied
+/// through the worker, as off S3.
 pub(super) fn server_side_runs(
     md: &parquet::file::metadata::ParquetMetaData,
     touched: &std::collections::BTreeSet<usize>,
@@ -184,7 +187,6 @@ pub(super) fn server_side_runs(
     let mut chosen = std::collections::BTreeSet::new();
     let mut run: Vec<usize> = Vec::new();
     let mut run_span: Option<Range<u64>> = None;
-    let mut open = false;
     let mut close = |run: &mut Vec<usize>, run_span: &mut Option<Range<u64>>| {
         if run_span
             .as_ref()
@@ -201,7 +203,7 @@ pub(super) fn server_side_runs(
             .then(|| span(meta, file_len))
             .flatten();
         match (this, &mut run_span) {
-            (Some(s), Some(current)) if open && current.end == s.start => {
+            (Some(s), Some(current)) if current.end == s.start => {
                 current.end = s.end;
                 run.push(rg);
             }
@@ -212,10 +214,6 @@ pub(super) fn server_side_runs(
             }
             (None, _) => close(&mut run, &mut run_span),
         }
-        open = !meta
-            .columns()
-            .iter()
-            .any(|c| c.bloom_filter_offset().is_some());
     }
     close(&mut run, &mut run_span);
     chosen

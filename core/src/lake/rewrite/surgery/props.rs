@@ -7,7 +7,7 @@
 use parquet::basic::{Encoding, LogicalType, PageType, Type as PhysicalType};
 use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, ParquetMetaData};
 use parquet::file::properties::{
-    DEFAULT_CREATED_BY, EnabledStatistics, WriterProperties, WriterVersion,
+    BloomFilterPosition, DEFAULT_CREATED_BY, EnabledStatistics, WriterProperties, WriterVersion,
 };
 
 use super::codec::infer_level;
@@ -88,7 +88,11 @@ pub(crate) fn writer_properties(md: &ParquetMetaData, reference: usize) -> Write
         .set_created_by(created_by())
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
-        .set_key_value_metadata(key_value_metadata(md));
+        .set_key_value_metadata(key_value_metadata(md))
+        // Bloom filters after the last row group, where parquet-mr and Arrow C++ put them: runs
+        // of copied row groups then follow each other in the new file as in such an original,
+        // and one server-side copy takes a whole run (`sink::server_side_runs`).
+        .set_bloom_filter_position(BloomFilterPosition::End);
     let Some(rg) = rgs.get(reference).or_else(|| rgs.first()) else {
         return b.build();
     };
