@@ -142,7 +142,7 @@ async fn row_groups_with_bloom_filters_are_copied_server_side_in_runs_too() {
     let new = erase_one_row_of_row_group_3(&endpoint, true).await;
     let md = ParquetMetaDataReader::new().parse_and_finish(&new).unwrap();
     use parquet::file::properties::ReaderProperties;
-    use parquet::file::reader::{FileReader, RowGroupReader};
+    use parquet::file::reader::FileReader;
     use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
     let options = ReadOptionsBuilder::new()
         .with_reader_properties(
