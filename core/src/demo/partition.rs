@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -170,6 +170,9 @@ fn writer_properties(opts: &DemoLakeOptions, subjects_in_file: usize) -> WriterP
         .set_column_bloom_filter_enabled(user_id.clone(), true)
         .set_column_bloom_filter_fpp(user_id.clone(), 0.01)
         .set_column_bloom_filter_max_ndv(user_id, ndv)
+        // After the last row group, as parquet-mr and Arrow C++ place them: untouched row
+        // groups then form one range an S3 rewrite copies server-side.
+        .set_bloom_filter_position(BloomFilterPosition::End)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 1,
             descending: false,

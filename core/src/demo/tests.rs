@@ -142,6 +142,22 @@ fn files_have_exactly_the_running_app_schema_and_the_promised_layout() {
             assert!(user_id.statistics().is_some(), "{rel}: statistics");
             assert!(user_id.column_index_offset().is_some(), "{rel}: page index");
         }
+        // Row groups back to back, bloom filters after the last (as parquet-mr places them),
+        // so a rewrite on S3 can copy untouched row groups as one range.
+        let chunk_end = |rg: &parquet::file::metadata::RowGroupMetaData| {
+            rg.columns()
+                .iter()
+                .map(|c| {
+                    c.dictionary_page_offset().unwrap_or(c.data_page_offset())
+                        + c.compressed_size()
+                })
+                .max()
+                .unwrap()
+        };
+        let last_data = chunk_end(meta.row_groups().last().unwrap());
+        for rg in meta.row_groups() {
+            assert!(rg.column(1).bloom_filter_offset().unwrap() >= last_data, "{rel}");
+        }
         let ids = user_ids(&batches);
         let mut sorted = ids.clone();
         sorted.sort();
