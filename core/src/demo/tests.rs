@@ -148,15 +148,17 @@ fn files_have_exactly_the_running_app_schema_and_the_promised_layout() {
             rg.columns()
                 .iter()
                 .map(|c| {
-                    c.dictionary_page_offset().unwrap_or(c.data_page_offset())
-                        + c.compressed_size()
+                    c.dictionary_page_offset().unwrap_or(c.data_page_offset()) + c.compressed_size()
                 })
                 .max()
                 .unwrap()
         };
         let last_data = chunk_end(meta.row_groups().last().unwrap());
         for rg in meta.row_groups() {
-            assert!(rg.column(1).bloom_filter_offset().unwrap() >= last_data, "{rel}");
+            assert!(
+                rg.column(1).bloom_filter_offset().unwrap() >= last_data,
+                "{rel}"
+            );
         }
         let ids = user_ids(&batches);
         let mut sorted = ids.clone();

@@ -39,9 +39,9 @@ fn user(rg: usize, i: usize) -> String {
 }
 
 /// The test file: `user_id` (string) and `payload` (64 KiB of random bytes) per row; with
-/// `blooms`, a bloom filter on `user_id` in every row group, all after the last row group (where
-/// parquet-mr and Arrow C++ put them).
-fn big_file(blooms: bool) -> Vec<u8> {
+/// `blooms`, a bloom filter on `user_id` in every row group, at that position (after the last
+/// row group as parquet-mr and Arrow C++ write them, or after each as the parquet crate does).
+fn big_file(blooms: Option<BloomFilterPosition>) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),
         Field::new("payload", DataType::Binary, false),
@@ -49,8 +49,8 @@ fn big_file(blooms: bool) -> Vec<u8> {
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .set_dictionary_enabled(false)
-        .set_column_bloom_filter_enabled("user_id".into(), blooms)
-        .set_bloom_filter_position(BloomFilterPosition::End)
+        .set_column_bloom_filter_enabled("user_id".into(), blooms.is_some())
+        .set_bloom_filter_position(blooms.unwrap_or(BloomFilterPosition::End))
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).unwrap();
@@ -115,7 +115,10 @@ fn users_of(file: bytes::Bytes) -> Vec<String> {
     out
 }
 
-async fn lake_with_big_file(endpoint: &str, blooms: bool) -> (LakeRoot, bytes::Bytes) {
+async fn lake_with_big_file(
+    endpoint: &str,
+    blooms: Option<BloomFilterPosition>,
+) -> (LakeRoot, bytes::Bytes) {
     let bucket = create_bucket(endpoint);
     // Parts of 5 MiB, S3's minimum.
     let root = s3_root(endpoint, &bucket, "events", Some(5 * 1024 * 1024));
@@ -130,20 +133,33 @@ async fn untouched_row_groups_on_s3_are_copied_server_side_byte_for_byte() {
     let Some(endpoint) = s3_endpoint("untouched_row_groups_on_s3_are_copied_server_side") else {
         return;
     };
-    erase_one_row_of_row_group_3(&endpoint, false).await;
+    erase_one_row_of_row_group_3(&endpoint, None).await;
 }
 
-/// Bloom filters after the last row group do not split the runs: the same copies as without.
+/// Bloom filters after the last row group (parquet-mr, Arrow C++) or after each (the parquet
+/// crate) do not split the runs: the same copies as without, and the filters kept in place.
 #[tokio::test]
 async fn row_groups_with_bloom_filters_are_copied_server_side_in_runs_too() {
     let Some(endpoint) = s3_endpoint("row_groups_with_bloom_filters_are_copied_server_side") else {
         return;
     };
-    let new = erase_one_row_of_row_group_3(&endpoint, true).await;
-    let md = ParquetMetaDataReader::new().parse_and_finish(&new).unwrap();
+    for position in [BloomFilterPosition::End, BloomFilterPosition::AfterRowGroup] {
+        let (original, new) = erase_one_row_of_row_group_3(&endpoint, Some(position)).await;
+        blooms_kept(&original, &new, position);
+    }
+}
+
+/// Every row group of `new` has a bloom filter that finds its first user; a copied row
+/// group's filter is the original's, byte for byte, at the same place relative to its row
+/// group.
+fn blooms_kept(original: &bytes::Bytes, new: &bytes::Bytes, position: BloomFilterPosition) {
     use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
     use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let old_md = ParquetMetaDataReader::new()
+        .parse_and_finish(original)
+        .unwrap();
+    let md = ParquetMetaDataReader::new().parse_and_finish(new).unwrap();
     let options = ReadOptionsBuilder::new()
         .with_reader_properties(
             ReaderProperties::builder()
@@ -152,8 +168,10 @@ async fn row_groups_with_bloom_filters_are_copied_server_side_in_runs_too() {
         )
         .build();
     let reader = SerializedFileReader::new_with_options(new.clone(), options).unwrap();
+    let after_chunk = |c: &parquet::file::metadata::ColumnChunkMetaData| {
+        c.bloom_filter_offset().unwrap() - (c.data_page_offset() + c.compressed_size())
+    };
     for rg in 0..ROW_GROUPS {
-        assert!(md.row_group(rg).column(0).bloom_filter_offset().is_some());
         let bloom = reader
             .get_row_group(rg)
             .unwrap()
@@ -161,12 +179,32 @@ async fn row_groups_with_bloom_filters_are_copied_server_side_in_runs_too() {
             .cloned()
             .expect("a bloom filter");
         assert!(bloom.check(&user(rg, 0).as_str()), "row group {rg}");
+        if rg == 3 {
+            continue;
+        }
+        let (a, b) = (old_md.row_group(rg).column(0), md.row_group(rg).column(0));
+        let range = |c: &parquet::file::metadata::ColumnChunkMetaData| {
+            let o = c.bloom_filter_offset().unwrap() as usize;
+            o..o + c.bloom_filter_length().unwrap() as usize
+        };
+        assert_eq!(&original[range(a)], &new[range(b)], "row group {rg}");
+        if position == BloomFilterPosition::AfterRowGroup {
+            // user_id is column 0: the payload chunk lies between it and the filters.
+            assert_eq!(
+                after_chunk(a),
+                after_chunk(b),
+                "row group {rg}: filter moved"
+            );
+        }
     }
 }
 
 /// Erases one row of row group 3 of the big file (with or without bloom filters) and checks
-/// the copies; returns the new file.
-async fn erase_one_row_of_row_group_3(endpoint: &str, blooms: bool) -> bytes::Bytes {
+/// the copies; returns the original and the new file.
+async fn erase_one_row_of_row_group_3(
+    endpoint: &str,
+    blooms: Option<BloomFilterPosition>,
+) -> (bytes::Bytes, bytes::Bytes) {
     let (root, original) = lake_with_big_file(endpoint, blooms).await;
     let victim = user(3, 7);
     let outcome = Erase::new(root.clone(), "user_id")
@@ -211,7 +249,7 @@ async fn erase_one_row_of_row_group_3(endpoint: &str, blooms: bool) -> bytes::By
             );
         }
     }
-    let mut expected = users_of(original);
+    let mut expected = users_of(original.clone());
     expected.retain(|u| *u != victim);
     assert_eq!(users_of(new.clone()), expected);
     assert_eq!(
@@ -219,7 +257,7 @@ async fn erase_one_row_of_row_group_3(endpoint: &str, blooms: bool) -> bytes::By
         Vec::<String>::new()
     );
     assert_eq!(temp_objects(root.store()).await, Vec::<String>::new());
-    new
+    (original, new)
 }
 
 /// Erases `inner`'s subjects, but re-uploads the original (same bytes, new ETag: a multipart
@@ -263,7 +301,7 @@ async fn an_original_changed_during_the_copy_fails_the_file_and_leaves_no_upload
     let Some(endpoint) = s3_endpoint("an_original_changed_during_the_copy_fails_the_file") else {
         return;
     };
-    let (root, original) = lake_with_big_file(&endpoint, false).await;
+    let (root, original) = lake_with_big_file(&endpoint, None).await;
     let before = root.store().head(&key(&root, FILE)).await.unwrap();
     // Row groups 0–2 are rewritten first (6 MiB: part 1 goes out, the multipart upload
     // exists), then the fetch topping the 1 MiB left up to 5 MiB before the copy of row
@@ -319,7 +357,7 @@ async fn a_file_with_a_crc_sidecar_on_s3_is_fetched_whole_and_its_sidecar_rewrit
     let Some(endpoint) = s3_endpoint("a_file_with_a_crc_sidecar_on_s3_is_fetched_whole") else {
         return;
     };
-    let (root, original) = lake_with_big_file(&endpoint, false).await;
+    let (root, original) = lake_with_big_file(&endpoint, None).await;
     let sidecar = "date=2025-01-07/region=EU/.part-0.parquet.crc";
     put(&root, sidecar, sidecar_for(&original)).await;
     let outcome = Erase::new(root.clone(), "user_id")

@@ -573,10 +573,13 @@ mod tests {
     }
 
     #[test]
-    fn a_bloom_filter_between_row_groups_ends_a_run_and_one_after_them_does_not() {
+    fn bloom_filters_between_row_groups_or_after_them_do_not_end_a_run() {
+        // After each row group: a row group's block of filters is part of its range.
         let (md, len) = four_row_groups(Some(BloomFilterPosition::AfterRowGroup));
         assert!(md.row_group(0).column(0).bloom_filter_offset().is_some());
-        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[]));
+        assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));
+        assert_eq!(server_side_runs(&md, &set(&[3]), len), set(&[0, 1, 2]));
+        assert_eq!(server_side_runs(&md, &set(&[1]), len), set(&[]));
         let (md, len) = four_row_groups(Some(BloomFilterPosition::End));
         assert!(md.row_group(3).column(0).bloom_filter_offset().is_some());
         assert_eq!(server_side_runs(&md, &set(&[]), len), set(&[0, 1, 2, 3]));

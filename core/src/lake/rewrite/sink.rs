@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::crc::ChecksumWriter;
 use super::part_copy::PartUpload;
-use super::surgery::{Piece, chunk_range};
+use super::surgery::{Piece, bloom_block, blooms_between_row_groups, chunk_range};
 use crate::lake::error::LakeError;
 use crate::lake::store::MIN_S3_PART_SIZE;
 
@@ -158,11 +158,11 @@ impl Sink {
 /// consecutive row groups not in `touched` (those with a plan) whose column chunks follow each other in `md`'s
 /// file (`file_len` bytes) with nothing in between, and that the new file therefore holds
 /// as one byte range of the original, of at least [`MIN_S3_PART_SIZE`] (5 MiB). The new file
-/// holds its bloom filters after its last row group, so a run continues across row groups
-/// with bloom filters wherever the original has them elsewhere too (parquet-mr, Arrow C++); an
-/// original with bloom filters between its row groups (the parquet crate's default) has no
-/// such runs, and each of its row groups counts alone. Shorter runs are fetched and copied
-/// through the worker, as off S3.
+/// holds its bloom filters where the original does: after the last row group (parquet-mr,
+/// Arrow C++), where they do not split a run, or after each row group (the parquet crate's
+/// default), where a row group's block of filters ([`bloom_block`]) right after its column
+/// chunks is part of its range. Shorter runs are fetched and copied through the worker, as
+/// off S3.
 pub(super) fn server_side_runs(
     md: &parquet::file::metadata::ParquetMetaData,
     touched: &std::collections::BTreeSet<usize>,
@@ -184,6 +184,16 @@ pub(super) fn server_side_runs(
         }
         span
     }
+    let blooms_between = blooms_between_row_groups(md);
+    let extent = |rg: &parquet::file::metadata::RowGroupMetaData| {
+        let s = span(rg, file_len)?;
+        match bloom_block(rg) {
+            Some(b) if blooms_between && b.start == s.end && b.end <= file_len => {
+                Some(s.start..b.end)
+            }
+            _ => Some(s),
+        }
+    };
     let mut chosen = std::collections::BTreeSet::new();
     let mut run: Vec<usize> = Vec::new();
     let mut run_span: Option<Range<u64>> = None;
@@ -199,9 +209,7 @@ pub(super) fn server_side_runs(
     };
     for rg in 0..md.num_row_groups() {
         let meta = md.row_group(rg);
-        let this = (!touched.contains(&rg))
-            .then(|| span(meta, file_len))
-            .flatten();
+        let this = (!touched.contains(&rg)).then(|| extent(meta)).flatten();
         match (this, &mut run_span) {
             (Some(s), Some(current)) if current.end == s.start => {
                 current.end = s.end;

@@ -11,6 +11,7 @@
 //! to get wrong (PARQUET-251) are dropped from copied chunks rather than vouched for under
 //! Lethe's `created_by`.
 
+mod bloom_layout;
 mod chunk_job;
 mod chunks;
 mod codec;
@@ -43,7 +44,7 @@ use parquet::data_type::{
 use parquet::errors::ParquetError;
 use parquet::file::metadata::page_index::RowGroupPageIndex;
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData, RowGroupMetaData};
-use parquet::file::properties::{ReaderProperties, WriterPropertiesPtr};
+use parquet::file::properties::{BloomFilterPosition, ReaderProperties, WriterPropertiesPtr};
 use parquet::file::reader::RowGroupReader;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
@@ -51,6 +52,9 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use bloom_layout::{
+    between_row_groups as blooms_between_row_groups, block as bloom_block,
+};
 use chunks::FetchedRanges;
 pub(crate) use chunks::chunk_range;
 #[cfg(test)]
@@ -186,6 +190,9 @@ pub(crate) struct SourceRowGroup {
     pub blooms: Vec<Option<Sbbf>>,
     /// Its page index in the input (empty when the input has none or it was not loaded).
     pub page_index: RowGroupPageIndex,
+    /// Its bloom filters' bytes as one block of the input, with the block's offset, when
+    /// they were fetched so ([`bloom_block`]).
+    pub bloom_bytes: Option<(u64, bytes::Bytes)>,
 }
 
 impl SourceRowGroup {
@@ -371,6 +378,14 @@ impl Surgeon {
             let len = range.end - range.start;
             self.writer.inner_mut().skip(at, len, range.start);
             at += len;
+        }
+        // Bloom filters written right after the row group are the original's block, byte for
+        // byte: taken from the original too, so a run stays one range of it.
+        if self.props.bloom_filter_position() == BloomFilterPosition::AfterRowGroup
+            && let Some((start, raw)) = &source.bloom_bytes
+            && serialized_blooms(source).is_some_and(|b| b == raw[..])
+        {
+            self.writer.inner_mut().skip(at, raw.len() as u64, *start);
         }
         self.append_copy(source, &Unfetched { file_len })?;
         self.flush(source.index)?;
@@ -581,6 +596,16 @@ impl Surgeon {
                 reason: format!("writing row group {row_group}: {reason}"),
             })
     }
+}
+
+/// The bytes the writer writes for `source`'s bloom filters after the row group (each
+/// column's filter in order, `Sbbf::write`); `None` when one does not serialize.
+fn serialized_blooms(source: &SourceRowGroup) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for bloom in source.blooms.iter().flatten() {
+        bloom.write(&mut out).ok()?;
+    }
+    Some(out)
 }
 
 /// `col` described by `descr` (the writer's column, the same but for a logical type it cannot

@@ -10,6 +10,7 @@ use parquet::file::properties::{
     BloomFilterPosition, DEFAULT_CREATED_BY, EnabledStatistics, WriterProperties, WriterVersion,
 };
 
+use super::bloom_layout::between_row_groups;
 use super::codec::infer_level;
 
 /// Key-value metadata key holding the `created_by` of the file Lethe first rewrote.
@@ -89,10 +90,15 @@ pub(crate) fn writer_properties(md: &ParquetMetaData, reference: usize) -> Write
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
         .set_key_value_metadata(key_value_metadata(md))
-        // Bloom filters after the last row group, where parquet-mr and Arrow C++ put them: runs
-        // of copied row groups then follow each other in the new file as in such an original,
-        // and one server-side copy takes a whole run (`sink::server_side_runs`).
-        .set_bloom_filter_position(BloomFilterPosition::End);
+        // Bloom filters where the original has them (`bloom_layout`): after each row group
+        // or after the last (as parquet-mr and Arrow C++, and the default). A run of copied row
+        // groups then lies in the new file as in the original, and one server-side copy takes
+        // it whole (`sink::server_side_runs`).
+        .set_bloom_filter_position(if between_row_groups(md) {
+            BloomFilterPosition::AfterRowGroup
+        } else {
+            BloomFilterPosition::End
+        });
     let Some(rg) = rgs.get(reference).or_else(|| rgs.first()) else {
         return b.build();
     };

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::bloom_filter::Sbbf;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 use super::chunks::{FetchedRanges, chunk_range};
-use super::{RowGroupPlan, SourceRowGroup, plan_row_group};
+use super::{RowGroupPlan, SourceRowGroup, bloom_block, plan_row_group};
 use crate::lake::error::LakeError;
 use crate::lake::open::OpenFile;
 use crate::lake::rewrite::RowFilter;
@@ -111,7 +113,35 @@ pub(crate) async fn fetch_row_group(
             .map_err(|e| LakeError::corrupt(relative, format!("reading row group {rg}"), e))?
     };
     let mut blooms = vec![None; meta.num_columns()];
-    if with_blooms {
+    let mut bloom_bytes = None;
+    let bloom_error = |e: ParquetError| {
+        LakeError::corrupt(
+            relative,
+            format!("reading a bloom filter of row group {rg}"),
+            e,
+        )
+    };
+    if let Some(block) = with_blooms.then(|| bloom_block(&meta)).flatten() {
+        // One request for the row group's filters, kept as bytes for a copy of the block.
+        let raw = opened
+            .reader
+            .clone()
+            .get_bytes(block.clone())
+            .await
+            .map_err(bloom_error)?;
+        for (i, col) in meta.columns().iter().enumerate() {
+            if let (Some(offset), Some(len)) =
+                (col.bloom_filter_offset(), col.bloom_filter_length())
+            {
+                let at = usize::try_from(offset as u64 - block.start).unwrap_or(usize::MAX);
+                let bytes = raw
+                    .get(at..at.saturating_add(len as usize))
+                    .ok_or_else(|| bloom_error(ParquetError::General("cut short".into())))?;
+                blooms[i] = Some(Sbbf::from_bytes(bytes).map_err(bloom_error)?);
+            }
+        }
+        bloom_bytes = Some((block.start, raw));
+    } else if with_blooms {
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
             opened.reader.clone(),
             opened.metadata.clone(),
@@ -137,5 +167,6 @@ pub(crate) async fn fetch_row_group(
         page_index: md.page_index_for_row_group(rg),
         meta,
         blooms,
+        bloom_bytes,
     })
 }
