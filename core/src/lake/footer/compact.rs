@@ -103,7 +103,7 @@ impl Struct {
 /// # Errors
 /// A sentence when the bytes are not a compact-protocol struct.
 pub(crate) fn read_struct(buf: &[u8]) -> Result<(Struct, usize), String> {
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     let s = r.read_struct(0)?;
     Ok((s, r.pos))
 }
@@ -115,13 +115,24 @@ pub(crate) fn write_struct(s: &Struct) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
+/// A read position in compact-protocol bytes; errors are sentences.
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, String> {
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn byte(&mut self) -> Result<u8, String> {
         let b = *self
             .buf
             .get(self.pos)
@@ -146,7 +157,7 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(crate) fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -158,7 +169,7 @@ impl Reader<'_> {
         Err(format!("an overlong varint before byte {}", self.pos))
     }
 
-    fn zigzag(&mut self) -> Result<i64, String> {
+    pub(crate) fn zigzag(&mut self) -> Result<i64, String> {
         let v = self.varint()?;
         Ok((v >> 1) as i64 ^ -((v & 1) as i64))
     }
@@ -169,6 +180,68 @@ impl Reader<'_> {
             .ok()
             .filter(|&n| n <= self.buf.len())
             .ok_or_else(|| format!("a length of {n} at byte {}", self.pos))
+    }
+
+    /// Skips one value of wire type `kind` without keeping it: a field's value (a boolean
+    /// field's is in its header, so nothing is read).
+    pub(crate) fn skip_value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("structs nest too deep".into());
+        }
+        match kind {
+            wire::TRUE | wire::FALSE => Ok(()),
+            wire::I8 => self.byte().map(|_| ()),
+            wire::I16 | wire::I32 | wire::I64 => self.varint().map(|_| ()),
+            wire::DOUBLE => self.bytes(8).map(|_| ()),
+            wire::BINARY => {
+                let n = self.len()?;
+                self.bytes(n).map(|_| ())
+            }
+            wire::LIST | wire::SET => {
+                let head = self.byte()?;
+                let elem = head & 0x0f;
+                let mut n = usize::from(head >> 4);
+                if n == 15 {
+                    n = self.len()?;
+                }
+                for _ in 0..n {
+                    self.skip_element(elem, depth + 1)?;
+                }
+                Ok(())
+            }
+            wire::MAP => {
+                let n = self.len()?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let types = self.byte()?;
+                for _ in 0..n {
+                    self.skip_element(types >> 4, depth + 1)?;
+                    self.skip_element(types & 0x0f, depth + 1)?;
+                }
+                Ok(())
+            }
+            wire::STRUCT => loop {
+                let head = self.byte()?;
+                if head == 0 {
+                    return Ok(());
+                }
+                if head >> 4 == 0 {
+                    self.zigzag()?;
+                }
+                self.skip_value(head & 0x0f, depth + 1)?;
+            },
+            other => Err(format!("unknown Thrift type {other} at byte {}", self.pos)),
+        }
+    }
+
+    /// Skips one element of a list, set or map (a boolean element takes a byte).
+    fn skip_element(&mut self, kind: u8, depth: usize) -> Result<(), String> {
+        if matches!(kind, wire::TRUE | wire::FALSE) {
+            self.byte().map(|_| ())
+        } else {
+            self.skip_value(kind, depth)
+        }
     }
 
     fn read_struct(&mut self, depth: usize) -> Result<Struct, String> {

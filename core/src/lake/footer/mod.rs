@@ -25,6 +25,7 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
+pub(crate) use compact::Reader as ThriftReader;
 pub(crate) use unknown_types::{Unknown, restore, writable_schema};
 
 /// A footer, decoded and mended.

@@ -7,8 +7,7 @@
 
 use std::ops::Range;
 
-/// Nesting deeper than this is refused (a page header nests three levels at most).
-const MAX_DEPTH: usize = 16;
+use crate::lake::footer::ThriftReader;
 
 /// One encoded page of a column chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,24 +28,22 @@ pub(crate) fn split_pages(chunk: &[u8]) -> Result<Vec<RawPage>, String> {
     let mut pages = Vec::new();
     let mut at = 0;
     while at < chunk.len() {
-        let mut r = Reader {
-            buf: &chunk[at..],
-            pos: 0,
-        };
-        let (uncompressed, compressed) = r.page_header()?;
+        let mut r = ThriftReader::new(&chunk[at..]);
+        let (uncompressed, compressed) =
+            page_header(&mut r).map_err(|e| format!("the page header at byte {at}: {e}"))?;
         let (Ok(uncompressed), Ok(compressed)) =
             (usize::try_from(uncompressed), usize::try_from(compressed))
         else {
             return Err(format!("a page header at byte {at} has a negative size"));
         };
         let end = at
-            .checked_add(r.pos)
+            .checked_add(r.pos())
             .and_then(|e| e.checked_add(compressed))
             .filter(|&e| e <= chunk.len())
             .ok_or_else(|| format!("the page at byte {at} runs past the column chunk"))?;
         pages.push(RawPage {
             range: at..end,
-            header_len: r.pos,
+            header_len: r.pos(),
             uncompressed_size: uncompressed,
         });
         at = end;
@@ -54,136 +51,32 @@ pub(crate) fn split_pages(chunk: &[u8]) -> Result<Vec<RawPage>, String> {
     Ok(pages)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, String> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| "a page header is cut short".to_string())?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), String> {
-        self.pos = self
-            .pos
-            .checked_add(n)
-            .filter(|&p| p <= self.buf.len())
-            .ok_or_else(|| "a page header is cut short".to_string())?;
-        Ok(())
-    }
-
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+/// Reads a `PageHeader`; returns `(uncompressed_page_size, compressed_page_size)`.
+fn page_header(r: &mut ThriftReader<'_>) -> Result<(i64, i64), String> {
+    let (mut uncompressed, mut compressed) = (None, None);
+    let mut last = 0i64;
+    loop {
+        let head = r.byte()?;
+        if head == 0 {
+            break;
         }
-        Err("a page header holds an overlong varint".into())
-    }
-
-    fn zigzag(&mut self) -> Result<i64, String> {
-        let v = self.varint()?;
-        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
-    }
-
-    /// Reads a `PageHeader`; returns `(uncompressed_page_size, compressed_page_size)`.
-    fn page_header(&mut self) -> Result<(i64, i64), String> {
-        let (mut uncompressed, mut compressed) = (None, None);
-        let mut last = 0i64;
-        loop {
-            let head = self.byte()?;
-            if head == 0 {
-                break;
-            }
-            let kind = head & 0x0f;
-            let delta = i64::from(head >> 4);
-            let id = if delta == 0 {
-                self.zigzag()?
-            } else {
-                last + delta
-            };
-            last = id;
-            match (id, kind) {
-                (2, 5) => uncompressed = Some(self.zigzag()?),
-                (3, 5) => compressed = Some(self.zigzag()?),
-                _ => self.skip_value(kind, 0)?,
-            }
-        }
-        match (uncompressed, compressed) {
-            (Some(u), Some(c)) => Ok((u, c)),
-            _ => Err("a page header lacks its sizes".into()),
-        }
-    }
-
-    /// Skips one value of compact-protocol type `kind`.
-    fn skip_value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err("a page header nests too deep".into());
-        }
-        match kind {
-            // Booleans in a field header carry their value.
-            1 | 2 => Ok(()),
-            3 => self.skip(1),
-            4..=6 => self.varint().map(|_| ()),
-            7 => self.skip(8),
-            8 => {
-                let n = usize::try_from(self.varint()?).map_err(|e| e.to_string())?;
-                self.skip(n)
-            }
-            9 | 10 => {
-                let head = self.byte()?;
-                let elem = head & 0x0f;
-                let mut n = u64::from(head >> 4);
-                if n == 15 {
-                    n = self.varint()?;
-                }
-                for _ in 0..n {
-                    self.skip_element(elem, depth + 1)?;
-                }
-                Ok(())
-            }
-            11 => {
-                let n = self.varint()?;
-                if n == 0 {
-                    return Ok(());
-                }
-                let types = self.byte()?;
-                for _ in 0..n {
-                    self.skip_element(types >> 4, depth + 1)?;
-                    self.skip_element(types & 0x0f, depth + 1)?;
-                }
-                Ok(())
-            }
-            12 => loop {
-                let head = self.byte()?;
-                if head == 0 {
-                    return Ok(());
-                }
-                if head >> 4 == 0 {
-                    self.zigzag()?;
-                }
-                self.skip_value(head & 0x0f, depth + 1)?;
-            },
-            other => Err(format!("a page header holds unknown Thrift type {other}")),
-        }
-    }
-
-    /// Skips one element of a list, set or map (a boolean element takes a byte).
-    fn skip_element(&mut self, kind: u8, depth: usize) -> Result<(), String> {
-        if matches!(kind, 1 | 2) {
-            self.skip(1)
+        let kind = head & 0x0f;
+        let delta = i64::from(head >> 4);
+        let id = if delta == 0 {
+            r.zigzag()?
         } else {
-            self.skip_value(kind, depth)
+            last + delta
+        };
+        last = id;
+        match (id, kind) {
+            (2, 5) => uncompressed = Some(r.zigzag()?),
+            (3, 5) => compressed = Some(r.zigzag()?),
+            _ => r.skip_value(kind, 0)?,
         }
+    }
+    match (uncompressed, compressed) {
+        (Some(u), Some(c)) => Ok((u, c)),
+        _ => Err("it lacks its sizes".into()),
     }
 }
 
