@@ -182,6 +182,23 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| format!("a length of {n} at byte {}", self.pos))
     }
 
+    /// The next field header of a struct: its id and wire type, `None` at the struct's end;
+    /// `last` is the previous field's id (ids are written as deltas from it).
+    pub(crate) fn field_header(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>, String> {
+        let head = self.byte()?;
+        if head == 0 {
+            return Ok(None);
+        }
+        let delta = i64::from(head >> 4);
+        let id = if delta == 0 {
+            self.zigzag()?
+        } else {
+            i64::from(*last) + delta
+        };
+        *last = i16::try_from(id).map_err(|_| format!("field id {id} out of range"))?;
+        Ok(Some((*last, head & 0x0f)))
+    }
+
     /// Skips one value of wire type `kind` without keeping it: a field's value (a boolean
     /// field's is in its header, so nothing is read).
     pub(crate) fn skip_value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
@@ -221,16 +238,13 @@ impl<'a> Reader<'a> {
                 }
                 Ok(())
             }
-            wire::STRUCT => loop {
-                let head = self.byte()?;
-                if head == 0 {
-                    return Ok(());
+            wire::STRUCT => {
+                let mut last = 0;
+                while let Some((_, kind)) = self.field_header(&mut last)? {
+                    self.skip_value(kind, depth + 1)?;
                 }
-                if head >> 4 == 0 {
-                    self.zigzag()?;
-                }
-                self.skip_value(head & 0x0f, depth + 1)?;
-            },
+                Ok(())
+            }
             other => Err(format!("unknown Thrift type {other} at byte {}", self.pos)),
         }
     }
@@ -249,21 +263,11 @@ impl<'a> Reader<'a> {
             return Err("structs nest too deep".into());
         }
         let mut s = Struct::default();
-        let mut last = 0i64;
+        let mut last = 0;
         loop {
-            let head = self.byte()?;
-            if head == 0 {
+            let Some((id, kind)) = self.field_header(&mut last)? else {
                 return Ok(s);
-            }
-            let kind = head & 0x0f;
-            let delta = i64::from(head >> 4);
-            let id = if delta == 0 {
-                self.zigzag()?
-            } else {
-                last + delta
             };
-            last = id;
-            let id = i16::try_from(id).map_err(|_| format!("field id {id} out of range"))?;
             let value = match kind {
                 wire::TRUE => Value::Bool(true),
                 wire::FALSE => Value::Bool(false),

@@ -1,6 +1,7 @@
 //! Erasures from files whose footers only parquet-mr and Arrow C++ forgive, written by the
 //! parquet crate and then given, byte for byte, the mistake a known writer makes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use parquet::basic::LogicalType;
@@ -68,12 +69,30 @@ async fn erase_u1(dir: &Path) -> crate::lake::EraseOutcome {
         .unwrap()
 }
 
+/// The test file in `dir`, and its `(user_id, id)` pairs but u1's.
+fn file_without_u1(dir: &Path) -> (std::path::PathBuf, BTreeMap<(String, i64), usize>) {
+    let path = file(dir);
+    let mut expected = pairs(&path);
+    expected.retain(|(u, _), _| u != "u1");
+    (path, expected)
+}
+
+/// Erases u1 from the file in `dir`, which must then hold exactly `expected`.
+async fn u1_erased_exactly(dir: &Path, expected: &BTreeMap<(String, i64), usize>) {
+    let outcome = erase_u1(dir).await;
+    assert_eq!(
+        outcome.files[0].status,
+        FileStatus::Rewritten,
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.files[0].rows_removed, 10);
+    assert_eq!(&pairs(&dir.join(FILE)), expected);
+}
+
 #[tokio::test]
 async fn a_field_the_format_types_otherwise_is_skipped_and_the_file_erased() {
     let dir = tempfile::tempdir().unwrap();
-    let path = file(dir.path());
-    let mut expected = pairs(&path);
-    expected.retain(|(u, _), _| u != "u1");
+    let (path, expected) = file_without_u1(dir.path());
     // What a Dremio build of parquet-mr wrote: a list under ColumnMetaData field 15, which
     // parquet.thrift declares as `i32 bloom_filter_length`.
     patch(&path, |footer, _| {
@@ -95,22 +114,13 @@ async fn a_field_the_format_types_otherwise_is_skipped_and_the_file_erased() {
         "the parquet crate refuses such a footer"
     );
 
-    let outcome = erase_u1(dir.path()).await;
-    assert_eq!(
-        outcome.files[0].status,
-        FileStatus::Rewritten,
-        "{outcome:?}"
-    );
-    assert_eq!(outcome.files[0].rows_removed, 10);
-    assert_eq!(pairs(&path), expected);
+    u1_erased_exactly(dir.path(), &expected).await;
 }
 
 #[tokio::test]
 async fn chunks_sized_without_their_dictionary_header_are_read_to_their_real_end() {
     let dir = tempfile::tempdir().unwrap();
-    let path = file(dir.path());
-    let mut expected = pairs(&path);
-    expected.retain(|(u, _), _| u != "u1");
+    let (path, expected) = file_without_u1(dir.path());
     // What parquet-mr before 1.2.9 wrote (PARQUET-816): the dictionary page where the data
     // pages start, and chunk sizes without its header.
     let mut shrunk = 0;
@@ -139,14 +149,7 @@ async fn chunks_sized_without_their_dictionary_header_are_read_to_their_real_end
         .collect::<Result<Vec<_>, _>>();
     assert!(read.is_err(), "the parquet crate reads past a cut chunk");
 
-    let outcome = erase_u1(dir.path()).await;
-    assert_eq!(
-        outcome.files[0].status,
-        FileStatus::Rewritten,
-        "{outcome:?}"
-    );
-    assert_eq!(outcome.files[0].rows_removed, 10);
-    assert_eq!(pairs(&path), expected);
+    u1_erased_exactly(dir.path(), &expected).await;
 }
 
 /// Gives column `notes` (schema element 5) the logical type union `{2555: content}`, a type
@@ -168,18 +171,10 @@ fn unknown_notes(path: &Path, content: Struct) {
 #[tokio::test]
 async fn a_logical_type_the_parquet_crate_cannot_write_is_kept_in_the_rewrite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = file(dir.path());
-    let mut expected = pairs(&path);
-    expected.retain(|(u, _), _| u != "u1");
+    let (path, expected) = file_without_u1(dir.path());
     unknown_notes(&path, Struct::default());
 
-    let outcome = erase_u1(dir.path()).await;
-    assert_eq!(
-        outcome.files[0].status,
-        FileStatus::Rewritten,
-        "{outcome:?}"
-    );
-    assert_eq!(pairs(&path), expected);
+    u1_erased_exactly(dir.path(), &expected).await;
     let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
     let notes = reader.metadata().file_metadata().schema_descr().column(4);
     assert_eq!(notes.name(), "notes");

@@ -54,20 +54,8 @@ pub(crate) fn split_pages(chunk: &[u8]) -> Result<Vec<RawPage>, String> {
 /// Reads a `PageHeader`; returns `(uncompressed_page_size, compressed_page_size)`.
 fn page_header(r: &mut ThriftReader<'_>) -> Result<(i64, i64), String> {
     let (mut uncompressed, mut compressed) = (None, None);
-    let mut last = 0i64;
-    loop {
-        let head = r.byte()?;
-        if head == 0 {
-            break;
-        }
-        let kind = head & 0x0f;
-        let delta = i64::from(head >> 4);
-        let id = if delta == 0 {
-            r.zigzag()?
-        } else {
-            last + delta
-        };
-        last = id;
+    let mut last = 0;
+    while let Some((id, kind)) = r.field_header(&mut last)? {
         match (id, kind) {
             (2, 5) => uncompressed = Some(r.zigzag()?),
             (3, 5) => compressed = Some(r.zigzag()?),
