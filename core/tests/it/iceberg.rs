@@ -670,3 +670,76 @@ async fn a_v1_manifest_of_an_upgraded_table_with_delete_files_is_refused() {
     }
     assert_eq!(tree(&warehouse), before, "the table changed");
 }
+
+/// A data file whose manifest `lower_bounds` / `upper_bounds` leave out a subject's row (here a
+/// row planted after pyiceberg wrote the bounds) is skipped by the search, which trusts them;
+/// the check after the commit reads every live file and fails the erasure rather than report
+/// it done with that row left.
+#[tokio::test]
+async fn a_row_the_manifest_bounds_hide_fails_the_erasure_instead_of_passing() {
+    use arrow_array::{ArrayRef, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+
+    let Some(dir) = fixture("2") else {
+        return;
+    };
+    let dir = dir.path();
+    // A file of the third append (users u-10 to u-19): its bounds of user_id exclude u-07.
+    let users_of = |batches: &[RecordBatch]| -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b
+                    .column_by_name("user_id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone();
+                (0..ids.len()).map(move |i| ids.value(i).to_string())
+            })
+            .collect()
+    };
+    let read = |path: &Path| -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let (planted, batches) = tree(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| {
+            let b = read(&p);
+            (p, b)
+        })
+        .find(|(_, b)| users_of(b).iter().all(|u| u.as_str() >= "u-10"))
+        .expect("a file of the third append");
+    // Its first row now belongs to u-07; the Arrow schema (field ids included) is kept.
+    let first = &batches[0];
+    let index = first.schema().index_of("user_id").unwrap();
+    let mut ids: Vec<String> = users_of(std::slice::from_ref(first));
+    ids[0] = "u-07".into();
+    let mut columns: Vec<ArrayRef> = first.columns().to_vec();
+    columns[index] = Arc::new(StringArray::from(ids));
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, first.schema(), None).unwrap();
+    w.write(&RecordBatch::try_new(first.schema(), columns).unwrap())
+        .unwrap();
+    for b in &batches[1..] {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    std::fs::write(&planted, out).unwrap();
+
+    match erase(dir, &["u-07"]).await.execute().await {
+        Err(LakeError::NotErased { file, rows, .. }) => {
+            assert!(planted.ends_with(&file), "{file} is not {planted:?}");
+            assert_eq!(rows, 1);
+        }
+        other => panic!("the erasure must fail on the hidden row: {other:?}"),
+    }
+}

@@ -300,7 +300,7 @@ impl IcebergErase {
                         .map(|(relative, _)| loaded.uri(relative)),
                 );
             }
-            self.verify(&columns, &skip).await?;
+            self.verify(&skip).await?;
         }
         outcome.metrics.elapsed_s = started.elapsed().as_secs_f64();
         Ok(outcome)
@@ -472,14 +472,12 @@ impl IcebergErase {
         }
     }
 
-    /// Reads the subject columns of every file of the new current snapshot that may hold a
-    /// subject, but those of `clean` (URIs this run already read without finding a subject
-    /// row): none may hold a row.
-    async fn verify(
-        &self,
-        columns: &[(i32, String)],
-        clean: &BTreeSet<String>,
-    ) -> Result<(), LakeError> {
+    /// Reads the subject columns of every data file of the new current snapshot but those of
+    /// `clean` (URIs this run already read without finding a subject row): none may hold a
+    /// row. The manifests' partition values and bounds are not consulted: the search already
+    /// trusted them, and a file whose bounds are wrong must fail the erasure here rather than
+    /// be skipped twice (as Delta Lake's check reads every file whatever its log statistics).
+    async fn verify(&self, clean: &BTreeSet<String>) -> Result<(), LakeError> {
         let loaded = self.table.load().await?;
         let Some(id) = loaded.metadata.current_snapshot_id() else {
             return Ok(());
@@ -491,14 +489,8 @@ impl IcebergErase {
             .find(|s| s.id == id)
             .ok_or_else(|| self.table.error("the current snapshot is not listed"))?;
         let current = SnapshotFiles::read(&loaded, id, &snap.manifest_list).await?;
-        for (spec, entry) in current.data_files() {
+        for (_, entry) in current.data_files() {
             if clean.contains(&entry.file_path) {
-                continue;
-            }
-            if !columns
-                .iter()
-                .any(|(cid, kind)| may_hold(&loaded, spec, entry, (*cid, kind), &self.subjects))
-            {
                 continue;
             }
             let file = data_file(&loaded, &entry.file_path).await?;
