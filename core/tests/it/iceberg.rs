@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::{Array, StringArray};
+use arrow_array::{Array, RecordBatchReader, StringArray};
 use lethe_core::lake::table::iceberg::{IcebergErase, IcebergTable, SqlCatalog};
 use lethe_core::lake::{CommitGuard, LakeError};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -685,53 +685,28 @@ async fn a_row_the_manifest_bounds_hide_fails_the_erasure_instead_of_passing() {
     };
     let dir = dir.path();
     // A file of the third append (users u-10 to u-19): its bounds of user_id exclude u-07.
-    let users_of = |batches: &[RecordBatch]| -> Vec<String> {
-        batches
-            .iter()
-            .flat_map(|b| {
-                let ids = b
-                    .column_by_name("user_id")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .clone();
-                (0..ids.len()).map(move |i| ids.value(i).to_string())
-            })
-            .collect()
-    };
-    let read = |path: &Path| -> Vec<RecordBatch> {
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    let (planted, batches) = tree(dir)
+    let planted = tree(dir)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .map(|p| {
-            let b = read(&p);
-            (p, b)
-        })
-        .find(|(_, b)| users_of(b).iter().all(|u| u.as_str() >= "u-10"))
+        .find(|p| event_ids(p).iter().all(|(_, u)| u.as_str() >= "u-10"))
         .expect("a file of the third append");
     // Its first row now belongs to u-07; the Arrow schema (field ids included) is kept.
-    let first = &batches[0];
-    let index = first.schema().index_of("user_id").unwrap();
-    let mut ids: Vec<String> = users_of(std::slice::from_ref(first));
-    ids[0] = "u-07".into();
-    let mut columns: Vec<ArrayRef> = first.columns().to_vec();
-    columns[index] = Arc::new(StringArray::from(ids));
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, first.schema(), None).unwrap();
-    w.write(&RecordBatch::try_new(first.schema(), columns).unwrap())
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&planted).unwrap())
+        .unwrap()
+        .build()
         .unwrap();
-    for b in &batches[1..] {
-        w.write(b).unwrap();
-    }
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    let all = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+    let mut ids: Vec<String> = event_ids(&planted).into_iter().map(|(_, u)| u).collect();
+    ids[0] = "u-07".into();
+    let mut columns: Vec<ArrayRef> = all.columns().to_vec();
+    columns[schema.index_of("user_id").unwrap()] = Arc::new(StringArray::from(ids));
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, Arc::clone(&schema), None).unwrap();
+    w.write(&RecordBatch::try_new(schema, columns).unwrap())
+        .unwrap();
     w.close().unwrap();
     std::fs::write(&planted, out).unwrap();
 
