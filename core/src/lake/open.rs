@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::schema::types::SchemaDescriptor;
 
 use super::error::LakeError;
@@ -92,18 +92,18 @@ impl AsyncFileReader for LakeFileReader {
         .boxed()
     }
 
+    /// The footer as [`open`] reads it (through [`footer::read`], mended), so a reader built
+    /// from this one sees the same metadata. `options` are not used.
     fn get_metadata<'a>(
         &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
+        _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
-                .with_prefetch_hint(Some(FOOTER_HINT))
-                .load_and_finish(self, size)
+            let suffix = self
+                .get_bytes(size - (FOOTER_HINT as u64).min(size)..size)
                 .await?;
-            Ok(Arc::new(metadata))
+            Ok(footer::read(self, size, suffix).await?.metadata)
         }
         .boxed()
     }

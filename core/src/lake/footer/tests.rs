@@ -9,6 +9,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::compact::{Struct, Value, read_struct, wire, write_struct};
+use crate::lake::open::LakeFileReader;
 use crate::lake::testlake::{events, pairs, props, write_file};
 use crate::lake::{Erase, FileStatus, LakeRoot};
 
@@ -113,6 +114,15 @@ async fn a_field_the_format_types_otherwise_is_skipped_and_the_file_erased() {
             .is_err(),
         "the parquet crate refuses such a footer"
     );
+    // A reader built from the lake's file reader gets the same mended footer.
+    let store: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::local::LocalFileSystem::new());
+    let location = object_store::path::Path::from_filesystem_path(&path).unwrap();
+    let mut reader = LakeFileReader::new(store, location, patched.len() as u64);
+    let md = parquet::arrow::async_reader::AsyncFileReader::get_metadata(&mut reader, None)
+        .await
+        .unwrap();
+    assert_eq!(md.file_metadata().num_rows(), 40);
 
     u1_erased_exactly(dir.path(), &expected).await;
 }
